@@ -1,0 +1,39 @@
+//! WHIP ingest (RFC 9725): authenticates publishers by stream key, negotiates their peer
+//! connection and feeds their RTP into the stream's SFU router.
+//!
+//! **Contract:** a publisher only ever reaches the router of the stream whose key it presented;
+//! a second publish with the valid key replaces the first without touching the subscribers.
+
+pub mod publisher;
+pub mod whip;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use vitrine_core::{SessionId, StreamId};
+use vitrine_sfu::Sfu;
+use vitrine_sfu::session::Sessions;
+
+/// The ingest role: the publishers of this process.
+pub struct Ingest {
+    pub sfu: Arc<Sfu>,
+    pub sessions: Arc<Sessions>,
+    /// The session currently publishing each stream, so that a new publish can replace it.
+    current: Mutex<HashMap<StreamId, SessionId>>,
+}
+
+impl Ingest {
+    pub fn new(sfu: Arc<Sfu>) -> Arc<Self> {
+        Arc::new(Self {
+            sfu,
+            sessions: Arc::default(),
+            current: Mutex::default(),
+        })
+    }
+
+    /// Ends every publisher (graceful shutdown).
+    pub async fn close_all(&self) {
+        for s in self.sessions.drain() {
+            s.close().await;
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A WHIP publisher session: receives the seller's tracks and forwards every packet to the
+//! stream's router through a [`PublisherLink`]; answers the router's coalesced keyframe requests
+//! with PLI; marks the stream live when connected and ended when it stops (unless a newer
+//! publisher replaced it).
+
+use crate::Ingest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use vitrine_core::{SessionId, StreamId, StreamState};
+use vitrine_sfu::codec::{Codec, MediaKind};
+use vitrine_sfu::peer;
+use vitrine_sfu::router::{PublisherLink, SourceCodec};
+use vitrine_sfu::session::Session;
+use vitrine_sfu::signaling::SignalingError;
+use vitrine_sfu::subscriber::DISCONNECTED_GRACE;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+
+/// One seller's publishing session.
+pub struct Publisher {
+    stream: StreamId,
+    pc: Arc<dyn PeerConnection>,
+    cancel: CancellationToken,
+}
+
+#[async_trait::async_trait]
+impl Session for Publisher {
+    fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    fn peer(&self) -> &Arc<dyn PeerConnection> {
+        &self.pc
+    }
+
+    async fn close(&self) {
+        self.cancel.cancel();
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Negotiates a WHIP session for `stream` (already authenticated) and starts forwarding.
+pub async fn publish(
+    ingest: &Arc<Ingest>,
+    stream: StreamId,
+    offer: String,
+) -> Result<(SessionId, String), SignalingError> {
+    if ingest.sessions.is_full() {
+        return Err(SignalingError::Full);
+    }
+    let sfu = &ingest.sfu;
+    let (pc, mut events) = sfu.factory.build().await?;
+    let negotiated = async {
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+        peer::answer(&pc, &mut events, offer).await
+    }
+    .await;
+    let answer = match negotiated {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e.into());
+        }
+    };
+
+    let router = sfu.routers.get_or_create(&stream);
+    let link = Arc::new(router.attach_publisher());
+    let id = SessionId::generate();
+    let cancel = CancellationToken::new();
+    let previous = ingest
+        .current
+        .lock()
+        .expect("current lock")
+        .insert(stream.clone(), id.clone());
+    ingest.sessions.insert(
+        id.clone(),
+        Arc::new(Publisher {
+            stream: stream.clone(),
+            pc: Arc::clone(&pc),
+            cancel: cancel.clone(),
+        }),
+    );
+    if let Some(previous) = previous
+        && let Some(old) = ingest.sessions.remove(&previous)
+    {
+        tracing::info!(%stream, old = %previous, new = %id, "publisher replaced");
+        old.close().await;
+    }
+    tracing::info!(%stream, session = %id, "publisher joined");
+    tokio::spawn(run(
+        Arc::clone(ingest),
+        stream,
+        id.clone(),
+        pc,
+        events,
+        link,
+        cancel,
+    ));
+    Ok((id, answer))
+}
+
+async fn run(
+    ingest: Arc<Ingest>,
+    stream: StreamId,
+    id: SessionId,
+    pc: Arc<dyn PeerConnection>,
+    mut events: peer::PeerEvents,
+    link: Arc<PublisherLink>,
+    cancel: CancellationToken,
+) {
+    let directory = Arc::clone(&ingest.sfu.directory);
+    let mut disconnected_since: Option<tokio::time::Instant> = None;
+    loop {
+        let grace = async {
+            match disconnected_since {
+                Some(at) => tokio::time::sleep_until(at + DISCONNECTED_GRACE).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = grace => break,
+            track = events.tracks.recv() => {
+                let Some(track) = track else { break };
+                tokio::spawn(read_track(track, Arc::clone(&link), cancel.clone()));
+            }
+            changed = events.state.changed() => {
+                if changed.is_err() { break; }
+                let state = *events.state.borrow_and_update();
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        disconnected_since = None;
+                        if !link.is_replaced()
+                            && let Err(e) = directory.set_state(&stream, StreamState::Live).await
+                        {
+                            tracing::error!(error = %e, "could not mark stream live");
+                        }
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        disconnected_since.get_or_insert_with(tokio::time::Instant::now);
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    cancel.cancel();
+    ingest.sessions.remove(&id);
+    {
+        let mut current = ingest.current.lock().expect("current lock");
+        if current.get(&stream) == Some(&id) {
+            current.remove(&stream);
+        }
+    }
+    let _ = pc.close().await;
+    if !link.is_replaced() {
+        if let Err(e) = directory.set_state(&stream, StreamState::Ended).await {
+            tracing::error!(error = %e, "could not mark stream ended");
+        }
+        tracing::info!(%stream, session = %id, "broadcast ended");
+    }
+}
+
+/// Forwards one remote track's packets to the router until the track or the session ends.
+async fn read_track(track: Arc<dyn TrackRemote>, link: Arc<PublisherLink>, cancel: CancellationToken) {
+    let Some(ssrc) = track.ssrcs().await.first().copied() else {
+        return;
+    };
+    let Some(codec) = track
+        .codec(ssrc)
+        .await
+        .and_then(|c| Codec::from_mime(&c.mime_type))
+    else {
+        tracing::warn!(ssrc, "publisher track with an unsupported codec ignored");
+        return;
+    };
+    let kind = codec.kind();
+    if kind == MediaKind::Video {
+        let track = Arc::clone(&track);
+        let link = Arc::clone(&link);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = link.keyframe_needed() => {}
+                }
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut last_pt = None;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            event = track.poll() => event,
+        };
+        match event {
+            Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
+                // Extensions negotiated with the publisher mean nothing on subscriber legs;
+                // stripping them once here keeps every per-leg clone allocation-free.
+                if packet.header.extension {
+                    packet.header.extension = false;
+                    packet.header.extension_profile = 0;
+                    packet.header.extensions = Vec::new();
+                }
+                let pt = packet.header.payload_type;
+                if last_pt != Some(pt) {
+                    last_pt = Some(pt);
+                    link.add_codec(SourceCodec {
+                        codec,
+                        payload_type: pt,
+                    });
+                }
+                link.forward(kind, codec, &packet);
+            }
+            Some(TrackRemoteEvent::OnEnded) | None => return,
+            Some(_) => {}
+        }
+    }
+}
+

@@ -1,0 +1,53 @@
+//! The selective forwarding unit: one [`router::Router`] per stream forwards the publisher's RTP
+//! to every WHEP subscriber, and the WebRTC and signaling plumbing that ingest shares.
+//!
+//! **Contract:** per packet and per subscriber, nothing allocates and no lock is held across
+//! subscribers; every subscriber has a bounded queue whose overflow drops that subscriber's
+//! packets only. The sans-IO parts (rewrite, keyframe, codec, offer, sdpfrag) are pure and
+//! tested without sockets.
+
+pub mod codec;
+pub mod keyframe;
+pub mod metrics;
+pub mod offer;
+pub mod peer;
+pub mod rewrite;
+pub mod router;
+pub mod sdpfrag;
+pub mod session;
+pub mod signaling;
+pub mod subscriber;
+pub mod whep;
+
+use std::sync::Arc;
+use vitrine_core::StreamDirectory;
+
+/// The media plane shared by ingest (publishers) and WHEP (subscribers).
+pub struct Sfu {
+    pub directory: Arc<dyn StreamDirectory>,
+    pub routers: Arc<router::Routers>,
+    pub factory: Arc<peer::PeerFactory>,
+    pub whep_sessions: Arc<session::Sessions>,
+}
+
+impl Sfu {
+    pub fn new(
+        directory: Arc<dyn StreamDirectory>,
+        ice: peer::IceConfig,
+        metrics: Arc<metrics::SfuMetrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            directory,
+            routers: Arc::new(router::Routers::new(metrics)),
+            factory: Arc::new(peer::PeerFactory::new(ice)),
+            whep_sessions: Arc::default(),
+        })
+    }
+
+    /// Closes every subscriber (graceful shutdown).
+    pub async fn close_all(&self) {
+        for s in self.whep_sessions.drain() {
+            s.close().await;
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Prometheus metrics of the media plane (publishers, subscribers, RTP in/out, keyframe requests).
+//! One instance per process, registered once into the binary's registry.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Default, Clone)]
+pub struct SfuMetrics {
+    pub publishers: Gauge,
+    pub subscribers: Gauge,
+    pub rtp_packets_in: Counter,
+    pub rtp_bytes_in: Counter,
+    pub rtp_packets_out: Counter,
+    pub rtp_bytes_out: Counter,
+    /// Packets a subscriber's queue had no room for (the slow-viewer drop policy at work).
+    pub rtp_packets_dropped: Counter,
+    /// PLI/FIR received from subscribers (before coalescing).
+    pub keyframe_requests: Counter,
+    /// PLI sent to publishers (after coalescing).
+    pub keyframe_requests_sent: Counter,
+}
+
+impl SfuMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("vitrine");
+        r.register("publishers", "Connected publishers", self.publishers.clone());
+        r.register("subscribers", "Connected subscribers", self.subscribers.clone());
+        r.register("rtp_packets_in", "RTP packets received from publishers", self.rtp_packets_in.clone());
+        r.register("rtp_bytes_in", "RTP payload bytes received from publishers", self.rtp_bytes_in.clone());
+        r.register("rtp_packets_out", "RTP packets sent to subscribers", self.rtp_packets_out.clone());
+        r.register("rtp_bytes_out", "RTP payload bytes sent to subscribers", self.rtp_bytes_out.clone());
+        r.register(
+            "rtp_packets_dropped",
+            "RTP packets dropped because a subscriber queue was full",
+            self.rtp_packets_dropped.clone(),
+        );
+        r.register(
+            "keyframe_requests",
+            "Keyframe requests (PLI/FIR) received from subscribers",
+            self.keyframe_requests.clone(),
+        );
+        r.register(
+            "keyframe_requests_sent",
+            "Keyframe requests sent to publishers after coalescing",
+            self.keyframe_requests_sent.clone(),
+        );
+    }
+}
