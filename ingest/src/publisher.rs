@@ -8,6 +8,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::sync::Arc;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vitrine_core::{SessionId, StreamId, StreamState};
 use vitrine_sfu::codec::{Codec, MediaKind};
@@ -24,6 +25,8 @@ pub struct Publisher {
     stream: StreamId,
     pc: Arc<dyn PeerConnection>,
     cancel: CancellationToken,
+    /// Turns true when the session task has finished (stream state recorded, router released).
+    finished: watch::Receiver<bool>,
 }
 
 #[async_trait::async_trait]
@@ -39,6 +42,9 @@ impl Session for Publisher {
     async fn close(&self) {
         self.cancel.cancel();
         let _ = self.pc.close().await;
+        // DELETE answers only once the stream's state says the broadcast ended.
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
     }
 }
 
@@ -79,6 +85,7 @@ pub async fn publish(
     let link = Arc::new(router.attach_publisher());
     let id = SessionId::generate();
     let cancel = CancellationToken::new();
+    let (finished_tx, finished) = watch::channel(false);
     let previous = ingest
         .current
         .lock()
@@ -90,6 +97,7 @@ pub async fn publish(
             stream: stream.clone(),
             pc: Arc::clone(&pc),
             cancel: cancel.clone(),
+            finished,
         }),
     );
     if let Some(previous) = previous
@@ -107,6 +115,7 @@ pub async fn publish(
         events,
         link,
         cancel,
+        finished_tx,
     ));
     Ok((id, answer))
 }
@@ -119,6 +128,7 @@ async fn run(
     mut events: peer::PeerEvents,
     link: Arc<PublisherLink>,
     cancel: CancellationToken,
+    finished: watch::Sender<bool>,
 ) {
     let directory = Arc::clone(&ingest.sfu.directory);
     let mut disconnected_since: Option<tokio::time::Instant> = None;
@@ -172,10 +182,16 @@ async fn run(
         }
         tracing::info!(%stream, session = %id, "broadcast ended");
     }
+    drop(link);
+    finished.send_replace(true);
 }
 
 /// Forwards one remote track's packets to the router until the track or the session ends.
-async fn read_track(track: Arc<dyn TrackRemote>, link: Arc<PublisherLink>, cancel: CancellationToken) {
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    link: Arc<PublisherLink>,
+    cancel: CancellationToken,
+) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
     };
@@ -238,4 +254,3 @@ async fn read_track(track: Arc<dyn TrackRemote>, link: Arc<PublisherLink>, cance
         }
     }
 }
-

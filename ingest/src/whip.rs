@@ -16,7 +16,10 @@ use vitrine_sfu::signaling::{self, SDP, SignalingError};
 /// Routes of the WHIP endpoint.
 pub fn routes(ingest: Arc<Ingest>) -> HttpRouter {
     HttpRouter::new()
-        .route("/whip/{stream}", post(offer).options(|| async { signaling::options() }))
+        .route(
+            "/whip/{stream}",
+            post(offer).options(|| async { signaling::options() }),
+        )
         .route("/whip/{stream}/{session}", patch(trickle).delete(end))
         .with_state(ingest)
 }
@@ -51,7 +54,10 @@ async fn offer(
     signaling::require_content_type(&headers, SDP)?;
     let offer = signaling::offer_text(&body)?;
     let (session, answer) = publish(&ingest, stream.clone(), offer).await?;
-    Ok(signaling::created(format!("/whip/{stream}/{session}"), answer))
+    Ok(signaling::created(
+        format!("/whip/{stream}/{session}"),
+        answer,
+    ))
 }
 
 async fn trickle(

@@ -24,12 +24,36 @@ pub struct SfuMetrics {
 impl SfuMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("vitrine");
-        r.register("publishers", "Connected publishers", self.publishers.clone());
-        r.register("subscribers", "Connected subscribers", self.subscribers.clone());
-        r.register("rtp_packets_in", "RTP packets received from publishers", self.rtp_packets_in.clone());
-        r.register("rtp_bytes_in", "RTP payload bytes received from publishers", self.rtp_bytes_in.clone());
-        r.register("rtp_packets_out", "RTP packets sent to subscribers", self.rtp_packets_out.clone());
-        r.register("rtp_bytes_out", "RTP payload bytes sent to subscribers", self.rtp_bytes_out.clone());
+        r.register(
+            "publishers",
+            "Connected publishers",
+            self.publishers.clone(),
+        );
+        r.register(
+            "subscribers",
+            "Connected subscribers",
+            self.subscribers.clone(),
+        );
+        r.register(
+            "rtp_packets_in",
+            "RTP packets received from publishers",
+            self.rtp_packets_in.clone(),
+        );
+        r.register(
+            "rtp_bytes_in",
+            "RTP payload bytes received from publishers",
+            self.rtp_bytes_in.clone(),
+        );
+        r.register(
+            "rtp_packets_out",
+            "RTP packets sent to subscribers",
+            self.rtp_packets_out.clone(),
+        );
+        r.register(
+            "rtp_bytes_out",
+            "RTP payload bytes sent to subscribers",
+            self.rtp_bytes_out.clone(),
+        );
         r.register(
             "rtp_packets_dropped",
             "RTP packets dropped because a subscriber queue was full",

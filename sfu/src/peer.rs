@@ -4,7 +4,9 @@
 
 use crate::codec::Codec;
 use rtc::interceptor::Registry;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,9 +101,18 @@ impl PeerConnectionEventHandler for Handler {
 pub fn codec_parameters() -> Vec<(RTCRtpCodecParameters, RtpCodecKind)> {
     let video_feedback = || {
         vec![
-            RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
-            RTCPFeedback { typ: "nack".into(), parameter: String::new() },
-            RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
+            RTCPFeedback {
+                typ: "ccm".into(),
+                parameter: "fir".into(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "pli".into(),
+            },
         ]
     };
     let video = |mime: &str, fmtp: &str, pt: u8| {

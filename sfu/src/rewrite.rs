@@ -113,9 +113,7 @@ impl LegRewriter {
         header.timestamp = ts;
         header.ssrc = self.out_ssrc;
         header.payload_type = leg_pt;
-        let newer = self
-            .last_out
-            .is_none_or(|last| is_newer(seq, last.seq));
+        let newer = self.last_out.is_none_or(|last| is_newer(seq, last.seq));
         if newer {
             self.last_out = Some(LastOut { seq, ts, at: now });
         }
@@ -208,7 +206,11 @@ mod tests {
         let mut h = header(2, 4001, 3005, 102);
         assert_eq!(leg.rewrite(&mut h, true, t1), Verdict::Forward);
         assert_eq!(h.sequence_number, 0, "continues after 65535 with a wrap");
-        assert_eq!(h.timestamp, 90_000 + 5 * 3000 + 45_000, "advances by 500 ms");
+        assert_eq!(
+            h.timestamp,
+            90_000 + 5 * 3000 + 45_000,
+            "advances by 500 ms"
+        );
         assert_eq!((h.ssrc, h.payload_type), (777, 101));
         let mut next = header(2, 4002, 6005, 102);
         leg.rewrite(&mut next, false, t1);

@@ -221,7 +221,10 @@ impl PublisherLink {
         metrics.rtp_bytes_in.inc_by(packet.payload.len() as u64);
         let keyframe = kind == MediaKind::Video && codec.is_keyframe(&packet.payload);
         if keyframe {
-            self.keyframes.lock().expect("keyframe lock").keyframe_seen();
+            self.keyframes
+                .lock()
+                .expect("keyframe lock")
+                .keyframe_seen();
         }
         let legs = Arc::clone(&self.router.legs.read().expect("legs lock"));
         for leg in legs.iter() {
@@ -313,7 +316,11 @@ impl Routers {
     }
 
     pub fn get(&self, stream: &StreamId) -> Option<Arc<Router>> {
-        self.routers.lock().expect("routers lock").get(stream).cloned()
+        self.routers
+            .lock()
+            .expect("routers lock")
+            .get(stream)
+            .cloned()
     }
 
     /// Current viewer count of a stream (0 when it has no router).
@@ -396,7 +403,10 @@ mod tests {
         second.forward(MediaKind::Audio, Codec::Opus, &packet(2, &[1]));
         assert_eq!(leg.recv().await.unwrap().packet.header.sequence_number, 2);
         drop(first);
-        assert!(r.is_live(), "dropping the replaced publisher keeps the stream live");
+        assert!(
+            r.is_live(),
+            "dropping the replaced publisher keeps the stream live"
+        );
         drop(second);
         assert!(!r.is_live());
     }

@@ -94,7 +94,11 @@ mod tests {
         assert_eq!(frag.ufrag.as_deref(), Some("EsAw"));
         assert_eq!(frag.candidates.len(), 2);
         assert_eq!(frag.candidates[0].mid.as_deref(), Some("0"));
-        assert!(frag.candidates[1].candidate.starts_with("candidate:3471623853"));
+        assert!(
+            frag.candidates[1]
+                .candidate
+                .starts_with("candidate:3471623853")
+        );
         assert!(frag.end_of_candidates);
     }
 

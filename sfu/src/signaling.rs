@@ -69,13 +69,20 @@ impl IntoResponse for SignalingError {
 }
 
 /// Checks the request's media type (parameters such as `charset` are ignored).
-pub fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), SignalingError> {
+pub fn require_content_type(
+    headers: &HeaderMap,
+    expected: &'static str,
+) -> Result<(), SignalingError> {
     let ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected));
-    if ok { Ok(()) } else { Err(SignalingError::ContentType(expected)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(SignalingError::ContentType(expected))
+    }
 }
 
 /// The bearer token of a request, if any.

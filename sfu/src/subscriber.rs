@@ -6,13 +6,13 @@
 //! fills only its own queue. The leg ends on DELETE, ICE failure, a disconnection that lasts
 //! longer than [`DISCONNECTED_GRACE`], or server shutdown.
 
+use crate::Sfu;
 use crate::codec::{Codec, MediaKind};
 use crate::peer::{self, codec_parameters, supported};
 use crate::rewrite::{LegRewriter, Verdict};
 use crate::router::{LegHandle, Router, SourceInfo};
 use crate::session::{Session, Sessions};
 use crate::signaling::SignalingError;
-use crate::Sfu;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -116,8 +116,12 @@ pub async fn subscribe(
     let video = local_track(RtpCodecKind::Video, video_codec, video_ssrc, "video");
     let audio = local_track(RtpCodecKind::Audio, Codec::Opus, audio_ssrc, "audio");
     let negotiated = async {
-        let video_sender = pc.add_track(Arc::clone(&video) as Arc<dyn TrackLocal>).await?;
-        let audio_sender = pc.add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>).await?;
+        let video_sender = pc
+            .add_track(Arc::clone(&video) as Arc<dyn TrackLocal>)
+            .await?;
+        let audio_sender = pc
+            .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
+            .await?;
         let answer = peer::answer(&pc, &mut events, offer).await?;
         let video_codecs = supported(&video_sender.get_parameters().await?.rtp_parameters.codecs);
         let audio_codecs = supported(&audio_sender.get_parameters().await?.rtp_parameters.codecs);
@@ -143,7 +147,11 @@ pub async fn subscribe(
     tracing::info!(%stream, session = %id, viewers = router.viewers() + 1, "subscriber joined");
 
     for track in [&video, &audio] {
-        tokio::spawn(read_feedback(Arc::clone(track), Arc::clone(&router), cancel.clone()));
+        tokio::spawn(read_feedback(
+            Arc::clone(track),
+            Arc::clone(&router),
+            cancel.clone(),
+        ));
     }
     let leg = Leg {
         handle: router.join(),

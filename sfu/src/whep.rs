@@ -16,12 +16,18 @@ use vitrine_core::{SessionId, StreamId};
 /// Routes of the WHEP endpoint.
 pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
     HttpRouter::new()
-        .route("/whep/{stream}", post(offer).options(|| async { signaling::options() }))
+        .route(
+            "/whep/{stream}",
+            post(offer).options(|| async { signaling::options() }),
+        )
         .route("/whep/{stream}/{session}", patch(trickle).delete(end))
         .with_state(sfu)
 }
 
-fn ids(stream: &str, session: Option<&str>) -> Result<(StreamId, Option<SessionId>), SignalingError> {
+fn ids(
+    stream: &str,
+    session: Option<&str>,
+) -> Result<(StreamId, Option<SessionId>), SignalingError> {
     let stream = StreamId::parse(stream).map_err(|_| SignalingError::UnknownStream)?;
     let session = session
         .map(SessionId::parse)
@@ -46,7 +52,10 @@ async fn offer(
     signaling::require_content_type(&headers, SDP)?;
     let offer = signaling::offer_text(&body)?;
     let (session, answer) = subscribe(&sfu, stream.clone(), offer).await?;
-    Ok(signaling::created(format!("/whep/{stream}/{session}"), answer))
+    Ok(signaling::created(
+        format!("/whep/{stream}/{session}"),
+        answer,
+    ))
 }
 
 async fn trickle(

@@ -1,0 +1,177 @@
+//! Composition of the roles behind one HTTP listener, and the server's life: start on a
+//! configured or ephemeral port, serve HTTP or HTTPS, drain on shutdown.
+
+use crate::api;
+use crate::config::Config;
+use crate::store::Store;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+use vitrine_ingest::Ingest;
+use vitrine_sfu::Sfu;
+use vitrine_sfu::metrics::SfuMetrics;
+
+/// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
+const MAX_BODY_BYTES: usize = 128 * 1024;
+/// How long in-flight requests may take to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub sfu: Arc<Sfu>,
+    pub ingest: Arc<Ingest>,
+    registry: Arc<Registry>,
+    public_url: Arc<OnceLock<String>>,
+}
+
+impl AppState {
+    /// Base of the URLs handed out (configured, or derived from the bound address).
+    pub fn public_url(&self) -> &str {
+        self.public_url.get().map_or("", String::as_str)
+    }
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, closes media sessions, waits for requests in flight.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.ingest.close_all().await;
+        self.state.sfu.close_all().await;
+        self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+        self.task.await.context("server task")??;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state
+        .store
+        .stream(&vitrine_core::StreamId::parse("healthz").expect("valid"))
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &state.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// CORS for the media endpoints, so that a page on another origin can publish and play.
+fn media_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, header::LINK])
+}
+
+pub fn router(state: AppState) -> Router {
+    let media = vitrine_ingest::whip::routes(Arc::clone(&state.ingest))
+        .merge(vitrine_sfu::whep::routes(Arc::clone(&state.sfu)))
+        .layer(media_cors());
+    Router::new()
+        .merge(api::routes())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(media)
+        .merge(vitrine_web_demo::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Opens the store, builds the roles and starts serving.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let metrics = Arc::new(SfuMetrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let sfu = Sfu::new(Arc::new(store.clone()), config.ice.clone(), metrics);
+    let ingest = Ingest::new(Arc::clone(&sfu));
+    let state = AppState {
+        store,
+        sfu,
+        ingest,
+        registry: Arc::new(registry),
+        public_url: Arc::new(OnceLock::new()),
+    };
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let _ = state.public_url.set(base.trim_end_matches('/').to_owned());
+
+    let app = router(state.clone()).into_make_service();
+    let handle = axum_server::Handle::new();
+    let task = match &config.tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .context("loading the TLS certificate and key")?;
+            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+    };
+    tracing::info!(%addr, url = state.public_url(), "listening");
+    Ok(Running {
+        addr,
+        state,
+        handle,
+        task,
+    })
+}

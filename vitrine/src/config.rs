@@ -1,0 +1,184 @@
+//! Configuration: command-line flags, `VITRINE_*` environment variables and the TOML file, in
+//! that order of precedence, over defaults that run on a laptop. `vitrine.toml` at the
+//! repository root documents every key.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use vitrine_sfu::peer::IceConfig;
+
+/// Flags of `vitrine serve`; each also reads its `VITRINE_*` variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on for HTTP(S).
+    #[arg(long, env = "VITRINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and media.
+    #[arg(long, env = "VITRINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "VITRINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL (sqlite://... or postgres://...); default: SQLite under the data dir.
+    #[arg(long, env = "VITRINE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Base URL that links handed to users start with (default: derived from --listen).
+    #[arg(long, env = "VITRINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// PEM certificate chain; with --tls-key, serves HTTPS.
+    #[arg(long, env = "VITRINE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "VITRINE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Local IPs WebRTC binds, comma separated (0.0.0.0 = every non-loopback interface).
+    #[arg(long, env = "VITRINE_ICE_BIND", value_delimiter = ',')]
+    pub ice_bind: Option<Vec<IpAddr>>,
+    /// UDP port range for WebRTC, e.g. 50000-50199.
+    #[arg(long, env = "VITRINE_ICE_PORT_RANGE")]
+    pub ice_port_range: Option<String>,
+    /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
+    #[arg(long, env = "VITRINE_ICE_ANNOUNCE", value_delimiter = ',')]
+    pub ice_announce: Option<Vec<String>>,
+    /// Create a demo seller and stream and print the studio and watch URLs.
+    #[arg(long, env = "VITRINE_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    ice: FileIce,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIce {
+    bind: Option<Vec<IpAddr>>,
+    port_range: Option<String>,
+    announce: Option<Vec<String>>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `None`: derived from the bound address once listening.
+    pub public_url: Option<String>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub ice: IceConfig,
+    pub demo: bool,
+}
+
+fn parse_port_range(raw: &str) -> anyhow::Result<(u16, u16)> {
+    let (lo, hi) = raw
+        .split_once('-')
+        .with_context(|| format!("port range {raw:?} is not LOW-HIGH"))?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
+    if lo == 0 || lo > hi {
+        bail!("port range {raw:?} is empty or starts at 0");
+    }
+    Ok((lo, hi))
+}
+
+impl Config {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args.database_url.or(file.database_url).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("vitrine.db").display()
+            )
+        });
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("HTTPS needs both a certificate and a key"),
+        };
+        let port_range = args
+            .ice_port_range
+            .or(file.ice.port_range)
+            .map(|r| parse_port_range(&r))
+            .transpose()?;
+        let ice = IceConfig {
+            bind_ips: args
+                .ice_bind
+                .or(file.ice.bind)
+                .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
+            port_range,
+            announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
+        };
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            database_url,
+            public_url: args.public_url.or(file.public_url),
+            tls,
+            ice,
+            demo: args.demo,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("vitrine-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n[ice]\nport_range = \"50000-50010\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(c.ice.port_range, Some((50000, 50010)));
+        assert!(c.database_url.starts_with("sqlite:///tmp/y/vitrine.db"));
+        std::fs::write(&path, "lisen = 1\n").unwrap();
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        });
+        assert!(format!("{:#}", err.unwrap_err()).contains("lisen"));
+        assert!(parse_port_range("10-5").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The Vitrine server as a library: configuration, storage, the REST API and the composition of
+//! the roles. `main.rs` is the command line on top; integration tests start it in-process.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod store;
+pub mod telemetry;

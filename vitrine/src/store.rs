@@ -1,0 +1,255 @@
+//! Persistence of sellers and streams through sqlx's Any driver, so that the same queries run on
+//! SQLite (the embedded default, WAL mode) and PostgreSQL (`--database-url postgres://...`).
+//! Each backend has its own migration folder, kept in step.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use std::time::{SystemTime, UNIX_EPOCH};
+use vitrine_core::{
+    DirectoryError, Secret, SecretHash, SellerId, StreamDirectory, StreamId, StreamRecord,
+    StreamState,
+};
+
+/// Longest stream title accepted.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest seller name accepted.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Most streams listed in one response.
+pub const MAX_LIST: i64 = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// A seller as the API sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seller {
+    pub id: SellerId,
+    pub name: String,
+}
+
+/// A stream row.
+#[derive(Debug, Clone)]
+pub struct StreamRow {
+    pub id: StreamId,
+    pub seller_id: SellerId,
+    pub title: String,
+    pub state: StreamState,
+    pub stream_key_hash: SecretHash,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Store {
+    /// Connects and runs the backend's migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if sqlite {
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        } else {
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Creates a seller and returns it with its API token (shown once, stored hashed).
+    pub async fn create_seller(&self, name: &str) -> Result<(Seller, Secret), StoreError> {
+        let seller = Seller {
+            id: SellerId::generate(),
+            name: name.to_owned(),
+        };
+        let token = Secret::generate("vt");
+        sqlx::query(
+            "INSERT INTO sellers (id, name, api_token_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seller.id.as_str())
+        .bind(&seller.name)
+        .bind(token.hash().0)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok((seller, token))
+    }
+
+    /// The seller owning an API token, if any.
+    pub async fn seller_by_token(&self, token: &Secret) -> Result<Option<Seller>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM sellers WHERE api_token_hash = $1")
+            .bind(token.hash().0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Seller {
+                id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+                name: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates a stream for `seller` and returns it with its stream key (shown once).
+    pub async fn create_stream(
+        &self,
+        seller: &SellerId,
+        title: &str,
+    ) -> Result<(StreamRow, Secret), StoreError> {
+        let key = Secret::generate("sk");
+        let now = now_ms();
+        let row = StreamRow {
+            id: StreamId::generate(),
+            seller_id: seller.clone(),
+            title: title.to_owned(),
+            state: StreamState::Idle,
+            stream_key_hash: key.hash(),
+            created_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO streams (id, seller_id, title, stream_key_hash, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(row.id.as_str())
+        .bind(row.seller_id.as_str())
+        .bind(&row.title)
+        .bind(&row.stream_key_hash.0)
+        .bind(row.state.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((row, key))
+    }
+
+    fn stream_from_row(r: &sqlx::any::AnyRow) -> Result<StreamRow, StoreError> {
+        let state: String = r.try_get(3)?;
+        Ok(StreamRow {
+            id: StreamId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+            seller_id: SellerId::parse(&r.try_get::<String, _>(1)?).map_err(corrupt)?,
+            title: r.try_get(2)?,
+            state: StreamState::parse(&state).ok_or_else(|| corrupt(state))?,
+            stream_key_hash: SecretHash(r.try_get(4)?),
+            created_at: r.try_get(5)?,
+        })
+    }
+
+    /// A stream by id, whoever owns it (callers check ownership).
+    pub async fn stream(&self, id: &StreamId) -> Result<Option<StreamRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, seller_id, title, state, stream_key_hash, created_at \
+             FROM streams WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::stream_from_row).transpose()
+    }
+
+    /// The newest streams of a seller.
+    pub async fn streams_of(&self, seller: &SellerId) -> Result<Vec<StreamRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, seller_id, title, state, stream_key_hash, created_at \
+             FROM streams WHERE seller_id = $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(seller.as_str())
+        .bind(MAX_LIST)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::stream_from_row).collect()
+    }
+
+    pub async fn set_stream_state(
+        &self,
+        id: &StreamId,
+        state: StreamState,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE streams SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(state.as_str())
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A seller's stream with that title, if one exists (the demo reuses it across restarts).
+    pub async fn seller_by_name(&self, name: &str) -> Result<Option<SellerId>, StoreError> {
+        let row = sqlx::query("SELECT id FROM sellers WHERE name = $1 ORDER BY created_at LIMIT 1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt))
+            .transpose()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl StreamDirectory for Store {
+    async fn find(&self, id: &StreamId) -> Result<Option<StreamRecord>, DirectoryError> {
+        let row = self
+            .stream(id)
+            .await
+            .map_err(|e| DirectoryError::Unavailable(e.to_string()))?;
+        Ok(row.map(|r| StreamRecord {
+            id: r.id,
+            seller_id: r.seller_id,
+            title: r.title,
+            state: r.state,
+            stream_key_hash: r.stream_key_hash,
+        }))
+    }
+
+    async fn set_state(&self, id: &StreamId, state: StreamState) -> Result<(), DirectoryError> {
+        self.set_stream_state(id, state)
+            .await
+            .map_err(|e| DirectoryError::Unavailable(e.to_string()))
+    }
+}

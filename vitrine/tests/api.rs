@@ -1,0 +1,117 @@
+//! The streams API: authentication, validation and tenant isolation.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn sellers_see_only_their_own_streams() {
+    let server = TestServer::start().await;
+    let alice = server.seller("alice").await;
+    let bob = server.seller("bob").await;
+    let created = server.stream(&alice, "Alice live").await;
+    for field in [
+        "id",
+        "stream_key",
+        "whip_url",
+        "whep_url",
+        "studio_url",
+        "watch_url",
+    ] {
+        assert!(created[field].is_string(), "missing {field}: {created}");
+    }
+    assert_eq!(created["state"], "idle");
+    let id = created["id"].as_str().unwrap();
+    let url = server.url(&format!("/api/v1/streams/{id}"));
+
+    let own = server
+        .http
+        .get(&url)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    let own: serde_json::Value = own.json().await.unwrap();
+    assert_eq!(own["viewers"], 0);
+    assert!(
+        own.get("stream_key").is_none(),
+        "the key is shown only once"
+    );
+
+    let other = server
+        .http
+        .get(&url)
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    let list: serde_json::Value = server
+        .http
+        .get(server.url("/api/v1/streams"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["streams"].as_array().unwrap().len(), 0);
+
+    let anonymous = server.http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json"
+    );
+    let forged = server
+        .http
+        .get(&url)
+        .bearer_auth("vt_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_stream_bodies_are_refused() {
+    let server = TestServer::start().await;
+    let token = server.seller("shop").await;
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({ "title": "" }),
+        serde_json::json!({ "title": "x".repeat(201) }),
+        serde_json::json!({ "title": "ok", "extra": 1 }),
+    ] {
+        let r = server
+            .http
+            .post(server.url("/api/v1/streams"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["status"], 400);
+    }
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("vitrine_subscribers") && text.contains("vitrine_rtp_packets_in"));
+    server.stop().await;
+}

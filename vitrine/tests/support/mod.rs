@@ -1,0 +1,361 @@
+//! Test support: start the real server on an ephemeral port with a fresh data dir, create
+//! sellers, and drive WHIP/WHEP with the `webrtc` crate as a real client would.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use vitrine::app::{self, Running};
+use vitrine::config::Config;
+use vitrine_sfu::peer::{IceConfig, PeerEvents, PeerFactory, codec_parameters};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
+use webrtc::peer_connection::{PeerConnection, RTCIceGatheringState, RTCSessionDescription};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display()),
+            public_url: None,
+            tls: None,
+            ice: IceConfig {
+                bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
+                port_range: None,
+                announced_ips: vec![],
+            },
+            demo: false,
+        };
+        let running = app::start(&config).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A seller's API token.
+    pub async fn seller(&self, name: &str) -> String {
+        let store = &self.running.as_ref().unwrap().state.store;
+        store
+            .create_seller(name)
+            .await
+            .unwrap()
+            .1
+            .expose()
+            .to_owned()
+    }
+
+    /// Creates a stream; returns its JSON.
+    pub async fn stream(&self, token: &str, title: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .post(self.url("/api/v1/streams"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+pub fn factory() -> PeerFactory {
+    PeerFactory::new(IceConfig::default())
+}
+
+async fn local_offer(pc: &Arc<dyn PeerConnection>, events: &mut PeerEvents) -> String {
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    events
+        .gathering
+        .wait_for(|s| *s == RTCIceGatheringState::Complete)
+        .await
+        .unwrap();
+    pc.local_description().await.unwrap().sdp
+}
+
+/// POSTs an offer; returns (status, location, body).
+pub async fn post_offer(
+    http: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    sdp: String,
+) -> (u16, Option<String>, String) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/sdp")
+        .body(sdp);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, location, r.text().await.unwrap())
+}
+
+fn track(kind: RtpCodecKind, mime: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    let codec = codec_parameters()
+        .into_iter()
+        .map(|(p, _)| p.rtp_codec)
+        .find(|c| c.mime_type == mime)
+        .unwrap();
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("s{ssrc}"),
+        format!("t{ssrc}"),
+        format!("t{ssrc}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
+/// A WHIP publisher sending synthetic VP8/H264 + Opus RTP.
+pub struct TestPublisher {
+    pub pc: Arc<dyn PeerConnection>,
+    pub location: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl TestPublisher {
+    /// Publishes to `whip_url`; `video_mime` is `video/VP8` or `video/H264`.
+    pub async fn start(
+        http: &reqwest::Client,
+        base: &str,
+        whip_url: &str,
+        key: &str,
+        video_mime: &str,
+    ) -> Self {
+        let (pc, mut events) = factory().build().await.unwrap();
+        let video_ssrc = rand::random::<u32>();
+        let audio_ssrc = rand::random::<u32>();
+        let video = track(RtpCodecKind::Video, video_mime, video_ssrc);
+        let audio = track(RtpCodecKind::Audio, "audio/opus", audio_ssrc);
+        pc.add_track(Arc::clone(&video) as Arc<dyn TrackLocal>)
+            .await
+            .unwrap();
+        pc.add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
+            .await
+            .unwrap();
+        let offer = local_offer(&pc, &mut events).await;
+        let (status, location, answer) = post_offer(http, whip_url, Some(key), offer).await;
+        assert_eq!(status, 201, "whip answer: {answer}");
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let h264 = video_mime.eq_ignore_ascii_case("video/H264");
+        let video_pt = if h264 { 102 } else { 96 };
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            // A media source, paced like a camera: 50 video + 50 audio packets per second.
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut seq_v: u16 = rand::random();
+            let mut seq_a: u16 = rand::random();
+            let mut ts_v: u32 = rand::random();
+            let mut ts_a: u32 = rand::random();
+            for n in 0u32.. {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let key_frame = n % 10 == 0;
+                let payload: &'static [u8] = match (h264, key_frame) {
+                    (false, true) => &[0x10, 0x00, 0x9d, 0x01, 0x2a, 0, 0, 0, 0],
+                    (false, false) => &[0x10, 0x01, 0x00, 0x00, 0x00, 0, 0, 0, 0],
+                    (true, true) => &[0x65, 0x88, 0x84, 0x00, 0x00, 0, 0, 0, 0],
+                    (true, false) => &[0x41, 0x9a, 0x00, 0x00, 0x00, 0, 0, 0, 0],
+                };
+                let v = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: true,
+                        payload_type: video_pt,
+                        sequence_number: seq_v,
+                        timestamp: ts_v,
+                        ssrc: video_ssrc,
+                        ..Default::default()
+                    },
+                    payload: Bytes::from_static(payload),
+                };
+                let a = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        payload_type: 111,
+                        sequence_number: seq_a,
+                        timestamp: ts_a,
+                        ssrc: audio_ssrc,
+                        ..Default::default()
+                    },
+                    payload: Bytes::from_static(&[0xfc, 0xff, 0xfe]),
+                };
+                let _ = video.write_rtp(v).await;
+                let _ = audio.write_rtp(a).await;
+                seq_v = seq_v.wrapping_add(1);
+                seq_a = seq_a.wrapping_add(1);
+                ts_v = ts_v.wrapping_add(1800);
+                ts_a = ts_a.wrapping_add(960);
+            }
+        });
+        Self {
+            pc,
+            location: format!("{base}{}", location.unwrap()),
+            stop,
+        }
+    }
+
+    /// Stops sending without telling the server (a closed tab).
+    pub async fn abandon(self) {
+        self.stop.cancel();
+        let _ = self.pc.close().await;
+    }
+}
+
+/// One received RTP packet, as a subscriber saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub video: bool,
+    pub ssrc: u32,
+    pub seq: u16,
+    pub payload_type: u8,
+}
+
+/// A WHEP subscriber collecting what it receives.
+pub struct TestSubscriber {
+    pub pc: Arc<dyn PeerConnection>,
+    pub location: String,
+    pub packets: mpsc::UnboundedReceiver<Received>,
+}
+
+impl TestSubscriber {
+    pub async fn start(http: &reqwest::Client, base: &str, whep_url: &str) -> Self {
+        let (pc, mut events) = factory().build().await.unwrap();
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        }
+        let offer = local_offer(&pc, &mut events).await;
+        let (status, location, answer) = post_offer(http, whep_url, None, offer).await;
+        assert_eq!(status, 201, "whep answer: {answer}");
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        let (tx, packets) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(track) = events.tracks.recv().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(p) = event {
+                            let r = Received {
+                                video: p.header.payload_type != 111,
+                                ssrc: p.header.ssrc,
+                                seq: p.header.sequence_number,
+                                payload_type: p.header.payload_type,
+                            };
+                            if tx.send(r).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            pc,
+            location: format!("{base}{}", location.unwrap()),
+            packets,
+        }
+    }
+
+    /// The next `n` video packets (bounded by [`WAIT`]).
+    pub async fn video(&mut self, n: usize) -> Vec<Received> {
+        let mut out = Vec::with_capacity(n);
+        tokio::time::timeout(WAIT, async {
+            while out.len() < n {
+                let p = self.packets.recv().await.expect("subscriber channel open");
+                if p.video {
+                    out.push(p);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("only {} of {n} video packets arrived", out.len()));
+        out
+    }
+
+    /// Whether at least one audio packet arrives (bounded by [`WAIT`]).
+    pub async fn audio_arrives(&mut self) -> bool {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if !self.packets.recv().await.expect("open").video {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// Asserts that packets carry one SSRC and sequence numbers without gaps (sorted: NACK repairs
+/// may arrive late).
+pub fn assert_continuous(packets: &[Received]) {
+    let ssrc = packets[0].ssrc;
+    assert!(packets.iter().all(|p| p.ssrc == ssrc), "ssrc changed");
+    let first = packets[0].seq;
+    let mut offsets: Vec<u16> = packets.iter().map(|p| p.seq.wrapping_sub(first)).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    for w in offsets.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "gap in sequence numbers: {offsets:?}");
+    }
+}
