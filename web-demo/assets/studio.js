@@ -1,0 +1,115 @@
+// The seller's studio: camera/mic preview with device choice, go live / stop over WHIP,
+// connection state and live viewer count.
+import { publish, streamStatus } from '/assets/webrtc.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const fragment = new URLSearchParams(location.hash.slice(1));
+let streamId = params.get('stream') || '';
+let streamKey = fragment.get('key') || '';
+let media = null;
+let live = null;
+
+if (!streamId || !streamKey) {
+  $('credentials').hidden = false;
+  $('stream-id').value = streamId;
+}
+
+function setState(text, cls) {
+  const badge = $('state');
+  badge.textContent = text;
+  badge.className = `badge ${cls || ''}`;
+}
+
+function fillDevices(select, devices, current) {
+  select.replaceChildren(...devices.map((d, i) => {
+    const o = document.createElement('option');
+    o.value = d.deviceId;
+    o.textContent = d.label || `${d.kind} ${i + 1}`;
+    o.selected = d.deviceId === current;
+    return o;
+  }));
+}
+
+async function openDevices() {
+  const constraints = {
+    video: $('camera').value ? { deviceId: { exact: $('camera').value } } : { width: 1280, height: 720 },
+    audio: $('microphone').value ? { deviceId: { exact: $('microphone').value } } : true,
+  };
+  const next = await navigator.mediaDevices.getUserMedia(constraints);
+  if (media) media.getTracks().forEach((t) => t.stop());
+  media = next;
+  $('preview').srcObject = media;
+  $('no-camera').hidden = true;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const videoTrack = media.getVideoTracks()[0];
+  const audioTrack = media.getAudioTracks()[0];
+  fillDevices($('camera'), devices.filter((d) => d.kind === 'videoinput'), videoTrack?.getSettings().deviceId);
+  fillDevices($('microphone'), devices.filter((d) => d.kind === 'audioinput'), audioTrack?.getSettings().deviceId);
+  $('golive').disabled = false;
+}
+
+async function replaceTracks() {
+  if (!live) return;
+  for (const sender of live.pc.getSenders()) {
+    const track = media.getTracks().find((t) => t.kind === sender.track?.kind);
+    if (track) await sender.replaceTrack(track);
+  }
+}
+
+async function goLive() {
+  $('error').textContent = '';
+  if (!streamId) streamId = $('stream-id').value.trim();
+  if (!streamKey) streamKey = $('stream-key').value.trim();
+  if (!streamId || !streamKey) { $('error').textContent = 'Enter the stream id and key.'; return; }
+  $('golive').disabled = true;
+  setState('connecting', 'connecting');
+  try {
+    live = await publish(`${location.origin}/whip/${encodeURIComponent(streamId)}`, streamKey, media);
+    live.pc.addEventListener('connectionstatechange', () => {
+      const s = live?.pc.connectionState;
+      $('connection').textContent = s || '-';
+      if (s === 'connected') setState('live', 'live');
+      if (s === 'failed') { setState('connection lost', ''); $('error').textContent = 'Connection lost. Press Go live to reconnect.'; }
+    });
+    $('golive').textContent = 'Stop';
+    $('golive').classList.add('secondary');
+  } catch (e) {
+    live = null;
+    setState('offline', '');
+    $('error').textContent = `Could not go live: ${e.message}`;
+  } finally {
+    $('golive').disabled = false;
+  }
+}
+
+async function stop() {
+  const session = live;
+  live = null;
+  await session.stop();
+  setState('ended', '');
+  $('connection').textContent = 'closed';
+  $('golive').textContent = 'Go live';
+  $('golive').classList.remove('secondary');
+}
+
+$('golive').addEventListener('click', () => (live ? stop() : goLive()));
+$('camera').addEventListener('change', () => openDevices().then(replaceTracks).catch((e) => { $('error').textContent = e.message; }));
+$('microphone').addEventListener('change', () => openDevices().then(replaceTracks).catch((e) => { $('error').textContent = e.message; }));
+window.addEventListener('pagehide', () => live?.stop());
+
+async function pollViewers() {
+  if (streamId) {
+    $('watch-link').href = `/watch/${encodeURIComponent(streamId)}`;
+    try {
+      const s = await streamStatus(streamId);
+      $('viewers').textContent = s.viewers;
+      $('viewers-badge').textContent = `${s.viewers} watching`;
+    } catch { /* shown on the next poll */ }
+  }
+  setTimeout(pollViewers, 2000);
+}
+
+openDevices().catch((e) => { $('error').textContent = `Camera unavailable: ${e.message}`; });
+pollViewers();
+window.vitrineStudio = { get session() { return live; } };

@@ -1,0 +1,83 @@
+// WHIP and WHEP clients (RFC 9725 and the WHEP draft) for the studio and watch pages.
+// Each call returns a session with the peer connection and a stop() that DELETEs the resource.
+
+const GATHER_TIMEOUT_MS = 2000;
+
+function iceGathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { pc.removeEventListener('icegatheringstatechange', check); resolve(); };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    pc.addEventListener('icegatheringstatechange', check);
+    setTimeout(done, GATHER_TIMEOUT_MS);
+  });
+}
+
+async function problemText(response) {
+  try {
+    const p = await response.json();
+    return p.detail || p.title || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+async function negotiate(pc, url, token) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc);
+  const headers = { 'Content-Type': 'application/sdp' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
+  if (response.status !== 201) throw new Error(await problemText(response));
+  const location = new URL(response.headers.get('Location'), url).toString();
+  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+  return location;
+}
+
+function session(pc, location, token) {
+  return {
+    pc,
+    location,
+    async stop() {
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      try { await fetch(location, { method: 'DELETE', headers }); } catch { /* server gone */ }
+      pc.close();
+    },
+  };
+}
+
+/** Publishes `stream` (a MediaStream) to a WHIP endpoint. */
+export async function publish(url, streamKey, stream) {
+  const pc = new RTCPeerConnection();
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  }
+  try {
+    return session(pc, await negotiate(pc, url, streamKey), streamKey);
+  } catch (e) {
+    pc.close();
+    throw e;
+  }
+}
+
+/** Plays a WHEP endpoint; `onTrack` receives the remote MediaStream. */
+export async function play(url, onTrack) {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const remote = new MediaStream();
+  pc.addEventListener('track', (e) => { remote.addTrack(e.track); onTrack(remote); });
+  try {
+    return session(pc, await negotiate(pc, url, null), null);
+  } catch (e) {
+    pc.close();
+    throw e;
+  }
+}
+
+/** Public state of a stream: {state, viewers, title}. */
+export async function streamStatus(id) {
+  const response = await fetch(`/api/v1/public/streams/${encodeURIComponent(id)}`, { cache: 'no-store' });
+  if (!response.ok) throw new Error(await problemText(response));
+  return response.json();
+}
