@@ -1,1 +1,101 @@
-fn main() {}
+//! `vitrine-loadtest`: black-box load generators for Vitrine's public surface.
+//!
+//! `whep`: creates a stream through the API, publishes a synthetic ~1.5 Mbit/s VP8 stream over
+//! WHIP, attaches N WHEP subscribers and measures, per N: delivery ratio, forwarding delay
+//! (publisher write -> subscriber read, from a send time embedded in each payload), and the
+//! server's CPU seconds per second (from /proc of `--server-pid`) next to the generator's own.
+
+mod client;
+mod report;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "vitrine-loadtest")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// N WHEP subscribers on one published stream.
+    Whep(WhepArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub struct WhepArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// A seller API token (from `vitrine sellers create`).
+    #[arg(long)]
+    pub token: String,
+    /// Subscriber counts to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200")]
+    pub subscribers: Vec<usize>,
+    /// Measurement window per subscriber count.
+    #[arg(long, default_value = "15")]
+    pub seconds: u64,
+    /// Published video bitrate.
+    #[arg(long, default_value = "1500")]
+    pub kbps: u64,
+    /// PID of the server process, for its CPU use.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Where to write the JSON report (a PNG chart is written beside it).
+    #[arg(long, default_value = "whep-report.json")]
+    pub out: std::path::PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Whep(args) => whep(args).await,
+    }
+}
+
+async fn whep(args: WhepArgs) -> anyhow::Result<()> {
+    if args.subscribers.is_empty() || args.seconds == 0 {
+        bail!("need at least one subscriber count and a positive duration");
+    }
+    let http = reqwest::Client::new();
+    let stream: serde_json::Value = http
+        .post(format!("{}/api/v1/streams", args.server))
+        .bearer_auth(&args.token)
+        .json(&serde_json::json!({ "title": "loadtest" }))
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating the stream")?
+        .json()
+        .await?;
+    let whip = stream["whip_url"].as_str().context("whip_url")?.to_owned();
+    let whep = stream["whep_url"].as_str().context("whep_url")?.to_owned();
+    let key = stream["stream_key"]
+        .as_str()
+        .context("stream_key")?
+        .to_owned();
+
+    let publisher = client::Publisher::start(&http, &whip, &key, args.kbps).await?;
+    let mut subscribers = Vec::new();
+    let mut rows = Vec::new();
+    for &n in &args.subscribers {
+        while subscribers.len() < n {
+            subscribers.push(client::Subscriber::start(&http, &whep).await?);
+        }
+        // Let every subscriber receive its first keyframe before measuring.
+        client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
+        let row = report::measure(&publisher, &subscribers, &args).await?;
+        println!("{}", serde_json::to_string(&row)?);
+        rows.push(row);
+    }
+    report::write(&args.out, &rows)?;
+    for s in subscribers {
+        s.close().await;
+    }
+    publisher.close().await;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! WHIP publisher and WHEP subscriber clients built on the `webrtc` crate's defaults, as a
+//! third-party integrator would write them.
+
+use anyhow::{Context, bail};
+use bytes::{BufMut, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+/// Common time base of send stamps and receive times (one process).
+pub static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn micros_now() -> u64 {
+    EPOCH.elapsed().as_micros() as u64
+}
+
+struct Events {
+    gathering: watch::Sender<RTCIceGatheringState>,
+    tracks: tokio::sync::mpsc::Sender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
+        self.gathering.send_replace(s);
+    }
+    async fn on_track(&self, t: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.try_send(t);
+    }
+}
+
+type Built = (
+    Arc<dyn PeerConnection>,
+    watch::Receiver<RTCIceGatheringState>,
+    tokio::sync::mpsc::Receiver<Arc<dyn TrackRemote>>,
+);
+
+async fn peer() -> anyhow::Result<Built> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let (gtx, grx) = watch::channel(RTCIceGatheringState::New);
+    let (ttx, trx) = tokio::sync::mpsc::channel(4);
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_include_loopback_candidate(true)
+                .build(),
+        )
+        .with_handler(Arc::new(Events {
+            gathering: gtx,
+            tracks: ttx,
+        }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await?;
+    Ok((Arc::new(pc), grx, trx))
+}
+
+async fn negotiate(
+    http: &reqwest::Client,
+    pc: &Arc<dyn PeerConnection>,
+    gathering: &mut watch::Receiver<RTCIceGatheringState>,
+    url: &str,
+    key: Option<&str>,
+) -> anyhow::Result<String> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    gathering
+        .wait_for(|s| *s == RTCIceGatheringState::Complete)
+        .await?;
+    let sdp = pc.local_description().await.context("no offer")?.sdp;
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/sdp")
+        .body(sdp);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let r = req.send().await?;
+    if r.status() != 201 {
+        bail!(
+            "{url}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let location = r
+        .headers()
+        .get("location")
+        .context("no Location")?
+        .to_str()?
+        .to_owned();
+    let answer = r.text().await?;
+    pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+        .await?;
+    let base = url.split("/wh").next().unwrap_or(url);
+    Ok(format!("{base}{location}"))
+}
+
+/// Publishes synthetic VP8 at a fixed bitrate; each payload carries its send time.
+pub struct Publisher {
+    pc: Arc<dyn PeerConnection>,
+    location: String,
+    http: reqwest::Client,
+    pub sent: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// Bytes of each synthetic video packet's payload.
+const PAYLOAD: usize = 1000;
+/// VP8 payload descriptor (S=1, partition 0) + frame tag; byte 1 bit 0 = inter frame.
+const KEYFRAME_EVERY: u64 = 180;
+
+impl Publisher {
+    pub async fn start(
+        http: &reqwest::Client,
+        whip: &str,
+        key: &str,
+        kbps: u64,
+    ) -> anyhow::Result<Self> {
+        let (pc, mut gathering, _) = peer().await?;
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "lt".into(),
+            "video".into(),
+            "video".into(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "video/VP8".into(),
+                    clock_rate: 90_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        )));
+        pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await?;
+        let location = negotiate(http, &pc, &mut gathering, whip, Some(key)).await?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let pps = (kbps * 1000 / 8 / PAYLOAD as u64).max(1);
+        let (counter, cancel) = (Arc::clone(&sent), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / pps));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut seq: u16 = rand::random();
+            for n in 0u64.. {
+                tokio::select! { _ = cancel.cancelled() => return, _ = tick.tick() => {} }
+                let mut payload = BytesMut::with_capacity(PAYLOAD);
+                payload.put_u8(0x10);
+                payload.put_u8(if n % KEYFRAME_EVERY == 0 { 0x00 } else { 0x01 });
+                payload.put_u64(micros_now());
+                payload.resize(PAYLOAD, 0);
+                let packet = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: true,
+                        payload_type: 96,
+                        sequence_number: seq,
+                        timestamp: (n * 90_000 / pps) as u32,
+                        ssrc,
+                        ..Default::default()
+                    },
+                    payload: payload.freeze(),
+                };
+                if track.write_rtp(packet).await.is_ok() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        });
+        Ok(Self {
+            pc,
+            location,
+            http: http.clone(),
+            sent,
+            stop,
+        })
+    }
+
+    pub async fn close(self) {
+        self.stop.cancel();
+        let _ = self.http.delete(&self.location).send().await;
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Counts what one subscriber receives and the delay of each packet.
+#[derive(Default)]
+pub struct Tally {
+    pub received: AtomicU64,
+    /// Delays in microseconds of packets received while recording.
+    pub delays: Mutex<Vec<u32>>,
+    pub recording: std::sync::atomic::AtomicBool,
+}
+
+pub struct Subscriber {
+    pc: Arc<dyn PeerConnection>,
+    location: String,
+    http: reqwest::Client,
+    pub tally: Arc<Tally>,
+}
+
+impl Subscriber {
+    pub async fn start(http: &reqwest::Client, whep: &str) -> anyhow::Result<Self> {
+        let (pc, mut gathering, mut tracks) = peer().await?;
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+        let location = negotiate(http, &pc, &mut gathering, whep, None).await?;
+        let tally = Arc::new(Tally::default());
+        let t = Arc::clone(&tally);
+        tokio::spawn(async move {
+            while let Some(track) = tracks.recv().await {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move {
+                    while let Some(ev) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(p) = ev
+                            && p.payload.len() >= 10
+                        {
+                            t.received.fetch_add(1, Ordering::Relaxed);
+                            if t.recording.load(Ordering::Relaxed) {
+                                let stamp =
+                                    u64::from_be_bytes(p.payload[2..10].try_into().unwrap());
+                                let delay = micros_now().saturating_sub(stamp) as u32;
+                                t.delays.lock().unwrap().push(delay);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            pc,
+            location,
+            http: http.clone(),
+            tally,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.http.delete(&self.location).send().await;
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Waits until every subscriber has received a packet.
+pub async fn wait_all_receiving(subs: &[Subscriber], limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let waiting = subs
+            .iter()
+            .filter(|s| s.tally.received.load(Ordering::Relaxed) == 0)
+            .count();
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{waiting} of {} subscribers received nothing", subs.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,113 @@
+//! One measurement window and the report (JSON + PNG chart).
+
+use crate::WhepArgs;
+use crate::client::{Publisher, Subscriber};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub subscribers: usize,
+    pub seconds: f64,
+    pub packets_sent: u64,
+    pub packets_expected: u64,
+    pub packets_received: u64,
+    pub delivery_ratio: f64,
+    pub delay_p50_ms: f64,
+    pub delay_p99_ms: f64,
+    pub server_cpu_per_s: Option<f64>,
+    pub server_cpu_per_100_subscribers: Option<f64>,
+    pub server_rss_mb: Option<f64>,
+    pub generator_cpu_per_s: f64,
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+pub async fn measure(
+    publisher: &Publisher,
+    subs: &[Subscriber],
+    args: &WhepArgs,
+) -> anyhow::Result<Row> {
+    let server = args.server_pid.map(|p| p.to_string());
+    for s in subs {
+        s.tally.delays.lock().unwrap().clear();
+        s.tally.recording.store(true, Ordering::Relaxed);
+    }
+    let received0: u64 = subs
+        .iter()
+        .map(|s| s.tally.received.load(Ordering::Relaxed))
+        .sum();
+    let sent0 = publisher.sent.load(Ordering::Relaxed);
+    let server_cpu0 = server.as_deref().and_then(cpu_seconds);
+    let own_cpu0 = cpu_seconds("self").unwrap_or(0.0);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let sent = publisher.sent.load(Ordering::Relaxed) - sent0;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let server_cpu = match (server.as_deref().and_then(cpu_seconds), server_cpu0) {
+        (Some(b), Some(a)) => Some((b - a) / elapsed),
+        _ => None,
+    };
+    let own_cpu = (cpu_seconds("self").unwrap_or(0.0) - own_cpu0) / elapsed;
+    // Packets in flight at the window's end still arrive: give them a moment before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received: u64 = subs
+        .iter()
+        .map(|s| s.tally.received.load(Ordering::Relaxed))
+        .sum::<u64>()
+        - received0;
+    let mut delays = Vec::new();
+    for s in subs {
+        s.tally.recording.store(false, Ordering::Relaxed);
+        delays.extend(s.tally.delays.lock().unwrap().drain(..));
+    }
+    delays.sort_unstable();
+    let expected = sent * subs.len() as u64;
+    let n = subs.len();
+    Ok(Row {
+        subscribers: n,
+        seconds: elapsed,
+        packets_sent: sent,
+        packets_expected: expected,
+        packets_received: received,
+        delivery_ratio: if expected == 0 {
+            0.0
+        } else {
+            received as f64 / expected as f64
+        },
+        delay_p50_ms: percentile(&delays, 0.50),
+        delay_p99_ms: percentile(&delays, 0.99),
+        server_cpu_per_s: server_cpu,
+        server_cpu_per_100_subscribers: server_cpu.map(|c| c * 100.0 / n as f64),
+        server_rss_mb: args.server_pid.and_then(rss_mb),
+        generator_cpu_per_s: own_cpu,
+    })
+}
+
+pub fn write(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(rows)?)?;
+    Ok(())
+}
