@@ -26,7 +26,7 @@ use webrtc::peer_connection::{
 /// Common time base of send stamps and receive times (one process).
 pub static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-fn micros_now() -> u64 {
+pub fn micros_now() -> u64 {
     EPOCH.elapsed().as_micros() as u64
 }
 
@@ -214,8 +214,8 @@ impl Publisher {
 #[derive(Default)]
 pub struct Tally {
     pub received: AtomicU64,
-    /// Delays in microseconds of packets received while recording.
-    pub delays: Mutex<Vec<u32>>,
+    /// (send stamp, delay) in microseconds of packets received while recording.
+    pub delays: Mutex<Vec<(u64, u32)>>,
     pub recording: std::sync::atomic::AtomicBool,
 }
 
@@ -255,7 +255,7 @@ impl Subscriber {
                                 let stamp =
                                     u64::from_be_bytes(p.payload[2..10].try_into().unwrap());
                                 let delay = micros_now().saturating_sub(stamp) as u32;
-                                t.delays.lock().unwrap().push(delay);
+                                t.delays.lock().unwrap().push((stamp, delay));
                             }
                         }
                     }

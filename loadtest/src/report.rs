@@ -56,16 +56,14 @@ pub async fn measure(
         s.tally.delays.lock().unwrap().clear();
         s.tally.recording.store(true, Ordering::Relaxed);
     }
-    let received0: u64 = subs
-        .iter()
-        .map(|s| s.tally.received.load(Ordering::Relaxed))
-        .sum();
     let sent0 = publisher.sent.load(Ordering::Relaxed);
     let server_cpu0 = server.as_deref().and_then(cpu_seconds);
     let own_cpu0 = cpu_seconds("self").unwrap_or(0.0);
     let t0 = Instant::now();
+    let window_start = crate::client::micros_now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let sent = publisher.sent.load(Ordering::Relaxed) - sent0;
+    let window_end = crate::client::micros_now();
     let elapsed = t0.elapsed().as_secs_f64();
     let server_cpu = match (server.as_deref().and_then(cpu_seconds), server_cpu0) {
         (Some(b), Some(a)) => Some((b - a) / elapsed),
@@ -74,16 +72,21 @@ pub async fn measure(
     let own_cpu = (cpu_seconds("self").unwrap_or(0.0) - own_cpu0) / elapsed;
     // Packets in flight at the window's end still arrive: give them a moment before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let received: u64 = subs
-        .iter()
-        .map(|s| s.tally.received.load(Ordering::Relaxed))
-        .sum::<u64>()
-        - received0;
+    // Only packets sent inside the window count, wherever they arrived.
     let mut delays = Vec::new();
     for s in subs {
         s.tally.recording.store(false, Ordering::Relaxed);
-        delays.extend(s.tally.delays.lock().unwrap().drain(..));
+        delays.extend(
+            s.tally
+                .delays
+                .lock()
+                .unwrap()
+                .drain(..)
+                .filter(|(stamp, _)| (window_start..window_end).contains(stamp))
+                .map(|(_, delay)| delay),
+        );
     }
+    let received = delays.len() as u64;
     delays.sort_unstable();
     let expected = sent * subs.len() as u64;
     let n = subs.len();
