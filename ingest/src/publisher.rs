@@ -5,48 +5,16 @@
 
 use crate::Ingest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::sync::Arc;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vitrine_core::{SessionId, StreamId, StreamState};
 use vitrine_sfu::codec::{Codec, MediaKind};
-use vitrine_sfu::peer;
+use vitrine_sfu::peer::{self, Liveness, LivenessWatch};
 use vitrine_sfu::router::{PublisherLink, SourceCodec};
-use vitrine_sfu::session::Session;
+use vitrine_sfu::session::{Session, SessionTask};
 use vitrine_sfu::signaling::SignalingError;
-use vitrine_sfu::subscriber::DISCONNECTED_GRACE;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
-
-/// One seller's publishing session.
-pub struct Publisher {
-    stream: StreamId,
-    pc: Arc<dyn PeerConnection>,
-    cancel: CancellationToken,
-    /// Turns true when the session task has finished (stream state recorded, router released).
-    finished: watch::Receiver<bool>,
-}
-
-#[async_trait::async_trait]
-impl Session for Publisher {
-    fn stream(&self) -> &StreamId {
-        &self.stream
-    }
-
-    fn peer(&self) -> &Arc<dyn PeerConnection> {
-        &self.pc
-    }
-
-    async fn close(&self) {
-        self.cancel.cancel();
-        let _ = self.pc.close().await;
-        // DELETE answers only once the stream's state says the broadcast ended.
-        let mut finished = self.finished.clone();
-        let _ = finished.wait_for(|done| *done).await;
-    }
-}
+use webrtc::peer_connection::PeerConnection;
 
 /// Negotiates a WHIP session for `stream` (already authenticated) and starts forwarding.
 pub async fn publish(
@@ -60,16 +28,7 @@ pub async fn publish(
     let sfu = &ingest.sfu;
     let (pc, mut events) = sfu.factory.build().await?;
     let negotiated = async {
-        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        }
+        peer::add_receivers(&pc).await?;
         peer::answer(&pc, &mut events, offer).await
     }
     .await;
@@ -84,22 +43,13 @@ pub async fn publish(
     let router = sfu.routers.get_or_create(&stream);
     let link = Arc::new(router.attach_publisher());
     let id = SessionId::generate();
-    let cancel = CancellationToken::new();
-    let (finished_tx, finished) = watch::channel(false);
+    let (session, task) = Session::new(stream.clone(), Arc::clone(&pc));
     let previous = ingest
         .current
         .lock()
         .expect("current lock")
         .insert(stream.clone(), id.clone());
-    ingest.sessions.insert(
-        id.clone(),
-        Arc::new(Publisher {
-            stream: stream.clone(),
-            pc: Arc::clone(&pc),
-            cancel: cancel.clone(),
-            finished,
-        }),
-    );
+    ingest.sessions.insert(id.clone(), session);
     if let Some(previous) = previous
         && let Some(old) = ingest.sessions.remove(&previous)
     {
@@ -114,8 +64,7 @@ pub async fn publish(
         pc,
         events,
         link,
-        cancel,
-        finished_tx,
+        task,
     ));
     Ok((id, answer))
 }
@@ -127,47 +76,30 @@ async fn run(
     pc: Arc<dyn PeerConnection>,
     mut events: peer::PeerEvents,
     link: Arc<PublisherLink>,
-    cancel: CancellationToken,
-    finished: watch::Sender<bool>,
+    task: SessionTask,
 ) {
     let directory = Arc::clone(&ingest.sfu.directory);
-    let mut disconnected_since: Option<tokio::time::Instant> = None;
+    let mut liveness = LivenessWatch::new(events.state.clone());
     loop {
-        let grace = async {
-            match disconnected_since {
-                Some(at) => tokio::time::sleep_until(at + DISCONNECTED_GRACE).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = grace => break,
+            _ = task.cancel.cancelled() => break,
             track = events.tracks.recv() => {
                 let Some(track) = track else { break };
-                tokio::spawn(read_track(track, Arc::clone(&link), cancel.clone()));
+                tokio::spawn(read_track(track, Arc::clone(&link), task.cancel.clone()));
             }
-            changed = events.state.changed() => {
-                if changed.is_err() { break; }
-                let state = *events.state.borrow_and_update();
-                match state {
-                    RTCPeerConnectionState::Connected => {
-                        disconnected_since = None;
-                        if !link.is_replaced()
-                            && let Err(e) = directory.set_state(&stream, StreamState::Live).await
-                        {
-                            tracing::error!(error = %e, "could not mark stream live");
-                        }
+            alive = liveness.next() => match alive {
+                Liveness::Gone => break,
+                Liveness::Connected => {
+                    if !link.is_replaced()
+                        && let Err(e) = directory.set_state(&stream, StreamState::Live).await
+                    {
+                        tracing::error!(error = %e, "could not mark stream live");
                     }
-                    RTCPeerConnectionState::Disconnected => {
-                        disconnected_since.get_or_insert_with(tokio::time::Instant::now);
-                    }
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
-                    _ => {}
                 }
-            }
+            },
         }
     }
-    cancel.cancel();
+    task.cancel.cancel();
     ingest.sessions.remove(&id);
     {
         let mut current = ingest.current.lock().expect("current lock");
@@ -182,8 +114,9 @@ async fn run(
         }
         tracing::info!(%stream, session = %id, "broadcast ended");
     }
+    // Release the router before the session reports itself finished (DELETE waits for that).
     drop(link);
-    finished.send_replace(true);
+    drop(task);
 }
 
 /// Forwards one remote track's packets to the router until the track or the session ends.

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use std::sync::Arc;
-use vitrine_core::{Secret, SessionId, StreamId};
+use vitrine_core::Secret;
 use vitrine_sfu::signaling::{self, SDP, SignalingError};
 
 /// Routes of the WHIP endpoint.
@@ -24,14 +24,6 @@ pub fn routes(ingest: Arc<Ingest>) -> HttpRouter {
         .with_state(ingest)
 }
 
-fn stream_id(raw: &str) -> Result<StreamId, SignalingError> {
-    StreamId::parse(raw).map_err(|_| SignalingError::UnknownStream)
-}
-
-fn session_id(raw: &str) -> Result<SessionId, SignalingError> {
-    SessionId::parse(raw).map_err(|_| SignalingError::UnknownSession)
-}
-
 #[tracing::instrument(skip(ingest, headers, body))]
 async fn offer(
     State(ingest): State<Arc<Ingest>>,
@@ -39,7 +31,7 @@ async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
-    let stream = stream_id(&stream)?;
+    let stream = signaling::stream_id(&stream)?;
     let record = ingest
         .sfu
         .directory
@@ -66,7 +58,10 @@ async fn trickle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
-    let (stream, session) = (stream_id(&stream)?, session_id(&session)?);
+    let (stream, session) = (
+        signaling::stream_id(&stream)?,
+        signaling::session_id(&session)?,
+    );
     signaling::patch(&ingest.sessions, &stream, &session, &headers, &body).await
 }
 
@@ -74,6 +69,9 @@ async fn end(
     State(ingest): State<Arc<Ingest>>,
     Path((stream, session)): Path<(String, String)>,
 ) -> Result<Response, SignalingError> {
-    let (stream, session) = (stream_id(&stream)?, session_id(&session)?);
+    let (stream, session) = (
+        signaling::stream_id(&stream)?,
+        signaling::session_id(&session)?,
+    );
     signaling::delete(&ingest.sessions, &stream, &session).await
 }

@@ -7,6 +7,7 @@ use rtc::interceptor::Registry;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,9 @@ use webrtc::peer_connection::{
 /// How long an answer may wait for ICE gathering (host candidates take milliseconds; this bound
 /// only matters when an interface misbehaves).
 const GATHERING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a connection may stay ICE-disconnected before its session is ended.
+pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(10);
 
 /// Tracks a publisher can announce before the session task takes them (one audio, one video).
 const TRACK_QUEUE: usize = 4;
@@ -95,6 +99,78 @@ impl PeerConnectionEventHandler for Handler {
             tracing::warn!("peer announced more tracks than a session takes; ignoring one");
         }
     }
+}
+
+/// What a session task needs to know about its connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The connection is (again) up.
+    Connected,
+    /// Failed, closed, or disconnected for longer than [`DISCONNECTED_GRACE`]: end the session.
+    Gone,
+}
+
+/// Follows a connection's state and reports [`Liveness`] changes; cancel-safe, so it can sit in
+/// a session task's `select!`.
+pub struct LivenessWatch {
+    state: watch::Receiver<RTCPeerConnectionState>,
+    disconnected_since: Option<tokio::time::Instant>,
+}
+
+impl LivenessWatch {
+    pub fn new(state: watch::Receiver<RTCPeerConnectionState>) -> Self {
+        Self {
+            state,
+            disconnected_since: None,
+        }
+    }
+
+    pub async fn next(&mut self) -> Liveness {
+        loop {
+            let grace = async {
+                match self.disconnected_since {
+                    Some(at) => tokio::time::sleep_until(at + DISCONNECTED_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = grace => return Liveness::Gone,
+                changed = self.state.changed() => {
+                    if changed.is_err() {
+                        return Liveness::Gone;
+                    }
+                    match *self.state.borrow_and_update() {
+                        RTCPeerConnectionState::Connected => {
+                            self.disconnected_since = None;
+                            return Liveness::Connected;
+                        }
+                        RTCPeerConnectionState::Disconnected => {
+                            self.disconnected_since.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            return Liveness::Gone;
+                        }
+                        _ => self.disconnected_since = None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds one receive-only audio and one video transceiver (a publisher's session, a WHEP client).
+pub async fn add_receivers(pc: &Arc<dyn PeerConnection>) -> Result<(), webrtc::error::Error> {
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The codecs Vitrine negotiates, with Chromium's usual payload types.
@@ -196,10 +272,7 @@ impl PeerFactory {
                 Err(e) => last_err = Some(e),
             }
         }
-        Err(match (self.ice.port_range, last_err) {
-            (Some(_), _) | (None, None) => PeerError::NoPort,
-            (None, Some(e)) => e,
-        })
+        Err(last_err.unwrap_or(PeerError::NoPort))
     }
 
     fn addresses(&self) -> Vec<SocketAddr> {

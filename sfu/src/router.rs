@@ -287,7 +287,9 @@ impl Drop for PublisherLink {
     }
 }
 
-/// Every router of this process, created on first use and removed when idle.
+/// Every router of this process, created on first use. A router nobody holds any more (no
+/// publisher link, no leg, no session task) is idle and is dropped at the next creation, so the
+/// map holds the streams in use, not every stream ever watched.
 #[derive(Debug, Default)]
 pub struct Routers {
     routers: Mutex<HashMap<StreamId, Arc<Router>>>,
@@ -309,6 +311,9 @@ impl Routers {
     /// The stream's router, created if needed.
     pub fn get_or_create(&self, stream: &StreamId) -> Arc<Router> {
         let mut routers = self.routers.lock().expect("routers lock");
+        if !routers.contains_key(stream) {
+            routers.retain(|_, router| Arc::strong_count(router) > 1);
+        }
         routers
             .entry(stream.clone())
             .or_insert_with(|| Router::new(stream.clone(), Arc::clone(&self.metrics)))
@@ -321,6 +326,15 @@ impl Routers {
             .expect("routers lock")
             .get(stream)
             .cloned()
+    }
+
+    /// Number of routers held (in use, or idle until the next creation).
+    pub fn len(&self) -> usize {
+        self.routers.lock().expect("routers lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Current viewer count of a stream (0 when it has no router).
@@ -409,6 +423,19 @@ mod tests {
         );
         drop(second);
         assert!(!r.is_live());
+    }
+
+    #[test]
+    fn idle_routers_are_dropped() {
+        let routers = Routers::new(Arc::default());
+        let a = StreamId::parse("a").unwrap();
+        let held = routers.get_or_create(&a).join();
+        let b = StreamId::parse("b").unwrap();
+        drop(routers.get_or_create(&b));
+        routers.get_or_create(&StreamId::parse("c").unwrap());
+        assert_eq!(routers.len(), 2, "b was idle, a has a leg, c is new");
+        assert!(routers.get(&b).is_none());
+        drop(held);
     }
 
     #[tokio::test(start_paused = true)]

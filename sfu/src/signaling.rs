@@ -5,7 +5,7 @@
 use crate::offer::OfferError;
 use crate::peer::PeerError;
 use crate::sdpfrag::parse_sdpfrag;
-use crate::session::{Sessions, add_candidates};
+use crate::session::Sessions;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -66,6 +66,16 @@ impl IntoResponse for SignalingError {
         };
         problem.into_response()
     }
+}
+
+/// Parses the `{stream}` path segment; an impossible id is simply an unknown stream.
+pub fn stream_id(raw: &str) -> Result<StreamId, SignalingError> {
+    StreamId::parse(raw).map_err(|_| SignalingError::UnknownStream)
+}
+
+/// Parses the `{session}` path segment.
+pub fn session_id(raw: &str) -> Result<SessionId, SignalingError> {
+    SessionId::parse(raw).map_err(|_| SignalingError::UnknownSession)
 }
 
 /// Checks the request's media type (parameters such as `charset` are ignored).
@@ -133,7 +143,8 @@ pub async fn patch(
     require_content_type(headers, SDPFRAG)?;
     let text = std::str::from_utf8(body).map_err(|_| SignalingError::NotUtf8)?;
     let frag = parse_sdpfrag(text).map_err(|e| SignalingError::BadFragment(e.to_string()))?;
-    add_candidates(found.as_ref(), frag)
+    found
+        .add_candidates(frag)
         .await
         .map_err(|e| SignalingError::BadFragment(format!("candidate refused: {e}")))?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -4,14 +4,14 @@
 //!
 //! One task owns the leg: it drains the leg's bounded queue, so a viewer whose connection is slow
 //! fills only its own queue. The leg ends on DELETE, ICE failure, a disconnection that lasts
-//! longer than [`DISCONNECTED_GRACE`], or server shutdown.
+//! longer than [`crate::peer::DISCONNECTED_GRACE`], or server shutdown.
 
 use crate::Sfu;
 use crate::codec::{Codec, MediaKind};
-use crate::peer::{self, codec_parameters, supported};
+use crate::peer::{self, Liveness, LivenessWatch, codec_parameters, supported};
 use crate::rewrite::{LegRewriter, Verdict};
 use crate::router::{LegHandle, Router, SourceInfo};
-use crate::session::{Session, Sessions};
+use crate::session::{Session, SessionTask, Sessions};
 use crate::signaling::SignalingError;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -20,39 +20,13 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vitrine_core::{SessionId, StreamId};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
-
-/// How long a leg may stay ICE-disconnected before it is removed.
-pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(10);
-
-/// One viewer's session.
-pub struct Subscriber {
-    stream: StreamId,
-    pc: Arc<dyn PeerConnection>,
-    cancel: CancellationToken,
-}
-
-#[async_trait::async_trait]
-impl Session for Subscriber {
-    fn stream(&self) -> &StreamId {
-        &self.stream
-    }
-
-    fn peer(&self) -> &Arc<dyn PeerConnection> {
-        &self.pc
-    }
-
-    async fn close(&self) {
-        self.cancel.cancel();
-        let _ = self.pc.close().await;
-    }
-}
 
 /// The RTP codec description a local track of `codec` carries.
 fn rtc_codec(codec: Codec) -> RTCRtpCodec {
@@ -137,20 +111,15 @@ pub async fn subscribe(
     };
 
     let id = SessionId::generate();
-    let cancel = CancellationToken::new();
-    let subscriber = Arc::new(Subscriber {
-        stream: stream.clone(),
-        pc: Arc::clone(&pc),
-        cancel: cancel.clone(),
-    });
-    sfu.whep_sessions.insert(id.clone(), subscriber);
+    let (session, task) = Session::new(stream.clone(), Arc::clone(&pc));
+    sfu.whep_sessions.insert(id.clone(), session);
     tracing::info!(%stream, session = %id, viewers = router.viewers() + 1, "subscriber joined");
 
     for track in [&video, &audio] {
         tokio::spawn(read_feedback(
             Arc::clone(track),
             Arc::clone(&router),
-            cancel.clone(),
+            task.cancel.clone(),
         ));
     }
     let leg = Leg {
@@ -164,7 +133,7 @@ pub async fn subscribe(
     };
     tokio::spawn(leg.run(
         events.state,
-        cancel,
+        task,
         Arc::clone(&sfu.whep_sessions),
         id.clone(),
         pc,
@@ -192,8 +161,8 @@ impl Leg {
 
     async fn run(
         mut self,
-        mut state: watch::Receiver<RTCPeerConnectionState>,
-        cancel: CancellationToken,
+        state: watch::Receiver<RTCPeerConnectionState>,
+        task: SessionTask,
         sessions: Arc<Sessions>,
         id: SessionId,
         pc: Arc<dyn PeerConnection>,
@@ -202,34 +171,19 @@ impl Leg {
         let metrics = Arc::clone(router.metrics());
         let mut source = router.source();
         self.apply_source(&source.borrow_and_update());
-        let mut disconnected_since: Option<tokio::time::Instant> = None;
+        let mut liveness = LivenessWatch::new(state);
         loop {
-            let grace = async {
-                match disconnected_since {
-                    Some(at) => tokio::time::sleep_until(at + DISCONNECTED_GRACE).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = grace => {
-                    tracing::info!(session = %id, "subscriber disconnected too long");
-                    break;
+                _ = task.cancel.cancelled() => break,
+                alive = liveness.next() => {
+                    if alive == Liveness::Gone {
+                        break;
+                    }
                 }
                 changed = source.changed() => {
                     if changed.is_err() { break; }
                     let info = source.borrow_and_update().clone();
                     self.apply_source(&info);
-                }
-                changed = state.changed() => {
-                    if changed.is_err() { break; }
-                    match *state.borrow_and_update() {
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
-                        RTCPeerConnectionState::Disconnected => {
-                            disconnected_since.get_or_insert_with(tokio::time::Instant::now);
-                        }
-                        _ => disconnected_since = None,
-                    }
                 }
                 item = self.handle.recv() => {
                     let Some(mut item) = item else { break };
@@ -251,10 +205,12 @@ impl Leg {
                 }
             }
         }
-        cancel.cancel();
         sessions.remove(&id);
         let _ = pc.close().await;
         tracing::info!(stream = %router.stream(), session = %id, "subscriber left");
+        // Leave the router before the session reports itself finished.
+        drop(self);
+        drop(task);
     }
 }
 

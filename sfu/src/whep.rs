@@ -11,7 +11,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use std::sync::Arc;
-use vitrine_core::{SessionId, StreamId};
 
 /// Routes of the WHEP endpoint.
 pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
@@ -24,18 +23,6 @@ pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
         .with_state(sfu)
 }
 
-fn ids(
-    stream: &str,
-    session: Option<&str>,
-) -> Result<(StreamId, Option<SessionId>), SignalingError> {
-    let stream = StreamId::parse(stream).map_err(|_| SignalingError::UnknownStream)?;
-    let session = session
-        .map(SessionId::parse)
-        .transpose()
-        .map_err(|_| SignalingError::UnknownSession)?;
-    Ok((stream, session))
-}
-
 #[tracing::instrument(skip(sfu, headers, body))]
 async fn offer(
     State(sfu): State<Arc<Sfu>>,
@@ -43,7 +30,7 @@ async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
-    let (stream, _) = ids(&stream, None)?;
+    let stream = signaling::stream_id(&stream)?;
     sfu.directory
         .find(&stream)
         .await
@@ -64,8 +51,10 @@ async fn trickle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
-    let (stream, session) = ids(&stream, Some(&session))?;
-    let session = session.expect("parsed above");
+    let (stream, session) = (
+        signaling::stream_id(&stream)?,
+        signaling::session_id(&session)?,
+    );
     signaling::patch(&sfu.whep_sessions, &stream, &session, &headers, &body).await
 }
 
@@ -73,7 +62,9 @@ async fn end(
     State(sfu): State<Arc<Sfu>>,
     Path((stream, session)): Path<(String, String)>,
 ) -> Result<Response, SignalingError> {
-    let (stream, session) = ids(&stream, Some(&session))?;
-    let session = session.expect("parsed above");
+    let (stream, session) = (
+        signaling::stream_id(&stream)?,
+        signaling::session_id(&session)?,
+    );
     signaling::delete(&sfu.whep_sessions, &stream, &session).await
 }

@@ -53,9 +53,9 @@ pub struct Running {
 impl Running {
     /// Stops accepting, closes media sessions, waits for requests in flight.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
-        self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.task.await.context("server task")??;
         self.state.store.close().await;
         Ok(())
@@ -63,11 +63,7 @@ impl Running {
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state
-        .store
-        .stream(&vitrine_core::StreamId::parse("healthz").expect("valid"))
-        .await
-    {
+    match state.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }

@@ -216,7 +216,7 @@ impl Store {
         Ok(())
     }
 
-    /// A seller's stream with that title, if one exists (the demo reuses it across restarts).
+    /// The oldest seller with that name, if any (the demo reuses its seller across restarts).
     pub async fn seller_by_name(&self, name: &str) -> Result<Option<SellerId>, StoreError> {
         let row = sqlx::query("SELECT id FROM sellers WHERE name = $1 ORDER BY created_at LIMIT 1")
             .bind(name)
@@ -224,6 +224,12 @@ impl Store {
             .await?;
         row.map(|r| SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt))
             .transpose()
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

@@ -25,19 +25,10 @@ async fn two_viewers_receive_and_survive_a_publisher_replacement() {
     assert_continuous(&b);
     assert!(early.audio_arrives().await && late.audio_arrives().await);
 
+    let id = stream["id"].as_str().unwrap();
     let status = server
-        .http
-        .get(server.url(&format!(
-            "/api/v1/streams/{}",
-            stream["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/streams/{id}"), Some(&token))
+        .await;
     assert_eq!(status["state"], "live");
     assert_eq!(status["viewers"], 2);
 
@@ -55,17 +46,12 @@ async fn two_viewers_receive_and_survive_a_publisher_replacement() {
     let r = server.http.delete(&second.location).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let public = server
-        .http
-        .get(server.url(&format!(
-            "/api/v1/public/streams/{}",
-            stream["id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/public/streams/{id}"), None)
+        .await;
+    assert_eq!(
+        public["viewers"], 2,
+        "viewers stay attached when the broadcast ends"
+    );
     assert_eq!(public["state"], "ended");
     server.stop().await;
 }

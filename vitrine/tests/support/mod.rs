@@ -8,7 +8,6 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +82,17 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    /// GETs a JSON document, with the seller's token when given.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
         r.json().await.unwrap()
     }
 
@@ -271,17 +281,7 @@ pub struct TestSubscriber {
 impl TestSubscriber {
     pub async fn start(http: &reqwest::Client, base: &str, whep_url: &str) -> Self {
         let (pc, mut events) = factory().build().await.unwrap();
-        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .unwrap();
-        }
+        vitrine_sfu::peer::add_receivers(&pc).await.unwrap();
         let offer = local_offer(&pc, &mut events).await;
         let (status, location, answer) = post_offer(http, whep_url, None, offer).await;
         assert_eq!(status, 201, "whep answer: {answer}");
