@@ -1,20 +1,67 @@
 #!/usr/bin/env bash
-# WHEP fan-out benchmark on loopback: a release server, one synthetic ~1.5 Mbit/s publisher and
-# N subscribers per step (SUBSCRIBERS, default 50,100,200). Writes the JSON report to OUT.
+# WHEP fan-out benchmark on loopback: Vitrine (release build) and the mediasoup peer, measured
+# alternately (A B A B ...) with the same load generator: one synthetic ~1.5 Mbit/s VP8
+# publisher and N subscribers per step. Prints medians and ratios; writes JSON lines and a PNG.
+#   SUBSCRIBERS=50,100,200  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/whep  PEER=mediasoup|none
 set -euo pipefail
 cd "$(dirname "$0")/.."
+subscribers=${SUBSCRIBERS:-50,100,200}
+rounds=${ROUNDS:-2}
+step=${STEP_SECONDS:-10}
+out=${OUT:-loadtest/results/whep}
+peer=${PEER:-mediasoup}
+mkdir -p "$(dirname "$out")"
+rm -f "$out.jsonl"
+
+scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
-port=${PORT:-18080}
+lt=target/release/vitrine-loadtest
 dir=$(mktemp -d)
-target/release/vitrine serve --listen "127.0.0.1:$port" --data-dir "$dir" --ice-bind 127.0.0.1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  sleep 0.1
-done
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+wait_healthy() {
+  for _ in $(seq 1 200); do
+    curl -sf "$1/healthz" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+vitrine_url=http://127.0.0.1:18080
+target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 >"$dir/vitrine.log" 2>&1 &
+vitrine_pid=$!
+pids+=("$vitrine_pid")
+wait_healthy "$vitrine_url"
 token=$(target/release/vitrine sellers create --name loadtest --data-dir "$dir" |
   python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])')
-target/release/vitrine-loadtest whep --server "http://127.0.0.1:$port" --token "$token" \
-  --server-pid "$pid" --subscribers "${SUBSCRIBERS:-50,100,200}" \
-  --seconds "${STEP_SECONDS:-15}" --out "${OUT:-loadtest/whep-report.json}"
+
+if [ "$peer" = mediasoup ]; then
+  loadtest/peers/mediasoup/setup.sh
+  PORT=18090 node loadtest/peers/mediasoup/server.mjs >"$dir/peer.log" 2>&1 &
+  peer_pid=$!
+  pids+=("$peer_pid")
+  wait_healthy http://127.0.0.1:18090
+  worker_pid=$(grep -o 'worker pid [0-9]*' "$dir/peer.log" | awk '{print $3}')
+fi
+
+IFS=, read -ra counts <<<"$subscribers"
+for n in "${counts[@]}"; do
+  for r in $(seq 1 "$rounds"); do
+    echo "== N=$n round $r: vitrine"
+    "$lt" whep --label vitrine --server "$vitrine_url" --token "$token" --server-pid "$vitrine_pid" \
+      --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+    if [ "$peer" = mediasoup ]; then
+      echo "== N=$n round $r: mediasoup"
+      "$lt" whep --label mediasoup --server http://127.0.0.1:18090 --token none \
+        --server-pid "$peer_pid,$worker_pid" --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+    fi
+  done
+done
+"$lt" chart --input "$out.jsonl" --png "$out.png" --subject vitrine

@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in pkg-config build-essential ca-certificates chromium nodejs npm; do
+for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl; do
   have "$pkg" || need+=("$pkg")
 done
 # A machine may carry node/npm outside Debian's packages; use those when present.

@@ -128,8 +128,10 @@ pub struct Publisher {
 
 /// Bytes of each synthetic video packet's payload.
 const PAYLOAD: usize = 1000;
-/// VP8 payload descriptor (S=1, partition 0) + frame tag; byte 1 bit 0 = inter frame.
+/// One keyframe per second of packets.
 const KEYFRAME_EVERY: u64 = 180;
+/// Offset of the send time (u64 microseconds since [`EPOCH`]) in every payload.
+const STAMP_AT: usize = 14;
 
 impl Publisher {
     pub async fn start(
@@ -172,8 +174,17 @@ impl Publisher {
             for n in 0u64.. {
                 tokio::select! { _ = cancel.cancelled() => return, _ = tick.tick() => {} }
                 let mut payload = BytesMut::with_capacity(PAYLOAD);
-                payload.put_u8(0x10);
-                payload.put_u8(if n % KEYFRAME_EVERY == 0 { 0x00 } else { 0x01 });
+                // RFC 7741 descriptor as browsers send it: X=1, S=1, I=1, 15-bit picture id.
+                let picture_id = (n & 0x7fff) as u16;
+                payload.put_u8(0x90);
+                payload.put_u8(0x80);
+                payload.put_u16(0x8000 | picture_id);
+                // VP8 frame tag (bit 0 = inter frame), keyframe start code and 640x360.
+                let key = n % KEYFRAME_EVERY == 0;
+                payload.put_slice(&[u8::from(!key), 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+                payload.put_u16(640);
+                payload.put_u16(360);
+                debug_assert_eq!(payload.len(), STAMP_AT);
                 payload.put_u64(micros_now());
                 payload.resize(PAYLOAD, 0);
                 let packet = rtp::Packet {
@@ -248,12 +259,13 @@ impl Subscriber {
                 tokio::spawn(async move {
                     while let Some(ev) = track.poll().await {
                         if let TrackRemoteEvent::OnRtpPacket(p) = ev
-                            && p.payload.len() >= 10
+                            && p.payload.len() >= STAMP_AT + 8
                         {
                             t.received.fetch_add(1, Ordering::Relaxed);
                             if t.recording.load(Ordering::Relaxed) {
-                                let stamp =
-                                    u64::from_be_bytes(p.payload[2..10].try_into().unwrap());
+                                let stamp = u64::from_be_bytes(
+                                    p.payload[STAMP_AT..STAMP_AT + 8].try_into().unwrap(),
+                                );
                                 let delay = micros_now().saturating_sub(stamp) as u32;
                                 t.delays.lock().unwrap().push((stamp, delay));
                             }

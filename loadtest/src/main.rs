@@ -5,6 +5,7 @@
 //! (publisher write -> subscriber read, from a send time embedded in each payload), and the
 //! server's CPU seconds per second (from /proc of `--server-pid`) next to the generator's own.
 
+mod chart;
 mod client;
 mod report;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// N WHEP subscribers on one published stream.
     Whep(WhepArgs),
+    /// Summarise a `whep` report: medians per server and N, ratios, and a PNG chart.
+    Chart(ChartArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -42,18 +45,35 @@ pub struct WhepArgs {
     /// Published video bitrate.
     #[arg(long, default_value = "1500")]
     pub kbps: u64,
-    /// PID of the server process, for its CPU use.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
-    /// Where to write the JSON report (a PNG chart is written beside it).
-    #[arg(long, default_value = "whep-report.json")]
+    /// PIDs of the server's processes (comma separated), for their CPU and memory.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Name of the server under test in the report (e.g. vitrine, mediasoup).
+    #[arg(long, default_value = "vitrine")]
+    pub label: String,
+    /// JSON-lines file each measured step is appended to.
+    #[arg(long, default_value = "whep-report.jsonl")]
     pub out: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ChartArgs {
+    /// JSON-lines file written by `whep`.
+    #[arg(long, default_value = "whep-report.jsonl")]
+    pub input: std::path::PathBuf,
+    /// PNG to draw.
+    #[arg(long, default_value = "whep-report.png")]
+    pub png: std::path::PathBuf,
+    /// The server the ratios are computed for, against every other label.
+    #[arg(long, default_value = "vitrine")]
+    pub subject: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Whep(args) => whep(args).await,
+        Command::Chart(args) => chart::run(&args),
     }
 }
 
@@ -81,7 +101,6 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
 
     let publisher = client::Publisher::start(&http, &whip, &key, args.kbps).await?;
     let mut subscribers = Vec::new();
-    let mut rows = Vec::new();
     for &n in &args.subscribers {
         while subscribers.len() < n {
             subscribers.push(client::Subscriber::start(&http, &whep).await?);
@@ -90,9 +109,8 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
         let row = report::measure(&publisher, &subscribers, &args).await?;
         println!("{}", serde_json::to_string(&row)?);
-        rows.push(row);
+        report::append(&args.out, &row)?;
     }
-    report::write(&args.out, &rows)?;
     for s in subscribers {
         s.close().await;
     }

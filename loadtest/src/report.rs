@@ -2,12 +2,14 @@
 
 use crate::WhepArgs;
 use crate::client::{Publisher, Subscriber};
-use serde::Serialize;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
+    pub label: String,
     pub subscribers: usize,
     pub seconds: f64,
     pub packets_sent: u64,
@@ -51,13 +53,19 @@ pub async fn measure(
     subs: &[Subscriber],
     args: &WhepArgs,
 ) -> anyhow::Result<Row> {
-    let server = args.server_pid.map(|p| p.to_string());
+    let pids: Vec<String> = args.server_pid.iter().map(u32::to_string).collect();
+    let server_cpu = || -> Option<f64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|p| cpu_seconds(p)).sum()
+    };
     for s in subs {
         s.tally.delays.lock().unwrap().clear();
         s.tally.recording.store(true, Ordering::Relaxed);
     }
     let sent0 = publisher.sent.load(Ordering::Relaxed);
-    let server_cpu0 = server.as_deref().and_then(cpu_seconds);
+    let server_cpu0 = server_cpu();
     let own_cpu0 = cpu_seconds("self").unwrap_or(0.0);
     let t0 = Instant::now();
     let window_start = crate::client::micros_now();
@@ -65,7 +73,7 @@ pub async fn measure(
     let sent = publisher.sent.load(Ordering::Relaxed) - sent0;
     let window_end = crate::client::micros_now();
     let elapsed = t0.elapsed().as_secs_f64();
-    let server_cpu = match (server.as_deref().and_then(cpu_seconds), server_cpu0) {
+    let server_cpu = match (server_cpu(), server_cpu0) {
         (Some(b), Some(a)) => Some((b - a) / elapsed),
         _ => None,
     };
@@ -91,6 +99,7 @@ pub async fn measure(
     let expected = sent * subs.len() as u64;
     let n = subs.len();
     Ok(Row {
+        label: args.label.clone(),
         subscribers: n,
         seconds: elapsed,
         packets_sent: sent,
@@ -105,12 +114,23 @@ pub async fn measure(
         delay_p99_ms: percentile(&delays, 0.99),
         server_cpu_per_s: server_cpu,
         server_cpu_per_100_subscribers: server_cpu.map(|c| c * 100.0 / n as f64),
-        server_rss_mb: args.server_pid.and_then(rss_mb),
+        server_rss_mb: if args.server_pid.is_empty() {
+            None
+        } else {
+            args.server_pid.iter().map(|p| rss_mb(*p)).sum()
+        },
         generator_cpu_per_s: own_cpu,
     })
 }
 
-pub fn write(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(rows)?)?;
+/// Appends one row to a JSON-lines report.
+pub fn append(path: &std::path::Path, row: &Row) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening report {}", path.display()))?;
+    writeln!(file, "{}", serde_json::to_string(row)?)?;
     Ok(())
 }
