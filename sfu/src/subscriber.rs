@@ -10,7 +10,7 @@ use crate::Sfu;
 use crate::codec::{Codec, MediaKind};
 use crate::peer::{self, Liveness, LivenessWatch, codec_parameters, supported};
 use crate::rewrite::{LegRewriter, Verdict};
-use crate::router::{LegHandle, Router, SourceInfo};
+use crate::router::{Forwarded, LegHandle, Router, SourceInfo};
 use crate::session::{Session, SessionTask, Sessions};
 use crate::signaling::SignalingError;
 use rtc::media_stream::MediaStreamTrack;
@@ -113,7 +113,7 @@ pub async fn subscribe(
     let id = SessionId::generate();
     let (session, task) = Session::new(stream.clone(), Arc::clone(&pc));
     sfu.whep_sessions.insert(id.clone(), session);
-    tracing::info!(%stream, session = %id, viewers = router.viewers() + 1, "subscriber joined");
+    tracing::info!(%stream, session = %id, "subscriber negotiated");
 
     for track in [&video, &audio] {
         tokio::spawn(read_feedback(
@@ -123,7 +123,8 @@ pub async fn subscribe(
         ));
     }
     let leg = Leg {
-        handle: router.join(),
+        router: Arc::clone(&router),
+        handle: None,
         video_track: video,
         audio_track: audio,
         video: LegRewriter::new(video_ssrc, 90_000, true),
@@ -142,7 +143,10 @@ pub async fn subscribe(
 }
 
 struct Leg {
-    handle: LegHandle,
+    router: Arc<Router>,
+    /// The leg's place in the router, taken once the connection is up: packets written before
+    /// DTLS completes would only be dropped, and viewer counts count viewers who can see.
+    handle: Option<LegHandle>,
     video_track: Arc<TrackLocalStaticRTP>,
     audio_track: Arc<TrackLocalStaticRTP>,
     video: LegRewriter,
@@ -167,7 +171,7 @@ impl Leg {
         id: SessionId,
         pc: Arc<dyn PeerConnection>,
     ) {
-        let router: Arc<Router> = Arc::clone(self.handle.router());
+        let router = Arc::clone(&self.router);
         let metrics = Arc::clone(router.metrics());
         let mut source = router.source();
         self.apply_source(&source.borrow_and_update());
@@ -175,17 +179,21 @@ impl Leg {
         loop {
             tokio::select! {
                 _ = task.cancel.cancelled() => break,
-                alive = liveness.next() => {
-                    if alive == Liveness::Gone {
-                        break;
+                alive = liveness.next() => match alive {
+                    Liveness::Gone => break,
+                    Liveness::Connected => {
+                        if self.handle.is_none() {
+                            self.handle = Some(router.join());
+                            tracing::info!(stream = %router.stream(), session = %id, viewers = router.viewers(), "subscriber joined");
+                        }
                     }
-                }
+                },
                 changed = source.changed() => {
                     if changed.is_err() { break; }
                     let info = source.borrow_and_update().clone();
                     self.apply_source(&info);
                 }
-                item = self.handle.recv() => {
+                item = next_packet(&mut self.handle) => {
                     let Some(mut item) = item else { break };
                     let (rewriter, track) = match item.kind {
                         MediaKind::Video => (&mut self.video, &self.video_track),
@@ -211,6 +219,14 @@ impl Leg {
         // Leave the router before the session reports itself finished.
         drop(self);
         drop(task);
+    }
+}
+
+/// The leg's next packet; never resolves before the leg has joined the router.
+async fn next_packet(handle: &mut Option<LegHandle>) -> Option<Forwarded> {
+    match handle {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
     }
 }
 
