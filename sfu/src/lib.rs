@@ -7,6 +7,7 @@
 //! tested without sockets.
 
 pub mod codec;
+pub mod feedback;
 pub mod keyframe;
 pub mod metrics;
 pub mod offer;

@@ -3,7 +3,7 @@
 //! handler that turns callbacks into channels the session tasks can `select!` on.
 
 use crate::codec::Codec;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -295,7 +295,10 @@ impl PeerFactory {
         for (codec, kind) in codec_parameters() {
             media.register_codec(codec, kind)?;
         }
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media)).with(
+            Slot::from(crate::feedback::SLOT),
+            crate::feedback::KeyframeRequestsToApplication::default(),
+        );
         let loopback = self.ice.bind_ips.iter().any(|ip| ip.is_loopback());
         let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(loopback);
         if !self.ice.announced_ips.is_empty() {

@@ -8,14 +8,13 @@
 
 use crate::Sfu;
 use crate::codec::{Codec, MediaKind};
+use crate::feedback::is_keyframe_request;
 use crate::peer::{self, Liveness, LivenessWatch, codec_parameters, supported};
 use crate::rewrite::{LegRewriter, Verdict};
 use crate::router::{Forwarded, LegHandle, Router, SourceInfo};
 use crate::session::{Session, SessionTask, Sessions};
 use crate::signaling::SignalingError;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -244,10 +243,7 @@ async fn read_feedback(
         match event {
             None => return,
             Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
-                let wants_keyframe = packets.iter().any(|p| {
-                    let any = p.as_any();
-                    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                });
+                let wants_keyframe = packets.iter().any(|p| is_keyframe_request(p.as_ref()));
                 if wants_keyframe {
                     router.request_keyframe();
                 }

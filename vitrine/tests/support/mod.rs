@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -15,9 +16,9 @@ use tokio::sync::mpsc;
 use vitrine::app::{self, Running};
 use vitrine::config::Config;
 use vitrine_sfu::peer::{IceConfig, PeerEvents, PeerFactory, codec_parameters};
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::TrackRemoteEvent;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, RTCIceGatheringState, RTCSessionDescription};
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -31,6 +32,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        // With RUST_LOG set, logs (and the WebRTC stack's `log` records) help debug a failure.
+        if std::env::var_os("RUST_LOG").is_some() {
+            vitrine::telemetry::init();
+        }
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -166,6 +171,17 @@ pub struct TestPublisher {
     pub pc: Arc<dyn PeerConnection>,
     pub location: String,
     stop: tokio_util::sync::CancellationToken,
+    /// PLIs received from the server so far.
+    pub plis: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// When the synthetic publisher sends keyframes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyframes {
+    /// Every tenth video packet.
+    Periodic,
+    /// The first packet, then only in answer to a PLI (as an encoder does between its GOPs).
+    OnRequest,
 }
 
 impl TestPublisher {
@@ -176,6 +192,17 @@ impl TestPublisher {
         whip_url: &str,
         key: &str,
         video_mime: &str,
+    ) -> Self {
+        Self::start_with(http, base, whip_url, key, video_mime, Keyframes::Periodic).await
+    }
+
+    pub async fn start_with(
+        http: &reqwest::Client,
+        base: &str,
+        whip_url: &str,
+        key: &str,
+        video_mime: &str,
+        keyframes: Keyframes,
     ) -> Self {
         let (pc, mut events) = factory().build().await.unwrap();
         let video_ssrc = rand::random::<u32>();
@@ -198,7 +225,23 @@ impl TestPublisher {
         let h264 = video_mime.eq_ignore_ascii_case("video/H264");
         let video_pt = if h264 { 102 } else { 96 };
         let cancel = stop.clone();
+        // PLIs the server sends about the video track.
+        let plis = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (rtcp_track, rtcp_plis) = (Arc::clone(&video), Arc::clone(&plis));
         tokio::spawn(async move {
+            while let Some(event) = rtcp_track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+                    let n = packets
+                        .iter()
+                        .filter(|p| p.as_any().is::<PictureLossIndication>())
+                        .count();
+                    rtcp_plis.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let answered = Arc::clone(&plis);
+        tokio::spawn(async move {
+            let mut plis_answered = 0;
             // A media source, paced like a camera: 50 video + 50 audio packets per second.
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut seq_v: u16 = rand::random();
@@ -210,7 +253,15 @@ impl TestPublisher {
                     _ = cancel.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let key_frame = n % 10 == 0;
+                let key_frame = match keyframes {
+                    Keyframes::Periodic => n % 10 == 0,
+                    Keyframes::OnRequest => {
+                        let asked = answered.load(std::sync::atomic::Ordering::SeqCst);
+                        let answer = n == 0 || asked > plis_answered;
+                        plis_answered = asked;
+                        answer
+                    }
+                };
                 let payload: &'static [u8] = match (h264, key_frame) {
                     (false, true) => &[0x10, 0x00, 0x9d, 0x01, 0x2a, 0, 0, 0, 0],
                     (false, false) => &[0x10, 0x01, 0x00, 0x00, 0x00, 0, 0, 0, 0],
@@ -252,6 +303,7 @@ impl TestPublisher {
             pc,
             location: format!("{base}{}", location.unwrap()),
             stop,
+            plis,
         }
     }
 
@@ -276,6 +328,8 @@ pub struct TestSubscriber {
     pub pc: Arc<dyn PeerConnection>,
     pub location: String,
     pub packets: mpsc::UnboundedReceiver<Received>,
+    /// The remote tracks, as they are announced.
+    tracks: Arc<std::sync::Mutex<Vec<Arc<dyn TrackRemote>>>>,
 }
 
 impl TestSubscriber {
@@ -289,8 +343,11 @@ impl TestSubscriber {
             .await
             .unwrap();
         let (tx, packets) = mpsc::unbounded_channel();
+        let tracks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&tracks);
         tokio::spawn(async move {
             while let Some(track) = events.tracks.recv().await {
+                seen.lock().unwrap().push(Arc::clone(&track));
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     while let Some(event) = track.poll().await {
@@ -313,6 +370,7 @@ impl TestSubscriber {
             pc,
             location: format!("{base}{}", location.unwrap()),
             packets,
+            tracks,
         }
     }
 
@@ -332,6 +390,21 @@ impl TestSubscriber {
         out
     }
 
+    /// Sends a PLI about every received track, as a decoder that lost its picture does.
+    pub async fn send_pli(&self) {
+        let tracks: Vec<_> = self.tracks.lock().unwrap().clone();
+        assert!(!tracks.is_empty(), "no track announced yet");
+        for track in tracks {
+            for ssrc in track.ssrcs().await {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                track.write_rtcp(vec![Box::new(pli)]).await.unwrap();
+            }
+        }
+    }
+
     /// Whether at least one audio packet arrives (bounded by [`WAIT`]).
     pub async fn audio_arrives(&mut self) -> bool {
         tokio::time::timeout(WAIT, async {
@@ -343,6 +416,18 @@ impl TestSubscriber {
         })
         .await
         .is_ok()
+    }
+}
+
+/// Waits (bounded by [`WAIT`]) until `condition` holds, checking every 20 ms.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
