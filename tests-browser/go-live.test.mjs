@@ -118,6 +118,17 @@ test('studio goes live, watch page plays, stop ends it', async () => {
   await goLive.click();
   await watch.waitForFunction(() => document.getElementById('state').textContent === 'ended', null, { timeout: WAIT });
   assert.equal(await watch.locator('#overlay-title').textContent(), 'Stream ended');
-  await watch.screenshot({ path: join(dataDir, 'watch-ended.png') });
+
+  // The seller comes back: the same watch page resumes without a reload.
+  const beforeReturn = await watch.evaluate(() => window.__inbound.framesDecoded);
+  await goLive.click();
+  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  await watch.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  await watch.waitForFunction(
+    (before) => window.__inbound.framesDecoded > before + 30,
+    beforeReturn,
+    { timeout: WAIT },
+  );
+  assert.equal(await watch.locator('#overlay').isHidden(), true, 'no overlay while live');
   await context.close();
 });
