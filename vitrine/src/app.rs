@@ -105,6 +105,18 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/openapi.json",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    include_str!("openapi.json"),
+                )
+            }),
+        )
         .with_state(state)
         .merge(media)
         .merge(vitrine_web_demo::routes())

@@ -115,3 +115,36 @@ async fn bad_stream_bodies_are_refused() {
     assert!(text.contains("vitrine_subscribers") && text.contains("vitrine_rtp_packets_in"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let server = TestServer::start().await;
+    let doc = server.get_json("/api/openapi.json", None).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let routes = [
+        ("/api/v1/streams", "post"),
+        ("/api/v1/streams", "get"),
+        ("/api/v1/streams/{id}", "get"),
+        ("/api/v1/public/streams/{id}", "get"),
+        ("/whip/{stream}", "post"),
+        ("/whip/{stream}", "options"),
+        ("/whip/{stream}/{session}", "patch"),
+        ("/whip/{stream}/{session}", "delete"),
+        ("/whep/{stream}", "post"),
+        ("/whep/{stream}", "options"),
+        ("/whep/{stream}/{session}", "patch"),
+        ("/whep/{stream}/{session}", "delete"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    // And the documented paths are exactly those (no stale entries).
+    let documented = doc["paths"].as_object().unwrap().len();
+    assert_eq!(documented, 10, "the routes above plus this document");
+    server.stop().await;
+}
