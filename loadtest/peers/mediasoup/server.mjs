@@ -88,7 +88,21 @@ function rejected(m) {
 
 const MIME = { audio: 'audio/opus', video: 'video/VP8' };
 
-async function whip(streamId, sdp) {
+// An accepted m-line for `codec` (mediasoup's RtpCodecParameters shape).
+function accepted(t, m, codec, direction, extra = {}) {
+  return {
+    type: m.type, port: 9, protocol: 'UDP/TLS/RTP/SAVPF', payloads: String(codec.payloadType),
+    direction, ...transportLines(t, m),
+    rtp: [{ payload: codec.payloadType, codec: codec.mimeType.split('/')[1], rate: codec.clockRate, ...(codec.channels ? { encoding: codec.channels } : {}) }],
+    fmtp: [],
+    rtcpFb: (codec.rtcpFeedback || []).map((f) => ({ payload: codec.payloadType, type: f.type, subtype: f.parameter || undefined })),
+    ...extra,
+  };
+}
+
+// Answers an offer on a new transport; `section` returns the answer's m-line for one offered
+// m-line, or nothing to reject it.
+async function answer(streamId, sdp, section) {
   const offer = sdpTransform.parse(sdp);
   const t = await transport();
   await connect(t, offer);
@@ -96,56 +110,35 @@ async function whip(streamId, sdp) {
   const medias = [];
   for (const m of offer.media) {
     const codec = codecOf(m, MIME[m.type] || '');
-    const ssrc = (m.ssrcs || [])[0]?.id;
-    if (!codec || !ssrc) {
-      medias.push(rejected(m));
-      continue;
-    }
-    const producer = await t.produce({
-      kind: m.type,
-      rtpParameters: { mid: String(m.mid), codecs: [codec], encodings: [{ ssrc }], headerExtensions: [], rtcp: { cname: 'peer' } },
-    });
-    stream.producers.set(m.type, producer);
-    medias.push({
-      type: m.type, port: 9, protocol: 'UDP/TLS/RTP/SAVPF', payloads: String(codec.payloadType),
-      direction: 'recvonly', ...transportLines(t, m),
-      rtp: [{ payload: codec.payloadType, codec: codec.mimeType.split('/')[1], rate: codec.clockRate, ...(codec.channels ? { encoding: codec.channels } : {}) }],
-      fmtp: [], rtcpFb: codec.rtcpFeedback.map((f) => ({ payload: codec.payloadType, type: f.type, subtype: f.parameter || undefined })),
-    });
+    medias.push((codec && (await section(t, stream, m, codec))) || rejected(m));
   }
   return { t, answer: answerSdp(t, medias) };
 }
 
-async function whep(streamId, sdp) {
-  const offer = sdpTransform.parse(sdp);
-  const t = await transport();
-  await connect(t, offer);
-  const stream = streams.get(streamId);
-  const medias = [];
-  for (const m of offer.media) {
-    const producer = stream.producers.get(m.type);
-    const codec = codecOf(m, MIME[m.type] || '');
-    if (!producer || !codec) {
-      medias.push(rejected(m));
-      continue;
-    }
-    const rtpCapabilities = {
-      codecs: [{ kind: m.type, mimeType: codec.mimeType, preferredPayloadType: codec.payloadType, clockRate: codec.clockRate, ...(codec.channels ? { channels: codec.channels } : {}), parameters: codec.parameters, rtcpFeedback: codec.rtcpFeedback }],
-      headerExtensions: [],
-    };
-    const consumer = await t.consume({ producerId: producer.id, rtpCapabilities, paused: false });
-    const c = consumer.rtpParameters.codecs[0];
-    const ssrc = consumer.rtpParameters.encodings[0].ssrc;
-    medias.push({
-      type: m.type, port: 9, protocol: 'UDP/TLS/RTP/SAVPF', payloads: String(c.payloadType),
-      direction: 'sendonly', ...transportLines(t, m),
-      rtp: [{ payload: c.payloadType, codec: c.mimeType.split('/')[1], rate: c.clockRate, ...(c.channels ? { encoding: c.channels } : {}) }],
-      fmtp: [], rtcpFb: (c.rtcpFeedback || []).map((f) => ({ payload: c.payloadType, type: f.type, subtype: f.parameter || undefined })),
-      ssrcs: [{ id: ssrc, attribute: 'cname', value: 'peer' }, { id: ssrc, attribute: 'msid', value: `peer ${m.type}` }],
-    });
-  }
-  return { t, answer: answerSdp(t, medias) };
-}
+const whip = (streamId, sdp) => answer(streamId, sdp, async (t, stream, m, codec) => {
+  const ssrc = (m.ssrcs || [])[0]?.id;
+  if (!ssrc) return null;
+  const producer = await t.produce({
+    kind: m.type,
+    rtpParameters: { mid: String(m.mid), codecs: [codec], encodings: [{ ssrc }], headerExtensions: [], rtcp: { cname: 'peer' } },
+  });
+  stream.producers.set(m.type, producer);
+  return accepted(t, m, codec, 'recvonly');
+});
+
+const whep = (streamId, sdp) => answer(streamId, sdp, async (t, stream, m, codec) => {
+  const producer = stream.producers.get(m.type);
+  if (!producer) return null;
+  const rtpCapabilities = {
+    codecs: [{ kind: m.type, mimeType: codec.mimeType, preferredPayloadType: codec.payloadType, clockRate: codec.clockRate, ...(codec.channels ? { channels: codec.channels } : {}), parameters: codec.parameters, rtcpFeedback: codec.rtcpFeedback }],
+    headerExtensions: [],
+  };
+  const consumer = await t.consume({ producerId: producer.id, rtpCapabilities, paused: false });
+  const ssrc = consumer.rtpParameters.encodings[0].ssrc;
+  return accepted(t, m, consumer.rtpParameters.codecs[0], 'sendonly', {
+    ssrcs: [{ id: ssrc, attribute: 'cname', value: 'peer' }, { id: ssrc, attribute: 'msid', value: `peer ${m.type}` }],
+  });
+});
 
 function body(req) {
   return new Promise((resolve) => {
