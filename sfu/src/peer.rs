@@ -360,3 +360,41 @@ pub async fn answer(
         .map(|d| d.sdp)
         .ok_or(PeerError::NoLocalDescription)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_disconnected_too_long_is_gone() {
+        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
+        let mut live = LivenessWatch::new(rx);
+        tx.send_replace(RTCPeerConnectionState::Connected);
+        assert_eq!(live.next().await, Liveness::Connected);
+
+        // A short outage that recovers keeps the session.
+        tx.send_replace(RTCPeerConnectionState::Disconnected);
+        let recovered = tokio::time::timeout(DISCONNECTED_GRACE / 2, live.next()).await;
+        assert!(recovered.is_err(), "still waiting inside the grace period");
+        tx.send_replace(RTCPeerConnectionState::Connected);
+        assert_eq!(live.next().await, Liveness::Connected);
+
+        // An outage longer than the grace period ends it, on the virtual clock.
+        tx.send_replace(RTCPeerConnectionState::Disconnected);
+        let started = tokio::time::Instant::now();
+        assert_eq!(live.next().await, Liveness::Gone);
+        assert!(tokio::time::Instant::now() - started >= DISCONNECTED_GRACE);
+    }
+
+    #[tokio::test]
+    async fn failure_and_a_dropped_connection_are_gone_at_once() {
+        let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
+        let mut live = LivenessWatch::new(rx);
+        tx.send_replace(RTCPeerConnectionState::Failed);
+        assert_eq!(live.next().await, Liveness::Gone);
+        let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
+        let mut live = LivenessWatch::new(rx);
+        drop(tx);
+        assert_eq!(live.next().await, Liveness::Gone);
+    }
+}
