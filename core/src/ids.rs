@@ -101,6 +101,26 @@ id_type!(
     "sl"
 );
 id_type!(
+    /// One product in a seller's catalog.
+    ProductId,
+    "pr"
+);
+id_type!(
+    /// One guest buyer (a session token and a display name).
+    BuyerId,
+    "by"
+);
+id_type!(
+    /// One order: a reservation of stock that a payment turns into a sale.
+    OrderId,
+    "or"
+);
+id_type!(
+    /// One pin of a product to a stream (a flash sale when it carries a sale price or cap).
+    PinId,
+    "pn"
+);
+id_type!(
     /// One WHIP or WHEP session resource (the `Location` a client PATCHes and DELETEs).
     SessionId,
     "ss"

@@ -1,15 +1,24 @@
 //! Vocabulary shared by every Vitrine role.
 //!
-//! **Contract:** this crate holds types and narrow traits only. It performs no I/O of its own and
-//! knows nothing about WebRTC, SQL or the chat protocol, so every other crate may depend on it
-//! without dragging a role along.
+//! **Contract:** this crate holds types and narrow traits only (plus the in-process bus). It
+//! performs no network or disk I/O of its own and knows nothing about WebRTC, SQL or the chat
+//! protocol, so every other crate may depend on it without dragging a role along.
 
+pub mod bus;
+pub mod commerce;
 pub mod directory;
 pub mod ids;
+pub mod money;
 pub mod problem;
 pub mod secret;
 
+pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
+pub use commerce::{
+    BuyFailure, BuyOutcome, BuyRequest, CommerceError, CommerceEvent, CommerceEvents, Identities,
+    Identity, NoEvents, OrderSummary, PinnedProduct, Purchases,
+};
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
-pub use ids::{IdError, SellerId, SessionId, StreamId};
+pub use ids::{BuyerId, IdError, OrderId, PinId, ProductId, SellerId, SessionId, StreamId};
+pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;
 pub use secret::{Secret, SecretHash};

@@ -1,0 +1,85 @@
+//! The database connection every SQL-backed role shares: one sqlx Any pool on SQLite (WAL, the
+//! embedded default) or PostgreSQL, and checkout's own migrations, one folder per backend.
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+/// Which SQL engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Opens a pool. SQLite gets WAL, foreign keys and a busy timeout so that concurrent writers
+/// queue instead of failing.
+pub async fn connect(url: &str) -> Result<(AnyPool, Backend), DbError> {
+    install_default_drivers();
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Backend::Postgres
+    } else {
+        return Err(DbError::UnsupportedUrl);
+    };
+    let sqlite = backend == Backend::Sqlite;
+    let pool = AnyPoolOptions::new()
+        .max_connections(if sqlite { 4 } else { 16 })
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok((pool, backend))
+}
+
+/// Runs checkout's migrations (versions 0100 and up). Other roles' migrations share the same
+/// table, hence `ignore_missing`.
+pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), DbError> {
+    // The two folders hold the same SQL today; they are separate so that they can diverge.
+    #[allow(clippy::if_same_then_else)]
+    let mut migrator = if backend == Backend::Sqlite {
+        sqlx::migrate!("./migrations/sqlite")
+    } else {
+        sqlx::migrate!("./migrations/postgres")
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// Unix milliseconds, the one time format stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Marks a query built with `format!` as safe. Only ever used with column lists and table
+/// fragments that are constants of this crate; values always go through `bind`.
+pub(crate) fn sql(query: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(query)
+}

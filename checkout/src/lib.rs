@@ -1,0 +1,91 @@
+//! Checkout: the catalog, guest buyers, pins and flash sales, inventory reservations, idempotent
+//! orders and payments. Everything is SQL through one sqlx Any pool, so the same code runs on
+//! SQLite and PostgreSQL; stock only ever moves through conditional UPDATEs, never
+//! read-then-write.
+//!
+//! [`Checkout`] is the service; each module adds the operations of one concern to it.
+
+pub mod buyers;
+pub mod card;
+pub mod catalog;
+pub mod db;
+pub mod error;
+pub mod idempotency;
+pub mod order_state;
+pub mod orders;
+pub mod payment;
+pub mod pins;
+pub mod purchases;
+pub mod reaper;
+pub mod sandbox;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use buyers::Buyer;
+pub use catalog::{NewProduct, Product, ProductPatch};
+pub use db::{Backend, DbError};
+pub use error::{CheckoutError, RejectKind, Rejection};
+pub use order_state::OrderStatus;
+pub use orders::{NewOrder, Order, OrderResult, Placed};
+pub use payment::PaymentProvider;
+pub use pins::{NewPin, Pin};
+pub use sandbox::SandboxProvider;
+
+use sqlx::AnyPool;
+use std::sync::Arc;
+use std::time::Duration;
+use vitrine_core::CommerceEvents;
+
+/// Tunables of the order path.
+#[derive(Debug, Clone)]
+pub struct CheckoutConfig {
+    /// How long a reservation waits for its payment before the reaper releases it.
+    pub reservation_window: Duration,
+    /// How long an order waits for the processor's confirmation before cancelling the payment.
+    pub payment_timeout: Duration,
+    /// How long idempotency keys are kept.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            reservation_window: Duration::from_secs(15 * 60),
+            payment_timeout: Duration::from_secs(10),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The checkout service; cheap to clone.
+#[derive(Clone)]
+pub struct Checkout {
+    pub(crate) pool: AnyPool,
+    pub(crate) payments: Arc<dyn PaymentProvider>,
+    pub(crate) events: Arc<dyn CommerceEvents>,
+    pub(crate) config: CheckoutConfig,
+}
+
+impl Checkout {
+    pub fn new(
+        pool: AnyPool,
+        payments: Arc<dyn PaymentProvider>,
+        events: Arc<dyn CommerceEvents>,
+        config: CheckoutConfig,
+    ) -> Self {
+        Self {
+            pool,
+            payments,
+            events,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &CheckoutConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}

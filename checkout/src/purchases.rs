@@ -1,0 +1,56 @@
+//! Checkout as the chat role reaches it: the [`Purchases`] trait of the shared crate.
+
+use crate::Checkout;
+use crate::error::CheckoutError;
+use crate::orders::{NewOrder, OrderResult, PaymentDetails};
+use vitrine_core::{
+    BuyFailure, BuyOutcome, BuyRequest, CommerceError, PinnedProduct, Purchases, StreamId,
+};
+
+#[async_trait::async_trait]
+impl Purchases for Checkout {
+    async fn buy(&self, request: BuyRequest) -> BuyOutcome {
+        let order = NewOrder {
+            product_id: request.product,
+            quantity: request.quantity,
+            pin_id: None,
+            stream_id: Some(request.stream),
+            payment: PaymentDetails {
+                card_number: request.card_number,
+            },
+        };
+        match self
+            .place_order(&request.buyer, &request.request_id, order)
+            .await
+        {
+            Ok(placed) => match placed.result {
+                OrderResult::Created(order) => BuyOutcome::Confirmed(order.summary()),
+                OrderResult::Rejected(r) => BuyOutcome::Failed {
+                    reason: r.buy_failure(),
+                    detail: r.detail,
+                    order_id: None,
+                },
+            },
+            Err(CheckoutError::Invalid(detail)) => BuyOutcome::Failed {
+                reason: BuyFailure::Invalid,
+                detail,
+                order_id: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "purchase failed");
+                BuyOutcome::Failed {
+                    reason: BuyFailure::Unavailable,
+                    detail: "checkout is unavailable; retry with the same request_id".into(),
+                    order_id: None,
+                }
+            }
+        }
+    }
+
+    async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
+        self.active_pin(stream)
+            .await
+            .map(|found| found.map(|(pin, product)| pin.card(&product)))
+            .map_err(|e| CommerceError::Unavailable(e.to_string()))
+    }
+}

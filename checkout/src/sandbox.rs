@@ -1,0 +1,191 @@
+//! The built-in sandbox card processor. It behaves like a real one in what checkout must cope
+//! with: confirmation arrives asynchronously after a latency, some cards decline, one never
+//! answers, and its ledger survives a crash of the caller (it lives in its own table, as a real
+//! processor's lives in its own data centre). Test cards:
+//!
+//! | number | outcome |
+//! |---|---|
+//! | 4242 4242 4242 4242, 5555 5555 5555 4444 | approved |
+//! | 4000 0000 0000 0002 | declined (`card_declined`) |
+//! | 4000 0000 0000 9995 | declined (`insufficient_funds`) |
+//! | 4000 0000 0000 0119 | never settles (the caller's timeout path) |
+//! | any other valid number | declined (`test_mode_live_card`), as real sandboxes do |
+
+use crate::db::now_ms;
+use crate::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus};
+use rand::RngCore;
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+use vitrine_core::{Currency, Money};
+
+/// What the sandbox will do with a card.
+fn outcome_of(digits: &str) -> (&'static str, Option<&'static str>) {
+    match digits {
+        "4242424242424242" | "5555555555554444" => ("approve", None),
+        "4000000000000002" => ("decline", Some("card_declined")),
+        "4000000000009995" => ("decline", Some("insufficient_funds")),
+        "4000000000000119" => ("timeout", None),
+        _ => ("decline", Some("test_mode_live_card")),
+    }
+}
+
+pub struct SandboxProvider {
+    pool: AnyPool,
+    latency: Duration,
+}
+
+impl SandboxProvider {
+    /// `latency`: how long after creation a payment settles.
+    pub fn new(pool: AnyPool, latency: Duration) -> Self {
+        Self { pool, latency }
+    }
+
+    fn unavailable(e: sqlx::Error) -> PaymentError {
+        PaymentError::Unavailable(e.to_string())
+    }
+
+    /// Moves a payment whose latency has passed to its final state.
+    async fn settle(&self, reference: &str) -> Result<(), PaymentError> {
+        sqlx::query(
+            "UPDATE sandbox_payments SET status = CASE outcome WHEN 'approve' THEN 'succeeded' \
+             ELSE 'declined' END \
+             WHERE reference = $1 AND status = 'processing' AND outcome <> 'timeout' \
+             AND settles_at <= $2",
+        )
+        .bind(reference)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        Ok(())
+    }
+
+    async fn load(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        let row = sqlx::query(
+            "SELECT id, reference, amount, currency, status, decline_code \
+             FROM sandbox_payments WHERE reference = $1",
+        )
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        let Some(r) = row else { return Ok(None) };
+        let get = |i: usize| r.try_get::<String, _>(i).map_err(Self::unavailable);
+        let currency =
+            Currency::parse(&get(3)?).map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        let status = match get(4)?.as_str() {
+            "processing" => PaymentStatus::Processing,
+            "succeeded" => PaymentStatus::Succeeded,
+            "declined" => PaymentStatus::Declined {
+                code: r
+                    .try_get::<Option<String>, _>(5)
+                    .map_err(Self::unavailable)?
+                    .unwrap_or_default(),
+            },
+            "cancelled" => PaymentStatus::Cancelled,
+            "refunded" => PaymentStatus::Refunded,
+            other => return Err(PaymentError::Unavailable(format!("bad status {other}"))),
+        };
+        Ok(Some(Payment {
+            id: get(0)?,
+            reference: get(1)?,
+            amount: Money {
+                amount: r.try_get(2).map_err(Self::unavailable)?,
+                currency,
+            },
+            status,
+        }))
+    }
+
+    async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        self.settle(reference).await?;
+        self.load(reference).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for SandboxProvider {
+    async fn create(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
+        let (outcome, decline) = outcome_of(request.card.digits());
+        let mut id = [0u8; 12];
+        rand::rng().fill_bytes(&mut id);
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sandbox_payments (id, reference, amount, currency, card_last4, outcome, \
+             status, decline_code, settles_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'processing', $7, $8, $9) \
+             ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(format!("py_{}", hex::encode(id)))
+        .bind(&request.reference)
+        .bind(request.amount.amount)
+        .bind(request.amount.currency.as_str())
+        .bind(request.card.last4())
+        .bind(outcome)
+        .bind(decline)
+        .bind(now + self.latency.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        self.load(&request.reference)
+            .await?
+            .ok_or(PaymentError::NotFound)
+    }
+
+    async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        self.current(reference).await
+    }
+
+    async fn wait(&self, reference: &str, timeout: Duration) -> Result<Payment, PaymentError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let payment = self
+                .current(reference)
+                .await?
+                .ok_or(PaymentError::NotFound)?;
+            let now = tokio::time::Instant::now();
+            if payment.status != PaymentStatus::Processing || now >= deadline {
+                return Ok(payment);
+            }
+            // The processor's confirmation latency: the sandbox's stand-in for waiting on its
+            // webhook. Checks again at most every 50 ms.
+            let step = self
+                .latency
+                .clamp(Duration::from_millis(5), Duration::from_millis(50));
+            tokio::time::sleep_until((now + step).min(deadline)).await;
+        }
+    }
+
+    async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError> {
+        self.settle(reference).await?;
+        // Only a payment that has not settled (and cannot settle any more by now) is cancelled.
+        sqlx::query(
+            "UPDATE sandbox_payments SET status = 'cancelled' WHERE reference = $1 \
+             AND status = 'processing' AND (outcome = 'timeout' OR settles_at > $2)",
+        )
+        .bind(reference)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        self.current(reference).await?.ok_or(PaymentError::NotFound)
+    }
+
+    async fn refund(&self, reference: &str) -> Result<Payment, PaymentError> {
+        self.settle(reference).await?;
+        let done = sqlx::query(
+            "UPDATE sandbox_payments SET status = 'refunded', refunded_amount = amount \
+             WHERE reference = $1 AND status = 'succeeded'",
+        )
+        .bind(reference)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        let payment = self.load(reference).await?.ok_or(PaymentError::NotFound)?;
+        if done.rows_affected() == 0 && payment.status != PaymentStatus::Refunded {
+            return Err(PaymentError::NotRefundable);
+        }
+        Ok(payment)
+    }
+}

@@ -1,0 +1,66 @@
+//! Fresh databases for tests, on both backends. PostgreSQL comes from
+//! `VITRINE_TEST_POSTGRES_URL` (a role allowed to create databases; `scripts/services.sh` sets
+//! it up); a test without it fails, it never skips.
+
+use crate::db::{Backend, DbError, connect};
+use rand::RngCore;
+
+/// A database that exists for one test: a new SQLite file or a new PostgreSQL database.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Result<Self, DbError> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().map_err(|e| DbError::Database(e.into()))?;
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Ok(Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let mut suffix = [0u8; 6];
+                rand::rng().fill_bytes(&mut suffix);
+                let name = format!("vt_{}", hex::encode(suffix));
+                let (pool, _) = connect(&admin).await?;
+                sqlx::query(crate::db::sql(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await?;
+                pool.close().await;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                Ok(Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+/// The PostgreSQL URL the tests use; panics with the fix when it is missing.
+pub fn postgres_admin_url() -> String {
+    std::env::var("VITRINE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "VITRINE_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, or \
+             eval \"$(scripts/services.sh start)\" first"
+        )
+    })
+}
+
+/// The Redis URL the tests use; panics with the fix when it is missing.
+pub fn redis_url() -> String {
+    std::env::var("VITRINE_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "VITRINE_TEST_REDIS_URL is not set: run the tests with scripts/test.sh, or \
+             eval \"$(scripts/services.sh start)\" first"
+        )
+    })
+}

@@ -1,0 +1,658 @@
+//! Checkout against real databases: every test runs on SQLite and on PostgreSQL.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vitrine_checkout::CheckoutConfig;
+use vitrine_checkout::db::{Backend, connect, migrate};
+use vitrine_checkout::orders::PaymentDetails;
+use vitrine_checkout::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider};
+use vitrine_checkout::testing::TestDatabase;
+use vitrine_checkout::{
+    Checkout, CheckoutError, NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, ProductPatch,
+    RejectKind, SandboxProvider,
+};
+use vitrine_core::{
+    BuyerId, CommerceEvent, CommerceEvents, Currency, Money, ProductId, SellerId, StreamId,
+};
+
+#[derive(Default)]
+struct Recorded(Mutex<Vec<CommerceEvent>>);
+
+impl CommerceEvents for Recorded {
+    fn emit(&self, event: CommerceEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+struct Harness {
+    checkout: Checkout,
+    events: Arc<Recorded>,
+    sandbox: Arc<SandboxProvider>,
+    seller: SellerId,
+    _db: TestDatabase,
+}
+
+async fn harness_with(
+    backend: Backend,
+    config: CheckoutConfig,
+    wrap: impl FnOnce(Arc<SandboxProvider>) -> Arc<dyn PaymentProvider>,
+) -> Harness {
+    let db = TestDatabase::create(backend).await.unwrap();
+    let (pool, backend) = connect(&db.url).await.unwrap();
+    migrate(&pool, backend).await.unwrap();
+    let sandbox = Arc::new(SandboxProvider::new(
+        pool.clone(),
+        Duration::from_millis(20),
+    ));
+    let events = Arc::new(Recorded::default());
+    let checkout = Checkout::new(pool, wrap(sandbox.clone()), events.clone(), config);
+    Harness {
+        checkout,
+        events,
+        sandbox,
+        seller: SellerId::generate(),
+        _db: db,
+    }
+}
+
+async fn harness(backend: Backend) -> Harness {
+    harness_with(backend, CheckoutConfig::default(), |s| s).await
+}
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("USD").unwrap()).unwrap()
+}
+
+fn jacket(stock: i64) -> NewProduct {
+    NewProduct {
+        sku: "JKT-RED-M".into(),
+        title: "Red jacket".into(),
+        description: String::new(),
+        image_url: None,
+        price: usd(4900),
+        stock,
+    }
+}
+
+fn order(product: &ProductId, quantity: u32, card: &str) -> NewOrder {
+    NewOrder {
+        product_id: product.clone(),
+        quantity,
+        pin_id: None,
+        stream_id: None,
+        payment: PaymentDetails {
+            card_number: card.into(),
+        },
+    }
+}
+
+fn through(stream: &StreamId, product: &ProductId, card: &str) -> NewOrder {
+    NewOrder {
+        stream_id: Some(stream.clone()),
+        ..order(product, 1, card)
+    }
+}
+
+const APPROVE: &str = "4242424242424242";
+const DECLINE: &str = "4000000000000002";
+const NEVER: &str = "4000000000000119";
+
+fn rejected(result: &OrderResult) -> RejectKind {
+    match result {
+        OrderResult::Rejected(r) => r.kind,
+        OrderResult::Created(o) => panic!("expected a rejection, got order {o:?}"),
+    }
+}
+
+fn created(result: &OrderResult) -> &vitrine_checkout::Order {
+    match result {
+        OrderResult::Created(o) => o,
+        OrderResult::Rejected(r) => panic!("expected an order, got {r:?}"),
+    }
+}
+
+async fn stock(h: &Harness, product: &ProductId) -> i64 {
+    h.checkout.product(&h.seller, product).await.unwrap().stock
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    catalog_is_scoped_to_its_seller,
+    a_paid_order_takes_stock_and_replays_by_key,
+    declines_and_timeouts_give_stock_back,
+    sold_out_is_refused_without_going_negative,
+    flash_sale_sells_exactly_its_cap_under_contention,
+    per_buyer_limit_and_sale_end_are_enforced,
+    refund_restocks_and_the_state_machine_holds,
+    a_crash_mid_payment_is_settled_by_the_reaper,
+);
+
+async fn catalog_is_scoped_to_its_seller(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(50))
+        .await
+        .unwrap();
+    assert_eq!(p.stock, 50);
+    assert!(matches!(
+        h.checkout.create_product(&h.seller, jacket(1)).await,
+        Err(CheckoutError::Conflict(_))
+    ));
+    let other = SellerId::generate();
+    assert!(matches!(
+        h.checkout.product(&other, &p.id).await,
+        Err(CheckoutError::NotFound(_))
+    ));
+    // Another seller may use the same SKU.
+    h.checkout.create_product(&other, jacket(1)).await.unwrap();
+    assert_eq!(h.checkout.products_of(&h.seller).await.unwrap().len(), 1);
+    let patched = h
+        .checkout
+        .update_product(
+            &h.seller,
+            &p.id,
+            ProductPatch {
+                title: Some("Blue jacket".into()),
+                stock_delta: Some(-60),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(patched, Err(CheckoutError::Conflict(_))),
+        "stock can't go negative"
+    );
+    let patched = h
+        .checkout
+        .update_product(
+            &h.seller,
+            &p.id,
+            ProductPatch {
+                title: Some("Blue jacket".into()),
+                stock_delta: Some(-10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((patched.title.as_str(), patched.stock), ("Blue jacket", 40));
+    let wrong_currency = ProductPatch {
+        price: Some(Money::new(1, Currency::parse("EUR").unwrap()).unwrap()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.checkout
+            .update_product(&h.seller, &p.id, wrong_currency)
+            .await,
+        Err(CheckoutError::Invalid(_))
+    ));
+    let mut bad = jacket(1);
+    bad.sku = "has space".into();
+    assert!(matches!(
+        h.checkout.create_product(&h.seller, bad).await,
+        Err(CheckoutError::Invalid(_))
+    ));
+    h.checkout.archive_product(&h.seller, &p.id).await.unwrap();
+    assert!(h.checkout.product(&h.seller, &p.id).await.is_err());
+}
+
+async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(5))
+        .await
+        .unwrap();
+    let buyer = BuyerId::generate();
+    let placed = h
+        .checkout
+        .place_order(&buyer, "key-1", order(&p.id, 2, APPROVE))
+        .await
+        .unwrap();
+    assert!(!placed.replayed);
+    let o = created(&placed.result).clone();
+    assert_eq!(o.status, OrderStatus::Paid);
+    assert_eq!(o.total, usd(9800));
+    assert_eq!(o.card_last4, "4242");
+    assert_eq!(stock(&h, &p.id).await, 3);
+
+    let again = h
+        .checkout
+        .place_order(&buyer, "key-1", order(&p.id, 2, APPROVE))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(created(&again.result), &o, "the stored response comes back");
+    assert_eq!(stock(&h, &p.id).await, 3, "a replay takes nothing");
+
+    let other_body = h
+        .checkout
+        .place_order(&buyer, "key-1", order(&p.id, 1, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected(&other_body.result),
+        RejectKind::IdempotencyKeyReused
+    );
+
+    // Keys are per buyer: another buyer's same key is a new order.
+    let other = h
+        .checkout
+        .place_order(&BuyerId::generate(), "key-1", order(&p.id, 1, APPROVE))
+        .await
+        .unwrap();
+    assert_ne!(created(&other.result).id, o.id);
+    assert_eq!(
+        h.checkout.orders_of_buyer(&buyer).await.unwrap(),
+        vec![o.clone()]
+    );
+    assert_eq!(
+        h.checkout.orders_of_seller(&h.seller).await.unwrap().len(),
+        2
+    );
+    assert!(
+        h.checkout
+            .order_for_buyer(&BuyerId::generate(), &o.id)
+            .await
+            .is_err()
+    );
+    assert!(
+        h.checkout
+            .order_for_seller(&SellerId::generate(), &o.id)
+            .await
+            .is_err()
+    );
+    let charged = h.sandbox.retrieve(o.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(charged.amount, usd(9800));
+    assert!(
+        h.events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, CommerceEvent::Order { order, .. } if order.id == o.id && order.status == "paid"))
+    );
+}
+
+async fn declines_and_timeouts_give_stock_back(backend: Backend) {
+    let config = CheckoutConfig {
+        payment_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let h = harness_with(backend, config, |s| s).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(1))
+        .await
+        .unwrap();
+    let buyer = BuyerId::generate();
+    let declined = h
+        .checkout
+        .place_order(&buyer, "a", order(&p.id, 1, DECLINE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&declined.result), RejectKind::PaymentDeclined);
+    assert_eq!(stock(&h, &p.id).await, 1);
+    let timed_out = h
+        .checkout
+        .place_order(&buyer, "b", order(&p.id, 1, NEVER))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&timed_out.result), RejectKind::PaymentTimeout);
+    assert_eq!(stock(&h, &p.id).await, 1);
+    let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    assert_eq!(orders.len(), 2);
+    assert!(orders.iter().all(|o| o.status == OrderStatus::Cancelled));
+    // The replay of a decline is the same decline, not a new attempt.
+    let replay = h
+        .checkout
+        .place_order(&buyer, "a", order(&p.id, 1, DECLINE))
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.result, declined.result);
+    assert!(matches!(
+        h.checkout
+            .place_order(&buyer, "c", order(&p.id, 1, "4242424242424241"))
+            .await,
+        Err(CheckoutError::Invalid(_))
+    ));
+}
+
+async fn sold_out_is_refused_without_going_negative(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(1))
+        .await
+        .unwrap();
+    let buyer = BuyerId::generate();
+    let too_many = h
+        .checkout
+        .place_order(&buyer, "a", order(&p.id, 2, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&too_many.result), RejectKind::SoldOut);
+    created(
+        &h.checkout
+            .place_order(&buyer, "b", order(&p.id, 1, APPROVE))
+            .await
+            .unwrap()
+            .result,
+    );
+    let late = h
+        .checkout
+        .place_order(&buyer, "c", order(&p.id, 1, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&late.result), RejectKind::SoldOut);
+    assert_eq!(stock(&h, &p.id).await, 0);
+}
+
+async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(500))
+        .await
+        .unwrap();
+    let stream = StreamId::generate();
+    let pin = h
+        .checkout
+        .pin(
+            &h.seller,
+            &stream,
+            NewPin {
+                product_id: p.id.clone(),
+                sale_price: Some(usd(2900)),
+                per_buyer_limit: Some(1),
+                quantity_cap: Some(50),
+                ends_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let buyers: Vec<BuyerId> = (0..120).map(|_| BuyerId::generate()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, buyer) in buyers.iter().enumerate() {
+        // Every fifth buyer double-taps: two concurrent requests with one key.
+        let taps = if i % 5 == 0 { 2 } else { 1 };
+        for _ in 0..taps {
+            let (c, buyer, stream, product) = (
+                h.checkout.clone(),
+                buyer.clone(),
+                stream.clone(),
+                p.id.clone(),
+            );
+            tasks.spawn(async move {
+                let placed = c
+                    .place_order(
+                        &buyer,
+                        &format!("req-{i}"),
+                        through(&stream, &product, APPROVE),
+                    )
+                    .await
+                    .unwrap();
+                (i, placed.result)
+            });
+        }
+    }
+    let mut by_buyer: std::collections::HashMap<usize, Vec<OrderResult>> = Default::default();
+    while let Some(done) = tasks.join_next().await {
+        let (i, result) = done.unwrap();
+        by_buyer.entry(i).or_default().push(result);
+    }
+    assert_eq!(by_buyer.len(), buyers.len(), "every buyer got an answer");
+    let mut paid = 0;
+    for (i, results) in &by_buyer {
+        assert!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "buyer {i}: taps disagree"
+        );
+        match &results[0] {
+            OrderResult::Created(o) => {
+                assert_eq!(o.unit_price, usd(2900));
+                paid += 1;
+            }
+            OrderResult::Rejected(r) => assert_eq!(r.kind, RejectKind::SoldOut),
+        }
+    }
+    assert_eq!(paid, 50);
+    assert_eq!(stock(&h, &p.id).await, 450);
+    let (pin_now, _) = h.checkout.active_pin(&stream).await.unwrap().unwrap();
+    assert_eq!(pin_now.id, pin.id);
+    assert_eq!(pin_now.remaining, Some(0));
+    let sold = h.checkout.orders_of_seller(&h.seller).await.unwrap();
+    assert_eq!(
+        sold.iter()
+            .filter(|o| o.status == OrderStatus::Paid)
+            .count(),
+        50
+    );
+}
+
+async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(10))
+        .await
+        .unwrap();
+    let stream = StreamId::generate();
+    let pin = NewPin {
+        product_id: p.id.clone(),
+        sale_price: None,
+        per_buyer_limit: Some(2),
+        quantity_cap: None,
+        ends_at: Some(vitrine_checkout::db::now_ms() + 60_000),
+    };
+    h.checkout.pin(&h.seller, &stream, pin).await.unwrap();
+    let buyer = BuyerId::generate();
+    let mut two = through(&stream, &p.id, APPROVE);
+    two.quantity = 2;
+    created(
+        &h.checkout
+            .place_order(&buyer, "a", two)
+            .await
+            .unwrap()
+            .result,
+    );
+    let third = h
+        .checkout
+        .place_order(&buyer, "b", through(&stream, &p.id, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&third.result), RejectKind::LimitExceeded);
+    // A declined attempt does not use up the limit of another buyer.
+    let other = BuyerId::generate();
+    let declined = h
+        .checkout
+        .place_order(&other, "a", through(&stream, &p.id, DECLINE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&declined.result), RejectKind::PaymentDeclined);
+    let mut two = through(&stream, &p.id, APPROVE);
+    two.quantity = 2;
+    created(
+        &h.checkout
+            .place_order(&other, "b", two)
+            .await
+            .unwrap()
+            .result,
+    );
+    // Buying something that is not pinned there is refused.
+    let q = h
+        .checkout
+        .create_product(
+            &h.seller,
+            NewProduct {
+                sku: "OTHER".into(),
+                ..jacket(5)
+            },
+        )
+        .await
+        .unwrap();
+    let not_pinned = h
+        .checkout
+        .place_order(&other, "c", through(&stream, &q.id, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(rejected(&not_pinned.result), RejectKind::NotPinned);
+    // An ended sale.
+    let (pin, _) = h.checkout.active_pin(&stream).await.unwrap().unwrap();
+    h.checkout.unpin(&stream, &pin.id).await.unwrap();
+    let mut by_pin = order(&p.id, 1, APPROVE);
+    by_pin.pin_id = Some(pin.id.clone());
+    let ended = h
+        .checkout
+        .place_order(&BuyerId::generate(), "d", by_pin)
+        .await
+        .unwrap();
+    assert_eq!(rejected(&ended.result), RejectKind::SaleEnded);
+    assert_eq!(stock(&h, &p.id).await, 6);
+}
+
+async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
+    let h = harness(backend).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(3))
+        .await
+        .unwrap();
+    let buyer = BuyerId::generate();
+    let a = created(
+        &h.checkout
+            .place_order(&buyer, "a", order(&p.id, 1, APPROVE))
+            .await
+            .unwrap()
+            .result,
+    )
+    .clone();
+    let b = created(
+        &h.checkout
+            .place_order(&buyer, "b", order(&p.id, 1, APPROVE))
+            .await
+            .unwrap()
+            .result,
+    )
+    .clone();
+    assert_eq!(stock(&h, &p.id).await, 1);
+    let fulfilled = h.checkout.fulfil(&h.seller, &a.id).await.unwrap();
+    assert_eq!(fulfilled.status, OrderStatus::Fulfilled);
+    assert!(matches!(
+        h.checkout.fulfil(&h.seller, &a.id).await,
+        Err(CheckoutError::Conflict(_))
+    ));
+    let refunded = h.checkout.refund(&h.seller, &b.id).await.unwrap();
+    assert_eq!(refunded.status, OrderStatus::Refunded);
+    assert_eq!(stock(&h, &p.id).await, 2);
+    assert!(matches!(
+        h.checkout.refund(&h.seller, &b.id).await,
+        Err(CheckoutError::Conflict(_))
+    ));
+    assert!(
+        h.checkout
+            .refund(&SellerId::generate(), &a.id)
+            .await
+            .is_err()
+    );
+    let payment = h.sandbox.retrieve(b.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        payment.status,
+        vitrine_checkout::payment::PaymentStatus::Refunded
+    );
+}
+
+/// A provider that charges through the sandbox and then "crashes": the caller never hears back.
+struct DiesAfterCharge(Arc<SandboxProvider>);
+
+#[async_trait::async_trait]
+impl PaymentProvider for DiesAfterCharge {
+    async fn create(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
+        self.0.create(request).await?;
+        Err(PaymentError::Unavailable("connection reset".into()))
+    }
+    async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        self.0.retrieve(reference).await
+    }
+    async fn wait(&self, reference: &str, timeout: Duration) -> Result<Payment, PaymentError> {
+        self.0.wait(reference, timeout).await
+    }
+    async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError> {
+        self.0.cancel(reference).await
+    }
+    async fn refund(&self, reference: &str) -> Result<Payment, PaymentError> {
+        self.0.refund(reference).await
+    }
+}
+
+async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
+    let config = CheckoutConfig {
+        reservation_window: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let h = harness_with(backend, config, |s| Arc::new(DiesAfterCharge(s))).await;
+    let p = h
+        .checkout
+        .create_product(&h.seller, jacket(5))
+        .await
+        .unwrap();
+    let buyer = BuyerId::generate();
+    for (key, card) in [("charged", APPROVE), ("declined", DECLINE), ("hung", NEVER)] {
+        let err = h
+            .checkout
+            .place_order(&buyer, key, order(&p.id, 1, card))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CheckoutError::Payment(_)));
+    }
+    assert_eq!(stock(&h, &p.id).await, 2, "three units reserved");
+    assert_eq!(
+        h.checkout.release_expired().await.unwrap(),
+        0,
+        "not expired yet"
+    );
+    // Wait for the reservations to expire, observing the database rather than sleeping blind.
+    let mut settled = 0;
+    while settled < 3 {
+        settled += h.checkout.release_expired().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(settled, 3);
+    let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    let paid: Vec<_> = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Paid)
+        .collect();
+    assert_eq!(
+        paid.len(),
+        1,
+        "the charge that went through became a paid order"
+    );
+    assert!(paid[0].payment_id.is_some());
+    assert_eq!(
+        stock(&h, &p.id).await,
+        4,
+        "the others gave their units back"
+    );
+    // The buyer retrying the charged request gets the paid order.
+    let replay = h
+        .checkout
+        .place_order(&buyer, "charged", order(&p.id, 1, APPROVE))
+        .await
+        .unwrap();
+    assert_eq!(created(&replay.result).id, paid[0].id);
+}

@@ -1,0 +1,169 @@
+//! The contract between the chat and checkout roles, which never import each other: chat asks
+//! checkout to buy through [`Purchases`] and to identify members through [`Identities`];
+//! checkout tells the rooms what changed through [`CommerceEvents`]. The binary wires both ends.
+
+use crate::{BuyerId, Money, OrderId, PinId, ProductId, SellerId, StreamId};
+use serde::{Deserialize, Serialize};
+
+/// The product a stream has pinned, as every member of the room sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedProduct {
+    pub pin_id: PinId,
+    pub product_id: ProductId,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// The catalog price.
+    pub price: Money,
+    /// The flash-sale price, when the pin is a sale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sale_price: Option<Money>,
+    /// Units a buyer can still get through this pin: the product's stock, capped by what is left
+    /// of the pin's quantity cap.
+    pub available: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_buyer_limit: Option<u32>,
+    /// Unix milliseconds when the sale ends (the countdown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<i64>,
+}
+
+/// An order as its buyer and seller see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub status: String,
+    pub product_id: ProductId,
+    pub quantity: u32,
+    pub total: Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<StreamId>,
+    pub created_at: i64,
+}
+
+/// A purchase asked for in a chat room.
+#[derive(Debug, Clone)]
+pub struct BuyRequest {
+    pub buyer: BuyerId,
+    pub stream: StreamId,
+    pub product: ProductId,
+    pub quantity: u32,
+    /// The client's request id: the idempotency key of the order.
+    pub request_id: String,
+    pub card_number: String,
+}
+
+/// Why a purchase did not go through; the wire names are the chat protocol's `reason`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuyFailure {
+    SoldOut,
+    PaymentDeclined,
+    LimitExceeded,
+    SaleEnded,
+    /// The card processor did not answer in time; nothing was charged.
+    PaymentTimeout,
+    /// The product is not the one pinned to this stream.
+    NotPinned,
+    /// The request was malformed (quantity, card number, reused request id with another body).
+    Invalid,
+    /// Checkout could not be reached; the buyer may retry with the same request id.
+    Unavailable,
+}
+
+impl BuyFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::PaymentDeclined => "payment_declined",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::SaleEnded => "sale_ended",
+            Self::PaymentTimeout => "payment_timeout",
+            Self::NotPinned => "not_pinned",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The answer to one [`BuyRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuyOutcome {
+    Confirmed(OrderSummary),
+    Failed {
+        reason: BuyFailure,
+        detail: String,
+        order_id: Option<OrderId>,
+    },
+}
+
+/// Checkout as the chat sees it.
+#[async_trait::async_trait]
+pub trait Purchases: Send + Sync + 'static {
+    /// Buys through the stream's current pin. Idempotent on (buyer, request id).
+    async fn buy(&self, request: BuyRequest) -> BuyOutcome;
+    /// The stream's current pin with live availability, if any.
+    async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError>;
+}
+
+/// Who presented a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Buyer { id: BuyerId, display_name: String },
+    Seller { id: SellerId, name: String },
+}
+
+/// Token resolution for the chat (buyer session tokens and seller API tokens).
+#[async_trait::async_trait]
+pub trait Identities: Send + Sync + 'static {
+    async fn identify(&self, token: &str) -> Result<Option<Identity>, CommerceError>;
+}
+
+/// What checkout announces to the rooms. Delivery is best effort: the database is the record,
+/// these only keep screens live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommerceEvent {
+    /// The stream's pin changed (`None`: unpinned).
+    Pin {
+        stream: StreamId,
+        pin: Option<PinnedProduct>,
+    },
+    /// Availability of a pinned product changed.
+    Stock {
+        stream: StreamId,
+        product: ProductId,
+        available: i64,
+    },
+    /// Someone bought through the stream: announced to the room without saying who.
+    Purchase {
+        stream: StreamId,
+        product: ProductId,
+        quantity: u32,
+        available: i64,
+    },
+    /// An order changed; shown to its buyer and to the seller.
+    Order {
+        stream: Option<StreamId>,
+        seller: SellerId,
+        buyer: BuyerId,
+        order: OrderSummary,
+    },
+}
+
+/// Where checkout sends [`CommerceEvent`]s.
+pub trait CommerceEvents: Send + Sync + 'static {
+    fn emit(&self, event: CommerceEvent);
+}
+
+/// Discards events (a process without chat rooms).
+pub struct NoEvents;
+
+impl CommerceEvents for NoEvents {
+    fn emit(&self, _event: CommerceEvent) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommerceError {
+    #[error("checkout unavailable: {0}")]
+    Unavailable(String),
+}
