@@ -167,3 +167,23 @@ pub enum CommerceError {
     #[error("checkout unavailable: {0}")]
     Unavailable(String),
 }
+
+/// A [`CommerceEvents`] whose destination is connected after construction, for wiring two roles
+/// that each need the other (checkout emits to chat rooms; chat buys through checkout).
+#[derive(Default)]
+pub struct EventRelay(std::sync::OnceLock<std::sync::Arc<dyn CommerceEvents>>);
+
+impl EventRelay {
+    /// Sets the destination; later calls are ignored.
+    pub fn connect(&self, sink: std::sync::Arc<dyn CommerceEvents>) {
+        let _ = self.0.set(sink);
+    }
+}
+
+impl CommerceEvents for EventRelay {
+    fn emit(&self, event: CommerceEvent) {
+        if let Some(sink) = self.0.get() {
+            sink.emit(event);
+        }
+    }
+}

@@ -14,14 +14,20 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
+use vitrine_checkout::reaper::spawn_reaper;
+use vitrine_checkout::{Checkout, SandboxProvider};
+use vitrine_core::EventRelay;
 use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
 
 /// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
 const MAX_BODY_BYTES: usize = 128 * 1024;
+/// How often expired stock reservations are looked for.
+const REAPER_INTERVAL: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +35,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub checkout: Checkout,
     pub sfu: Arc<Sfu>,
     pub ingest: Arc<Ingest>,
     registry: Arc<Registry>,
@@ -48,6 +55,8 @@ pub struct Running {
     pub state: AppState,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: CancellationToken,
+    reaper: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -57,6 +66,8 @@ impl Running {
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
         self.task.await.context("server task")??;
+        self.background.cancel();
+        let _ = self.reaper.await;
         self.state.store.close().await;
         Ok(())
     }
@@ -136,8 +147,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     metrics.register(&mut registry);
     let sfu = Sfu::new(Arc::new(store.clone()), config.ice.clone(), metrics);
     let ingest = Ingest::new(Arc::clone(&sfu));
+    let events = Arc::new(EventRelay::default());
+    let payments = Arc::new(SandboxProvider::new(
+        store.pool().clone(),
+        config.sandbox_latency,
+    ));
+    let checkout = Checkout::new(
+        store.pool().clone(),
+        payments,
+        events.clone(),
+        config.checkout.clone(),
+    );
+    let background = CancellationToken::new();
+    let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
     let state = AppState {
         store,
+        checkout,
         sfu,
         ingest,
         registry: Arc::new(registry),
@@ -181,5 +206,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         state,
         handle,
         task,
+        background,
+        reaper,
     })
 }

@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vitrine_checkout::CheckoutConfig;
 use vitrine_sfu::peer::IceConfig;
 
 /// Flags of `vitrine serve`; each also reads its `VITRINE_*` variable.
@@ -41,6 +43,13 @@ pub struct ServeArgs {
     /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
     #[arg(long, env = "VITRINE_ICE_ANNOUNCE", value_delimiter = ',')]
     pub ice_announce: Option<Vec<String>>,
+    /// Redis URL (redis://host:port): chat rooms span every server sharing it. Without it, an
+    /// in-process bus serves one server.
+    #[arg(long = "redis", env = "VITRINE_REDIS")]
+    pub redis_url: Option<String>,
+    /// Seconds a stock reservation waits for its payment before it is released.
+    #[arg(long, env = "VITRINE_RESERVATION_WINDOW")]
+    pub reservation_window_secs: Option<u64>,
     /// Create a demo seller and stream and print the studio and watch URLs.
     #[arg(long, env = "VITRINE_DEMO")]
     pub demo: bool,
@@ -55,8 +64,19 @@ struct FileConfig {
     public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    redis_url: Option<String>,
     #[serde(default)]
     ice: FileIce,
+    #[serde(default)]
+    checkout: FileCheckout,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCheckout {
+    reservation_window_secs: Option<u64>,
+    payment_timeout_secs: Option<u64>,
+    sandbox_latency_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +97,10 @@ pub struct Config {
     pub public_url: Option<String>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub ice: IceConfig,
+    pub redis_url: Option<String>,
+    pub checkout: CheckoutConfig,
+    /// How long the sandbox card processor takes to confirm a payment.
+    pub sandbox_latency: Duration,
     pub demo: bool,
 }
 
@@ -138,6 +162,24 @@ impl Config {
             public_url: args.public_url.or(file.public_url),
             tls,
             ice,
+            redis_url: args.redis_url.or(file.redis_url),
+            checkout: {
+                let defaults = CheckoutConfig::default();
+                let window = args
+                    .reservation_window_secs
+                    .or(file.checkout.reservation_window_secs);
+                let timeout = file.checkout.payment_timeout_secs;
+                if window == Some(0) || timeout == Some(0) {
+                    bail!("reservation window and payment timeout must be at least 1 second");
+                }
+                CheckoutConfig {
+                    reservation_window: window
+                        .map_or(defaults.reservation_window, Duration::from_secs),
+                    payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
+                    ..defaults
+                }
+            },
+            sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
             demo: args.demo,
         })
     }

@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use std::time::{SystemTime, UNIX_EPOCH};
+use vitrine_checkout::Backend;
 use vitrine_core::{
     DirectoryError, Secret, SecretHash, SellerId, StreamDirectory, StreamId, StreamRecord,
     StreamState,
@@ -25,8 +25,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database url (expected sqlite:// or postgres://)")]
-    UnsupportedUrl,
+    #[error(transparent)]
+    Connect(#[from] vitrine_checkout::DbError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
 }
@@ -65,43 +65,27 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Store {
-    /// Connects and runs the backend's migrations.
+    /// Connects and runs the migrations: the binary's own (sellers, streams) and checkout's.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        if !sqlite && !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
-            return Err(StoreError::UnsupportedUrl);
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
+        let (pool, backend) = vitrine_checkout::db::connect(url).await?;
         // One migration set per backend, kept in step; today their SQL is the same text, which
-        // is why the two arms compile to the same code.
+        // is why the two arms compile to the same code. Checkout's versions live in the same
+        // table, hence `ignore_missing`.
         #[allow(clippy::if_same_then_else)]
-        let migrator = if sqlite {
+        let mut migrator = if backend == Backend::Sqlite {
             sqlx::migrate!("./migrations/sqlite")
         } else {
             sqlx::migrate!("./migrations/postgres")
         };
+        migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
+        vitrine_checkout::db::migrate(&pool, backend).await?;
         Ok(Self { pool })
+    }
+
+    /// The pool, shared with checkout.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Creates a seller and returns it with its API token (shown once, stored hashed).

@@ -67,6 +67,9 @@ async fn serves_https_when_given_a_certificate_and_key() {
         public_url: None,
         tls: Some((cert_path, key_path)),
         ice: Default::default(),
+        redis_url: None,
+        checkout: Default::default(),
+        sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };
     let running = app::start(&config).await.unwrap();

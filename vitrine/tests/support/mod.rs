@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use vitrine::app::{self, Running};
 use vitrine::config::Config;
+use vitrine_checkout::CheckoutConfig;
+use vitrine_checkout::db::Backend;
+use vitrine_checkout::testing::TestDatabase;
 use vitrine_sfu::peer::{IceConfig, PeerEvents, PeerFactory, codec_parameters};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -28,10 +31,34 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
+    _db: Option<Arc<TestDatabase>>,
+}
+
+/// Options of a test server beyond the defaults.
+#[derive(Default, Clone)]
+pub struct ServerOptions {
+    /// A database to use instead of a fresh SQLite file (shared by several servers).
+    pub database: Option<Arc<TestDatabase>>,
+    pub redis_url: Option<String>,
+    pub checkout: Option<CheckoutConfig>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    /// A server on a fresh database of `backend`.
+    pub async fn on(backend: Backend) -> Self {
+        let db = Arc::new(TestDatabase::create(backend).await.unwrap());
+        Self::start_with(ServerOptions {
+            database: Some(db),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
         // With RUST_LOG set, logs (and the WebRTC stack's `log` records) help debug a failure.
         if std::env::var_os("RUST_LOG").is_some() {
             vitrine::telemetry::init();
@@ -40,7 +67,10 @@ impl TestServer {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_owned(),
-            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display()),
+            database_url: options.database.as_ref().map_or_else(
+                || format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display()),
+                |db| db.url.clone(),
+            ),
             public_url: None,
             tls: None,
             ice: IceConfig {
@@ -48,6 +78,9 @@ impl TestServer {
                 port_range: None,
                 announced_ips: vec![],
             },
+            redis_url: options.redis_url.clone(),
+            checkout: options.checkout.clone().unwrap_or_default(),
+            sandbox_latency: Duration::from_millis(20),
             demo: false,
         };
         let running = app::start(&config).await.unwrap();
@@ -57,6 +90,7 @@ impl TestServer {
             base,
             http: reqwest::Client::new(),
             _dir: dir,
+            _db: options.database,
         }
     }
 

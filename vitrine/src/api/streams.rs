@@ -1,70 +1,23 @@
-//! The REST API under `/api/v1`: streams of the authenticated seller, and the public view of a
-//! stream that the watch page reads. Every seller route is scoped to the caller's own streams; a
-//! stream of another seller answers 404, exactly as a stream that does not exist.
+//! Streams of the authenticated seller, and the public view of a stream that the watch page
+//! reads. Every seller route is scoped to the caller's own streams; a stream of another seller
+//! answers 404, exactly as a stream that does not exist.
 
+use super::{ApiError, AuthSeller, body, owned_stream, path_id};
 use crate::app::AppState;
-use crate::store::{MAX_TITLE_CHARS, Seller, StoreError, StreamRow};
+use crate::store::{MAX_TITLE_CHARS, StreamRow};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vitrine_core::{Problem, Secret, StreamId, StreamState};
-use vitrine_sfu::signaling::bearer;
+use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/streams", get(list_streams).post(create_stream))
         .route("/api/v1/streams/{id}", get(get_stream))
         .route("/api/v1/public/streams/{id}", get(public_stream))
-}
-
-/// API errors, mapped to problem responses in one place.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{}", .0.title)]
-    Problem(Box<Problem>),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<Problem> for ApiError {
-    fn from(p: Problem) -> Self {
-        Self::Problem(Box::new(p))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Problem(p) => p.into_response(),
-            Self::Store(e) => {
-                tracing::error!(error = %e, "store error");
-                Problem::internal().into_response()
-            }
-        }
-    }
-}
-
-/// The seller authenticated by `Authorization: Bearer <api token>`.
-pub struct AuthSeller(pub Seller);
-
-impl FromRequestParts<AppState> for AuthSeller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| Problem::unauthorized("missing bearer api token"))?;
-        state
-            .store
-            .seller_by_token(&Secret::from_presented(token))
-            .await?
-            .map(AuthSeller)
-            .ok_or_else(|| Problem::unauthorized("invalid api token").into())
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +51,11 @@ pub struct PublicStreamView {
     pub state: StreamState,
     pub viewers: usize,
     pub whep_url: String,
+    /// The chat websocket (`ws://` or `wss://`).
+    pub chat_url: String,
+    /// The product pinned to the stream, with live availability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinnedProduct>,
 }
 
 impl AppState {
@@ -124,16 +82,16 @@ impl AppState {
 }
 
 fn parse_id(raw: &str) -> Result<StreamId, ApiError> {
-    StreamId::parse(raw).map_err(|_| Problem::not_found("no such stream").into())
+    path_id(raw, StreamId::parse, "no such stream")
 }
 
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn create_stream(
     State(state): State<AppState>,
     AuthSeller(seller): AuthSeller,
-    body: Result<Json<CreateStream>, JsonRejection>,
+    new: Result<Json<CreateStream>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StreamView>), ApiError> {
-    let Json(body) = body.map_err(|e| Problem::bad_request("invalid-body", e.body_text()))?;
+    let body = body(new)?;
     let title = body.title.trim();
     if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
         return Err(Problem::bad_request(
@@ -161,13 +119,7 @@ async fn get_stream(
     AuthSeller(seller): AuthSeller,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let id = parse_id(&id)?;
-    let row = state
-        .store
-        .stream(&id)
-        .await?
-        .filter(|r| r.seller_id == seller.id)
-        .ok_or_else(|| Problem::not_found("no such stream"))?;
+    let row = owned_stream(&state, &seller, &id).await?;
     Ok(Json(state.view(row, None)))
 }
 
@@ -181,12 +133,24 @@ async fn public_stream(
         .stream(&id)
         .await?
         .ok_or_else(|| Problem::not_found("no such stream"))?;
+    let pinned = state
+        .checkout
+        .active_pin(&id)
+        .await?
+        .map(|(pin, product)| pin.card(&product));
     let view = state.view(row, None);
+    let chat_url = format!(
+        "{}/ws/streams/{}/chat",
+        state.public_url().replacen("http", "ws", 1),
+        view.id
+    );
     Ok(Json(PublicStreamView {
         id: view.id,
         title: view.title,
         state: view.state,
         viewers: view.viewers,
         whep_url: view.whep_url,
+        chat_url,
+        pinned,
     }))
 }

@@ -1,0 +1,171 @@
+//! The REST API under `/api/v1`: what every handler shares (errors as problem responses, the
+//! authenticated caller, JSON bodies) and the routes of each resource, one module each.
+
+pub mod catalog;
+pub mod orders;
+pub mod streams;
+
+use crate::app::AppState;
+use crate::store::{Seller, StoreError, StreamRow};
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Json};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use vitrine_checkout::payment::PaymentError;
+use vitrine_checkout::{Buyer, CheckoutError};
+use vitrine_core::{Problem, Secret, StreamId};
+use vitrine_sfu::signaling::bearer;
+
+pub fn routes() -> Router<AppState> {
+    streams::routes()
+        .merge(catalog::routes())
+        .merge(orders::routes())
+}
+
+/// API errors, mapped to problem responses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", .0.title)]
+    Problem(Box<Problem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(Box::new(p))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            Self::Problem(p) => *p,
+            Self::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                Problem::internal()
+            }
+            Self::Checkout(e) => match e {
+                CheckoutError::NotFound(what) => Problem::not_found(what),
+                CheckoutError::Invalid(why) => Problem::bad_request("invalid-request", why),
+                CheckoutError::Conflict(why) => {
+                    Problem::new(StatusCode::CONFLICT, "conflict", "conflict").with_detail(why)
+                }
+                CheckoutError::Payment(PaymentError::NotRefundable) => Problem::new(
+                    StatusCode::CONFLICT,
+                    "not-refundable",
+                    "payment cannot be refunded",
+                ),
+                CheckoutError::Payment(e) => {
+                    tracing::warn!(error = %e, "payment provider");
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "payment-provider-unavailable",
+                        "payment provider unavailable",
+                    )
+                    .with_detail("retry with the same Idempotency-Key")
+                }
+                e => {
+                    tracing::error!(error = %e, "checkout error");
+                    Problem::internal()
+                }
+            },
+        };
+        problem.into_response()
+    }
+}
+
+/// A JSON body, refused with a problem response when it does not parse.
+pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| Problem::bad_request("invalid-body", e.body_text()).into())
+}
+
+/// The seller authenticated by `Authorization: Bearer <api token>`.
+pub struct AuthSeller(pub Seller);
+
+impl FromRequestParts<AppState> for AuthSeller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| Problem::unauthorized("missing bearer api token"))?;
+        state
+            .store
+            .seller_by_token(&Secret::from_presented(token))
+            .await?
+            .map(AuthSeller)
+            .ok_or_else(|| Problem::unauthorized("invalid api token").into())
+    }
+}
+
+/// The guest buyer authenticated by `Authorization: Bearer <buyer token>`.
+pub struct AuthBuyer(pub Buyer);
+
+impl FromRequestParts<AppState> for AuthBuyer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| Problem::unauthorized("missing bearer buyer token"))?;
+        state
+            .checkout
+            .buyer_by_token(&Secret::from_presented(token))
+            .await?
+            .map(AuthBuyer)
+            .ok_or_else(|| Problem::unauthorized("invalid buyer token").into())
+    }
+}
+
+/// Either kind of caller, for routes both may use (their own orders).
+pub enum Caller {
+    Seller(Seller),
+    Buyer(Buyer),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token =
+            bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
+        let secret = Secret::from_presented(token);
+        if let Some(seller) = state.store.seller_by_token(&secret).await? {
+            return Ok(Self::Seller(seller));
+        }
+        state
+            .checkout
+            .buyer_by_token(&secret)
+            .await?
+            .map(Self::Buyer)
+            .ok_or_else(|| Problem::unauthorized("invalid token").into())
+    }
+}
+
+/// Parses a path id; a malformed id is a resource that does not exist.
+pub fn path_id<T>(
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, vitrine_core::IdError>,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|_| Problem::not_found(what).into())
+}
+
+/// A stream of `seller`; another seller's stream is 404 like a missing one.
+pub async fn owned_stream(
+    state: &AppState,
+    seller: &Seller,
+    raw: &str,
+) -> Result<StreamRow, ApiError> {
+    let id = path_id(raw, StreamId::parse, "no such stream")?;
+    state
+        .store
+        .stream(&id)
+        .await?
+        .filter(|r| r.seller_id == seller.id)
+        .ok_or_else(|| Problem::not_found("no such stream").into())
+}
