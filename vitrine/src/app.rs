@@ -19,7 +19,13 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use vitrine_checkout::reaper::spawn_reaper;
 use vitrine_checkout::{Checkout, SandboxProvider};
-use vitrine_core::EventRelay;
+use vitrine_chat::metrics::ChatMetrics;
+use vitrine_chat::moderation::Moderation;
+use vitrine_chat::redis_bus::RedisBus;
+use vitrine_chat::{Chat, ChatConfig};
+use vitrine_core::{
+    Bus, CommerceError, EventRelay, Identities, Identity, MemoryBus, Secret,
+};
 use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
@@ -36,6 +42,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub store: Store,
     pub checkout: Checkout,
+    pub chat: Chat,
     pub sfu: Arc<Sfu>,
     pub ingest: Arc<Ingest>,
     registry: Arc<Registry>,
@@ -62,6 +69,7 @@ pub struct Running {
 impl Running {
     /// Stops accepting, closes media sessions, waits for requests in flight.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.chat.shutdown();
         self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
@@ -128,8 +136,9 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .with_state(state)
+        .with_state(state.clone())
         .merge(media)
+        .merge(vitrine_chat::routes::routes(state.chat.clone()))
         .merge(vitrine_web_demo::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -158,11 +167,34 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         events.clone(),
         config.checkout.clone(),
     );
+    let bus: Arc<dyn Bus> = match &config.redis_url {
+        Some(url) => Arc::new(RedisBus::connect(url).await.context("connecting to Redis")?),
+        None => Arc::new(MemoryBus::new()),
+    };
+    Moderation::migrate(store.pool(), config.database_url.starts_with("sqlite:"))
+        .await
+        .context("chat migrations")?;
+    let chat_metrics = Arc::new(ChatMetrics::default());
+    chat_metrics.register(&mut registry);
+    let chat = Chat::new(
+        bus,
+        Arc::new(checkout.clone()),
+        Arc::new(Tokens {
+            store: store.clone(),
+            checkout: checkout.clone(),
+        }),
+        Arc::new(store.clone()),
+        Moderation::new(store.pool().clone()),
+        ChatConfig::default(),
+        chat_metrics,
+    );
+    events.connect(Arc::new(chat.clone()));
     let background = CancellationToken::new();
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
     let state = AppState {
         store,
         checkout,
+        chat,
         sfu,
         ingest,
         registry: Arc::new(registry),
@@ -209,4 +241,38 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         background,
         reaper,
     })
+}
+
+/// Token resolution for the chat: seller API tokens from the store, buyer tokens from checkout.
+struct Tokens {
+    store: Store,
+    checkout: Checkout,
+}
+
+#[async_trait::async_trait]
+impl Identities for Tokens {
+    async fn identify(&self, token: &str) -> Result<Option<Identity>, CommerceError> {
+        let secret = Secret::from_presented(token);
+        let unavailable = |e: String| CommerceError::Unavailable(e);
+        if let Some(seller) = self
+            .store
+            .seller_by_token(&secret)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            return Ok(Some(Identity::Seller {
+                id: seller.id,
+                name: seller.name,
+            }));
+        }
+        Ok(self
+            .checkout
+            .buyer_by_token(&secret)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .map(|b| Identity::Buyer {
+                id: b.id,
+                display_name: b.display_name,
+            }))
+    }
 }

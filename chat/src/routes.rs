@@ -1,0 +1,43 @@
+//! The chat route: `GET /ws/streams/{stream}/chat` upgrades to a websocket member of the
+//! stream's room. An unknown stream is refused before the upgrade with a 404 problem.
+
+use crate::Chat;
+use crate::member;
+use crate::protocol::MAX_FRAME_BYTES;
+use axum::Router;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use vitrine_core::{Problem, StreamId};
+
+/// Frames above our own limit are read (so that the close says why) up to this size; beyond
+/// it the websocket layer drops the connection.
+const TRANSPORT_LIMIT: usize = 64 * MAX_FRAME_BYTES;
+
+pub fn routes(chat: Chat) -> Router {
+    Router::new()
+        .route("/ws/streams/{stream}/chat", get(join))
+        .with_state(chat)
+}
+
+async fn join(
+    State(chat): State<Chat>,
+    Path(stream): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Ok(id) = StreamId::parse(&stream) else {
+        return Problem::not_found("no such stream").into_response();
+    };
+    let record = match chat.inner.streams.find(&id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Problem::not_found("no such stream").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "stream lookup failed");
+            return Problem::internal().into_response();
+        }
+    };
+    upgrade
+        .max_message_size(TRANSPORT_LIMIT)
+        .max_frame_size(TRANSPORT_LIMIT)
+        .on_upgrade(move |socket| member::serve(chat, record, socket))
+}
