@@ -185,7 +185,12 @@ mod tests {
         let first = rx.recv().await.unwrap();
         assert!(first.visible_to(&["seller".into()]));
         assert!(!first.visible_to(&["buyer:by_x".into()]));
-        assert!(first.text.as_str().starts_with(r#"{"id":"1-0","type":"order""#));
+        assert!(
+            first
+                .text
+                .as_str()
+                .starts_with(r#"{"id":"1-0","type":"order""#)
+        );
         let second = rx.recv().await.unwrap();
         assert_eq!(
             second.moderation,

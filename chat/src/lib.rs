@@ -25,8 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vitrine_core::{
-    Bus, BusError, CommerceEvent, CommerceEvents, Identities, Purchases, StreamDirectory,
-    StreamId,
+    Bus, BusError, CommerceEvent, CommerceEvents, Identities, Purchases, StreamDirectory, StreamId,
 };
 
 /// Tunables; the defaults suit a live shopping room.
@@ -238,7 +237,12 @@ impl CommerceEvents for Chat {
         let Ok(payload) = serde_json::to_string(&event) else {
             return;
         };
-        if self.inner.relay.try_send((room, audience, payload)).is_err() {
+        if self
+            .inner
+            .relay
+            .try_send((room, audience, payload))
+            .is_err()
+        {
             self.inner.metrics.announcements_dropped.inc();
         }
     }

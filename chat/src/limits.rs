@@ -88,7 +88,10 @@ mod tests {
         let mut s = SlowMode::default();
         let gap = Duration::from_secs(5);
         assert!(s.admit(gap, t0).is_ok());
-        assert_eq!(s.admit(gap, t0 + Duration::from_secs(2)), Err(Duration::from_secs(3)));
+        assert_eq!(
+            s.admit(gap, t0 + Duration::from_secs(2)),
+            Err(Duration::from_secs(3))
+        );
         assert!(s.admit(gap, t0 + Duration::from_secs(5)).is_ok());
         assert!(s.admit(Duration::ZERO, t0 + Duration::from_secs(5)).is_ok());
     }

@@ -85,8 +85,11 @@ async fn send_close(chat: &Chat, sink: &mut Sink, close: Close) {
         reason: Utf8Bytes::from(close.reason),
     };
     // The peer may already be gone; a close is best effort.
-    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame))))
-        .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
 }
 
 /// Serves one connection to the end.
@@ -216,7 +219,12 @@ async fn welcome(
     if !resumed && history.len() > chat.inner.config.history {
         history.drain(..history.len() - chat.inner.config.history);
     }
-    let pin = chat.inner.purchases.pinned(&hub.stream).await.unwrap_or(None);
+    let pin = chat
+        .inner
+        .purchases
+        .pinned(&hub.stream)
+        .await
+        .unwrap_or(None);
     let text = Reply::Welcome {
         protocol: PROTOCOL_VERSION,
         you: &member.you,
@@ -261,7 +269,12 @@ async fn run(
             Err(DecodeError::TooBig) => {
                 return Err(Close::new(close::TOO_BIG, "frame too big"));
             }
-            _ => return Err(Close::new(close::HELLO_REQUIRED, "the first message must be hello")),
+            _ => {
+                return Err(Close::new(
+                    close::HELLO_REQUIRED,
+                    "the first message must be hello",
+                ));
+            }
         },
         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
         Some(Ok(_)) => return Err(Close::new(close::HELLO_REQUIRED, "send hello first")),
@@ -293,7 +306,9 @@ async fn run(
     let (welcome_text, mut last_seen) = welcome(chat, &hub, &member, resume_from.as_deref())
         .await
         .map_err(unavailable)?;
-    send_text(sink, welcome_text).await.map_err(|_| Close::new(1006, ""))?;
+    send_text(sink, welcome_text)
+        .await
+        .map_err(|_| Close::new(1006, ""))?;
 
     // 2. the loop
     let (reply_tx, mut replies) = mpsc::channel::<String>(REPLY_QUEUE);
@@ -412,7 +427,11 @@ async fn handle(
         ClientMessage::Ping => Ok(Some(Reply::Pong.to_text())),
         ClientMessage::Chat { text } => {
             if member.you.role == Role::Viewer {
-                return Ok(Some(error_text("login_required", "join with a buyer token to chat", None)));
+                return Ok(Some(error_text(
+                    "login_required",
+                    "join with a buyer token to chat",
+                    None,
+                )));
             }
             if hub.is_banned(&member.you.member_id) {
                 return Err(Close::new(close::FORBIDDEN, "banned from this room"));
@@ -452,10 +471,18 @@ async fn handle(
         }
         ClientMessage::React { emoji } => {
             if member.you.role == Role::Viewer {
-                return Ok(Some(error_text("login_required", "join with a buyer token to react", None)));
+                return Ok(Some(error_text(
+                    "login_required",
+                    "join with a buyer token to react",
+                    None,
+                )));
             }
             if !REACTIONS.contains(&emoji.as_str()) {
-                return Ok(Some(error_text("invalid_message", "unknown reaction", None)));
+                return Ok(Some(error_text(
+                    "invalid_message",
+                    "unknown reaction",
+                    None,
+                )));
             }
             if let Err(wait) = chat_bucket.take(now) {
                 return Ok(Some(error_text("rate_limited", "slow down", Some(wait))));
@@ -469,7 +496,11 @@ async fn handle(
             card_number,
         } => {
             let Some(buyer) = member.buyer.clone() else {
-                return Ok(Some(error_text("buyer_required", "join with a buyer token to buy", None)));
+                return Ok(Some(error_text(
+                    "buyer_required",
+                    "join with a buyer token to buy",
+                    None,
+                )));
             };
             if request_id.is_empty()
                 || request_id.chars().count() > MAX_REQUEST_ID_CHARS
@@ -477,12 +508,18 @@ async fn handle(
             {
                 return Ok(Some(error_text(
                     "invalid_message",
-                    &format!("request_id must be 1 to {MAX_REQUEST_ID_CHARS} visible ASCII characters"),
+                    &format!(
+                        "request_id must be 1 to {MAX_REQUEST_ID_CHARS} visible ASCII characters"
+                    ),
                     None,
                 )));
             }
             let Ok(permit) = Arc::clone(pending_buys).try_acquire_owned() else {
-                return Ok(Some(error_text("too_many_pending", "wait for your purchases to finish", None)));
+                return Ok(Some(error_text(
+                    "too_many_pending",
+                    "wait for your purchases to finish",
+                    None,
+                )));
             };
             chat.inner.metrics.purchases.inc();
             let request = BuyRequest {
@@ -523,7 +560,11 @@ async fn handle(
             seconds,
         } => {
             if !member.moderates() {
-                return Ok(Some(error_text("forbidden", "only the seller and moderators moderate", None)));
+                return Ok(Some(error_text(
+                    "forbidden",
+                    "only the seller and moderators moderate",
+                    None,
+                )));
             }
             let moderation = &chat.inner.moderation;
             let failed = |e: crate::moderation::ModerationError| {
@@ -532,17 +573,31 @@ async fn handle(
             };
             match action {
                 ModerationAction::Delete if message_id.is_none() => {
-                    return Ok(Some(error_text("invalid_message", "delete needs message_id", None)));
+                    return Ok(Some(error_text(
+                        "invalid_message",
+                        "delete needs message_id",
+                        None,
+                    )));
                 }
                 ModerationAction::Ban | ModerationAction::Unban => {
                     let Some(target) = member_id.as_deref().filter(|t| t.len() <= 64) else {
-                        return Ok(Some(error_text("invalid_message", "ban needs member_id", None)));
+                        return Ok(Some(error_text(
+                            "invalid_message",
+                            "ban needs member_id",
+                            None,
+                        )));
                     };
                     if target == member.you.member_id {
-                        return Ok(Some(error_text("invalid_message", "you cannot ban yourself", None)));
+                        return Ok(Some(error_text(
+                            "invalid_message",
+                            "you cannot ban yourself",
+                            None,
+                        )));
                     }
                     let done = if action == ModerationAction::Ban {
-                        moderation.ban(&hub.stream, target, &member.you.member_id).await
+                        moderation
+                            .ban(&hub.stream, target, &member.you.member_id)
+                            .await
                     } else {
                         moderation.unban(&hub.stream, target).await
                     };
@@ -551,7 +606,9 @@ async fn handle(
                     }
                 }
                 ModerationAction::SlowMode => {
-                    let s = seconds.unwrap_or(0).min(crate::moderation::MAX_SLOW_MODE_SECONDS);
+                    let s = seconds
+                        .unwrap_or(0)
+                        .min(crate::moderation::MAX_SLOW_MODE_SECONDS);
                     if let Err(e) = moderation.set_slow_mode(&hub.stream, s).await {
                         return Ok(Some(failed(e)));
                     }
@@ -562,8 +619,11 @@ async fn handle(
                 action,
                 message_id,
                 member_id,
-                seconds: (action == ModerationAction::SlowMode)
-                    .then(|| seconds.unwrap_or(0).min(crate::moderation::MAX_SLOW_MODE_SECONDS)),
+                seconds: (action == ModerationAction::SlowMode).then(|| {
+                    seconds
+                        .unwrap_or(0)
+                        .min(crate::moderation::MAX_SLOW_MODE_SECONDS)
+                }),
             };
             publish_or_error(chat, hub, None, &event).await
         }
@@ -580,7 +640,11 @@ async fn publish_or_error(
         Ok(()) => Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "chat publish failed");
-            Ok(Some(error_text("unavailable", "the message was not sent; retry", None)))
+            Ok(Some(error_text(
+                "unavailable",
+                "the message was not sent; retry",
+                None,
+            )))
         }
     }
 }

@@ -29,9 +29,21 @@ impl ChatMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("vitrine_chat");
         r.register("members", "Connected chat members", self.members.clone());
-        r.register("events", "Events appended to room logs", self.events.clone());
-        r.register("deliveries", "Frames delivered to members", self.deliveries.clone());
-        r.register("closes", "Connections closed by the server", self.closes.clone());
+        r.register(
+            "events",
+            "Events appended to room logs",
+            self.events.clone(),
+        );
+        r.register(
+            "deliveries",
+            "Frames delivered to members",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "closes",
+            "Connections closed by the server",
+            self.closes.clone(),
+        );
         r.register(
             "announcements_dropped",
             "Checkout announcements dropped (relay queue full)",

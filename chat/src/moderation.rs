@@ -73,25 +73,41 @@ impl Moderation {
         })
     }
 
-    pub async fn is_banned(&self, stream: &StreamId, member: &str) -> Result<bool, ModerationError> {
-        Ok(sqlx::query("SELECT 1 FROM chat_bans WHERE stream_id = $1 AND member_id = $2")
-            .bind(stream.as_str())
-            .bind(member)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+    pub async fn is_banned(
+        &self,
+        stream: &StreamId,
+        member: &str,
+    ) -> Result<bool, ModerationError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM chat_bans WHERE stream_id = $1 AND member_id = $2")
+                .bind(stream.as_str())
+                .bind(member)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
-    pub async fn is_moderator(&self, stream: &StreamId, buyer: &str) -> Result<bool, ModerationError> {
-        Ok(sqlx::query("SELECT 1 FROM chat_moderators WHERE stream_id = $1 AND buyer_id = $2")
-            .bind(stream.as_str())
-            .bind(buyer)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+    pub async fn is_moderator(
+        &self,
+        stream: &StreamId,
+        buyer: &str,
+    ) -> Result<bool, ModerationError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM chat_moderators WHERE stream_id = $1 AND buyer_id = $2")
+                .bind(stream.as_str())
+                .bind(buyer)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
-    pub async fn add_moderator(&self, stream: &StreamId, buyer: &str) -> Result<(), ModerationError> {
+    pub async fn add_moderator(
+        &self,
+        stream: &StreamId,
+        buyer: &str,
+    ) -> Result<(), ModerationError> {
         sqlx::query(
             "INSERT INTO chat_moderators (stream_id, buyer_id, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (stream_id, buyer_id) DO NOTHING",
@@ -104,7 +120,12 @@ impl Moderation {
         Ok(())
     }
 
-    pub async fn ban(&self, stream: &StreamId, member: &str, by: &str) -> Result<(), ModerationError> {
+    pub async fn ban(
+        &self,
+        stream: &StreamId,
+        member: &str,
+        by: &str,
+    ) -> Result<(), ModerationError> {
         sqlx::query(
             "INSERT INTO chat_bans (stream_id, member_id, banned_by, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id, member_id) DO NOTHING",
@@ -127,7 +148,11 @@ impl Moderation {
         Ok(())
     }
 
-    pub async fn set_slow_mode(&self, stream: &StreamId, seconds: u32) -> Result<(), ModerationError> {
+    pub async fn set_slow_mode(
+        &self,
+        stream: &StreamId,
+        seconds: u32,
+    ) -> Result<(), ModerationError> {
         sqlx::query(
             "INSERT INTO chat_settings (stream_id, slow_mode_seconds, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (stream_id) DO UPDATE SET slow_mode_seconds = excluded.slow_mode_seconds, \

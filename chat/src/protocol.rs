@@ -247,7 +247,8 @@ pub enum Reply<'a> {
 impl Reply<'_> {
     pub fn to_text(&self) -> String {
         // Serialising these types cannot fail: no maps with non-string keys, no foreign types.
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal"}"#.into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal"}"#.into())
     }
 }
 
@@ -286,20 +287,37 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_know() {
         assert_eq!(decode("{").unwrap_err().code(), "invalid_json");
-        assert_eq!(decode(r#"{"type":"dance"}"#).unwrap_err().code(), "unknown_type");
-        assert_eq!(decode(r#"{"text":"hi"}"#).unwrap_err().code(), "unknown_type");
-        assert_eq!(decode(r#"{"type":"chat"}"#).unwrap_err().code(), "invalid_message");
         assert_eq!(
-            decode(r#"{"type":"chat","text":"x","admin":true}"#).unwrap_err().code(),
+            decode(r#"{"type":"dance"}"#).unwrap_err().code(),
+            "unknown_type"
+        );
+        assert_eq!(
+            decode(r#"{"text":"hi"}"#).unwrap_err().code(),
+            "unknown_type"
+        );
+        assert_eq!(
+            decode(r#"{"type":"chat"}"#).unwrap_err().code(),
             "invalid_message"
         );
-        let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES));
+        assert_eq!(
+            decode(r#"{"type":"chat","text":"x","admin":true}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_message"
+        );
+        let big = format!(
+            r#"{{"type":"chat","text":"{}"}}"#,
+            "a".repeat(MAX_FRAME_BYTES)
+        );
         assert_eq!(decode(&big).unwrap_err(), DecodeError::TooBig);
     }
 
     #[test]
     fn logged_events_get_their_id_first() {
-        let payload = serde_json::to_string(&RoomEvent::Reaction { emoji: "🔥".into() }).unwrap();
+        let payload = serde_json::to_string(&RoomEvent::Reaction {
+            emoji: "🔥".into()
+        })
+        .unwrap();
         assert!(RoomEvent::in_history(r#"{"type":"chat","x":1}"#));
         assert!(!RoomEvent::in_history(&payload));
         let wire = with_id(EventId { hi: 7, lo: 1 }, &payload);

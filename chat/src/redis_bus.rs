@@ -82,12 +82,7 @@ impl RedisBus {
             .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
     }
 
-    fn spawn_reader(
-        &self,
-        room: String,
-        start: String,
-        live: broadcast::Sender<LoggedEvent>,
-    ) {
+    fn spawn_reader(&self, room: String, start: String, live: broadcast::Sender<LoggedEvent>) {
         let (client, readers) = (self.client.clone(), Arc::clone(&self.readers));
         tokio::spawn(async move {
             let config = AsyncConnectionConfig::new().set_response_timeout(None);

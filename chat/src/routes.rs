@@ -5,6 +5,7 @@ use crate::Chat;
 use crate::member;
 use crate::protocol::MAX_FRAME_BYTES;
 use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +24,7 @@ pub fn routes(chat: Chat) -> Router {
 async fn join(
     State(chat): State<Chat>,
     Path(stream): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(id) = StreamId::parse(&stream) else {
         return Problem::not_found("no such stream").into_response();
@@ -35,6 +36,13 @@ async fn join(
             tracing::warn!(error = %e, "stream lookup failed");
             return Problem::internal().into_response();
         }
+    };
+    let Ok(upgrade) = upgrade else {
+        return Problem::bad_request(
+            "websocket-required",
+            "this is a websocket endpoint: send a websocket upgrade request",
+        )
+        .into_response();
     };
     upgrade
         .max_message_size(TRANSPORT_LIMIT)

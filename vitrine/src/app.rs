@@ -17,15 +17,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
-use vitrine_checkout::reaper::spawn_reaper;
-use vitrine_checkout::{Checkout, SandboxProvider};
+use vitrine_chat::Chat;
 use vitrine_chat::metrics::ChatMetrics;
 use vitrine_chat::moderation::Moderation;
 use vitrine_chat::redis_bus::RedisBus;
-use vitrine_chat::{Chat, ChatConfig};
-use vitrine_core::{
-    Bus, CommerceError, EventRelay, Identities, Identity, MemoryBus, Secret,
-};
+use vitrine_checkout::reaper::spawn_reaper;
+use vitrine_checkout::{Checkout, SandboxProvider};
+use vitrine_core::{Bus, CommerceError, EventRelay, Identities, Identity, MemoryBus, Secret};
 use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
@@ -168,7 +166,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.checkout.clone(),
     );
     let bus: Arc<dyn Bus> = match &config.redis_url {
-        Some(url) => Arc::new(RedisBus::connect(url).await.context("connecting to Redis")?),
+        Some(url) => Arc::new(
+            RedisBus::connect(url)
+                .await
+                .context("connecting to Redis")?,
+        ),
         None => Arc::new(MemoryBus::new()),
     };
     Moderation::migrate(store.pool(), config.database_url.starts_with("sqlite:"))
@@ -185,7 +187,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }),
         Arc::new(store.clone()),
         Moderation::new(store.pool().clone()),
-        ChatConfig::default(),
+        config.chat.clone(),
         chat_metrics,
     );
     events.connect(Arc::new(chat.clone()));

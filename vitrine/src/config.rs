@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vitrine_chat::ChatConfig;
 use vitrine_checkout::CheckoutConfig;
 use vitrine_sfu::peer::IceConfig;
 
@@ -69,6 +70,19 @@ struct FileConfig {
     ice: FileIce,
     #[serde(default)]
     checkout: FileCheckout,
+    #[serde(default)]
+    chat: FileChat,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChat {
+    history: Option<usize>,
+    member_queue: Option<usize>,
+    chat_burst: Option<u32>,
+    chat_per_second: Option<f64>,
+    frame_burst: Option<u32>,
+    frame_per_second: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +113,7 @@ pub struct Config {
     pub ice: IceConfig,
     pub redis_url: Option<String>,
     pub checkout: CheckoutConfig,
+    pub chat: ChatConfig,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -177,6 +192,23 @@ impl Config {
                         .map_or(defaults.reservation_window, Duration::from_secs),
                     payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
                     ..defaults
+                }
+            },
+            chat: {
+                let d = ChatConfig::default();
+                let f = file.chat;
+                let rates = [f.chat_per_second, f.frame_per_second];
+                if rates.iter().flatten().any(|r| !(r.is_finite() && *r > 0.0)) {
+                    bail!("chat rates must be positive numbers");
+                }
+                ChatConfig {
+                    history: f.history.unwrap_or(d.history).min(200),
+                    member_queue: f.member_queue.unwrap_or(d.member_queue).clamp(16, 65536),
+                    chat_burst: f.chat_burst.unwrap_or(d.chat_burst).max(1),
+                    chat_per_second: f.chat_per_second.unwrap_or(d.chat_per_second),
+                    frame_burst: f.frame_burst.unwrap_or(d.frame_burst).max(1),
+                    frame_per_second: f.frame_per_second.unwrap_or(d.frame_per_second),
+                    ..d
                 }
             },
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use vitrine::app::{self, Running};
 use vitrine::config::Config;
+use vitrine_chat::ChatConfig;
 use vitrine_checkout::CheckoutConfig;
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::testing::TestDatabase;
@@ -41,6 +42,7 @@ pub struct ServerOptions {
     pub database: Option<Arc<TestDatabase>>,
     pub redis_url: Option<String>,
     pub checkout: Option<CheckoutConfig>,
+    pub chat: Option<ChatConfig>,
 }
 
 impl TestServer {
@@ -80,6 +82,7 @@ impl TestServer {
             },
             redis_url: options.redis_url.clone(),
             checkout: options.checkout.clone().unwrap_or_default(),
+            chat: options.chat.clone().unwrap_or_default(),
             sandbox_latency: Duration::from_millis(20),
             demo: false,
         };
@@ -476,5 +479,124 @@ pub fn assert_continuous(packets: &[Received]) {
     offsets.dedup();
     for w in offsets.windows(2) {
         assert_eq!(w[1], w[0] + 1, "gap in sequence numbers: {offsets:?}");
+    }
+}
+
+/// A chat member driven by a real websocket client.
+pub struct ChatClient {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+pub type CloseInfo = (u16, String);
+
+impl ChatClient {
+    /// Connects without saying hello.
+    pub async fn connect(base: &str, stream: &str) -> Self {
+        let url = format!(
+            "{}/ws/streams/{stream}/chat",
+            base.replacen("http", "ws", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { ws }
+    }
+
+    /// Connects with a tiny receive buffer (a viewer on a bad network), says hello as a
+    /// read-only viewer and returns after the welcome.
+    pub async fn join_with_small_buffer(base: &str, stream: &str) -> Self {
+        let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}/ws/streams/{stream}/chat");
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+                .await
+                .unwrap();
+        let mut c = Self { ws };
+        c.send(serde_json::json!({ "type": "hello" })).await;
+        assert_eq!(c.next().await["type"], "welcome");
+        c
+    }
+
+    /// Connects, says hello, and returns the welcome.
+    pub async fn join(
+        base: &str,
+        stream: &str,
+        token: Option<&str>,
+        resume_from: Option<&str>,
+    ) -> (Self, serde_json::Value) {
+        let mut c = Self::connect(base, stream).await;
+        c.send(serde_json::json!({ "type": "hello", "token": token, "resume_from": resume_from }))
+            .await;
+        let welcome = c.next().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (c, welcome)
+    }
+
+    pub async fn send(&mut self, v: serde_json::Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        use futures::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message, or a panic naming the close when the server closed instead.
+    pub async fn next(&mut self) -> serde_json::Value {
+        match self.next_or_close().await {
+            Ok(v) => v,
+            Err(close) => panic!("closed while waiting for a message: {close:?}"),
+        }
+    }
+
+    /// The next message, or the close frame's code and reason.
+    pub async fn next_or_close(&mut self) -> Result<serde_json::Value, CloseInfo> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a chat message");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    }));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err((1006, e.to_string())),
+                None => return Err((1006, "ended".into())),
+            }
+        }
+    }
+
+    /// Skips messages until one of type `kind`.
+    pub async fn next_of(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> CloseInfo {
+        loop {
+            if let Err(close) = self.next_or_close().await {
+                return close;
+            }
+        }
+    }
+
+    pub async fn leave(mut self) {
+        let _ = self.ws.close(None).await;
     }
 }
