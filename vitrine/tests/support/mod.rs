@@ -540,11 +540,34 @@ impl ChatClient {
     }
 
     pub async fn send_text(&mut self, text: String) {
+        self.try_send_text(text).await.unwrap();
+    }
+
+    /// Sends, reporting a connection the server dropped instead of panicking.
+    pub async fn try_send_text(
+        &mut self,
+        text: String,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         use futures::SinkExt;
         self.ws
             .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
             .await
-            .unwrap();
+    }
+
+    /// Connects and says hello; `None` when the server is gone.
+    pub async fn try_join(base: &str, stream: &str, token: &str) -> Option<Self> {
+        let url = format!(
+            "{}/ws/streams/{stream}/chat",
+            base.replacen("http", "ws", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+        let mut c = Self { ws };
+        let hello = serde_json::json!({ "type": "hello", "token": token });
+        c.try_send_text(hello.to_string()).await.ok()?;
+        match c.next_or_close().await {
+            Ok(v) if v["type"] == "welcome" => Some(c),
+            _ => None,
+        }
     }
 
     /// The next message, or a panic naming the close when the server closed instead.
