@@ -2,72 +2,21 @@
 // audio; stopping ends it on the watch page. Real server binary, real headless Chromium.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-
-const BINARY = process.env.VITRINE_BIN || new URL('../target/debug/vitrine', import.meta.url).pathname;
-const WAIT = 30_000;
+import { startServer, launchBrowser, WAIT } from './harness.mjs';
 
 let server;
 let browser;
-let dataDir;
-const urls = {};
-
-function startServer() {
-  dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
-  server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not print its URLs: ${out}`)), WAIT);
-    server.stdout.on('data', (chunk) => {
-      out += chunk;
-      const studio = out.match(/Studio \(go live\):\s+(\S+)/);
-      const watch = out.match(/Watch page:\s+(\S+)/);
-      if (studio && watch) {
-        clearTimeout(timer);
-        urls.studio = studio[1];
-        urls.watch = watch[1];
-        resolve();
-      }
-    });
-    server.on('exit', (code) => reject(new Error(`server exited early with ${code}: ${out}`)));
-  });
-}
+let urls;
 
 before(async () => {
-  await startServer();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      '--disable-background-networking',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  server = await startServer();
+  urls = server.urls;
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill('SIGTERM');
-    const code = await exited;
-    assert.equal(code, 0, 'server shuts down cleanly on SIGTERM');
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.stop();
 });
 
 // Samples the watch page's inbound RTP stats into window.__inbound four times a second, so

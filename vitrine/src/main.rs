@@ -87,32 +87,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     running.shutdown().await
 }
 
-/// Creates the demo seller once and a fresh demo stream on every start, and prints the links.
+/// Creates the demo seller and a sample product once, and on every start a fresh demo stream
+/// and a fresh seller token (the studio link carries both, so the demo needs no copying).
 async fn demo(running: &app::Running) -> anyhow::Result<()> {
     const NAME: &str = "Demo Seller";
     let store = &running.state.store;
     let seller = match store.seller_by_name(NAME).await? {
         Some(id) => id,
-        None => {
-            let (seller, token) = store.create_seller(NAME).await?;
-            println!("demo seller api token (shown once): {}", token.expose());
-            seller.id
-        }
+        None => store.create_seller(NAME).await?.0.id,
     };
+    let token = store.rotate_seller_token(&seller).await?;
+    let checkout = &running.state.checkout;
+    if checkout.products_of(&seller).await?.is_empty() {
+        let price = vitrine_core::Money::new(4900, vitrine_core::Currency::parse("USD")?)?;
+        checkout
+            .create_product(
+                &seller,
+                vitrine_checkout::NewProduct {
+                    sku: "JKT-RED-M".into(),
+                    title: "Red jacket".into(),
+                    description: "Demo product".into(),
+                    image_url: None,
+                    price,
+                    stock: 50,
+                },
+            )
+            .await?;
+    }
     let (stream, key) = store.create_stream(&seller, "Demo stream").await?;
     let base = running.state.public_url();
     println!();
     println!("  Vitrine is running at {base}");
     println!(
-        "  Studio (go live):  {base}/studio?stream={}#key={}",
+        "  Studio (go live):  {base}/studio?stream={}#key={}&token={}",
         stream.id,
-        key.expose()
+        key.expose(),
+        token.expose()
     );
     println!("  Watch page:        {base}/watch/{}", stream.id);
     println!(
         "  WHIP (OBS):        {base}/whip/{}  bearer token: {}",
         stream.id,
         key.expose()
+    );
+    println!(
+        "  Seller API token:  {} (new on every start)",
+        token.expose()
     );
     println!();
     Ok(())

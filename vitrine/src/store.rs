@@ -107,6 +107,17 @@ impl Store {
         Ok((seller, token))
     }
 
+    /// Replaces a seller's API token (the old one stops working) and returns the new one.
+    pub async fn rotate_seller_token(&self, seller: &SellerId) -> Result<Secret, StoreError> {
+        let token = Secret::generate("vt");
+        sqlx::query("UPDATE sellers SET api_token_hash = $1 WHERE id = $2")
+            .bind(token.hash().0)
+            .bind(seller.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(token)
+    }
+
     /// The seller owning an API token, if any.
     pub async fn seller_by_token(&self, token: &Secret) -> Result<Option<Seller>, StoreError> {
         let row = sqlx::query("SELECT id, name FROM sellers WHERE api_token_hash = $1")

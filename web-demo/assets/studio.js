@@ -1,6 +1,7 @@
 // The seller's studio: camera/mic preview with device choice, go live / stop over WHIP,
 // connection state and live viewer count.
 import { publish, streamStatus } from '/assets/webrtc.js';
+import { startStudioShop } from '/assets/studio-shop.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -112,4 +113,5 @@ async function pollViewers() {
 
 openDevices().catch((e) => { $('error').textContent = `Camera unavailable: ${e.message}`; });
 pollViewers();
-window.vitrineStudio = { get session() { return live; } };
+const shop = startStudioShop(streamId, fragment.get('token'));
+window.vitrineStudio = { get session() { return live; }, shop };

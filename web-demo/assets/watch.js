@@ -1,6 +1,8 @@
 // The buyer's player: WHEP playback (autoplay muted, unmute button), live/ended state, and
-// reconnection when the connection drops or the seller comes back.
+// reconnection when the connection drops or the seller comes back; the chat and the pinned
+// product live in shop.js.
 import { play, streamStatus } from '/assets/webrtc.js';
+import { startShop } from '/assets/shop.js';
 
 const $ = (id) => document.getElementById(id);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
@@ -76,7 +78,8 @@ $('unmute').addEventListener('click', () => {
   player.play().catch(() => {});
 });
 window.addEventListener('pagehide', () => session?.stop());
-window.vitrineWatch = { get session() { return session; }, get state() { return lastState; } };
+const shop = startShop(streamId);
+window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, shop };
 
 poll();
 connect();

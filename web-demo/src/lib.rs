@@ -45,6 +45,18 @@ pub fn routes() -> Router {
             page!("text/javascript; charset=utf-8", "studio.js"),
         )
         .route(
+            "/assets/chat.js",
+            page!("text/javascript; charset=utf-8", "chat.js"),
+        )
+        .route(
+            "/assets/shop.js",
+            page!("text/javascript; charset=utf-8", "shop.js"),
+        )
+        .route(
+            "/assets/studio-shop.js",
+            page!("text/javascript; charset=utf-8", "studio-shop.js"),
+        )
+        .route(
             "/assets/watch.js",
             page!("text/javascript; charset=utf-8", "watch.js"),
         )

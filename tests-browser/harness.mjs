@@ -1,0 +1,64 @@
+// What every browser test shares: the real server binary started with --demo (its printed
+// URLs are the entry points) and headless Chromium with fake media devices.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BINARY = process.env.VITRINE_BIN || new URL('../target/debug/vitrine', import.meta.url).pathname;
+export const WAIT = 30_000;
+
+export async function startServer() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
+  const server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+  });
+  const urls = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not print its URLs: ${out}`)), WAIT);
+    server.stdout.on('data', (chunk) => {
+      out += chunk;
+      const studio = out.match(/Studio \(go live\):\s+(\S+)/);
+      const watch = out.match(/Watch page:\s+(\S+)/);
+      const token = out.match(/Seller API token:\s+(\S+)/);
+      if (studio && watch && token) {
+        clearTimeout(timer);
+        resolve({ studio: studio[1], watch: watch[1], sellerToken: token[1], base: new URL(watch[1]).origin });
+      }
+    });
+    server.on('exit', (code) => reject(new Error(`server exited early with ${code}: ${out}`)));
+  });
+  return {
+    urls,
+    async stop() {
+      if (server.exitCode === null) {
+        const exited = new Promise((resolve) => server.once('exit', resolve));
+        server.kill('SIGTERM');
+        const code = await exited;
+        assert.equal(code, 0, 'server shuts down cleanly on SIGTERM');
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--disable-background-networking',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+}

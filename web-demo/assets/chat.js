@@ -1,0 +1,83 @@
+// The chat connection shared by the watch page and the studio: protocol v1 over a websocket
+// (see docs/chat-protocol.md), with reconnection that resumes from the last event seen.
+
+export class ChatConnection {
+  // onEvent(message) receives every server message (welcome, room events, replies).
+  constructor(streamId, token, onEvent, onState) {
+    this.streamId = streamId;
+    this.token = token;
+    this.onEvent = onEvent;
+    this.onState = onState || (() => {});
+    this.lastId = null;
+    this.retryMs = 500;
+    this.closedByUs = false;
+    this.queue = [];
+    this.open();
+  }
+
+  open() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/streams/${encodeURIComponent(this.streamId)}/chat`);
+    this.ws = ws;
+    this.onState('connecting');
+    ws.addEventListener('open', () => {
+      ws.send(JSON.stringify({ type: 'hello', protocol: 1, token: this.token || undefined, resume_from: this.lastId || undefined }));
+    });
+    ws.addEventListener('message', (e) => {
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }
+      if (msg.type === 'welcome') {
+        this.retryMs = 500;
+        this.onState('open');
+        if (msg.last_event_id) this.lastId = msg.last_event_id;
+        for (const queued of this.queue.splice(0)) ws.send(queued);
+      } else if (msg.id) {
+        this.lastId = msg.id;
+      }
+      this.onEvent(msg);
+    });
+    ws.addEventListener('close', (e) => {
+      if (this.closedByUs) return;
+      // 4003: invalid token or banned; reconnecting would only repeat it.
+      if (e.code === 4003) { this.onState('refused', e.reason); return; }
+      this.onState('reconnecting', e.reason);
+      setTimeout(() => this.open(), this.retryMs);
+      this.retryMs = Math.min(this.retryMs * 2, 10000);
+    });
+  }
+
+  send(message) {
+    const text = JSON.stringify(message);
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    else this.queue.push(text);
+  }
+
+  close() {
+    this.closedByUs = true;
+    this.ws.close(1000);
+  }
+}
+
+// Formats integer minor units in their currency ({amount: 4900, currency: "USD"} -> "$49.00").
+export function money(m) {
+  if (!m) return '';
+  const format = new Intl.NumberFormat(undefined, { style: 'currency', currency: m.currency });
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  return format.format(m.amount / 10 ** digits);
+}
+
+// A request id for a purchase: the idempotency key that makes a double tap buy once.
+export function requestId() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}

@@ -1,0 +1,181 @@
+// The buyer's side of the show: the live chat, the pinned product card with live stock and
+// countdown, and the buy flow (card form, purchase over the chat, confirmation).
+import { ChatConnection, money, requestId, el } from '/assets/chat.js';
+
+const $ = (id) => document.getElementById(id);
+const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
+const TOKEN_KEY = 'vitrine.buyer';
+
+export function startShop(streamId) {
+  let chat = null;
+  let pin = null;
+  let pending = null; // request id of the purchase in flight
+  let countdown = null;
+
+  function buyer() {
+    try { return JSON.parse(localStorage.getItem(TOKEN_KEY)); } catch { return null; }
+  }
+
+  function line(node) {
+    const log = $('chat-log');
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.append(node);
+    while (log.children.length > 200) log.firstChild.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  function chatLine(m) {
+    const li = el('li', { 'data-id': m.id }, el('span', { class: `who ${m.from.role}` }, m.from.name), m.text);
+    line(li);
+  }
+
+  function system(text, cls = 'system') {
+    line(el('li', { class: cls }, text));
+  }
+
+  function renderStock(available) {
+    const s = $('product-stock');
+    if (available <= 0) { s.textContent = 'Sold out'; s.className = 'stock out'; }
+    else { s.textContent = `${available} left`; s.className = available <= 10 ? 'stock low' : 'stock'; }
+    $('buy').disabled = available <= 0 || saleEnded();
+  }
+
+  function saleEnded() {
+    return pin?.ends_at && pin.ends_at <= Date.now();
+  }
+
+  function tick() {
+    if (!pin?.ends_at) { $('product-countdown').textContent = ''; return; }
+    const left = Math.max(0, pin.ends_at - Date.now());
+    const m = Math.floor(left / 60000);
+    const s = Math.floor((left % 60000) / 1000);
+    $('product-countdown').textContent = left > 0 ? `ends in ${m}:${String(s).padStart(2, '0')}` : 'sale ended';
+    if (left <= 0) $('buy').disabled = true;
+  }
+
+  function renderPin(next) {
+    pin = next;
+    clearInterval(countdown);
+    $('product').hidden = !pin;
+    if (!pin) return;
+    $('product-title').textContent = pin.title;
+    $('product-price').textContent = money(pin.sale_price || pin.price);
+    $('product-list-price').textContent = pin.sale_price ? money(pin.price) : '';
+    const img = $('product-image');
+    img.hidden = !pin.image_url;
+    if (pin.image_url) img.src = pin.image_url;
+    renderStock(pin.available);
+    tick();
+    countdown = setInterval(tick, 1000);
+  }
+
+  function onEvent(m) {
+    switch (m.type) {
+      case 'welcome':
+        if (!m.resumed) $('chat-log').replaceChildren();
+        if (m.gap) system('Some messages were missed while you were away.');
+        for (const e of m.history) onEvent(e);
+        renderPin(m.pin);
+        if (m.you.role !== 'viewer') {
+          $('join-form').hidden = true;
+          $('chat-form').hidden = false;
+          $('reactions').hidden = false;
+        }
+        break;
+      case 'chat': chatLine(m); break;
+      case 'pin':
+        renderPin(m.pin);
+        if (m.pin) system(`Now showing: ${m.pin.title}`);
+        break;
+      case 'stock':
+        if (pin && m.product_id === pin.product_id) { pin.available = m.available; renderStock(m.available); }
+        break;
+      case 'purchase':
+        if (pin && m.product_id === pin.product_id) { pin.available = m.available; renderStock(m.available); }
+        system(m.available > 0 ? `Someone just bought it - ${m.available} left` : 'Someone just bought the last one - sold out!', 'purchase');
+        break;
+      case 'moderation':
+        if (m.action === 'delete') document.querySelector(`#chat-log [data-id="${CSS.escape(m.message_id)}"]`)?.remove();
+        if (m.action === 'slow_mode') system(m.seconds ? `Slow mode: one message every ${m.seconds} s` : 'Slow mode is off');
+        break;
+      case 'order.confirmed':
+        if (m.request_id === pending) pending = null;
+        $('buy-result').textContent = `Order confirmed: ${m.order.quantity} x ${pin?.title || 'item'}, ${money(m.order.total)} (#${m.order.id.slice(-6)})`;
+        $('buy-result').className = 'buy-result ok';
+        $('buy').disabled = !pin || pin.available <= 0;
+        break;
+      case 'order.failed': {
+        if (m.request_id === pending) pending = null;
+        const why = { sold_out: 'Sold out', payment_declined: 'Your card was declined', limit_exceeded: 'You reached the per-buyer limit', sale_ended: 'The sale has ended', payment_timeout: 'The payment timed out; nothing was charged', not_pinned: 'This product is no longer on sale here' }[m.reason] || m.detail;
+        $('buy-result').textContent = why;
+        $('buy-result').className = 'buy-result fail';
+        $('buy').disabled = !pin || pin.available <= 0;
+        break;
+      }
+      case 'error':
+        system(m.code === 'slow_mode' || m.code === 'rate_limited' ? `Slow down: try again in ${Math.ceil((m.retry_after_ms || 1000) / 1000)} s` : m.message);
+        break;
+      default: break;
+    }
+  }
+
+  function connect(token) {
+    chat?.close();
+    chat = new ChatConnection(streamId, token, onEvent, (state, reason) => {
+      $('chat-state').textContent = state === 'open' ? '' : state;
+      if (state === 'refused') {
+        system(reason || 'You cannot join this chat.');
+        if (reason === 'invalid token') { localStorage.removeItem(TOKEN_KEY); $('join-form').hidden = false; $('chat-form').hidden = true; }
+      }
+    });
+  }
+
+  async function join(name) {
+    const r = await fetch('/api/v1/buyers', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ display_name: name }),
+    });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.detail || body.title);
+    localStorage.setItem(TOKEN_KEY, JSON.stringify({ token: body.token, name: body.display_name }));
+    connect(body.token);
+  }
+
+  function openCheckout() {
+    if (!pin) return;
+    if (!buyer()) { $('display-name').focus(); system('Enter your name to buy.'); return; }
+    $('buy-title').textContent = pin.title;
+    $('buy-price').textContent = money(pin.sale_price || pin.price);
+    $('buy-quantity').max = String(Math.max(1, Math.min(10, pin.per_buyer_limit || 10, pin.available)));
+    $('buy-dialog').showModal();
+    $('card-number').focus();
+  }
+
+  $('join-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    join($('display-name').value.trim()).catch((err) => system(`Could not join: ${err.message}`));
+  });
+  $('chat-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('chat-input').value.trim();
+    if (!text) return;
+    $('chat-input').value = '';
+    if (text === '/buy') { openCheckout(); return; }
+    chat.send({ type: 'chat', text });
+  });
+  $('reactions').append(...REACTIONS.map((emoji) => el('button', { type: 'button', onclick: () => chat.send({ type: 'react', emoji }) }, emoji)));
+  $('buy').addEventListener('click', openCheckout);
+  $('buy-form').addEventListener('submit', (e) => {
+    if (e.submitter?.value !== 'pay') return;
+    const quantity = Number($('buy-quantity').value) || 1;
+    pending = requestId();
+    $('buy').disabled = true;
+    $('buy-result').textContent = 'Paying...';
+    $('buy-result').className = 'buy-result';
+    chat.send({ type: 'buy', request_id: pending, product_id: pin.product_id, quantity, card_number: $('card-number').value });
+  });
+
+  const saved = buyer();
+  if (saved) $('display-name').value = saved.name;
+  connect(saved?.token);
+  return { get pin() { return pin; }, get chat() { return chat; } };
+}
