@@ -255,4 +255,18 @@ mod tests {
         assert!(format!("{:#}", err.unwrap_err()).contains("lisen"));
         assert!(parse_port_range("10-5").is_err());
     }
+
+    #[test]
+    fn the_sample_file_parses_and_sets_what_it_says() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vitrine.toml");
+        let c = Config::resolve(ServeArgs {
+            config: Some(sample),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.checkout.reservation_window, Duration::from_secs(900));
+        assert_eq!(c.chat.member_queue, 512);
+        assert_eq!(c.sandbox_latency, Duration::from_millis(150));
+        assert!(c.redis_url.is_none());
+    }
 }
