@@ -1,39 +1,78 @@
-//! Summary of a `whep` report: medians per (server, N) over the alternating rounds, the ratio of
-//! the subject server against each peer, and a PNG chart of the four figures that matter.
+//! Summary of a report (`whep`, `chat` or `checkout` JSON lines): medians per (server, x) over
+//! the alternating rounds, the ratio of the subject server against each peer, and a PNG chart of
+//! the four figures that matter for that kind of report.
 
 use crate::ChartArgs;
-use crate::report::Row;
-use anyhow::Context;
+use anyhow::{Context, bail};
+use serde_json::Value;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 
 /// Font the chart is drawn with (Debian's fonts-dejavu-core, installed by the setup script).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// One figure of a row, as charted.
+/// One figure of a row, as charted: its title and the row field holding it.
 struct Metric {
     title: &'static str,
-    value: fn(&Row) -> Option<f64>,
+    field: &'static str,
 }
 
-const METRICS: [Metric; 4] = [
-    Metric {
-        title: "server CPU s/s per 100 subscribers",
-        value: |r| r.server_cpu_per_100_subscribers,
-    },
-    Metric {
-        title: "server resident memory (MB, all its processes)",
-        value: |r| r.server_rss_mb,
-    },
-    Metric {
-        title: "forwarding delay p99 (ms)",
-        value: |r| Some(r.delay_p99_ms),
-    },
-    Metric {
-        title: "delivery ratio",
-        value: |r| Some(r.delivery_ratio),
-    },
+/// What a kind of report charts: its title, the field on the x axis, four metrics.
+struct Spec {
+    title: &'static str,
+    x: &'static str,
+    metrics: [Metric; 4],
+}
+
+const fn m(title: &'static str, field: &'static str) -> Metric {
+    Metric { title, field }
+}
+
+const SPECS: [(&str, Spec); 3] = [
+    (
+        "whep",
+        Spec {
+            title: "WHEP fan-out, one ~1.5 Mbit/s VP8 publisher",
+            x: "subscribers",
+            metrics: [
+                m("server CPU s/s per 100 subscribers", "server_cpu_per_100_subscribers"),
+                m("server resident memory (MB, all its processes)", "server_rss_mb"),
+                m("forwarding delay p99 (ms)", "delay_p99_ms"),
+                m("delivery ratio", "delivery_ratio"),
+            ],
+        },
+    ),
+    (
+        "chat",
+        Spec {
+            title: "Chat fan-out: one room, messages in at a fixed rate",
+            x: "members",
+            metrics: [
+                m("deliveries per second", "deliveries_per_s"),
+                m("end-to-end latency p99 (ms)", "latency_p99_ms"),
+                m("server CPU s/s", "server_cpu_per_s"),
+                m("server resident memory (MB)", "server_rss_mb"),
+            ],
+        },
+    ),
+    (
+        "checkout",
+        Spec {
+            title: "Orders per second against the database's own ceiling",
+            x: "concurrency",
+            metrics: [
+                m("orders (or raw UPDATEs) per second", "orders_per_s"),
+                m("latency p50 (ms)", "latency_p50_ms"),
+                m("latency p99 (ms)", "latency_p99_ms"),
+                m("server CPU s/s", "server_cpu_per_s"),
+            ],
+        },
+    ),
 ];
+
+fn field(row: &Value, name: &str) -> Option<f64> {
+    row.get(name).and_then(Value::as_f64)
+}
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
@@ -49,8 +88,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// label -> N -> rows.
-type Grouped = BTreeMap<String, BTreeMap<usize, Vec<Row>>>;
+/// label -> x -> rows.
+type Grouped = BTreeMap<String, BTreeMap<usize, Vec<Value>>>;
 
 fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f64)>> {
     grouped
@@ -59,7 +98,8 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
             let points = by_n
                 .iter()
                 .filter_map(|(n, rows)| {
-                    median(rows.iter().filter_map(metric.value).collect()).map(|m| (*n, m))
+                    median(rows.iter().filter_map(|r| field(r, metric.field)).collect())
+                        .map(|m| (*n, m))
                 })
                 .collect();
             (label.clone(), points)
@@ -68,26 +108,31 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 }
 
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
+    let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
+        bail!("unknown report kind {} (whep, chat, checkout)", args.kind);
+    };
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let mut grouped = Grouped::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let row: Row = serde_json::from_str(line)?;
+        let row: Value = serde_json::from_str(line)?;
+        let label = row["label"].as_str().context("row without label")?.to_owned();
+        let x = field(&row, spec.x).with_context(|| format!("row without {}", spec.x))? as usize;
         grouped
-            .entry(row.label.clone())
+            .entry(label)
             .or_default()
-            .entry(row.subscribers)
+            .entry(x)
             .or_default()
             .push(row);
     }
-    print_table(&grouped, &args.subject);
-    draw(&grouped, &args.png)?;
+    print_table(&grouped, spec, &args.subject);
+    draw(&grouped, spec, &args.png)?;
     println!("chart: {}", args.png.display());
     Ok(())
 }
 
-fn print_table(grouped: &Grouped, subject: &str) {
-    for metric in &METRICS {
+fn print_table(grouped: &Grouped, spec: &Spec, subject: &str) {
+    for metric in &spec.metrics {
         println!("\n{} (median over rounds)", metric.title);
         let by_label = medians(grouped, metric);
         let ns: std::collections::BTreeSet<usize> =
@@ -98,7 +143,7 @@ fn print_table(grouped: &Grouped, subject: &str) {
                     .get(label)
                     .and_then(|pts| pts.iter().find(|(pn, _)| *pn == n).map(|(_, v)| *v))
             };
-            let mut line = format!("  N={n:>4}:");
+            let mut line = format!("  {}={n:>5}:", spec.x);
             for label in by_label.keys() {
                 if let Some(v) = at(label) {
                     line += &format!("  {label} {v:.4}");
@@ -116,7 +161,7 @@ fn print_table(grouped: &Grouped, subject: &str) {
     }
 }
 
-fn draw(grouped: &Grouped, png: &std::path::Path) -> anyhow::Result<()> {
+fn draw(grouped: &Grouped, spec: &Spec, png: &std::path::Path) -> anyhow::Result<()> {
     let font = std::fs::read(FONT).with_context(|| format!("reading font {FONT}"))?;
     plotters::style::register_font(
         "sans-serif",
@@ -126,16 +171,13 @@ fn draw(grouped: &Grouped, png: &std::path::Path) -> anyhow::Result<()> {
     .map_err(|_| anyhow::anyhow!("invalid font {FONT}"))?;
     let root = BitMapBackend::new(png, (1400, 900)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(
-        "WHEP fan-out, one ~1.5 Mbit/s VP8 publisher",
-        ("sans-serif", 28),
-    )?;
+    let root = root.titled(spec.title, ("sans-serif", 28))?;
     let palette = [
         RGBColor(214, 39, 40),
         RGBColor(31, 119, 180),
         RGBColor(44, 160, 44),
     ];
-    for (area, metric) in root.split_evenly((2, 2)).iter().zip(METRICS.iter()) {
+    for (area, metric) in root.split_evenly((2, 2)).iter().zip(spec.metrics.iter()) {
         let series = medians(grouped, metric);
         let max_n = series
             .values()
@@ -157,7 +199,7 @@ fn draw(grouped: &Grouped, png: &std::path::Path) -> anyhow::Result<()> {
             .build_cartesian_2d(0.0..max_n * 1.05, 0.0..max_v * 1.15)?;
         chart
             .configure_mesh()
-            .x_desc("subscribers")
+            .x_desc(spec.x)
             .label_style(("sans-serif", 14))
             .draw()?;
         for (i, (label, points)) in series.iter().enumerate() {

@@ -4,10 +4,19 @@
 //! WHIP, attaches N WHEP subscribers and measures, per N: delivery ratio, forwarding delay
 //! (publisher write -> subscriber read, from a send time embedded in each payload), and the
 //! server's CPU seconds per second (from /proc of `--server-pid`) next to the generator's own.
+//!
+//! `chat`: N websocket members in one room, M messages per second in; deliveries per second,
+//! end-to-end latency, server CPU and memory (Vitrine or the Nchan peer).
+//!
+//! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
+//! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
 
 mod chart;
+mod chat;
+mod checkout;
 mod client;
 mod report;
+mod stats;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -24,7 +33,13 @@ struct Cli {
 enum Command {
     /// N WHEP subscribers on one published stream.
     Whep(WhepArgs),
-    /// Summarise a `whep` report: medians per server and N, ratios, and a PNG chart.
+    /// N chat members in one room, M messages per second.
+    Chat(chat::ChatArgs),
+    /// Orders per second through the API or the chat.
+    Checkout(checkout::CheckoutArgs),
+    /// The database's own ceiling for the order path's conditional UPDATE.
+    DbCeiling(checkout::CeilingArgs),
+    /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
 
@@ -58,7 +73,10 @@ pub struct WhepArgs {
 
 #[derive(clap::Args)]
 pub struct ChartArgs {
-    /// JSON-lines file written by `whep`.
+    /// Which report: whep, chat or checkout.
+    #[arg(long, default_value = "whep")]
+    pub kind: String,
+    /// JSON-lines file written by a generator.
     #[arg(long, default_value = "whep-report.jsonl")]
     pub input: std::path::PathBuf,
     /// PNG to draw.
@@ -73,6 +91,9 @@ pub struct ChartArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Whep(args) => whep(args).await,
+        Command::Chat(args) => chat::run(args).await,
+        Command::Checkout(args) => checkout::run(args).await,
+        Command::DbCeiling(args) => checkout::ceiling(args).await,
         Command::Chart(args) => chart::run(&args),
     }
 }

@@ -5,6 +5,7 @@ use crate::client::{Publisher, Subscriber};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
+use crate::stats::{cpu_of, cpu_seconds, percentile, rss_of};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,42 +25,12 @@ pub struct Row {
     pub generator_cpu_per_s: f64,
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
-}
-
 pub async fn measure(
     publisher: &Publisher,
     subs: &[Subscriber],
     args: &WhepArgs,
 ) -> anyhow::Result<Row> {
-    let pids: Vec<String> = args.server_pid.iter().map(u32::to_string).collect();
-    let server_cpu = || -> Option<f64> {
-        if pids.is_empty() {
-            return None;
-        }
-        pids.iter().map(|p| cpu_seconds(p)).sum()
-    };
+    let server_cpu = || cpu_of(&args.server_pid);
     for s in subs {
         s.tally.delays.lock().unwrap().clear();
         s.tally.recording.store(true, Ordering::Relaxed);
@@ -114,17 +85,13 @@ pub async fn measure(
         delay_p99_ms: percentile(&delays, 0.99),
         server_cpu_per_s: server_cpu,
         server_cpu_per_100_subscribers: server_cpu.map(|c| c * 100.0 / n as f64),
-        server_rss_mb: if args.server_pid.is_empty() {
-            None
-        } else {
-            args.server_pid.iter().map(|p| rss_mb(*p)).sum()
-        },
+        server_rss_mb: rss_of(&args.server_pid),
         generator_cpu_per_s: own_cpu,
     })
 }
 
 /// Appends one row to a JSON-lines report.
-pub fn append(path: &std::path::Path, row: &Row) -> anyhow::Result<()> {
+pub fn append(path: &std::path::Path, row: &impl Serialize) -> anyhow::Result<()> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .create(true)

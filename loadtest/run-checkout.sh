@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Checkout benchmark: orders per second through Vitrine's HTTP API and through the chat, next
+# to the database's own ceiling for the very conditional UPDATE the order path reserves stock
+# with, on SQLite and on PostgreSQL, alternately (A B C A B C ...) in one run.
+#   CONCURRENCY=8,32  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/checkout
+# The sandbox card processor answers at once here (sandbox_latency_ms = 0) so that the figures
+# are the server's and the database's, not a simulated processor delay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+concurrency=${CONCURRENCY:-8,32}
+rounds=${ROUNDS:-2}
+step=${STEP_SECONDS:-10}
+out=${OUT:-loadtest/results/checkout}
+mkdir -p "$(dirname "$out")"
+rm -f "$out.jsonl"
+
+scripts/setup.sh
+eval "$(scripts/services.sh start)"
+cargo build --release -p vitrine -p vitrine-loadtest
+lt=target/release/vitrine-loadtest
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+  scripts/services.sh stop
+}
+trap cleanup EXIT
+
+cat >"$dir/bench.toml" <<TOML
+[checkout]
+sandbox_latency_ms = 0
+[chat]
+frame_burst = 100000
+frame_per_second = 100000.0
+TOML
+
+pg_base=${VITRINE_TEST_POSTGRES_URL%/*}
+psql_admin() { psql "$VITRINE_TEST_POSTGRES_URL" -q -v ON_ERROR_STOP=1 "$@"; }
+
+start_vitrine() { # $1 database url
+  target/release/vitrine serve --listen 127.0.0.1:18081 --data-dir "$dir" --config "$dir/bench.toml" \
+    --database-url "$1" >"$dir/vitrine.log" 2>&1 &
+  vitrine_pid=$!
+  pids+=("$vitrine_pid")
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18081/healthz >/dev/null && break; sleep 0.1; done
+  token=$(target/release/vitrine sellers create --name bench --data-dir "$dir" --database-url "$1" |
+    python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])')
+}
+
+stop_vitrine() {
+  kill "$vitrine_pid"; wait "$vitrine_pid" 2>/dev/null || true
+}
+
+pgbench_row() { # $1 label, $2 concurrency, $3 url
+  cat >"$dir/reserve.sql" <<'SQL'
+UPDATE ceiling_products SET stock = stock - 1, updated_at = 0 WHERE id = 'p' AND stock >= 1;
+SQL
+  psql "$3" -q -c "DROP TABLE IF EXISTS ceiling_products" \
+    -c "CREATE TABLE ceiling_products (id TEXT PRIMARY KEY, stock BIGINT NOT NULL, updated_at BIGINT NOT NULL)" \
+    -c "INSERT INTO ceiling_products VALUES ('p', 1000000000000, 0)"
+  pgbench -n -f "$dir/reserve.sql" -c "$2" -j 2 -T "$step" -r "$3" >"$dir/pgbench.out" 2>&1
+  python3 - "$1" "$2" "$step" "$dir/pgbench.out" >>"$out.jsonl" <<'PY'
+import json, re, sys
+label, c, secs, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+text = open(path).read()
+tps = float(re.search(r"tps = ([0-9.]+)", text).group(1))
+lat = float(re.search(r"latency average = ([0-9.]+) ms", text).group(1))
+print(json.dumps({"label": label, "concurrency": c, "seconds": secs, "orders": int(tps * secs),
+                  "errors": 0, "orders_per_s": tps, "latency_p50_ms": lat, "latency_p99_ms": None,
+                  "server_cpu_per_s": None, "generator_cpu_per_s": None, "note": "pgbench average latency"}))
+PY
+  tail -1 "$out.jsonl"
+}
+
+for backend in sqlite postgres; do
+  if [ "$backend" = sqlite ]; then
+    url="sqlite://$dir/bench.db?mode=rwc"
+  else
+    psql_admin -c "DROP DATABASE IF EXISTS vitrine_bench" -c "CREATE DATABASE vitrine_bench"
+    url="$pg_base/vitrine_bench"
+  fi
+  start_vitrine "$url"
+  for r in $(seq 1 "$rounds"); do
+    echo "== $backend round $r"
+    "$lt" checkout --via http --label "http-$backend" --server http://127.0.0.1:18081 --token "$token" \
+      --server-pid "$vitrine_pid" --concurrency "$concurrency" --seconds "$step" --out "$out.jsonl"
+    "$lt" checkout --via chat --label "chat-$backend" --server http://127.0.0.1:18081 --token "$token" \
+      --server-pid "$vitrine_pid" --concurrency "$concurrency" --seconds "$step" --out "$out.jsonl"
+    "$lt" db-ceiling --label "raw-$backend" --url "$url" --concurrency "$concurrency" \
+      --seconds "$step" --out "$out.jsonl"
+    if [ "$backend" = postgres ]; then
+      IFS=, read -ra cs <<<"$concurrency"
+      for c in "${cs[@]}"; do pgbench_row "pgbench-postgres" "$c" "$url"; done
+    fi
+  done
+  stop_vitrine
+done
+"$lt" chart --kind checkout --input "$out.jsonl" --png "$out.png" --subject http-sqlite
