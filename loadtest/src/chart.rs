@@ -4,8 +4,8 @@
 
 use crate::ChartArgs;
 use anyhow::{Context, bail};
-use serde_json::Value;
 use plotters::prelude::*;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Font the chart is drawn with (Debian's fonts-dejavu-core, installed by the setup script).
@@ -35,8 +35,14 @@ const SPECS: [(&str, Spec); 3] = [
             title: "WHEP fan-out, one ~1.5 Mbit/s VP8 publisher",
             x: "subscribers",
             metrics: [
-                m("server CPU s/s per 100 subscribers", "server_cpu_per_100_subscribers"),
-                m("server resident memory (MB, all its processes)", "server_rss_mb"),
+                m(
+                    "server CPU s/s per 100 subscribers",
+                    "server_cpu_per_100_subscribers",
+                ),
+                m(
+                    "server resident memory (MB, all its processes)",
+                    "server_rss_mb",
+                ),
                 m("forwarding delay p99 (ms)", "delay_p99_ms"),
                 m("delivery ratio", "delivery_ratio"),
             ],
@@ -116,7 +122,10 @@ pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let mut grouped = Grouped::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line)?;
-        let label = row["label"].as_str().context("row without label")?.to_owned();
+        let label = row["label"]
+            .as_str()
+            .context("row without label")?
+            .to_owned();
         let x = field(&row, spec.x).with_context(|| format!("row without {}", spec.x))? as usize;
         grouped
             .entry(label)

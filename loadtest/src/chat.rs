@@ -143,10 +143,11 @@ impl Room {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(url: &str, hello: Option<serde_json::Value>) -> anyhow::Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .with_context(|| format!("connecting {url}"))?;
     if let Some(hello) = hello {
@@ -210,7 +211,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     // Publishers: `rate` of them, one message per second each, spread over the second.
     for p in 0..args.rate {
         let hello = match room.target.as_str() {
-            "vitrine" => Some(serde_json::json!({ "type": "hello", "token": buyer_token(&args.server, p).await? })),
+            "vitrine" => Some(
+                serde_json::json!({ "type": "hello", "token": buyer_token(&args.server, p).await? }),
+            ),
             _ => None,
         };
         let ws = open(&room.publisher_url(), hello).await?;
@@ -226,7 +229,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 seq += 1;
-                if sink.send(Message::Text(room.message(seq).into())).await.is_err() {
+                if sink
+                    .send(Message::Text(room.message(seq).into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +323,10 @@ mod tests {
     #[test]
     fn finds_the_send_time_in_either_framing() {
         assert_eq!(stamp("t=123; message 1"), Some(123));
-        assert_eq!(stamp(r#"{"id":"1-0","type":"chat","text":"t=42; hi"}"#), Some(42));
+        assert_eq!(
+            stamp(r#"{"id":"1-0","type":"chat","text":"t=42; hi"}"#),
+            Some(42)
+        );
         assert_eq!(stamp("no stamp"), None);
     }
 }

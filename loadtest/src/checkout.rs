@@ -147,8 +147,11 @@ async fn chat_worker(
     deadline: Instant,
     tally: Arc<Tally>,
 ) -> anyhow::Result<()> {
-    let url = format!("{}/ws/streams/{stream}/chat", server.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let url = format!(
+        "{}/ws/streams/{stream}/chat",
+        server.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     let hello = serde_json::json!({ "type": "hello", "token": token });
     ws.send(Message::Text(hello.to_string().into())).await?;
     let mut n = 0;
@@ -160,7 +163,9 @@ async fn chat_worker(
         let started = Instant::now();
         ws.send(Message::Text(buy.to_string().into())).await?;
         loop {
-            let Some(msg) = ws.next().await else { bail!("chat closed") };
+            let Some(msg) = ws.next().await else {
+                bail!("chat closed")
+            };
             let Message::Text(text) = msg? else { continue };
             if !text.contains(&request_id) {
                 continue;
@@ -215,12 +220,22 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
             let (token, product, tally) = (token.clone(), product.clone(), Arc::clone(&tally));
             match args.via.as_str() {
                 "http" => {
-                    tasks.spawn(http_worker(http.clone(), s.clone(), token, product, w, deadline, tally));
+                    tasks.spawn(http_worker(
+                        http.clone(),
+                        s.clone(),
+                        token,
+                        product,
+                        w,
+                        deadline,
+                        tally,
+                    ));
                 }
                 "chat" => {
                     let (server, stream) = (s.clone(), stream.clone());
                     tasks.spawn(async move {
-                        if let Err(e) = chat_worker(server, stream, token, product, w, deadline, tally).await {
+                        if let Err(e) =
+                            chat_worker(server, stream, token, product, w, deadline, tally).await
+                        {
                             eprintln!("chat worker {w}: {e:#}");
                         }
                     });
@@ -256,7 +271,11 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if sqlite {
-                    for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 10000"] {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                 }
@@ -266,13 +285,17 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         .connect(&args.url)
         .await
         .context("connecting")?;
-    sqlx::query("DROP TABLE IF EXISTS ceiling_products").execute(&pool).await?;
+    sqlx::query("DROP TABLE IF EXISTS ceiling_products")
+        .execute(&pool)
+        .await?;
     sqlx::query("CREATE TABLE ceiling_products (id TEXT PRIMARY KEY, stock BIGINT NOT NULL, updated_at BIGINT NOT NULL)")
         .execute(&pool)
         .await?;
-    sqlx::query("INSERT INTO ceiling_products (id, stock, updated_at) VALUES ('p', 1000000000000, 0)")
-        .execute(&pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO ceiling_products (id, stock, updated_at) VALUES ('p', 1000000000000, 0)",
+    )
+    .execute(&pool)
+    .await?;
     for &c in &args.concurrency {
         let tally = Arc::new(Tally::default());
         let own0 = cpu_seconds("self").unwrap_or(0.0);
@@ -301,6 +324,8 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
-    sqlx::query("DROP TABLE ceiling_products").execute(&pool).await?;
+    sqlx::query("DROP TABLE ceiling_products")
+        .execute(&pool)
+        .await?;
     Ok(())
 }

@@ -2,10 +2,10 @@
 
 use crate::WhepArgs;
 use crate::client::{Publisher, Subscriber};
+use crate::stats::{cpu_of, cpu_seconds, percentile, rss_of};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
-use crate::stats::{cpu_of, cpu_seconds, percentile, rss_of};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

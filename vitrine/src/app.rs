@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum_server::accept::NoDelayAcceptor;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -226,11 +227,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .context("loading the TLS certificate and key")?;
-            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            // TCP_NODELAY: chat frames and API answers are small and latency-bound; Nagle's
+            // algorithm would hold a second frame back until the peer's delayed ACK (40 ms).
+            let server = axum_server::from_tcp_rustls(listener, tls)?
+                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+                .handle(handle.clone());
             tokio::spawn(async move { server.serve(app).await })
         }
         None => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            let server = axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor::new())
+                .handle(handle.clone());
             tokio::spawn(async move { server.serve(app).await })
         }
     };
