@@ -18,6 +18,37 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/streams", get(list_streams).post(create_stream))
         .route("/api/v1/streams/{id}", get(get_stream))
         .route("/api/v1/public/streams/{id}", get(public_stream))
+        .route(
+            "/api/v1/streams/{id}/moderators",
+            axum::routing::post(add_moderator),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewModerator {
+    pub buyer_id: vitrine_core::BuyerId,
+}
+
+/// Lets a buyer delete lines and ban members in the stream's chat (from their next join).
+async fn add_moderator(
+    State(state): State<AppState>,
+    AuthSeller(seller): AuthSeller,
+    Path(id): Path<String>,
+    new: Result<Json<NewModerator>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let stream = owned_stream(&state, &seller, &id).await?;
+    let new = body(new)?;
+    state
+        .chat
+        .moderation()
+        .add_moderator(&stream.id, new.buyer_id.as_str())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "adding a moderator");
+            Problem::internal()
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
