@@ -14,7 +14,8 @@ out=${OUT:-loadtest/results/chat}
 peer=${PEER:-nchan}
 mkdir -p "$(dirname "$out")"
 rm -f "$out.jsonl"
-ulimit -n 65536
+# Each member is a socket on both ends: raise the open-file limit as far as allowed.
+ulimit -n "$(ulimit -Hn)"
 
 scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest

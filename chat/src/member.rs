@@ -17,7 +17,7 @@ use rand::RngCore;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Semaphore, mpsc};
 use vitrine_core::{BuyOutcome, BuyRequest, BuyerId, EventId, Identity, StreamRecord};
 
@@ -28,6 +28,8 @@ const HISTORY_SCAN: usize = 400;
 /// Most missed events a resume replays.
 const MAX_RESUME: usize = 1000;
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Most frames written before one flush.
+const WRITE_BATCH: u64 = 64;
 
 /// Why the server ends a connection.
 struct Close {
@@ -213,8 +215,8 @@ async fn welcome(
             && (resumed || RoomEvent::in_history(&e.payload))
             && !deleted.contains(&e.id.to_string())
     });
-    let mut history: Vec<serde_json::Value> = visible
-        .filter_map(|e| serde_json::from_str(&with_id(e.id, &e.payload)).ok())
+    let mut history: Vec<Box<serde_json::value::RawValue>> = visible
+        .filter_map(|e| serde_json::value::RawValue::from_string(with_id(e.id, &e.payload)).ok())
         .collect();
     if !resumed && history.len() > chat.inner.config.history {
         history.drain(..history.len() - chat.inner.config.history);
@@ -373,24 +375,41 @@ async fn run(
                 }
             }
             frame = frames.recv() => {
-                let frame = match frame {
-                    Ok(f) => f,
-                    Err(RecvError::Lagged(n)) => {
-                        return Err(Close::new(close::TOO_SLOW, format!("fell {n} events behind; reconnect with resume_from")));
+                // Writes every frame already queued for this member, then flushes once: one
+                // system call for a burst instead of one per frame.
+                let mut next = Some(frame);
+                let mut fed = 0;
+                while let Some(frame) = next.take() {
+                    let frame = match frame {
+                        Ok(f) => f,
+                        Err(RecvError::Lagged(n)) => {
+                            return Err(Close::new(close::TOO_SLOW, format!("fell {n} events behind; reconnect with resume_from")));
+                        }
+                        Err(RecvError::Closed) => return Err(Close::new(1011, "room closed")),
+                    };
+                    if last_seen.is_none_or(|l| frame.id > l) && frame.visible_to(&member.tags) {
+                        last_seen = Some(frame.id);
+                        if let Some((ModerationAction::Ban, Some(target))) = &frame.moderation
+                            && *target == member.you.member_id
+                        {
+                            return Err(Close::new(close::FORBIDDEN, "banned from this room"));
+                        }
+                        sink.feed(Message::Text(frame.text.clone())).await.map_err(|_| Close::new(1006, ""))?;
+                        fed += 1;
                     }
-                    Err(RecvError::Closed) => return Err(Close::new(1011, "room closed")),
-                };
-                if last_seen.is_some_and(|l| frame.id <= l) || !frame.visible_to(&member.tags) {
-                    continue;
+                    if fed < WRITE_BATCH {
+                        next = match frames.try_recv() {
+                            Ok(f) => Some(Ok(f)),
+                            Err(TryRecvError::Empty) => None,
+                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                        };
+                    }
                 }
-                last_seen = Some(frame.id);
-                if let Some((ModerationAction::Ban, Some(target))) = &frame.moderation
-                    && *target == member.you.member_id
-                {
-                    return Err(Close::new(close::FORBIDDEN, "banned from this room"));
+                if fed > 0 {
+                    sink.flush().await.map_err(|_| Close::new(1006, ""))?;
+                    chat.inner.metrics.deliveries.inc_by(fed);
                 }
-                send_text(sink, frame.text.clone()).await.map_err(|_| Close::new(1006, ""))?;
-                chat.inner.metrics.deliveries.inc();
             }
             Some(text) = replies.recv() => {
                 send_text(sink, text).await.map_err(|_| Close::new(1006, ""))?;

@@ -213,8 +213,8 @@ pub enum Reply<'a> {
     Welcome {
         protocol: u32,
         you: &'a You,
-        /// Log events, oldest first, already in wire form.
-        history: Vec<serde_json::Value>,
+        /// Log events, oldest first, already in wire form (copied, not re-encoded).
+        history: Vec<Box<serde_json::value::RawValue>>,
         /// True when `resume_from` was older than the log: some events are gone for good.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         gap: bool,

@@ -14,6 +14,11 @@ use vitrine_core::{Problem, StreamId};
 /// Frames above our own limit are read (so that the close says why) up to this size; beyond
 /// it the websocket layer drops the connection.
 const TRANSPORT_LIMIT: usize = 64 * MAX_FRAME_BYTES;
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 32 * 1024;
+/// A member whose socket stops taking bytes is disconnected long before this (its queue
+/// overflows first); the cap only bounds the worst case.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 pub fn routes(chat: Chat) -> Router {
     Router::new()
@@ -47,5 +52,10 @@ async fn join(
     upgrade
         .max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
+        // The transport's defaults (128 KiB each way) cost 256 KiB per member; members send
+        // little, and the write side is flushed per burst, so small buffers do the same work.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| member::serve(chat, record, socket))
 }

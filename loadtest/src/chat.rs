@@ -71,6 +71,9 @@ struct Shared {
     window_end: AtomicU64,
 }
 
+/// Members connecting at once while the room grows.
+const JOIN_CONCURRENCY: usize = 64;
+
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 fn micros_now() -> u64 {
@@ -242,12 +245,20 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     let mut tallies: Vec<Arc<Tally>> = Vec::new();
     for &n in &args.members {
+        // Members join JOIN_CONCURRENCY at a time, as a crowd arriving does.
         while tallies.len() < n {
-            let hello = (room.target == "vitrine").then(|| serde_json::json!({ "type": "hello" }));
-            let ws = open(&room.member_url(), hello).await?;
-            let tally = Arc::new(Tally::default());
-            spawn_member(ws, Arc::clone(&shared), Arc::clone(&tally));
-            tallies.push(tally);
+            let batch = (n - tallies.len()).min(JOIN_CONCURRENCY);
+            let mut joins = tokio::task::JoinSet::new();
+            for _ in 0..batch {
+                let url = room.member_url();
+                let hello = (room.target == "vitrine").then(|| serde_json::json!({ "type": "hello" }));
+                joins.spawn(async move { open(&url, hello).await });
+            }
+            while let Some(joined) = joins.join_next().await {
+                let tally = Arc::new(Tally::default());
+                spawn_member(joined??, Arc::clone(&shared), Arc::clone(&tally));
+                tallies.push(tally);
+            }
         }
         // Settle: let connection bursts finish before measuring.
         tokio::time::sleep(Duration::from_secs(2)).await;
