@@ -28,6 +28,8 @@ const HISTORY_SCAN: usize = 400;
 /// Most missed events a resume replays.
 const MAX_RESUME: usize = 1000;
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a closing connection waits for the client's close answer.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most frames written before one flush.
 const WRITE_BATCH: u64 = 64;
 
@@ -102,6 +104,17 @@ pub async fn serve(chat: Chat, stream: StreamRecord, socket: WebSocket) {
     chat.inner.metrics.members.dec();
     if let Err(close) = outcome {
         send_close(&chat, &mut sink, close).await;
+        // The closing handshake: read (and drop) what the client still sends until its close
+        // answer, so that closing the socket does not reset it with unread data (the client
+        // would then see 1006 instead of our code and reason).
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(msg)) = source.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -251,7 +251,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             let mut joins = tokio::task::JoinSet::new();
             for _ in 0..batch {
                 let url = room.member_url();
-                let hello = (room.target == "vitrine").then(|| serde_json::json!({ "type": "hello" }));
+                let hello =
+                    (room.target == "vitrine").then(|| serde_json::json!({ "type": "hello" }));
                 joins.spawn(async move { open(&url, hello).await });
             }
             while let Some(joined) = joins.join_next().await {
