@@ -50,7 +50,9 @@ token=$(target/release/vitrine sellers create --name loadtest --data-dir "$dir" 
 if [ "$peer" = nchan ]; then
   loadtest/peers/nchan/setup.sh
   loadtest/peers/nchan/run.sh 18092 "$dir/nchan"
-  nchan_pids=$(pgrep -d, -f "nginx.*$dir/nchan")
+  # The master and its workers (whose command lines do not name the prefix).
+  nchan_master=$(cat "$dir/nchan/nginx.pid")
+  nchan_pids="$nchan_master,$(pgrep -d, -P "$nchan_master")"
 fi
 
 # One room per server for the whole run, grown step by step; each round is a fresh room.
