@@ -21,31 +21,20 @@ scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
 dir=$(mktemp -d)
-pids=()
+source loadtest/lib.sh
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_started
   [ "$peer" = nchan ] && loadtest/peers/nchan/stop.sh "$dir/nchan" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
-wait_healthy() {
-  for _ in $(seq 1 200); do
-    curl -sf "$1" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2
-  return 1
-}
 
 # Members read only; publishers send one line a second, within the default per-member limits.
 target/release/vitrine serve --listen 127.0.0.1:18082 --data-dir "$dir" >"$dir/vitrine.log" 2>&1 &
 vitrine_pid=$!
 pids+=("$vitrine_pid")
 wait_healthy http://127.0.0.1:18082/healthz
-token=$(target/release/vitrine sellers create --name loadtest --data-dir "$dir" |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])')
+token=$(seller_token "$dir")
 
 if [ "$peer" = nchan ]; then
   loadtest/peers/nchan/setup.sh

@@ -19,10 +19,9 @@ eval "$(scripts/services.sh start)"
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
 dir=$(mktemp -d)
-pids=()
+source loadtest/lib.sh
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_started
   rm -rf "$dir"
   scripts/services.sh stop
 }
@@ -44,9 +43,8 @@ start_vitrine() { # $1 database url
     --database-url "$1" >"$dir/vitrine.log" 2>&1 &
   vitrine_pid=$!
   pids+=("$vitrine_pid")
-  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18081/healthz >/dev/null && break; sleep 0.1; done
-  token=$(target/release/vitrine sellers create --name bench --data-dir "$dir" --database-url "$1" |
-    python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])')
+  wait_healthy http://127.0.0.1:18081/healthz
+  token=$(seller_token "$dir" "$1")
 }
 
 stop_vitrine() {

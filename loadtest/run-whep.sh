@@ -17,37 +17,26 @@ scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
 dir=$(mktemp -d)
-pids=()
+source loadtest/lib.sh
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_started
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
-wait_healthy() {
-  for _ in $(seq 1 200); do
-    curl -sf "$1/healthz" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2
-  return 1
-}
 
 vitrine_url=http://127.0.0.1:18080
 target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 >"$dir/vitrine.log" 2>&1 &
 vitrine_pid=$!
 pids+=("$vitrine_pid")
-wait_healthy "$vitrine_url"
-token=$(target/release/vitrine sellers create --name loadtest --data-dir "$dir" |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])')
+wait_healthy "$vitrine_url/healthz"
+token=$(seller_token "$dir")
 
 if [ "$peer" = mediasoup ]; then
   loadtest/peers/mediasoup/setup.sh
   PORT=18090 node loadtest/peers/mediasoup/server.mjs >"$dir/peer.log" 2>&1 &
   peer_pid=$!
   pids+=("$peer_pid")
-  wait_healthy http://127.0.0.1:18090
+  wait_healthy http://127.0.0.1:18090/healthz
   worker_pid=$(grep -o 'worker pid [0-9]*' "$dir/peer.log" | awk '{print $3}')
 fi
 

@@ -1,31 +1,18 @@
 // The seller pins a product as a flash sale from the studio; a buyer on the watch page joins
 // the chat, buys with a sandbox test card and sees the confirmation; a second buyer sees the
 // stock drop and the anonymised purchase; the seller sees the order arrive live.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, WAIT } from './harness.mjs';
+import { useServerAndBrowser, WAIT } from './harness.mjs';
 
-let server;
-let browser;
-let urls;
-
-before(async () => {
-  server = await startServer();
-  urls = server.urls;
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 const text = (page, id) => page.locator(`#${id}`).textContent();
 
 test('a buyer buys the pinned product in the chat; the room and the seller see it', async () => {
   // Seller: the studio lists the demo product; add one more and pin it as a flash sale.
-  const seller = await (await browser.newContext()).newPage();
-  await seller.goto(urls.studio);
+  const seller = await (await env.browser.newContext()).newPage();
+  await seller.goto(env.urls.studio);
   await seller.waitForFunction(() => document.querySelectorAll('#products tr').length >= 1, null, { timeout: WAIT });
   await seller.fill('#p-sku', 'HAT-1');
   await seller.fill('#p-title', 'Wool hat');
@@ -42,10 +29,10 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   assert.equal(await text(seller, 'pinned-available'), '5');
 
   // Two buyers, each in their own browser context (own storage, own guest identity).
-  const ann = await (await browser.newContext()).newPage();
-  const bob = await (await browser.newContext()).newPage();
+  const ann = await (await env.browser.newContext()).newPage();
+  const bob = await (await env.browser.newContext()).newPage();
   for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) {
-    await page.goto(urls.watch);
+    await page.goto(env.urls.watch);
     await page.locator('#product').waitFor({ state: 'visible', timeout: WAIT });
     await page.fill('#display-name', name);
     await page.click('#join');

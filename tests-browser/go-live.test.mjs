@@ -1,23 +1,10 @@
 // A seller goes live from the studio page; a buyer's watch page decodes video and receives
 // audio; stopping ends it on the watch page. Real server binary, real headless Chromium.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, WAIT } from './harness.mjs';
+import { useServerAndBrowser, WAIT } from './harness.mjs';
 
-let server;
-let browser;
-let urls;
-
-before(async () => {
-  server = await startServer();
-  urls = server.urls;
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 // Samples the watch page's inbound RTP stats into window.__inbound four times a second, so
 // that waits below are plain synchronous predicates over the latest sample.
@@ -37,9 +24,9 @@ async function sampleInbound(page) {
 }
 
 test('studio goes live, watch page plays, stop ends it', async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const studio = await context.newPage();
-  await studio.goto(urls.studio);
+  await studio.goto(env.urls.studio);
   const goLive = studio.locator('#golive');
   await goLive.waitFor();
   await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
@@ -47,7 +34,7 @@ test('studio goes live, watch page plays, stop ends it', async () => {
   await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
 
   const watch = await context.newPage();
-  await watch.goto(urls.watch);
+  await watch.goto(env.urls.watch);
   await watch.waitForFunction(() => document.getElementById('player').videoWidth > 0, null, { timeout: WAIT });
   await sampleInbound(watch);
   await watch.waitForFunction(() => window.__inbound.framesDecoded > 0, null, { timeout: WAIT });

@@ -1,6 +1,7 @@
 // What every browser test shares: the real server binary started with --demo (its printed
 // URLs are the entry points) and headless Chromium with fake media devices.
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,4 +62,21 @@ export function launchBrowser() {
       '--autoplay-policy=no-user-gesture-required',
     ],
   });
+}
+
+// Starts a server and a browser before the file's tests and stops both after them; the returned
+// object's `urls` and `browser` are filled in once `before` has run.
+export function useServerAndBrowser() {
+  const env = { urls: null, browser: null };
+  let server;
+  before(async () => {
+    server = await startServer();
+    env.urls = server.urls;
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await server?.stop();
+  });
+  return env;
 }

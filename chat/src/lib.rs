@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use vitrine_core::{
     Bus, BusError, CommerceEvent, CommerceEvents, Identities, Purchases, StreamDirectory, StreamId,
 };
@@ -84,6 +85,8 @@ pub(crate) struct Inner {
     pub config: ChatConfig,
     pub metrics: Arc<ChatMetrics>,
     pub shutdown: CancellationToken,
+    /// Purchases in flight, so that shutdown lets them finish.
+    pub purchases_in_flight: TaskTracker,
     hubs: Mutex<HashMap<StreamId, Weak<Hub>>>,
     relay: mpsc::Sender<(StreamId, Option<String>, String)>,
 }
@@ -128,6 +131,7 @@ impl Chat {
                 config,
                 metrics,
                 shutdown,
+                purchases_in_flight: TaskTracker::new(),
                 hubs: Mutex::new(HashMap::new()),
                 relay,
             }),
@@ -181,6 +185,13 @@ impl Chat {
     /// Closes every connection with 1001 so clients reconnect (with `resume_from`) elsewhere.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// Waits (up to `limit`) for purchases already under way to finish, after [`Self::shutdown`].
+    /// One that does not finish stays `pending` and is settled by the reaper.
+    pub async fn drain(&self, limit: Duration) {
+        self.inner.purchases_in_flight.close();
+        let _ = tokio::time::timeout(limit, self.inner.purchases_in_flight.wait()).await;
     }
 
     pub fn moderation(&self) -> &Moderation {

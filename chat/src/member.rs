@@ -563,7 +563,7 @@ async fn handle(
                 card_number,
             };
             let (purchases, replies) = (Arc::clone(&chat.inner.purchases), replies.clone());
-            tokio::spawn(async move {
+            chat.inner.purchases_in_flight.spawn(async move {
                 let request_id = request.request_id.clone();
                 let outcome = purchases.buy(request).await;
                 drop(permit);

@@ -64,3 +64,19 @@ pub fn redis_url() -> String {
         )
     })
 }
+
+/// Declares each named `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`, so that a suite runs unchanged on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Backend::Postgres).await })*
+        }
+    };
+}

@@ -55,6 +55,24 @@ async fn harness_with(
     }
 }
 
+impl Harness {
+    async fn product(&self, new: NewProduct) -> vitrine_checkout::Product {
+        self.checkout
+            .create_product(&self.seller, new)
+            .await
+            .unwrap()
+    }
+
+    /// Places an order and returns its result (the request itself must be well formed).
+    async fn place(&self, buyer: &BuyerId, key: &str, new: NewOrder) -> OrderResult {
+        self.checkout
+            .place_order(buyer, key, new)
+            .await
+            .unwrap()
+            .result
+    }
+}
+
 async fn harness(backend: Backend) -> Harness {
     harness_with(backend, CheckoutConfig::default(), |s| s).await
 }
@@ -115,20 +133,7 @@ async fn stock(h: &Harness, product: &ProductId) -> i64 {
     h.checkout.product(&h.seller, product).await.unwrap().stock
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+vitrine_checkout::on_both_backends!(
     catalog_is_scoped_to_its_seller,
     a_paid_order_takes_stock_and_replays_by_key,
     declines_and_timeouts_give_stock_back,
@@ -141,11 +146,7 @@ on_both_backends!(
 
 async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(50))
-        .await
-        .unwrap();
+    let p = h.product(jacket(50)).await;
     assert_eq!(p.stock, 50);
     assert!(matches!(
         h.checkout.create_product(&h.seller, jacket(1)).await,
@@ -211,11 +212,7 @@ async fn catalog_is_scoped_to_its_seller(backend: Backend) {
 
 async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(5))
-        .await
-        .unwrap();
+    let p = h.product(jacket(5)).await;
     let buyer = BuyerId::generate();
     let placed = h
         .checkout
@@ -238,23 +235,14 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
     assert_eq!(created(&again.result), &o, "the stored response comes back");
     assert_eq!(stock(&h, &p.id).await, 3, "a replay takes nothing");
 
-    let other_body = h
-        .checkout
-        .place_order(&buyer, "key-1", order(&p.id, 1, APPROVE))
-        .await
-        .unwrap();
-    assert_eq!(
-        rejected(&other_body.result),
-        RejectKind::IdempotencyKeyReused
-    );
+    let other_body = h.place(&buyer, "key-1", order(&p.id, 1, APPROVE)).await;
+    assert_eq!(rejected(&other_body), RejectKind::IdempotencyKeyReused);
 
     // Keys are per buyer: another buyer's same key is a new order.
     let other = h
-        .checkout
-        .place_order(&BuyerId::generate(), "key-1", order(&p.id, 1, APPROVE))
-        .await
-        .unwrap();
-    assert_ne!(created(&other.result).id, o.id);
+        .place(&BuyerId::generate(), "key-1", order(&p.id, 1, APPROVE))
+        .await;
+    assert_ne!(created(&other).id, o.id);
     assert_eq!(
         h.checkout.orders_of_buyer(&buyer).await.unwrap(),
         vec![o.clone()]
@@ -293,25 +281,13 @@ async fn declines_and_timeouts_give_stock_back(backend: Backend) {
         ..Default::default()
     };
     let h = harness_with(backend, config, |s| s).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(1))
-        .await
-        .unwrap();
+    let p = h.product(jacket(1)).await;
     let buyer = BuyerId::generate();
-    let declined = h
-        .checkout
-        .place_order(&buyer, "a", order(&p.id, 1, DECLINE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&declined.result), RejectKind::PaymentDeclined);
+    let declined = h.place(&buyer, "a", order(&p.id, 1, DECLINE)).await;
+    assert_eq!(rejected(&declined), RejectKind::PaymentDeclined);
     assert_eq!(stock(&h, &p.id).await, 1);
-    let timed_out = h
-        .checkout
-        .place_order(&buyer, "b", order(&p.id, 1, NEVER))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&timed_out.result), RejectKind::PaymentTimeout);
+    let timed_out = h.place(&buyer, "b", order(&p.id, 1, NEVER)).await;
+    assert_eq!(rejected(&timed_out), RejectKind::PaymentTimeout);
     assert_eq!(stock(&h, &p.id).await, 1);
     let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
     assert_eq!(orders.len(), 2);
@@ -323,7 +299,7 @@ async fn declines_and_timeouts_give_stock_back(backend: Backend) {
         .await
         .unwrap();
     assert!(replay.replayed);
-    assert_eq!(replay.result, declined.result);
+    assert_eq!(replay.result, declined);
     assert!(matches!(
         h.checkout
             .place_order(&buyer, "c", order(&p.id, 1, "4242424242424241"))
@@ -334,41 +310,19 @@ async fn declines_and_timeouts_give_stock_back(backend: Backend) {
 
 async fn sold_out_is_refused_without_going_negative(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(1))
-        .await
-        .unwrap();
+    let p = h.product(jacket(1)).await;
     let buyer = BuyerId::generate();
-    let too_many = h
-        .checkout
-        .place_order(&buyer, "a", order(&p.id, 2, APPROVE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&too_many.result), RejectKind::SoldOut);
-    created(
-        &h.checkout
-            .place_order(&buyer, "b", order(&p.id, 1, APPROVE))
-            .await
-            .unwrap()
-            .result,
-    );
-    let late = h
-        .checkout
-        .place_order(&buyer, "c", order(&p.id, 1, APPROVE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&late.result), RejectKind::SoldOut);
+    let too_many = h.place(&buyer, "a", order(&p.id, 2, APPROVE)).await;
+    assert_eq!(rejected(&too_many), RejectKind::SoldOut);
+    created(&h.place(&buyer, "b", order(&p.id, 1, APPROVE)).await);
+    let late = h.place(&buyer, "c", order(&p.id, 1, APPROVE)).await;
+    assert_eq!(rejected(&late), RejectKind::SoldOut);
     assert_eq!(stock(&h, &p.id).await, 0);
 }
 
 async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(500))
-        .await
-        .unwrap();
+    let p = h.product(jacket(500)).await;
     let stream = StreamId::generate();
     let pin = h
         .checkout
@@ -446,11 +400,7 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
 
 async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(10))
-        .await
-        .unwrap();
+    let p = h.product(jacket(10)).await;
     let stream = StreamId::generate();
     let pin = NewPin {
         product_id: p.id.clone(),
@@ -463,36 +413,16 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     let buyer = BuyerId::generate();
     let mut two = through(&stream, &p.id, APPROVE);
     two.quantity = 2;
-    created(
-        &h.checkout
-            .place_order(&buyer, "a", two)
-            .await
-            .unwrap()
-            .result,
-    );
-    let third = h
-        .checkout
-        .place_order(&buyer, "b", through(&stream, &p.id, APPROVE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&third.result), RejectKind::LimitExceeded);
+    created(&h.place(&buyer, "a", two).await);
+    let third = h.place(&buyer, "b", through(&stream, &p.id, APPROVE)).await;
+    assert_eq!(rejected(&third), RejectKind::LimitExceeded);
     // A declined attempt does not use up the limit of another buyer.
     let other = BuyerId::generate();
-    let declined = h
-        .checkout
-        .place_order(&other, "a", through(&stream, &p.id, DECLINE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&declined.result), RejectKind::PaymentDeclined);
+    let declined = h.place(&other, "a", through(&stream, &p.id, DECLINE)).await;
+    assert_eq!(rejected(&declined), RejectKind::PaymentDeclined);
     let mut two = through(&stream, &p.id, APPROVE);
     two.quantity = 2;
-    created(
-        &h.checkout
-            .place_order(&other, "b", two)
-            .await
-            .unwrap()
-            .result,
-    );
+    created(&h.place(&other, "b", two).await);
     // Buying something that is not pinned there is refused.
     let q = h
         .checkout
@@ -505,50 +435,24 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
         )
         .await
         .unwrap();
-    let not_pinned = h
-        .checkout
-        .place_order(&other, "c", through(&stream, &q.id, APPROVE))
-        .await
-        .unwrap();
-    assert_eq!(rejected(&not_pinned.result), RejectKind::NotPinned);
+    let not_pinned = h.place(&other, "c", through(&stream, &q.id, APPROVE)).await;
+    assert_eq!(rejected(&not_pinned), RejectKind::NotPinned);
     // An ended sale.
     let (pin, _) = h.checkout.active_pin(&stream).await.unwrap().unwrap();
     h.checkout.unpin(&stream, &pin.id).await.unwrap();
     let mut by_pin = order(&p.id, 1, APPROVE);
     by_pin.pin_id = Some(pin.id.clone());
-    let ended = h
-        .checkout
-        .place_order(&BuyerId::generate(), "d", by_pin)
-        .await
-        .unwrap();
-    assert_eq!(rejected(&ended.result), RejectKind::SaleEnded);
+    let ended = h.place(&BuyerId::generate(), "d", by_pin).await;
+    assert_eq!(rejected(&ended), RejectKind::SaleEnded);
     assert_eq!(stock(&h, &p.id).await, 6);
 }
 
 async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
     let h = harness(backend).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(3))
-        .await
-        .unwrap();
+    let p = h.product(jacket(3)).await;
     let buyer = BuyerId::generate();
-    let a = created(
-        &h.checkout
-            .place_order(&buyer, "a", order(&p.id, 1, APPROVE))
-            .await
-            .unwrap()
-            .result,
-    )
-    .clone();
-    let b = created(
-        &h.checkout
-            .place_order(&buyer, "b", order(&p.id, 1, APPROVE))
-            .await
-            .unwrap()
-            .result,
-    )
-    .clone();
+    let a = created(&h.place(&buyer, "a", order(&p.id, 1, APPROVE)).await).clone();
+    let b = created(&h.place(&buyer, "b", order(&p.id, 1, APPROVE)).await).clone();
     assert_eq!(stock(&h, &p.id).await, 1);
     let fulfilled = h.checkout.fulfil(&h.seller, &a.id).await.unwrap();
     assert_eq!(fulfilled.status, OrderStatus::Fulfilled);
@@ -605,11 +509,7 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
         ..Default::default()
     };
     let h = harness_with(backend, config, |s| Arc::new(DiesAfterCharge(s))).await;
-    let p = h
-        .checkout
-        .create_product(&h.seller, jacket(5))
-        .await
-        .unwrap();
+    let p = h.product(jacket(5)).await;
     let buyer = BuyerId::generate();
     for (key, card) in [("charged", APPROVE), ("declined", DECLINE), ("hung", NEVER)] {
         let err = h

@@ -73,6 +73,7 @@ impl Running {
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
         self.task.await.context("server task")??;
+        self.state.chat.drain(DRAIN_TIMEOUT).await;
         self.background.cancel();
         let _ = self.reaper.await;
         self.state.store.close().await;

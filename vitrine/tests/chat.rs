@@ -356,16 +356,7 @@ async fn flash_sale_through_the_chat(backend: Backend) {
             lowest = lowest.min(available);
         }
     }
-    let r: Value = server
-        .http
-        .get(server.url(&format!("/api/v1/orders")))
-        .bearer_auth(&seller_t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = server.get_json("/api/v1/orders", Some(&seller_t)).await;
     let orders = r["orders"].as_array().unwrap();
     let paid: HashSet<String> = orders
         .iter()
@@ -376,16 +367,9 @@ async fn flash_sale_through_the_chat(backend: Backend) {
         paid, paid_orders,
         "the database holds exactly the confirmed orders"
     );
-    let r: Value = server
-        .http
-        .get(server.url(&format!("/api/v1/products/{pid}")))
-        .bearer_auth(&seller_t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = server
+        .get_json(&format!("/api/v1/products/{pid}"), Some(&seller_t))
+        .await;
     assert_eq!(r["stock"], 450);
     server.stop().await;
 }

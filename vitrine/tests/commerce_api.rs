@@ -103,20 +103,7 @@ fn buy(product: &str, quantity: u32, card: &str) -> Value {
     json!({ "product_id": product, "quantity": quantity, "payment": { "card_number": card } })
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+vitrine_checkout::on_both_backends!(
     orders_through_the_api,
     tenants_and_buyers_are_isolated,
     pins_show_on_the_public_stream

@@ -1,0 +1,26 @@
+# Shared by the benchmark scripts (sourced, not run): waiting for a server, a seller token,
+# and stopping the processes a script started.
+
+# Processes to stop at exit; scripts append the PIDs they start.
+pids=()
+
+stop_started() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
+# wait_healthy URL: waits up to 20 s for URL to answer with a 2xx.
+wait_healthy() {
+  for _ in $(seq 1 200); do
+    curl -sf "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+# seller_token DATA_DIR [DATABASE_URL]: creates a seller and prints its API token.
+seller_token() {
+  target/release/vitrine sellers create --name loadtest --data-dir "$1" ${2:+--database-url "$2"} |
+    python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])'
+}
