@@ -185,6 +185,11 @@ fn draw(grouped: &Grouped, spec: &Spec, png: &std::path::Path) -> anyhow::Result
         RGBColor(214, 39, 40),
         RGBColor(31, 119, 180),
         RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(23, 190, 207),
     ];
     for (area, metric) in root.split_evenly((2, 2)).iter().zip(spec.metrics.iter()) {
         let series = medians(grouped, metric);
