@@ -96,6 +96,8 @@ impl Order {
 }
 
 /// The final answer to an order request, as stored with its idempotency key.
+// One short-lived value per request: boxing the order would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderResult {
@@ -150,6 +152,7 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
 }
 
 /// Outcome of the reserve step.
+#[allow(clippy::large_enum_variant)]
 enum Reserved {
     Order(Order),
     Rejected(Rejection),

@@ -100,16 +100,9 @@ impl Room {
         let ws_base = args.server.replacen("http", "ws", 1);
         let id = match args.target.as_str() {
             "vitrine" => {
-                let stream: serde_json::Value = reqwest::Client::new()
-                    .post(format!("{}/api/v1/streams", args.server))
-                    .bearer_auth(&args.token)
-                    .json(&serde_json::json!({ "title": "chat loadtest" }))
-                    .send()
-                    .await?
-                    .error_for_status()
-                    .context("creating the stream")?
-                    .json()
-                    .await?;
+                let http = reqwest::Client::new();
+                let stream =
+                    crate::create_stream(&http, &args.server, &args.token, "chat loadtest").await?;
                 stream["id"].as_str().context("stream id")?.to_owned()
             }
             "nchan" => format!("room{}", micros_now()),
@@ -157,10 +150,10 @@ async fn open(url: &str, hello: Option<serde_json::Value>) -> anyhow::Result<Ws>
         ws.send(Message::Text(hello.to_string().into())).await?;
         // Wait for the welcome so the member is in the room before it counts.
         while let Some(msg) = ws.next().await {
-            if let Message::Text(t) = msg? {
-                if t.contains("\"welcome\"") {
-                    break;
-                }
+            if let Message::Text(t) = msg?
+                && t.contains("\"welcome\"")
+            {
+                break;
             }
         }
     }

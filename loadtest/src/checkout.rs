@@ -187,12 +187,7 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
     .await
     .context("creating the product")?;
     let product = product["id"].as_str().context("product id")?.to_owned();
-    let stream = json(
-        http.post(format!("{s}/api/v1/streams"))
-            .bearer_auth(&args.token)
-            .json(&serde_json::json!({ "title": "checkout loadtest" })),
-    )
-    .await?;
+    let stream = crate::create_stream(&http, s, &args.token, "checkout loadtest").await?;
     let stream = stream["id"].as_str().context("stream id")?.to_owned();
     json(
         http.post(format!("{s}/api/v1/streams/{stream}/pins"))

@@ -103,16 +103,7 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         bail!("need at least one subscriber count and a positive duration");
     }
     let http = reqwest::Client::new();
-    let stream: serde_json::Value = http
-        .post(format!("{}/api/v1/streams", args.server))
-        .bearer_auth(&args.token)
-        .json(&serde_json::json!({ "title": "loadtest" }))
-        .send()
-        .await?
-        .error_for_status()
-        .context("creating the stream")?
-        .json()
-        .await?;
+    let stream = create_stream(&http, &args.server, &args.token, "loadtest").await?;
     let whip = stream["whip_url"].as_str().context("whip_url")?.to_owned();
     let whep = stream["whep_url"].as_str().context("whep_url")?.to_owned();
     let key = stream["stream_key"]
@@ -137,4 +128,23 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
     }
     publisher.close().await;
     Ok(())
+}
+
+/// Creates a stream through the API with a seller token; returns its JSON.
+pub async fn create_stream(
+    http: &reqwest::Client,
+    server: &str,
+    token: &str,
+    title: &str,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .post(format!("{server}/api/v1/streams"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "title": title }))
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating the stream")?
+        .json()
+        .await?)
 }

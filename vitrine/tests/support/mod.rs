@@ -127,6 +127,13 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// GETs a text resource that must answer 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+
     /// GETs a JSON document, with the seller's token when given.
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
         let mut req = self.http.get(self.url(path));
