@@ -14,6 +14,32 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use vitrine_core::{Bus, EventId, LoggedEvent, StreamId};
 
+/// Whether an event for `audience` (comma-separated tags; `None`: everyone) reaches a member
+/// with these tags.
+pub fn admits(audience: Option<&str>, tags: &[String]) -> bool {
+    match audience {
+        None => true,
+        Some(aud) => aud.split(',').any(|a| tags.iter().any(|t| t == a)),
+    }
+}
+
+/// What a logged moderation event does: its action and target member, and the message it
+/// deletes. `None` for every other event (recognised by its prefix, without parsing).
+pub fn moderation_of(payload: &str) -> Option<(ModerationAction, Option<String>, Option<String>)> {
+    if !payload.starts_with(r#"{"type":"moderation""#) {
+        return None;
+    }
+    match serde_json::from_str::<RoomEvent>(payload) {
+        Ok(RoomEvent::Moderation {
+            action,
+            member_id,
+            message_id,
+            ..
+        }) => Some((action, member_id, message_id)),
+        _ => None,
+    }
+}
+
 /// An event ready to send.
 #[derive(Debug)]
 pub struct Frame {
@@ -28,28 +54,15 @@ pub struct Frame {
 impl Frame {
     /// Whether a member with these audience tags may see the frame.
     pub fn visible_to(&self, tags: &[String]) -> bool {
-        match &self.audience {
-            None => true,
-            Some(aud) => aud.split(',').any(|a| tags.iter().any(|t| t == a)),
-        }
+        admits(self.audience.as_deref(), tags)
     }
 
     pub fn from_logged(event: &LoggedEvent) -> Self {
-        let moderation = if event.payload.starts_with(r#"{"type":"moderation""#) {
-            match serde_json::from_str::<RoomEvent>(&event.payload) {
-                Ok(RoomEvent::Moderation {
-                    action, member_id, ..
-                }) => Some((action, member_id)),
-                _ => None,
-            }
-        } else {
-            None
-        };
         Self {
             id: event.id,
             audience: event.audience.clone(),
             text: Utf8Bytes::from(with_id(event.id, &event.payload)),
-            moderation,
+            moderation: moderation_of(&event.payload).map(|(action, member, _)| (action, member)),
         }
     }
 }

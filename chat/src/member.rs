@@ -2,7 +2,7 @@
 //! pin), then one loop that reads the client's frames, writes the room's frames and the
 //! member's own replies, and closes with a code and reason when something is wrong.
 
-use crate::hub::{Frame, Hub};
+use crate::hub::{Hub, admits, moderation_of};
 use crate::limits::{SlowMode, TokenBucket};
 use crate::metrics::CloseLabels;
 use crate::protocol::{
@@ -209,22 +209,13 @@ async fn welcome(
     let last_event_id = events.last().map(|e| e.id);
     let deleted: HashSet<String> = events
         .iter()
-        .filter_map(|e| match Frame::from_logged(e).moderation {
-            Some((ModerationAction::Delete, _)) => serde_json::from_str::<RoomEvent>(&e.payload)
-                .ok()
-                .and_then(|ev| match ev {
-                    RoomEvent::Moderation { message_id, .. } => message_id,
-                    _ => None,
-                }),
+        .filter_map(|e| match moderation_of(&e.payload) {
+            Some((ModerationAction::Delete, _, message)) => message,
             _ => None,
         })
         .collect();
     let visible = events.iter().filter(|e| {
-        let frame_visible = match &e.audience {
-            None => true,
-            Some(a) => a.split(',').any(|t| member.tags.iter().any(|m| m == t)),
-        };
-        frame_visible
+        admits(e.audience.as_deref(), &member.tags)
             && (resumed || RoomEvent::in_history(&e.payload))
             && !deleted.contains(&e.id.to_string())
     });

@@ -80,12 +80,4 @@ impl Checkout {
             config,
         }
     }
-
-    pub fn config(&self) -> &CheckoutConfig {
-        &self.config
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
 }

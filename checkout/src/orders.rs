@@ -18,7 +18,7 @@ use crate::catalog::Product;
 use crate::db::now_ms;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
-use crate::idempotency::{request_hash, validate_key};
+use crate::idempotency::{KeyRecord, request_hash, validate_key};
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::payment::{ChargeRequest, Payment, PaymentStatus};
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
@@ -183,7 +183,7 @@ impl Checkout {
             .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
         let hash = request_hash(&new, &card);
         if let Some(existing) = self.load_key(buyer, key).await? {
-            return self.replay(buyer, key, &hash, existing.request_hash).await;
+            return self.replay(buyer, key, &hash, existing).await;
         }
         let order = match self.reserve(buyer, key, &hash, &new, &card).await? {
             Reserved::Order(order) => order,
@@ -198,7 +198,7 @@ impl Checkout {
                     .load_key(buyer, key)
                     .await?
                     .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
-                return self.replay(buyer, key, &hash, existing.request_hash).await;
+                return self.replay(buyer, key, &hash, existing).await;
             }
         };
         self.announce_stock(&order.product_id).await;
@@ -209,15 +209,16 @@ impl Checkout {
         })
     }
 
-    /// Answers a repeated key: the stored result, once the first request has one.
+    /// Answers a repeated key (`record`, as just read): the stored result, once the first
+    /// request has one.
     async fn replay(
         &self,
         buyer: &BuyerId,
         key: &str,
         hash: &str,
-        stored_hash: String,
+        mut record: KeyRecord,
     ) -> Result<Placed, CheckoutError> {
-        if stored_hash != hash {
+        if record.request_hash != hash {
             return Ok(Placed {
                 result: OrderResult::Rejected(reject(
                     RejectKind::IdempotencyKeyReused,
@@ -231,10 +232,6 @@ impl Checkout {
         let deadline =
             tokio::time::Instant::now() + self.config.payment_timeout + Duration::from_secs(2);
         loop {
-            let record = self
-                .load_key(buyer, key)
-                .await?
-                .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
             if let Some(result) = record.response {
                 return Ok(Placed {
                     result,
@@ -251,6 +248,10 @@ impl Checkout {
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+            record = self
+                .load_key(buyer, key)
+                .await?
+                .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
         }
     }
 

@@ -28,20 +28,17 @@ impl Purchases for Checkout {
                 OrderResult::Rejected(r) => BuyOutcome::Failed {
                     reason: r.buy_failure(),
                     detail: r.detail,
-                    order_id: None,
                 },
             },
             Err(CheckoutError::Invalid(detail)) => BuyOutcome::Failed {
                 reason: BuyFailure::Invalid,
                 detail,
-                order_id: None,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "purchase failed");
                 BuyOutcome::Failed {
                     reason: BuyFailure::Unavailable,
                     detail: "checkout is unavailable; retry with the same request_id".into(),
-                    order_id: None,
                 }
             }
         }

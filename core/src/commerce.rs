@@ -90,11 +90,7 @@ impl BuyFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuyOutcome {
     Confirmed(OrderSummary),
-    Failed {
-        reason: BuyFailure,
-        detail: String,
-        order_id: Option<OrderId>,
-    },
+    Failed { reason: BuyFailure, detail: String },
 }
 
 /// Checkout as the chat sees it.
@@ -153,13 +149,6 @@ pub enum CommerceEvent {
 /// Where checkout sends [`CommerceEvent`]s.
 pub trait CommerceEvents: Send + Sync + 'static {
     fn emit(&self, event: CommerceEvent);
-}
-
-/// Discards events (a process without chat rooms).
-pub struct NoEvents;
-
-impl CommerceEvents for NoEvents {
-    fn emit(&self, _event: CommerceEvent) {}
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ pub mod secret;
 pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
 pub use commerce::{
     BuyFailure, BuyOutcome, BuyRequest, CommerceError, CommerceEvent, CommerceEvents, EventRelay,
-    Identities, Identity, NoEvents, OrderSummary, PinnedProduct, Purchases,
+    Identities, Identity, OrderSummary, PinnedProduct, Purchases,
 };
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
 pub use ids::{BuyerId, IdError, OrderId, PinId, ProductId, SellerId, SessionId, StreamId};

@@ -3,7 +3,7 @@
 //! deliveries per second, end-to-end latency (from a send time in each message), the server's
 //! CPU and memory. Speaks Vitrine's chat protocol, or the Nchan peer's raw pub/sub.
 
-use crate::stats::{cpu_of, cpu_seconds, percentile, rss_of};
+use crate::stats::{CpuUse, CpuWindow, percentile, rss_of};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -273,22 +273,19 @@ async fn measure(
     for t in tallies {
         t.samples.lock().unwrap().clear();
     }
-    let server_cpu0 = cpu_of(&args.server_pid);
-    let own_cpu0 = cpu_seconds("self").unwrap_or(0.0);
+    let cpu = CpuWindow::start(&args.server_pid);
     let sent0 = sent.load(Ordering::Relaxed);
-    let t0 = Instant::now();
     shared.window_start.store(micros_now(), Ordering::Relaxed);
     shared.window_end.store(u64::MAX, Ordering::Relaxed);
     shared.recording.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     shared.window_end.store(micros_now(), Ordering::Relaxed);
-    let elapsed = t0.elapsed().as_secs_f64();
     let messages = sent.load(Ordering::Relaxed) - sent0;
-    let server_cpu = match (cpu_of(&args.server_pid), server_cpu0) {
-        (Some(b), Some(a)) => Some((b - a) / elapsed),
-        _ => None,
-    };
-    let own_cpu = (cpu_seconds("self").unwrap_or(0.0) - own_cpu0) / elapsed;
+    let CpuUse {
+        elapsed,
+        server_per_s: server_cpu,
+        generator_per_s: own_cpu,
+    } = cpu.finish();
     // Messages sent at the end of the window are still on their way: let them land.
     tokio::time::sleep(Duration::from_secs(2)).await;
     shared.recording.store(false, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 //! time. `db-ceiling`: the same conditional UPDATE the order path reserves stock with, in a tight
 //! loop straight against the database, to report the order path as a fraction of it.
 
-use crate::stats::{cpu_of, cpu_seconds, percentile};
+use crate::stats::{CpuWindow, percentile};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -206,10 +206,8 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
             buyers.push(b["token"].as_str().context("token")?.to_owned());
         }
         let tally = Arc::new(Tally::default());
-        let server_cpu0 = cpu_of(&args.server_pid);
-        let own0 = cpu_seconds("self").unwrap_or(0.0);
-        let t0 = Instant::now();
-        let deadline = t0 + Duration::from_secs(args.seconds);
+        let cpu = CpuWindow::start(&args.server_pid);
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let mut tasks = tokio::task::JoinSet::new();
         for (w, token) in buyers.iter().take(c).enumerate() {
             let (token, product, tally) = (token.clone(), product.clone(), Arc::clone(&tally));
@@ -239,13 +237,10 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
             }
         }
         while tasks.join_next().await.is_some() {}
-        let elapsed = t0.elapsed().as_secs_f64();
-        let mut row = tally.row(&args.label, c, elapsed);
-        row.server_cpu_per_s = match (cpu_of(&args.server_pid), server_cpu0) {
-            (Some(b), Some(a)) => Some((b - a) / elapsed),
-            _ => None,
-        };
-        row.generator_cpu_per_s = (cpu_seconds("self").unwrap_or(0.0) - own0) / elapsed;
+        let used = cpu.finish();
+        let mut row = tally.row(&args.label, c, used.elapsed);
+        row.server_cpu_per_s = used.server_per_s;
+        row.generator_cpu_per_s = used.generator_per_s;
         println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
@@ -293,9 +288,8 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     .await?;
     for &c in &args.concurrency {
         let tally = Arc::new(Tally::default());
-        let own0 = cpu_seconds("self").unwrap_or(0.0);
-        let t0 = Instant::now();
-        let deadline = t0 + Duration::from_secs(args.seconds);
+        let cpu = CpuWindow::start(&[]);
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..c {
             let (pool, tally) = (pool.clone(), Arc::clone(&tally));
@@ -313,9 +307,9 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
             });
         }
         while tasks.join_next().await.is_some() {}
-        let elapsed = t0.elapsed().as_secs_f64();
-        let mut row = tally.row(&args.label, c, elapsed);
-        row.generator_cpu_per_s = (cpu_seconds("self").unwrap_or(0.0) - own0) / elapsed;
+        let used = cpu.finish();
+        let mut row = tally.row(&args.label, c, used.elapsed);
+        row.generator_cpu_per_s = used.generator_per_s;
         println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }

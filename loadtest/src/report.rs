@@ -2,11 +2,11 @@
 
 use crate::WhepArgs;
 use crate::client::{Publisher, Subscriber};
-use crate::stats::{cpu_of, cpu_seconds, percentile, rss_of};
+use crate::stats::{CpuUse, CpuWindow, percentile, rss_of};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -30,25 +30,21 @@ pub async fn measure(
     subs: &[Subscriber],
     args: &WhepArgs,
 ) -> anyhow::Result<Row> {
-    let server_cpu = || cpu_of(&args.server_pid);
     for s in subs {
         s.tally.delays.lock().unwrap().clear();
         s.tally.recording.store(true, Ordering::Relaxed);
     }
     let sent0 = publisher.sent.load(Ordering::Relaxed);
-    let server_cpu0 = server_cpu();
-    let own_cpu0 = cpu_seconds("self").unwrap_or(0.0);
-    let t0 = Instant::now();
+    let cpu = CpuWindow::start(&args.server_pid);
     let window_start = crate::client::micros_now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let sent = publisher.sent.load(Ordering::Relaxed) - sent0;
     let window_end = crate::client::micros_now();
-    let elapsed = t0.elapsed().as_secs_f64();
-    let server_cpu = match (server_cpu(), server_cpu0) {
-        (Some(b), Some(a)) => Some((b - a) / elapsed),
-        _ => None,
-    };
-    let own_cpu = (cpu_seconds("self").unwrap_or(0.0) - own_cpu0) / elapsed;
+    let CpuUse {
+        elapsed,
+        server_per_s: server_cpu,
+        generator_per_s: own_cpu,
+    } = cpu.finish();
     // Packets in flight at the window's end still arrive: give them a moment before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Only packets sent inside the window count, wherever they arrived.

@@ -42,3 +42,42 @@ pub fn rss_of(pids: &[u32]) -> Option<f64> {
     }
     pids.iter().map(|p| rss_mb(*p)).sum()
 }
+
+/// CPU use over a measurement window: the server's processes and this generator.
+pub struct CpuWindow<'a> {
+    server_pids: &'a [u32],
+    server0: Option<f64>,
+    own0: f64,
+    t0: std::time::Instant,
+}
+
+/// What a [`CpuWindow`] measured.
+pub struct CpuUse {
+    pub elapsed: f64,
+    /// Server CPU seconds per second (None without server pids).
+    pub server_per_s: Option<f64>,
+    pub generator_per_s: f64,
+}
+
+impl<'a> CpuWindow<'a> {
+    pub fn start(server_pids: &'a [u32]) -> Self {
+        Self {
+            server_pids,
+            server0: cpu_of(server_pids),
+            own0: cpu_seconds("self").unwrap_or(0.0),
+            t0: std::time::Instant::now(),
+        }
+    }
+
+    pub fn finish(&self) -> CpuUse {
+        let elapsed = self.t0.elapsed().as_secs_f64();
+        CpuUse {
+            elapsed,
+            server_per_s: match (cpu_of(self.server_pids), self.server0) {
+                (Some(b), Some(a)) => Some((b - a) / elapsed),
+                _ => None,
+            },
+            generator_per_s: (cpu_seconds("self").unwrap_or(0.0) - self.own0) / elapsed,
+        }
+    }
+}
