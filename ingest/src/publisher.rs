@@ -42,6 +42,8 @@ pub async fn publish(
 
     let router = sfu.routers.get_or_create(&stream);
     let link = Arc::new(router.attach_publisher());
+    // Nobody listening (HLS off) is fine.
+    let _ = sfu.went_live.send(Arc::clone(&router));
     let id = SessionId::generate();
     let (session, task) = Session::new(stream.clone(), Arc::clone(&pc));
     let previous = ingest

@@ -88,22 +88,26 @@ impl Codec {
 
 /// RFC 7741 payload descriptor, then the VP8 frame tag's inverse key-frame bit.
 fn vp8_is_keyframe(p: &[u8]) -> bool {
-    let Some(&first) = p.first() else {
-        return false;
-    };
+    vp8_frame_start(p).is_some_and(|i| p.get(i).is_some_and(|tag| tag & 0x01 == 0))
+}
+
+/// Where the VP8 frame begins in an RTP payload that starts partition 0 of a frame (RFC 7741
+/// payload descriptor skipped); `None` for any other packet or a truncated descriptor.
+pub fn vp8_frame_start(p: &[u8]) -> Option<usize> {
+    let &first = p.first()?;
     let extended = first & 0x80 != 0;
     let start_of_partition = first & 0x10 != 0;
     let partition_index = first & 0x07;
     if !start_of_partition || partition_index != 0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if extended {
-        let Some(&x) = p.get(i) else { return false };
+        let &x = p.get(i)?;
         i += 1;
         if x & 0x80 != 0 {
             // PictureID: one byte, or two when its M bit is set.
-            let Some(&pid) = p.get(i) else { return false };
+            let &pid = p.get(i)?;
             i += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -113,7 +117,7 @@ fn vp8_is_keyframe(p: &[u8]) -> bool {
             i += 1; // TID / KEYIDX
         }
     }
-    p.get(i).is_some_and(|tag| tag & 0x01 == 0)
+    (i < p.len()).then_some(i)
 }
 
 const NAL_IDR: u8 = 5;

@@ -29,7 +29,14 @@ pub struct Sfu {
     pub routers: Arc<router::Routers>,
     pub factory: Arc<peer::PeerFactory>,
     pub whep_sessions: Arc<session::Sessions>,
+    /// Announces every publisher attached to a router, for the roles that consume live media
+    /// (the HLS transcoder). Overflow policy of the broadcast: a lagging receiver misses the
+    /// oldest announcements and is told how many.
+    pub went_live: tokio::sync::broadcast::Sender<Arc<router::Router>>,
 }
+
+/// Publisher announcements buffered for a slow receiver.
+pub const WENT_LIVE_CAPACITY: usize = 1024;
 
 impl Sfu {
     pub fn new(
@@ -42,6 +49,7 @@ impl Sfu {
             routers: Arc::new(router::Routers::new(metrics)),
             factory: Arc::new(peer::PeerFactory::new(ice)),
             whep_sessions: Arc::default(),
+            went_live: tokio::sync::broadcast::Sender::new(WENT_LIVE_CAPACITY),
         })
     }
 

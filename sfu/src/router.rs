@@ -51,6 +51,8 @@ type LegId = u64;
 struct LegSlot {
     id: LegId,
     tx: mpsc::Sender<Forwarded>,
+    /// A server-side consumer (the transcoder), not a viewer.
+    tap: bool,
 }
 
 /// One stream's router.
@@ -88,9 +90,14 @@ impl Router {
         &self.metrics
     }
 
-    /// Number of subscriber legs attached.
+    /// Number of subscriber legs attached (taps are not viewers).
     pub fn viewers(&self) -> usize {
-        self.legs.read().expect("legs lock").len()
+        self.legs
+            .read()
+            .expect("legs lock")
+            .iter()
+            .filter(|l| !l.tap)
+            .count()
     }
 
     pub fn is_live(&self) -> bool {
@@ -104,15 +111,27 @@ impl Router {
 
     /// Attaches a subscriber leg; the returned handle receives packets and detaches on drop.
     pub fn join(self: &Arc<Self>) -> LegHandle {
+        self.attach_leg(false)
+    }
+
+    /// Attaches a tap: a leg for a server-side consumer (the HLS transcoder) that receives the
+    /// publisher's packets untouched and is not counted as a viewer.
+    pub fn join_tap(self: &Arc<Self>) -> LegHandle {
+        self.attach_leg(true)
+    }
+
+    fn attach_leg(self: &Arc<Self>, tap: bool) -> LegHandle {
         let id = self.next_leg.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(LEG_QUEUE_CAPACITY);
         {
             let mut legs = self.legs.write().expect("legs lock");
             let mut next: Vec<LegSlot> = legs.iter().cloned().collect();
-            next.push(LegSlot { id, tx });
+            next.push(LegSlot { id, tx, tap });
             *legs = Arc::from(next);
         }
-        self.metrics.subscribers.inc();
+        if !tap {
+            self.metrics.subscribers.inc();
+        }
         // A new viewer needs a keyframe to start decoding.
         self.request_keyframe();
         LegHandle {
@@ -124,10 +143,13 @@ impl Router {
 
     fn leave(&self, id: LegId) {
         let mut legs = self.legs.write().expect("legs lock");
-        if legs.iter().any(|l| l.id == id) {
+        if let Some(leaving) = legs.iter().find(|l| l.id == id) {
+            let viewer = !leaving.tap;
             let next: Vec<LegSlot> = legs.iter().filter(|l| l.id != id).cloned().collect();
             *legs = Arc::from(next);
-            self.metrics.subscribers.dec();
+            if viewer {
+                self.metrics.subscribers.dec();
+            }
         }
     }
 
@@ -379,6 +401,12 @@ mod tests {
             }
         }
         assert_eq!(r.viewers(), 2);
+        let mut tap = r.join_tap();
+        publisher.forward(MediaKind::Video, Codec::Vp8, &packet(10, &[0x10, 0x01]));
+        assert_eq!(tap.recv().await.unwrap().packet.header.sequence_number, 10);
+        assert_eq!(r.viewers(), 2, "a tap is not a viewer");
+        drop(tap);
+        assert_eq!(r.metrics().subscribers.get(), 2);
         drop(a);
         assert_eq!(r.viewers(), 1);
     }

@@ -1,0 +1,231 @@
+//! HLS for every live stream: a GStreamer ABR ladder fed from the SFU's tap, packaged in Rust
+//! as fMP4/CMAF segments and LL-HLS parts, served at `/hls/{stream}/...`, and kept as a
+//! recording that becomes a replay when the seller stops.
+//!
+//! **Shape:** [`Hls`] listens for publishers the SFU announces and runs one session per live
+//! stream ([`session`]). The sans-IO parts ([`probe`], [`ladder`], [`fmp4`], [`segmenter`],
+//! [`playlist`], [`media`]) are pure and tested without GStreamer; [`pipeline`] is the only
+//! module that touches it, and [`store`] the only one that touches storage.
+
+pub mod config;
+pub mod fmp4;
+pub mod ladder;
+pub mod media;
+pub mod metrics;
+pub mod pipeline;
+pub mod playlist;
+pub mod probe;
+pub mod routes;
+pub mod segmenter;
+mod session;
+pub mod store;
+
+pub use config::{EncoderChoice, HlsConfig, RenditionSpec};
+pub use store::{LocalDisk, MediaStore, StoreError};
+
+use bytes::Bytes;
+use media::{MANIFEST, Manifest, StreamMedia};
+use metrics::HlsMetrics;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use vitrine_core::StreamId;
+use vitrine_sfu::router::Router;
+
+/// A running transcoding session of one stream.
+struct SessionEntry {
+    /// Asks the session's pipeline to fail and restart.
+    restart: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the API tells about a stream's HLS output.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HlsStatus {
+    /// A master playlist can be fetched.
+    pub ready: bool,
+    /// The recording is final: a replay.
+    pub replay: bool,
+    pub poster: bool,
+}
+
+/// The HLS role of one process.
+pub struct Hls {
+    pub config: HlsConfig,
+    store: Arc<dyn MediaStore>,
+    pub metrics: Arc<HlsMetrics>,
+    shutdown: CancellationToken,
+    media: Mutex<HashMap<StreamId, Arc<StreamMedia>>>,
+    sessions: Mutex<HashMap<StreamId, SessionEntry>>,
+}
+
+impl Hls {
+    /// Checks GStreamer and its plugins, then builds the role (nothing runs until [`Hls::spawn`]).
+    pub fn new(
+        config: HlsConfig,
+        store: Arc<dyn MediaStore>,
+        metrics: Arc<HlsMetrics>,
+    ) -> Result<Arc<Self>, pipeline::PipelineError> {
+        pipeline::init()?;
+        Ok(Arc::new(Self {
+            config,
+            store,
+            metrics,
+            shutdown: CancellationToken::new(),
+            media: Mutex::default(),
+            sessions: Mutex::default(),
+        }))
+    }
+
+    /// Starts a session for every publisher announced on `went_live`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut went_live: broadcast::Receiver<Arc<Router>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let hls = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hls.shutdown.cancelled() => return,
+                    router = went_live.recv() => match router {
+                        Ok(router) => hls.on_live(router).await,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::error!(missed = n, "HLS missed publisher announcements");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        })
+    }
+
+    async fn on_live(self: &Arc<Self>, router: Arc<Router>) {
+        let stream = router.stream().clone();
+        let Some(media) = self.media_or_new(&stream).await else {
+            return;
+        };
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if sessions.get(&stream).is_some_and(|s| !s.task.is_finished()) {
+            return; // the running session follows the new publisher itself
+        }
+        let restart = Arc::new(Notify::new());
+        let span = tracing::info_span!("hls", %stream);
+        let task = tokio::spawn(
+            session::run_stream(Arc::clone(self), router, media, Arc::clone(&restart))
+                .instrument(span),
+        );
+        sessions.insert(stream, SessionEntry { restart, task });
+    }
+
+    /// Called by a session whose publisher stayed away: ends it unless a publisher came back
+    /// meanwhile (decided under the sessions lock, so no announcement falls in between).
+    pub(crate) fn end_session(&self, stream: &StreamId, router: &Router) -> bool {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if router.is_live() {
+            return false;
+        }
+        sessions.remove(stream);
+        true
+    }
+
+    /// The stream's media: in memory while it is live or was read lately, else its recording's
+    /// manifest from the store.
+    pub async fn media(&self, stream: &StreamId) -> Option<Arc<StreamMedia>> {
+        if let Some(m) = self.media.lock().expect("media lock").get(stream) {
+            return Some(Arc::clone(m));
+        }
+        let raw = self
+            .store
+            .get(&format!("{stream}/{MANIFEST}"))
+            .await
+            .ok()??;
+        let manifest: Manifest = match serde_json::from_slice(&raw) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(%stream, error = %e, "unreadable HLS manifest");
+                return None;
+            }
+        };
+        let mut all = self.media.lock().expect("media lock");
+        Some(Arc::clone(all.entry(stream.clone()).or_insert_with(|| {
+            Arc::new(StreamMedia::new(stream.clone(), manifest))
+        })))
+    }
+
+    async fn media_or_new(&self, stream: &StreamId) -> Option<Arc<StreamMedia>> {
+        if let Some(m) = self.media(stream).await {
+            return Some(m);
+        }
+        let mut all = self.media.lock().expect("media lock");
+        Some(Arc::clone(all.entry(stream.clone()).or_insert_with(|| {
+            Arc::new(StreamMedia::new(stream.clone(), Manifest::default()))
+        })))
+    }
+
+    /// Whether the stream has HLS output, and whether it is a replay.
+    pub async fn status(&self, stream: &StreamId) -> Option<HlsStatus> {
+        let media = self.media(stream).await?;
+        Some(media.read(|m| HlsStatus {
+            ready: m.master().is_some(),
+            replay: m.ended && m.playlists.values().any(|p| !p.segments.is_empty()),
+            poster: m.poster,
+        }))
+    }
+
+    /// Makes the stream's running pipeline fail, as a crashed element would; the session
+    /// restarts it. Returns whether a session was running.
+    pub fn restart(&self, stream: &StreamId) -> bool {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        match sessions.get(stream) {
+            Some(s) => {
+                s.restart.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the stream's session and deletes all of its media.
+    pub async fn delete(&self, stream: &StreamId) -> Result<(), StoreError> {
+        let session = self.sessions.lock().expect("sessions lock").remove(stream);
+        if let Some(s) = session {
+            s.task.abort();
+            let _ = s.task.await;
+        }
+        self.media.lock().expect("media lock").remove(stream);
+        self.store.delete_prefix(stream.as_str()).await
+    }
+
+    /// Stops every session; their recordings stay open (a restarted server continues them).
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let tasks: Vec<_> = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .drain()
+            .map(|(_, s)| s.task)
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Writes one object; a failure is logged and reported as `false` (the part is then not
+    /// listed, so players never see a URL that does not resolve).
+    pub(crate) async fn put(&self, key: &str, data: Bytes) -> bool {
+        match self.store.put(key, data).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(%key, error = %e, "writing HLS media");
+                false
+            }
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.store.get(key).await
+    }
+}

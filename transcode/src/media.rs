@@ -1,0 +1,249 @@
+//! One stream's HLS media as players see it: the renditions and their playlists, the master
+//! playlist, the poster, and the change counter that blocking playlist reloads wait on. The
+//! [`Manifest`] is also the recording's index, saved beside the segments so a replay outlives
+//! the process.
+
+use crate::ladder::Rendition;
+use crate::playlist::MediaPlaylist;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use vitrine_core::StreamId;
+
+/// Name of the audio rendition's directory.
+pub const AUDIO: &str = "audio";
+/// Object name of the recording's manifest.
+pub const MANIFEST: &str = "manifest.json";
+/// Object name of the poster.
+pub const POSTER: &str = "poster.jpg";
+
+/// A video rendition and, once its encoder produced its first frame, its codec string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub rendition: Rendition,
+    pub codecs: Option<String>,
+}
+
+/// Everything known about a stream's HLS output; persisted as the recording's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    pub variants: Vec<Variant>,
+    /// The audio rendition's codec string once known; `has_audio` says whether one is expected.
+    pub audio_codecs: Option<String>,
+    pub has_audio: bool,
+    pub audio_bitrate_kbps: u32,
+    /// Media playlists by rendition name (`720p`, ..., `audio`).
+    pub playlists: BTreeMap<String, MediaPlaylist>,
+    /// Encoder runs so far (each names its init segments `init{run}.mp4`).
+    pub runs: u32,
+    /// End of the timeline so far, nanoseconds: the next run continues after it.
+    pub timeline_ns: u64,
+    pub poster: bool,
+    /// The recording is a replay (every playlist has `EXT-X-ENDLIST`).
+    pub ended: bool,
+}
+
+impl Manifest {
+    /// The master playlist, once every rendition's codecs are known.
+    pub fn master(&self) -> Option<String> {
+        if self.variants.iter().any(|v| v.codecs.is_none())
+            || (self.has_audio && self.audio_codecs.is_none())
+            || (self.variants.is_empty() && !self.has_audio)
+        {
+            return None;
+        }
+        let audio_kbps = if self.has_audio {
+            self.audio_bitrate_kbps
+        } else {
+            0
+        };
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let audio = self.audio_codecs.as_deref().filter(|_| self.has_audio);
+        if let Some(codecs) = audio {
+            if self.variants.is_empty() {
+                let bandwidth = u64::from(audio_kbps) * 1100;
+                let _ = write!(
+                    out,
+                    "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{codecs}\"\n{AUDIO}/index.m3u8\n"
+                );
+                return Some(out);
+            }
+            let _ = writeln!(
+                out,
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aac\",NAME=\"Original\",DEFAULT=YES,\
+                 AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{AUDIO}/index.m3u8\""
+            );
+        }
+        for v in &self.variants {
+            let r = &v.rendition;
+            let kbps = u64::from(r.bitrate_kbps + audio_kbps);
+            let codecs = match audio {
+                Some(a) => format!("{},{a}", v.codecs.as_deref().unwrap_or_default()),
+                None => v.codecs.clone().unwrap_or_default(),
+            };
+            let _ = write!(
+                out,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},\
+                 FRAME-RATE={:.3},CODECS=\"{codecs}\"{}\n{}/index.m3u8\n",
+                kbps * 1100,
+                kbps * 1000,
+                r.width,
+                r.height,
+                f64::from(r.fps),
+                if audio.is_some() {
+                    ",AUDIO=\"aac\""
+                } else {
+                    ""
+                },
+                r.name,
+            );
+        }
+        Some(out)
+    }
+
+    /// Names of every rendition with a playlist.
+    pub fn rendition_names(&self) -> impl Iterator<Item = &str> {
+        self.playlists.keys().map(String::as_str)
+    }
+}
+
+/// A stream's media, shared by its transcoding session (writer) and HTTP handlers (readers).
+#[derive(Debug)]
+pub struct StreamMedia {
+    pub stream: StreamId,
+    state: Mutex<Manifest>,
+    version: watch::Sender<u64>,
+}
+
+impl StreamMedia {
+    pub fn new(stream: StreamId, manifest: Manifest) -> Self {
+        Self {
+            stream,
+            state: Mutex::new(manifest),
+            version: watch::Sender::new(0),
+        }
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&Manifest) -> R) -> R {
+        f(&self.state.lock().expect("media lock"))
+    }
+
+    /// Changes the manifest and wakes every waiting playlist request.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Manifest) -> R) -> R {
+        let r = f(&mut self.state.lock().expect("media lock"));
+        self.version.send_modify(|v| *v += 1);
+        r
+    }
+
+    /// Waits until `ready` holds (checked at every change) or `timeout` passes.
+    pub async fn wait_for(&self, timeout: Duration, ready: impl Fn(&Manifest) -> bool) -> bool {
+        let mut changes = self.version.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if self.read(&ready) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        waited.await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: &str, w: u32, h: u32, kbps: u32) -> Variant {
+        Variant {
+            rendition: Rendition {
+                name: name.into(),
+                width: w,
+                height: h,
+                bitrate_kbps: kbps,
+                fps: 30,
+            },
+            codecs: Some("avc1.64001f".into()),
+        }
+    }
+
+    #[test]
+    fn master_lists_variants_with_audio_group() {
+        let mut m = Manifest {
+            variants: vec![
+                variant("720p", 1280, 720, 2800),
+                variant("360p", 640, 360, 800),
+            ],
+            has_audio: true,
+            audio_bitrate_kbps: 128,
+            ..Manifest::default()
+        };
+        assert_eq!(m.master(), None, "audio codecs not known yet");
+        m.audio_codecs = Some("mp4a.40.2".into());
+        let text = m.master().unwrap();
+        assert!(text.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aac\""));
+        assert!(
+            text.contains(
+                "#EXT-X-STREAM-INF:BANDWIDTH=3220800,AVERAGE-BANDWIDTH=2928000,RESOLUTION=1280x720,\
+             FRAME-RATE=30.000,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"aac\"\n720p/index.m3u8\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-STREAM-INF").count(), 2);
+    }
+
+    #[test]
+    fn audio_only_and_video_only() {
+        let audio_only = Manifest {
+            has_audio: true,
+            audio_codecs: Some("mp4a.40.2".into()),
+            audio_bitrate_kbps: 128,
+            ..Manifest::default()
+        };
+        assert!(
+            audio_only
+                .master()
+                .unwrap()
+                .ends_with("CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n")
+        );
+        let video_only = Manifest {
+            variants: vec![variant("360p", 640, 360, 800)],
+            ..Manifest::default()
+        };
+        let text = video_only.master().unwrap();
+        assert!(
+            !text.contains("AUDIO") && text.contains("CODECS=\"avc1.64001f\"\n"),
+            "{text}"
+        );
+        assert_eq!(Manifest::default().master(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_wake_on_change_or_time_out() {
+        let media = std::sync::Arc::new(StreamMedia::new(
+            StreamId::parse("s").unwrap(),
+            Manifest::default(),
+        ));
+        let waiter = {
+            let media = media.clone();
+            tokio::spawn(async move {
+                media
+                    .wait_for(Duration::from_secs(5), |m| m.runs == 1)
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        media.update(|m| m.runs = 1);
+        assert!(waiter.await.unwrap());
+        assert!(
+            !media
+                .wait_for(Duration::from_secs(1), |m| m.runs == 2)
+                .await
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Prometheus metrics of the HLS role: encoder runs, their failures, what was packaged, and how
+//! long a frame takes from the SFU to a listed LL-HLS part.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub struct HlsMetrics {
+    /// Encoder pipelines running now.
+    pub pipelines: Gauge,
+    /// Pipelines that failed and were restarted after a back-off.
+    pub pipeline_restarts: Counter,
+    pub parts: Counter,
+    pub segments: Counter,
+    /// Seconds from an RTP packet reaching the pipeline to the part holding its frame being
+    /// listed, per encoded access unit.
+    pub part_latency: Histogram,
+    /// Blocking playlist reloads answered with 503 because nothing came in time.
+    pub reload_timeouts: Counter,
+    /// Recordings finalised as replays.
+    pub replays: Counter,
+}
+
+impl Default for HlsMetrics {
+    fn default() -> Self {
+        Self {
+            pipelines: Gauge::default(),
+            pipeline_restarts: Counter::default(),
+            parts: Counter::default(),
+            segments: Counter::default(),
+            part_latency: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]),
+            reload_timeouts: Counter::default(),
+            replays: Counter::default(),
+        }
+    }
+}
+
+impl HlsMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("vitrine_hls");
+        r.register(
+            "pipelines",
+            "Encoder pipelines running",
+            self.pipelines.clone(),
+        );
+        r.register(
+            "pipeline_restarts",
+            "Encoder pipelines restarted after a failure",
+            self.pipeline_restarts.clone(),
+        );
+        r.register("parts", "LL-HLS parts written", self.parts.clone());
+        r.register("segments", "HLS segments written", self.segments.clone());
+        r.register(
+            "part_latency_seconds",
+            "Seconds from a frame reaching the transcoder to its part being listed",
+            self.part_latency.clone(),
+        );
+        r.register(
+            "reload_timeouts",
+            "Blocking playlist reloads that timed out",
+            self.reload_timeouts.clone(),
+        );
+        r.register(
+            "replays",
+            "Recordings finalised as replays",
+            self.replays.clone(),
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! The GStreamer side of one encoder run: RTP from the SFU's tap into `appsrc`, jitter buffer,
+//! depayload, decode, then one scaler and H.264 encoder per rendition and one AAC encoder,
+//! each ending in an `appsink` whose access units go to the packager. A poster branch encodes a
+//! JPEG once a second. Segment boundaries are forced as keyframes in every rendition at the
+//! same running time, so segments align across the ladder.
+
+use crate::config::EncoderChoice;
+use crate::ladder::Rendition;
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app::{AppSink, AppSinkCallbacks, AppSrc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use vitrine_sfu::codec::{Codec, MediaKind};
+
+/// Jitter buffer latency: reorders late packets and asks for retransmission-free recovery.
+const JITTER_MS: u32 = 150;
+/// Queue before the packager, in access units. Overflow policy: the streaming thread blocks
+/// (back-pressure to the encoders); the `appsrc` in front drops its oldest RTP when full.
+pub const OUTPUT_QUEUE: usize = 256;
+/// RTP bytes an `appsrc` holds while the pipeline is busy; beyond it the oldest are dropped.
+const APPSRC_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("GStreamer is not usable: {0}")]
+    Init(String),
+    #[error("building the pipeline: {0}")]
+    Build(String),
+    #[error("starting the pipeline: {0}")]
+    Start(String),
+}
+
+/// Codec parameters of an encoder's output, from its caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackCaps {
+    Video {
+        width: u16,
+        height: u16,
+        codec_data: Bytes,
+    },
+    Audio {
+        rate: u32,
+        channels: u16,
+        codec_data: Bytes,
+    },
+}
+
+/// One encoded access unit.
+#[derive(Debug)]
+pub struct Encoded {
+    /// Index of the output: renditions first, audio last.
+    pub track: usize,
+    pub pts_ns: u64,
+    pub dts_ns: u64,
+    pub duration_ns: Option<u64>,
+    pub keyframe: bool,
+    pub data: Bytes,
+    /// Present on the first access unit and whenever the caps change.
+    pub caps: Option<TrackCaps>,
+}
+
+/// What the pipeline hands to its run.
+#[derive(Debug)]
+pub enum Output {
+    Encoded(Encoded),
+    /// A JPEG of the top rendition's picture, with its running time.
+    Poster {
+        pts_ns: u64,
+        jpeg: Bytes,
+    },
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct PipelinePlan {
+    /// The publisher's video codec and payload type, if it sends video.
+    pub video: Option<(Codec, u8)>,
+    /// The Opus payload type, if it sends audio.
+    pub audio: Option<u8>,
+    pub renditions: Vec<Rendition>,
+    pub encoder: EncoderChoice,
+    pub x264_preset: String,
+    pub segment: Duration,
+    pub audio_bitrate_kbps: u32,
+}
+
+/// Initialises GStreamer once; the error names what is missing.
+pub fn init() -> Result<(), PipelineError> {
+    gst::init().map_err(|e| PipelineError::Init(e.to_string()))?;
+    for element in [
+        "x264enc",
+        "avenc_aac",
+        "avdec_h264",
+        "opusdec",
+        "rtpjitterbuffer",
+        "appsrc",
+        "jpegenc",
+    ] {
+        if gst::ElementFactory::find(element).is_none() {
+            return Err(PipelineError::Init(format!(
+                "element {element} is missing (install the GStreamer base, good, bad, ugly and libav plugins)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The encoder element `choice` resolves to on this machine.
+pub fn encoder_element(choice: EncoderChoice) -> &'static str {
+    let has = |name: &str| gst::ElementFactory::find(name).is_some();
+    match choice {
+        EncoderChoice::X264 => "x264enc",
+        EncoderChoice::Nvh264 => "nvh264enc",
+        EncoderChoice::Vaapih264 => "vaapih264enc",
+        EncoderChoice::Auto if has("nvh264enc") => "nvh264enc",
+        EncoderChoice::Auto if has("vaapih264enc") => "vaapih264enc",
+        EncoderChoice::Auto => "x264enc",
+    }
+}
+
+fn encoder_description(plan: &PipelinePlan, r: &Rendition) -> String {
+    let gop = r.fps * plan.segment.as_millis() as u32 / 1000;
+    match encoder_element(plan.encoder) {
+        "nvh264enc" => format!(
+            "nvh264enc bitrate={} gop-size={gop} bframes=0 zerolatency=true rc-mode=cbr",
+            r.bitrate_kbps
+        ),
+        "vaapih264enc" => format!(
+            "vaapih264enc bitrate={} keyframe-period={gop} max-bframes=0 rate-control=cbr",
+            r.bitrate_kbps
+        ),
+        _ => format!(
+            "x264enc bitrate={} speed-preset={} tune=zerolatency key-int-max={gop} bframes=0 \
+             option-string=\"scenecut=0\"",
+            r.bitrate_kbps, plan.x264_preset
+        ),
+    }
+}
+
+/// The `gst-launch` description of the whole run.
+pub fn describe(plan: &PipelinePlan) -> String {
+    let mut d = String::new();
+    if let Some((codec, pt)) = plan.video {
+        let (name, depay, decode) = match codec {
+            Codec::Vp8 => (
+                "VP8",
+                "rtpvp8depay request-keyframe=true wait-for-keyframe=true",
+                "vp8dec",
+            ),
+            _ => (
+                "H264",
+                "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse",
+                "avdec_h264",
+            ),
+        };
+        d += &format!(
+            "appsrc name=vsrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+             leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
+             encoding-name=(string){name},payload=(int){pt}\" \
+             ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} ! videoconvert \
+             ! tee name=vt allow-not-linked=true "
+        );
+        for (i, r) in plan.renditions.iter().enumerate() {
+            d += &format!(
+                "vt. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 \
+                 ! videoscale ! videorate ! video/x-raw,width={},height={},framerate={}/1,\
+                 pixel-aspect-ratio=1/1 ! {} ! h264parse \
+                 ! video/x-h264,stream-format=avc,alignment=au ! appsink name=out{i} sync=false ",
+                r.width,
+                r.height,
+                r.fps,
+                encoder_description(plan, r),
+            );
+        }
+        if let Some(top) = plan.renditions.first() {
+            d += &format!(
+                "vt. ! queue leaky=downstream max-size-buffers=2 ! videorate drop-only=true max-rate=1 \
+                 ! videoscale ! video/x-raw,width={},height={} ! jpegenc quality=85 \
+                 ! appsink name=poster sync=false max-buffers=1 drop=true ",
+                top.width, top.height
+            );
+        }
+    }
+    if let Some(pt) = plan.audio {
+        d += &format!(
+            "appsrc name=asrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+             leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
+             encoding-name=(string)OPUS,payload=(int){pt}\" \
+             ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay ! opusdec plc=true ! audioconvert \
+             ! audioresample ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate={} ! aacparse \
+             ! audio/mpeg,mpegversion=4,stream-format=raw ! appsink name=out{} sync=false ",
+            plan.audio_bitrate_kbps * 1000,
+            plan.renditions.len() * usize::from(plan.video.is_some()),
+        );
+    }
+    d
+}
+
+/// A built and playing encoder run. Dropping it stops the pipeline.
+pub struct Pipeline {
+    pipeline: gst::Pipeline,
+    video_src: Option<AppSrc>,
+    audio_src: Option<AppSrc>,
+}
+
+impl Pipeline {
+    /// Builds the run described by `plan`; encoded output goes to `out`. `keyframe_wanted` is
+    /// called when the depayloader lost its picture and needs a keyframe from the publisher.
+    pub fn build(
+        plan: &PipelinePlan,
+        out: mpsc::Sender<Output>,
+        keyframe_wanted: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, PipelineError> {
+        let description = describe(plan);
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| PipelineError::Build(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| PipelineError::Build("not a pipeline".into()))?;
+        let appsrc = |name: &str| {
+            pipeline
+                .by_name(name)
+                .and_then(|e| e.downcast::<AppSrc>().ok())
+        };
+        let video_src = appsrc("vsrc");
+        let audio_src = appsrc("asrc");
+        if let Some(src) = &video_src {
+            watch_keyframe_requests(src, keyframe_wanted);
+        }
+        if let Some(tee) = pipeline.by_name("vt") {
+            force_keyframes_on_grid(&tee, plan.segment);
+        }
+        let outputs = plan.renditions.len() * usize::from(plan.video.is_some())
+            + usize::from(plan.audio.is_some());
+        for track in 0..outputs {
+            let sink = pipeline
+                .by_name(&format!("out{track}"))
+                .and_then(|e| e.downcast::<AppSink>().ok())
+                .ok_or_else(|| PipelineError::Build(format!("no sink out{track}")))?;
+            sink.set_callbacks(encoded_callbacks(track, out.clone()));
+        }
+        if let Some(poster) = pipeline
+            .by_name("poster")
+            .and_then(|e| e.downcast::<AppSink>().ok())
+        {
+            poster.set_callbacks(poster_callbacks(out));
+        }
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| PipelineError::Start(e.to_string()))?;
+        Ok(Self {
+            pipeline,
+            video_src,
+            audio_src,
+        })
+    }
+
+    /// Feeds one RTP packet (wire format) of the given kind.
+    pub fn push(&self, kind: MediaKind, rtp: &[u8]) {
+        let src = match kind {
+            MediaKind::Video => &self.video_src,
+            MediaKind::Audio => &self.audio_src,
+        };
+        if let Some(src) = src {
+            // Err only while shutting down; the run ends through the bus then.
+            let _ = src.push_buffer(gst::Buffer::from_slice(rtp.to_vec()));
+        }
+    }
+
+    pub fn bus(&self) -> Option<gst::Bus> {
+        self.pipeline.bus()
+    }
+
+    /// The pipeline's running time now: the clock that stamps arriving RTP.
+    pub fn running_time_ns(&self) -> Option<u64> {
+        self.pipeline.current_running_time().map(|t| t.nseconds())
+    }
+
+    /// Makes the run fail as an element error would (an operator's forced restart).
+    pub fn fail(&self, why: &str) {
+        gst::element_error!(self.pipeline, gst::CoreError::Failed, ("{}", why));
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// The depayloader asks upstream for a keyframe when it lost packets: pass that on to the SFU.
+fn watch_keyframe_requests(src: &AppSrc, keyframe_wanted: Arc<dyn Fn() + Send + Sync>) {
+    let Some(pad) = src.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data
+            && gstreamer_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
+        {
+            keyframe_wanted();
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Sends a force-key-unit event through the tee at every segment grid line, so every
+/// rendition's encoder starts a GOP on the same decoded frame.
+fn force_keyframes_on_grid(tee: &gst::Element, segment: Duration) {
+    let Some(pad) = tee.static_pad("sink") else {
+        return;
+    };
+    let step = segment.as_nanos() as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let count = Arc::new(AtomicU64::new(0));
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let pts = pts.nseconds();
+        if pts >= next.load(Ordering::Relaxed) {
+            next.store((pts / step + 1) * step, Ordering::Relaxed);
+            let event = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
+                .running_time(gst::ClockTime::from_nseconds(pts))
+                .all_headers(true)
+                .count(count.fetch_add(1, Ordering::Relaxed) as u32)
+                .build();
+            pad.send_event(event);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+fn caps_of(sample: &gst::Sample) -> Option<TrackCaps> {
+    let s = sample.caps()?.structure(0)?;
+    let codec_data = s.get::<gst::Buffer>("codec_data").ok()?;
+    let codec_data = Bytes::copy_from_slice(&codec_data.map_readable().ok()?);
+    if s.name().starts_with("video/") {
+        Some(TrackCaps::Video {
+            width: u16::try_from(s.get::<i32>("width").ok()?).ok()?,
+            height: u16::try_from(s.get::<i32>("height").ok()?).ok()?,
+            codec_data,
+        })
+    } else {
+        Some(TrackCaps::Audio {
+            rate: u32::try_from(s.get::<i32>("rate").ok()?).ok()?,
+            channels: u16::try_from(s.get::<i32>("channels").ok()?).ok()?,
+            codec_data,
+        })
+    }
+}
+
+fn encoded_callbacks(track: usize, out: mpsc::Sender<Output>) -> AppSinkCallbacks {
+    let mut last_caps: Option<TrackCaps> = None;
+    AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+            let Some(pts) = buffer.pts() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let caps = caps_of(&sample).filter(|c| last_caps.as_ref() != Some(c));
+            if caps.is_some() {
+                last_caps.clone_from(&caps);
+            }
+            if last_caps.is_none() {
+                return Ok(gst::FlowSuccess::Ok); // nothing can be packaged without codec data
+            }
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let encoded = Encoded {
+                track,
+                pts_ns: pts.nseconds(),
+                dts_ns: buffer.dts().unwrap_or(pts).nseconds(),
+                duration_ns: buffer.duration().map(|d| d.nseconds()),
+                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                data: Bytes::copy_from_slice(&map),
+                caps,
+            };
+            // Not a tokio thread: blocking here is the back-pressure the queue promises.
+            out.blocking_send(Output::Encoded(encoded))
+                .map_err(|_| gst::FlowError::Flushing)?;
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}
+
+fn poster_callbacks(out: mpsc::Sender<Output>) -> AppSinkCallbacks {
+    AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let poster = Output::Poster {
+                pts_ns: buffer.pts().map_or(0, |t| t.nseconds()),
+                jpeg: Bytes::copy_from_slice(&map),
+            };
+            // A poster is never worth waiting for: drop it when the queue is full.
+            let _ = out.try_send(poster);
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> PipelinePlan {
+        PipelinePlan {
+            video: Some((Codec::H264, 102)),
+            audio: Some(111),
+            renditions: crate::ladder::plan(
+                1280,
+                720,
+                &crate::config::HlsConfig::default().renditions,
+            ),
+            encoder: EncoderChoice::X264,
+            x264_preset: "veryfast".into(),
+            segment: Duration::from_secs(2),
+            audio_bitrate_kbps: 128,
+        }
+    }
+
+    #[test]
+    fn description_names_every_output() {
+        let d = describe(&plan());
+        for name in ["out0", "out1", "out2", "out3", "poster", "vsrc", "asrc"] {
+            assert!(d.contains(&format!("name={name} ")), "{name}: {d}");
+        }
+        assert!(d.contains("key-int-max=60"));
+        assert!(d.contains("width=854,height=480,framerate=30/1"));
+        let audio_only = PipelinePlan {
+            video: None,
+            ..plan()
+        };
+        let d = describe(&audio_only);
+        assert!(d.contains("name=out0 ") && !d.contains("vsrc") && !d.contains("poster"));
+    }
+
+    #[test]
+    fn the_description_parses_into_a_pipeline() {
+        init().expect("GStreamer with the ladder's plugins");
+        let (tx, _rx) = mpsc::channel(8);
+        let p = Pipeline::build(&plan(), tx, Arc::new(|| {})).expect("pipeline");
+        assert!(p.bus().is_some());
+    }
+}

@@ -1,0 +1,355 @@
+//! Media playlists of one rendition (RFC 8216bis): the live LL-HLS view (sliding window, parts
+//! of the last segments, preload hint, blocking-reload server control) and the VOD view of the
+//! whole recording. Pure state and rendering; the HTTP layer decides when to answer.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+/// A partial segment as listed (`EXT-X-PART`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartEntry {
+    pub duration: f64,
+    pub independent: bool,
+}
+
+/// A segment, complete or still receiving parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    pub msn: u64,
+    pub duration: f64,
+    pub parts: Vec<PartEntry>,
+    /// Follows a publisher change or a pipeline restart: `EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+    /// The initialisation segment its fragments need (`EXT-X-MAP`).
+    pub init: String,
+}
+
+/// File name of a complete segment.
+pub fn segment_name(msn: u64) -> String {
+    format!("s{msn}.m4s")
+}
+
+/// File name of a partial segment.
+pub fn part_name(msn: u64, index: u32) -> String {
+    format!("p{msn}.{index}.m4s")
+}
+
+/// Everything one rendition's playlists say. Serialisable: it is the recording's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaPlaylist {
+    /// Configured segment length, seconds.
+    pub segment_target: f64,
+    pub part_target: f64,
+    pub window: usize,
+    /// Complete segments of the whole recording, oldest first.
+    pub segments: Vec<SegmentEntry>,
+    /// The segment receiving parts.
+    pub open: Option<SegmentEntry>,
+    /// The next segment starts a discontinuity with this init segment.
+    next_discontinuity: bool,
+    init: String,
+    /// The recording is finished: `EXT-X-ENDLIST`.
+    pub ended: bool,
+    /// Where the next part will go, once a pipeline runs (the preload hint).
+    pub hint: Option<(u64, u32)>,
+}
+
+impl MediaPlaylist {
+    pub fn new(segment_target: f64, part_target: f64, window: usize) -> Self {
+        Self {
+            segment_target,
+            part_target,
+            window: window.max(1),
+            segments: Vec::new(),
+            open: None,
+            next_discontinuity: false,
+            init: String::new(),
+            ended: false,
+            hint: None,
+        }
+    }
+
+    /// The sequence number the next segment must use (continuing after a restart).
+    pub fn next_msn(&self) -> u64 {
+        self.open
+            .as_ref()
+            .or(self.segments.last())
+            .map_or(0, |s| s.msn + 1)
+    }
+
+    /// A new encoder run begins: its segments use `init`, after a discontinuity unless it is
+    /// the first run of the recording. Reopens an ended recording.
+    pub fn begin_run(&mut self, init: String) {
+        self.next_discontinuity = !self.segments.is_empty() || self.open.is_some();
+        self.open = None;
+        self.init = init;
+        self.ended = false;
+    }
+
+    pub fn add_part(&mut self, msn: u64, part: PartEntry) {
+        let discontinuity = self.next_discontinuity;
+        let init = self.init.clone();
+        let open = self.open.get_or_insert_with(|| SegmentEntry {
+            msn,
+            duration: 0.0,
+            parts: Vec::new(),
+            discontinuity,
+            init,
+        });
+        self.next_discontinuity = false;
+        open.parts.push(part);
+        self.hint = Some((msn, open.parts.len() as u32));
+    }
+
+    pub fn finish_segment(&mut self, msn: u64, duration: f64) {
+        if let Some(mut open) = self.open.take() {
+            open.msn = msn;
+            open.duration = duration;
+            self.segments.push(open);
+        }
+        self.hint = Some((msn + 1, 0));
+    }
+
+    /// The encoder run stopped; no part is expected until the next run.
+    pub fn pause(&mut self) {
+        self.open = None;
+        self.hint = None;
+    }
+
+    /// The recording is complete (`EXT-X-ENDLIST`).
+    pub fn end(&mut self) {
+        self.pause();
+        self.ended = true;
+    }
+
+    /// Whether a blocking reload for `msn` (and `part`) can be answered: that segment is
+    /// complete, or that part of it is listed, or the stream moved past it.
+    pub fn has(&self, msn: u64, part: Option<u32>) -> bool {
+        if self.ended || self.segments.last().is_some_and(|s| s.msn >= msn) {
+            return true;
+        }
+        match (part, &self.open) {
+            (Some(p), Some(open)) => {
+                open.msn > msn || (open.msn == msn && open.parts.len() as u32 > p)
+            }
+            (_, Some(open)) => open.msn > msn,
+            (_, None) => false,
+        }
+    }
+
+    /// Whether `part` of segment `msn` is listed (complete segments keep their parts).
+    pub fn has_part(&self, msn: u64, index: u32) -> bool {
+        let listed = |s: &SegmentEntry| s.msn == msn && (s.parts.len() as u32) > index;
+        self.open.as_ref().is_some_and(listed) || self.segments.iter().rev().take(4).any(listed)
+    }
+
+    /// Whether a part request can no longer be satisfied (its segment ended without it).
+    pub fn part_gone(&self, msn: u64, index: u32) -> bool {
+        !self.has_part(msn, index)
+            && (self.ended
+                || self.segments.last().is_some_and(|s| s.msn >= msn)
+                || self.hint.is_none())
+    }
+
+    fn target_duration(&self) -> u64 {
+        let longest = self
+            .segments
+            .iter()
+            .map(|s| s.duration)
+            .fold(self.segment_target, f64::max);
+        longest.round().max(1.0) as u64
+    }
+
+    /// The playlist a player polls: VOD once ended, LL-HLS live otherwise.
+    pub fn render(&self) -> String {
+        if self.ended {
+            self.render_vod()
+        } else {
+            self.render_live()
+        }
+    }
+
+    fn render_live(&self) -> String {
+        let target = self.target_duration();
+        let first = self.segments.len().saturating_sub(self.window);
+        let shown = &self.segments[first..];
+        let mut out = String::with_capacity(256 + 120 * shown.len());
+        let _ = write!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{target}\n\
+             #EXT-X-PART-INF:PART-TARGET={:.3}\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={:.3}\n\
+             #EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+            self.part_target,
+            3.0 * self.part_target,
+            3.0 * target as f64,
+            shown
+                .first()
+                .or(self.open.as_ref())
+                .map_or(self.next_msn(), |s| s.msn),
+            self.segments[..first]
+                .iter()
+                .filter(|s| s.discontinuity)
+                .count(),
+        );
+        // Parts stay listed for the last segments only (about three target durations).
+        let with_parts = shown.len().saturating_sub(2);
+        let mut map = "";
+        for (i, s) in shown.iter().chain(self.open.as_ref()).enumerate() {
+            // Tagged even first in the window, so the discontinuity sequence stays consistent.
+            if s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if s.init != map {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.init);
+                map = &s.init;
+            }
+            if i >= with_parts {
+                for (index, p) in s.parts.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "#EXT-X-PART:DURATION={:.5},URI=\"{}\"{}",
+                        p.duration,
+                        part_name(s.msn, index as u32),
+                        if p.independent {
+                            ",INDEPENDENT=YES"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            if self.open.as_ref().is_none_or(|o| !std::ptr::eq(o, s)) {
+                let _ = write!(out, "#EXTINF:{:.5},\n{}\n", s.duration, segment_name(s.msn));
+            }
+        }
+        if let Some((msn, part)) = self.hint {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+                part_name(msn, part)
+            );
+        }
+        out
+    }
+
+    fn render_vod(&self) -> String {
+        let mut out = String::with_capacity(128 + 40 * self.segments.len());
+        let _ = write!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            self.target_duration(),
+            self.segments.first().map_or(0, |s| s.msn),
+        );
+        let mut map = "";
+        for s in &self.segments {
+            if s.discontinuity && !map.is_empty() {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if s.init != map {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.init);
+                map = &s.init;
+            }
+            let _ = write!(out, "#EXTINF:{:.5},\n{}\n", s.duration, segment_name(s.msn));
+        }
+        out.push_str("#EXT-X-ENDLIST\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(independent: bool) -> PartEntry {
+        PartEntry {
+            duration: 0.5,
+            independent,
+        }
+    }
+
+    fn segment(p: &mut MediaPlaylist, msn: u64) {
+        for i in 0..4 {
+            p.add_part(msn, part(i == 0));
+        }
+        p.finish_segment(msn, 2.0);
+    }
+
+    #[test]
+    fn live_window_parts_and_hint() {
+        let mut p = MediaPlaylist::new(2.0, 0.5, 3);
+        p.begin_run("init0.mp4".into());
+        for msn in 0..5 {
+            segment(&mut p, msn);
+        }
+        p.add_part(5, part(true));
+        let text = p.render();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
+        assert!(text.contains("CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500"));
+        assert!(!text.contains("s1.m4s"));
+        // Parts of the last two complete segments and of the open one.
+        assert!(!text.contains("p2.0.m4s"));
+        assert!(text.contains("#EXT-X-PART:DURATION=0.50000,URI=\"p3.0.m4s\",INDEPENDENT=YES\n"));
+        assert!(text.contains("URI=\"p5.0.m4s\""));
+        assert!(
+            !text.contains("s5.m4s"),
+            "the open segment has no EXTINF yet"
+        );
+        assert!(
+            text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p5.1.m4s\"\n"),
+            "{text}"
+        );
+        assert!(p.has(4, None) && p.has(5, Some(0)));
+        assert!(!p.has(5, Some(1)) && !p.has(5, None));
+        assert!(p.has_part(5, 0) && !p.has_part(5, 1) && !p.part_gone(5, 1));
+    }
+
+    #[test]
+    fn discontinuity_then_vod() {
+        let mut p = MediaPlaylist::new(2.0, 0.5, 6);
+        p.begin_run("init0.mp4".into());
+        segment(&mut p, 0);
+        segment(&mut p, 1);
+        p.add_part(2, part(true));
+        // The publisher leaves mid-segment: the open one is dropped, the next run continues.
+        p.pause();
+        assert!(p.part_gone(2, 1));
+        p.begin_run("init1.mp4".into());
+        assert_eq!(p.next_msn(), 2);
+        segment(&mut p, 2);
+        let live = p.render();
+        assert!(
+            live.contains("s1.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init1.mp4\"\n"),
+            "{live}"
+        );
+        p.end();
+        let vod = p.render();
+        assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(vod.ends_with("s2.m4s\n#EXT-X-ENDLIST\n"), "{vod}");
+        assert!(!vod.contains("EXT-X-PART"));
+        assert_eq!(vod.matches("#EXTINF").count(), 3);
+        assert!(p.has(99, Some(0)), "an ended recording answers at once");
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_what_left_the_window() {
+        let mut p = MediaPlaylist::new(2.0, 0.5, 3);
+        p.begin_run("a.mp4".into());
+        segment(&mut p, 0);
+        p.begin_run("b.mp4".into());
+        for msn in 1..6 {
+            segment(&mut p, msn);
+        }
+        let text = p.render();
+        assert!(
+            text.contains("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+        let json = serde_json::to_string(&p).unwrap();
+        let back: MediaPlaylist = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -1,0 +1,227 @@
+//! HTTP for HLS players and CDNs: `/hls/{stream}/master.m3u8`, each rendition's
+//! `index.m3u8` (with LL-HLS blocking reload: `_HLS_msn`, `_HLS_part`), its init segments,
+//! segments and parts, and the poster. Playlists are `no-cache` while live; media objects are
+//! immutable (their names are never reused), so any CDN can cache them for a year.
+
+use crate::Hls;
+use crate::media::{MANIFEST, POSTER, StreamMedia};
+use crate::store::check_key;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use vitrine_core::{Problem, StreamId};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// How long a master playlist request waits for a stream that is starting.
+const MASTER_WAIT: Duration = Duration::from_secs(10);
+/// Blocking requests ahead of the live edge by more than this many segments are refused.
+const MAX_MSN_AHEAD: u64 = 2;
+
+pub fn routes(hls: Arc<Hls>) -> Router {
+    Router::new()
+        .route("/hls/{stream}/master.m3u8", get(master))
+        .route("/hls/{stream}/poster.jpg", get(poster))
+        .route("/hls/{stream}/{rendition}/index.m3u8", get(playlist))
+        .route("/hls/{stream}/{rendition}/{file}", get(object))
+        .with_state(hls)
+}
+
+fn reply(content_type: &'static str, cache: &'static str, body: impl IntoResponse) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn playlist_cache(media: &StreamMedia) -> &'static str {
+    if media.read(|m| m.ended) {
+        "public, max-age=10"
+    } else {
+        "no-cache"
+    }
+}
+
+async fn stream_media(hls: &Hls, raw: &str) -> Result<Arc<StreamMedia>, Problem> {
+    let stream = StreamId::parse(raw).map_err(|_| Problem::not_found("no such stream"))?;
+    hls.media(&stream)
+        .await
+        .ok_or_else(|| Problem::not_found("this stream has no HLS output"))
+}
+
+async fn master(
+    State(hls): State<Arc<Hls>>,
+    Path(stream): Path<String>,
+) -> Result<Response, Problem> {
+    let media = stream_media(&hls, &stream).await?;
+    // A stream that just went live has no codec strings until its encoders produced a frame.
+    if !media.read(|m| m.ended) {
+        media.wait_for(MASTER_WAIT, |m| m.master().is_some()).await;
+    }
+    let text = media
+        .read(|m| m.master())
+        .ok_or_else(|| Problem::not_found("this stream's HLS output is not ready"))?;
+    Ok(reply(PLAYLIST, playlist_cache(&media), text))
+}
+
+/// The LL-HLS delivery directives of a playlist request (RFC 8216bis 6.2.5).
+#[derive(Debug, Deserialize)]
+pub struct Directives {
+    #[serde(rename = "_HLS_msn")]
+    msn: Option<String>,
+    #[serde(rename = "_HLS_part")]
+    part: Option<String>,
+}
+
+fn directive<T: std::str::FromStr>(raw: Option<&str>, name: &str) -> Result<Option<T>, Problem> {
+    raw.map(|v| {
+        v.parse().map_err(|_| {
+            Problem::bad_request(
+                "invalid-directive",
+                format!("{name} must be a non-negative integer"),
+            )
+        })
+    })
+    .transpose()
+}
+
+async fn playlist(
+    State(hls): State<Arc<Hls>>,
+    Path((stream, rendition)): Path<(String, String)>,
+    Query(d): Query<Directives>,
+) -> Result<Response, Problem> {
+    let media = stream_media(&hls, &stream).await?;
+    let msn: Option<u64> = directive(d.msn.as_deref(), "_HLS_msn")?;
+    let part: Option<u32> = directive(d.part.as_deref(), "_HLS_part")?;
+    if part.is_some() && msn.is_none() {
+        return Err(Problem::bad_request(
+            "invalid-directive",
+            "_HLS_part needs _HLS_msn",
+        ));
+    }
+    let (exists, next, target) = media.read(|m| {
+        m.playlists
+            .get(&rendition)
+            .map(|p| (true, p.next_msn(), p.segment_target))
+            .unwrap_or((false, 0, 0.0))
+    });
+    if !exists {
+        return Err(Problem::not_found("no such rendition"));
+    }
+    if let Some(msn) = msn {
+        if msn > next + MAX_MSN_AHEAD {
+            return Err(Problem::bad_request(
+                "invalid-directive",
+                format!("_HLS_msn {msn} is too far ahead of the live edge"),
+            ));
+        }
+        // The server must answer within three target durations (RFC 8216bis 6.2.5.2).
+        let wait = Duration::from_secs_f64(3.0 * target.max(1.0));
+        let ready = media
+            .wait_for(wait, |m| {
+                m.playlists
+                    .get(&rendition)
+                    .is_some_and(|p| p.has(msn, part))
+            })
+            .await;
+        if !ready {
+            hls.metrics.reload_timeouts.inc();
+            return Err(Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "reload-timeout",
+                "The requested segment or part did not become available in time",
+            ));
+        }
+    }
+    let text = media
+        .read(|m| m.playlists.get(&rendition).map(|p| p.render()))
+        .ok_or_else(|| Problem::not_found("no such rendition"))?;
+    Ok(reply(PLAYLIST, playlist_cache(&media), text))
+}
+
+/// `p{msn}.{index}.m4s` → (msn, index).
+fn parse_part(file: &str) -> Option<(u64, u32)> {
+    let (msn, index) = file
+        .strip_prefix('p')?
+        .strip_suffix(".m4s")?
+        .split_once('.')?;
+    Some((msn.parse().ok()?, index.parse().ok()?))
+}
+
+async fn object(
+    State(hls): State<Arc<Hls>>,
+    Path((stream, rendition, file)): Path<(String, String, String)>,
+) -> Result<Response, Problem> {
+    let media = stream_media(&hls, &stream).await?;
+    let key = format!("{}/{rendition}/{file}", media.stream);
+    if check_key(&key).is_err()
+        || file == MANIFEST
+        || !(file.ends_with(".m4s") || file.ends_with(".mp4"))
+    {
+        return Err(Problem::not_found("no such media object"));
+    }
+    // The preload hint names a part before it exists: hold the request until it does.
+    if let Some((msn, index)) = parse_part(&file) {
+        let target = media.read(|m| {
+            m.playlists
+                .get(&rendition)
+                .map_or(0.0, |p| p.segment_target)
+        });
+        let wait = Duration::from_secs_f64(3.0 * target.max(1.0));
+        media
+            .wait_for(wait, |m| {
+                m.playlists
+                    .get(&rendition)
+                    .is_none_or(|p| p.has_part(msn, index) || p.part_gone(msn, index))
+            })
+            .await;
+    }
+    match hls.get(&key).await {
+        Ok(Some(bytes)) => Ok(reply("video/mp4", IMMUTABLE, bytes)),
+        Ok(None) => Err(Problem::not_found("no such media object")),
+        Err(e) => {
+            tracing::error!(%key, error = %e, "reading HLS media");
+            Err(Problem::internal())
+        }
+    }
+}
+
+async fn poster(
+    State(hls): State<Arc<Hls>>,
+    Path(stream): Path<String>,
+) -> Result<Response, Problem> {
+    let media = stream_media(&hls, &stream).await?;
+    match hls.get(&format!("{}/{POSTER}", media.stream)).await {
+        Ok(Some(bytes)) => Ok(reply("image/jpeg", "public, max-age=60", bytes)),
+        Ok(None) => Err(Problem::not_found("this stream has no poster yet")),
+        Err(e) => {
+            tracing::error!(error = %e, "reading a poster");
+            Err(Problem::internal())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names() {
+        assert_eq!(parse_part("p12.3.m4s"), Some((12, 3)));
+        assert_eq!(parse_part("s12.m4s"), None);
+        assert_eq!(parse_part("p1.x.m4s"), None);
+    }
+}
