@@ -30,6 +30,14 @@ impl Ingest {
         })
     }
 
+    /// Ends the stream's publisher, if one is connected (the stream is being deleted).
+    pub async fn end_stream(&self, stream: &StreamId) {
+        let current = self.current.lock().expect("current lock").remove(stream);
+        if let Some(session) = current.and_then(|id| self.sessions.remove(&id)) {
+            session.close().await;
+        }
+    }
+
     /// Ends every publisher (graceful shutdown).
     pub async fn close_all(&self) {
         for s in self.sessions.drain() {

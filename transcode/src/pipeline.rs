@@ -205,7 +205,11 @@ pub struct Pipeline {
     pipeline: gst::Pipeline,
     video_src: Option<AppSrc>,
     audio_src: Option<AppSrc>,
+    origin: Arc<AtomicU64>,
 }
+
+/// Origin not yet known.
+const NO_ORIGIN: u64 = u64::MAX;
 
 impl Pipeline {
     /// Builds the run described by `plan`; encoded output goes to `out`. `keyframe_wanted` is
@@ -230,8 +234,9 @@ impl Pipeline {
         if let Some(src) = &video_src {
             watch_keyframe_requests(src, keyframe_wanted);
         }
+        let origin = Arc::new(AtomicU64::new(NO_ORIGIN));
         if let Some(tee) = pipeline.by_name("vt") {
-            force_keyframes_on_grid(&tee, plan.segment);
+            force_keyframes_on_grid(&tee, plan.segment, Arc::clone(&origin));
         }
         let outputs = plan.renditions.len() * usize::from(plan.video.is_some())
             + usize::from(plan.audio.is_some());
@@ -255,7 +260,23 @@ impl Pipeline {
             pipeline,
             video_src,
             audio_src,
+            origin,
         })
+    }
+
+    /// Running time of the run's time zero: the first decoded video frame, or for a run
+    /// without video the first audio frame offered here. Segment boundaries are multiples of
+    /// the segment length from it.
+    pub fn origin_ns(&self, first_audio_ns: u64) -> Option<u64> {
+        if self.video_src.is_none() {
+            let _ = self.origin.compare_exchange(
+                NO_ORIGIN,
+                first_audio_ns,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        Some(self.origin.load(Ordering::Acquire)).filter(|o| *o != NO_ORIGIN)
     }
 
     /// Feeds one RTP packet (wire format) of the given kind.
@@ -306,9 +327,10 @@ fn watch_keyframe_requests(src: &AppSrc, keyframe_wanted: Arc<dyn Fn() + Send + 
     });
 }
 
-/// Sends a force-key-unit event through the tee at every segment grid line, so every
-/// rendition's encoder starts a GOP on the same decoded frame.
-fn force_keyframes_on_grid(tee: &gst::Element, segment: Duration) {
+/// Sets the run's origin at the first decoded frame, then sends a force-key-unit event through
+/// the tee at every segment grid line from it, so every rendition's encoder starts a GOP on
+/// the same decoded frame.
+fn force_keyframes_on_grid(tee: &gst::Element, segment: Duration, origin: Arc<AtomicU64>) {
     let Some(pad) = tee.static_pad("sink") else {
         return;
     };
@@ -320,8 +342,11 @@ fn force_keyframes_on_grid(tee: &gst::Element, segment: Duration) {
             return gst::PadProbeReturn::Ok;
         };
         let pts = pts.nseconds();
+        let _ = origin.compare_exchange(NO_ORIGIN, pts, Ordering::AcqRel, Ordering::Acquire);
+        let zero = origin.load(Ordering::Acquire);
         if pts >= next.load(Ordering::Relaxed) {
-            next.store((pts / step + 1) * step, Ordering::Relaxed);
+            let since = pts.saturating_sub(zero);
+            next.store(zero + (since / step + 1) * step, Ordering::Relaxed);
             let event = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
                 .running_time(gst::ClockTime::from_nseconds(pts))
                 .all_headers(true)

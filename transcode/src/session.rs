@@ -403,7 +403,14 @@ impl<'a> Run<'a> {
             .map(|d| ticks(d) as u32)
             .filter(|d| *d > 0)
             .unwrap_or(track.nominal_ticks);
-        let dts_ns = e.dts_ns.min(e.pts_ns) + self.offset_ns;
+        // Time zero is the run's first decoded frame; anything before it is dropped.
+        let Some(origin) = self.pipeline.origin_ns(e.pts_ns) else {
+            return;
+        };
+        let Some(since) = e.dts_ns.min(e.pts_ns).checked_sub(origin) else {
+            return;
+        };
+        let dts_ns = since + self.offset_ns;
         track.arrivals.push_back(e.pts_ns);
         let cuts = segmenter.push(Sample {
             dts: ticks(dts_ns),

@@ -28,6 +28,8 @@ use vitrine_core::{Bus, CommerceError, EventRelay, Identities, Identity, MemoryB
 use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
+use vitrine_transcode::metrics::HlsMetrics;
+use vitrine_transcode::{Hls, LocalDisk};
 
 /// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
 const MAX_BODY_BYTES: usize = 128 * 1024;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub chat: Chat,
     pub sfu: Arc<Sfu>,
     pub ingest: Arc<Ingest>,
+    /// The HLS role; `None` when turned off.
+    pub hls: Option<Arc<Hls>>,
     registry: Arc<Registry>,
     public_url: Arc<OnceLock<String>>,
 }
@@ -72,6 +76,9 @@ impl Running {
         self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
+        if let Some(hls) = &self.state.hls {
+            hls.shutdown().await;
+        }
         self.task.await.context("server task")??;
         self.state.chat.drain(DRAIN_TIMEOUT).await;
         self.background.cancel();
@@ -140,6 +147,13 @@ pub fn router(state: AppState) -> Router {
         .merge(media)
         .merge(vitrine_chat::routes::routes(state.chat.clone()))
         .merge(vitrine_web_demo::routes())
+        .merge(
+            state
+                .hls
+                .clone()
+                .map(vitrine_transcode::routes::routes)
+                .unwrap_or_default(),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
 }
@@ -156,6 +170,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     metrics.register(&mut registry);
     let sfu = Sfu::new(Arc::new(store.clone()), config.ice.clone(), metrics);
     let ingest = Ingest::new(Arc::clone(&sfu));
+    let hls = if config.hls.enabled {
+        let hls_metrics = Arc::new(HlsMetrics::default());
+        hls_metrics.register(&mut registry);
+        let media = Arc::new(LocalDisk::new(config.data_dir.join("hls")));
+        let hls = Hls::new(config.hls.clone(), media, hls_metrics)
+            .context("starting HLS (turn it off with --no-hls)")?;
+        hls.spawn(sfu.went_live.subscribe());
+        Some(hls)
+    } else {
+        None
+    };
     let events = Arc::new(EventRelay::default());
     let payments = Arc::new(SandboxProvider::new(
         store.pool().clone(),
@@ -201,6 +226,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         chat,
         sfu,
         ingest,
+        hls,
         registry: Arc::new(registry),
         public_url: Arc::new(OnceLock::new()),
     };

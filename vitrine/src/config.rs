@@ -10,6 +10,7 @@ use std::time::Duration;
 use vitrine_chat::ChatConfig;
 use vitrine_checkout::CheckoutConfig;
 use vitrine_sfu::peer::IceConfig;
+use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
 
 /// Flags of `vitrine serve`; each also reads its `VITRINE_*` variable.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -51,6 +52,9 @@ pub struct ServeArgs {
     /// Seconds a stock reservation waits for its payment before it is released.
     #[arg(long, env = "VITRINE_RESERVATION_WINDOW")]
     pub reservation_window_secs: Option<u64>,
+    /// Do not transcode live streams to HLS (WebRTC viewers only, no recordings).
+    #[arg(long, env = "VITRINE_NO_HLS")]
+    pub no_hls: bool,
     /// Create a demo seller and stream and print the studio and watch URLs.
     #[arg(long, env = "VITRINE_DEMO")]
     pub demo: bool,
@@ -72,6 +76,69 @@ struct FileConfig {
     checkout: FileCheckout,
     #[serde(default)]
     chat: FileChat,
+    #[serde(default)]
+    hls: FileHls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHls {
+    enabled: Option<bool>,
+    segment_seconds: Option<f64>,
+    part_seconds: Option<f64>,
+    window_segments: Option<usize>,
+    encoder: Option<EncoderChoice>,
+    x264_preset: Option<String>,
+    audio_bitrate_kbps: Option<u32>,
+    finalize_after_secs: Option<u64>,
+    renditions: Option<Vec<RenditionSpec>>,
+}
+
+impl FileHls {
+    fn resolve(self, disabled_by_flag: bool) -> anyhow::Result<HlsConfig> {
+        let d = HlsConfig::default();
+        let seconds = |v: Option<f64>, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) if s.is_finite() && s > 0.0 && s <= 60.0 => Ok(Duration::from_secs_f64(s)),
+                Some(s) => bail!("hls: {s} is not a duration in seconds"),
+            }
+        };
+        const PRESETS: [&str; 10] = [
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+            "placebo",
+        ];
+        let preset = self.x264_preset.unwrap_or(d.x264_preset);
+        if !PRESETS.contains(&preset.as_str()) {
+            bail!("hls: x264_preset {preset:?} is not one of {PRESETS:?}");
+        }
+        let config = HlsConfig {
+            enabled: self.enabled.unwrap_or(true) && !disabled_by_flag,
+            renditions: self.renditions.unwrap_or(d.renditions),
+            segment: seconds(self.segment_seconds, d.segment)?,
+            part: seconds(self.part_seconds, d.part)?,
+            window_segments: self.window_segments.unwrap_or(d.window_segments),
+            encoder: self.encoder.unwrap_or(d.encoder),
+            x264_preset: preset,
+            audio_bitrate_kbps: self
+                .audio_bitrate_kbps
+                .unwrap_or(d.audio_bitrate_kbps)
+                .clamp(32, 512),
+            finalize_after: self
+                .finalize_after_secs
+                .map_or(d.finalize_after, Duration::from_secs),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +181,7 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub checkout: CheckoutConfig,
     pub chat: ChatConfig,
+    pub hls: HlsConfig,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -211,6 +279,7 @@ impl Config {
                     ..d
                 }
             },
+            hls: file.hls.resolve(args.no_hls)?,
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
             demo: args.demo,
         })
@@ -268,5 +337,47 @@ mod tests {
         assert_eq!(c.chat.member_queue, 512);
         assert_eq!(c.sandbox_latency, Duration::from_millis(150));
         assert!(c.redis_url.is_none());
+        assert_eq!(
+            c.hls,
+            HlsConfig::default(),
+            "the sample documents the defaults"
+        );
+    }
+
+    #[test]
+    fn hls_settings_are_checked() {
+        let dir = std::env::temp_dir().join(format!("vitrine-hls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let c = resolve(
+            "[hls]\nsegment_seconds = 4\npart_seconds = 1\nencoder = \"x264\"\n\
+             [[hls.renditions]]\nheight = 540\nbitrate_kbps = 1800\nfps = 25\n",
+        )
+        .unwrap();
+        assert_eq!(c.hls.segment, Duration::from_secs(4));
+        assert_eq!(
+            c.hls.renditions,
+            vec![RenditionSpec {
+                height: 540,
+                bitrate_kbps: 1800,
+                fps: 25
+            }]
+        );
+        assert_eq!(c.hls.encoder, EncoderChoice::X264);
+        for bad in [
+            "[hls]\nsegment_seconds = 2\npart_seconds = 0.3\n",
+            "[hls]\nx264_preset = \"warp\"\n",
+            "[hls]\nrenditions = []\n",
+            "[hls]\nencoder = \"quantum\"\n",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
     }
 }

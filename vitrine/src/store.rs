@@ -215,6 +215,15 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a stream (its orders and pins keep their history under its id).
+    pub async fn delete_stream(&self, id: &StreamId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM streams WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The oldest seller with that name, if any (the demo reuses its seller across restarts).
     pub async fn seller_by_name(&self, name: &str) -> Result<Option<SellerId>, StoreError> {
         let row = sqlx::query("SELECT id FROM sellers WHERE name = $1 ORDER BY created_at LIMIT 1")

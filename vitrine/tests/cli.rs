@@ -70,6 +70,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         redis_url: None,
         checkout: Default::default(),
         chat: Default::default(),
+        hls: Default::default(),
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };

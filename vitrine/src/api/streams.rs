@@ -16,7 +16,10 @@ use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/streams", get(list_streams).post(create_stream))
-        .route("/api/v1/streams/{id}", get(get_stream))
+        .route(
+            "/api/v1/streams/{id}",
+            get(get_stream).delete(delete_stream),
+        )
         .route("/api/v1/public/streams/{id}", get(public_stream))
         .route(
             "/api/v1/streams/{id}/moderators",
@@ -68,6 +71,12 @@ pub struct StreamView {
     pub whep_url: String,
     pub studio_url: String,
     pub watch_url: String,
+    /// HLS master playlist (live, and the replay once the stream ended); absent when HLS is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls_url: Option<String>,
+    /// The replay, once the recording is final.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayView>,
     pub created_at: i64,
     /// Only in the response that creates the stream: it is stored hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,12 +93,55 @@ pub struct PublicStreamView {
     pub whep_url: String,
     /// The chat websocket (`ws://` or `wss://`).
     pub chat_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayView>,
     /// The product pinned to the stream, with live availability.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<PinnedProduct>,
 }
 
+/// Where a finished stream's recording plays.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayView {
+    /// HLS master playlist of the whole recording (`EXT-X-PLAYLIST-TYPE:VOD`).
+    pub master_url: String,
+    /// The replay page.
+    pub vod_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
+}
+
 impl AppState {
+    /// The HLS links of a stream: its master playlist, and the replay once there is one.
+    async fn media_links(&self, id: &StreamId) -> (Option<String>, Option<ReplayView>) {
+        let Some(hls) = &self.hls else {
+            return (None, None);
+        };
+        let base = self.public_url();
+        let master_url = format!("{base}/hls/{id}/master.m3u8");
+        let replay = hls
+            .status(id)
+            .await
+            .filter(|s| s.replay)
+            .map(|s| ReplayView {
+                master_url: master_url.clone(),
+                vod_url: format!("{base}/vod/{id}"),
+                poster_url: s.poster.then(|| format!("{base}/hls/{id}/poster.jpg")),
+            });
+        (Some(master_url), replay)
+    }
+
+    async fn full_view(&self, row: StreamRow, key: Option<&Secret>) -> StreamView {
+        let (hls_url, replay) = self.media_links(&row.id).await;
+        StreamView {
+            hls_url,
+            replay,
+            ..self.view(row, key)
+        }
+    }
+
     fn view(&self, row: StreamRow, key: Option<&Secret>) -> StreamView {
         let base = self.public_url();
         let id = row.id;
@@ -102,6 +154,8 @@ impl AppState {
             whip_url: format!("{base}/whip/{id}"),
             whep_url: format!("{base}/whep/{id}"),
             watch_url: format!("{base}/watch/{id}"),
+            hls_url: None,
+            replay: None,
             studio_url,
             title: row.title,
             state: row.state,
@@ -133,7 +187,10 @@ async fn create_stream(
     }
     let (row, key) = state.store.create_stream(&seller.id, title).await?;
     tracing::info!(stream = %row.id, "stream created");
-    Ok((StatusCode::CREATED, Json(state.view(row, Some(&key)))))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.full_view(row, Some(&key)).await),
+    ))
 }
 
 async fn list_streams(
@@ -141,7 +198,10 @@ async fn list_streams(
     AuthSeller(seller): AuthSeller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rows = state.store.streams_of(&seller.id).await?;
-    let streams: Vec<StreamView> = rows.into_iter().map(|r| state.view(r, None)).collect();
+    let mut streams: Vec<StreamView> = Vec::with_capacity(rows.len());
+    for row in rows {
+        streams.push(state.full_view(row, None).await);
+    }
     Ok(Json(serde_json::json!({ "streams": streams })))
 }
 
@@ -151,7 +211,27 @@ async fn get_stream(
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
     let row = owned_stream(&state, &seller, &id).await?;
-    Ok(Json(state.view(row, None)))
+    Ok(Json(state.full_view(row, None).await))
+}
+
+/// Deletes a stream: its publisher is disconnected and its recording and HLS media removed.
+#[tracing::instrument(skip_all, fields(seller = %seller.id))]
+async fn delete_stream(
+    State(state): State<AppState>,
+    AuthSeller(seller): AuthSeller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let row = owned_stream(&state, &seller, &id).await?;
+    state.ingest.end_stream(&row.id).await;
+    if let Some(hls) = &state.hls {
+        hls.delete(&row.id).await.map_err(|e| {
+            tracing::error!(error = %e, "deleting a stream's media");
+            Problem::internal()
+        })?;
+    }
+    state.store.delete_stream(&row.id).await?;
+    tracing::info!(stream = %row.id, "stream deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn public_stream(
@@ -169,7 +249,7 @@ async fn public_stream(
         .active_pin(&id)
         .await?
         .map(|(pin, product)| pin.card(&product));
-    let view = state.view(row, None);
+    let view = state.full_view(row, None).await;
     let chat_url = format!(
         "{}/ws/streams/{}/chat",
         state.public_url().replacen("http", "ws", 1),
@@ -182,6 +262,8 @@ async fn public_stream(
         viewers: view.viewers,
         whep_url: view.whep_url,
         chat_url,
+        hls_url: view.hls_url,
+        replay: view.replay,
         pinned,
     }))
 }

@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub redis_url: Option<String>,
     pub checkout: Option<CheckoutConfig>,
     pub chat: Option<ChatConfig>,
+    /// HLS settings; HLS is off unless given (most tests publish synthetic, undecodable media).
+    pub hls: Option<vitrine_transcode::HlsConfig>,
 }
 
 impl TestServer {
@@ -83,6 +85,10 @@ impl TestServer {
             redis_url: options.redis_url.clone(),
             checkout: options.checkout.clone().unwrap_or_default(),
             chat: options.chat.clone().unwrap_or_default(),
+            hls: options.hls.clone().unwrap_or(vitrine_transcode::HlsConfig {
+                enabled: false,
+                ..Default::default()
+            }),
             sandbox_latency: Duration::from_millis(20),
             demo: false,
         };
@@ -628,5 +634,156 @@ impl ChatClient {
 
     pub async fn leave(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// A WHIP publisher sending real encoded media made by GStreamer in real time: a moving test
+/// picture (H.264 or VP8) and a sine tone (Opus), as a browser or OBS would send them.
+pub struct MediaPublisher {
+    pub pc: Arc<dyn PeerConnection>,
+    pub location: String,
+    pipeline: gstreamer::Pipeline,
+}
+
+/// What a [`MediaPublisher`] sends.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaSource {
+    /// `video/H264`, `video/VP8`, or `None` for audio only.
+    pub video: Option<&'static str>,
+    pub width: u32,
+    pub height: u32,
+    pub audio: bool,
+}
+
+impl MediaPublisher {
+    pub async fn start(
+        http: &reqwest::Client,
+        base: &str,
+        whip_url: &str,
+        key: &str,
+        source: MediaSource,
+    ) -> Self {
+        use gstreamer::prelude::*;
+        gstreamer::init().unwrap();
+        let (pc, mut events) = factory().build().await.unwrap();
+        let video_ssrc = rand::random::<u32>();
+        let audio_ssrc = rand::random::<u32>();
+        let mut description = String::new();
+        let video = source.video.map(|mime| {
+            let (encode, pt) = if mime == "video/H264" {
+                (
+                    "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 bitrate=1200 \
+                     ! video/x-h264,profile=constrained-baseline \
+                     ! rtph264pay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency",
+                    102,
+                )
+            } else {
+                ("vp8enc deadline=1 keyframe-max-dist=60 target-bitrate=1200000 ! rtpvp8pay pt=96 mtu=1200", 96)
+            };
+            description += &format!(
+                "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate=30/1 \
+                 ! {encode} ! appsink name=v sync=false ",
+                source.width, source.height
+            );
+            (track(RtpCodecKind::Video, mime, video_ssrc), pt)
+        });
+        let audio = source.audio.then(|| {
+            description += "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 \
+                 ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 \
+                 ! appsink name=a sync=false ";
+            track(RtpCodecKind::Audio, "audio/opus", audio_ssrc)
+        });
+        if let Some((t, _)) = &video {
+            pc.add_track(Arc::clone(t) as Arc<dyn TrackLocal>)
+                .await
+                .unwrap();
+        }
+        if let Some(t) = &audio {
+            pc.add_track(Arc::clone(t) as Arc<dyn TrackLocal>)
+                .await
+                .unwrap();
+        }
+        let offer = local_offer(&pc, &mut events).await;
+        let (status, location, answer) = post_offer(http, whip_url, Some(key), offer).await;
+        assert_eq!(status, 201, "whip answer: {answer}");
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        let pipeline = gstreamer::parse::launch(&description)
+            .unwrap()
+            .downcast::<gstreamer::Pipeline>()
+            .unwrap();
+        let mut sinks = Vec::new();
+        if let Some((t, pt)) = video {
+            sinks.push(("v", t, pt, video_ssrc));
+        }
+        if let Some(t) = audio {
+            sinks.push(("a", t, 111, audio_ssrc));
+        }
+        for (name, track, pt, ssrc) in sinks {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(512);
+            let sink = pipeline
+                .by_name(name)
+                .unwrap()
+                .downcast::<gstreamer_app::AppSink>()
+                .unwrap();
+            sink.set_callbacks(
+                gstreamer_app::AppSinkCallbacks::builder()
+                    .new_sample(move |s| {
+                        let sample = s.pull_sample().map_err(|_| gstreamer::FlowError::Eos)?;
+                        let buffer = sample.buffer().ok_or(gstreamer::FlowError::Error)?;
+                        let map = buffer
+                            .map_readable()
+                            .map_err(|_| gstreamer::FlowError::Error)?;
+                        tx.blocking_send(Bytes::copy_from_slice(&map))
+                            .map_err(|_| gstreamer::FlowError::Flushing)?;
+                        Ok(gstreamer::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+            tokio::spawn(async move {
+                use rtc::shared::marshal::Unmarshal;
+                while let Some(wire) = rx.recv().await {
+                    let mut buf = wire;
+                    let Ok(mut packet) = rtp::Packet::unmarshal(&mut buf) else {
+                        continue;
+                    };
+                    packet.header.ssrc = ssrc;
+                    packet.header.payload_type = pt;
+                    if track.write_rtp(packet).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        pipeline.set_state(gstreamer::State::Playing).unwrap();
+        Self {
+            pc,
+            location: format!("{base}{}", location.unwrap()),
+            pipeline,
+        }
+    }
+
+    /// Stops sending without telling the server (a dropped connection).
+    pub async fn abandon(self) {
+        use gstreamer::prelude::*;
+        let _ = self.pipeline.set_state(gstreamer::State::Null);
+        let _ = self.pc.close().await;
+    }
+
+    /// Stops the broadcast the way the studio's stop button does (WHIP DELETE).
+    pub async fn stop(self, http: &reqwest::Client) {
+        use gstreamer::prelude::*;
+        let r = http.delete(&self.location).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = self.pipeline.set_state(gstreamer::State::Null);
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Drop for MediaPublisher {
+    fn drop(&mut self) {
+        use gstreamer::prelude::*;
+        let _ = self.pipeline.set_state(gstreamer::State::Null);
     }
 }
