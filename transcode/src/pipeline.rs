@@ -178,8 +178,8 @@ pub fn describe(plan: &PipelinePlan) -> String {
         }
         if let Some(top) = plan.renditions.first() {
             d += &format!(
-                "vt. ! queue leaky=downstream max-size-buffers=2 ! videorate drop-only=true max-rate=1 \
-                 ! videoscale ! video/x-raw,width={},height={} ! jpegenc quality=85 \
+                "vt. ! queue leaky=downstream max-size-buffers=2 ! videorate ! videoscale \
+                 ! video/x-raw,width={},height={},framerate=1/1 ! jpegenc quality=85 \
                  ! appsink name=poster sync=false max-buffers=1 drop=true ",
                 top.width, top.height
             );
