@@ -2,10 +2,15 @@
 # Installs what Vitrine needs to build, run and test on Debian 12, idempotently: only what is
 # missing is installed. Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl; do
+# GStreamer (the HLS ladder: x264, AAC, VP8/H.264/Opus decoders) and ffmpeg (ffprobe in tests).
+for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl \
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+  ffmpeg; do
   have "$pkg" || need+=("$pkg")
 done
 # A machine may carry node/npm outside Debian's packages; use those when present.
@@ -23,4 +28,8 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install the Rust toolchain (rustup) first" >&2
   exit 1
+fi
+# hls.js, embedded in the pages by the web-demo crate (pinned by web-demo/player/package-lock.json).
+if [ ! -f web-demo/player/node_modules/hls.js/dist/hls.min.js ]; then
+  (cd web-demo/player && npm ci --no-audit --no-fund)
 fi

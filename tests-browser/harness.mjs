@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -11,9 +11,15 @@ import { chromium } from 'playwright-core';
 export const BINARY = process.env.VITRINE_BIN || new URL('../target/debug/vitrine', import.meta.url).pathname;
 export const WAIT = 30_000;
 
-export async function startServer() {
+// `config` (TOML text), when given, is written to a file the server reads.
+export async function startServer(config) {
   const dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
-  const server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'], {
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'];
+  if (config) {
+    writeFileSync(join(dataDir, 'vitrine.toml'), config);
+    args.push('--config', join(dataDir, 'vitrine.toml'));
+  }
+  const server = spawn(BINARY, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
   });
@@ -66,11 +72,11 @@ export function launchBrowser() {
 
 // Starts a server and a browser before the file's tests and stops both after them; the returned
 // object's `urls` and `browser` are filled in once `before` has run.
-export function useServerAndBrowser() {
+export function useServerAndBrowser(config) {
   const env = { urls: null, browser: null };
   let server;
   before(async () => {
-    server = await startServer();
+    server = await startServer(config);
     env.urls = server.urls;
     env.browser = await launchBrowser();
   });

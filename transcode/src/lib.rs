@@ -168,7 +168,7 @@ impl Hls {
     pub async fn status(&self, stream: &StreamId) -> Option<HlsStatus> {
         let media = self.media(stream).await?;
         Some(media.read(|m| HlsStatus {
-            ready: m.master().is_some(),
+            ready: m.playable(),
             replay: m.ended && m.playlists.values().any(|p| !p.segments.is_empty()),
             poster: m.poster,
         }))

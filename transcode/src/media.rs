@@ -104,9 +104,12 @@ impl Manifest {
         Some(out)
     }
 
-    /// Names of every rendition with a playlist.
-    pub fn rendition_names(&self) -> impl Iterator<Item = &str> {
-        self.playlists.keys().map(String::as_str)
+    /// Whether a player can start: the master playlist is known and every rendition lists a
+    /// complete segment (an empty live playlist makes players give up).
+    pub fn playable(&self) -> bool {
+        self.master().is_some()
+            && !self.playlists.is_empty()
+            && self.playlists.values().all(|p| !p.segments.is_empty())
     }
 }
 

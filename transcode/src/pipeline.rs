@@ -394,10 +394,22 @@ fn encoded_callbacks(track: usize, out: mpsc::Sender<Output>) -> AppSinkCallback
                 return Ok(gst::FlowSuccess::Ok); // nothing can be packaged without codec data
             }
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            // Encoders shift their output segment (x264enc by 1000 h, to keep DTS positive):
+            // only running time compares across outputs.
+            let running = |t: gst::ClockTime| {
+                sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                    .and_then(|s| s.to_running_time(t))
+            };
+            let Some(pts_rt) = running(pts) else {
+                return Ok(gst::FlowSuccess::Ok); // outside the segment: never shown
+            };
+            let dts_rt = buffer.dts().and_then(running).unwrap_or(pts_rt);
             let encoded = Encoded {
                 track,
-                pts_ns: pts.nseconds(),
-                dts_ns: buffer.dts().unwrap_or(pts).nseconds(),
+                pts_ns: pts_rt.nseconds(),
+                dts_ns: dts_rt.nseconds(),
                 duration_ns: buffer.duration().map(|d| d.nseconds()),
                 keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
                 data: Bytes::copy_from_slice(&map),

@@ -19,7 +19,7 @@ use vitrine_core::{Problem, StreamId};
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// How long a master playlist request waits for a stream that is starting.
-const MASTER_WAIT: Duration = Duration::from_secs(10);
+const MASTER_WAIT: Duration = Duration::from_secs(15);
 /// Blocking requests ahead of the live edge by more than this many segments are refused.
 const MAX_MSN_AHEAD: u64 = 2;
 
@@ -69,7 +69,7 @@ async fn master(
     let media = stream_media(&hls, &stream).await?;
     // A stream that just went live has no codec strings until its encoders produced a frame.
     if !media.read(|m| m.ended) {
-        media.wait_for(MASTER_WAIT, |m| m.master().is_some()).await;
+        media.wait_for(MASTER_WAIT, |m| m.playable()).await;
     }
     let text = media
         .read(|m| m.master())

@@ -1,13 +1,18 @@
-// The buyer's player: WHEP playback (autoplay muted, unmute button), live/ended state, and
-// reconnection when the connection drops or the seller comes back; the chat and the pinned
-// product live in shop.js.
+// The buyer's player: WHEP playback (autoplay muted, unmute button), or HLS when the viewer picks
+// it or WebRTC cannot connect (quality menu, latency readout); live/ended state, reconnection
+// when the connection drops or the seller comes back, and the replay link once there is one.
+// The chat and the pinned product live in shop.js.
 import { play, streamStatus } from '/assets/webrtc.js';
+import { playHls } from '/assets/hls-player.js';
 import { startShop } from '/assets/shop.js';
 
 const $ = (id) => document.getElementById(id);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const player = $('player');
 let session = null;
+let hlsPlayer = null;
+let hlsUrl = null;
+let mode = new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc';
 let retryMs = 1000;
 let lastState = null;
 
@@ -24,17 +29,26 @@ function badge(state) {
 }
 
 async function connect() {
+  if (mode !== 'webrtc' || session) return;
   try {
-    session = await play(`${location.origin}/whep/${encodeURIComponent(streamId)}`, (stream) => {
+    const current = await play(`${location.origin}/whep/${encodeURIComponent(streamId)}`, (stream) => {
       if (player.srcObject !== stream) player.srcObject = stream;
     });
+    if (mode !== 'webrtc') { current.stop(); return; }
+    session = current;
     retryMs = 1000;
+    $('connection').textContent = 'WebRTC';
     session.pc.addEventListener('connectionstatechange', () => {
       const s = session?.pc.connectionState;
-      $('connection').textContent = s || '-';
+      $('connection').textContent = s ? `WebRTC ${s}` : '-';
       if (s === 'failed' || s === 'closed') reconnectSoon();
     });
   } catch (e) {
+    // WebRTC blocked (a strict firewall, no UDP): HLS still plays over plain HTTPS.
+    if (hlsUrl && lastState === 'live') {
+      switchTo('hls', 'HLS (WebRTC unavailable)');
+      return;
+    }
     overlay('Cannot play', e.message);
     reconnectSoon();
   }
@@ -44,8 +58,45 @@ function reconnectSoon() {
   const old = session;
   session = null;
   if (old) old.pc.close();
+  if (mode !== 'webrtc') return;
   setTimeout(connect, retryMs);
   retryMs = Math.min(retryMs * 2, 15000);
+}
+
+function startHls() {
+  if (mode !== 'hls' || hlsPlayer || !hlsUrl) return;
+  try {
+    hlsPlayer = playHls(player, hlsUrl, {
+      quality: $('quality'),
+      latency: $('latency'),
+      onFatal: () => { stopHls(); setTimeout(startHls, 2000); },
+    });
+    window.vitrineWatch.hls = hlsPlayer.hls;
+  } catch (e) {
+    overlay('Cannot play', e.message);
+  }
+}
+
+function stopHls() {
+  hlsPlayer?.destroy();
+  hlsPlayer = null;
+}
+
+function switchTo(next, label) {
+  mode = next;
+  $('transport').value = next;
+  if (next === 'hls') {
+    const old = session;
+    session = null;
+    old?.stop();
+    player.srcObject = null;
+    $('connection').textContent = label || 'HLS';
+    startHls();
+  } else {
+    stopHls();
+    player.removeAttribute('src');
+    connect();
+  }
 }
 
 function render(state) {
@@ -54,7 +105,10 @@ function render(state) {
   if (state === 'live') overlay(null);
   else if (state === 'ended') overlay('Stream ended', 'The seller has stopped streaming. Stay here: it resumes when they come back.');
   else overlay('Starting soon', 'The seller is not live yet.');
-  if (state === 'live' && lastState && lastState !== 'live' && !session) connect();
+  if (state === 'live' && lastState !== 'live') {
+    if (mode === 'webrtc' && !session && lastState) connect();
+    if (mode === 'hls') { stopHls(); startHls(); }
+  }
   lastState = state;
 }
 
@@ -65,6 +119,10 @@ async function poll() {
     document.title = `${s.title} - Vitrine`;
     $('viewers').textContent = s.viewers;
     $('viewers-badge').textContent = `${s.viewers} watching`;
+    hlsUrl = s.hls_url || null;
+    $('transport').querySelector('option[value="hls"]').disabled = !hlsUrl;
+    $('replay-link').hidden = !(s.replay && s.state !== 'live');
+    if (s.replay) $('replay-href').href = s.replay.vod_url;
     render(s.state);
   } catch (e) {
     overlay('Stream not found', e.message);
@@ -77,9 +135,11 @@ $('unmute').addEventListener('click', () => {
   $('unmute').textContent = player.muted ? 'Tap to unmute' : 'Mute';
   player.play().catch(() => {});
 });
-window.addEventListener('pagehide', () => session?.stop());
+$('transport').addEventListener('change', () => switchTo($('transport').value));
+window.addEventListener('pagehide', () => { session?.stop(); stopHls(); });
 const shop = startShop(streamId);
-window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, shop };
+window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, get mode() { return mode; }, shop, hls: null };
 
+$('transport').value = mode;
 poll();
 connect();

@@ -6,6 +6,15 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+/// Where the pages load hls.js from (its version in the name).
+pub const HLS_JS_PATH: &str = concat!("/assets/hls-", env!("HLS_JS_VERSION"), ".min.js");
+
+/// hls.js from its npm package (see build.rs).
+const HLS_JS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/player/node_modules/hls.js/dist/hls.min.js"
+));
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
@@ -31,6 +40,37 @@ pub fn routes() -> Router {
         .route(
             "/watch/{stream}",
             page!("text/html; charset=utf-8", "watch.html"),
+        )
+        .route(
+            "/vod/{stream}",
+            page!("text/html; charset=utf-8", "vod.html"),
+        )
+        .route(
+            "/assets/hls-player.js",
+            page!("text/javascript; charset=utf-8", "hls-player.js"),
+        )
+        .route(
+            "/assets/vod.js",
+            page!("text/javascript; charset=utf-8", "vod.js"),
+        )
+        .route(
+            HLS_JS_PATH,
+            get(|| async {
+                // Versioned name: cached for a year; a new hls.js gets a new URL.
+                (
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/javascript; charset=utf-8"),
+                        ),
+                        (
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, max-age=31536000, immutable"),
+                        ),
+                    ],
+                    HLS_JS,
+                )
+            }),
         )
         .route(
             "/assets/vitrine.css",
@@ -60,4 +100,22 @@ pub fn routes() -> Router {
             "/assets/watch.js",
             page!("text/javascript; charset=utf-8", "watch.js"),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HLS_JS_PATH;
+
+    #[test]
+    fn pages_load_the_embedded_hls_js() {
+        for page in [
+            include_str!("../assets/watch.html"),
+            include_str!("../assets/vod.html"),
+        ] {
+            assert!(
+                page.contains(&format!("src=\"{HLS_JS_PATH}\"")),
+                "{HLS_JS_PATH}"
+            );
+        }
+    }
 }

@@ -1,0 +1,78 @@
+// HLS in a real browser: a seller goes live from the studio; a buyer picks HLS on the watch page
+// and hls.js plays the live LL-HLS (time advances, several renditions, a latency readout, no
+// fatal error); after the seller stops, the replay page plays the recording from start to end.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useServerAndBrowser, WAIT } from './harness.mjs';
+
+const env = useServerAndBrowser(`
+[hls]
+finalize_after_secs = 2
+x264_preset = "ultrafast"
+[[hls.renditions]]
+height = 360
+bitrate_kbps = 600
+[[hls.renditions]]
+height = 240
+bitrate_kbps = 300
+`);
+
+// Records hls.js fatal errors into window.__fatal.
+async function watchFatal(page, path) {
+  await page.waitForFunction((p) => !!p.split('.').reduce((o, k) => o?.[k], window), path, { timeout: WAIT });
+  await page.evaluate((p) => {
+    window.__fatal = [];
+    const hls = p.split('.').reduce((o, k) => o?.[k], window);
+    hls.on(window.Hls.Events.ERROR, (_e, d) => { if (d.fatal) window.__fatal.push(`${d.type}: ${d.details}`); });
+  }, path);
+}
+
+test('live HLS plays in hls.js, then the replay plays to the end', async () => {
+  const context = await env.browser.newContext();
+  const studio = await context.newPage();
+  await studio.goto(env.urls.studio);
+  const goLive = studio.locator('#golive');
+  await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
+  await goLive.click();
+  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+
+  const watch = await context.newPage();
+  await watch.goto(`${env.urls.watch}?hls=1`);
+  await watchFatal(watch, 'vitrineWatch.hls');
+  assert.equal(await watch.evaluate(() => window.vitrineWatch.mode), 'hls');
+  await watch.waitForFunction(() => document.getElementById('player').currentTime > 1, null, { timeout: 60_000 });
+  const t1 = await watch.evaluate(() => document.getElementById('player').currentTime);
+  await watch.waitForFunction((t) => document.getElementById('player').currentTime > t + 2, t1, { timeout: WAIT });
+  const options = await watch.locator('#quality option').allTextContents();
+  assert.deepEqual(options.slice(1), ['360p', '240p'], `renditions: ${options}`);
+  await watch.waitForFunction(() => /behind live/.test(document.getElementById('latency').textContent), null, { timeout: WAIT });
+  const latency = await watch.evaluate(() => window.vitrineWatch.hls.latency);
+  assert.ok(latency > 0 && latency < 10, `live latency ${latency} s`);
+  assert.deepEqual(await watch.evaluate(() => window.__fatal), []);
+
+  // The seller stops: the recording becomes a replay, linked from the watch page.
+  await goLive.click();
+  await watch.waitForFunction(() => !document.getElementById('replay-link').hidden, null, { timeout: WAIT });
+  const replay = await watch.locator('#replay-href').getAttribute('href');
+
+  const vod = await context.newPage();
+  await vod.goto(replay);
+  await watchFatal(vod, 'vitrineVod.hls');
+  await vod.waitForFunction(() => Number.isFinite(document.getElementById('player').duration), null, { timeout: WAIT });
+  const duration = await vod.evaluate(() => document.getElementById('player').duration);
+  assert.ok(duration > 3, `replay of ${duration} s`);
+  assert.ok(await vod.evaluate(() => document.getElementById('player').poster.endsWith('/poster.jpg')));
+  await vod.evaluate(() => {
+    const v = document.getElementById('player');
+    window.__ended = false;
+    v.addEventListener('ended', () => { window.__ended = true; });
+    v.currentTime = 0;
+    v.playbackRate = 2;
+    return v.play();
+  });
+  await vod.waitForFunction(() => window.__ended, null, { timeout: 90_000 });
+  const end = await vod.evaluate(() => document.getElementById('player').currentTime);
+  assert.ok(Math.abs(end - duration) < 0.5, `stopped at ${end} of ${duration}`);
+  assert.deepEqual(await vod.evaluate(() => window.__fatal), []);
+  await context.close();
+});
