@@ -12,6 +12,8 @@ pub mod fmp4;
 pub mod ladder;
 pub mod media;
 pub mod metrics;
+pub mod offline;
+mod packager;
 pub mod pipeline;
 pub mod playlist;
 pub mod probe;

@@ -74,13 +74,42 @@ pub enum Output {
     },
 }
 
+/// Where a run's media comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// RTP from the SFU's tap: the video codec and payload type, the Opus payload type.
+    Rtp {
+        video: Option<(Codec, u8)>,
+        audio: Option<u8>,
+    },
+    /// A media file any installed GStreamer demuxer and decoder reads, as fast as it decodes.
+    File {
+        path: std::path::PathBuf,
+        video: bool,
+        audio: bool,
+    },
+}
+
+impl Source {
+    pub fn has_video(&self) -> bool {
+        match self {
+            Self::Rtp { video, .. } => video.is_some(),
+            Self::File { video, .. } => *video,
+        }
+    }
+
+    pub fn has_audio(&self) -> bool {
+        match self {
+            Self::Rtp { audio, .. } => audio.is_some(),
+            Self::File { audio, .. } => *audio,
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct PipelinePlan {
-    /// The publisher's video codec and payload type, if it sends video.
-    pub video: Option<(Codec, u8)>,
-    /// The Opus payload type, if it sends audio.
-    pub audio: Option<u8>,
+    pub source: Source,
     pub renditions: Vec<Rendition>,
     pub encoder: EncoderChoice,
     pub x264_preset: String,
@@ -144,26 +173,13 @@ fn encoder_description(plan: &PipelinePlan, r: &Rendition) -> String {
 /// The `gst-launch` description of the whole run.
 pub fn describe(plan: &PipelinePlan) -> String {
     let mut d = String::new();
-    if let Some((codec, pt)) = plan.video {
-        let (name, depay, decode) = match codec {
-            Codec::Vp8 => (
-                "VP8",
-                "rtpvp8depay request-keyframe=true wait-for-keyframe=true",
-                "vp8dec",
-            ),
-            _ => (
-                "H264",
-                "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse",
-                "avdec_h264",
-            ),
-        };
-        d += &format!(
-            "appsrc name=vsrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
-             leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
-             encoding-name=(string){name},payload=(int){pt}\" \
-             ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} ! videoconvert \
-             ! tee name=vt allow-not-linked=true "
-        );
+    if let Source::File { .. } = plan.source {
+        // The location is set as a property after parsing: no quoting of paths.
+        d += "filesrc name=file ! decodebin name=dec ";
+    }
+    if plan.source.has_video() {
+        d += &video_head(&plan.source);
+        d += "! videoconvert ! tee name=vt allow-not-linked=true ";
         for (i, r) in plan.renditions.iter().enumerate() {
             d += &format!(
                 "vt. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 \
@@ -185,19 +201,62 @@ pub fn describe(plan: &PipelinePlan) -> String {
             );
         }
     }
-    if let Some(pt) = plan.audio {
+    if plan.source.has_audio() {
+        d += &audio_head(&plan.source);
         d += &format!(
-            "appsrc name=asrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
-             leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
-             encoding-name=(string)OPUS,payload=(int){pt}\" \
-             ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay ! opusdec plc=true ! audioconvert \
-             ! audioresample ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate={} ! aacparse \
-             ! audio/mpeg,mpegversion=4,stream-format=raw ! appsink name=out{} sync=false ",
+            "! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 \
+             ! avenc_aac bitrate={} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
+             ! appsink name=out{} sync=false ",
             plan.audio_bitrate_kbps * 1000,
-            plan.renditions.len() * usize::from(plan.video.is_some()),
+            plan.renditions.len() * usize::from(plan.source.has_video()),
         );
     }
     d
+}
+
+/// From the source to decoded video.
+fn video_head(source: &Source) -> String {
+    match source {
+        Source::Rtp { video: Some((codec, pt)), .. } => {
+            let (name, depay, decode) = match codec {
+                Codec::Vp8 => (
+                    "VP8",
+                    "rtpvp8depay request-keyframe=true wait-for-keyframe=true",
+                    "vp8dec",
+                ),
+                _ => (
+                    "H264",
+                    "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse",
+                    "avdec_h264",
+                ),
+            };
+            format!(
+                "appsrc name=vsrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+                 leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
+                 encoding-name=(string){name},payload=(int){pt}\" \
+                 ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} "
+            )
+        }
+        // Decoded frames wait here while the encoders catch up (bounded: the demuxer waits).
+        _ => "dec. ! video/x-raw ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ".into(),
+    }
+}
+
+/// From the source to decoded audio.
+fn audio_head(source: &Source) -> String {
+    match source {
+        Source::Rtp {
+            audio: Some(pt), ..
+        } => format!(
+            "appsrc name=asrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+             leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
+             encoding-name=(string)OPUS,payload=(int){pt}\" \
+             ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay ! opusdec plc=true "
+        ),
+        _ => {
+            "dec. ! audio/x-raw ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ".into()
+        }
+    }
 }
 
 /// A built and playing encoder run. Dropping it stops the pipeline.
@@ -205,6 +264,7 @@ pub struct Pipeline {
     pipeline: gst::Pipeline,
     video_src: Option<AppSrc>,
     audio_src: Option<AppSrc>,
+    has_video: bool,
     origin: Arc<AtomicU64>,
 }
 
@@ -238,8 +298,11 @@ impl Pipeline {
         if let Some(tee) = pipeline.by_name("vt") {
             force_keyframes_on_grid(&tee, plan.segment, Arc::clone(&origin));
         }
-        let outputs = plan.renditions.len() * usize::from(plan.video.is_some())
-            + usize::from(plan.audio.is_some());
+        if let (Source::File { path, .. }, Some(file)) = (&plan.source, pipeline.by_name("file")) {
+            file.set_property("location", path.to_string_lossy().as_ref());
+        }
+        let outputs = plan.renditions.len() * usize::from(plan.source.has_video())
+            + usize::from(plan.source.has_audio());
         for track in 0..outputs {
             let sink = pipeline
                 .by_name(&format!("out{track}"))
@@ -260,6 +323,7 @@ impl Pipeline {
             pipeline,
             video_src,
             audio_src,
+            has_video: plan.source.has_video(),
             origin,
         })
     }
@@ -268,7 +332,7 @@ impl Pipeline {
     /// without video the first audio frame offered here. Segment boundaries are multiples of
     /// the segment length from it.
     pub fn origin_ns(&self, first_audio_ns: u64) -> Option<u64> {
-        if self.video_src.is_none() {
+        if !self.has_video {
             let _ = self.origin.compare_exchange(
                 NO_ORIGIN,
                 first_audio_ns,
@@ -293,6 +357,14 @@ impl Pipeline {
 
     pub fn bus(&self) -> Option<gst::Bus> {
         self.pipeline.bus()
+    }
+
+    /// How far a file source has been read, as a fraction of its duration.
+    pub fn progress(&self) -> Option<f64> {
+        let position = self.pipeline.query_position::<gst::ClockTime>()?;
+        let duration = self.pipeline.query_duration::<gst::ClockTime>()?;
+        (duration.nseconds() > 0)
+            .then(|| (position.nseconds() as f64 / duration.nseconds() as f64).clamp(0.0, 1.0))
     }
 
     /// The pipeline's running time now: the clock that stamps arriving RTP.
@@ -446,8 +518,10 @@ mod tests {
 
     fn plan() -> PipelinePlan {
         PipelinePlan {
-            video: Some((Codec::H264, 102)),
-            audio: Some(111),
+            source: Source::Rtp {
+                video: Some((Codec::H264, 102)),
+                audio: Some(111),
+            },
             renditions: crate::ladder::plan(
                 1280,
                 720,
@@ -469,11 +543,28 @@ mod tests {
         assert!(d.contains("key-int-max=60"));
         assert!(d.contains("width=854,height=480,framerate=30/1"));
         let audio_only = PipelinePlan {
-            video: None,
+            source: Source::Rtp {
+                video: None,
+                audio: Some(111),
+            },
             ..plan()
         };
         let d = describe(&audio_only);
         assert!(d.contains("name=out0 ") && !d.contains("vsrc") && !d.contains("poster"));
+        let file = PipelinePlan {
+            source: Source::File {
+                path: "/tmp/a b.mp4".into(),
+                video: true,
+                audio: true,
+            },
+            ..plan()
+        };
+        let d = describe(&file);
+        assert!(d.starts_with("filesrc name=file ! decodebin name=dec dec. ! video/x-raw"));
+        assert!(
+            d.contains("dec. ! audio/x-raw") && !d.contains("appsrc"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -5,14 +5,13 @@
 //! is finalised as a replay.
 
 use crate::Hls;
-use crate::fmp4::{Sample, Track, TrackKind};
 use crate::ladder::{self, Rendition};
-use crate::media::{AUDIO, MANIFEST, POSTER, StreamMedia, Variant};
-use crate::pipeline::{Encoded, Output, Pipeline, PipelinePlan, TrackCaps};
-use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
+use crate::media::{AUDIO, StreamMedia, Variant};
+use crate::packager::{Packager, save_manifest};
+use crate::pipeline::{Pipeline, PipelinePlan, Source};
+use crate::playlist::MediaPlaylist;
 use crate::probe::picture_size;
-use crate::segmenter::{Cut, Segmenter};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use rtc::shared::marshal::Marshal;
 use std::collections::VecDeque;
@@ -31,8 +30,6 @@ const CODEC_SETTLE: Duration = Duration::from_millis(1500);
 const EARLY_PACKETS: usize = 2048;
 /// How often a keyframe is asked for while none has come.
 const KEYFRAME_RETRY: Duration = Duration::from_secs(2);
-/// The manifest is saved every this many segments (and whenever a run ends).
-const MANIFEST_EVERY: u64 = 3;
 
 /// Why a run ended.
 #[derive(Debug)]
@@ -56,7 +53,7 @@ pub(crate) async fn run_stream(
     loop {
         let Some(info) = wait_live(&hls, &mut source).await else {
             if hls.shutdown.is_cancelled() {
-                save_manifest(&hls, &media).await;
+                save_manifest(&hls, &media, &format!("{}/", media.stream)).await;
                 return;
             }
             if hls.end_session(&stream, &router) {
@@ -69,7 +66,7 @@ pub(crate) async fn run_stream(
         match end {
             RunEnd::SourceChanged => backoff = FIRST_BACKOFF,
             RunEnd::Shutdown => {
-                save_manifest(&hls, &media).await;
+                save_manifest(&hls, &media, &format!("{}/", media.stream)).await;
                 return;
             }
             RunEnd::Failed(why) => {
@@ -115,38 +112,14 @@ async fn wait_live(hls: &Hls, source: &mut watch::Receiver<SourceInfo>) -> Optio
     }
 }
 
-/// Per-output packaging state of a run.
-struct TrackOut {
-    /// Rendition directory (`720p`, `audio`).
-    name: String,
-    segmenter: Option<Segmenter>,
-    /// Parts of the open segment; a segment is their concatenation.
-    parts: Vec<Bytes>,
-    /// Arrival running times of samples not yet in a listed part.
-    arrivals: VecDeque<u64>,
-    nominal_ticks: u32,
-}
+/// One encoder run of a live stream: the tap, the pipeline and the packager.
+struct Run;
 
-/// One encoder run.
-struct Run<'a> {
-    hls: &'a Arc<Hls>,
-    media: &'a StreamMedia,
-    pipeline: Pipeline,
-    tracks: Vec<TrackOut>,
-    first_msn: u64,
-    offset_ns: u64,
-    init: String,
-    poster_final: bool,
-    segments: u64,
-    /// End of this run's timeline so far, nanoseconds.
-    end_ns: u64,
-}
-
-impl<'a> Run<'a> {
+impl Run {
     async fn start(
-        hls: &'a Arc<Hls>,
+        hls: &Arc<Hls>,
         router: &Arc<Router>,
-        media: &'a StreamMedia,
+        media: &StreamMedia,
         source: &mut watch::Receiver<SourceInfo>,
         info: SourceInfo,
         restart: &Notify,
@@ -191,11 +164,13 @@ impl<'a> Run<'a> {
         }
         let renditions = hls.plan_renditions(media, size, audio.is_some());
         let plan = PipelinePlan {
-            video: video
-                .as_ref()
-                .map(|v| (v.codec, v.payload_type))
-                .filter(|_| !renditions.is_empty()),
-            audio: audio.as_ref().map(|a| a.payload_type),
+            source: Source::Rtp {
+                video: video
+                    .as_ref()
+                    .map(|v| (v.codec, v.payload_type))
+                    .filter(|_| !renditions.is_empty()),
+                audio: audio.as_ref().map(|a| a.payload_type),
+            },
             renditions: renditions.clone(),
             encoder: hls.config.encoder,
             x264_preset: hls.config.x264_preset.clone(),
@@ -214,77 +189,25 @@ impl<'a> Run<'a> {
         };
         let mut messages = bus.stream();
         let mut names: Vec<String> = Vec::new();
-        if plan.video.is_some() {
+        if plan.source.has_video() {
             names.extend(renditions.iter().map(|r| r.name.clone()));
         }
-        if plan.audio.is_some() {
+        if plan.source.has_audio() {
             names.push(AUDIO.to_owned());
         }
-        let segment_ns = hls.config.segment.as_nanos() as u64;
-        let (init, first_msn, offset_ns) = media.update(|m| {
-            m.runs += 1;
-            m.ended = false;
-            let init = format!("init{}.mp4", m.runs);
-            for name in &names {
-                let playlist = m.playlists.entry(name.clone()).or_insert_with(|| {
-                    MediaPlaylist::new(
-                        hls.config.segment.as_secs_f64(),
-                        hls.config.part.as_secs_f64(),
-                        hls.config.window_segments,
-                    )
-                });
-                playlist.begin_run(init.clone());
-            }
-            let first_msn = m
-                .playlists
-                .values()
-                .map(MediaPlaylist::next_msn)
-                .max()
-                .unwrap_or(0);
-            let offset = if m.timeline_ns == 0 {
-                0
-            } else {
-                (m.timeline_ns / segment_ns + 1) * segment_ns
-            };
-            (init, first_msn, offset)
-        });
-        let tracks = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| TrackOut {
-                name: name.clone(),
-                segmenter: None,
-                parts: Vec::new(),
-                arrivals: VecDeque::new(),
-                nominal_ticks: renditions
-                    .get(i)
-                    .filter(|_| name != AUDIO)
-                    .map_or(1024, |r| 90_000 / r.fps.max(1)),
-            })
-            .collect();
+        tracing::info!(stream = %media.stream, renditions = ?names, "HLS run started");
+        let mut packager =
+            Packager::begin(hls, media, format!("{}/", media.stream), names, &renditions);
         hls.metrics.pipelines.inc();
-        let mut run = Run {
-            hls,
-            media,
-            pipeline,
-            tracks,
-            first_msn,
-            offset_ns,
-            init,
-            poster_final: false,
-            segments: 0,
-            end_ns: offset_ns,
-        };
-        tracing::info!(stream = %media.stream, renditions = ?names, first_msn, "HLS run started");
         for (kind, wire) in early {
-            run.pipeline.push(kind, &wire);
+            pipeline.push(kind, &wire);
         }
         let end = loop {
             tokio::select! {
                 biased;
                 _ = hls.shutdown.cancelled() => break RunEnd::Shutdown,
                 _ = restart.notified() => {
-                    run.pipeline.fail("restart requested");
+                    pipeline.fail("restart requested");
                 }
                 message = messages.next() => match message.as_ref().map(|m| m.view()) {
                     Some(gstreamer::MessageView::Error(e)) => break RunEnd::Failed(format!(
@@ -297,13 +220,13 @@ impl<'a> Run<'a> {
                     None => break RunEnd::Failed("bus closed".into()),
                 },
                 output = rx.recv() => match output {
-                    Some(output) => run.package(output).await,
+                    Some(output) => packager.package(&pipeline, output).await,
                     None => break RunEnd::Failed("pipeline outputs closed".into()),
                 },
                 packet = leg.recv() => match packet {
                     Some(f) => {
                         if let Ok(wire) = f.packet.marshal() {
-                            run.pipeline.push(f.kind, &wire);
+                            pipeline.push(f.kind, &wire);
                         }
                     }
                     None => break RunEnd::SourceChanged,
@@ -316,203 +239,13 @@ impl<'a> Run<'a> {
             }
         };
         drop(leg);
-        run.finish().await;
+        // Close the outputs first: a streaming thread blocked on a full queue then returns, and
+        // stopping the pipeline (which joins those threads) cannot deadlock.
+        drop(rx);
+        drop(pipeline);
+        packager.finish().await;
         hls.metrics.pipelines.dec();
         end
-    }
-
-    /// Packages one output of the pipeline.
-    async fn package(&mut self, output: Output) {
-        match output {
-            Output::Poster { pts_ns, jpeg } => {
-                // The first picture at once, then one from three seconds in (past any fade-in).
-                let first = !self.media.read(|m| m.poster);
-                if first || (!self.poster_final && pts_ns >= 3_000_000_000) {
-                    self.poster_final |= !first;
-                    let key = format!("{}/{POSTER}", self.media.stream);
-                    if self.hls.put(&key, jpeg).await {
-                        self.media.update(|m| m.poster = true);
-                    }
-                }
-            }
-            Output::Encoded(e) => self.encoded(e).await,
-        }
-    }
-
-    async fn encoded(&mut self, e: Encoded) {
-        let Some(track) = self.tracks.get_mut(e.track) else {
-            return;
-        };
-        if let Some(caps) = &e.caps
-            && track.segmenter.is_none()
-        {
-            let (kind, timescale) = match caps.clone() {
-                TrackCaps::Video {
-                    width,
-                    height,
-                    codec_data,
-                } => (
-                    TrackKind::Video {
-                        width,
-                        height,
-                        avcc: codec_data,
-                    },
-                    90_000,
-                ),
-                TrackCaps::Audio {
-                    rate,
-                    channels,
-                    codec_data,
-                } => (
-                    TrackKind::Audio {
-                        sample_rate: rate,
-                        channels,
-                        asc: codec_data,
-                    },
-                    rate,
-                ),
-            };
-            let t = Track { timescale, kind };
-            let key = format!("{}/{}/{}", self.media.stream, track.name, self.init);
-            let init_ok = self.hls.put(&key, t.init_segment()).await;
-            let codecs = t.codecs();
-            let name = track.name.clone();
-            self.media.update(|m| {
-                if name == AUDIO {
-                    m.audio_codecs = Some(codecs);
-                } else if let Some(v) = m.variants.iter_mut().find(|v| v.rendition.name == name) {
-                    v.codecs = Some(codecs);
-                }
-            });
-            if init_ok {
-                track.segmenter = Some(Segmenter::new(
-                    t,
-                    self.hls.config.segment,
-                    self.hls.config.part,
-                    self.first_msn,
-                ));
-            }
-        }
-        let Some(segmenter) = track.segmenter.as_mut() else {
-            return;
-        };
-        let timescale = u64::from(segmenter.track().timescale);
-        let ticks = |ns: u64| (u128::from(ns) * u128::from(timescale) / 1_000_000_000) as u64;
-        let duration = e
-            .duration_ns
-            .map(|d| ticks(d) as u32)
-            .filter(|d| *d > 0)
-            .unwrap_or(track.nominal_ticks);
-        // Time zero is the run's first decoded frame; anything before it is dropped.
-        let Some(origin) = self.pipeline.origin_ns(e.pts_ns) else {
-            return;
-        };
-        let Some(since) = e.dts_ns.min(e.pts_ns).checked_sub(origin) else {
-            return;
-        };
-        let dts_ns = since + self.offset_ns;
-        track.arrivals.push_back(e.pts_ns);
-        let cuts = segmenter.push(Sample {
-            dts: ticks(dts_ns),
-            duration,
-            keyframe: e.keyframe,
-            data: e.data,
-        });
-        self.end_ns = self
-            .end_ns
-            .max(dts_ns + u64::from(duration) * 1_000_000_000 / timescale);
-        self.apply(e.track, cuts).await;
-    }
-
-    /// Stores what the segmenter cut, then lists it (a listed part is always fetchable).
-    async fn apply(&mut self, index: usize, cuts: Vec<Cut>) {
-        for cut in cuts {
-            let stream = self.media.stream.clone();
-            let track = &mut self.tracks[index];
-            match cut {
-                Cut::Part {
-                    msn,
-                    index: part,
-                    duration,
-                    independent,
-                    samples,
-                    bytes,
-                } => {
-                    let key = format!("{stream}/{}/{}", track.name, part_name(msn, part));
-                    track.parts.push(bytes.clone());
-                    if !self.hls.put(&key, bytes).await {
-                        continue;
-                    }
-                    let name = track.name.clone();
-                    self.media.update(|m| {
-                        if let Some(p) = m.playlists.get_mut(&name) {
-                            p.add_part(
-                                msn,
-                                PartEntry {
-                                    duration,
-                                    independent,
-                                },
-                            );
-                        }
-                    });
-                    self.hls.metrics.parts.inc();
-                    if let Some(now) = self.pipeline.running_time_ns() {
-                        for _ in 0..samples {
-                            if let Some(arrived) = track.arrivals.pop_front() {
-                                self.hls
-                                    .metrics
-                                    .part_latency
-                                    .observe(now.saturating_sub(arrived) as f64 / 1e9);
-                            }
-                        }
-                    }
-                }
-                Cut::Segment { msn, duration } => {
-                    let mut whole = BytesMut::new();
-                    for p in track.parts.drain(..) {
-                        whole.extend_from_slice(&p);
-                    }
-                    let key = format!("{stream}/{}/{}", track.name, segment_name(msn));
-                    if !self.hls.put(&key, whole.freeze()).await {
-                        continue;
-                    }
-                    let name = track.name.clone();
-                    self.media.update(|m| {
-                        if let Some(p) = m.playlists.get_mut(&name) {
-                            p.finish_segment(msn, duration);
-                        }
-                    });
-                    self.hls.metrics.segments.inc();
-                    if index == 0 {
-                        let end_ns = self.end_ns;
-                        self.media
-                            .update(|m| m.timeline_ns = m.timeline_ns.max(end_ns));
-                        self.segments += 1;
-                        if self.segments % MANIFEST_EVERY == 0 {
-                            save_manifest(self.hls, self.media).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Closes the open segments, stops the pipeline and saves the manifest.
-    async fn finish(mut self) {
-        for i in 0..self.tracks.len() {
-            let cuts = self.tracks[i]
-                .segmenter
-                .as_mut()
-                .map(Segmenter::flush)
-                .unwrap_or_default();
-            self.apply(i, cuts).await;
-        }
-        let end_ns = self.end_ns;
-        self.media.update(|m| {
-            m.timeline_ns = m.timeline_ns.max(end_ns);
-            m.playlists.values_mut().for_each(MediaPlaylist::pause);
-        });
-        save_manifest(self.hls, self.media).await;
     }
 }
 
@@ -522,17 +255,6 @@ fn source_moved(source: &mut watch::Receiver<SourceInfo>, generation: u64) -> bo
     now.generation != generation || !now.live
 }
 
-async fn save_manifest(hls: &Hls, media: &StreamMedia) {
-    let json = media.read(|m| serde_json::to_vec(m));
-    match json {
-        Ok(json) => {
-            hls.put(&format!("{}/{MANIFEST}", media.stream), Bytes::from(json))
-                .await;
-        }
-        Err(e) => tracing::error!(error = %e, "serialising the HLS manifest"),
-    }
-}
-
 /// The publisher is gone for good: every playlist gets `EXT-X-ENDLIST`.
 async fn finalize(hls: &Hls, media: &StreamMedia) {
     let had_media = media.update(|m| {
@@ -540,7 +262,7 @@ async fn finalize(hls: &Hls, media: &StreamMedia) {
         m.ended = true;
         m.playlists.values().any(|p| !p.segments.is_empty())
     });
-    save_manifest(hls, media).await;
+    save_manifest(hls, media, &format!("{}/", media.stream)).await;
     if had_media {
         hls.metrics.replays.inc();
     }

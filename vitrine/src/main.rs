@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use vitrine::config::{Config, ServeArgs};
 use vitrine::store::{MAX_NAME_CHARS, Store};
 use vitrine::{app, telemetry};
@@ -22,6 +22,21 @@ enum Command {
     Sellers {
         #[command(subcommand)]
         command: SellersCommand,
+    },
+    /// Transcode a media file through the HLS ladder into a folder of static HLS (fMP4 segments,
+    /// VOD playlists, master playlist) that any web server or CDN can serve.
+    Transcode {
+        /// Any file GStreamer demuxes and decodes (MP4, MKV, WebM, MOV, ...).
+        input: PathBuf,
+        /// Output folder (created; existing files of the same names are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// TOML file whose [hls] section sets the ladder, preset and segment lengths.
+        #[arg(long, env = "VITRINE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the summary as one JSON line (frames, seconds, renditions).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -45,6 +60,18 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match Cli::parse().command {
         Command::Serve(args) => serve(Config::resolve(args)?).await,
+        Command::Transcode {
+            input,
+            out,
+            config,
+            json,
+        } => {
+            let config = Config::resolve(ServeArgs {
+                config,
+                ..Default::default()
+            })?;
+            transcode(&input, &out, &config, json).await
+        }
         Command::Sellers {
             command:
                 SellersCommand::Create {
@@ -75,6 +102,39 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `vitrine transcode`: the offline ladder with a progress bar.
+async fn transcode(input: &Path, out: &Path, config: &Config, json: bool) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent}%  ETA {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let summary = vitrine_transcode::offline::transcode_file(input, out, &config.hls, |p| {
+        bar.set_position((p * 1000.0) as u64)
+    })
+    .await;
+    bar.finish_and_clear();
+    let summary = summary.with_context(|| format!("transcoding {}", input.display()))?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let names: Vec<&str> = summary.renditions.iter().map(|r| r.name.as_str()).collect();
+        println!(
+            "{}: {:.1} s of media in {:.1} s ({:.1} frames/s), renditions {}{}; master: {}",
+            input.display(),
+            summary.duration_s,
+            summary.wall_s,
+            summary.frames as f64 / summary.wall_s.max(1e-9),
+            names.join(", "),
+            if summary.audio { " + audio" } else { "" },
+            out.join("master.m3u8").display()
+        );
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -125,6 +185,10 @@ async fn demo(running: &app::Running) -> anyhow::Result<()> {
         token.expose()
     );
     println!("  Watch page:        {base}/watch/{}", stream.id);
+    if running.state.hls.is_some() {
+        println!("  HLS (live):        {base}/hls/{}/master.m3u8", stream.id);
+        println!("  Replay (after):    {base}/vod/{}", stream.id);
+    }
     println!(
         "  WHIP (OBS):        {base}/whip/{}  bearer token: {}",
         stream.id,

@@ -112,3 +112,120 @@ async fn serves_https_when_given_a_certificate_and_key() {
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
     running.shutdown().await.unwrap();
 }
+
+/// `vitrine transcode` on a real media file (video + audio made by ffmpeg) writes static HLS
+/// that ffprobe reads back; a file that is not media fails with a clear message.
+#[test]
+fn transcode_writes_static_hls_and_rejects_non_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("talk.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+        ])
+        .args([
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+        ])
+        .args(["-preset", "ultrafast", "-c:a", "aac", "-shortest"])
+        .arg(&input)
+        .status()
+        .expect("ffmpeg (Debian package) is installed");
+    assert!(made.success());
+    let config = dir.path().join("v.toml");
+    std::fs::write(
+        &config,
+        "[hls]\nx264_preset = \"ultrafast\"\n[[hls.renditions]]\nheight = 360\nbitrate_kbps = 600\n\
+         [[hls.renditions]]\nheight = 180\nbitrate_kbps = 200\n",
+    )
+    .unwrap();
+    let out = dir.path().join("hls");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["transcode", "--json", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["frames"], 150, "{summary}");
+    assert!(
+        (summary["duration_s"].as_f64().unwrap() - 5.0).abs() < 0.2,
+        "{summary}"
+    );
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=320x180"),
+        "{master}"
+    );
+    let playlist = std::fs::read_to_string(out.join("360p/index.m3u8")).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.ends_with("#EXT-X-ENDLIST\n")
+    );
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_entries",
+            "stream=codec_name,width:format=duration",
+        ])
+        .arg(out.join("master.m3u8"))
+        .output()
+        .unwrap();
+    let probe: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        codecs.contains(&"h264") && codecs.contains(&"aac"),
+        "{probe}"
+    );
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 5.0).abs() < 0.3, "{probe}");
+
+    let junk = dir.path().join("notes.mp4");
+    std::fs::write(&junk, b"this is not a video").unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["transcode", "--out"])
+        .arg(dir.path().join("junk"))
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("cannot read") && err.contains("notes.mp4"),
+        "{err}"
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["transcode", "--out", "x", "/nonexistent.mp4"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent.mp4"));
+}

@@ -1,0 +1,318 @@
+//! Packaging of one encoder run's output: each access unit through its track's segmenter into
+//! fMP4 parts and segments, stored before they are listed in the stream's playlists; init
+//! segments, codec strings, the poster and the recording's manifest. Shared by live sessions and
+//! the offline `transcode` command.
+
+use crate::Hls;
+use crate::fmp4::{Sample, Track, TrackKind};
+use crate::ladder::Rendition;
+use crate::media::{AUDIO, MANIFEST, POSTER, StreamMedia};
+use crate::pipeline::{Encoded, Output, Pipeline, TrackCaps};
+use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
+use crate::segmenter::{Cut, Segmenter};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+/// The manifest is saved every this many segments (and whenever a run ends).
+const MANIFEST_EVERY: u64 = 3;
+
+/// Per-output packaging state of a run.
+struct TrackOut {
+    /// Rendition directory (`720p`, `audio`).
+    name: String,
+    segmenter: Option<Segmenter>,
+    /// Parts of the open segment; a segment is their concatenation.
+    parts: Vec<Bytes>,
+    /// Arrival running times of samples not yet in a listed part.
+    arrivals: VecDeque<u64>,
+    nominal_ticks: u32,
+}
+
+/// The packaging side of one encoder run.
+pub(crate) struct Packager<'a> {
+    hls: &'a Hls,
+    media: &'a StreamMedia,
+    /// Prepended to every object key (`{stream}/` live, empty for a folder of its own).
+    prefix: String,
+    tracks: Vec<TrackOut>,
+    first_msn: u64,
+    offset_ns: u64,
+    init: String,
+    poster_final: bool,
+    segments: u64,
+    /// End of this run's timeline so far, nanoseconds.
+    end_ns: u64,
+}
+
+impl<'a> Packager<'a> {
+    /// Starts a run: its playlists continue (after a discontinuity) where the last run ended.
+    /// `names` are the outputs in pipeline order (renditions, then audio).
+    pub fn begin(
+        hls: &'a Hls,
+        media: &'a StreamMedia,
+        prefix: String,
+        names: Vec<String>,
+        renditions: &[Rendition],
+    ) -> Self {
+        let segment_ns = hls.config.segment.as_nanos() as u64;
+        let (init, first_msn, offset_ns) = media.update(|m| {
+            m.runs += 1;
+            m.ended = false;
+            let init = format!("init{}.mp4", m.runs);
+            for name in &names {
+                let playlist = m.playlists.entry(name.clone()).or_insert_with(|| {
+                    MediaPlaylist::new(
+                        hls.config.segment.as_secs_f64(),
+                        hls.config.part.as_secs_f64(),
+                        hls.config.window_segments,
+                    )
+                });
+                playlist.begin_run(init.clone());
+            }
+            let first_msn = m
+                .playlists
+                .values()
+                .map(MediaPlaylist::next_msn)
+                .max()
+                .unwrap_or(0);
+            let offset = if m.timeline_ns == 0 {
+                0
+            } else {
+                (m.timeline_ns / segment_ns + 1) * segment_ns
+            };
+            (init, first_msn, offset)
+        });
+        let tracks = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| TrackOut {
+                name: name.clone(),
+                segmenter: None,
+                parts: Vec::new(),
+                arrivals: VecDeque::new(),
+                nominal_ticks: renditions
+                    .get(i)
+                    .filter(|_| name != AUDIO)
+                    .map_or(1024, |r| 90_000 / r.fps.max(1)),
+            })
+            .collect();
+        Packager {
+            hls,
+            media,
+            prefix,
+            tracks,
+            first_msn,
+            offset_ns,
+            init,
+            poster_final: false,
+            segments: 0,
+            end_ns: offset_ns,
+        }
+    }
+
+    /// Packages one output of the pipeline.
+    pub async fn package(&mut self, pipeline: &Pipeline, output: Output) {
+        match output {
+            Output::Poster { pts_ns, jpeg } => {
+                // The first picture at once, then one from three seconds in (past any fade-in).
+                let first = !self.media.read(|m| m.poster);
+                if first || (!self.poster_final && pts_ns >= 3_000_000_000) {
+                    self.poster_final |= !first;
+                    let key = format!("{}{POSTER}", self.prefix);
+                    if self.hls.put(&key, jpeg).await {
+                        self.media.update(|m| m.poster = true);
+                    }
+                }
+            }
+            Output::Encoded(e) => self.encoded(pipeline, e).await,
+        }
+    }
+
+    async fn encoded(&mut self, pipeline: &Pipeline, e: Encoded) {
+        let Some(track) = self.tracks.get_mut(e.track) else {
+            return;
+        };
+        if let Some(caps) = &e.caps
+            && track.segmenter.is_none()
+        {
+            let (kind, timescale) = match caps.clone() {
+                TrackCaps::Video {
+                    width,
+                    height,
+                    codec_data,
+                } => (
+                    TrackKind::Video {
+                        width,
+                        height,
+                        avcc: codec_data,
+                    },
+                    90_000,
+                ),
+                TrackCaps::Audio {
+                    rate,
+                    channels,
+                    codec_data,
+                } => (
+                    TrackKind::Audio {
+                        sample_rate: rate,
+                        channels,
+                        asc: codec_data,
+                    },
+                    rate,
+                ),
+            };
+            let t = Track { timescale, kind };
+            let key = format!("{}{}/{}", self.prefix, track.name, self.init);
+            let init_ok = self.hls.put(&key, t.init_segment()).await;
+            let codecs = t.codecs();
+            let name = track.name.clone();
+            self.media.update(|m| {
+                if name == AUDIO {
+                    m.audio_codecs = Some(codecs);
+                } else if let Some(v) = m.variants.iter_mut().find(|v| v.rendition.name == name) {
+                    v.codecs = Some(codecs);
+                }
+            });
+            if init_ok {
+                track.segmenter = Some(Segmenter::new(
+                    t,
+                    self.hls.config.segment,
+                    self.hls.config.part,
+                    self.first_msn,
+                ));
+            }
+        }
+        let Some(segmenter) = track.segmenter.as_mut() else {
+            return;
+        };
+        let timescale = u64::from(segmenter.track().timescale);
+        let ticks = |ns: u64| (u128::from(ns) * u128::from(timescale) / 1_000_000_000) as u64;
+        let duration = e
+            .duration_ns
+            .map(|d| ticks(d) as u32)
+            .filter(|d| *d > 0)
+            .unwrap_or(track.nominal_ticks);
+        // Time zero is the run's first decoded frame; anything before it is dropped.
+        let Some(origin) = pipeline.origin_ns(e.pts_ns) else {
+            return;
+        };
+        let Some(since) = e.dts_ns.min(e.pts_ns).checked_sub(origin) else {
+            return;
+        };
+        let dts_ns = since + self.offset_ns;
+        track.arrivals.push_back(e.pts_ns);
+        let cuts = segmenter.push(Sample {
+            dts: ticks(dts_ns),
+            duration,
+            keyframe: e.keyframe,
+            data: e.data,
+        });
+        self.end_ns = self
+            .end_ns
+            .max(dts_ns + u64::from(duration) * 1_000_000_000 / timescale);
+        self.apply(Some(pipeline), e.track, cuts).await;
+    }
+
+    /// Stores what the segmenter cut, then lists it (a listed part is always fetchable).
+    async fn apply(&mut self, pipeline: Option<&Pipeline>, index: usize, cuts: Vec<Cut>) {
+        for cut in cuts {
+            let prefix = self.prefix.clone();
+            let track = &mut self.tracks[index];
+            match cut {
+                Cut::Part {
+                    msn,
+                    index: part,
+                    duration,
+                    independent,
+                    samples,
+                    bytes,
+                } => {
+                    let key = format!("{prefix}{}/{}", track.name, part_name(msn, part));
+                    track.parts.push(bytes.clone());
+                    if !self.hls.put(&key, bytes).await {
+                        continue;
+                    }
+                    let name = track.name.clone();
+                    self.media.update(|m| {
+                        if let Some(p) = m.playlists.get_mut(&name) {
+                            p.add_part(
+                                msn,
+                                PartEntry {
+                                    duration,
+                                    independent,
+                                },
+                            );
+                        }
+                    });
+                    self.hls.metrics.parts.inc();
+                    if let Some(now) = pipeline.and_then(Pipeline::running_time_ns) {
+                        for _ in 0..samples {
+                            if let Some(arrived) = track.arrivals.pop_front() {
+                                self.hls
+                                    .metrics
+                                    .part_latency
+                                    .observe(now.saturating_sub(arrived) as f64 / 1e9);
+                            }
+                        }
+                    }
+                }
+                Cut::Segment { msn, duration } => {
+                    let mut whole = BytesMut::new();
+                    for p in track.parts.drain(..) {
+                        whole.extend_from_slice(&p);
+                    }
+                    let key = format!("{prefix}{}/{}", track.name, segment_name(msn));
+                    if !self.hls.put(&key, whole.freeze()).await {
+                        continue;
+                    }
+                    let name = track.name.clone();
+                    self.media.update(|m| {
+                        if let Some(p) = m.playlists.get_mut(&name) {
+                            p.finish_segment(msn, duration);
+                        }
+                    });
+                    self.hls.metrics.segments.inc();
+                    if index == 0 {
+                        let end_ns = self.end_ns;
+                        self.media
+                            .update(|m| m.timeline_ns = m.timeline_ns.max(end_ns));
+                        self.segments += 1;
+                        if self.segments % MANIFEST_EVERY == 0 {
+                            save_manifest(self.hls, self.media, &self.prefix).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the open segments and saves the manifest (the pipeline is stopped by then).
+    pub async fn finish(mut self) {
+        for i in 0..self.tracks.len() {
+            let cuts = self.tracks[i]
+                .segmenter
+                .as_mut()
+                .map(Segmenter::flush)
+                .unwrap_or_default();
+            self.apply(None, i, cuts).await;
+        }
+        let end_ns = self.end_ns;
+        self.media.update(|m| {
+            m.timeline_ns = m.timeline_ns.max(end_ns);
+            m.playlists.values_mut().for_each(MediaPlaylist::pause);
+        });
+        save_manifest(self.hls, self.media, &self.prefix).await;
+    }
+}
+
+/// Saves the recording's manifest under `prefix`.
+pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) {
+    let json = media.read(|m| serde_json::to_vec(m));
+    match json {
+        Ok(json) => {
+            hls.put(&format!("{prefix}{MANIFEST}"), Bytes::from(json))
+                .await;
+        }
+        Err(e) => tracing::error!(error = %e, "serialising the HLS manifest"),
+    }
+}
