@@ -28,7 +28,7 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 3] = [
+const SPECS: [(&str, Spec); 5] = [
     (
         "whep",
         Spec {
@@ -74,6 +74,32 @@ const SPECS: [(&str, Spec); 3] = [
             ],
         },
     ),
+    (
+        "transcode",
+        Spec {
+            title: "HLS ladder: the same input, the same renditions, preset and bitrates",
+            x: "ladders",
+            metrics: [
+                m("input frames per second (all ladders)", "frames_per_s"),
+                m("slowest ladder's speed (x real time)", "speed"),
+                m("CPU s/s", "cpu_per_s"),
+                m("wall seconds", "wall_s"),
+            ],
+        },
+    ),
+    (
+        "hls",
+        Spec {
+            title: "LL-HLS viewers: blocking playlist reloads and part fetches",
+            x: "viewers",
+            metrics: [
+                m("requests per second", "requests_per_s"),
+                m("part fetch p99 (ms)", "fetch_p99_ms"),
+                m("server CPU s/s", "server_cpu_per_s"),
+                m("server resident memory (MB)", "server_rss_mb"),
+            ],
+        },
+    ),
 ];
 
 fn field(row: &Value, name: &str) -> Option<f64> {
@@ -115,7 +141,10 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
-        bail!("unknown report kind {} (whep, chat, checkout)", args.kind);
+        bail!(
+            "unknown report kind {} (whep, chat, checkout, transcode, hls)",
+            args.kind
+        );
     };
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;

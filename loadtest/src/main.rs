@@ -8,6 +8,8 @@
 //! `chat`: N websocket members in one room, M messages per second in; deliveries per second,
 //! end-to-end latency, server CPU and memory (Vitrine or the Nchan peer).
 //!
+//! `hls`: N LL-HLS viewers of a live stream; requests per second, part fetch time, server CPU.
+//!
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
 //! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
 
@@ -15,6 +17,7 @@ mod chart;
 mod chat;
 mod checkout;
 mod client;
+mod hls;
 mod report;
 mod stats;
 
@@ -39,6 +42,8 @@ enum Command {
     Checkout(checkout::CheckoutArgs),
     /// The database's own ceiling for the order path's conditional UPDATE.
     DbCeiling(checkout::CeilingArgs),
+    /// N LL-HLS viewers of one live stream (blocking reloads and parts).
+    Hls(hls::HlsArgs),
     /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
@@ -73,7 +78,7 @@ pub struct WhepArgs {
 
 #[derive(clap::Args)]
 pub struct ChartArgs {
-    /// Which report: whep, chat or checkout.
+    /// Which report: whep, chat, checkout, transcode or hls.
     #[arg(long, default_value = "whep")]
     pub kind: String,
     /// JSON-lines file written by a generator.
@@ -94,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,
         Command::DbCeiling(args) => checkout::ceiling(args).await,
+        Command::Hls(args) => hls::run(args).await,
         Command::Chart(args) => chart::run(&args),
     }
 }

@@ -36,6 +36,9 @@ use tracing::Instrument;
 use vitrine_core::StreamId;
 use vitrine_sfu::router::Router;
 
+/// Streams' media kept in memory; beyond it, replays are dropped and reloaded on demand.
+const MAX_CACHED_MEDIA: usize = 1024;
+
 /// A running transcoding session of one stream.
 struct SessionEntry {
     /// Asks the session's pipeline to fail and restart.
@@ -56,7 +59,7 @@ pub struct HlsStatus {
 /// The HLS role of one process.
 pub struct Hls {
     pub config: HlsConfig,
-    store: Arc<dyn MediaStore>,
+    pub(crate) store: Arc<dyn MediaStore>,
     pub metrics: Arc<HlsMetrics>,
     shutdown: CancellationToken,
     media: Mutex<HashMap<StreamId, Arc<StreamMedia>>>,
@@ -143,17 +146,40 @@ impl Hls {
             .get(&format!("{stream}/{MANIFEST}"))
             .await
             .ok()??;
-        let manifest: Manifest = match serde_json::from_slice(&raw) {
+        let mut manifest: Manifest = match serde_json::from_slice(&raw) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(%stream, error = %e, "unreadable HLS manifest");
                 return None;
             }
         };
-        let mut all = self.media.lock().expect("media lock");
-        Some(Arc::clone(all.entry(stream.clone()).or_insert_with(|| {
-            Arc::new(StreamMedia::new(stream.clone(), manifest))
-        })))
+        // Not in memory yet not final: the process that recorded it stopped (a restart or a
+        // crash) while the stream was live. Nothing else would finalise it; a publisher who
+        // comes back reopens it.
+        let orphan = !manifest.ended;
+        if orphan {
+            manifest
+                .playlists
+                .values_mut()
+                .for_each(playlist::MediaPlaylist::end);
+            manifest.ended = true;
+        }
+        let media = {
+            let mut all = self.media.lock().expect("media lock");
+            if all.len() >= MAX_CACHED_MEDIA {
+                // Replays are reloaded from the store when asked for again.
+                all.retain(|_, m| !m.read(|m| m.ended));
+            }
+            Arc::clone(
+                all.entry(stream.clone())
+                    .or_insert_with(|| Arc::new(StreamMedia::new(stream.clone(), manifest))),
+            )
+        };
+        if orphan {
+            tracing::info!(%stream, "recording left open by an earlier process finalised");
+            packager::save_manifest(self, &media, &format!("{stream}/")).await;
+        }
+        Some(media)
     }
 
     async fn media_or_new(&self, stream: &StreamId) -> Option<Arc<StreamMedia>> {
@@ -229,5 +255,50 @@ impl Hls {
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         self.store.get(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playlist::{MediaPlaylist, PartEntry};
+
+    /// A recording whose process stopped while it was live is final the next time it is read.
+    #[tokio::test]
+    async fn an_orphaned_recording_is_finalised_when_read() {
+        let dir = std::env::temp_dir().join(format!("vitrine-orphan-{}", std::process::id()));
+        let store = Arc::new(LocalDisk::new(&dir));
+        let mut playlist = MediaPlaylist::new(2.0, 0.5, 6);
+        playlist.begin_run("init1.mp4".into());
+        playlist.add_part(
+            0,
+            PartEntry {
+                duration: 2.0,
+                independent: true,
+            },
+        );
+        playlist.finish_segment(0, 2.0);
+        let mut manifest = Manifest {
+            runs: 1,
+            ..Manifest::default()
+        };
+        manifest.playlists.insert("audio".into(), playlist);
+        let raw = serde_json::to_vec(&manifest).unwrap();
+        store
+            .put("st1/manifest.json", Bytes::from(raw))
+            .await
+            .unwrap();
+
+        let hls = Hls::new(HlsConfig::default(), store.clone(), Arc::default()).unwrap();
+        let stream = StreamId::parse("st1").unwrap();
+        let media = hls.media(&stream).await.unwrap();
+        assert!(media.read(|m| m.ended));
+        assert!(media.read(|m| m.playlists["audio"].render().ends_with("#EXT-X-ENDLIST\n")));
+        let saved = store.get("st1/manifest.json").await.unwrap().unwrap();
+        let saved: Manifest = serde_json::from_slice(&saved).unwrap();
+        assert!(saved.ended, "the final state is saved");
+        assert_eq!(hls.status(&stream).await.map(|s| s.replay), Some(true));
+        assert!(hls.media(&StreamId::parse("st2").unwrap()).await.is_none());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -15,6 +15,10 @@ use std::collections::VecDeque;
 
 /// The manifest is saved every this many segments (and whenever a run ends).
 const MANIFEST_EVERY: u64 = 3;
+/// Parts of a segment this many segments old are deleted: playlists list parts of the last two
+/// segments only, so a player's copy that still names them is several seconds stale. The
+/// segment itself (their concatenation) stays for the recording.
+const PART_RETENTION: u64 = 4;
 
 /// Per-output packaging state of a run.
 struct TrackOut {
@@ -266,11 +270,24 @@ impl<'a> Packager<'a> {
                         continue;
                     }
                     let name = track.name.clone();
-                    self.media.update(|m| {
-                        if let Some(p) = m.playlists.get_mut(&name) {
-                            p.finish_segment(msn, duration);
-                        }
+                    let stale = self.media.update(|m| {
+                        let p = m.playlists.get_mut(&name)?;
+                        p.finish_segment(msn, duration);
+                        let old = msn.checked_sub(PART_RETENTION)?;
+                        p.segments
+                            .iter()
+                            .rev()
+                            .find(|s| s.msn == old)
+                            .map(|s| (old, s.parts.len()))
                     });
+                    if let Some((old, parts)) = stale {
+                        for i in 0..parts as u32 {
+                            let key = format!("{prefix}{name}/{}", part_name(old, i));
+                            if let Err(e) = self.hls.store.delete(&key).await {
+                                tracing::warn!(%key, error = %e, "deleting an old part");
+                            }
+                        }
+                    }
                     self.hls.metrics.segments.inc();
                     if index == 0 {
                         let end_ns = self.end_ns;

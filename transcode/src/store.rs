@@ -21,6 +21,8 @@ pub enum StoreError {
 pub trait MediaStore: Send + Sync + 'static {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// Removes one object; a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Removes every object under `prefix/` (a deleted stream's media).
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError>;
 }
@@ -84,6 +86,14 @@ impl MediaStore for LocalDisk {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        match tokio::fs::remove_file(self.root.join(key)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         check_key(prefix)?;
         match tokio::fs::remove_dir_all(self.root.join(prefix)).await {
@@ -126,6 +136,13 @@ mod tests {
             .unwrap();
         assert_eq!(store.get("s1/720p/s0.m4s").await.unwrap().unwrap(), "abc");
         assert!(store.get("s1/720p/s9.m4s").await.unwrap().is_none());
+        store
+            .put("s1/720p/p0.0.m4s", Bytes::from_static(b"p"))
+            .await
+            .unwrap();
+        store.delete("s1/720p/p0.0.m4s").await.unwrap();
+        store.delete("s1/720p/p0.0.m4s").await.unwrap();
+        assert!(store.get("s1/720p/p0.0.m4s").await.unwrap().is_none());
         store.delete_prefix("s1").await.unwrap();
         assert!(store.get("s1/720p/s0.m4s").await.unwrap().is_none());
         store.delete_prefix("s1").await.unwrap();

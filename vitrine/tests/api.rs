@@ -152,6 +152,11 @@ async fn openapi_documents_every_route() {
         ("/api/v1/orders/{id}/refund", "post"),
         ("/ws/streams/{stream}/chat", "get"),
         ("/api/v1/streams/{id}/moderators", "post"),
+        ("/api/v1/streams/{id}", "delete"),
+        ("/hls/{stream}/master.m3u8", "get"),
+        ("/hls/{stream}/{rendition}/index.m3u8", "get"),
+        ("/hls/{stream}/{rendition}/{file}", "get"),
+        ("/hls/{stream}/poster.jpg", "get"),
     ];
     for (path, method) in routes {
         assert!(
