@@ -166,6 +166,6 @@ async fn openapi_documents_every_route() {
     }
     // And the documented paths are exactly those (no stale entries).
     let documented = doc["paths"].as_object().unwrap().len();
-    assert_eq!(documented, 21, "the routes above plus this document");
+    assert_eq!(documented, 25, "the routes above plus this document");
     server.stop().await;
 }
