@@ -55,6 +55,9 @@ pub struct HlsConfig {
     /// How long a stream whose publisher left waits for it to come back (continuing the same
     /// playlists after an `EXT-X-DISCONTINUITY`) before the recording becomes a replay.
     pub finalize_after: Duration,
+    /// Where media goes: `None` for the local disk under the data dir, or an S3-compatible
+    /// bucket `s3://bucket[/prefix]` (see [`crate::object_media::ObjectMedia::s3`]).
+    pub storage: Option<String>,
 }
 
 impl Default for HlsConfig {
@@ -90,6 +93,7 @@ impl Default for HlsConfig {
             x264_preset: "veryfast".into(),
             audio_bitrate_kbps: 128,
             finalize_after: Duration::from_secs(30),
+            storage: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub enum ConfigError {
     BadTiming,
     #[error("hls: window_segments must be 3 to 100")]
     BadWindow,
+    #[error("hls: storage must be s3://bucket[/prefix]")]
+    BadStorage,
 }
 
 impl HlsConfig {
@@ -136,6 +142,13 @@ impl HlsConfig {
         }
         if !(3..=100).contains(&self.window_segments) {
             return Err(ConfigError::BadWindow);
+        }
+        if let Some(url) = &self.storage
+            && !url
+                .strip_prefix("s3://")
+                .is_some_and(|rest| !rest.starts_with('/') && !rest.is_empty())
+        {
+            return Err(ConfigError::BadStorage);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod fmp4;
 pub mod ladder;
 pub mod media;
 pub mod metrics;
+pub mod object_media;
 pub mod offline;
 mod packager;
 pub mod pipeline;

@@ -13,6 +13,8 @@ pub enum StoreError {
     BadKey(String),
     #[error("media store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("object storage: {0}")]
+    Object(String),
 }
 
 /// Object storage for media: whole objects, written once (a key is never rewritten with other

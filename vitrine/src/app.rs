@@ -29,7 +29,8 @@ use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
 use vitrine_transcode::metrics::HlsMetrics;
-use vitrine_transcode::{Hls, LocalDisk};
+use vitrine_transcode::object_media::ObjectMedia;
+use vitrine_transcode::{Hls, LocalDisk, MediaStore};
 
 /// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
 const MAX_BODY_BYTES: usize = 128 * 1024;
@@ -173,7 +174,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let hls = if config.hls.enabled {
         let hls_metrics = Arc::new(HlsMetrics::default());
         hls_metrics.register(&mut registry);
-        let media = Arc::new(LocalDisk::new(config.data_dir.join("hls")));
+        let media: Arc<dyn MediaStore> = match &config.hls.storage {
+            Some(url) => Arc::new(ObjectMedia::s3(url).context("opening the HLS bucket")?),
+            None => Arc::new(LocalDisk::new(config.data_dir.join("hls"))),
+        };
         let hls = Hls::new(config.hls.clone(), media, hls_metrics)
             .context("starting HLS (turn it off with --no-hls)")?;
         hls.spawn(sfu.went_live.subscribe());

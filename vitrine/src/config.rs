@@ -92,6 +92,7 @@ struct FileHls {
     audio_bitrate_kbps: Option<u32>,
     finalize_after_secs: Option<u64>,
     renditions: Option<Vec<RenditionSpec>>,
+    storage: Option<String>,
 }
 
 impl FileHls {
@@ -135,6 +136,7 @@ impl FileHls {
             finalize_after: self
                 .finalize_after_secs
                 .map_or(d.finalize_after, Duration::from_secs),
+            storage: self.storage,
         };
         config.validate()?;
         Ok(config)
@@ -371,11 +373,14 @@ mod tests {
             }]
         );
         assert_eq!(c.hls.encoder, EncoderChoice::X264);
+        let c = resolve("[hls]\nstorage = \"s3://media/live\"\n").unwrap();
+        assert_eq!(c.hls.storage.as_deref(), Some("s3://media/live"));
         for bad in [
             "[hls]\nsegment_seconds = 2\npart_seconds = 0.3\n",
             "[hls]\nx264_preset = \"warp\"\n",
             "[hls]\nrenditions = []\n",
             "[hls]\nencoder = \"quantum\"\n",
+            "[hls]\nstorage = \"ftp://media\"\n",
         ] {
             assert!(resolve(bad).is_err(), "{bad}");
         }

@@ -39,6 +39,7 @@ fn hls_config() -> HlsConfig {
         x264_preset: "ultrafast".into(),
         audio_bitrate_kbps: 96,
         finalize_after: Duration::from_secs(3),
+        storage: None,
     }
 }
 
