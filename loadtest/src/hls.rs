@@ -155,6 +155,10 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
         let tally = Arc::new(Tally::default());
         let cpu = CpuWindow::start(&args.server_pid);
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        if n == 0 {
+            // The baseline: the server transcoding with nobody watching.
+            tokio::time::sleep_until(deadline.into()).await;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for v in 0..n {
             let playlist = playlists[v % playlists.len()].clone();

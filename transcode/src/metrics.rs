@@ -1,10 +1,18 @@
 //! Prometheus metrics of the HLS role: encoder runs, their failures, what was packaged, and how
 //! long a frame takes from the SFU to a listed LL-HLS part.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Which kind of track a latency sample is from.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackLabels {
+    pub track: &'static str,
+}
 
 #[derive(Debug, Clone)]
 pub struct HlsMetrics {
@@ -15,8 +23,8 @@ pub struct HlsMetrics {
     pub parts: Counter,
     pub segments: Counter,
     /// Seconds from an RTP packet reaching the pipeline to the part holding its frame being
-    /// listed, per encoded access unit.
-    pub part_latency: Histogram,
+    /// listed, per encoded access unit, by track (`video` or `audio`).
+    pub part_latency: Family<TrackLabels, Histogram>,
     /// Blocking playlist reloads answered with 503 because nothing came in time.
     pub reload_timeouts: Counter,
     /// Recordings finalised as replays.
@@ -30,7 +38,9 @@ impl Default for HlsMetrics {
             pipeline_restarts: Counter::default(),
             parts: Counter::default(),
             segments: Counter::default(),
-            part_latency: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]),
+            part_latency: Family::new_with_constructor(|| {
+                Histogram::new([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0])
+            }),
             reload_timeouts: Counter::default(),
             replays: Counter::default(),
         }

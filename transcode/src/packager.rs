@@ -7,6 +7,7 @@ use crate::Hls;
 use crate::fmp4::{Sample, Track, TrackKind};
 use crate::ladder::Rendition;
 use crate::media::{AUDIO, MANIFEST, POSTER, StreamMedia};
+use crate::metrics::TrackLabels;
 use crate::pipeline::{Encoded, Output, Pipeline, TrackCaps};
 use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
 use crate::segmenter::{Cut, Segmenter};
@@ -249,14 +250,15 @@ impl<'a> Packager<'a> {
                         }
                     });
                     self.hls.metrics.parts.inc();
-                    if let Some(now) = pipeline.and_then(Pipeline::running_time_ns) {
-                        for _ in 0..samples {
-                            if let Some(arrived) = track.arrivals.pop_front() {
-                                self.hls
-                                    .metrics
-                                    .part_latency
-                                    .observe(now.saturating_sub(arrived) as f64 / 1e9);
-                            }
+                    let kind = TrackLabels {
+                        track: if track.name == AUDIO { "audio" } else { "video" },
+                    };
+                    let latency = self.hls.metrics.part_latency.get_or_create(&kind);
+                    let now = pipeline.and_then(Pipeline::running_time_ns);
+                    for _ in 0..samples {
+                        let arrived = track.arrivals.pop_front();
+                        if let (Some(now), Some(arrived)) = (now, arrived) {
+                            latency.observe(now.saturating_sub(arrived) as f64 / 1e9);
                         }
                     }
                 }

@@ -98,7 +98,13 @@ impl MediaPlaylist {
         });
         self.next_discontinuity = false;
         open.parts.push(part);
-        self.hint = Some((msn, open.parts.len() as u32));
+        // A full segment ends at the next keyframe, which is due with the next part.
+        let per_segment = (self.segment_target / self.part_target).round().max(1.0) as usize;
+        self.hint = Some(if open.parts.len() >= per_segment {
+            (msn + 1, 0)
+        } else {
+            (msn, open.parts.len() as u32)
+        });
     }
 
     pub fn finish_segment(&mut self, msn: u64, duration: f64) {
