@@ -162,8 +162,12 @@ fn encoder_description(plan: &PipelinePlan, r: &Rendition) -> String {
             "vaapih264enc bitrate={} keyframe-period={gop} max-bframes=0 rate-control=cbr",
             r.bitrate_kbps
         ),
+        // x264enc's own properties override its tune: the frame-type lookahead (40 frames by
+        // default, 1.3 s of latency) and mb-tree must be turned off explicitly for zero latency,
+        // as `-tune zerolatency` does in x264 itself.
         _ => format!(
             "x264enc bitrate={} speed-preset={} tune=zerolatency key-int-max={gop} bframes=0 \
+             rc-lookahead=0 sync-lookahead=0 mb-tree=false sliced-threads=true \
              option-string=\"scenecut=0\"",
             r.bitrate_kbps, plan.x264_preset
         ),
@@ -540,7 +544,7 @@ mod tests {
         for name in ["out0", "out1", "out2", "out3", "poster", "vsrc", "asrc"] {
             assert!(d.contains(&format!("name={name} ")), "{name}: {d}");
         }
-        assert!(d.contains("key-int-max=60"));
+        assert!(d.contains("key-int-max=60") && d.contains("rc-lookahead=0"));
         assert!(d.contains("width=854,height=480,framerate=30/1"));
         let audio_only = PipelinePlan {
             source: Source::Rtp {
