@@ -48,6 +48,7 @@ test('live HLS plays in hls.js, then the replay plays to the end', async () => {
   await watch.waitForFunction(() => /behind live/.test(document.getElementById('latency').textContent), null, { timeout: WAIT });
   const latency = await watch.evaluate(() => window.vitrineWatch.hls.latency);
   assert.ok(latency > 0 && latency < 10, `live latency ${latency} s`);
+  console.log(`# hls.js live latency: ${latency.toFixed(2)} s`);
   assert.deepEqual(await watch.evaluate(() => window.__fatal), []);
 
   // The seller stops: the recording becomes a replay, linked from the watch page.

@@ -130,7 +130,7 @@ pub async fn transcode_file(
     let started = Instant::now();
     let mut packager = Packager::begin(&hls, &media, String::new(), names.clone(), &renditions);
     let (tx, mut rx) = tokio::sync::mpsc::channel(crate::pipeline::OUTPUT_QUEUE);
-    let pipeline = Pipeline::build(&plan, tx, Arc::new(|| {}))?;
+    let pipeline = Pipeline::build(&plan, Instant::now(), tx, Arc::new(|| {}))?;
     let bus = pipeline
         .bus()
         .ok_or_else(|| OfflineError::Failed("pipeline without a bus".into()))?;

@@ -251,7 +251,11 @@ impl<'a> Packager<'a> {
                     });
                     self.hls.metrics.parts.inc();
                     let kind = TrackLabels {
-                        track: if track.name == AUDIO { "audio" } else { "video" },
+                        track: if track.name == AUDIO {
+                            "audio"
+                        } else {
+                            "video"
+                        },
                     };
                     let latency = self.hls.metrics.part_latency.get_or_create(&kind);
                     let now = pipeline.and_then(Pipeline::running_time_ns);

@@ -12,7 +12,7 @@ use gstreamer::prelude::*;
 use gstreamer_app::{AppSink, AppSinkCallbacks, AppSrc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vitrine_sfu::codec::{Codec, MediaKind};
 
@@ -235,7 +235,7 @@ fn video_head(source: &Source) -> String {
                 ),
             };
             format!(
-                "appsrc name=vsrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+                "appsrc name=vsrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
                  leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
                  encoding-name=(string){name},payload=(int){pt}\" \
                  ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} "
@@ -252,7 +252,7 @@ fn audio_head(source: &Source) -> String {
         Source::Rtp {
             audio: Some(pt), ..
         } => format!(
-            "appsrc name=asrc is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} \
+            "appsrc name=asrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
              leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
              encoding-name=(string)OPUS,payload=(int){pt}\" \
              ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay ! opusdec plc=true "
@@ -270,6 +270,7 @@ pub struct Pipeline {
     audio_src: Option<AppSrc>,
     has_video: bool,
     origin: Arc<AtomicU64>,
+    zero: Instant,
 }
 
 /// Origin not yet known.
@@ -278,8 +279,13 @@ const NO_ORIGIN: u64 = u64::MAX;
 impl Pipeline {
     /// Builds the run described by `plan`; encoded output goes to `out`. `keyframe_wanted` is
     /// called when the depayloader lost its picture and needs a keyframe from the publisher.
+    /// `zero` is the instant the run's running time starts from: RTP packets are stamped with
+    /// the running time at which they were received (packets buffered before the pipeline
+    /// existed keep their true arrival times, so the jitter buffer maps RTP time to running
+    /// time without the offset a burst of stale packets would cause).
     pub fn build(
         plan: &PipelinePlan,
+        zero: Instant,
         out: mpsc::Sender<Output>,
         keyframe_wanted: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Self, PipelineError> {
@@ -320,6 +326,14 @@ impl Pipeline {
         {
             poster.set_callbacks(poster_callbacks(out));
         }
+        if matches!(plan.source, Source::Rtp { .. }) {
+            let clock = gst::SystemClock::obtain();
+            let since_zero = gst::ClockTime::from_nseconds(zero.elapsed().as_nanos() as u64);
+            let now = clock.time();
+            pipeline.use_clock(Some(&clock));
+            pipeline.set_start_time(gst::ClockTime::NONE);
+            pipeline.set_base_time(now.saturating_sub(since_zero));
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| PipelineError::Start(e.to_string()))?;
@@ -329,6 +343,7 @@ impl Pipeline {
             audio_src,
             has_video: plan.source.has_video(),
             origin,
+            zero,
         })
     }
 
@@ -347,15 +362,23 @@ impl Pipeline {
         Some(self.origin.load(Ordering::Acquire)).filter(|o| *o != NO_ORIGIN)
     }
 
-    /// Feeds one RTP packet (wire format) of the given kind.
-    pub fn push(&self, kind: MediaKind, rtp: &[u8]) {
+    /// Feeds one RTP packet (wire format) of the given kind, received at `received`.
+    pub fn push(&self, kind: MediaKind, rtp: &[u8], received: Instant) {
         let src = match kind {
             MediaKind::Video => &self.video_src,
             MediaKind::Audio => &self.audio_src,
         };
         if let Some(src) = src {
+            let arrival = gst::ClockTime::from_nseconds(
+                received.saturating_duration_since(self.zero).as_nanos() as u64,
+            );
+            let mut buffer = gst::Buffer::from_slice(rtp.to_vec());
+            if let Some(b) = buffer.get_mut() {
+                b.set_pts(arrival);
+                b.set_dts(arrival);
+            }
             // Err only while shutting down; the run ends through the bus then.
-            let _ = src.push_buffer(gst::Buffer::from_slice(rtp.to_vec()));
+            let _ = src.push_buffer(buffer);
         }
     }
 
@@ -575,7 +598,7 @@ mod tests {
     fn the_description_parses_into_a_pipeline() {
         init().expect("GStreamer with the ladder's plugins");
         let (tx, _rx) = mpsc::channel(8);
-        let p = Pipeline::build(&plan(), tx, Arc::new(|| {})).expect("pipeline");
+        let p = Pipeline::build(&plan(), Instant::now(), tx, Arc::new(|| {})).expect("pipeline");
         assert!(p.bus().is_some());
     }
 }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rtc::shared::marshal::Marshal;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use vitrine_sfu::codec::{Codec, MediaKind};
 use vitrine_sfu::router::{Router, SourceInfo};
@@ -131,7 +131,9 @@ impl Run {
             .cloned();
         let audio = info.codecs.iter().find(|c| c.codec == Codec::Opus).cloned();
         let mut leg = router.join_tap();
-        let mut early: VecDeque<(MediaKind, Bytes)> = VecDeque::new();
+        // Time zero of the run's pipeline clock: packets keep their arrival times from here on.
+        let zero = Instant::now();
+        let mut early: VecDeque<(MediaKind, Bytes, Instant)> = VecDeque::new();
         // The ladder is planned from the picture size of the first keyframe.
         let mut size = None;
         if let Some(v) = &video {
@@ -148,7 +150,7 @@ impl Run {
                                 early.pop_front();
                             }
                             if let Ok(wire) = f.packet.marshal() {
-                                early.push_back((f.kind, wire.freeze()));
+                                early.push_back((f.kind, wire.freeze(), Instant::now()));
                             }
                         }
                     }
@@ -179,11 +181,15 @@ impl Run {
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(crate::pipeline::OUTPUT_QUEUE);
         let keyframes = Arc::clone(router);
-        let pipeline =
-            match Pipeline::build(&plan, tx, Arc::new(move || keyframes.request_keyframe())) {
-                Ok(p) => p,
-                Err(e) => return RunEnd::Failed(e.to_string()),
-            };
+        let pipeline = match Pipeline::build(
+            &plan,
+            zero,
+            tx,
+            Arc::new(move || keyframes.request_keyframe()),
+        ) {
+            Ok(p) => p,
+            Err(e) => return RunEnd::Failed(e.to_string()),
+        };
         let Some(bus) = pipeline.bus() else {
             return RunEnd::Failed("pipeline without a bus".into());
         };
@@ -199,8 +205,8 @@ impl Run {
         let mut packager =
             Packager::begin(hls, media, format!("{}/", media.stream), names, &renditions);
         hls.metrics.pipelines.inc();
-        for (kind, wire) in early {
-            pipeline.push(kind, &wire);
+        for (kind, wire, received) in early {
+            pipeline.push(kind, &wire, received);
         }
         let end = loop {
             tokio::select! {
@@ -226,7 +232,7 @@ impl Run {
                 packet = leg.recv() => match packet {
                     Some(f) => {
                         if let Ok(wire) = f.packet.marshal() {
-                            pipeline.push(f.kind, &wire);
+                            pipeline.push(f.kind, &wire, Instant::now());
                         }
                     }
                     None => break RunEnd::SourceChanged,

@@ -557,7 +557,12 @@ async fn publisher_changes_and_pipeline_failures_continue_the_playlists() {
     // Video only (a muted camera): variants without an audio group.
     let silent = server.stream(&token, "Silent").await;
     let silent_id = silent["id"].as_str().unwrap().to_owned();
-    let camera = MediaSource { video: Some("video/H264"), width: 640, height: 360, audio: false };
+    let camera = MediaSource {
+        video: Some("video/H264"),
+        width: 640,
+        height: 360,
+        audio: false,
+    };
     let _camera = MediaPublisher::start(
         &server.http,
         &server.base,
@@ -566,10 +571,18 @@ async fn publisher_changes_and_pipeline_failures_continue_the_playlists() {
         camera,
     )
     .await;
-    let master = server.get_text(&format!("/hls/{silent_id}/master.m3u8")).await;
+    let master = server
+        .get_text(&format!("/hls/{silent_id}/master.m3u8"))
+        .await;
     assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 2, "{master}");
-    assert!(!master.contains("AUDIO") && !master.contains("mp4a"), "{master}");
+    assert!(
+        !master.contains("AUDIO") && !master.contains("mp4a"),
+        "{master}"
+    );
     let video_only = server.url(&format!("/hls/{silent_id}/240p/index.m3u8"));
-    wait_playlist(&server, &video_only, "video segments", |p| extinf(p).len() >= 2).await;
+    wait_playlist(&server, &video_only, "video segments", |p| {
+        extinf(p).len() >= 2
+    })
+    .await;
     server.stop().await;
 }

@@ -49,11 +49,19 @@ function session(pc, location, token) {
 /** Publishes `stream` (a MediaStream) to a WHIP endpoint. */
 export async function publish(url, streamKey, stream) {
   const pc = new RTCPeerConnection();
-  for (const track of stream.getTracks()) {
-    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-  }
+  const senders = stream.getTracks().map((track) =>
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }).sender);
   try {
-    return session(pc, await negotiate(pc, url, streamKey), streamKey);
+    const location = await negotiate(pc, url, streamKey);
+    // Products are shown in detail: under a tight uplink, drop frames rather than pixels. This
+    // also keeps the browser from starting at a reduced size while its bandwidth estimate ramps
+    // up, which would cap the HLS ladder (planned from the first keyframe) below the camera.
+    for (const sender of senders.filter((s) => s.track?.kind === 'video')) {
+      const params = sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      await sender.setParameters(params).catch(() => {});
+    }
+    return session(pc, location, streamKey);
   } catch (e) {
     pc.close();
     throw e;
