@@ -172,8 +172,10 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let mut c = HlsConfig::default();
-        c.part = Duration::from_millis(300);
+        let c = HlsConfig {
+            part: Duration::from_millis(300),
+            ..HlsConfig::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::BadTiming));
         let mut c = HlsConfig::default();
         c.renditions.push(RenditionSpec {

@@ -20,7 +20,7 @@ pub struct Rendition {
 pub fn plan(width: u32, height: u32, specs: &[RenditionSpec]) -> Vec<Rendition> {
     let (width, height) = (width.max(2), height.max(2));
     let mut rungs: Vec<&RenditionSpec> = specs.iter().filter(|s| s.height <= height).collect();
-    rungs.sort_by(|a, b| b.height.cmp(&a.height));
+    rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
     let sized = |h: u32, spec: &RenditionSpec| Rendition {
         name: format!("{h}p"),
         width: even((u64::from(width) * u64::from(h)) as f64 / f64::from(height)),

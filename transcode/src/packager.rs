@@ -300,7 +300,7 @@ impl<'a> Packager<'a> {
                         self.media
                             .update(|m| m.timeline_ns = m.timeline_ns.max(end_ns));
                         self.segments += 1;
-                        if self.segments % MANIFEST_EVERY == 0 {
+                        if self.segments.is_multiple_of(MANIFEST_EVERY) {
                             save_manifest(self.hls, self.media, &self.prefix).await;
                         }
                     }
@@ -330,7 +330,7 @@ impl<'a> Packager<'a> {
 
 /// Saves the recording's manifest under `prefix`.
 pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) {
-    let json = media.read(|m| serde_json::to_vec(m));
+    let json = media.read(serde_json::to_vec);
     match json {
         Ok(json) => {
             hls.put(&format!("{prefix}{MANIFEST}"), Bytes::from(json))

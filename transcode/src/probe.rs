@@ -7,7 +7,7 @@ use vitrine_sfu::codec::{Codec, vp8_frame_start};
 /// Width and height announced by this RTP payload, when it carries them.
 pub fn picture_size(codec: Codec, payload: &[u8]) -> Option<(u32, u32)> {
     match codec {
-        Codec::H264 => h264_sps(payload).and_then(|sps| sps_size(&sps)),
+        Codec::H264 => h264_sps(payload).and_then(sps_size),
         Codec::Vp8 => vp8_size(payload),
         Codec::Opus => None,
     }
@@ -211,7 +211,7 @@ mod tests {
         }
         fn bytes(mut self) -> Vec<u8> {
             self.bits.push(1); // rbsp_stop_one_bit
-            while self.bits.len() % 8 != 0 {
+            while !self.bits.len().is_multiple_of(8) {
                 self.bits.push(0);
             }
             self.bits

@@ -106,7 +106,7 @@ async fn wait_live(hls: &Hls, source: &mut watch::Receiver<SourceInfo>) -> Optio
         };
         tokio::select! {
             changed = source.changed() => if changed.is_err() { return None },
-            _ = tokio::time::sleep_until(wake) => if live_since.is_none() { return None },
+            _ = tokio::time::sleep_until(wake) => { live_since?; }
             _ = hls.shutdown.cancelled() => return None,
         }
     }
