@@ -311,10 +311,11 @@ pub fn boxes(data: &[u8]) -> Vec<([u8; 4], usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn video() -> Track {
+    /// A 720p H.264 track (High profile, level 3.1); also used by the segmenter's tests.
+    pub(crate) fn video() -> Track {
         Track {
             timescale: 90_000,
             kind: TrackKind::Video {

@@ -156,17 +156,7 @@ impl Segmenter {
 mod tests {
     use super::*;
     use crate::fmp4::TrackKind;
-
-    fn video() -> Track {
-        Track {
-            timescale: 90_000,
-            kind: TrackKind::Video {
-                width: 640,
-                height: 360,
-                avcc: Bytes::from_static(&[1, 0x42, 0xc0, 0x1e]),
-            },
-        }
-    }
+    use crate::fmp4::tests::video;
 
     fn frame(n: u64, key: bool) -> Sample {
         Sample {

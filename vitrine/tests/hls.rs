@@ -82,16 +82,20 @@ async fn wait_playlist(
     ready: impl Fn(&str) -> bool,
 ) -> String {
     let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
-    let mut text = server
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut next = None;
     loop {
+        let r = match next {
+            Some(msn) => server.http.get(format!("{url}?_HLS_msn={msn}")),
+            None => server.http.get(url),
+        };
+        let r = r.send().await.unwrap();
+        // 503: nothing new within three target durations (the publisher is away): ask again
+        // without blocking.
+        if r.status() != 200 {
+            next = None;
+            continue;
+        }
+        let text = r.text().await.unwrap();
         if ready(&text) {
             return text;
         }
@@ -99,27 +103,27 @@ async fn wait_playlist(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}:\n{text}"
         );
-        let r = server
-            .http
-            .get(format!("{url}?_HLS_msn={}", next_msn(&text)))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            text = r.text().await.unwrap();
-        } else {
-            // 503: nothing new within three target durations (the publisher is away).
-            text = server
-                .http
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-        }
+        next = Some(next_msn(&text));
     }
+}
+
+/// Creates a stream and publishes `source` to it: the stream's JSON and its publisher.
+async fn go_live(
+    server: &TestServer,
+    token: &str,
+    title: &str,
+    source: MediaSource,
+) -> (serde_json::Value, MediaPublisher) {
+    let stream = server.stream(token, title).await;
+    let publisher = MediaPublisher::start(
+        &server.http,
+        &server.base,
+        stream["whip_url"].as_str().unwrap(),
+        stream["stream_key"].as_str().unwrap(),
+        source,
+    )
+    .await;
+    (stream, publisher)
 }
 
 async fn bytes(server: &TestServer, url: &str) -> Vec<u8> {
@@ -171,24 +175,11 @@ async fn first_packet(
 async fn live_ladder_ll_hls_then_replay() {
     let server = hls_server().await;
     let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Ladder").await;
+    let source = MediaSource::camera("video/H264", 640, 360);
+    let (stream, publisher) = go_live(&server, &token, "Ladder", source).await;
     let id = stream["id"].as_str().unwrap().to_owned();
     let master_url = stream["hls_url"].as_str().unwrap().to_owned();
     assert_eq!(master_url, server.url(&format!("/hls/{id}/master.m3u8")));
-    let source = MediaSource {
-        video: Some("video/H264"),
-        width: 640,
-        height: 360,
-        audio: true,
-    };
-    let publisher = MediaPublisher::start(
-        &server.http,
-        &server.base,
-        stream["whip_url"].as_str().unwrap(),
-        stream["stream_key"].as_str().unwrap(),
-        source,
-    )
-    .await;
 
     // The master playlist: the configured renditions no taller than the source, with audio.
     let r = server.http.get(&master_url).send().await.unwrap();
@@ -342,27 +333,15 @@ async fn live_ladder_ll_hls_then_replay() {
         "the preload-hinted part was served once it existed"
     );
     // Refused: far ahead of the live edge, malformed.
-    let far = server
-        .http
-        .get(format!("{top}?_HLS_msn={}", next_msn(&reload) + 50))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(far.status(), 400);
-    let bad = server
-        .http
-        .get(format!("{top}?_HLS_msn=x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    let bad = server
-        .http
-        .get(format!("{top}?_HLS_part=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    let far = format!("{top}?_HLS_msn={}", next_msn(&reload) + 50);
+    for url in [
+        far,
+        format!("{top}?_HLS_msn=x"),
+        format!("{top}?_HLS_part=1"),
+    ] {
+        let r = server.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+    }
     for path in [
         "/hls/nope/master.m3u8",
         &format!("{base}/1080p/index.m3u8"),
@@ -461,21 +440,13 @@ async fn publisher_changes_and_pipeline_failures_continue_the_playlists() {
         stream["stream_key"].as_str().unwrap(),
     );
     // A VP8 publisher first (a browser that prefers VP8), then H.264 after a drop.
-    let vp8 = MediaSource {
-        video: Some("video/VP8"),
-        width: 640,
-        height: 360,
-        audio: true,
-    };
+    let vp8 = MediaSource::camera("video/VP8", 640, 360);
     let first = MediaPublisher::start(&server.http, &server.base, whip, key, vp8).await;
     let top = server.url(&format!("/hls/{id}/360p/index.m3u8"));
     let audio = server.url(&format!("/hls/{id}/audio/index.m3u8"));
     wait_playlist(&server, &top, "two segments", |p| extinf(p).len() >= 2).await;
     first.abandon().await;
-    let h264 = MediaSource {
-        video: Some("video/H264"),
-        ..vp8
-    };
+    let h264 = MediaSource::camera("video/H264", 640, 360);
     let second = MediaPublisher::start(&server.http, &server.base, whip, key, h264).await;
     let after_drop = |p: &str| {
         p.split("#EXT-X-DISCONTINUITY\n")
@@ -522,22 +493,8 @@ async fn publisher_changes_and_pipeline_failures_continue_the_playlists() {
     second.abandon().await;
 
     // Audio only: one audio variant.
-    let radio = server.stream(&token, "Radio").await;
+    let (radio, _voice) = go_live(&server, &token, "Radio", MediaSource::microphone()).await;
     let radio_id = radio["id"].as_str().unwrap().to_owned();
-    let voice = MediaSource {
-        video: None,
-        width: 0,
-        height: 0,
-        audio: true,
-    };
-    let _voice = MediaPublisher::start(
-        &server.http,
-        &server.base,
-        radio["whip_url"].as_str().unwrap(),
-        radio["stream_key"].as_str().unwrap(),
-        voice,
-    )
-    .await;
     let master = server
         .get_text(&format!("/hls/{radio_id}/master.m3u8"))
         .await;
@@ -555,22 +512,9 @@ async fn publisher_changes_and_pipeline_failures_continue_the_playlists() {
     }
 
     // Video only (a muted camera): variants without an audio group.
-    let silent = server.stream(&token, "Silent").await;
+    let camera = MediaSource::camera("video/H264", 640, 360).muted();
+    let (silent, _camera) = go_live(&server, &token, "Silent", camera).await;
     let silent_id = silent["id"].as_str().unwrap().to_owned();
-    let camera = MediaSource {
-        video: Some("video/H264"),
-        width: 640,
-        height: 360,
-        audio: false,
-    };
-    let _camera = MediaPublisher::start(
-        &server.http,
-        &server.base,
-        silent["whip_url"].as_str().unwrap(),
-        silent["stream_key"].as_str().unwrap(),
-        camera,
-    )
-    .await;
     let master = server
         .get_text(&format!("/hls/{silent_id}/master.m3u8"))
         .await;

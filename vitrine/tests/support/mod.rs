@@ -216,6 +216,29 @@ fn track(kind: RtpCodecKind, mime: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> 
     )))
 }
 
+/// Negotiates a WHIP session that sends `tracks`; returns the peer connection and the
+/// session's `Location` path.
+async fn publish_tracks(
+    http: &reqwest::Client,
+    whip_url: &str,
+    key: &str,
+    tracks: &[Arc<TrackLocalStaticRTP>],
+) -> (Arc<dyn PeerConnection>, Option<String>) {
+    let (pc, mut events) = factory().build().await.unwrap();
+    for t in tracks {
+        pc.add_track(Arc::clone(t) as Arc<dyn TrackLocal>)
+            .await
+            .unwrap();
+    }
+    let offer = local_offer(&pc, &mut events).await;
+    let (status, location, answer) = post_offer(http, whip_url, Some(key), offer).await;
+    assert_eq!(status, 201, "whip answer: {answer}");
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    (pc, location)
+}
+
 /// A WHIP publisher sending synthetic VP8/H264 + Opus RTP.
 pub struct TestPublisher {
     pub pc: Arc<dyn PeerConnection>,
@@ -254,23 +277,17 @@ impl TestPublisher {
         video_mime: &str,
         keyframes: Keyframes,
     ) -> Self {
-        let (pc, mut events) = factory().build().await.unwrap();
         let video_ssrc = rand::random::<u32>();
         let audio_ssrc = rand::random::<u32>();
         let video = track(RtpCodecKind::Video, video_mime, video_ssrc);
         let audio = track(RtpCodecKind::Audio, "audio/opus", audio_ssrc);
-        pc.add_track(Arc::clone(&video) as Arc<dyn TrackLocal>)
-            .await
-            .unwrap();
-        pc.add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
-            .await
-            .unwrap();
-        let offer = local_offer(&pc, &mut events).await;
-        let (status, location, answer) = post_offer(http, whip_url, Some(key), offer).await;
-        assert_eq!(status, 201, "whip answer: {answer}");
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-            .await
-            .unwrap();
+        let (pc, location) = publish_tracks(
+            http,
+            whip_url,
+            key,
+            &[Arc::clone(&video), Arc::clone(&audio)],
+        )
+        .await;
         let stop = tokio_util::sync::CancellationToken::new();
         let h264 = video_mime.eq_ignore_ascii_case("video/H264");
         let video_pt = if h264 { 102 } else { 96 };
@@ -655,6 +672,36 @@ pub struct MediaSource {
     pub audio: bool,
 }
 
+impl MediaSource {
+    /// A camera and a microphone.
+    pub fn camera(video: &'static str, width: u32, height: u32) -> Self {
+        Self {
+            video: Some(video),
+            width,
+            height,
+            audio: true,
+        }
+    }
+
+    /// A microphone alone.
+    pub fn microphone() -> Self {
+        Self {
+            video: None,
+            width: 0,
+            height: 0,
+            audio: true,
+        }
+    }
+
+    /// The same picture, muted.
+    pub fn muted(self) -> Self {
+        Self {
+            audio: false,
+            ..self
+        }
+    }
+}
+
 impl MediaPublisher {
     pub async fn start(
         http: &reqwest::Client,
@@ -665,7 +712,6 @@ impl MediaPublisher {
     ) -> Self {
         use gstreamer::prelude::*;
         gstreamer::init().unwrap();
-        let (pc, mut events) = factory().build().await.unwrap();
         let video_ssrc = rand::random::<u32>();
         let audio_ssrc = rand::random::<u32>();
         let mut description = String::new();
@@ -693,22 +739,12 @@ impl MediaPublisher {
                  ! appsink name=a sync=false ";
             track(RtpCodecKind::Audio, "audio/opus", audio_ssrc)
         });
-        if let Some((t, _)) = &video {
-            pc.add_track(Arc::clone(t) as Arc<dyn TrackLocal>)
-                .await
-                .unwrap();
-        }
-        if let Some(t) = &audio {
-            pc.add_track(Arc::clone(t) as Arc<dyn TrackLocal>)
-                .await
-                .unwrap();
-        }
-        let offer = local_offer(&pc, &mut events).await;
-        let (status, location, answer) = post_offer(http, whip_url, Some(key), offer).await;
-        assert_eq!(status, 201, "whip answer: {answer}");
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-            .await
-            .unwrap();
+        let tracks: Vec<_> = video
+            .iter()
+            .map(|(t, _)| Arc::clone(t))
+            .chain(audio.clone())
+            .collect();
+        let (pc, location) = publish_tracks(http, whip_url, key, &tracks).await;
         let pipeline = gstreamer::parse::launch(&description)
             .unwrap()
             .downcast::<gstreamer::Pipeline>()
