@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: SellersCommand,
     },
+    /// Subtitles tools.
+    Subtitles {
+        #[command(subcommand)]
+        command: SubtitlesCommand,
+    },
     /// Transcode a media file through the HLS ladder into a folder of static HLS (fMP4 segments,
     /// VOD playlists, master playlist) that any web server or CDN can serve.
     Transcode {
@@ -37,6 +42,19 @@ enum Command {
         /// Print the summary as one JSON line (frames, seconds, renditions).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubtitlesCommand {
+    /// Convert a CTranslate2 Whisper model (a folder with model.bin and vocabulary.txt) into the
+    /// ggml file whisper.cpp loads.
+    ConvertModel {
+        /// Folder holding the CTranslate2 model.
+        model_dir: PathBuf,
+        /// The ggml file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -60,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match Cli::parse().command {
         Command::Serve(args) => serve(Config::resolve(args)?).await,
+        Command::Subtitles {
+            command: SubtitlesCommand::ConvertModel { model_dir, out },
+        } => convert_model(&model_dir, &out),
         Command::Transcode {
             input,
             out,
@@ -102,6 +123,38 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `vitrine subtitles convert-model`: CTranslate2 Whisper weights to a ggml file, written to a
+/// temporary name first so a failed conversion never leaves a half file under `out`.
+fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let model = std::fs::read(dir.join("model.bin"))
+        .with_context(|| format!("reading {}", dir.join("model.bin").display()))?;
+    let vocabulary = std::fs::read_to_string(dir.join("vocabulary.txt"))
+        .with_context(|| format!("reading {}", dir.join("vocabulary.txt").display()))?;
+    let tmp = out.with_extension("part");
+    let file = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    let converted = vitrine_subtitles::convert::convert(&model, &vocabulary, file);
+    let converted = match converted {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("converting {}", dir.display()));
+        }
+    };
+    std::fs::rename(&tmp, out)?;
+    let h = converted.hparams;
+    println!(
+        "{}: {} tensors, {} layers x {} state, {} tokens",
+        out.display(),
+        converted.tensors,
+        h.n_audio_layer,
+        h.n_audio_state,
+        h.n_vocab
+    );
+    Ok(())
 }
 
 /// `vitrine transcode`: the offline ladder with a progress bar.
