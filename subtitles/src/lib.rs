@@ -1,12 +1,17 @@
-//! Subtitles: Whisper models and, as the subtitles issue lands, the transcription workers,
-//! captions and WebVTT. So far: [`convert`], which turns the CTranslate2 Whisper weights that
-//! package registries ship into the ggml file whisper.cpp (and so whisper-rs) loads.
+//! Subtitles: Whisper models, transcription and caption files; the live workers, translation
+//! and HLS subtitle renditions arrive with the rest of the subtitles issue. So far:
+//! [`convert`] turns the CTranslate2 Whisper weights that package registries ship into the ggml
+//! file whisper.cpp loads; [`audio`] decodes any media to 16 kHz mono; [`transcriber`] runs
+//! whisper-rs; [`cue`] writes WebVTT and SRT.
 //!
 //! The sans-IO parts ([`ct2`] reader, [`ggml`] writer, [`mel`] filterbank, [`vocab`] byte
-//! decoder) are pure and tested without a model; [`convert`] maps one onto the other.
+//! decoder, [`cue`] formats) are pure and tested without a model.
 
+pub mod audio;
 pub mod convert;
 pub mod ct2;
+pub mod cue;
 pub mod ggml;
 pub mod mel;
+pub mod transcriber;
 pub mod vocab;

@@ -56,6 +56,28 @@ enum SubtitlesCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Transcribe any media file into WebVTT and SRT (INPUT.vtt, INPUT.srt; INPUT.en.vtt and
+    /// INPUT.en.srt with --translate en), with a progress bar.
+    Transcribe {
+        /// Any file with audio that GStreamer demuxes and decodes.
+        input: PathBuf,
+        /// A ggml Whisper model; default: DATA_DIR/models/ggml-tiny.en.bin, converted from the
+        /// CTranslate2 model the setup script fetched when missing.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Spoken language: a Whisper code (en, es, de, ...) or auto (multilingual models).
+        #[arg(long, default_value = "auto")]
+        language: String,
+        /// Also write translations; `en` is Whisper's own translation task (multilingual
+        /// models).
+        #[arg(long, value_delimiter = ',')]
+        translate: Vec<String>,
+        /// Folder for the subtitle files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, env = "VITRINE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +103,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Subtitles {
             command: SubtitlesCommand::ConvertModel { model_dir, out },
         } => convert_model(&model_dir, &out),
+        Command::Subtitles {
+            command:
+                SubtitlesCommand::Transcribe {
+                    input,
+                    model,
+                    language,
+                    translate,
+                    out,
+                    data_dir,
+                },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+            let model = match model {
+                Some(m) => m,
+                None => default_model(&data_dir)?,
+            };
+            transcribe(&input, &model, &language, &translate, &out)
+        }
         Command::Transcode {
             input,
             out,
@@ -154,6 +194,96 @@ fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<()> {
         h.n_audio_state,
         h.n_vocab
     );
+    Ok(())
+}
+
+/// The default model: tiny.en under the data dir, converted on first use from the CTranslate2
+/// model the setup script caches.
+fn default_model(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let model = data_dir.join("models/ggml-tiny.en.bin");
+    if model.exists() {
+        return Ok(model);
+    }
+    let cache = std::env::var_os("VITRINE_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vitrine/models"))
+        })
+        .map(|d| d.join("tiny.en-ct2"))
+        .filter(|d| d.join("model.bin").exists())
+        .context("no Whisper model: pass --model, or run scripts/setup.sh to fetch tiny.en")?;
+    std::fs::create_dir_all(model.parent().expect("a parent folder"))?;
+    eprintln!(
+        "converting {} once into {}",
+        cache.display(),
+        model.display()
+    );
+    convert_model(&cache, &model)?;
+    Ok(model)
+}
+
+/// `vitrine subtitles transcribe`: decode, transcribe (and translate), write WebVTT and SRT.
+fn transcribe(
+    input: &Path,
+    model: &Path,
+    language: &str,
+    translate: &[String],
+    out: &Path,
+) -> anyhow::Result<()> {
+    use vitrine_subtitles::transcriber::{Request, Transcriber};
+    if let Some(other) = translate.iter().find(|l| l.as_str() != "en") {
+        anyhow::bail!(
+            "no translator for {other:?} is configured: only Whisper's own translation into English (--translate en) is available so far"
+        );
+    }
+    let transcriber = Transcriber::open(model)?;
+    let bar = indicatif::ProgressBar::new(100);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{elapsed_precise}] {wide_bar} {percent}%",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_message("decoding");
+    let samples =
+        vitrine_subtitles::audio::decode(input, |p| bar.set_position((p * 100.0) as u64))?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as i32);
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "subtitles".into(), |s| s.to_string_lossy().into_owned());
+    std::fs::create_dir_all(out)?;
+    let mut jobs = vec![(false, String::new())];
+    jobs.extend(translate.iter().map(|l| (true, format!(".{l}"))));
+    let mut written = Vec::new();
+    for (translate_to_english, suffix) in jobs {
+        bar.set_message(if translate_to_english {
+            "translating"
+        } else {
+            "transcribing"
+        });
+        bar.set_position(0);
+        let request = Request {
+            language: (language != "auto").then(|| language.to_owned()),
+            translate_to_english,
+            threads,
+        };
+        let progress = bar.clone();
+        let cues = transcriber.transcribe(&samples, &request, move |p| {
+            progress.set_position(p.clamp(0, 100) as u64)
+        })?;
+        for (ext, text) in [
+            ("vtt", vitrine_subtitles::cue::to_webvtt(&cues)),
+            ("srt", vitrine_subtitles::cue::to_srt(&cues)),
+        ] {
+            let path = out.join(format!("{stem}{suffix}.{ext}"));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    bar.finish_and_clear();
+    for path in written {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

@@ -255,3 +255,136 @@ fn convert_model_rejects_what_is_not_a_model() {
     assert!(err.contains("not a CTranslate2 model"), "{err}");
     assert!(!out.exists() && !out.with_extension("part").exists());
 }
+
+/// Parses a WebVTT file: every cue's start and end, in order, and its text.
+fn vtt_cues(vtt: &str) -> Vec<(String, String, String)> {
+    assert!(vtt.starts_with("WEBVTT\n\n"), "{vtt}");
+    vtt["WEBVTT\n\n".len()..]
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let (timing, text) = block.split_once('\n').expect("timing then text");
+            let (start, end) = timing.split_once(" --> ").expect("a timing line");
+            assert!(
+                start.len() == 12 && end.len() == 12 && start <= end,
+                "{timing}"
+            );
+            (start.to_owned(), end.to_owned(), text.trim().to_owned())
+        })
+        .collect()
+}
+
+/// `vitrine subtitles transcribe` on a video with speech writes WebVTT and SRT; files without
+/// audio or without media fail clearly.
+#[test]
+fn transcribe_writes_webvtt_and_srt() {
+    let models = std::env::var_os("VITRINE_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/vitrine/models")
+        });
+    let speech = models.join("jfk.wav");
+    assert!(
+        speech.exists(),
+        "run scripts/setup.sh: no {}",
+        speech.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let talk = dir.path().join("talk.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-i",
+        ])
+        .arg(&speech)
+        .args([
+            "-t",
+            "11",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&talk)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let vitrine = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .args(["subtitles", "transcribe", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("subs");
+    let run = vitrine(&[talk.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cues = vtt_cues(&std::fs::read_to_string(out.join("talk.vtt")).unwrap());
+    assert!(!cues.is_empty());
+    assert!(
+        cues.windows(2).all(|w| w[0].1 <= w[1].0),
+        "cues in order: {cues:?}"
+    );
+    let text: String = cues
+        .iter()
+        .map(|c| c.2.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    assert!(
+        text.contains("ask not what your country can do for you"),
+        "{text}"
+    );
+    let srt = std::fs::read_to_string(out.join("talk.srt")).unwrap();
+    assert!(srt.starts_with("1\n00:00:"), "{srt}");
+    assert_eq!(srt.matches(" --> ").count(), cues.len());
+
+    // No audio, not media, English-only model asked to translate: clear errors.
+    let silent = dir.path().join("silent.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+        ])
+        .arg(&silent)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let run = vitrine(&[silent.as_os_str()]);
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("has no audio"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let junk = dir.path().join("junk.mp4");
+    std::fs::write(&junk, b"not media at all").unwrap();
+    let run = vitrine(&[junk.as_os_str()]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("cannot read"));
+    let run = vitrine(&[talk.as_os_str(), "--translate".as_ref(), "en".as_ref()]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("English-only"));
+    let run = vitrine(&[talk.as_os_str(), "--translate".as_ref(), "de".as_ref()]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no translator"));
+}

@@ -1,0 +1,113 @@
+//! Whisper inference through whisper-rs: one loaded model, a fresh state per job, run on the
+//! calling (blocking) thread. CPU by default; the binary's `cuda` feature builds whisper.cpp
+//! with CUDA.
+
+use crate::cue::Cue;
+use std::path::Path;
+use std::time::Duration;
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    #[error("cannot load the Whisper model {0}: {1}")]
+    Model(String, String),
+    #[error("language {0:?} is not a Whisper language code")]
+    Language(String),
+    #[error("this model is English-only: it cannot {0}")]
+    EnglishOnly(&'static str),
+    #[error("transcription failed: {0}")]
+    Failed(String),
+}
+
+/// What to ask of the model.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `None` detects the language (multilingual models only).
+    pub language: Option<String>,
+    /// Whisper's own task: translate the speech into English.
+    pub translate_to_english: bool,
+    pub threads: i32,
+}
+
+/// A loaded Whisper model.
+pub struct Transcriber {
+    ctx: WhisperContext,
+}
+
+impl Transcriber {
+    pub fn open(model: &Path) -> Result<Self, TranscribeError> {
+        let shown = model.display().to_string();
+        let path = model
+            .to_str()
+            .ok_or_else(|| TranscribeError::Model(shown.clone(), "path is not UTF-8".into()))?;
+        if !model.is_file() {
+            return Err(TranscribeError::Model(shown, "no such file".into()));
+        }
+        // whisper.cpp's own log lines go through `tracing` (RUST_LOG) instead of stderr.
+        whisper_rs::install_logging_hooks();
+        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .map_err(|e| TranscribeError::Model(shown, e.to_string()))?;
+        Ok(Self { ctx })
+    }
+
+    pub fn multilingual(&self) -> bool {
+        self.ctx.is_multilingual()
+    }
+
+    /// Transcribes 16 kHz mono `samples`; `progress` hears the percentage done.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        request: &Request,
+        progress: impl FnMut(i32) + 'static,
+    ) -> Result<Vec<Cue>, TranscribeError> {
+        let language = request.language.as_deref();
+        if let Some(code) = language
+            && whisper_rs::get_lang_id(code).is_none()
+        {
+            return Err(TranscribeError::Language(code.to_owned()));
+        }
+        if !self.multilingual() {
+            if request.translate_to_english {
+                return Err(TranscribeError::EnglishOnly("translate"));
+            }
+            if language.is_some_and(|l| l != "en") {
+                return Err(TranscribeError::EnglishOnly("transcribe other languages"));
+            }
+        }
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(request.threads.max(1));
+        params.set_language(Some(language.unwrap_or(if self.multilingual() {
+            "auto"
+        } else {
+            "en"
+        })));
+        params.set_translate(request.translate_to_english);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_print_special(false);
+        params.set_progress_callback_safe(progress);
+        let mut state = self
+            .ctx
+            .create_state()
+            .map_err(|e| TranscribeError::Failed(e.to_string()))?;
+        state
+            .full(params, samples)
+            .map_err(|e| TranscribeError::Failed(e.to_string()))?;
+        // Whisper's timestamps are centiseconds.
+        let at = |cs: i64| Duration::from_millis(cs.max(0) as u64 * 10);
+        Ok((0..state.full_n_segments())
+            .filter_map(|i| state.get_segment(i))
+            .filter_map(|s| {
+                let text = s.to_str_lossy().ok()?.trim().to_owned();
+                Some(Cue {
+                    start: at(s.start_timestamp()),
+                    end: at(s.end_timestamp()),
+                    text,
+                })
+            })
+            .filter(|c| !c.text.is_empty())
+            .collect())
+    }
+}
