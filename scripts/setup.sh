@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # GStreamer (the HLS ladder: x264, AAC, VP8/H.264/Opus decoders), ffmpeg (ffprobe in tests), and
-# cmake + clang for whisper.cpp (built by whisper-rs).
+# cmake + clang for whisper.cpp (built by whisper-rs), espeak-ng + sox for speech in tests.
 for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-  ffmpeg cmake clang libclang-dev; do
+  ffmpeg cmake clang libclang-dev espeak-ng sox; do
   have "$pkg" || need+=("$pkg")
 done
 # A machine may carry node/npm outside Debian's packages; use those when present.

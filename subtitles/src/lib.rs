@@ -5,7 +5,8 @@
 //! whisper-rs; [`cue`] writes WebVTT and SRT.
 //!
 //! The sans-IO parts ([`ct2`] reader, [`ggml`] writer, [`mel`] filterbank, [`vocab`] byte
-//! decoder, [`cue`] formats) are pure and tested without a model.
+//! decoder, [`cue`] formats, [`vad`] speech regions, [`wer`]) are pure and tested without a
+//! model.
 
 pub mod audio;
 pub mod convert;
@@ -14,4 +15,6 @@ pub mod cue;
 pub mod ggml;
 pub mod mel;
 pub mod transcriber;
+pub mod vad;
 pub mod vocab;
+pub mod wer;

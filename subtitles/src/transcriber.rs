@@ -54,6 +54,34 @@ impl Transcriber {
         self.ctx.is_multilingual()
     }
 
+    /// Transcribes only where someone speaks: each speech region the VAD finds is decoded on
+    /// its own, so no cue can fall in a pause (where Whisper would invent text). Cue times
+    /// are in the whole recording; `progress` hears the fraction of regions done.
+    pub fn transcribe_speech(
+        &self,
+        samples: &[f32],
+        request: &Request,
+        vad: &crate::vad::VadConfig,
+        mut progress: impl FnMut(f64),
+    ) -> Result<Vec<Cue>, TranscribeError> {
+        let regions = crate::vad::speech_regions(samples, crate::audio::SAMPLE_RATE, vad);
+        let rate = u64::from(crate::audio::SAMPLE_RATE);
+        let mut cues = Vec::new();
+        for (i, region) in regions.iter().enumerate() {
+            let offset = Duration::from_millis(region.start as u64 * 1000 / rate);
+            let end = Duration::from_millis(region.end as u64 * 1000 / rate);
+            for cue in self.transcribe(&samples[region.clone()], request, |_| {})? {
+                cues.push(Cue {
+                    start: (offset + cue.start).min(end),
+                    end: (offset + cue.end).min(end),
+                    text: cue.text,
+                });
+            }
+            progress((i + 1) as f64 / regions.len() as f64);
+        }
+        Ok(cues)
+    }
+
     /// Transcribes 16 kHz mono `samples`; `progress` hears the percentage done.
     pub fn transcribe(
         &self,

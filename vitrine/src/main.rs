@@ -267,9 +267,10 @@ fn transcribe(
             translate_to_english,
             threads,
         };
-        let progress = bar.clone();
-        let cues = transcriber.transcribe(&samples, &request, move |p| {
-            progress.set_position(p.clamp(0, 100) as u64)
+        // Only where the VAD hears speech: Whisper invents text in silence.
+        let vad = vitrine_subtitles::vad::VadConfig::default();
+        let cues = transcriber.transcribe_speech(&samples, &request, &vad, |f| {
+            bar.set_position((f * 100.0) as u64)
         })?;
         for (ext, text) in [
             ("vtt", vitrine_subtitles::cue::to_webvtt(&cues)),
