@@ -96,6 +96,34 @@ impl<'a, W: Write> Writer<'_, 'a, W> {
         self.copy(&format!("{from}/bias"), &format!("{to}.bias"))
     }
 
+    /// A block's self-attention: its layer norm, the fused q/k/v split, the output projection.
+    fn self_attention(&mut self, src: &str, dst: &str) -> Result<(), ConvertError> {
+        self.norm(
+            &format!("{src}/self_attention/layer_norm"),
+            &format!("{dst}.attn_ln"),
+        )?;
+        let (q, k, v) = (
+            format!("{dst}.attn.query"),
+            format!("{dst}.attn.key"),
+            format!("{dst}.attn.value"),
+        );
+        self.split(
+            &format!("{src}/self_attention/linear_0"),
+            &[(&q, true), (&k, false), (&v, true)],
+        )?;
+        self.linear(
+            &format!("{src}/self_attention/linear_1"),
+            &format!("{dst}.attn.out"),
+        )
+    }
+
+    /// A block's feed-forward network: layer norm and two linear layers.
+    fn ffn(&mut self, src: &str, dst: &str) -> Result<(), ConvertError> {
+        self.norm(&format!("{src}/ffn/layer_norm"), &format!("{dst}.mlp_ln"))?;
+        self.linear(&format!("{src}/ffn/linear_0"), &format!("{dst}.mlp.0"))?;
+        self.linear(&format!("{src}/ffn/linear_1"), &format!("{dst}.mlp.2"))
+    }
+
     /// Splits a fused projection into `names` (equal row blocks); `None` names drop a bias.
     fn split(&mut self, from: &str, names: &[(&str, bool)]) -> Result<(), ConvertError> {
         let parts = names.len();
@@ -208,26 +236,8 @@ pub fn convert(
     w.emit("encoder.positional_embedding", &shape, &pos, true)?;
     for i in 0..hparams.n_audio_layer {
         let (src, dst) = (format!("encoder/layer_{i}"), format!("encoder.blocks.{i}"));
-        w.norm(
-            &format!("{src}/self_attention/layer_norm"),
-            &format!("{dst}.attn_ln"),
-        )?;
-        let (q, k, v) = (
-            format!("{dst}.attn.query"),
-            format!("{dst}.attn.key"),
-            format!("{dst}.attn.value"),
-        );
-        w.split(
-            &format!("{src}/self_attention/linear_0"),
-            &[(&q, true), (&k, false), (&v, true)],
-        )?;
-        w.linear(
-            &format!("{src}/self_attention/linear_1"),
-            &format!("{dst}.attn.out"),
-        )?;
-        w.norm(&format!("{src}/ffn/layer_norm"), &format!("{dst}.mlp_ln"))?;
-        w.linear(&format!("{src}/ffn/linear_0"), &format!("{dst}.mlp.0"))?;
-        w.linear(&format!("{src}/ffn/linear_1"), &format!("{dst}.mlp.2"))?;
+        w.self_attention(&src, &dst)?;
+        w.ffn(&src, &dst)?;
     }
     w.norm("encoder/layer_norm", "encoder.ln_post")?;
 
@@ -240,23 +250,7 @@ pub fn convert(
     )?;
     for i in 0..hparams.n_text_layer {
         let (src, dst) = (format!("decoder/layer_{i}"), format!("decoder.blocks.{i}"));
-        w.norm(
-            &format!("{src}/self_attention/layer_norm"),
-            &format!("{dst}.attn_ln"),
-        )?;
-        let (q, k, v) = (
-            format!("{dst}.attn.query"),
-            format!("{dst}.attn.key"),
-            format!("{dst}.attn.value"),
-        );
-        w.split(
-            &format!("{src}/self_attention/linear_0"),
-            &[(&q, true), (&k, false), (&v, true)],
-        )?;
-        w.linear(
-            &format!("{src}/self_attention/linear_1"),
-            &format!("{dst}.attn.out"),
-        )?;
+        w.self_attention(&src, &dst)?;
         w.norm(
             &format!("{src}/attention/layer_norm"),
             &format!("{dst}.cross_attn_ln"),
@@ -277,9 +271,7 @@ pub fn convert(
             &format!("{src}/attention/linear_2"),
             &format!("{dst}.cross_attn.out"),
         )?;
-        w.norm(&format!("{src}/ffn/layer_norm"), &format!("{dst}.mlp_ln"))?;
-        w.linear(&format!("{src}/ffn/linear_0"), &format!("{dst}.mlp.0"))?;
-        w.linear(&format!("{src}/ffn/linear_1"), &format!("{dst}.mlp.2"))?;
+        w.ffn(&src, &dst)?;
     }
     w.norm("decoder/layer_norm", "decoder.ln")?;
     w.out.flush()?;

@@ -119,30 +119,10 @@ async fn serves_https_when_given_a_certificate_and_key() {
 fn transcode_writes_static_hls_and_rejects_non_media() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("talk.mp4");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-        ])
-        .args([
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "5",
-            "-c:v",
-            "libx264",
-        ])
-        .args(["-preset", "ultrafast", "-c:a", "aac", "-shortest"])
-        .arg(&input)
-        .status()
-        .expect("ffmpeg (Debian package) is installed");
-    assert!(made.success());
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 5 -c:v libx264 -preset ultrafast -c:a aac -shortest",
+        &input,
+    );
     let config = dir.path().join("v.toml");
     std::fs::write(
         &config,
@@ -292,32 +272,13 @@ fn transcribe_writes_webvtt_and_srt() {
     );
     let dir = tempfile::tempdir().unwrap();
     let talk = dir.path().join("talk.mp4");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-i",
-        ])
-        .arg(&speech)
-        .args([
-            "-t",
-            "11",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(&talk)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    ffmpeg(
+        &format!(
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -i {} -t 11 -c:v libx264 -preset ultrafast -c:a aac -shortest",
+            speech.display()
+        ),
+        &talk,
+    );
     let vitrine = |args: &[&std::ffi::OsStr]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
             .args(["subtitles", "transcribe", "--data-dir"])
@@ -355,23 +316,10 @@ fn transcribe_writes_webvtt_and_srt() {
 
     // No audio, not media, English-only model asked to translate: clear errors.
     let silent = dir.path().join("silent.mp4");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-        ])
-        .arg(&silent)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=160x120:rate=10 -t 1 -c:v libx264",
+        &silent,
+    );
     let run = vitrine(&[silent.as_os_str()]);
     assert!(
         String::from_utf8_lossy(&run.stderr).contains("has no audio"),
@@ -387,4 +335,17 @@ fn transcribe_writes_webvtt_and_srt() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("English-only"));
     let run = vitrine(&[talk.as_os_str(), "--translate".as_ref(), "de".as_ref()]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("no translator"));
+}
+
+/// Runs the ffmpeg command line (quiet); the test fails when it does.
+/// Makes `out` with the ffmpeg command line (`args` split on whitespace); the test fails when
+/// ffmpeg does.
+fn ffmpeg(args: &str, out: &std::path::Path) {
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args.split_whitespace())
+        .arg(out)
+        .status()
+        .expect("ffmpeg (Debian package) is installed");
+    assert!(made.success(), "ffmpeg {args} {}", out.display());
 }
