@@ -131,24 +131,36 @@ fn h264_is_keyframe(p: &[u8]) -> bool {
         return false;
     };
     match header & 0x1f {
-        NAL_IDR | NAL_SPS => true,
-        NAL_STAP_A => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let size = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
-                let nal = p[i + 2] & 0x1f;
-                if nal == NAL_IDR || nal == NAL_SPS {
-                    return true;
-                }
-                i += 2 + size;
-            }
-            false
-        }
         NAL_FU_A => p
             .get(1)
             .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == NAL_IDR),
-        _ => false,
+        _ => h264_nal_units(p).any(|(nal, _)| matches!(nal[0] & 0x1f, NAL_IDR | NAL_SPS)),
     }
+}
+
+/// The NAL units an RFC 6184 payload carries whole: the payload itself for a single NAL unit,
+/// each aggregated unit of a STAP-A (flagged `false` when the packet ends inside it, then cut
+/// at the end), nothing for a fragment. Every item is at least one byte.
+pub fn h264_nal_units(p: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
+    let stap = p.first().is_some_and(|h| h & 0x1f == NAL_STAP_A);
+    let single = p
+        .first()
+        .is_some_and(|h| !matches!(h & 0x1f, NAL_STAP_A | NAL_FU_A));
+    let mut i = 1;
+    let aggregated = std::iter::from_fn(move || {
+        if !stap || i + 2 >= p.len() {
+            return None;
+        }
+        let size = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
+        let start = i + 2;
+        let end = start.saturating_add(size);
+        i = end;
+        Some((&p[start..end.min(p.len())], end <= p.len()))
+    });
+    single
+        .then_some((p, true))
+        .into_iter()
+        .chain(aggregated.filter(|(nal, _)| !nal.is_empty()))
 }
 
 #[cfg(test)]
@@ -190,6 +202,8 @@ mod tests {
         // FU-A start of an IDR and a continuation.
         assert!(Codec::H264.is_keyframe(&[0x7c, 0x85, 0x00]));
         assert!(!Codec::H264.is_keyframe(&[0x7c, 0x05, 0x00]));
+        // Empty aggregation units are skipped, not read.
+        assert!(!Codec::H264.is_keyframe(&[24, 0, 0, 0, 0]));
         // Truncated STAP-A never reads out of bounds.
         assert!(!Codec::H264.is_keyframe(&[0x78, 0xff]));
     }

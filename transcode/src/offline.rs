@@ -5,7 +5,7 @@
 
 use crate::config::HlsConfig;
 use crate::ladder::{self, Rendition};
-use crate::media::{AUDIO, Manifest, StreamMedia, Variant};
+use crate::media::{Manifest, StreamMedia, Variant};
 use crate::metrics::HlsMetrics;
 use crate::packager::{Packager, save_manifest};
 use crate::pipeline::{Output, Pipeline, PipelineError, PipelinePlan, Source};
@@ -111,10 +111,6 @@ pub async fn transcode_file(
             ..Manifest::default()
         },
     );
-    let mut names: Vec<String> = renditions.iter().map(|r| r.name.clone()).collect();
-    if probe.audio {
-        names.push(AUDIO.to_owned());
-    }
     let plan = PipelinePlan {
         source: Source::File {
             path: input.to_owned(),
@@ -128,7 +124,7 @@ pub async fn transcode_file(
         audio_bitrate_kbps: config.audio_bitrate_kbps,
     };
     let started = Instant::now();
-    let mut packager = Packager::begin(&hls, &media, String::new(), names.clone(), &renditions);
+    let mut packager = Packager::begin(&hls, &media, String::new(), &plan);
     let (tx, mut rx) = tokio::sync::mpsc::channel(crate::pipeline::OUTPUT_QUEUE);
     let pipeline = Pipeline::build(&plan, Instant::now(), tx, Arc::new(|| {}))?;
     let bus = pipeline

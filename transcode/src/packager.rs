@@ -5,10 +5,9 @@
 
 use crate::Hls;
 use crate::fmp4::{Sample, Track, TrackKind};
-use crate::ladder::Rendition;
 use crate::media::{AUDIO, MANIFEST, POSTER, StreamMedia};
 use crate::metrics::TrackLabels;
-use crate::pipeline::{Encoded, Output, Pipeline, TrackCaps};
+use crate::pipeline::{Encoded, Output, Pipeline, PipelinePlan, TrackCaps};
 use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
 use crate::segmenter::{Cut, Segmenter};
 use bytes::{Bytes, BytesMut};
@@ -50,15 +49,15 @@ pub(crate) struct Packager<'a> {
 }
 
 impl<'a> Packager<'a> {
-    /// Starts a run: its playlists continue (after a discontinuity) where the last run ended.
-    /// `names` are the outputs in pipeline order (renditions, then audio).
+    /// Starts a run of `plan`: its playlists continue (after a discontinuity) where the last
+    /// run ended.
     pub fn begin(
         hls: &'a Hls,
         media: &'a StreamMedia,
         prefix: String,
-        names: Vec<String>,
-        renditions: &[Rendition],
+        plan: &PipelinePlan,
     ) -> Self {
+        let names = plan.outputs();
         let segment_ns = hls.config.segment.as_nanos() as u64;
         let (init, first_msn, offset_ns) = media.update(|m| {
             m.runs += 1;
@@ -95,7 +94,8 @@ impl<'a> Packager<'a> {
                 segmenter: None,
                 parts: Vec::new(),
                 arrivals: VecDeque::new(),
-                nominal_ticks: renditions
+                nominal_ticks: plan
+                    .renditions
                     .get(i)
                     .filter(|_| name != AUDIO)
                     .map_or(1024, |r| 90_000 / r.fps.max(1)),

@@ -117,6 +117,19 @@ pub struct PipelinePlan {
     pub audio_bitrate_kbps: u32,
 }
 
+impl PipelinePlan {
+    /// The pipeline's outputs (`out0`, `out1`, ...) in order: one per rendition when there is
+    /// video, then the audio. Each is named after its rendition's folder.
+    pub fn outputs(&self) -> Vec<String> {
+        let video = self.renditions.iter().filter(|_| self.source.has_video());
+        let audio = self
+            .source
+            .has_audio()
+            .then(|| crate::media::AUDIO.to_owned());
+        video.map(|r| r.name.clone()).chain(audio).collect()
+    }
+}
+
 /// Initialises GStreamer once; the error names what is missing.
 pub fn init() -> Result<(), PipelineError> {
     gst::init().map_err(|e| PipelineError::Init(e.to_string()))?;
@@ -212,7 +225,7 @@ pub fn describe(plan: &PipelinePlan) -> String {
              ! avenc_aac bitrate={} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
              ! appsink name=out{} sync=false ",
             plan.audio_bitrate_kbps * 1000,
-            plan.renditions.len() * usize::from(plan.source.has_video()),
+            plan.outputs().len() - 1,
         );
     }
     d
@@ -311,8 +324,7 @@ impl Pipeline {
         if let (Source::File { path, .. }, Some(file)) = (&plan.source, pipeline.by_name("file")) {
             file.set_property("location", path.to_string_lossy().as_ref());
         }
-        let outputs = plan.renditions.len() * usize::from(plan.source.has_video())
-            + usize::from(plan.source.has_audio());
+        let outputs = plan.outputs().len();
         for track in 0..outputs {
             let sink = pipeline
                 .by_name(&format!("out{track}"))
@@ -362,8 +374,9 @@ impl Pipeline {
         Some(self.origin.load(Ordering::Acquire)).filter(|o| *o != NO_ORIGIN)
     }
 
-    /// Feeds one RTP packet (wire format) of the given kind, received at `received`.
-    pub fn push(&self, kind: MediaKind, rtp: &[u8], received: Instant) {
+    /// Feeds one RTP packet (wire format) of the given kind, received at `received`. The
+    /// buffer wraps `rtp` without copying it.
+    pub fn push(&self, kind: MediaKind, rtp: Bytes, received: Instant) {
         let src = match kind {
             MediaKind::Video => &self.video_src,
             MediaKind::Audio => &self.audio_src,
@@ -372,7 +385,7 @@ impl Pipeline {
             let arrival = gst::ClockTime::from_nseconds(
                 received.saturating_duration_since(self.zero).as_nanos() as u64,
             );
-            let mut buffer = gst::Buffer::from_slice(rtp.to_vec());
+            let mut buffer = gst::Buffer::from_slice(rtp);
             if let Some(b) = buffer.get_mut() {
                 b.set_pts(arrival);
                 b.set_dts(arrival);

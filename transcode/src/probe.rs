@@ -2,7 +2,7 @@
 //! is decoded, so the ladder can be planned when the pipeline is built: the H.264 sequence
 //! parameter set (single NAL or STAP-A) or the VP8 keyframe header. Pure functions over bytes.
 
-use vitrine_sfu::codec::{Codec, vp8_frame_start};
+use vitrine_sfu::codec::{Codec, h264_nal_units, vp8_frame_start};
 
 /// Width and height announced by this RTP payload, when it carries them.
 pub fn picture_size(codec: Codec, payload: &[u8]) -> Option<(u32, u32)> {
@@ -24,27 +24,12 @@ fn vp8_size(p: &[u8]) -> Option<(u32, u32)> {
 }
 
 const NAL_SPS: u8 = 7;
-const NAL_STAP_A: u8 = 24;
 
-/// The SPS NAL unit carried in this payload, alone or aggregated.
+/// The whole SPS NAL unit carried in this payload, alone or aggregated.
 fn h264_sps(p: &[u8]) -> Option<&[u8]> {
-    let &header = p.first()?;
-    match header & 0x1f {
-        NAL_SPS => Some(p),
-        NAL_STAP_A => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let size = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
-                let nal = p.get(i + 2..i + 2 + size)?;
-                if nal.first().is_some_and(|h| h & 0x1f == NAL_SPS) {
-                    return Some(nal);
-                }
-                i += 2 + size;
-            }
-            None
-        }
-        _ => None,
-    }
+    h264_nal_units(p)
+        .find(|(nal, _)| nal[0] & 0x1f == NAL_SPS)
+        .and_then(|(nal, whole)| whole.then_some(nal))
 }
 
 /// Reads bits MSB first from an RBSP (emulation prevention already removed).

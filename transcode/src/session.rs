@@ -6,7 +6,7 @@
 
 use crate::Hls;
 use crate::ladder::{self, Rendition};
-use crate::media::{AUDIO, StreamMedia, Variant};
+use crate::media::{StreamMedia, Variant};
 use crate::packager::{Packager, save_manifest};
 use crate::pipeline::{Pipeline, PipelinePlan, Source};
 use crate::playlist::MediaPlaylist;
@@ -62,7 +62,7 @@ pub(crate) async fn run_stream(
             }
             continue;
         };
-        let end = Run::start(&hls, &router, &media, &mut source, info, &restart).await;
+        let end = run_once(&hls, &router, &media, &mut source, info, &restart).await;
         match end {
             RunEnd::SourceChanged => backoff = FIRST_BACKOFF,
             RunEnd::Shutdown => {
@@ -113,146 +113,134 @@ async fn wait_live(hls: &Hls, source: &mut watch::Receiver<SourceInfo>) -> Optio
 }
 
 /// One encoder run of a live stream: the tap, the pipeline and the packager.
-struct Run;
-
-impl Run {
-    async fn start(
-        hls: &Arc<Hls>,
-        router: &Arc<Router>,
-        media: &StreamMedia,
-        source: &mut watch::Receiver<SourceInfo>,
-        info: SourceInfo,
-        restart: &Notify,
-    ) -> RunEnd {
-        let video = info
-            .codecs
-            .iter()
-            .find(|c| c.codec.kind() == MediaKind::Video)
-            .cloned();
-        let audio = info.codecs.iter().find(|c| c.codec == Codec::Opus).cloned();
-        let mut leg = router.join_tap();
-        // Time zero of the run's pipeline clock: packets keep their arrival times from here on.
-        let zero = Instant::now();
-        let mut early: VecDeque<(MediaKind, Bytes, Instant)> = VecDeque::new();
-        // The ladder is planned from the picture size of the first keyframe.
-        let mut size = None;
-        if let Some(v) = &video {
-            let mut ask = tokio::time::interval(KEYFRAME_RETRY);
-            while size.is_none() {
-                tokio::select! {
-                    packet = leg.recv() => {
-                        let Some(f) = packet else { return RunEnd::SourceChanged };
-                        if f.kind == MediaKind::Video && f.keyframe && f.packet.header.payload_type == v.payload_type {
-                            size = picture_size(v.codec, &f.packet.payload);
-                        }
-                        if size.is_some() || !early.is_empty() || f.kind == MediaKind::Audio {
-                            if early.len() == EARLY_PACKETS {
-                                early.pop_front();
-                            }
-                            if let Ok(wire) = f.packet.marshal() {
-                                early.push_back((f.kind, wire.freeze(), Instant::now()));
-                            }
-                        }
-                    }
-                    _ = ask.tick() => router.request_keyframe(),
-                    changed = source.changed() => {
-                        if changed.is_err() || source_moved(source, info.generation) {
-                            return RunEnd::SourceChanged;
-                        }
-                    }
-                    _ = hls.shutdown.cancelled() => return RunEnd::Shutdown,
-                }
-            }
-        }
-        let renditions = hls.plan_renditions(media, size, audio.is_some());
-        let plan = PipelinePlan {
-            source: Source::Rtp {
-                video: video
-                    .as_ref()
-                    .map(|v| (v.codec, v.payload_type))
-                    .filter(|_| !renditions.is_empty()),
-                audio: audio.as_ref().map(|a| a.payload_type),
-            },
-            renditions: renditions.clone(),
-            encoder: hls.config.encoder,
-            x264_preset: hls.config.x264_preset.clone(),
-            segment: hls.config.segment,
-            audio_bitrate_kbps: hls.config.audio_bitrate_kbps,
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(crate::pipeline::OUTPUT_QUEUE);
-        let keyframes = Arc::clone(router);
-        let pipeline = match Pipeline::build(
-            &plan,
-            zero,
-            tx,
-            Arc::new(move || keyframes.request_keyframe()),
-        ) {
-            Ok(p) => p,
-            Err(e) => return RunEnd::Failed(e.to_string()),
-        };
-        let Some(bus) = pipeline.bus() else {
-            return RunEnd::Failed("pipeline without a bus".into());
-        };
-        let mut messages = bus.stream();
-        let mut names: Vec<String> = Vec::new();
-        if plan.source.has_video() {
-            names.extend(renditions.iter().map(|r| r.name.clone()));
-        }
-        if plan.source.has_audio() {
-            names.push(AUDIO.to_owned());
-        }
-        tracing::info!(stream = %media.stream, renditions = ?names, "HLS run started");
-        let mut packager =
-            Packager::begin(hls, media, format!("{}/", media.stream), names, &renditions);
-        hls.metrics.pipelines.inc();
-        for (kind, wire, received) in early {
-            pipeline.push(kind, &wire, received);
-        }
-        let end = loop {
+async fn run_once(
+    hls: &Arc<Hls>,
+    router: &Arc<Router>,
+    media: &StreamMedia,
+    source: &mut watch::Receiver<SourceInfo>,
+    info: SourceInfo,
+    restart: &Notify,
+) -> RunEnd {
+    let video = info
+        .codecs
+        .iter()
+        .find(|c| c.codec.kind() == MediaKind::Video)
+        .cloned();
+    let audio = info.codecs.iter().find(|c| c.codec == Codec::Opus).cloned();
+    let mut leg = router.join_tap();
+    // Time zero of the run's pipeline clock: packets keep their arrival times from here on.
+    let zero = Instant::now();
+    let mut early: VecDeque<(MediaKind, Bytes, Instant)> = VecDeque::new();
+    // The ladder is planned from the picture size of the first keyframe.
+    let mut size = None;
+    if let Some(v) = &video {
+        let mut ask = tokio::time::interval(KEYFRAME_RETRY);
+        while size.is_none() {
             tokio::select! {
-                biased;
-                _ = hls.shutdown.cancelled() => break RunEnd::Shutdown,
-                _ = restart.notified() => {
-                    pipeline.fail("restart requested");
-                }
-                message = messages.next() => match message.as_ref().map(|m| m.view()) {
-                    Some(gstreamer::MessageView::Error(e)) => break RunEnd::Failed(format!(
-                        "{} ({})",
-                        e.error(),
-                        e.debug().map(|d| d.to_string()).unwrap_or_default()
-                    )),
-                    Some(gstreamer::MessageView::Eos(_)) => break RunEnd::Failed("end of stream".into()),
-                    Some(_) => {}
-                    None => break RunEnd::Failed("bus closed".into()),
-                },
-                output = rx.recv() => match output {
-                    Some(output) => packager.package(&pipeline, output).await,
-                    None => break RunEnd::Failed("pipeline outputs closed".into()),
-                },
-                packet = leg.recv() => match packet {
-                    Some(f) => {
+                packet = leg.recv() => {
+                    let Some(f) = packet else { return RunEnd::SourceChanged };
+                    if f.kind == MediaKind::Video && f.keyframe && f.packet.header.payload_type == v.payload_type {
+                        size = picture_size(v.codec, &f.packet.payload);
+                    }
+                    if size.is_some() || !early.is_empty() || f.kind == MediaKind::Audio {
+                        if early.len() == EARLY_PACKETS {
+                            early.pop_front();
+                        }
                         if let Ok(wire) = f.packet.marshal() {
-                            pipeline.push(f.kind, &wire, Instant::now());
+                            early.push_back((f.kind, wire.freeze(), Instant::now()));
                         }
                     }
-                    None => break RunEnd::SourceChanged,
-                },
+                }
+                _ = ask.tick() => router.request_keyframe(),
                 changed = source.changed() => {
                     if changed.is_err() || source_moved(source, info.generation) {
-                        break RunEnd::SourceChanged;
+                        return RunEnd::SourceChanged;
                     }
                 }
+                _ = hls.shutdown.cancelled() => return RunEnd::Shutdown,
             }
-        };
-        drop(leg);
-        // Close the outputs first: a streaming thread blocked on a full queue then returns, and
-        // stopping the pipeline (which joins those threads) cannot deadlock.
-        drop(rx);
-        drop(pipeline);
-        packager.finish().await;
-        hls.metrics.pipelines.dec();
-        end
+        }
     }
+    let renditions = hls.plan_renditions(media, size, audio.is_some());
+    let plan = PipelinePlan {
+        source: Source::Rtp {
+            video: video
+                .as_ref()
+                .map(|v| (v.codec, v.payload_type))
+                .filter(|_| !renditions.is_empty()),
+            audio: audio.as_ref().map(|a| a.payload_type),
+        },
+        renditions: renditions.clone(),
+        encoder: hls.config.encoder,
+        x264_preset: hls.config.x264_preset.clone(),
+        segment: hls.config.segment,
+        audio_bitrate_kbps: hls.config.audio_bitrate_kbps,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(crate::pipeline::OUTPUT_QUEUE);
+    let keyframes = Arc::clone(router);
+    let pipeline = match Pipeline::build(
+        &plan,
+        zero,
+        tx,
+        Arc::new(move || keyframes.request_keyframe()),
+    ) {
+        Ok(p) => p,
+        Err(e) => return RunEnd::Failed(e.to_string()),
+    };
+    let Some(bus) = pipeline.bus() else {
+        return RunEnd::Failed("pipeline without a bus".into());
+    };
+    let mut messages = bus.stream();
+    tracing::info!(stream = %media.stream, outputs = ?plan.outputs(), "HLS run started");
+    let mut packager = Packager::begin(hls, media, format!("{}/", media.stream), &plan);
+    hls.metrics.pipelines.inc();
+    for (kind, wire, received) in early {
+        pipeline.push(kind, wire, received);
+    }
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = hls.shutdown.cancelled() => break RunEnd::Shutdown,
+            _ = restart.notified() => {
+                pipeline.fail("restart requested");
+            }
+            message = messages.next() => match message.as_ref().map(|m| m.view()) {
+                Some(gstreamer::MessageView::Error(e)) => break RunEnd::Failed(format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                )),
+                Some(gstreamer::MessageView::Eos(_)) => break RunEnd::Failed("end of stream".into()),
+                Some(_) => {}
+                None => break RunEnd::Failed("bus closed".into()),
+            },
+            output = rx.recv() => match output {
+                Some(output) => packager.package(&pipeline, output).await,
+                None => break RunEnd::Failed("pipeline outputs closed".into()),
+            },
+            packet = leg.recv() => match packet {
+                Some(f) => {
+                    if let Ok(wire) = f.packet.marshal() {
+                        pipeline.push(f.kind, wire.freeze(), Instant::now());
+                    }
+                }
+                None => break RunEnd::SourceChanged,
+            },
+            changed = source.changed() => {
+                if changed.is_err() || source_moved(source, info.generation) {
+                    break RunEnd::SourceChanged;
+                }
+            }
+        }
+    };
+    drop(leg);
+    // Close the outputs first: a streaming thread blocked on a full queue then returns, and
+    // stopping the pipeline (which joins those threads) cannot deadlock.
+    drop(rx);
+    drop(pipeline);
+    packager.finish().await;
+    hls.metrics.pipelines.dec();
+    end
 }
 
 /// Whether the router's source is no longer the live generation this run serves.
