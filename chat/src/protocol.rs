@@ -186,6 +186,25 @@ pub enum RoomEvent {
     Order {
         order: OrderSummary,
     },
+    /// A live caption of what the seller says. `partial` ones are replaced by the next caption
+    /// of the same `utterance`; a `final` one settles it. One per language (translations of a
+    /// final come as finals in their language). Times are milliseconds since the stream's
+    /// captions started. Live only: not in a welcome's history.
+    Caption {
+        utterance: u64,
+        kind: CaptionKind,
+        lang: String,
+        start_ms: u64,
+        end_ms: u64,
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionKind {
+    Partial,
+    Final,
 }
 
 impl RoomEvent {

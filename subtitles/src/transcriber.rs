@@ -5,7 +5,9 @@
 use crate::cue::Cue;
 use std::path::Path;
 use std::time::Duration;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
@@ -82,13 +84,15 @@ impl Transcriber {
         Ok(cues)
     }
 
-    /// Transcribes 16 kHz mono `samples`; `progress` hears the percentage done.
-    pub fn transcribe(
-        &self,
-        samples: &[f32],
-        request: &Request,
-        progress: impl FnMut(i32) + 'static,
-    ) -> Result<Vec<Cue>, TranscribeError> {
+    /// A decoding state of this model (its caches); one per live stream, reused by its steps.
+    pub fn state(&self) -> Result<WhisperState, TranscribeError> {
+        self.ctx
+            .create_state()
+            .map_err(|e| TranscribeError::Failed(e.to_string()))
+    }
+
+    /// Checks `request` against this model.
+    pub fn check(&self, request: &Request) -> Result<(), TranscribeError> {
         let language = request.language.as_deref();
         if let Some(code) = language
             && whisper_rs::get_lang_id(code).is_none()
@@ -103,6 +107,43 @@ impl Transcriber {
                 return Err(TranscribeError::EnglishOnly("transcribe other languages"));
             }
         }
+        Ok(())
+    }
+
+    /// Transcribes 16 kHz mono `samples`; `progress` hears the percentage done.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        request: &Request,
+        progress: impl FnMut(i32) + 'static,
+    ) -> Result<Vec<Cue>, TranscribeError> {
+        let mut state = self.state()?;
+        Ok(self
+            .decode(&mut state, samples, request, "", Some(Box::new(progress)))?
+            .into_iter()
+            .map(|s| s.cue)
+            .collect())
+    }
+
+    /// One decode of `samples` with `state`. `prompt` is what was said just before (context);
+    /// segments Whisper itself judges to be no speech, and bracketed sound descriptions
+    /// (`[Music]`, `(applause)`), are left out.
+    pub fn decode(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        request: &Request,
+        prompt: &str,
+        progress: Option<Box<dyn FnMut(i32)>>,
+    ) -> Result<Vec<Segment>, TranscribeError> {
+        self.check(request)?;
+        let language = request.language.as_deref();
+        let prompt_tokens = if prompt.is_empty() {
+            Vec::new()
+        } else {
+            // The context's last words are enough; the model allows 224 tokens of it.
+            self.ctx.tokenize(prompt, PROMPT_TOKENS).unwrap_or_default()
+        };
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(request.threads.max(1));
         params.set_language(Some(language.unwrap_or(if self.multilingual() {
@@ -115,11 +156,13 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
         params.set_print_special(false);
-        params.set_progress_callback_safe(progress);
-        let mut state = self
-            .ctx
-            .create_state()
-            .map_err(|e| TranscribeError::Failed(e.to_string()))?;
+        params.set_suppress_nst(true);
+        if !prompt_tokens.is_empty() {
+            params.set_tokens(&prompt_tokens);
+        }
+        if let Some(mut progress) = progress {
+            params.set_progress_callback_safe(move |p: i32| progress(p));
+        }
         state
             .full(params, samples)
             .map_err(|e| TranscribeError::Failed(e.to_string()))?;
@@ -129,13 +172,68 @@ impl Transcriber {
             .filter_map(|i| state.get_segment(i))
             .filter_map(|s| {
                 let text = s.to_str_lossy().ok()?.trim().to_owned();
-                Some(Cue {
-                    start: at(s.start_timestamp()),
-                    end: at(s.end_timestamp()),
-                    text,
+                Some(Segment {
+                    no_speech: s.no_speech_probability(),
+                    cue: Cue {
+                        start: at(s.start_timestamp()),
+                        end: at(s.end_timestamp()),
+                        text,
+                    },
                 })
             })
-            .filter(|c| !c.text.is_empty())
+            .filter(|s| s.no_speech < NO_SPEECH && !is_sound_description(&s.cue.text))
             .collect())
+    }
+}
+
+/// Tokens of context given to a decode.
+const PROMPT_TOKENS: usize = 64;
+/// Segments Whisper gives at least this probability of being no speech are dropped.
+const NO_SPEECH: f32 = 0.6;
+
+/// A decoded segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub cue: Cue,
+    /// Whisper's probability that the segment is not speech.
+    pub no_speech: f32,
+}
+
+/// Empty text, or only bracketed descriptions of sound (`[BLANK_AUDIO]`, `(music)`,
+/// `♪`), which Whisper writes for non-speech and which are not captions of speech.
+pub fn is_sound_description(text: &str) -> bool {
+    let mut depth = 0i32;
+    let mut outside = false;
+    for c in text.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth -= 1,
+            '♪' | '♫' => {}
+            c if depth <= 0 && c.is_alphanumeric() => outside = true,
+            _ => {}
+        }
+    }
+    !outside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sound_description;
+
+    #[test]
+    fn sound_descriptions_are_not_speech() {
+        for t in [
+            "[BLANK_AUDIO]",
+            " (music) ",
+            "♪ ♪",
+            "[Music] (applause)",
+            "",
+            "...",
+        ] {
+            assert!(is_sound_description(t), "{t:?}");
+        }
+        for t in ["Hello (laughs)", "[Music] hi", "50% off"] {
+            assert!(!is_sound_description(t), "{t:?}");
+        }
     }
 }

@@ -58,6 +58,10 @@ pub struct HlsConfig {
     /// Where media goes: `None` for the local disk under the data dir, or an S3-compatible
     /// bucket `s3://bucket[/prefix]` (see [`crate::object_media::ObjectMedia::s3`]).
     pub storage: Option<String>,
+    /// Languages of the WebVTT subtitle renditions live streams get (the live captions' and
+    /// their translations'); set by the binary from the subtitles settings, empty without
+    /// captions.
+    pub subtitle_languages: Vec<String>,
 }
 
 impl Default for HlsConfig {
@@ -94,6 +98,7 @@ impl Default for HlsConfig {
             audio_bitrate_kbps: 128,
             finalize_after: Duration::from_secs(30),
             storage: None,
+            subtitle_languages: Vec::new(),
         }
     }
 }

@@ -310,6 +310,31 @@ pub fn boxes(data: &[u8]) -> Vec<([u8; 4], usize, usize)> {
     out
 }
 
+/// The payload of the first box found along `path` (each step a child box of the previous).
+fn find_box<'a>(mut data: &'a [u8], path: &[&[u8; 4]]) -> Option<&'a [u8]> {
+    for kind in path {
+        let (_, at, size) = boxes(data).into_iter().find(|(k, _, _)| k == *kind)?;
+        data = &data[at + 8..at + size];
+    }
+    Some(data)
+}
+
+/// Media time of a segment's first sample in nanoseconds: its first `tfdt` over the track's
+/// timescale (`mdhd` of the init segment). `None` for what this packager did not write.
+pub fn start_ns(init: &[u8], segment: &[u8]) -> Option<u64> {
+    let mdhd = find_box(init, &[b"moov", b"trak", b"mdia", b"mdhd"])?;
+    let timescale = match mdhd.first()? {
+        0 => u32::from_be_bytes(mdhd.get(12..16)?.try_into().ok()?),
+        _ => u32::from_be_bytes(mdhd.get(20..24)?.try_into().ok()?),
+    };
+    let tfdt = find_box(segment, &[b"moof", b"traf", b"tfdt"])?;
+    let ticks = match tfdt.first()? {
+        1 => u64::from_be_bytes(tfdt.get(4..12)?.try_into().ok()?),
+        _ => u64::from(u32::from_be_bytes(tfdt.get(4..8)?.try_into().ok()?)),
+    };
+    (timescale > 0).then(|| (u128::from(ticks) * 1_000_000_000 / u128::from(timescale)) as u64)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -411,6 +436,13 @@ pub(crate) mod tests {
             u64::from_be_bytes(frag[tfdt + 12..tfdt + 20].try_into().unwrap()),
             180_000
         );
+        // 180 000 ticks of 90 kHz: the segment starts 2 s into the media timeline.
+        assert_eq!(
+            start_ns(&video().init_segment(), &frag),
+            Some(2_000_000_000)
+        );
+        assert_eq!(start_ns(&frag, &frag), None);
+        assert_eq!(start_ns(b"junk", b"\0\0\0\x08moof"), None);
         let mfhd = find(&frag, b"mfhd").unwrap();
         assert_eq!(
             u32::from_be_bytes(frag[mfhd + 12..mfhd + 16].try_into().unwrap()),

@@ -22,12 +22,13 @@ pub mod routes;
 pub mod segmenter;
 mod session;
 pub mod store;
+pub mod text_track;
 
 pub use config::{EncoderChoice, HlsConfig, RenditionSpec};
 pub use store::{LocalDisk, MediaStore, StoreError};
 
 use bytes::Bytes;
-use media::{MANIFEST, Manifest, StreamMedia};
+use media::{AUDIO, MANIFEST, Manifest, StreamMedia};
 use metrics::HlsMetrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,7 +66,21 @@ pub struct Hls {
     shutdown: CancellationToken,
     media: Mutex<HashMap<StreamId, Arc<StreamMedia>>>,
     sessions: Mutex<HashMap<StreamId, SessionEntry>>,
+    /// Announces every recording that became a replay (the subtitle jobs start from it).
+    pub replays: broadcast::Sender<StreamId>,
 }
+
+/// One encoder run's audio in a recording: an fMP4 file (init segment and media segments)
+/// whose first sample is at `start_ns` on the media timeline.
+#[derive(Debug, Clone)]
+pub struct AudioRun {
+    pub start_ns: u64,
+    pub mp4: Bytes,
+}
+
+/// Replay announcements waiting for a slow listener; beyond it the oldest are lost (a replay
+/// without subtitles can be given them again through the API).
+const REPLAY_QUEUE: usize = 256;
 
 impl Hls {
     /// Checks GStreamer and its plugins, then builds the role (nothing runs until [`Hls::spawn`]).
@@ -82,6 +97,7 @@ impl Hls {
             shutdown: CancellationToken::new(),
             media: Mutex::default(),
             sessions: Mutex::default(),
+            replays: broadcast::Sender::new(REPLAY_QUEUE),
         }))
     }
 
@@ -191,6 +207,109 @@ impl Hls {
         Some(Arc::clone(all.entry(stream.clone()).or_insert_with(|| {
             Arc::new(StreamMedia::new(stream.clone(), Manifest::default()))
         })))
+    }
+
+    /// A final caption of a live stream, spoken between `started` and `ended` (when that audio
+    /// reached the server): it goes into the stream's subtitle rendition of `language`. Ignored
+    /// for a language without one, and between encoder runs (no media timeline to place it on).
+    pub fn caption(
+        &self,
+        stream: &StreamId,
+        language: &str,
+        started: std::time::Instant,
+        ended: std::time::Instant,
+        text: &str,
+    ) {
+        let Some(media) = self.media.lock().expect("media lock").get(stream).cloned() else {
+            return;
+        };
+        let (Some(start_ns), Some(end_ns)) = (media.media_ns(started), media.media_ns(ended))
+        else {
+            return;
+        };
+        media.update(|m| {
+            if let Some(t) = m.subtitles.iter_mut().find(|t| t.language == language) {
+                t.add_cue(text_track::TextCue {
+                    start_ns,
+                    end_ns,
+                    text: text.to_owned(),
+                });
+            }
+        });
+    }
+
+    /// The audio of a recording, run by run, for transcription.
+    pub async fn recording_audio(&self, stream: &StreamId) -> Result<Vec<AudioRun>, StoreError> {
+        let Some(media) = self.media(stream).await else {
+            return Ok(Vec::new());
+        };
+        let segments = media.read(|m| {
+            m.playlists
+                .get(AUDIO)
+                .map(|p| p.segments.clone())
+                .unwrap_or_default()
+        });
+        let mut runs: Vec<(String, Vec<u64>)> = Vec::new();
+        for s in segments {
+            match runs.last_mut() {
+                Some((init, msns)) if *init == s.init => msns.push(s.msn),
+                _ => runs.push((s.init.clone(), vec![s.msn])),
+            }
+        }
+        let mut out = Vec::new();
+        for (init, msns) in runs {
+            let Some(init) = self.store.get(&format!("{stream}/{AUDIO}/{init}")).await? else {
+                continue;
+            };
+            let mut mp4 = bytes::BytesMut::from(&init[..]);
+            let mut start_ns = None;
+            for msn in msns {
+                let key = format!("{stream}/{AUDIO}/{}", playlist::segment_name(msn));
+                if let Some(segment) = self.store.get(&key).await? {
+                    start_ns = start_ns.or_else(|| fmp4::start_ns(&init, &segment));
+                    mp4.extend_from_slice(&segment);
+                }
+            }
+            if let Some(start_ns) = start_ns {
+                out.push(AudioRun {
+                    start_ns,
+                    mp4: mp4.freeze(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores the whole recording's subtitles in `language` (a WebVTT file on the media
+    /// timeline, see [`text_track::webvtt`]); the replay lists it, adding the language when new.
+    pub async fn write_subtitles(
+        &self,
+        stream: &StreamId,
+        language: &str,
+        vtt: String,
+    ) -> Result<(), StoreError> {
+        let Some(media) = self.media(stream).await else {
+            return Ok(());
+        };
+        let key = format!(
+            "{stream}/{}/{}",
+            text_track::rendition_name(language),
+            text_track::WHOLE
+        );
+        self.store.put(&key, Bytes::from(vtt)).await?;
+        media.update(|m| {
+            let length = m.timeline_ns as f64 / 1e9;
+            match m.subtitles.iter_mut().find(|t| t.language == language) {
+                Some(t) => t.whole = Some(length),
+                None => {
+                    let mut t = text_track::TextTrack::new(language);
+                    t.whole = Some(length);
+                    m.subtitles.push(t);
+                }
+            }
+        });
+        packager::save_manifest(self, &media, &format!("{stream}/")).await;
+        Ok(())
     }
 
     /// Whether the stream has HLS output, and whether it is a replay.

@@ -5,6 +5,7 @@
 
 use crate::ladder::Rendition;
 use crate::playlist::MediaPlaylist;
+use crate::text_track::{TextTrack, language_name, rendition_name};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vitrine_core::StreamId;
 
+/// The master playlist's group of subtitle renditions.
+pub const SUBTITLES_GROUP: &str = "subs";
 /// Name of the audio rendition's directory.
 pub const AUDIO: &str = "audio";
 /// Object name of the recording's manifest.
@@ -44,6 +47,9 @@ pub struct Manifest {
     pub poster: bool,
     /// The recording is a replay (every playlist has `EXT-X-ENDLIST`).
     pub ended: bool,
+    /// Subtitle renditions, one per language.
+    #[serde(default)]
+    pub subtitles: Vec<TextTrack>,
 }
 
 impl Manifest {
@@ -61,13 +67,31 @@ impl Manifest {
             0
         };
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        for t in &self.subtitles {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{SUBTITLES_GROUP}\",NAME=\"{}\",LANGUAGE=\"{}\",\
+                 DEFAULT={},AUTOSELECT=YES,FORCED=NO,URI=\"{}/index.m3u8\"",
+                language_name(&t.language),
+                t.language,
+                // Captions are the viewer's choice; players also pick them by their settings.
+                "NO",
+                rendition_name(&t.language)
+            );
+        }
+        let subtitles = if self.subtitles.is_empty() {
+            String::new()
+        } else {
+            format!(",SUBTITLES=\"{SUBTITLES_GROUP}\"")
+        };
         let audio = self.audio_codecs.as_deref().filter(|_| self.has_audio);
         if let Some(codecs) = audio {
             if self.variants.is_empty() {
                 let bandwidth = u64::from(audio_kbps) * 1100;
                 let _ = write!(
                     out,
-                    "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{codecs}\"\n{AUDIO}/index.m3u8\n"
+                    "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{codecs}\"{subtitles}\n\
+                     {AUDIO}/index.m3u8\n"
                 );
                 return Some(out);
             }
@@ -87,7 +111,7 @@ impl Manifest {
             let _ = write!(
                 out,
                 "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},\
-                 FRAME-RATE={:.3},CODECS=\"{codecs}\"{}\n{}/index.m3u8\n",
+                 FRAME-RATE={:.3},CODECS=\"{codecs}\"{}{subtitles}\n{}/index.m3u8\n",
                 kbps * 1100,
                 kbps * 1000,
                 r.width,
@@ -119,6 +143,16 @@ pub struct StreamMedia {
     pub stream: StreamId,
     state: Mutex<Manifest>,
     version: watch::Sender<u64>,
+    /// Where the running encoder run's media timeline is in real time (none between runs).
+    clock: Mutex<Option<MediaClock>>,
+}
+
+/// A point of the media timeline in real time: media time `media_ns` is the instant `anchor`
+/// (when the frame that started the run reached the server).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaClock {
+    pub anchor: std::time::Instant,
+    pub media_ns: u64,
 }
 
 impl StreamMedia {
@@ -127,7 +161,25 @@ impl StreamMedia {
             stream,
             state: Mutex::new(manifest),
             version: watch::Sender::new(0),
+            clock: Mutex::new(None),
         }
+    }
+
+    /// Sets (or, with `None`, clears) the running encoder run's clock.
+    pub fn set_clock(&self, clock: Option<MediaClock>) {
+        *self.clock.lock().expect("clock lock") = clock;
+    }
+
+    /// The media time of something received at `at`, while an encoder run is going.
+    pub fn media_ns(&self, at: std::time::Instant) -> Option<u64> {
+        let clock = (*self.clock.lock().expect("clock lock"))?;
+        Some(if at >= clock.anchor {
+            clock.media_ns + (at - clock.anchor).as_nanos() as u64
+        } else {
+            clock
+                .media_ns
+                .saturating_sub((clock.anchor - at).as_nanos() as u64)
+        })
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Manifest) -> R) -> R {

@@ -5,11 +5,12 @@
 
 use crate::Hls;
 use crate::fmp4::{Sample, Track, TrackKind};
-use crate::media::{AUDIO, MANIFEST, POSTER, StreamMedia};
+use crate::media::{AUDIO, MANIFEST, MediaClock, POSTER, StreamMedia};
 use crate::metrics::TrackLabels;
 use crate::pipeline::{Encoded, Output, Pipeline, PipelinePlan, TrackCaps};
 use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
 use crate::segmenter::{Cut, Segmenter};
+use crate::text_track::{TextTrack, rendition_name, segment_name as text_segment_name};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -46,6 +47,13 @@ pub(crate) struct Packager<'a> {
     segments: u64,
     /// End of this run's timeline so far, nanoseconds.
     end_ns: u64,
+    /// Media time where the first track's open segment starts (subtitle segments mirror it).
+    text_cursor_ns: Option<u64>,
+    /// Segments of the first track complete but not yet given subtitles: (msn, start, length).
+    /// Subtitles trail by one segment, so captions (which come after the speech) are in.
+    text_due: VecDeque<(u64, u64, f64)>,
+    /// The media clock was published for live captions.
+    clock_set: bool,
 }
 
 impl<'a> Packager<'a> {
@@ -59,9 +67,19 @@ impl<'a> Packager<'a> {
     ) -> Self {
         let names = plan.outputs();
         let segment_ns = hls.config.segment.as_nanos() as u64;
+        let languages = &hls.config.subtitle_languages;
+        let has_audio = names.iter().any(|n| n == AUDIO);
         let (init, first_msn, offset_ns) = media.update(|m| {
             m.runs += 1;
             m.ended = false;
+            if has_audio && !prefix.is_empty() {
+                for language in languages {
+                    if !m.subtitles.iter().any(|t| &t.language == language) {
+                        m.subtitles.push(TextTrack::new(language));
+                    }
+                }
+            }
+            m.subtitles.iter_mut().for_each(TextTrack::begin_run);
             let init = format!("init{}.mp4", m.runs);
             for name in &names {
                 let playlist = m.playlists.entry(name.clone()).or_insert_with(|| {
@@ -112,6 +130,9 @@ impl<'a> Packager<'a> {
             poster_final: false,
             segments: 0,
             end_ns: offset_ns,
+            text_cursor_ns: None,
+            text_due: VecDeque::new(),
+            clock_set: false,
         }
     }
 
@@ -205,6 +226,16 @@ impl<'a> Packager<'a> {
             return;
         };
         let dts_ns = since + self.offset_ns;
+        if !self.clock_set && !self.prefix.is_empty() {
+            self.clock_set = true;
+            self.media.set_clock(Some(MediaClock {
+                anchor: pipeline.zero() + std::time::Duration::from_nanos(origin),
+                media_ns: self.offset_ns,
+            }));
+        }
+        if e.track == 0 && self.text_cursor_ns.is_none() {
+            self.text_cursor_ns = Some(dts_ns);
+        }
         track.arrivals.push_back(e.pts_ns);
         let cuts = segmenter.push(Sample {
             dts: ticks(dts_ns),
@@ -296,6 +327,12 @@ impl<'a> Packager<'a> {
                     }
                     self.hls.metrics.segments.inc();
                     if index == 0 {
+                        let start = self.text_cursor_ns.unwrap_or(self.offset_ns);
+                        self.text_cursor_ns = Some(start + (duration * 1e9) as u64);
+                        self.text_due.push_back((msn, start, duration));
+                        while self.text_due.len() > 1 {
+                            self.publish_text().await;
+                        }
                         let end_ns = self.end_ns;
                         self.media
                             .update(|m| m.timeline_ns = m.timeline_ns.max(end_ns));
@@ -309,8 +346,37 @@ impl<'a> Packager<'a> {
         }
     }
 
+    /// Gives the oldest due segment its subtitles in every language: stored, then listed.
+    async fn publish_text(&mut self) {
+        let Some((msn, start, duration)) = self.text_due.pop_front() else {
+            return;
+        };
+        let files: Vec<(String, String)> = self.media.update(|m| {
+            m.subtitles
+                .iter_mut()
+                .map(|t| (t.language.clone(), t.cut(start, duration)))
+                .collect()
+        });
+        for (language, vtt) in files {
+            let key = format!(
+                "{}{}/{}",
+                self.prefix,
+                rendition_name(&language),
+                text_segment_name(msn)
+            );
+            if self.hls.put(&key, Bytes::from(vtt)).await {
+                self.media.update(|m| {
+                    if let Some(t) = m.subtitles.iter_mut().find(|t| t.language == language) {
+                        t.publish(msn, duration);
+                    }
+                });
+            }
+        }
+    }
+
     /// Closes the open segments and saves the manifest (the pipeline is stopped by then).
     pub async fn finish(mut self) {
+        self.media.set_clock(None);
         for i in 0..self.tracks.len() {
             let cuts = self.tracks[i]
                 .segmenter
@@ -318,6 +384,9 @@ impl<'a> Packager<'a> {
                 .map(Segmenter::flush)
                 .unwrap_or_default();
             self.apply(None, i, cuts).await;
+        }
+        while !self.text_due.is_empty() {
+            self.publish_text().await;
         }
         let end_ns = self.end_ns;
         self.media.update(|m| {

@@ -359,6 +359,11 @@ impl Pipeline {
         })
     }
 
+    /// The instant running time zero stands for.
+    pub fn zero(&self) -> Instant {
+        self.zero
+    }
+
     /// Running time of the run's time zero: the first decoded video frame, or for a run
     /// without video the first audio frame offered here. Segment boundaries are multiples of
     /// the segment length from it.

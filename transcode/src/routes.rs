@@ -1,11 +1,12 @@
 //! HTTP for HLS players and CDNs: `/hls/{stream}/master.m3u8`, each rendition's
 //! `index.m3u8` (with LL-HLS blocking reload: `_HLS_msn`, `_HLS_part`), its init segments,
-//! segments and parts, and the poster. Playlists are `no-cache` while live; media objects are
+//! segments and parts, the WebVTT subtitle renditions, and the poster. Playlists are `no-cache` while live; media objects are
 //! immutable (their names are never reused), so any CDN can cache them for a year.
 
 use crate::Hls;
 use crate::media::{MANIFEST, POSTER, StreamMedia};
 use crate::store::check_key;
+use crate::text_track;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
@@ -18,6 +19,7 @@ use vitrine_core::{Problem, StreamId};
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const WEBVTT: &str = "text/vtt; charset=utf-8";
 /// How long a master playlist request waits for a stream that is starting.
 const MASTER_WAIT: Duration = Duration::from_secs(15);
 /// Blocking requests ahead of the live edge by more than this many segments are refused.
@@ -104,6 +106,20 @@ async fn playlist(
     Query(d): Query<Directives>,
 ) -> Result<Response, Problem> {
     let media = stream_media(&hls, &stream).await?;
+    if rendition.starts_with(text_track::PREFIX) {
+        // Subtitle playlists are plain (no parts, no blocking reload): they trail the media
+        // by a segment, and players poll them.
+        let window = hls.config.window_segments;
+        let text = media
+            .read(|m| {
+                m.subtitles
+                    .iter()
+                    .find(|t| text_track::rendition_name(&t.language) == rendition)
+                    .map(|t| t.render(m.ended, window))
+            })
+            .ok_or_else(|| Problem::not_found("no such rendition"))?;
+        return Ok(reply(PLAYLIST, playlist_cache(&media), text));
+    }
     let msn: Option<u64> = directive(d.msn.as_deref(), "_HLS_msn")?;
     let part: Option<u32> = directive(d.part.as_deref(), "_HLS_part")?;
     if part.is_some() && msn.is_none() {
@@ -167,9 +183,10 @@ async fn object(
 ) -> Result<Response, Problem> {
     let media = stream_media(&hls, &stream).await?;
     let key = format!("{}/{rendition}/{file}", media.stream);
+    let text = file.ends_with(".vtt");
     if check_key(&key).is_err()
         || file == MANIFEST
-        || !(file.ends_with(".m4s") || file.ends_with(".mp4"))
+        || !(file.ends_with(".m4s") || file.ends_with(".mp4") || text)
     {
         return Err(Problem::not_found("no such media object"));
     }
@@ -190,6 +207,11 @@ async fn object(
             .await;
     }
     match hls.get(&key).await {
+        // A replay's whole-recording subtitles may be rewritten (a later, better job).
+        Ok(Some(bytes)) if file == text_track::WHOLE => {
+            Ok(reply(WEBVTT, "public, max-age=60", bytes))
+        }
+        Ok(Some(bytes)) if text => Ok(reply(WEBVTT, IMMUTABLE, bytes)),
         Ok(Some(bytes)) => Ok(reply("video/mp4", IMMUTABLE, bytes)),
         Ok(None) => Err(Problem::not_found("no such media object")),
         Err(e) => {

@@ -259,6 +259,8 @@ async fn finalize(hls: &Hls, media: &StreamMedia) {
     save_manifest(hls, media, &format!("{}/", media.stream)).await;
     if had_media {
         hls.metrics.replays.inc();
+        // Nobody listening (no subtitles role) is fine.
+        let _ = hls.replays.send(media.stream.clone());
     }
     tracing::info!(stream = %media.stream, "recording finalised as a replay");
 }

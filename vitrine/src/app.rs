@@ -2,6 +2,7 @@
 //! configured or ephemeral port, serve HTTP or HTTPS, drain on shutdown.
 
 use crate::api;
+use crate::captions;
 use crate::config::Config;
 use crate::store::Store;
 use anyhow::Context;
@@ -28,6 +29,7 @@ use vitrine_core::{Bus, CommerceError, EventRelay, Identities, Identity, MemoryB
 use vitrine_ingest::Ingest;
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
+use vitrine_subtitles::live::LiveCaptions;
 use vitrine_transcode::metrics::HlsMetrics;
 use vitrine_transcode::object_media::ObjectMedia;
 use vitrine_transcode::{Hls, LocalDisk, MediaStore};
@@ -49,6 +51,7 @@ pub struct AppState {
     pub ingest: Arc<Ingest>,
     /// The HLS role; `None` when turned off.
     pub hls: Option<Arc<Hls>>,
+    pub captions: Option<Arc<LiveCaptions>>,
     registry: Arc<Registry>,
     public_url: Arc<OnceLock<String>>,
 }
@@ -77,6 +80,9 @@ impl Running {
         self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
+        if let Some(captions) = &self.state.captions {
+            captions.shutdown().await;
+        }
         if let Some(hls) = &self.state.hls {
             hls.shutdown().await;
         }
@@ -159,6 +165,72 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// Replay subtitles: the web role queues every recording that becomes a replay; the
+/// subtitles role works the queue. Without Redis both happen in this process (or not at all
+/// when it has no model); with Redis any process may queue and any subtitles worker take.
+async fn spawn_replay_subtitles(
+    config: &Config,
+    hls: &Arc<Hls>,
+    pool: Option<&Arc<vitrine_subtitles::pool::Pool>>,
+    background: &CancellationToken,
+) -> anyhow::Result<()> {
+    use vitrine_subtitles::jobs::{self, JobQueue, MemoryQueue, RedisQueue};
+    let worker = pool.filter(|_| config.roles.subtitles);
+    let queue: Arc<dyn JobQueue> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisQueue::connect(url)
+                .await
+                .context("connecting to the subtitle job queue")?,
+        ),
+        None if worker.is_some() => Arc::new(MemoryQueue::default()),
+        None => return Ok(()),
+    };
+    if config.roles.web {
+        let mut replays = hls.replays.subscribe();
+        let queue = Arc::clone(&queue);
+        let stop = background.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    r = replays.recv() => match r {
+                        Ok(s) => s,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "replays missed by the subtitle queue");
+                            continue;
+                        }
+                        Err(_) => return,
+                    },
+                    _ = stop.cancelled() => return,
+                };
+                if let Err(e) = queue.push(&stream).await {
+                    tracing::warn!(%stream, error = %e, "queueing replay subtitles");
+                }
+            }
+        });
+    }
+    if let Some(pool) = worker {
+        let replays = captions::replays(&config.subtitles, Arc::clone(pool), Arc::clone(hls))?;
+        let consumer = format!("{}-{}", hostname(), std::process::id());
+        tokio::spawn(jobs::work(
+            queue,
+            replays,
+            consumer,
+            background.clone(),
+            Arc::clone(pool.metrics()),
+        ));
+    }
+    Ok(())
+}
+
+/// This machine's name, for naming a queue consumer.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "vitrine".into())
+}
+
 /// Opens the store, builds the roles and starts serving.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
@@ -171,6 +243,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     metrics.register(&mut registry);
     let sfu = Sfu::new(Arc::new(store.clone()), config.ice.clone(), metrics);
     let ingest = Ingest::new(Arc::clone(&sfu));
+    // Captions and replay subtitles need the model; without it the server runs uncaptioned.
+    let transcriber = if config.subtitles.enabled {
+        match captions::load_model(&config.subtitles, &config.data_dir).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "subtitles are off (turn them off explicitly with --no-subtitles)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let pool = transcriber.map(|t| captions::pool(&config.subtitles, t, &mut registry));
     let hls = if config.hls.enabled {
         let hls_metrics = Arc::new(HlsMetrics::default());
         hls_metrics.register(&mut registry);
@@ -178,9 +263,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             Some(url) => Arc::new(ObjectMedia::s3(url).context("opening the HLS bucket")?),
             None => Arc::new(LocalDisk::new(config.data_dir.join("hls"))),
         };
-        let hls = Hls::new(config.hls.clone(), media, hls_metrics)
+        let mut hls_config = config.hls.clone();
+        if pool.is_some() && config.roles.web {
+            hls_config.subtitle_languages = captions::languages(&config.subtitles);
+        }
+        let hls = Hls::new(hls_config, media, hls_metrics)
             .context("starting HLS (turn it off with --no-hls)")?;
-        hls.spawn(sfu.went_live.subscribe());
+        if config.roles.web {
+            hls.spawn(sfu.went_live.subscribe());
+        }
         Some(hls)
     } else {
         None
@@ -223,6 +314,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     events.connect(Arc::new(chat.clone()));
     let background = CancellationToken::new();
+    let captions = match (&pool, config.roles.web) {
+        (Some(pool), true) => {
+            let live = captions::live(&config.subtitles, Arc::clone(pool), &chat, hls.as_ref())?;
+            live.spawn(sfu.went_live.subscribe());
+            Some(live)
+        }
+        _ => None,
+    };
+    if let Some(hls) = &hls {
+        spawn_replay_subtitles(config, hls, pool.as_ref(), &background).await?;
+    }
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
     let state = AppState {
         store,
@@ -231,6 +333,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sfu,
         ingest,
         hls,
+        captions,
         registry: Arc::new(registry),
         public_url: Arc::new(OnceLock::new()),
     };

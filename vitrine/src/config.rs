@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Do not transcode live streams to HLS (WebRTC viewers only, no recordings).
     #[arg(long, env = "VITRINE_NO_HLS")]
     pub no_hls: bool,
+    /// What this process does: `web` (API, pages, chat, WebRTC, HLS, live captions) and
+    /// `subtitles` (replay subtitle jobs; with --redis, taken from a queue every process
+    /// shares). Comma separated; default both.
+    #[arg(long, env = "VITRINE_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
+    /// Do not caption live streams or subtitle replays (no Whisper model loaded).
+    #[arg(long, env = "VITRINE_NO_SUBTITLES")]
+    pub no_subtitles: bool,
     /// Create a demo seller and stream and print the studio and watch URLs.
     #[arg(long, env = "VITRINE_DEMO")]
     pub demo: bool,
@@ -78,6 +86,136 @@ struct FileConfig {
     chat: FileChat,
     #[serde(default)]
     hls: FileHls,
+    #[serde(default)]
+    subtitles: FileSubtitles,
+    roles: Option<Vec<Role>>,
+}
+
+/// A role of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Web,
+    Subtitles,
+}
+
+/// The roles this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub web: bool,
+    pub subtitles: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self {
+            web: true,
+            subtitles: true,
+        }
+    }
+}
+
+impl Roles {
+    fn of(list: &[Role]) -> anyhow::Result<Self> {
+        if list.is_empty() {
+            bail!("roles: name at least one of web, subtitles");
+        }
+        Ok(Self {
+            web: list.contains(&Role::Web),
+            subtitles: list.contains(&Role::Subtitles),
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSubtitles {
+    enabled: Option<bool>,
+    model: Option<PathBuf>,
+    language: Option<String>,
+    workers: Option<usize>,
+    threads: Option<usize>,
+    step_seconds: Option<f64>,
+    translate: Option<Vec<String>>,
+    libretranslate_url: Option<String>,
+    libretranslate_api_key: Option<String>,
+}
+
+/// Live captions and their translations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtitlesConfig {
+    pub enabled: bool,
+    /// A ggml Whisper model; default: tiny.en under the data dir, converted on first use.
+    pub model: Option<PathBuf>,
+    /// What sellers speak (ISO 639-1).
+    pub language: String,
+    /// Decodes at once, and CPU threads each.
+    pub workers: usize,
+    pub threads: usize,
+    /// Time between decodes of live speech.
+    pub step: Duration,
+    /// Languages finals are translated into.
+    pub translate: Vec<String>,
+    /// The LibreTranslate-compatible service that translates them.
+    pub libretranslate_url: Option<String>,
+    pub libretranslate_api_key: Option<String>,
+}
+
+impl Default for SubtitlesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: None,
+            language: "en".into(),
+            workers: 1,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            step: Duration::from_secs(1),
+            translate: Vec::new(),
+            libretranslate_url: None,
+            libretranslate_api_key: None,
+        }
+    }
+}
+
+/// An ISO 639-1 code: two lowercase letters.
+fn language_code(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+impl FileSubtitles {
+    fn resolve(self, disabled_by_flag: bool) -> anyhow::Result<SubtitlesConfig> {
+        let d = SubtitlesConfig::default();
+        let language = self.language.unwrap_or(d.language);
+        let translate = self.translate.unwrap_or_default();
+        if let Some(bad) = std::iter::once(&language)
+            .chain(&translate)
+            .find(|l| !language_code(l))
+        {
+            bail!("subtitles: {bad:?} is not a two-letter language code");
+        }
+        if translate.len() > 8 {
+            bail!("subtitles: at most 8 translation languages");
+        }
+        if !translate.is_empty() && self.libretranslate_url.is_none() {
+            bail!("subtitles: translate needs libretranslate_url (the service that translates)");
+        }
+        let step = match self.step_seconds {
+            None => d.step,
+            Some(s) if (0.3..=10.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => bail!("subtitles: step_seconds {s} is not 0.3 to 10"),
+        };
+        Ok(SubtitlesConfig {
+            enabled: self.enabled.unwrap_or(true) && !disabled_by_flag,
+            model: self.model,
+            language,
+            workers: self.workers.unwrap_or(d.workers).clamp(1, 64),
+            threads: self.threads.unwrap_or(d.threads).clamp(1, 64),
+            step,
+            translate,
+            libretranslate_url: self.libretranslate_url,
+            libretranslate_api_key: self.libretranslate_api_key,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +275,7 @@ impl FileHls {
                 .finalize_after_secs
                 .map_or(d.finalize_after, Duration::from_secs),
             storage: self.storage,
+            subtitle_languages: Vec::new(),
         };
         config.validate()?;
         Ok(config)
@@ -184,6 +323,8 @@ pub struct Config {
     pub checkout: CheckoutConfig,
     pub chat: ChatConfig,
     pub hls: HlsConfig,
+    pub subtitles: SubtitlesConfig,
+    pub roles: Roles,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -282,6 +423,11 @@ impl Config {
                 }
             },
             hls: file.hls.resolve(args.no_hls)?,
+            subtitles: file.subtitles.resolve(args.no_subtitles)?,
+            roles: match args.roles.or(file.roles) {
+                Some(list) => Roles::of(&list)?,
+                None => Roles::default(),
+            },
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
             demo: args.demo,
         })

@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod app;
+pub mod captions;
 pub mod config;
+pub mod models;
 pub mod store;
 pub mod telemetry;

@@ -68,10 +68,14 @@ enum SubtitlesCommand {
         /// Spoken language: a Whisper code (en, es, de, ...) or auto (multilingual models).
         #[arg(long, default_value = "auto")]
         language: String,
-        /// Also write translations; `en` is Whisper's own translation task (multilingual
-        /// models).
+        /// Also write translations (INPUT.es.vtt, ...): `en` from another language is
+        /// Whisper's own translation task (multilingual models); any other goes through the
+        /// --libretranslate service.
         #[arg(long, value_delimiter = ',')]
         translate: Vec<String>,
+        /// A LibreTranslate-compatible service (http://host:port) for --translate.
+        #[arg(long, env = "VITRINE_LIBRETRANSLATE_URL")]
+        libretranslate: Option<String>,
         /// Folder for the subtitle files.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -102,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(Config::resolve(args)?).await,
         Command::Subtitles {
             command: SubtitlesCommand::ConvertModel { model_dir, out },
-        } => convert_model(&model_dir, &out),
+        } => vitrine::models::convert_model(&model_dir, &out),
         Command::Subtitles {
             command:
                 SubtitlesCommand::Transcribe {
@@ -110,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
                     model,
                     language,
                     translate,
+                    libretranslate,
                     out,
                     data_dir,
                 },
@@ -117,9 +122,14 @@ async fn main() -> anyhow::Result<()> {
             let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("./data"));
             let model = match model {
                 Some(m) => m,
-                None => default_model(&data_dir)?,
+                None => vitrine::models::default_model(&data_dir)?,
             };
-            transcribe(&input, &model, &language, &translate, &out)
+            let translator = libretranslate
+                .map(|url| vitrine_subtitles::translate::LibreTranslate::new(&url, None))
+                .transpose()?;
+            tokio::task::block_in_place(|| {
+                transcribe(&input, &model, &language, &translate, translator, &out)
+            })
         }
         Command::Transcode {
             input,
@@ -165,78 +175,31 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `vitrine subtitles convert-model`: CTranslate2 Whisper weights to a ggml file, written to a
-/// temporary name first so a failed conversion never leaves a half file under `out`.
-fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let model = std::fs::read(dir.join("model.bin"))
-        .with_context(|| format!("reading {}", dir.join("model.bin").display()))?;
-    let vocabulary = std::fs::read_to_string(dir.join("vocabulary.txt"))
-        .with_context(|| format!("reading {}", dir.join("vocabulary.txt").display()))?;
-    let tmp = out.with_extension("part");
-    let file = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-    );
-    let converted = vitrine_subtitles::convert::convert(&model, &vocabulary, file);
-    let converted = match converted {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("converting {}", dir.display()));
-        }
-    };
-    std::fs::rename(&tmp, out)?;
-    let h = converted.hparams;
-    println!(
-        "{}: {} tensors, {} layers x {} state, {} tokens",
-        out.display(),
-        converted.tensors,
-        h.n_audio_layer,
-        h.n_audio_state,
-        h.n_vocab
-    );
-    Ok(())
-}
-
-/// The default model: tiny.en under the data dir, converted on first use from the CTranslate2
-/// model the setup script caches.
-fn default_model(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let model = data_dir.join("models/ggml-tiny.en.bin");
-    if model.exists() {
-        return Ok(model);
-    }
-    let cache = std::env::var_os("VITRINE_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vitrine/models"))
-        })
-        .map(|d| d.join("tiny.en-ct2"))
-        .filter(|d| d.join("model.bin").exists())
-        .context("no Whisper model: pass --model, or run scripts/setup.sh to fetch tiny.en")?;
-    std::fs::create_dir_all(model.parent().expect("a parent folder"))?;
-    eprintln!(
-        "converting {} once into {}",
-        cache.display(),
-        model.display()
-    );
-    convert_model(&cache, &model)?;
-    Ok(model)
-}
-
 /// `vitrine subtitles transcribe`: decode, transcribe (and translate), write WebVTT and SRT.
 fn transcribe(
     input: &Path,
     model: &Path,
     language: &str,
     translate: &[String],
+    translator: Option<vitrine_subtitles::translate::LibreTranslate>,
     out: &Path,
 ) -> anyhow::Result<()> {
     use vitrine_subtitles::transcriber::{Request, Transcriber};
-    if let Some(other) = translate.iter().find(|l| l.as_str() != "en") {
-        anyhow::bail!(
-            "no translator for {other:?} is configured: only Whisper's own translation into English (--translate en) is available so far"
-        );
-    }
+    use vitrine_subtitles::translate::Translator;
     let transcriber = Transcriber::open(model)?;
+    // English from another language is Whisper's own task; the rest needs a translator.
+    let by_whisper = |l: &str| l == "en" && language != "en" && transcriber.multilingual();
+    if let Some(other) = translate.iter().find(|l| !by_whisper(l)) {
+        if translator.is_none() {
+            anyhow::bail!(
+                "translating into {other:?} needs a translation service: pass --libretranslate URL \
+                 (Whisper itself only translates other languages into English, with a multilingual model)"
+            );
+        }
+        if language == "auto" {
+            anyhow::bail!("translating into {other:?} needs the spoken language: pass --language");
+        }
+    }
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -253,8 +216,25 @@ fn transcribe(
         .map_or_else(|| "subtitles".into(), |s| s.to_string_lossy().into_owned());
     std::fs::create_dir_all(out)?;
     let mut jobs = vec![(false, String::new())];
-    jobs.extend(translate.iter().map(|l| (true, format!(".{l}"))));
+    jobs.extend(
+        translate
+            .iter()
+            .filter(|l| by_whisper(l))
+            .map(|l| (true, format!(".{l}"))),
+    );
     let mut written = Vec::new();
+    let mut source_cues = Vec::new();
+    let write = |suffix: &str, cues: &[vitrine_subtitles::cue::Cue], written: &mut Vec<PathBuf>| {
+        for (ext, text) in [
+            ("vtt", vitrine_subtitles::cue::to_webvtt(cues)),
+            ("srt", vitrine_subtitles::cue::to_srt(cues)),
+        ] {
+            let path = out.join(format!("{stem}{suffix}.{ext}"));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
+        anyhow::Ok(())
+    };
     for (translate_to_english, suffix) in jobs {
         bar.set_message(if translate_to_english {
             "translating"
@@ -272,13 +252,28 @@ fn transcribe(
         let cues = transcriber.transcribe_speech(&samples, &request, &vad, |f| {
             bar.set_position((f * 100.0) as u64)
         })?;
-        for (ext, text) in [
-            ("vtt", vitrine_subtitles::cue::to_webvtt(&cues)),
-            ("srt", vitrine_subtitles::cue::to_srt(&cues)),
-        ] {
-            let path = out.join(format!("{stem}{suffix}.{ext}"));
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            written.push(path);
+        write(&suffix, &cues, &mut written)?;
+        if !translate_to_english {
+            source_cues = cues;
+        }
+    }
+    if let Some(translator) = &translator {
+        let runtime = tokio::runtime::Handle::current();
+        for target in translate.iter().filter(|l| !by_whisper(l)) {
+            bar.set_message(format!("to {target}"));
+            bar.set_position(0);
+            let mut cues = Vec::with_capacity(source_cues.len());
+            for (i, cue) in source_cues.iter().enumerate() {
+                let text = runtime
+                    .block_on(translator.translate(&cue.text, language, target))
+                    .with_context(|| format!("translating into {target}"))?;
+                cues.push(vitrine_subtitles::cue::Cue {
+                    text,
+                    ..cue.clone()
+                });
+                bar.set_position(((i + 1) * 100 / source_cues.len().max(1)) as u64);
+            }
+            write(&format!(".{target}"), &cues, &mut written)?;
         }
     }
     bar.finish_and_clear();

@@ -71,6 +71,11 @@ async fn serves_https_when_given_a_certificate_and_key() {
         checkout: Default::default(),
         chat: Default::default(),
         hls: Default::default(),
+        subtitles: vitrine::config::SubtitlesConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        roles: Default::default(),
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };

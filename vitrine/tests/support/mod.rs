@@ -45,6 +45,8 @@ pub struct ServerOptions {
     pub chat: Option<ChatConfig>,
     /// HLS settings; HLS is off unless given (most tests publish synthetic, undecodable media).
     pub hls: Option<vitrine_transcode::HlsConfig>,
+    /// Live captions; off unless given (loading Whisper costs every test a second).
+    pub subtitles: Option<vitrine::config::SubtitlesConfig>,
 }
 
 impl TestServer {
@@ -89,6 +91,14 @@ impl TestServer {
                 enabled: false,
                 ..Default::default()
             }),
+            subtitles: options
+                .subtitles
+                .clone()
+                .unwrap_or(vitrine::config::SubtitlesConfig {
+                    enabled: false,
+                    ..Default::default()
+                }),
+            roles: Default::default(),
             sandbox_latency: Duration::from_millis(20),
             demo: false,
         };
@@ -663,13 +673,15 @@ pub struct MediaPublisher {
 }
 
 /// What a [`MediaPublisher`] sends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MediaSource {
     /// `video/H264`, `video/VP8`, or `None` for audio only.
     pub video: Option<&'static str>,
     pub width: u32,
     pub height: u32,
     pub audio: bool,
+    /// A WAV file sent as the microphone, in real time, instead of a tone.
+    pub speech: Option<std::path::PathBuf>,
 }
 
 impl MediaSource {
@@ -680,6 +692,7 @@ impl MediaSource {
             width,
             height,
             audio: true,
+            speech: None,
         }
     }
 
@@ -690,6 +703,16 @@ impl MediaSource {
             width: 0,
             height: 0,
             audio: true,
+            speech: None,
+        }
+    }
+
+    /// The same picture, with `wav` as the microphone.
+    pub fn speaking(self, wav: &std::path::Path) -> Self {
+        Self {
+            audio: true,
+            speech: Some(wav.to_owned()),
+            ..self
         }
     }
 
@@ -734,9 +757,22 @@ impl MediaPublisher {
             (track(RtpCodecKind::Video, mime, video_ssrc), pt)
         });
         let audio = source.audio.then(|| {
-            description += "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 \
-                 ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 \
-                 ! appsink name=a sync=false ";
+            match &source.speech {
+                // Paced by the clock (sync=true): a file is read as fast as it decodes.
+                Some(wav) => {
+                    description += &format!(
+                        "filesrc location=\"{}\" ! wavparse ! audioconvert ! audioresample \
+                         ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 \
+                         ! appsink name=a sync=true ",
+                        wav.display()
+                    )
+                }
+                None => {
+                    description += "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 \
+                         ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 \
+                         ! appsink name=a sync=false ";
+                }
+            }
             track(RtpCodecKind::Audio, "audio/opus", audio_ssrc)
         });
         let tracks: Vec<_> = video

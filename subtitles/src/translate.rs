@@ -1,0 +1,110 @@
+//! Translation of caption text behind one narrow trait, so the live role and the replay jobs
+//! do not care which backend an operator runs. Shipped here: an HTTP client of a
+//! LibreTranslate-compatible service. (Whisper's own translate-to-English task works on the
+//! audio, not on text: it is a [`crate::transcriber::Request`] option, used by the replay
+//! jobs and the CLI.)
+
+use std::time::Duration;
+
+/// Longest text sent in one request (a caption is a sentence or two).
+pub const MAX_TEXT: usize = 2_000;
+/// A translation slower than this is given up (the caption goes out untranslated).
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    #[error("text longer than {MAX_TEXT} bytes")]
+    TooLong,
+    #[error("translation service: {0}")]
+    Service(String),
+    #[error("translation service answered {0}: {1}")]
+    Rejected(u16, String),
+}
+
+/// Translates caption text from one language into another (ISO 639-1 codes).
+#[async_trait::async_trait]
+pub trait Translator: Send + Sync + 'static {
+    async fn translate(&self, text: &str, from: &str, to: &str) -> Result<String, TranslateError>;
+    /// A short name for logs and reports.
+    fn name(&self) -> &str;
+}
+
+/// A LibreTranslate-compatible service (`POST {url}/translate`), run by the operator.
+pub struct LibreTranslate {
+    url: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl LibreTranslate {
+    pub fn new(url: &str, api_key: Option<String>) -> Result<Self, TranslateError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| TranslateError::Service(e.to_string()))?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            api_key,
+            http,
+        })
+    }
+}
+
+#[derive(serde::Serialize)]
+struct LibreRequest<'a> {
+    q: &'a str,
+    source: &'a str,
+    target: &'a str,
+    format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+struct LibreReply {
+    #[serde(rename = "translatedText")]
+    translated_text: Option<String>,
+    error: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Translator for LibreTranslate {
+    async fn translate(&self, text: &str, from: &str, to: &str) -> Result<String, TranslateError> {
+        if text.len() > MAX_TEXT {
+            return Err(TranslateError::TooLong);
+        }
+        if from == to || text.trim().is_empty() {
+            return Ok(text.to_owned());
+        }
+        let response = self
+            .http
+            .post(format!("{}/translate", self.url))
+            .json(&LibreRequest {
+                q: text,
+                source: from,
+                target: to,
+                format: "text",
+                api_key: self.api_key.as_deref(),
+            })
+            .send()
+            .await
+            .map_err(|e| TranslateError::Service(e.without_url().to_string()))?;
+        let status = response.status();
+        let reply: Result<LibreReply, _> = response.json().await;
+        match reply {
+            Ok(LibreReply {
+                translated_text: Some(t),
+                ..
+            }) if status.is_success() => Ok(t),
+            Ok(LibreReply { error, .. }) => Err(TranslateError::Rejected(
+                status.as_u16(),
+                error.unwrap_or_else(|| "no translatedText in the reply".into()),
+            )),
+            Err(e) => Err(TranslateError::Rejected(status.as_u16(), e.to_string())),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "libretranslate"
+    }
+}

@@ -1,0 +1,253 @@
+//! Live captions end to end: a publisher speaks known phrases (espeak-ng, with pauses between,
+//! as Opus over WHIP in real time); the server's Whisper worker captions them. Buyers in the
+//! chat get `partial` then `final` `caption` events whose words match what was said, and the
+//! HLS output gets an English WebVTT subtitle rendition that ffprobe reads, which the replay
+//! keeps.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const PHRASES: [&str; 3] = [
+    "Welcome to the live sale.",
+    "This red jacket is half price today.",
+    "Press the buy button to order one now.",
+];
+/// Silence before, between and after the phrases, seconds.
+const PAUSE: f64 = 2.5;
+/// The word error rate the speech test justifies for tiny.en on espeak-ng's voice (see
+/// subtitles/tests/speech.rs), with room for the live policy cutting phrases into pieces.
+const MAX_WER: f64 = 0.4;
+
+/// The phrases spoken into one 16 kHz WAV with pauses; returns its path and each phrase's
+/// (start, end) in seconds.
+fn speech(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(f64, f64)>) {
+    let mut parts = Vec::new();
+    for (i, text) in PHRASES.iter().enumerate() {
+        let wav = dir.join(format!("p{i}.wav"));
+        let spoke = Command::new("espeak-ng")
+            .args(["-v", "en", "-s", "130", "-g", "3", "-w"])
+            .arg(&wav)
+            .arg(text)
+            .status()
+            .expect("espeak-ng (Debian package) is installed");
+        assert!(spoke.success());
+        parts.push(wav);
+    }
+    let silence = dir.join("pause.wav");
+    let made = Command::new("sox")
+        .args(["-n", "-r", "22050", "-c", "1", "-b", "16"])
+        .arg(&silence)
+        .args(["trim", "0", &PAUSE.to_string()])
+        .status()
+        .expect("sox (Debian package) is installed");
+    assert!(made.success());
+    let out = dir.join("speech.wav");
+    let mut args = vec![silence.clone()];
+    let mut truth = Vec::new();
+    let mut at = PAUSE;
+    for p in &parts {
+        let length: f64 = String::from_utf8(
+            Command::new("soxi")
+                .arg("-D")
+                .arg(p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        truth.push((at, at + length));
+        at += length + PAUSE;
+        args.push(p.clone());
+        args.push(silence.clone());
+    }
+    let joined = Command::new("sox")
+        .args(&args)
+        .args(["-r", "16000"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(joined.success());
+    (out, truth)
+}
+
+fn captioned_server_options() -> ServerOptions {
+    ServerOptions {
+        hls: Some(vitrine_transcode::HlsConfig {
+            renditions: vec![vitrine_transcode::RenditionSpec {
+                height: 240,
+                bitrate_kbps: 400,
+                fps: 30,
+            }],
+            x264_preset: "ultrafast".into(),
+            finalize_after: Duration::from_secs(1),
+            ..Default::default()
+        }),
+        subtitles: Some(vitrine::config::SubtitlesConfig {
+            threads: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoken_words_become_chat_captions_and_hls_subtitles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, truth) = speech(dir.path());
+    // The server converts tiny.en from the setup script's cache on first use.
+    let server = TestServer::start_with(captioned_server_options()).await;
+    let token = server.seller("shop").await;
+    let stream = server.stream(&token, "Spoken").await;
+    let id = stream["id"].as_str().unwrap().to_owned();
+    let (mut buyer, _) = ChatClient::join(&server.base, &id, None, None).await;
+    let source = MediaSource::camera("video/H264", 320, 240).speaking(&wav);
+    let publisher = MediaPublisher::start(
+        &server.http,
+        &server.base,
+        stream["whip_url"].as_str().unwrap(),
+        stream["stream_key"].as_str().unwrap(),
+        source,
+    )
+    .await;
+
+    // Captions in the chat: partials, then one final per phrase.
+    let mut partials = Vec::new();
+    let mut finals: Vec<serde_json::Value> = Vec::new();
+    let spoken = truth.last().unwrap().1 + PAUSE;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(spoken + 30.0);
+    while finals.len() < PHRASES.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "captions so far: {partials:?} {finals:?}"
+        );
+        let event = buyer.next().await;
+        if event["type"] != "caption" {
+            continue;
+        }
+        assert_eq!(event["lang"], "en", "{event}");
+        assert!(event["end_ms"].as_u64() >= event["start_ms"].as_u64());
+        match event["kind"].as_str() {
+            Some("partial") => partials.push(event),
+            Some("final") => finals.push(event),
+            other => panic!("caption kind {other:?}"),
+        }
+    }
+    let heard: Vec<&str> = finals.iter().map(|f| f["text"].as_str().unwrap()).collect();
+    let error = vitrine_subtitles::wer::wer(&PHRASES.join(" "), &heard.join(" "));
+    assert!(error <= MAX_WER, "WER {error:.2}: heard {heard:?}");
+    assert!(!partials.is_empty(), "partial captions come while speaking");
+    // Every partial belongs to an utterance that got its final, each final to its own.
+    let utterances: Vec<u64> = finals
+        .iter()
+        .map(|f| f["utterance"].as_u64().unwrap())
+        .collect();
+    assert!(utterances.windows(2).all(|w| w[0] < w[1]), "{utterances:?}");
+    assert!(
+        partials
+            .iter()
+            .all(|p| utterances.contains(&p["utterance"].as_u64().unwrap()))
+    );
+    // Times: the phrases are as far apart in the captions as in the recording (within 1 s),
+    // and each final lasts about as long as its phrase.
+    let start = |f: &serde_json::Value| f["start_ms"].as_u64().unwrap() as f64 / 1000.0;
+    let end = |f: &serde_json::Value| f["end_ms"].as_u64().unwrap() as f64 / 1000.0;
+    for (f, t) in finals.iter().zip(&truth) {
+        let shift = (start(f) - start(&finals[0])) - (t.0 - truth[0].0);
+        assert!(shift.abs() < 1.0, "final {f} off by {shift:.2} s");
+        let length = (end(f) - start(f)) - (t.1 - t.0);
+        assert!(
+            length.abs() < 1.5,
+            "final {f} lasts {length:+.2} s more than said"
+        );
+    }
+
+    // HLS: the master lists an English subtitle rendition; its WebVTT segments carry the
+    // captions on the media timeline.
+    let master = server.get_text(&format!("/hls/{id}/master.m3u8")).await;
+    assert!(
+        master.contains(
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"en\""
+        ) && master.contains("SUBTITLES=\"subs\""),
+        "{master}"
+    );
+    let playlist_url = format!("/hls/{id}/subtitles-en/index.m3u8");
+    let text = collect_subtitles(&server, &id, &playlist_url, "order one").await;
+    assert!(text.contains("jacket"), "{text}");
+    publisher.stop(&server.http).await;
+
+    // The replay keeps the subtitles: a VOD playlist of every segment.
+    let mut vod = String::new();
+    for _ in 0..100 {
+        vod = server.get_text(&playlist_url).await;
+        if vod.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{vod}");
+    let replayed = collect_subtitles(&server, &id, &playlist_url, "order one").await;
+    assert!(
+        replayed.contains("Welcome") || replayed.contains("welcome"),
+        "{replayed}"
+    );
+    server.stop().await;
+}
+
+/// Reads the subtitle playlist until its segments hold `until`; checks each segment
+/// (WebVTT with the timestamp map, readable by ffprobe) and returns their cue text.
+async fn collect_subtitles(server: &TestServer, id: &str, url: &str, until: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    loop {
+        let playlist = server.get_text(url).await;
+        assert!(playlist.starts_with("#EXTM3U") && !playlist.contains("EXT-X-MAP"));
+        let mut text = String::new();
+        for name in playlist.lines().filter(|l| l.ends_with(".vtt")) {
+            let r = server
+                .http
+                .get(server.url(&format!("/hls/{id}/subtitles-en/{name}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "text/vtt; charset=utf-8");
+            let vtt = r.text().await.unwrap();
+            assert!(
+                vtt.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n"),
+                "{vtt}"
+            );
+            if vtt.contains("-->") {
+                let path = dir.path().join(name);
+                std::fs::write(&path, &vtt).unwrap();
+                let probe = Command::new("ffprobe")
+                    .args([
+                        "-v",
+                        "error",
+                        "-show_entries",
+                        "stream=codec_name",
+                        "-of",
+                        "csv=p=0",
+                    ])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "webvtt");
+            }
+            text += &vtt;
+        }
+        if text.to_lowercase().contains(until) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subtitles never said {until:?}:\n{playlist}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
