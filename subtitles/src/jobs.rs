@@ -101,10 +101,24 @@ impl JobQueue for MemoryQueue {
 pub struct RedisQueue {
     client: redis::Client,
     commands: redis::aio::MultiplexedConnection,
+    key: String,
+    claim_idle: Duration,
+    block: Duration,
 }
 
 impl RedisQueue {
+    /// The production queue.
     pub async fn connect(url: &str) -> Result<Self, QueueError> {
+        Self::connect_to(url, STREAM_KEY, CLAIM_IDLE, BLOCK).await
+    }
+
+    /// A queue on stream `key`, claiming jobs idle for `claim_idle`, blocking `block` per read.
+    pub async fn connect_to(
+        url: &str,
+        key: &str,
+        claim_idle: Duration,
+        block: Duration,
+    ) -> Result<Self, QueueError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let mut commands = client
             .get_multiplexed_async_connection()
@@ -113,7 +127,7 @@ impl RedisQueue {
         // The group exists once; creating it again answers BUSYGROUP.
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(STREAM_KEY)
+            .arg(key)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
@@ -124,7 +138,13 @@ impl RedisQueue {
         {
             return Err(unavailable(e));
         }
-        Ok(Self { client, commands })
+        Ok(Self {
+            client,
+            commands,
+            key: key.to_owned(),
+            claim_idle,
+            block,
+        })
     }
 
     fn delivery(entry: &redis::streams::StreamId, attempt: u32) -> Option<Delivery> {
@@ -139,10 +159,10 @@ impl RedisQueue {
     /// A job another worker took and never acknowledged, if one waited long enough.
     async fn claim(&self, consumer: &str) -> Result<Option<Delivery>, QueueError> {
         let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(STREAM_KEY)
+            .arg(&self.key)
             .arg(GROUP)
             .arg(consumer)
-            .arg(CLAIM_IDLE.as_millis() as u64)
+            .arg(self.claim_idle.as_millis() as u64)
             .arg("0-0")
             .arg("COUNT")
             .arg(1)
@@ -153,7 +173,7 @@ impl RedisQueue {
             return Ok(None);
         };
         let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(STREAM_KEY)
+            .arg(&self.key)
             .arg(GROUP)
             .arg(&entry.id)
             .arg(&entry.id)
@@ -173,7 +193,7 @@ impl JobQueue for RedisQueue {
             .commands
             .clone()
             .xadd_maxlen(
-                STREAM_KEY,
+                &self.key,
                 redis::streams::StreamMaxlen::Approx(STREAM_CAPACITY),
                 "*",
                 &[("stream", stream.as_str())],
@@ -196,9 +216,9 @@ impl JobQueue for RedisQueue {
         let options = redis::streams::StreamReadOptions::default()
             .group(GROUP, consumer)
             .count(1)
-            .block(BLOCK.as_millis() as usize);
+            .block(self.block.as_millis() as usize);
         let reply: Option<redis::streams::StreamReadReply> = conn
-            .xread_options(&[STREAM_KEY], &[">"], &options)
+            .xread_options(&[&self.key], &[">"], &options)
             .await
             .map_err(unavailable)?;
         Ok(reply
@@ -211,7 +231,7 @@ impl JobQueue for RedisQueue {
         let _: u64 = self
             .commands
             .clone()
-            .xack(STREAM_KEY, GROUP, &[&delivery.id])
+            .xack(&self.key, GROUP, &[&delivery.id])
             .await
             .map_err(unavailable)?;
         Ok(())

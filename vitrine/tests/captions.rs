@@ -181,22 +181,67 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
     assert!(text.contains("jacket"), "{text}");
     publisher.stop(&server.http).await;
 
-    // The replay keeps the subtitles: a VOD playlist of every segment.
+    // The replay: a job transcribes the whole recording and its subtitle playlist becomes one
+    // WebVTT file, every phrase in it, in order, as far apart as they were said.
     let mut vod = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         vod = server.get_text(&playlist_url).await;
-        if vod.contains("#EXT-X-ENDLIST") {
+        if vod.contains("all.vtt") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{vod}");
-    let replayed = collect_subtitles(&server, &id, &playlist_url, "order one").await;
     assert!(
-        replayed.contains("Welcome") || replayed.contains("welcome"),
-        "{replayed}"
+        vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains("\nall.vtt\n"),
+        "{vod}"
     );
+    let whole = server
+        .get_text(&format!("/hls/{id}/subtitles-en/all.vtt"))
+        .await;
+    let cues = vtt_cues(&whole);
+    let said: Vec<&str> = cues.iter().map(|c| c.2.as_str()).collect();
+    let error = vitrine_subtitles::wer::wer(&PHRASES.join(" "), &said.join(" "));
+    assert!(error <= MAX_WER, "WER {error:.2}: replay {said:?}");
+    // Each phrase's first cue starts where it was said (up to one offset: the recording's
+    // timeline starts when the video did), and no cue starts inside a pause.
+    let offset = cues[0].0 - truth[0].0;
+    for (i, t) in truth.iter().enumerate() {
+        let first = cues
+            .iter()
+            .find(|c| c.0 >= t.0 + offset - 1.0)
+            .unwrap_or_else(|| panic!("no cue for phrase {i} in {whole}"));
+        assert!(
+            (first.0 - (t.0 + offset)).abs() < 1.0,
+            "phrase {i}: {first:?}\n{whole}"
+        );
+    }
+    for c in &cues {
+        let at = c.0 - offset;
+        assert!(
+            truth.iter().any(|t| at >= t.0 - 1.0 && at <= t.1),
+            "a cue in a pause: {c:?}\n{whole}"
+        );
+    }
+    let master = server.get_text(&format!("/hls/{id}/master.m3u8")).await;
+    assert!(master.contains("LANGUAGE=\"en\""), "{master}");
     server.stop().await;
+}
+
+/// (start s, end s, text) of each cue of a WebVTT file.
+fn vtt_cues(vtt: &str) -> Vec<(f64, f64, String)> {
+    let secs = |t: &str| -> f64 {
+        t.split(':')
+            .fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().unwrap())
+    };
+    let mut out = Vec::new();
+    let mut lines = vtt.lines();
+    while let Some(line) = lines.next() {
+        if let Some((a, b)) = line.split_once(" --> ") {
+            let text = lines.next().unwrap_or_default().to_owned();
+            out.push((secs(a), secs(b), text));
+        }
+    }
+    out
 }
 
 /// Reads the subtitle playlist until its segments hold `until`; checks each segment
