@@ -11,14 +11,14 @@ import { chromium } from 'playwright-core';
 export const BINARY = process.env.VITRINE_BIN || new URL('../target/debug/vitrine', import.meta.url).pathname;
 export const WAIT = 30_000;
 
-// `config` (TOML text), when given, is written to a file the server reads.
-export async function startServer(config) {
+// `config` (TOML text), when given, is written to a file the server reads. Captions are off
+// unless it has a [subtitles] table (Whisper would caption every test's fake microphone).
+export async function startServer(config = '') {
   const dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
   const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'];
-  if (config) {
-    writeFileSync(join(dataDir, 'vitrine.toml'), config);
-    args.push('--config', join(dataDir, 'vitrine.toml'));
-  }
+  const toml = /^\[subtitles\]/m.test(config) ? config : `${config}\n[subtitles]\nenabled = false\n`;
+  writeFileSync(join(dataDir, 'vitrine.toml'), toml);
+  args.push('--config', join(dataDir, 'vitrine.toml'));
   const server = spawn(BINARY, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
@@ -52,10 +52,12 @@ export async function startServer(config) {
   };
 }
 
-export function launchBrowser() {
+// `microphone`: a WAV file the fake microphone plays (looped) instead of a beep.
+export function launchBrowser({ microphone } = {}) {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
+      ...(microphone ? [`--use-file-for-fake-audio-capture=${microphone}`] : []),
       '--use-fake-ui-for-media-stream',
       '--use-fake-device-for-media-stream',
       '--disable-background-networking',
@@ -72,13 +74,13 @@ export function launchBrowser() {
 
 // Starts a server and a browser before the file's tests and stops both after them; the returned
 // object's `urls` and `browser` are filled in once `before` has run.
-export function useServerAndBrowser(config) {
+export function useServerAndBrowser(config, browserOptions) {
   const env = { urls: null, browser: null };
   let server;
   before(async () => {
     server = await startServer(config);
     env.urls = server.urls;
-    env.browser = await launchBrowser();
+    env.browser = await launchBrowser(browserOptions);
   });
   after(async () => {
     await env.browser?.close();

@@ -60,19 +60,43 @@ pub fn text_of(words: &[Word]) -> String {
         .join(" ")
 }
 
-/// Words of the next hypothesis that start this close before the end of the committed words
-/// still count as new (decodes move word boundaries a little).
-const OVERLAP_SAMPLES: u64 = 1_600; // 0.1 s at 16 kHz
-/// Longest run of committed words a new decode may repeat at its start.
-const MAX_REPEAT: usize = 5;
+/// How far (in words) a decode's settled part may be longer or shorter than before: Whisper
+/// sometimes splits or joins words ("to nay" / "today") when it decodes the same audio again.
+const ALIGN_SLACK: usize = 2;
+/// Words at the end of the settled part compared to find where it ends in a new decode.
+const ALIGN_WORDS: usize = 3;
 
-/// LocalAgreement-2 over successive decodes of one window.
+/// Where `settled` ends in `hypothesis`: both start at the window's start, so it is near
+/// `settled.len()`; the position whose preceding words match the settled tail best wins
+/// (nearest to that length on a tie).
+fn align(settled: &[Word], hypothesis: &[Word]) -> usize {
+    let n = settled.len();
+    if n == 0 {
+        return 0;
+    }
+    let score = |k: usize| {
+        let m = ALIGN_WORDS.min(n).min(k);
+        settled[n - m..]
+            .iter()
+            .zip(&hypothesis[k - m..k])
+            .filter(|(a, b)| a.key() == b.key())
+            .count()
+    };
+    (n.saturating_sub(ALIGN_SLACK)..=(n + ALIGN_SLACK).min(hypothesis.len()))
+        .max_by_key(|&k| (score(k), std::cmp::Reverse(k.abs_diff(n))))
+        .unwrap_or(n.min(hypothesis.len()))
+}
+
+/// LocalAgreement-2 over successive decodes of one window of audio. Every decode covers the
+/// window from its start, so words are matched by position (time estimates move between
+/// decodes; word order does not).
 #[derive(Debug, Default, Clone)]
 pub struct Agreement {
-    /// Settled words not yet handed out as final.
+    /// Words at the window's start already handed out as final (their audio is still in the
+    /// window, so every decode says them again).
+    handed: Vec<Word>,
+    /// Settled words not yet handed out.
     committed: Vec<Word>,
-    /// End of the last word ever committed: words before it are not new.
-    committed_end: u64,
     /// The unsettled words of the previous decode.
     previous: Vec<Word>,
 }
@@ -88,38 +112,27 @@ impl Agreement {
         &self.previous
     }
 
+    /// Whether any word of the window was handed out.
+    pub fn handed_out(&self) -> Option<&Word> {
+        self.handed.last()
+    }
+
+    /// Words of the window already settled: handed out, then committed.
+    fn settled(&self) -> Vec<Word> {
+        self.handed.iter().chain(&self.committed).cloned().collect()
+    }
+
     /// Takes a new decode of the window; returns how many words it newly committed.
     pub fn insert(&mut self, hypothesis: Vec<Word>) -> usize {
-        let mut new: Vec<Word> = hypothesis
-            .into_iter()
-            .filter(|w| w.start + OVERLAP_SAMPLES > self.committed_end)
-            .collect();
-        // A decode may repeat the last committed words at its start: drop the longest repeat.
-        if let Some(tail) = self.committed.last().map(|w| w.end)
-            && new
-                .first()
-                .is_some_and(|w| w.start < tail + 10 * OVERLAP_SAMPLES)
-        {
-            let longest = (1..=MAX_REPEAT.min(self.committed.len()).min(new.len()))
-                .rev()
-                .find(|&n| {
-                    let c = &self.committed[self.committed.len() - n..];
-                    c.iter().zip(&new[..n]).all(|(a, b)| a.key() == b.key())
-                });
-            if let Some(n) = longest {
-                new.drain(..n);
-            }
-        }
+        let at = align(&self.settled(), &hypothesis);
+        let new = &hypothesis[at..];
         let agreed = new
             .iter()
             .zip(&self.previous)
             .take_while(|(a, b)| a.key() == b.key() && !a.key().is_empty())
             .count();
-        for w in new.drain(..agreed) {
-            self.committed_end = self.committed_end.max(w.end);
-            self.committed.push(w);
-        }
-        self.previous = new;
+        self.committed.extend_from_slice(&new[..agreed]);
+        self.previous = new[agreed..].to_vec();
         agreed
     }
 
@@ -129,62 +142,41 @@ impl Agreement {
         let cut = self.committed[..self.committed.len().saturating_sub(1)]
             .iter()
             .rposition(Word::ends_sentence)?;
-        Some(self.committed.drain(..=cut).collect())
+        let out: Vec<Word> = self.committed.drain(..=cut).collect();
+        self.handed.extend_from_slice(&out);
+        Some(out)
     }
 
-    /// Hands out every committed word.
-    pub fn take_committed(&mut self) -> Vec<Word> {
-        std::mem::take(&mut self.committed)
+    /// The window is cut after the handed-out words: decodes start with the committed ones.
+    pub fn forget_handed(&mut self) {
+        self.handed.clear();
     }
 
-    /// Hands out every word, settled or not, as they stand (a window cut mid-speech that
-    /// never agreed on anything).
+    /// The window is cut where the last decode ended: every word not yet handed out, settled
+    /// or not, is handed out now.
     pub fn flush(&mut self) -> Vec<Word> {
         let mut out = std::mem::take(&mut self.committed);
         out.append(&mut self.previous);
-        if let Some(last) = out.last() {
-            self.committed_end = self.committed_end.max(last.end);
-        }
+        self.handed.clear();
         out
     }
 
-    /// The utterance is over: everything, settled or not, is handed out, and the next window
-    /// starts clean.
+    /// The utterance is over and `last` is the decode of all of it (the best one: it heard
+    /// the whole utterance): its words after those already handed out. Partials only ever
+    /// showed the settled words, so the final may still improve on them. Without a last
+    /// decode, what was settled and shown stands. The next window starts clean.
     pub fn finish(&mut self, last: Vec<Word>) -> Vec<Word> {
+        let out = if last.is_empty() {
+            let mut out = std::mem::take(&mut self.committed);
+            out.append(&mut self.previous);
+            out
+        } else {
+            let at = align(&self.handed, &last);
+            last[at..].to_vec()
+        };
+        self.committed.clear();
         self.previous.clear();
-        self.insert_final(last)
-    }
-
-    fn insert_final(&mut self, hypothesis: Vec<Word>) -> Vec<Word> {
-        // The final decode is trusted whole: committed words stay as they were, the rest comes
-        // from it.
-        let mut out = std::mem::take(&mut self.committed);
-        let before = self.committed_end;
-        let mut new: Vec<Word> = hypothesis
-            .into_iter()
-            .filter(|w| w.start + OVERLAP_SAMPLES > before)
-            .collect();
-        if let Some(last) = out.last() {
-            let n = (1..=MAX_REPEAT.min(out.len()).min(new.len()))
-                .rev()
-                .find(|&n| {
-                    out[out.len() - n..]
-                        .iter()
-                        .zip(&new[..n])
-                        .all(|(a, b)| a.key() == b.key())
-                })
-                .filter(|_| {
-                    new.first()
-                        .is_some_and(|w| w.start < last.end + 10 * OVERLAP_SAMPLES)
-                });
-            if let Some(n) = n {
-                new.drain(..n);
-            }
-        }
-        for w in &new {
-            self.committed_end = self.committed_end.max(w.end);
-        }
-        out.extend(new);
+        self.handed.clear();
         out
     }
 }
@@ -210,9 +202,8 @@ mod tests {
         let mut a = Agreement::default();
         assert_eq!(a.insert(said(0.0, "Hello every")), 0);
         assert_eq!(text_of(a.tentative()), "Hello every");
-        // The second decode agrees on "Hello" only.
+        // The second decode agrees on "Hello" only; the newer spelling is kept.
         assert_eq!(a.insert(said(0.0, "hello, everyone here")), 1);
-        // The newer decode's spelling is kept.
         assert_eq!(text_of(a.committed()), "hello,");
         assert_eq!(text_of(a.tentative()), "everyone here");
         assert_eq!(a.insert(said(0.0, "Hello everyone here is the.")), 2);
@@ -226,19 +217,28 @@ mod tests {
             "hello, everyone here is the."
         );
         assert_eq!(text_of(a.committed()), "Best price");
+        // Later decodes still say the handed-out sentence first: it is skipped.
+        a.insert(said(
+            0.0,
+            "Hello everyone here is the. Best price today only",
+        ));
+        assert_eq!(text_of(a.committed()), "Best price today");
     }
 
     #[test]
-    fn a_window_cut_after_a_sentence_does_not_repeat_it() {
+    fn decodes_that_move_word_times_or_split_words_still_line_up() {
         let mut a = Agreement::default();
-        a.insert(said(0.0, "Buy now. Only"));
-        a.insert(said(0.0, "Buy now. Only ten"));
-        assert_eq!(text_of(&a.take_sentences().unwrap()), "Buy now.");
-        // The next window starts at "Only"; its decode repeats the committed "Only".
-        let next = said(1.0, "Only ten left");
-        a.insert(next.clone());
-        a.insert(next);
-        assert_eq!(text_of(a.committed()), "Only ten left");
+        a.insert(said(0.0, "This red time."));
+        a.insert(said(0.0, "This red jacket is half."));
+        assert_eq!(text_of(a.committed()), "This red");
+        // Times shift (another estimate) and a word splits in two: positions still match.
+        a.insert(said(0.3, "This red jacket is half price to net."));
+        assert_eq!(text_of(a.committed()), "This red jacket is half");
+        a.insert(said(0.1, "This red jacket is half price to nay."));
+        assert_eq!(text_of(a.committed()), "This red jacket is half price to");
+        // The final decode heard it all: its words stand.
+        let last = a.finish(said(0.0, "This red jacket is half price today."));
+        assert_eq!(text_of(&last), "This red jacket is half price today.");
     }
 
     #[test]
@@ -249,9 +249,26 @@ mod tests {
         let last = a.finish(said(0.0, "This jacket is waterproof."));
         assert_eq!(text_of(&last), "This jacket is waterproof.");
         assert!(a.committed().is_empty() && a.tentative().is_empty());
-        // The next utterance starts fresh, later in the stream.
+        // The next utterance starts fresh, in a new window.
         a.insert(said(5.0, "Next"));
         assert_eq!(text_of(&a.finish(said(5.0, "Next one."))), "Next one.");
+        // A final after sentences were handed out gives only the rest.
+        a.insert(said(0.0, "Buy now. Only"));
+        a.insert(said(0.0, "Buy now. Only ten"));
+        assert_eq!(text_of(&a.take_sentences().unwrap()), "Buy now.");
+        assert_eq!(
+            text_of(&a.finish(said(0.0, "Buy now. Only ten left."))),
+            "Only ten left."
+        );
+    }
+
+    #[test]
+    fn flush_hands_out_everything() {
+        let mut a = Agreement::default();
+        a.insert(said(0.0, "one two"));
+        a.insert(said(0.0, "one two three"));
+        assert_eq!(text_of(&a.flush()), "one two three");
+        assert!(a.committed().is_empty() && a.tentative().is_empty());
     }
 
     #[test]

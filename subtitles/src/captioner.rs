@@ -254,20 +254,26 @@ impl Captioner {
         }
         self.agreement.insert(words);
         if let Some(sentences) = self.agreement.take_sentences() {
-            let until = sentences.last().map_or(self.window_start, |w| w.end);
+            // Their audio stays in the window (later decodes say them again, and they are
+            // skipped), so no word is cut in half.
             self.final_cue(sentences, &mut cues);
             self.utterance += 1;
-            self.cut(until);
-        } else if end - self.window_start > samples(self.cfg.max_window) {
-            let mut settled = self.agreement.take_committed();
-            if settled.is_empty() {
-                // Nothing agreed in a whole window: what the last decode heard stands.
-                settled = self.agreement.flush();
+        }
+        if end - self.window_start > samples(self.cfg.max_window) {
+            match self.agreement.handed_out().map(|w| w.end) {
+                // Cut after the sentences handed out; the settled words begin the next window.
+                Some(until) => {
+                    self.agreement.forget_handed();
+                    self.cut(until);
+                }
+                // One long sentence: what was heard so far stands as its final.
+                None => {
+                    let all = self.agreement.flush();
+                    self.final_cue(all, &mut cues);
+                    self.utterance += 1;
+                    self.cut(end);
+                }
             }
-            let until = settled.last().map_or(end, |w| w.end);
-            self.final_cue(settled, &mut cues);
-            self.utterance += 1;
-            self.cut(until);
         }
         let mut words = self.agreement.committed().to_vec();
         words.extend_from_slice(self.agreement.tentative());
@@ -426,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn a_committed_sentence_cuts_a_final_mid_speech() {
+    fn a_committed_sentence_is_final_mid_speech() {
         let audio = tone(6.0);
         let script = [
             (0.0, 1.5, "Buy it now."),
@@ -440,10 +446,39 @@ mod tests {
             .filter(|c| c.kind == CueKind::Final)
             .map(|c| c.text.as_str())
             .collect();
-        assert!(finals.first() == Some(&"Buy it now."), "{finals:?}");
-        // The window was cut after it: later decodes start past the sentence.
-        assert!(c.window_start >= 24_000);
-        assert_eq!(c.prompt, *finals.last().unwrap());
+        // "Only ten left." is not final yet: no settled word follows its full stop.
+        assert_eq!(finals, ["Buy it now."], "{cues:#?}");
+        // Later partials show only what follows the final (the audio is still decoded).
+        let partial = cues
+            .iter()
+            .rev()
+            .find(|c| c.kind == CueKind::Partial)
+            .unwrap();
+        assert_eq!(partial.text, "Only ten left. Free shipping");
+        assert_eq!(c.prompt, "Buy it now.");
+    }
+
+    #[test]
+    fn a_long_utterance_is_cut_at_the_longest_window() {
+        // 20 s of talk, a word a second, no sentence end: cut near 12 s, nothing lost or
+        // repeated.
+        let audio = talk(20.0);
+        let words: Vec<String> = (0..19).map(|i| format!("w{i}")).collect();
+        let script: Vec<(f32, f32, &str)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i as f32 + 0.2, i as f32 + 0.8, w.as_str()))
+            .collect();
+        let mut c = Captioner::new(CaptionerConfig::default());
+        let mut cues = run(&mut c, &audio, &script);
+        cues.extend(run(&mut c, &silence(1.0), &script));
+        let finals: Vec<&str> = cues
+            .iter()
+            .filter(|c| c.kind == CueKind::Final)
+            .map(|c| c.text.as_str())
+            .collect();
+        assert!(finals.len() >= 2, "{finals:?}");
+        assert_eq!(finals.join(" "), words.join(" "));
     }
 
     #[test]

@@ -99,6 +99,13 @@ impl LiveCaptions {
         self.config.language.as_deref().unwrap_or("en")
     }
 
+    /// The languages captions come in: the spoken one, then the translations.
+    pub fn languages(&self) -> Vec<String> {
+        std::iter::once(self.source_language().to_owned())
+            .chain(self.translations.iter().map(|t| t.language.clone()))
+            .collect()
+    }
+
     /// Captions every stream `went_live` announces, until [`Self::shutdown`].
     pub fn spawn(
         self: &Arc<Self>,
@@ -204,6 +211,7 @@ impl LiveCaptions {
         let mut dropped = 0u64;
         let request = Request {
             language: self.config.language.clone(),
+            fit_audio_context: true,
             ..Default::default()
         };
         // The decode under way: it owns the stream's slot until it returns it.
@@ -258,6 +266,13 @@ impl LiveCaptions {
                     *slot = Some(done.slot);
                     let cues = match done.result {
                         Ok((segments, timing)) => {
+                            tracing::debug!(
+                                id = done.id,
+                                waited = ?timing.waited,
+                                ran = ?timing.ran,
+                                heard = ?segments.iter().map(|s| (s.cue.text.as_str(), s.no_speech)).collect::<Vec<_>>(),
+                                "caption decode"
+                            );
                             if captioner.step() > self.config.captioner.step {
                                 metrics.degraded_steps.inc();
                             }

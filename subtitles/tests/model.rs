@@ -111,3 +111,41 @@ fn malformed_models_are_clear_errors() {
         Err(ConvertError::Vocabulary)
     ));
 }
+
+/// A live step's few seconds decoded with the encoder fitted to them (not Whisper's whole 30 s
+/// window) still give the words, and with the decoding state reused across decodes.
+#[test]
+fn short_windows_decode_with_a_fitted_context() {
+    use vitrine_subtitles::transcriber::{Request, Transcriber};
+    let dir = models();
+    let (out, _) = converted_tiny_en();
+    let transcriber = Transcriber::open(out.path()).unwrap();
+    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    let request = Request {
+        language: Some("en".into()),
+        threads: 2,
+        fit_audio_context: true,
+        ..Default::default()
+    };
+    let mut state = transcriber.state().unwrap();
+    for (seconds, expected) in [(4.0, "fellow"), (11.0, "country")] {
+        let part = &samples[..(seconds * 16_000.0) as usize];
+        let segments = transcriber
+            .decode(&mut state, part, &request, "", None)
+            .unwrap();
+        let text: String = segments.iter().map(|s| s.cue.text.clone()).collect();
+        assert!(
+            words(&text).contains(&expected.to_owned()),
+            "{seconds} s: {text:?}"
+        );
+        assert!(
+            segments
+                .iter()
+                .all(|s| s.cue.end.as_secs_f64() <= seconds + 0.5)
+        );
+    }
+}

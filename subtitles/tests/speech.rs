@@ -69,6 +69,7 @@ fn known_speech_between_pauses() {
         language: Some("en".into()),
         translate_to_english: false,
         threads: 2,
+        fit_audio_context: false,
     };
     let cues = transcriber
         .transcribe_speech(&audio, &request, &VadConfig::default(), |_| {})

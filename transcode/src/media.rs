@@ -50,6 +50,19 @@ pub struct Manifest {
     /// Subtitle renditions, one per language.
     #[serde(default)]
     pub subtitles: Vec<TextTrack>,
+    /// Where each encoder run's segments are in wall-clock time.
+    #[serde(default)]
+    pub clocks: Vec<RunClock>,
+}
+
+/// The wall-clock time of an encoder run's first segment; later ones follow on the segment
+/// grid (segments start at its lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunClock {
+    pub first_msn: u64,
+    /// Unix milliseconds of the first segment's first sample.
+    pub wall_ms: i64,
+    pub segment_ms: u64,
 }
 
 impl Manifest {
@@ -126,6 +139,12 @@ impl Manifest {
             );
         }
         Some(out)
+    }
+
+    /// Unix milliseconds of segment `msn`'s first sample, when its run's clock is known.
+    pub fn program_time(&self, msn: u64) -> Option<i64> {
+        let run = self.clocks.iter().rev().find(|c| c.first_msn <= msn)?;
+        Some(run.wall_ms + ((msn - run.first_msn) * run.segment_ms) as i64)
     }
 
     /// Whether a player can start: the master playlist is known and every rendition lists a

@@ -5,7 +5,7 @@
 
 use crate::Hls;
 use crate::fmp4::{Sample, Track, TrackKind};
-use crate::media::{AUDIO, MANIFEST, MediaClock, POSTER, StreamMedia};
+use crate::media::{AUDIO, MANIFEST, MediaClock, POSTER, RunClock, StreamMedia};
 use crate::metrics::TrackLabels;
 use crate::pipeline::{Encoded, Output, Pipeline, PipelinePlan, TrackCaps};
 use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
@@ -228,10 +228,21 @@ impl<'a> Packager<'a> {
         let dts_ns = since + self.offset_ns;
         if !self.clock_set && !self.prefix.is_empty() {
             self.clock_set = true;
+            let anchor = pipeline.zero() + std::time::Duration::from_nanos(origin);
             self.media.set_clock(Some(MediaClock {
-                anchor: pipeline.zero() + std::time::Duration::from_nanos(origin),
+                anchor,
                 media_ns: self.offset_ns,
             }));
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .saturating_sub(anchor.elapsed());
+            let clock = RunClock {
+                first_msn: self.first_msn,
+                wall_ms: wall.as_millis() as i64,
+                segment_ms: self.hls.config.segment.as_millis() as u64,
+            };
+            self.media.update(|m| m.clocks.push(clock));
         }
         if e.track == 0 && self.text_cursor_ns.is_none() {
             self.text_cursor_ns = Some(dts_ns);

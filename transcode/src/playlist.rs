@@ -24,6 +24,38 @@ pub struct SegmentEntry {
     pub init: String,
 }
 
+/// The wall-clock time of a segment's first sample (Unix milliseconds), by sequence number.
+pub type ProgramTime<'a> = &'a dyn Fn(u64) -> Option<i64>;
+
+/// `#EXT-X-PROGRAM-DATE-TIME:2026-12-01T20:05:25.151Z` for `ms`, when known.
+pub fn write_program_time(out: &mut String, ms: Option<i64>) {
+    if let Some(ms) = ms {
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(ms));
+    }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC date-time with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
 /// File name of a complete segment.
 pub fn segment_name(msn: u64) -> String {
     format!("s{msn}.m4s")
@@ -168,14 +200,31 @@ impl MediaPlaylist {
 
     /// The playlist a player polls: VOD once ended, LL-HLS live otherwise.
     pub fn render(&self) -> String {
+        self.render_with(&|_| None)
+    }
+
+    /// [`Self::render`] with `EXT-X-PROGRAM-DATE-TIME` on every segment `program_time` knows
+    /// (Unix milliseconds of its first sample): players line renditions up by it (subtitles
+    /// with the media, in particular) and show wall-clock time.
+    pub fn render_with(&self, program_time: ProgramTime) -> String {
         if self.ended {
-            self.render_vod()
+            self.render_vod(program_time)
         } else {
-            self.render_live()
+            self.render_live(program_time)
         }
     }
 
-    fn render_live(&self) -> String {
+    /// The first segment the live playlist lists (subtitle playlists start at the same one,
+    /// so players line them up).
+    pub fn window_first_msn(&self) -> Option<u64> {
+        let first = self.segments.len().saturating_sub(self.window);
+        self.segments
+            .get(first)
+            .or(self.open.as_ref())
+            .map(|s| s.msn)
+    }
+
+    fn render_live(&self, program_time: ProgramTime) -> String {
         let target = self.target_duration();
         let first = self.segments.len().saturating_sub(self.window);
         let shown = &self.segments[first..];
@@ -210,6 +259,7 @@ impl MediaPlaylist {
                 let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.init);
                 map = &s.init;
             }
+            write_program_time(&mut out, program_time(s.msn));
             if i >= with_parts {
                 for (index, p) in s.parts.iter().enumerate() {
                     let _ = writeln!(
@@ -239,7 +289,7 @@ impl MediaPlaylist {
         out
     }
 
-    fn render_vod(&self) -> String {
+    fn render_vod(&self, program_time: ProgramTime) -> String {
         let mut out = String::with_capacity(128 + 40 * self.segments.len());
         let _ = write!(
             out,
@@ -257,6 +307,7 @@ impl MediaPlaylist {
                 let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.init);
                 map = &s.init;
             }
+            write_program_time(&mut out, program_time(s.msn));
             let _ = write!(out, "#EXTINF:{:.5},\n{}\n", s.duration, segment_name(s.msn));
         }
         out.push_str("#EXT-X-ENDLIST\n");
@@ -267,6 +318,35 @@ impl MediaPlaylist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_date_times() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_796_156_725_151), "2026-12-01T20:25:25.151Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        let mut p = MediaPlaylist::new(2.0, 0.5, 3);
+        p.begin_run("init1.mp4".into());
+        for msn in 0..2 {
+            p.add_part(
+                msn,
+                PartEntry {
+                    duration: 0.5,
+                    independent: true,
+                },
+            );
+            p.finish_segment(msn, 2.0);
+        }
+        let text = p.render_with(&|msn| Some(1_796_156_725_000 + msn as i64 * 2000));
+        assert!(
+            text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-12-01T20:25:27.000Z\n#EXT-X-PART"),
+            "{text}"
+        );
+        p.end();
+        assert!(
+            p.render_with(&|_| Some(0))
+                .contains("#EXT-X-PROGRAM-DATE-TIME:1970")
+        );
+    }
 
     fn part(independent: bool) -> PartEntry {
         PartEntry {

@@ -112,10 +112,15 @@ async fn playlist(
         let window = hls.config.window_segments;
         let text = media
             .read(|m| {
+                let first = m
+                    .playlists
+                    .values()
+                    .next()
+                    .and_then(|p| p.window_first_msn());
                 m.subtitles
                     .iter()
                     .find(|t| text_track::rendition_name(&t.language) == rendition)
-                    .map(|t| t.render(m.ended, window))
+                    .map(|t| t.render(m.ended, window, first, &|msn| m.program_time(msn)))
             })
             .ok_or_else(|| Problem::not_found("no such rendition"))?;
         return Ok(reply(PLAYLIST, playlist_cache(&media), text));
@@ -163,7 +168,11 @@ async fn playlist(
         }
     }
     let text = media
-        .read(|m| m.playlists.get(&rendition).map(|p| p.render()))
+        .read(|m| {
+            m.playlists
+                .get(&rendition)
+                .map(|p| p.render_with(&|msn| m.program_time(msn)))
+        })
         .ok_or_else(|| Problem::not_found("no such rendition"))?;
     Ok(reply(PLAYLIST, playlist_cache(&media), text))
 }

@@ -4,6 +4,7 @@
 //! (`X-TIMESTAMP-MAP` ties its times to the media's). The replay can swap the live pieces for
 //! one file of the whole recording. Pure state and text; the packager stores and lists.
 
+use crate::playlist::{ProgramTime, write_program_time};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
@@ -107,9 +108,17 @@ impl TextTrack {
         });
     }
 
-    /// The playlist: the last `window` segments while live; once `ended`, the whole file if
-    /// there is one, else every segment.
-    pub fn render(&self, ended: bool, window: usize) -> String {
+    /// The playlist: while live, the segments from `first_msn` (where the media playlists'
+    /// window starts, so players line the two up; subtitles trail by a segment) or else the
+    /// last `window`; once `ended`, the whole file if there is one, else every segment.
+    /// Segments get `EXT-X-PROGRAM-DATE-TIME` from `program_time`, as the media playlists do.
+    pub fn render(
+        &self,
+        ended: bool,
+        window: usize,
+        first_msn: Option<u64>,
+        program_time: ProgramTime,
+    ) -> String {
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n");
         if ended && let Some(length) = self.whole {
             let _ = write!(
@@ -120,10 +129,14 @@ impl TextTrack {
             );
             return out;
         }
-        let first = if ended {
-            0
-        } else {
-            self.segments.len().saturating_sub(window.max(1))
+        let first = match (ended, first_msn) {
+            (true, _) => 0,
+            (false, Some(msn)) => self
+                .segments
+                .iter()
+                .position(|s| s.msn >= msn)
+                .unwrap_or(self.segments.len()),
+            (false, None) => self.segments.len().saturating_sub(window.max(1)),
         };
         let shown = &self.segments[first..];
         let target = shown.iter().map(|s| s.duration).fold(1.0, f64::max).round() as u64;
@@ -146,6 +159,7 @@ impl TextTrack {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            write_program_time(&mut out, program_time(s.msn));
             let _ = write!(out, "#EXTINF:{:.5},\n{}\n", s.duration, segment_name(s.msn));
         }
         if ended {
@@ -265,15 +279,29 @@ mod tests {
         }
         t.begin_run();
         t.publish(5, 1.5);
-        let live = t.render(false, 3);
+        let live = t.render(false, 3, None, &|_| None);
         assert!(live.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{live}");
+        // Lined up with the media playlists' window.
+        let aligned = t.render(false, 3, Some(2), &|_| None);
+        assert!(
+            aligned.contains(
+                "#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXTINF:2.00000,\nt2.vtt"
+            ),
+            "{aligned}"
+        );
         assert!(live.contains("#EXT-X-DISCONTINUITY\n#EXTINF:1.50000,\nt5.vtt\n"));
         assert!(!live.contains("ENDLIST") && !live.contains("EXT-X-MAP"));
-        let vod = t.render(true, 3);
+        let vod = t.render(true, 3, Some(4), &|msn| Some(msn as i64 * 2000));
         assert!(vod.contains("t0.vtt") && vod.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(
+            vod.contains(
+                "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:02.000Z\n#EXTINF:2.00000,\nt1.vtt"
+            ),
+            "{vod}"
+        );
         t.whole = Some(11.5);
         assert_eq!(
-            t.render(true, 3),
+            t.render(true, 3, None, &|_| None),
             "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:12\n#EXT-X-PLAYLIST-TYPE:VOD\n\
              #EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:11.500,\nall.vtt\n#EXT-X-ENDLIST\n"
         );

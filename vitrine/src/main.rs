@@ -246,6 +246,7 @@ fn transcribe(
             language: (language != "auto").then(|| language.to_owned()),
             translate_to_english,
             threads,
+            fit_audio_context: false,
         };
         // Only where the VAD hears speech: Whisper invents text in silence.
         let vad = vitrine_subtitles::vad::VadConfig::default();

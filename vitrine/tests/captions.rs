@@ -177,7 +177,7 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
         "{master}"
     );
     let playlist_url = format!("/hls/{id}/subtitles-en/index.m3u8");
-    let text = collect_subtitles(&server, &id, &playlist_url, "order one").await;
+    let text = collect_subtitles(&server, &id, &playlist_url, "button").await;
     assert!(text.contains("jacket"), "{text}");
     publisher.stop(&server.http).await;
 

@@ -6,7 +6,8 @@ const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
 const TOKEN_KEY = 'vitrine.buyer';
 
-export function startShop(streamId) {
+// `onCaption` hears the room's live `caption` events.
+export function startShop(streamId, { onCaption } = {}) {
   let chat = null;
   let pin = null;
   let pending = null; // request id of the purchase in flight
@@ -83,6 +84,7 @@ export function startShop(streamId) {
         }
         break;
       case 'chat': chatLine(m); break;
+      case 'caption': onCaption?.(m); break;
       case 'pin':
         renderPin(m.pin);
         if (m.pin) system(`Now showing: ${m.pin.title}`);

@@ -1,7 +1,8 @@
 // The replay page: the stream's finished recording over HLS (hls.js), with its poster, a quality
-// menu and its length; a clear message while there is no replay yet.
+// menu, a subtitles menu and its length; a clear message while there is no replay yet.
 import { streamStatus } from '/assets/webrtc.js';
 import { playHls } from '/assets/hls-player.js';
+import { languageName } from '/assets/captions.js';
 
 const $ = (id) => document.getElementById(id);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
@@ -38,6 +39,22 @@ async function load() {
   });
   const vod = playHls(player, s.replay.master_url, { quality: $('quality') });
   window.vitrineVod = { hls: vod.hls, ready: true };
+  if (vod.hls) subtitles(vod.hls);
+}
+
+// The replay's subtitle tracks (one per language), drawn by the browser once picked.
+function subtitles(hls) {
+  const menu = $('subtitles');
+  hls.on(window.Hls.Events.SUBTITLE_TRACKS_UPDATED, (_event, data) => {
+    menu.replaceChildren(new Option('Off', '-1'));
+    data.subtitleTracks.forEach((t, i) => menu.append(new Option(languageName(t.lang || t.name), String(i))));
+    menu.disabled = data.subtitleTracks.length === 0;
+    menu.value = String(hls.subtitleTrack);
+  });
+  menu.addEventListener('change', () => {
+    hls.subtitleTrack = Number(menu.value);
+    hls.subtitleDisplay = hls.subtitleTrack >= 0;
+  });
 }
 
 load();

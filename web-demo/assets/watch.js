@@ -1,10 +1,12 @@
 // The buyer's player: WHEP playback (autoplay muted, unmute button), or HLS when the viewer picks
 // it or WebRTC cannot connect (quality menu, latency readout); live/ended state, reconnection
 // when the connection drops or the seller comes back, and the replay link once there is one.
-// The chat and the pinned product live in shop.js.
+// Captions (chat events over WebRTC, WebVTT over HLS) are in captions.js; the chat and the
+// pinned product live in shop.js.
 import { play, streamStatus } from '/assets/webrtc.js';
 import { playHls } from '/assets/hls-player.js';
 import { startShop } from '/assets/shop.js';
+import { startCaptions } from '/assets/captions.js';
 
 const $ = (id) => document.getElementById(id);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
@@ -72,6 +74,7 @@ function startHls() {
       onFatal: () => { stopHls(); setTimeout(startHls, 2000); },
     });
     window.vitrineWatch.hls = hlsPlayer.hls;
+    captions.attachHls(hlsPlayer.hls);
   } catch (e) {
     overlay('Cannot play', e.message);
   }
@@ -80,6 +83,7 @@ function startHls() {
 function stopHls() {
   hlsPlayer?.destroy();
   hlsPlayer = null;
+  captions.detachHls();
 }
 
 function switchTo(next, label) {
@@ -120,6 +124,7 @@ async function poll() {
     $('viewers').textContent = s.viewers;
     $('viewers-badge').textContent = `${s.viewers} watching`;
     hlsUrl = s.hls_url || null;
+    captions.setLanguages(s.caption_languages);
     $('transport').querySelector('option[value="hls"]').disabled = !hlsUrl;
     $('replay-link').hidden = !(s.replay && s.state !== 'live');
     if (s.replay) $('replay-href').href = s.replay.vod_url;
@@ -137,8 +142,9 @@ $('unmute').addEventListener('click', () => {
 });
 $('transport').addEventListener('change', () => switchTo($('transport').value));
 window.addEventListener('pagehide', () => { session?.stop(); stopHls(); });
-const shop = startShop(streamId);
-window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, get mode() { return mode; }, shop, hls: null };
+const captions = startCaptions({ select: $('captions-lang'), box: $('captions') });
+const shop = startShop(streamId, { onCaption: (m) => captions.onCaption(m) });
+window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, get mode() { return mode; }, shop, hls: null, captions: captions.state };
 
 $('transport').value = mode;
 poll();

@@ -54,6 +54,10 @@ pub fn routes() -> Router {
             page!("text/javascript; charset=utf-8", "vod.js"),
         )
         .route(
+            "/assets/captions.js",
+            page!("text/javascript; charset=utf-8", "captions.js"),
+        )
+        .route(
             HLS_JS_PATH,
             get(|| async {
                 // Versioned name: cached for a year; a new hls.js gets a new URL.

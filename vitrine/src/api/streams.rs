@@ -77,6 +77,9 @@ pub struct StreamView {
     /// The replay, once the recording is final.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayView>,
+    /// Languages of the live captions (chat `caption` events, HLS subtitle renditions): the
+    /// spoken one first, then the translations; empty when captions are off.
+    pub caption_languages: Vec<String>,
     pub created_at: i64,
     /// Only in the response that creates the stream: it is stored hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +100,8 @@ pub struct PublicStreamView {
     pub hls_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayView>,
+    /// Languages of the live captions, the spoken one first; empty when captions are off.
+    pub caption_languages: Vec<String>,
     /// The product pinned to the stream, with live availability.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<PinnedProduct>,
@@ -156,6 +161,11 @@ impl AppState {
             watch_url: format!("{base}/watch/{id}"),
             hls_url: None,
             replay: None,
+            caption_languages: self
+                .captions
+                .as_ref()
+                .map(|c| c.languages())
+                .unwrap_or_default(),
             studio_url,
             title: row.title,
             state: row.state,
@@ -264,6 +274,7 @@ async fn public_stream(
         chat_url,
         hls_url: view.hls_url,
         replay: view.replay,
+        caption_languages: view.caption_languages,
         pinned,
     }))
 }
