@@ -28,7 +28,7 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 5] = [
+const SPECS: [(&str, Spec); 7] = [
     (
         "whep",
         Spec {
@@ -88,6 +88,32 @@ const SPECS: [(&str, Spec); 5] = [
         },
     ),
     (
+        "whisper",
+        Spec {
+            title: "Whisper tiny.en on the CPU: the same weights, clips and threads",
+            x: "clip_seconds",
+            metrics: [
+                m("real-time factor (lower is faster)", "rtf"),
+                m("word error rate", "wer"),
+                m("speed (x real time)", "speed"),
+                m("transcription seconds", "transcribe_seconds"),
+            ],
+        },
+    ),
+    (
+        "captions",
+        Spec {
+            title: "Live captions: streams speaking at once, one 2-core machine",
+            x: "streams",
+            metrics: [
+                m("final caption latency p50 (s)", "latency_p50_s"),
+                m("final caption latency p95 (s)", "latency_p95_s"),
+                m("phrases captioned (share)", "captioned_ratio"),
+                m("word error rate", "wer"),
+            ],
+        },
+    ),
+    (
         "hls",
         Spec {
             title: "LL-HLS viewers: blocking playlist reloads and part fetches",
@@ -142,7 +168,7 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
         bail!(
-            "unknown report kind {} (whep, chat, checkout, transcode, hls)",
+            "unknown report kind {} (whep, chat, checkout, transcode, hls, whisper, captions)",
             args.kind
         );
     };

@@ -45,13 +45,13 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
-type Built = (
+pub(crate) type Built = (
     Arc<dyn PeerConnection>,
     watch::Receiver<RTCIceGatheringState>,
     tokio::sync::mpsc::Receiver<Arc<dyn TrackRemote>>,
 );
 
-async fn peer() -> anyhow::Result<Built> {
+pub(crate) async fn peer() -> anyhow::Result<Built> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
@@ -76,7 +76,7 @@ async fn peer() -> anyhow::Result<Built> {
     Ok((Arc::new(pc), grx, trx))
 }
 
-async fn negotiate(
+pub(crate) async fn negotiate(
     http: &reqwest::Client,
     pc: &Arc<dyn PeerConnection>,
     gathering: &mut watch::Receiver<RTCIceGatheringState>,

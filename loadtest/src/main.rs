@@ -10,9 +10,14 @@
 //!
 //! `hls`: N LL-HLS viewers of a live stream; requests per second, part fetch time, server CPU.
 //!
+//! `captions`: N live streams speaking known phrases over WHIP; final-caption latency, the share
+//! of phrases captioned and the word error rate. `whisper-row`: one transcription scored
+//! against its clip's text (the Whisper engines' comparison).
+//!
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
 //! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
 
+mod captions;
 mod chart;
 mod chat;
 mod checkout;
@@ -20,6 +25,8 @@ mod client;
 mod hls;
 mod report;
 mod stats;
+mod wer;
+mod whisper;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -44,6 +51,10 @@ enum Command {
     DbCeiling(checkout::CeilingArgs),
     /// N LL-HLS viewers of one live stream (blocking reloads and parts).
     Hls(hls::HlsArgs),
+    /// N live streams speaking known phrases; final-caption latency, coverage and WER.
+    Captions(captions::CaptionsArgs),
+    /// Scores one transcription (JSON line) of a clip against its known text: a report row.
+    WhisperRow(whisper::WhisperRowArgs),
     /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
@@ -100,6 +111,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Checkout(args) => checkout::run(args).await,
         Command::DbCeiling(args) => checkout::ceiling(args).await,
         Command::Hls(args) => hls::run(args).await,
+        Command::Captions(args) => captions::run(&args).await,
+        Command::WhisperRow(args) => whisper::run(&args),
         Command::Chart(args) => chart::run(&args),
     }
 }

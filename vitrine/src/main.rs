@@ -76,6 +76,13 @@ enum SubtitlesCommand {
         /// A LibreTranslate-compatible service (http://host:port) for --translate.
         #[arg(long, env = "VITRINE_LIBRETRANSLATE_URL")]
         libretranslate: Option<String>,
+        /// CPU threads for Whisper (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print one JSON line instead of the file names: the audio and transcription seconds
+        /// (audio decoding and model loading not counted) and the text.
+        #[arg(long)]
+        json: bool,
         /// Folder for the subtitle files.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -106,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(Config::resolve(args)?).await,
         Command::Subtitles {
             command: SubtitlesCommand::ConvertModel { model_dir, out },
-        } => vitrine::models::convert_model(&model_dir, &out),
+        } => {
+            println!("{}", vitrine::models::convert_model(&model_dir, &out)?);
+            Ok(())
+        }
         Command::Subtitles {
             command:
                 SubtitlesCommand::Transcribe {
@@ -115,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
                     language,
                     translate,
                     libretranslate,
+                    threads,
+                    json,
                     out,
                     data_dir,
                 },
@@ -127,9 +139,18 @@ async fn main() -> anyhow::Result<()> {
             let translator = libretranslate
                 .map(|url| vitrine_subtitles::translate::LibreTranslate::new(&url, None))
                 .transpose()?;
-            tokio::task::block_in_place(|| {
-                transcribe(&input, &model, &language, &translate, translator, &out)
-            })
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let job = TranscribeJob {
+                model,
+                language,
+                translate,
+                translator,
+                threads: threads.clamp(1, 256) as i32,
+                json,
+                out,
+            };
+            tokio::task::block_in_place(|| transcribe(&input, &job))
         }
         Command::Transcode {
             input,
@@ -175,25 +196,38 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `vitrine subtitles transcribe`: decode, transcribe (and translate), write WebVTT and SRT.
-fn transcribe(
-    input: &Path,
-    model: &Path,
-    language: &str,
-    translate: &[String],
+/// What `vitrine subtitles transcribe` was asked.
+struct TranscribeJob {
+    model: PathBuf,
+    language: String,
+    translate: Vec<String>,
     translator: Option<vitrine_subtitles::translate::LibreTranslate>,
-    out: &Path,
-) -> anyhow::Result<()> {
+    threads: i32,
+    json: bool,
+    out: PathBuf,
+}
+
+/// `vitrine subtitles transcribe`: decode, transcribe (and translate), write WebVTT and SRT.
+fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
     use vitrine_subtitles::transcriber::{Request, Transcriber};
     use vitrine_subtitles::translate::Translator;
-    let transcriber = Transcriber::open(model)?;
+    let (language, translate, translator, out) = (
+        job.language.as_str(),
+        &job.translate,
+        &job.translator,
+        &job.out,
+    );
+    let transcriber = Transcriber::open(&job.model)?;
     // English from another language is Whisper's own task; the rest needs a translator.
     let by_whisper = |l: &str| l == "en" && language != "en" && transcriber.multilingual();
+    if !transcriber.multilingual() && translate.iter().any(|l| l == "en") {
+        anyhow::bail!("this model is English-only: its transcription is English already");
+    }
     if let Some(other) = translate.iter().find(|l| !by_whisper(l)) {
         if translator.is_none() {
             anyhow::bail!(
-                "translating into {other:?} needs a translation service: pass --libretranslate URL \
-                 (Whisper itself only translates other languages into English, with a multilingual model)"
+                "no translator for {other:?}: pass --libretranslate URL (Whisper itself only \
+                 translates other languages into English, with a multilingual model)"
             );
         }
         if language == "auto" {
@@ -210,7 +244,9 @@ fn transcribe(
     bar.set_message("decoding");
     let samples =
         vitrine_subtitles::audio::decode(input, |p| bar.set_position((p * 100.0) as u64))?;
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as i32);
+    let threads = job.threads;
+    let mut timed = std::time::Duration::ZERO;
+    let mut spoken = String::new();
     let stem = input
         .file_stem()
         .map_or_else(|| "subtitles".into(), |s| s.to_string_lossy().into_owned());
@@ -250,15 +286,22 @@ fn transcribe(
         };
         // Only where the VAD hears speech: Whisper invents text in silence.
         let vad = vitrine_subtitles::vad::VadConfig::default();
+        let started = std::time::Instant::now();
         let cues = transcriber.transcribe_speech(&samples, &request, &vad, |f| {
             bar.set_position((f * 100.0) as u64)
         })?;
         write(&suffix, &cues, &mut written)?;
         if !translate_to_english {
+            timed = started.elapsed();
+            spoken = cues
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             source_cues = cues;
         }
     }
-    if let Some(translator) = &translator {
+    if let Some(translator) = translator {
         let runtime = tokio::runtime::Handle::current();
         for target in translate.iter().filter(|l| !by_whisper(l)) {
             bar.set_message(format!("to {target}"));
@@ -278,6 +321,19 @@ fn transcribe(
         }
     }
     bar.finish_and_clear();
+    if job.json {
+        let rate = f64::from(vitrine_subtitles::audio::SAMPLE_RATE);
+        println!(
+            "{}",
+            serde_json::json!({
+                "audio_seconds": samples.len() as f64 / rate,
+                "transcribe_seconds": timed.as_secs_f64(),
+                "text": spoken,
+                "files": written,
+            })
+        );
+        return Ok(());
+    }
     for path in written {
         println!("{}", path.display());
     }

@@ -5,8 +5,9 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// `vitrine subtitles convert-model`: CTranslate2 Whisper weights to a ggml file, written to a
-/// temporary name first so a failed conversion never leaves a half file under `out`.
-pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<()> {
+/// temporary name first so a failed conversion never leaves a half file under `out`. Returns
+/// a one-line summary of what was written.
+pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<String> {
     let model = std::fs::read(dir.join("model.bin"))
         .with_context(|| format!("reading {}", dir.join("model.bin").display()))?;
     let vocabulary = std::fs::read_to_string(dir.join("vocabulary.txt"))
@@ -25,15 +26,14 @@ pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<()> {
     };
     std::fs::rename(&tmp, out)?;
     let h = converted.hparams;
-    println!(
+    Ok(format!(
         "{}: {} tensors, {} layers x {} state, {} tokens",
         out.display(),
         converted.tensors,
         h.n_audio_layer,
         h.n_audio_state,
         h.n_vocab
-    );
-    Ok(())
+    ))
 }
 
 /// The default model: tiny.en under the data dir, converted on first use from the CTranslate2
@@ -57,6 +57,6 @@ pub fn default_model(data_dir: &Path) -> anyhow::Result<PathBuf> {
         cache.display(),
         model.display()
     );
-    convert_model(&cache, &model)?;
+    eprintln!("{}", convert_model(&cache, &model)?);
     Ok(model)
 }

@@ -319,6 +319,23 @@ fn transcribe_writes_webvtt_and_srt() {
     assert!(srt.starts_with("1\n00:00:"), "{srt}");
     assert_eq!(srt.matches(" --> ").count(), cues.len());
 
+    // --json: one line with the timing a benchmark reads, and the same text.
+    let run = vitrine(&[
+        talk.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--threads".as_ref(),
+        "2".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(run.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let audio = line["audio_seconds"].as_f64().unwrap();
+    assert!((audio - 11.0).abs() < 0.1, "{line}");
+    assert!(line["transcribe_seconds"].as_f64().unwrap() > 0.0);
+    assert!(vitrine_subtitles::wer::wer(said, line["text"].as_str().unwrap()) <= 0.1);
+    assert_eq!(line["files"].as_array().unwrap().len(), 2);
+
     // No audio, not media, English-only model asked to translate: clear errors.
     let silent = dir.path().join("silent.mp4");
     ffmpeg(
