@@ -108,3 +108,29 @@ impl Translator for LibreTranslate {
         "libretranslate"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_client_fails_clearly_without_calling_for_nothing() {
+        // Nothing listens on port 1: a clear service error, not a panic.
+        let down = LibreTranslate::new("http://127.0.0.1:1/", None).unwrap();
+        let err = down
+            .translate("Half price today.", "en", "es")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TranslateError::Service(_)), "{err}");
+        assert!(err.to_string().starts_with("translation service: "));
+        // Bounded input, and nothing to ask for the same language or empty text.
+        let long = "a".repeat(MAX_TEXT + 1);
+        assert!(matches!(
+            down.translate(&long, "en", "es").await,
+            Err(TranslateError::TooLong)
+        ));
+        assert_eq!(down.translate("Hola", "es", "es").await.unwrap(), "Hola");
+        assert_eq!(down.translate("  ", "en", "de").await.unwrap(), "  ");
+        assert_eq!(down.name(), "libretranslate");
+    }
+}
