@@ -212,6 +212,7 @@ impl LiveCaptions {
         let request = Request {
             language: self.config.language.clone(),
             fit_audio_context: true,
+            no_fallback: true,
             ..Default::default()
         };
         // The decode under way: it owns the stream's slot until it returns it.

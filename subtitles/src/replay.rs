@@ -75,8 +75,10 @@ impl ReplaySubtitles {
                 ));
             }
         }
+        // Speech regions are seconds long: the encoder is fitted to each.
         let request = Request {
             language: self.language.clone(),
+            fit_audio_context: true,
             ..Default::default()
         };
         let cues = self.transcribe(&regions, &request).await?;

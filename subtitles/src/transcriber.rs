@@ -29,11 +29,15 @@ pub struct Request {
     /// Whisper's own task: translate the speech into English.
     pub translate_to_english: bool,
     pub threads: i32,
-    /// A live step: encode only as much of Whisper's 30 s audio window as the audio fills
-    /// (plus a margin) instead of the whole window, and never fall back to slower decodes at
-    /// higher temperatures. A few seconds of speech decode 4 to 10 times faster (tiny.en, 2
-    /// threads: 0.2-0.5 s instead of 1.8 s for 2-8 s of audio).
+    /// Encode only as much of Whisper's 30 s audio window as the audio fills (plus a margin,
+    /// at least 6 s) instead of the whole window, and stop a decode that produces far more
+    /// tokens than the audio can hold: a few seconds of speech decode 4 to 10 times faster
+    /// (tiny.en, 2 threads: 0.2-0.5 s instead of 1.8 s for 2-8 s of audio).
     pub fit_audio_context: bool,
+    /// A live step: no decoding again at higher temperatures when the first decode looks
+    /// wrong (the step is redone a second later anyway, and a fallback can take ten times as
+    /// long).
+    pub no_fallback: bool,
 }
 
 /// Whisper encoder positions per second of audio (1500 for its 30 s window).
@@ -184,8 +188,8 @@ impl Transcriber {
             let positions = (seconds * CONTEXT_PER_SECOND).ceil() as i32 + CONTEXT_MARGIN;
             params.set_audio_ctx(positions.clamp(MIN_CONTEXT, 1500));
             params.set_max_tokens((seconds * TOKENS_PER_SECOND).ceil() as i32 + 8);
-            // No decoding again at higher temperatures: a live step is redone a second later
-            // anyway, and a fallback can take ten times as long.
+        }
+        if request.no_fallback {
             params.set_temperature_inc(0.0);
         }
         if let Some(mut progress) = progress {

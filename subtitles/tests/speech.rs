@@ -69,7 +69,8 @@ fn known_speech_between_pauses() {
         language: Some("en".into()),
         translate_to_english: false,
         threads: 2,
-        fit_audio_context: false,
+        fit_audio_context: true,
+        no_fallback: false,
     };
     let cues = transcriber
         .transcribe_speech(&audio, &request, &VadConfig::default(), |_| {})

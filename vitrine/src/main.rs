@@ -282,7 +282,9 @@ fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
             language: (language != "auto").then(|| language.to_owned()),
             translate_to_english,
             threads,
-            fit_audio_context: false,
+            // Speech regions are seconds long: the encoder is fitted to each.
+            fit_audio_context: true,
+            no_fallback: false,
         };
         // Only where the VAD hears speech: Whisper invents text in silence.
         let vad = vitrine_subtitles::vad::VadConfig::default();
