@@ -12,7 +12,8 @@
 //!
 //! `captions`: N live streams speaking known phrases over WHIP; final-caption latency, the share
 //! of phrases captioned and the word error rate. `whisper-row`: one transcription scored
-//! against its clip's text (the Whisper engines' comparison).
+//! against its clip's text (the Whisper engines' comparison). `translate`: chrF2 of a
+//! translation service on a parallel set of product-pitch sentences.
 //!
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
 //! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
@@ -21,10 +22,12 @@ mod captions;
 mod chart;
 mod chat;
 mod checkout;
+mod chrf;
 mod client;
 mod hls;
 mod report;
 mod stats;
+mod translate;
 mod wer;
 mod whisper;
 
@@ -55,6 +58,8 @@ enum Command {
     Captions(captions::CaptionsArgs),
     /// Scores one transcription (JSON line) of a clip against its known text: a report row.
     WhisperRow(whisper::WhisperRowArgs),
+    /// Translation quality (chrF2) of a LibreTranslate-compatible service on product pitches.
+    Translate(translate::TranslateArgs),
     /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
@@ -113,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Hls(args) => hls::run(args).await,
         Command::Captions(args) => captions::run(&args).await,
         Command::WhisperRow(args) => whisper::run(&args),
+        Command::Translate(args) => translate::run(&args).await,
         Command::Chart(args) => chart::run(&args),
     }
 }

@@ -100,16 +100,7 @@ impl OpusDecoder {
 
     /// Feeds one RTP packet (wire format) received at `received`.
     pub fn push(&self, rtp: Bytes, received: Instant) {
-        let arrival = gst::ClockTime::from_nseconds(
-            received.saturating_duration_since(self.zero).as_nanos() as u64,
-        );
-        let mut buffer = gst::Buffer::from_slice(rtp);
-        if let Some(b) = buffer.get_mut() {
-            b.set_pts(arrival);
-            b.set_dts(arrival);
-        }
-        // Err only while shutting down.
-        let _ = self.src.push_buffer(buffer);
+        vitrine_transcode::pipeline::push_rtp(&self.src, self.zero, rtp, received);
     }
 
     pub fn bus(&self) -> Option<gst::Bus> {

@@ -276,6 +276,21 @@ fn audio_head(source: &Source) -> String {
     }
 }
 
+/// Feeds one RTP packet (wire format) to `src`, stamped with the running time at which it was
+/// received (counted from `zero`, the pipeline's time zero); the buffer wraps `rtp` without
+/// copying it. Shared by every pipeline fed from the SFU's tap.
+pub fn push_rtp(src: &AppSrc, zero: Instant, rtp: Bytes, received: Instant) {
+    let arrival =
+        gst::ClockTime::from_nseconds(received.saturating_duration_since(zero).as_nanos() as u64);
+    let mut buffer = gst::Buffer::from_slice(rtp);
+    if let Some(b) = buffer.get_mut() {
+        b.set_pts(arrival);
+        b.set_dts(arrival);
+    }
+    // Err only while shutting down; the pipeline's owner learns of it through the bus.
+    let _ = src.push_buffer(buffer);
+}
+
 /// A built and playing encoder run. Dropping it stops the pipeline.
 pub struct Pipeline {
     pipeline: gst::Pipeline,
@@ -387,16 +402,7 @@ impl Pipeline {
             MediaKind::Audio => &self.audio_src,
         };
         if let Some(src) = src {
-            let arrival = gst::ClockTime::from_nseconds(
-                received.saturating_duration_since(self.zero).as_nanos() as u64,
-            );
-            let mut buffer = gst::Buffer::from_slice(rtp);
-            if let Some(b) = buffer.get_mut() {
-                b.set_pts(arrival);
-                b.set_dts(arrival);
-            }
-            // Err only while shutting down; the run ends through the bus then.
-            let _ = src.push_buffer(buffer);
+            push_rtp(src, self.zero, rtp, received);
         }
     }
 

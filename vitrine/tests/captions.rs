@@ -103,18 +103,11 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
     // The server converts tiny.en from the setup script's cache on first use.
     let server = TestServer::start_with(captioned_server_options()).await;
     let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Spoken").await;
-    let id = stream["id"].as_str().unwrap().to_owned();
-    let (mut buyer, _) = ChatClient::join(&server.base, &id, None, None).await;
     let source = MediaSource::camera("video/H264", 320, 240).speaking(&wav);
-    let publisher = MediaPublisher::start(
-        &server.http,
-        &server.base,
-        stream["whip_url"].as_str().unwrap(),
-        stream["stream_key"].as_str().unwrap(),
-        source,
-    )
-    .await;
+    let (stream, publisher) = go_live(&server, &token, "Spoken", source).await;
+    let id = stream["id"].as_str().unwrap().to_owned();
+    // Joining after the publisher is fine: the speech starts after a pause.
+    let (mut buyer, _) = ChatClient::join(&server.base, &id, None, None).await;
 
     // Captions in the chat: partials, then one final per phrase.
     let mut partials = Vec::new();

@@ -108,25 +108,6 @@ async fn wait_playlist(
     }
 }
 
-/// Creates a stream and publishes `source` to it: the stream's JSON and its publisher.
-async fn go_live(
-    server: &TestServer,
-    token: &str,
-    title: &str,
-    source: MediaSource,
-) -> (serde_json::Value, MediaPublisher) {
-    let stream = server.stream(token, title).await;
-    let publisher = MediaPublisher::start(
-        &server.http,
-        &server.base,
-        stream["whip_url"].as_str().unwrap(),
-        stream["stream_key"].as_str().unwrap(),
-        source,
-    )
-    .await;
-    (stream, publisher)
-}
-
 async fn bytes(server: &TestServer, url: &str) -> Vec<u8> {
     let r = server.http.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200, "GET {url}");

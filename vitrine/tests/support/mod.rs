@@ -725,6 +725,25 @@ impl MediaSource {
     }
 }
 
+/// Creates a stream and publishes `source` to it: the stream's JSON and its publisher.
+pub async fn go_live(
+    server: &TestServer,
+    token: &str,
+    title: &str,
+    source: MediaSource,
+) -> (serde_json::Value, MediaPublisher) {
+    let stream = server.stream(token, title).await;
+    let publisher = MediaPublisher::start(
+        &server.http,
+        &server.base,
+        stream["whip_url"].as_str().unwrap(),
+        stream["stream_key"].as_str().unwrap(),
+        source,
+    )
+    .await;
+    (stream, publisher)
+}
+
 impl MediaPublisher {
     pub async fn start(
         http: &reqwest::Client,
