@@ -38,6 +38,33 @@ pub struct Sfu {
 /// Publisher announcements buffered for a slow receiver.
 pub const WENT_LIVE_CAPACITY: usize = 1024;
 
+/// Hands every publisher announced on `went_live` to `on`, in order, until `stop` or until the
+/// SFU is gone: the loop every role consuming live media runs (`role` names it in the log when
+/// it lagged and missed announcements).
+pub async fn each_publisher<F, Fut>(
+    mut went_live: tokio::sync::broadcast::Receiver<Arc<router::Router>>,
+    stop: tokio_util::sync::CancellationToken,
+    role: &'static str,
+    mut on: F,
+) where
+    F: FnMut(Arc<router::Router>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            router = went_live.recv() => match router {
+                Ok(router) => on(router).await,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, role, "publisher announcements missed");
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
 impl Sfu {
     pub fn new(
         directory: Arc<dyn StreamDirectory>,

@@ -24,20 +24,6 @@ fn timestamp(d: Duration, separator: char) -> String {
     )
 }
 
-/// Cue text for WebVTT: `&` and `<` escaped, `-->` and blank lines (which would end the cue)
-/// removed.
-fn vtt_text(text: &str) -> String {
-    let escaped = text
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace("-->", "->");
-    escaped
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// A WebVTT file of `cues` (empty cues left out).
 pub fn to_webvtt(cues: &[Cue]) -> String {
     let mut out = String::from("WEBVTT\n");
@@ -47,7 +33,7 @@ pub fn to_webvtt(cues: &[Cue]) -> String {
             "\n{} --> {}\n{}\n",
             timestamp(cue.start, '.'),
             timestamp(cue.end.max(cue.start), '.'),
-            vtt_text(cue.text.trim())
+            vitrine_transcode::text_track::cue_text(&cue.text)
         );
     }
     out

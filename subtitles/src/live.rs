@@ -109,23 +109,19 @@ impl LiveCaptions {
     /// Captions every stream `went_live` announces, until [`Self::shutdown`].
     pub fn spawn(
         self: &Arc<Self>,
-        mut went_live: broadcast::Receiver<Arc<Router>>,
+        went_live: broadcast::Receiver<Arc<Router>>,
     ) -> tokio::task::JoinHandle<()> {
         let live = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = live.shutdown.cancelled() => return,
-                    router = went_live.recv() => match router {
-                        Ok(router) => live.on_live(router),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::error!(missed = n, "captions missed publisher announcements");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-            }
-        })
+        let stop = self.shutdown.clone();
+        tokio::spawn(vitrine_sfu::each_publisher(
+            went_live,
+            stop,
+            "captions",
+            move |router| {
+                live.on_live(router);
+                std::future::ready(())
+            },
+        ))
     }
 
     fn on_live(self: &Arc<Self>, router: Arc<Router>) {
@@ -208,6 +204,7 @@ impl LiveCaptions {
         // Instant of sample position 0, set by the first chunk.
         let mut origin: Option<Instant> = None;
         let metrics = Arc::clone(self.pool.metrics());
+        // Dropped audio already counted in the metric, whole seconds.
         let mut dropped = 0u64;
         let request = Request {
             language: self.config.language.clone(),
@@ -254,11 +251,11 @@ impl LiveCaptions {
                         captioner.push(&vec![0.0; gap]);
                     }
                     captioner.push(&chunk.samples);
-                    if captioner.dropped() > dropped {
-                        metrics
-                            .dropped_audio_seconds
-                            .inc_by((captioner.dropped() - dropped) / RATE);
-                        dropped = captioner.dropped();
+                    // Whole seconds reported so far; the remainder waits for the next drop.
+                    let seconds = captioner.dropped() / RATE;
+                    if seconds > dropped {
+                        metrics.dropped_audio_seconds.inc_by(seconds - dropped);
+                        dropped = seconds;
                     }
                 }
                 joined = async { decoding.as_mut().expect("guarded").await }, if decoding.is_some() => {

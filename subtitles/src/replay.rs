@@ -129,7 +129,8 @@ impl ReplaySubtitles {
         let mut cues = Vec::new();
         let mut prompt = String::new();
         for (start_ns, audio) in regions {
-            let region_end = start_ns + audio.len() as u64 * 1_000_000_000 / 16_000;
+            let region_end = start_ns
+                + audio.len() as u64 * 1_000_000_000 / u64::from(crate::audio::SAMPLE_RATE);
             let (segments, _) = self
                 .pool
                 .decode(&mut slot, audio.clone(), request.clone(), prompt.clone())

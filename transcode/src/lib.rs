@@ -104,23 +104,19 @@ impl Hls {
     /// Starts a session for every publisher announced on `went_live`.
     pub fn spawn(
         self: &Arc<Self>,
-        mut went_live: broadcast::Receiver<Arc<Router>>,
+        went_live: broadcast::Receiver<Arc<Router>>,
     ) -> tokio::task::JoinHandle<()> {
         let hls = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = hls.shutdown.cancelled() => return,
-                    router = went_live.recv() => match router {
-                        Ok(router) => hls.on_live(router).await,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::error!(missed = n, "HLS missed publisher announcements");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-            }
-        })
+        let stop = self.shutdown.clone();
+        tokio::spawn(vitrine_sfu::each_publisher(
+            went_live,
+            stop,
+            "hls",
+            move |router| {
+                let hls = Arc::clone(&hls);
+                async move { hls.on_live(router).await }
+            },
+        ))
     }
 
     async fn on_live(self: &Arc<Self>, router: Arc<Router>) {

@@ -181,22 +181,25 @@ fn vtt_time(ns: u64) -> String {
     )
 }
 
+/// Caption text as a WebVTT cue payload: `&` and `<` escaped, and the blank lines and `-->`
+/// that would end the cue early removed. Empty when nothing is left.
+pub fn cue_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace("-->", "->")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A WebVTT file of `cues`, times on the media timeline: `X-TIMESTAMP-MAP` says that local
 /// time zero is media time zero (the fMP4 timeline's origin).
 pub fn webvtt(cues: &[TextCue]) -> String {
     let mut out = String::from("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n");
     for c in cues {
-        // A blank line or `-->` inside the text would end the cue early.
-        let text: Vec<String> = c
-            .text
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace("-->", "->")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let text = cue_text(&c.text);
         if text.is_empty() {
             continue;
         }
@@ -205,7 +208,7 @@ pub fn webvtt(cues: &[TextCue]) -> String {
             "\n{} --> {}\n{}\n",
             vtt_time(c.start_ns),
             vtt_time(c.end_ns.max(c.start_ns)),
-            text.join("\n")
+            text
         );
     }
     out
