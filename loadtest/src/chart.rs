@@ -28,7 +28,7 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 7] = [
+const SPECS: [(&str, Spec); 8] = [
     (
         "whep",
         Spec {
@@ -114,6 +114,19 @@ const SPECS: [(&str, Spec); 7] = [
         },
     ),
     (
+        "translate",
+        Spec {
+            title: "Translation on product pitches (x: 1 en>es, 2 en>de, 3 es>en, 4 de>en)",
+            x: "direction_no",
+            metrics: [
+                m("chrF2 (0-100, higher is better)", "chrf"),
+                m("seconds per sentence (text input)", "seconds_per_sentence"),
+                m("chrF2 of the transcript (speech input)", "source_chrf"),
+                m("sentences", "sentences"),
+            ],
+        },
+    ),
+    (
         "hls",
         Spec {
             title: "LL-HLS viewers: blocking playlist reloads and part fetches",
@@ -168,7 +181,7 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
         bail!(
-            "unknown report kind {} (whep, chat, checkout, transcode, hls, whisper, captions)",
+            "unknown report kind {} (whep, chat, checkout, transcode, hls, whisper, captions, translate)",
             args.kind
         );
     };

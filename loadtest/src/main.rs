@@ -13,7 +13,8 @@
 //! `captions`: N live streams speaking known phrases over WHIP; final-caption latency, the share
 //! of phrases captioned and the word error rate. `whisper-row`: one transcription scored
 //! against its clip's text (the Whisper engines' comparison). `translate`: chrF2 of a
-//! translation service on a parallel set of product-pitch sentences.
+//! translation service on a parallel set of product-pitch sentences; `translate-row`: one
+//! speech translation scored the same way.
 //!
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
 //! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
@@ -60,6 +61,8 @@ enum Command {
     WhisperRow(whisper::WhisperRowArgs),
     /// Translation quality (chrF2) of a LibreTranslate-compatible service on product pitches.
     Translate(translate::TranslateArgs),
+    /// Translation quality (chrF2) of one speech translation (spoken pitch sentences).
+    TranslateRow(translate::TranslateRowArgs),
     /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
@@ -119,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Captions(args) => captions::run(&args).await,
         Command::WhisperRow(args) => whisper::run(&args),
         Command::Translate(args) => translate::run(&args).await,
+        Command::TranslateRow(args) => translate::row(&args),
         Command::Chart(args) => chart::run(&args),
     }
 }

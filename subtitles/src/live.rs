@@ -26,6 +26,8 @@ use vitrine_sfu::router::{Router, SourceInfo};
 
 /// How long the codecs of a new publisher may take to be announced.
 const CODEC_WAIT: Duration = Duration::from_secs(2);
+/// Finals of one stream waiting for translation before more are let through untranslated.
+const TRANSLATION_QUEUE: usize = 16;
 
 /// What the live role does.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +165,7 @@ impl LiveCaptions {
         metrics.live_streams.inc();
         let zero = Instant::now();
         let mut utterances = 0;
+        let translate = self.translating(router.stream().clone());
         while let Some(pt) = wait_for_opus(&mut source, &self.shutdown).await {
             let generation = source.borrow().generation;
             tracing::info!("live captions started");
@@ -172,6 +175,7 @@ impl LiveCaptions {
                 pt,
                 zero,
                 first_utterance: utterances,
+                translate: translate.as_ref(),
             };
             match self
                 .run_once(run, &mut source, &mut slot, &mut utterances)
@@ -353,30 +357,52 @@ impl LiveCaptions {
         for sink in &self.sinks {
             sink.caption(stream, &caption).await;
         }
-        if caption.kind == CueKind::Final {
-            for t in &self.translations {
-                match t
-                    .translator
-                    .translate(&caption.text, &caption.language, &t.language)
-                    .await
-                {
-                    Ok(text) if !text.trim().is_empty() => {
-                        let translated = Caption {
-                            language: t.language.clone(),
-                            text,
-                            ..caption.clone()
-                        };
-                        for sink in &self.sinks {
-                            sink.caption(stream, &translated).await;
+        if let (CueKind::Final, Some(translate)) = (caption.kind, run.translate) {
+            if translate.try_send(caption).is_err() {
+                metrics.translations_dropped.inc();
+                tracing::warn!("caption translations behind: a final goes untranslated");
+            }
+        }
+    }
+
+    /// The stream's translation task, when translations are configured: it translates finals
+    /// in order into each language and hands them to the sinks, apart from the captioning
+    /// loop, so a slow translator delays the translations, not the next caption. It ends once
+    /// the returned sender is dropped and what was queued is done. Overflow policy: a final
+    /// that finds [`TRANSLATION_QUEUE`] finals waiting is not translated (counted).
+    fn translating(&self, stream: StreamId) -> Option<mpsc::Sender<Caption>> {
+        if self.translations.is_empty() {
+            return None;
+        }
+        let (tx, mut finals) = mpsc::channel::<Caption>(TRANSLATION_QUEUE);
+        let (sinks, translations) = (self.sinks.clone(), self.translations.clone());
+        tokio::spawn(async move {
+            while let Some(caption) = finals.recv().await {
+                for t in &translations {
+                    match t
+                        .translator
+                        .translate(&caption.text, &caption.language, &t.language)
+                        .await
+                    {
+                        Ok(text) if !text.trim().is_empty() => {
+                            let translated = Caption {
+                                language: t.language.clone(),
+                                text,
+                                ..caption.clone()
+                            };
+                            for sink in &sinks {
+                                sink.caption(&stream, &translated).await;
+                            }
                         }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(language = %t.language, error = %e, "caption translation failed")
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(language = %t.language, error = %e, "caption translation failed")
+                        }
                     }
                 }
             }
-        }
+        });
+        Some(tx)
     }
 }
 
@@ -389,6 +415,8 @@ struct Run<'a> {
     zero: Instant,
     /// Utterance numbers continue across publishers.
     first_utterance: u64,
+    /// Finals to translate, when translations are configured.
+    translate: Option<&'a mpsc::Sender<Caption>>,
 }
 
 /// A finished decode, with the stream's slot it borrowed.

@@ -28,6 +28,8 @@ pub struct SubtitleMetrics {
     pub final_cues: Counter,
     /// Decodes that failed.
     pub failures: Counter,
+    /// Finals left untranslated because the stream's translations were too far behind.
+    pub translations_dropped: Counter,
     /// Replay subtitle jobs done and failed.
     pub jobs_done: Counter,
     pub jobs_failed: Counter,
@@ -51,6 +53,7 @@ impl Default for SubtitleMetrics {
             partial_cues: Counter::default(),
             final_cues: Counter::default(),
             failures: Counter::default(),
+            translations_dropped: Counter::default(),
             jobs_done: Counter::default(),
             jobs_failed: Counter::default(),
         }
@@ -109,6 +112,11 @@ impl SubtitleMetrics {
             "decode_failures",
             "Decodes that failed",
             self.failures.clone(),
+        );
+        r.register(
+            "translations_dropped",
+            "Finals left untranslated, their stream's translations too far behind",
+            self.translations_dropped.clone(),
         );
         r.register(
             "jobs_done",

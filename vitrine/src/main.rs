@@ -260,6 +260,14 @@ fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
     );
     let mut written = Vec::new();
     let mut source_cues = Vec::new();
+    // Each translation's text, for --json (quality benchmarks score it).
+    let mut translations = std::collections::BTreeMap::new();
+    let joined = |cues: &[vitrine_subtitles::cue::Cue]| {
+        cues.iter()
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let write = |suffix: &str, cues: &[vitrine_subtitles::cue::Cue], written: &mut Vec<PathBuf>| {
         for (ext, text) in [
             ("vtt", vitrine_subtitles::cue::to_webvtt(cues)),
@@ -293,13 +301,11 @@ fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
             bar.set_position((f * 100.0) as u64)
         })?;
         write(&suffix, &cues, &mut written)?;
-        if !translate_to_english {
+        if translate_to_english {
+            translations.insert("en".to_owned(), joined(&cues));
+        } else {
             timed = started.elapsed();
-            spoken = cues
-                .iter()
-                .map(|c| c.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
+            spoken = joined(&cues);
             source_cues = cues;
         }
     }
@@ -320,6 +326,7 @@ fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
                 bar.set_position(((i + 1) * 100 / source_cues.len().max(1)) as u64);
             }
             write(&format!(".{target}"), &cues, &mut written)?;
+            translations.insert(target.clone(), joined(&cues));
         }
     }
     bar.finish_and_clear();
@@ -331,6 +338,7 @@ fn transcribe(input: &Path, job: &TranscribeJob) -> anyhow::Result<()> {
                 "audio_seconds": samples.len() as f64 / rate,
                 "transcribe_seconds": timed.as_secs_f64(),
                 "text": spoken,
+                "translations": translations,
                 "files": written,
             })
         );

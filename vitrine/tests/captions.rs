@@ -2,7 +2,9 @@
 //! as Opus over WHIP in real time); the server's Whisper worker captions them. Buyers in the
 //! chat get `partial` then `final` `caption` events whose words match what was said, and the
 //! HLS output gets an English WebVTT subtitle rendition that ffprobe reads, which the replay
-//! keeps.
+//! keeps. Finals are also translated into Spanish by the local translation service (the
+//! workspace's `vitrine-translator` process, through the server's LibreTranslate client), in
+//! the chat, in HLS and in the replay.
 
 mod support;
 
@@ -76,7 +78,68 @@ fn speech(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(f64, f64)>) {
     (out, truth)
 }
 
-fn captioned_server_options() -> ServerOptions {
+/// The local translation service (the workspace's `vitrine-translator` binary, which
+/// `cargo build --workspace` puts next to this test's directory), on a free loopback port.
+struct TranslatorProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl TranslatorProcess {
+    async fn start() -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("vitrine-translator");
+        assert!(
+            bin.is_file(),
+            "{} missing: `cargo build --workspace` builds it",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["--threads", "1", "serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap();
+        let mut process = Self { child, url };
+        // Ready once it answers: loading the model takes a moment.
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = http.get(format!("{}/healthz", process.url)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return process;
+            }
+            assert!(
+                process.child.try_wait().unwrap().is_none(),
+                "the translator exited"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "translator not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TranslatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn captioned_server_options(translator: &TranslatorProcess) -> ServerOptions {
     ServerOptions {
         hls: Some(vitrine_transcode::HlsConfig {
             renditions: vec![vitrine_transcode::RenditionSpec {
@@ -90,6 +153,8 @@ fn captioned_server_options() -> ServerOptions {
         }),
         subtitles: Some(vitrine::config::SubtitlesConfig {
             threads: 2,
+            translate: vec!["es".into()],
+            libretranslate_url: Some(translator.url.clone()),
             ..Default::default()
         }),
         ..Default::default()
@@ -100,8 +165,9 @@ fn captioned_server_options() -> ServerOptions {
 async fn spoken_words_become_chat_captions_and_hls_subtitles() {
     let dir = tempfile::tempdir().unwrap();
     let (wav, truth) = speech(dir.path());
+    let translator = TranslatorProcess::start().await;
     // The server converts tiny.en from the setup script's cache on first use.
-    let server = TestServer::start_with(captioned_server_options()).await;
+    let server = TestServer::start_with(captioned_server_options(&translator)).await;
     let token = server.seller("shop").await;
     let source = MediaSource::camera("video/H264", 320, 240).speaking(&wav);
     let (stream, publisher) = go_live(&server, &token, "Spoken", source).await;
@@ -110,27 +176,49 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
     let (mut buyer, _) = ChatClient::join(&server.base, &id, None, None).await;
 
     // Captions in the chat: partials, then one final per phrase.
+    // Spanish finals (translations) come after their English final.
     let mut partials = Vec::new();
     let mut finals: Vec<serde_json::Value> = Vec::new();
+    let mut spanish: Vec<serde_json::Value> = Vec::new();
     let spoken = truth.last().unwrap().1 + PAUSE;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(spoken + 30.0);
-    while finals.len() < PHRASES.len() {
+    while finals.len() < PHRASES.len() || spanish.len() < finals.len() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "captions so far: {partials:?} {finals:?}"
+            "captions so far: {partials:?} {finals:?} {spanish:?}"
         );
         let event = buyer.next().await;
         if event["type"] != "caption" {
             continue;
         }
-        assert_eq!(event["lang"], "en", "{event}");
         assert!(event["end_ms"].as_u64() >= event["start_ms"].as_u64());
-        match event["kind"].as_str() {
-            Some("partial") => partials.push(event),
-            Some("final") => finals.push(event),
-            other => panic!("caption kind {other:?}"),
+        match (event["lang"].as_str(), event["kind"].as_str()) {
+            (Some("en"), Some("partial")) => partials.push(event),
+            (Some("en"), Some("final")) => finals.push(event),
+            (Some("es"), Some("final")) => spanish.push(event),
+            other => panic!("caption {other:?}: {event}"),
         }
     }
+    // One translation per final, of the same utterance and times, in the same order.
+    for (en, es) in finals.iter().zip(&spanish) {
+        for field in ["utterance", "start_ms", "end_ms"] {
+            assert_eq!(en[field], es[field], "{en} {es}");
+        }
+        let text = es["text"].as_str().unwrap();
+        assert!(!text.is_empty() && text != en["text"], "{en} {es}");
+    }
+    let translated: Vec<&str> = spanish
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    // A 270M model translates loosely, but the product words come through.
+    let joined = translated.join(" ").to_lowercase();
+    assert!(
+        ["chaqueta", "botón", "bienvenid", "precio", "venta"]
+            .iter()
+            .any(|w| joined.contains(w)),
+        "{translated:?}"
+    );
     let heard: Vec<&str> = finals.iter().map(|f| f["text"].as_str().unwrap()).collect();
     let error = vitrine_subtitles::wer::wer(&PHRASES.join(" "), &heard.join(" "));
     assert!(error <= MAX_WER, "WER {error:.2}: heard {heard:?}");
@@ -176,10 +264,14 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
 
     // The replay: a job transcribes the whole recording and its subtitle playlist becomes one
     // WebVTT file, every phrase in it, in order, as far apart as they were said.
+    // (The Spanish file is written after the English one.)
     let mut vod = String::new();
     for _ in 0..300 {
         vod = server.get_text(&playlist_url).await;
-        if vod.contains("all.vtt") {
+        let vod_es = server
+            .get_text(&format!("/hls/{id}/subtitles-es/index.m3u8"))
+            .await;
+        if vod.contains("all.vtt") && vod_es.contains("all.vtt") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -217,7 +309,19 @@ async fn spoken_words_become_chat_captions_and_hls_subtitles() {
     }
     let master = server.get_text(&format!("/hls/{id}/master.m3u8")).await;
     assert!(master.contains("LANGUAGE=\"en\""), "{master}");
+    // The replay's Spanish track: the English cues translated one by one, same times.
+    assert!(master.contains("LANGUAGE=\"es\""), "{master}");
+    let whole_es = server
+        .get_text(&format!("/hls/{id}/subtitles-es/all.vtt"))
+        .await;
+    let cues_es = vtt_cues(&whole_es);
+    assert_eq!(cues_es.len(), cues.len(), "{whole_es}");
+    for (en, es) in cues.iter().zip(&cues_es) {
+        assert_eq!((en.0, en.1), (es.0, es.1));
+        assert!(!es.2.is_empty() && es.2 != en.2, "{en:?} {es:?}");
+    }
     server.stop().await;
+    drop(translator);
 }
 
 /// (start s, end s, text) of each cue of a WebVTT file.
