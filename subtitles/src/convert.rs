@@ -1,8 +1,8 @@
 //! CTranslate2 Whisper weights -> whisper.cpp's ggml file. The fused projections are split
 //! (self-attention `linear_0` into query/key/value, cross-attention `linear_1` into key/value;
 //! Whisper's keys have no bias), layer-norm gamma/beta become weight/bias, conv biases become
-//! (n, 1), 2-D and conv weights are written f16 and everything else f32, with the mel
-//! filterbank and the byte-level vocabulary in front.
+//! (n, 1), 2-D and conv weights are written f16 (or the 2-D ones Q8_0, [`Weights::Q8_0`]) and
+//! everything else f32, with the mel filterbank and the byte-level vocabulary in front.
 
 use crate::ct2::{self, Ct2Error, Dtype, Model, Variable};
 use crate::ggml::{self, Ftype, Hparams};
@@ -25,6 +25,19 @@ pub enum ConvertError {
     Io(#[from] std::io::Error),
 }
 
+/// How the weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weights {
+    /// Half precision: the CTranslate2 files' own precision, nothing lost.
+    #[default]
+    F16,
+    /// ggml's 8-bit blocks (a scale per 32 values), as whisper.cpp's own quantizer writes
+    /// them: half the memory traffic of f16 in every matrix product, at a rounding error
+    /// below half a step of each block's scale. Convolutions stay f16 (whisper.cpp wants
+    /// them so), positions and norms f32.
+    Q8_0,
+}
+
 /// What a conversion wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
@@ -36,6 +49,7 @@ struct Writer<'m, 'a, W: Write> {
     model: &'m Model<'a>,
     out: W,
     tensors: usize,
+    weights: Weights,
 }
 
 impl<'a, W: Write> Writer<'_, 'a, W> {
@@ -54,7 +68,8 @@ impl<'a, W: Write> Writer<'_, 'a, W> {
         Ok((v.shape.clone(), data))
     }
 
-    /// Writes `values` (row-major `shape`): f16 for matrices and convolutions, else f32.
+    /// Writes `values` (row-major `shape`): matrices in the chosen [`Weights`], convolutions
+    /// f16, the rest f32.
     fn emit(
         &mut self,
         name: &str,
@@ -62,7 +77,15 @@ impl<'a, W: Write> Writer<'_, 'a, W> {
         values: &[f32],
         force_f32: bool,
     ) -> Result<(), ConvertError> {
-        let (ftype, bytes): (Ftype, Vec<u8>) = if shape.len() >= 2 && !force_f32 {
+        let matrix = shape.len() == 2 && !force_f32;
+        let (ftype, bytes): (Ftype, Vec<u8>) = if matrix && self.weights == Weights::Q8_0 {
+            // Rows of every Whisper size are whole blocks; a model that breaks that is not one
+            // whisper.cpp could load quantized.
+            if shape[1] % ggml::Q8_0_BLOCK != 0 {
+                return Err(ConvertError::Shape(name.to_owned(), shape.to_vec()));
+            }
+            (Ftype::Q8_0, ggml::quantize_q8_0(values))
+        } else if shape.len() >= 2 && !force_f32 {
             (
                 Ftype::F16,
                 values
@@ -186,6 +209,16 @@ pub fn convert(
     vocabulary: &str,
     out: impl Write,
 ) -> Result<Converted, ConvertError> {
+    convert_with(model_bin, vocabulary, Weights::F16, out)
+}
+
+/// [`convert`] with the weight matrices stored as `weights` says.
+pub fn convert_with(
+    model_bin: &[u8],
+    vocabulary: &str,
+    weights: Weights,
+    out: impl Write,
+) -> Result<Converted, ConvertError> {
     let model = ct2::parse(model_bin)?;
     if model.spec != "WhisperSpec" {
         return Err(ConvertError::Spec(model.spec));
@@ -206,7 +239,10 @@ pub fn convert(
         n_text_head: scalar(&model, "decoder/num_heads")?,
         n_text_layer: count_layers(&model, "decoder"),
         n_mels: to_i32(conv1[1]),
-        ftype: 1,
+        ftype: match weights {
+            Weights::F16 => 1,
+            Weights::Q8_0 => ggml::MODEL_Q8_0,
+        },
     };
     let tokens = vocab::token_bytes(vocabulary).ok_or(ConvertError::Vocabulary)?;
     let n_mels = conv1[1];
@@ -214,6 +250,7 @@ pub fn convert(
         model: &model,
         out,
         tensors: 0,
+        weights,
     };
     ggml::write_header(
         &mut w.out,

@@ -7,11 +7,50 @@ use std::io::{self, Write};
 /// `ggml` in ASCII, as a little-endian u32.
 pub const MAGIC: u32 = 0x6767_6d6c;
 
-/// Tensor element types of the file.
+/// Tensor element types of the file (ggml's type numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ftype {
     F32 = 0,
     F16 = 1,
+    /// Blocks of 32 values: an f16 scale, then 32 signed bytes.
+    Q8_0 = 8,
+}
+
+/// Values in one Q8_0 block, and its bytes.
+pub const Q8_0_BLOCK: usize = 32;
+const Q8_0_BYTES: usize = 2 + Q8_0_BLOCK;
+
+/// The file header's model type for Q8_0 weights: ggml's "mostly Q8_0" (7) plus its
+/// quantisation format version (2) times 1000, as whisper.cpp reads it.
+pub const MODEL_Q8_0: i32 = 2 * 1000 + 7;
+
+/// `values` (a whole number of 32-value blocks) in ggml's Q8_0 layout: per block the largest
+/// magnitude over 127 as an f16 scale, and each value over the scale rounded to a signed byte.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    debug_assert_eq!(values.len() % Q8_0_BLOCK, 0);
+    let mut out = Vec::with_capacity(values.len() / Q8_0_BLOCK * Q8_0_BYTES);
+    for block in values.chunks(Q8_0_BLOCK) {
+        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = max / 127.0;
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        out.extend(half::f16::from_f32(scale).to_le_bytes());
+        out.extend(
+            block
+                .iter()
+                .map(|v| ((v * inverse).round().clamp(-127.0, 127.0) as i8).to_le_bytes()[0]),
+        );
+    }
+    out
+}
+
+/// Bytes of `elements` values of ggml type `ftype`, for the types this module writes.
+fn tensor_bytes(ftype: i32, elements: usize) -> Option<usize> {
+    match ftype {
+        0 => elements.checked_mul(4),
+        1 => elements.checked_mul(2),
+        8 if elements % Q8_0_BLOCK == 0 => Some(elements / Q8_0_BLOCK * Q8_0_BYTES),
+        _ => None,
+    }
 }
 
 /// Whisper's hyper-parameters, in file order.
@@ -27,7 +66,7 @@ pub struct Hparams {
     pub n_text_head: i32,
     pub n_text_layer: i32,
     pub n_mels: i32,
-    /// The model's weight type: 1 for f16.
+    /// The model's weight type: 1 for f16, [`MODEL_Q8_0`] for Q8_0.
     pub ftype: i32,
 }
 
@@ -171,9 +210,8 @@ pub fn inspect(data: &[u8]) -> Option<(Hparams, usize, Vec<TensorInfo>)> {
         let start = r.at;
         r.skip(name_len)?;
         let name = String::from_utf8(data[start..r.at].to_vec()).ok()?;
-        let size = if ftype == 1 { 2 } else { 4 };
         let elements = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d))?;
-        r.skip(elements.checked_mul(size)?)?;
+        r.skip(tensor_bytes(ftype, elements)?)?;
         tensors.push(TensorInfo { name, dims, ftype });
     }
     Some((hparams, words, tensors))
@@ -230,5 +268,42 @@ mod tests {
         );
         assert!(inspect(&file[..file.len() - 1]).is_none());
         assert!(inspect(b"not a model").is_none());
+        // A Q8_0 tensor: 2 blocks of 34 bytes.
+        let mut q = file.clone();
+        let values: Vec<f32> = (0..64).map(|i| i as f32 / 10.0).collect();
+        write_tensor(
+            &mut q,
+            "decoder.blocks.0.mlp.0.weight",
+            &[2, 32],
+            Ftype::Q8_0,
+            &quantize_q8_0(&values),
+        )
+        .unwrap();
+        assert_eq!(q.len(), file.len() + 4 * 5 + 29 + 68);
+        assert_eq!(inspect(&q).unwrap().2[2].ftype, 8);
+    }
+
+    #[test]
+    fn q8_0_blocks_hold_each_value_within_half_a_step() {
+        let values: Vec<f32> = (0..96)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .chain(std::iter::repeat_n(0.0, 32))
+            .collect();
+        let bytes = quantize_q8_0(&values);
+        assert_eq!(bytes.len(), 4 * 34);
+        for (block, chunk) in values.chunks(32).zip(bytes.chunks(34)) {
+            let scale = half::f16::from_le_bytes([chunk[0], chunk[1]]).to_f32();
+            let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!((scale - max / 127.0).abs() <= max / 127.0 * 1e-3);
+            for (v, q) in block.iter().zip(&chunk[2..]) {
+                let back = f32::from(*q as i8) * scale;
+                assert!(
+                    (back - v).abs() <= scale * 0.5 + max * 1e-3,
+                    "{v} -> {back}"
+                );
+            }
+        }
+        // An all-zero block: scale 0, every byte 0.
+        assert!(bytes[3 * 34..].iter().all(|b| *b == 0));
     }
 }

@@ -149,3 +149,61 @@ fn short_windows_decode_with_a_fitted_context() {
         );
     }
 }
+
+/// tiny.en with Q8_0 weight matrices: the layout whisper.cpp's own quantizer writes (matrices
+/// 8-bit, convolutions f16, positions f32), about half the file, and the same words.
+#[test]
+fn q8_0_weights_load_and_transcribe() {
+    use vitrine_subtitles::convert::{Weights, convert_with};
+    use vitrine_subtitles::transcriber::{Request, Transcriber};
+    let dir = models();
+    let model = std::fs::read(dir.join("tiny.en-ct2/model.bin")).unwrap();
+    let vocabulary = std::fs::read_to_string(dir.join("tiny.en-ct2/vocabulary.txt")).unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let converted = convert_with(
+        &model,
+        &vocabulary,
+        Weights::Q8_0,
+        std::io::BufWriter::new(out.reopen().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(converted.hparams.ftype, ggml::MODEL_Q8_0);
+    let file = std::fs::read(out.path()).unwrap();
+    let (_, _, tensors) = ggml::inspect(&file).expect("a readable ggml file");
+    let ftype = |name: &str| tensors.iter().find(|t| t.name == name).unwrap().ftype;
+    assert_eq!(ftype("encoder.blocks.0.attn.key.weight"), 8);
+    assert_eq!(ftype("decoder.token_embedding.weight"), 8);
+    assert_eq!(ftype("encoder.conv1.weight"), 1);
+    assert_eq!(ftype("encoder.positional_embedding"), 0);
+    let (f16, _) = converted_tiny_en();
+    let f16_len = std::fs::metadata(f16.path()).unwrap().len() as usize;
+    assert!(file.len() * 10 < f16_len * 6, "{} vs {f16_len}", file.len());
+
+    let transcriber = Transcriber::open(out.path()).expect("whisper.cpp loads Q8_0 weights");
+    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    let request = Request {
+        language: Some("en".into()),
+        threads: 2,
+        fit_audio_context: true,
+        ..Default::default()
+    };
+    let mut state = transcriber.state().unwrap();
+    let segments = transcriber
+        .decode(&mut state, &samples, &request, "", None)
+        .unwrap();
+    let text: String = segments
+        .iter()
+        .map(|s| s.cue.text.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let heard = words(&text);
+    let said = words(
+        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country",
+    );
+    let matched = said.iter().filter(|w| heard.contains(w)).count();
+    assert!(matched * 10 >= said.len() * 9, "heard {text:?}");
+}

@@ -45,6 +45,13 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WeightsArg {
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
 #[derive(Subcommand)]
 enum SubtitlesCommand {
     /// Convert a CTranslate2 Whisper model (a folder with model.bin and vocabulary.txt) into the
@@ -55,13 +62,17 @@ enum SubtitlesCommand {
         /// The ggml file to write.
         #[arg(long)]
         out: PathBuf,
+        /// How weight matrices are stored: f16 (exact) or q8_0 (8-bit blocks, as whisper.cpp's
+        /// quantizer writes them: half the memory traffic).
+        #[arg(long, value_enum, default_value_t = WeightsArg::F16)]
+        weights: WeightsArg,
     },
     /// Transcribe any media file into WebVTT and SRT (INPUT.vtt, INPUT.srt; INPUT.en.vtt and
     /// INPUT.en.srt with --translate en), with a progress bar.
     Transcribe {
         /// Any file with audio that GStreamer demuxes and decodes.
         input: PathBuf,
-        /// A ggml Whisper model; default: DATA_DIR/models/ggml-tiny.en.bin, converted from the
+        /// A ggml Whisper model; default: DATA_DIR/models/ggml-tiny.en-q8_0.bin, converted from the
         /// CTranslate2 model the setup script fetched when missing.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -112,9 +123,21 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(Config::resolve(args)?).await,
         Command::Subtitles {
-            command: SubtitlesCommand::ConvertModel { model_dir, out },
+            command:
+                SubtitlesCommand::ConvertModel {
+                    model_dir,
+                    out,
+                    weights,
+                },
         } => {
-            println!("{}", vitrine::models::convert_model(&model_dir, &out)?);
+            let weights = match weights {
+                WeightsArg::F16 => vitrine_subtitles::convert::Weights::F16,
+                WeightsArg::Q8_0 => vitrine_subtitles::convert::Weights::Q8_0,
+            };
+            println!(
+                "{}",
+                vitrine::models::convert_model(&model_dir, &out, weights)?
+            );
             Ok(())
         }
         Command::Subtitles {

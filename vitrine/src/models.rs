@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 /// `vitrine subtitles convert-model`: CTranslate2 Whisper weights to a ggml file, written to a
 /// temporary name first so a failed conversion never leaves a half file under `out`. Returns
 /// a one-line summary of what was written.
-pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<String> {
+pub fn convert_model(
+    dir: &Path,
+    out: &Path,
+    weights: vitrine_subtitles::convert::Weights,
+) -> anyhow::Result<String> {
     let model = std::fs::read(dir.join("model.bin"))
         .with_context(|| format!("reading {}", dir.join("model.bin").display()))?;
     let vocabulary = std::fs::read_to_string(dir.join("vocabulary.txt"))
@@ -16,7 +20,7 @@ pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<String> {
     let file = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
-    let converted = vitrine_subtitles::convert::convert(&model, &vocabulary, file);
+    let converted = vitrine_subtitles::convert::convert_with(&model, &vocabulary, weights, file);
     let converted = match converted {
         Ok(c) => c,
         Err(e) => {
@@ -37,9 +41,10 @@ pub fn convert_model(dir: &Path, out: &Path) -> anyhow::Result<String> {
 }
 
 /// The default model: tiny.en under the data dir, converted on first use from the CTranslate2
-/// model the setup script caches.
+/// model the setup script caches, with Q8_0 weight matrices (measured with the same words as
+/// f16 and up to a fifth faster on the CPU: loadtest/README.md).
 pub fn default_model(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let model = data_dir.join("models/ggml-tiny.en.bin");
+    let model = data_dir.join("models/ggml-tiny.en-q8_0.bin");
     if model.exists() {
         return Ok(model);
     }
@@ -57,6 +62,9 @@ pub fn default_model(data_dir: &Path) -> anyhow::Result<PathBuf> {
         cache.display(),
         model.display()
     );
-    eprintln!("{}", convert_model(&cache, &model)?);
+    eprintln!(
+        "{}",
+        convert_model(&cache, &model, vitrine_subtitles::convert::Weights::Q8_0)?
+    );
     Ok(model)
 }
