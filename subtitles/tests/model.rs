@@ -19,9 +19,28 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The JFK recording as 16 kHz samples.
+fn jfk_samples() -> Vec<f32> {
+    let mut reader = hound::WavReader::open(models().join("jfk.wav")).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16_000);
+    reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect()
+}
+
+/// Nine in ten of the words JFK said are in `text`.
+fn assert_heard_jfk(text: &str) {
+    let heard = words(text);
+    let said = words(
+        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country",
+    );
+    let matched = said.iter().filter(|w| heard.contains(w)).count();
+    assert!(matched * 10 >= said.len() * 9, "heard {text:?}");
+}
+
 #[test]
 fn converted_tiny_en_transcribes_a_real_recording() {
-    let dir = models();
     let (out, converted) = converted_tiny_en();
 
     // The layout whisper.cpp expects for tiny.en.
@@ -63,12 +82,7 @@ fn converted_tiny_en_transcribes_a_real_recording() {
         whisper_rs::WhisperContextParameters::default(),
     )
     .expect("whisper.cpp loads the converted model");
-    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
-    assert_eq!(reader.spec().sample_rate, 16_000);
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32768.0)
-        .collect();
+    let samples = jfk_samples();
     let mut state = ctx.create_state().unwrap();
     let mut params =
         whisper_rs::FullParams::new(whisper_rs::SamplingStrategy::Greedy { best_of: 1 });
@@ -84,12 +98,7 @@ fn converted_tiny_en_transcribes_a_real_recording() {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let heard = words(&text);
-    let said = words(
-        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country",
-    );
-    let matched = said.iter().filter(|w| heard.contains(w)).count();
-    assert!(matched * 10 >= said.len() * 9, "heard {text:?}");
+    assert_heard_jfk(&text);
 }
 
 #[test]
@@ -117,14 +126,9 @@ fn malformed_models_are_clear_errors() {
 #[test]
 fn short_windows_decode_with_a_fitted_context() {
     use vitrine_subtitles::transcriber::{Request, Transcriber};
-    let dir = models();
     let (out, _) = converted_tiny_en();
     let transcriber = Transcriber::open(out.path()).unwrap();
-    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32768.0)
-        .collect();
+    let samples = jfk_samples();
     let request = Request {
         language: Some("en".into()),
         threads: 2,
@@ -180,11 +184,6 @@ fn q8_0_weights_load_and_transcribe() {
     assert!(file.len() * 10 < f16_len * 6, "{} vs {f16_len}", file.len());
 
     let transcriber = Transcriber::open(out.path()).expect("whisper.cpp loads Q8_0 weights");
-    let mut reader = hound::WavReader::open(dir.join("jfk.wav")).unwrap();
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32768.0)
-        .collect();
     let request = Request {
         language: Some("en".into()),
         threads: 2,
@@ -193,17 +192,8 @@ fn q8_0_weights_load_and_transcribe() {
     };
     let mut state = transcriber.state().unwrap();
     let segments = transcriber
-        .decode(&mut state, &samples, &request, "", None)
+        .decode(&mut state, &jfk_samples(), &request, "", None)
         .unwrap();
-    let text: String = segments
-        .iter()
-        .map(|s| s.cue.text.clone())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let heard = words(&text);
-    let said = words(
-        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country",
-    );
-    let matched = said.iter().filter(|w| heard.contains(w)).count();
-    assert!(matched * 10 >= said.len() * 9, "heard {text:?}");
+    let text: Vec<String> = segments.iter().map(|s| s.cue.text.clone()).collect();
+    assert_heard_jfk(&text.join(" "));
 }

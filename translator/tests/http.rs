@@ -33,14 +33,9 @@ async fn serve(access: Access) -> String {
     url
 }
 
-#[tokio::test]
-async fn serves_libretranslate_shapes() {
-    let url = serve(Access::open()).await;
-    let http = reqwest::Client::new();
-
-    let one: serde_json::Value = http
-        .post(format!("{url}/translate"))
-        .json(&serde_json::json!({"q": "Thank you very much.", "source": "en", "target": "es", "format": "text"}))
+/// The JSON reply of a request that must succeed.
+async fn ok_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
         .send()
         .await
         .unwrap()
@@ -48,19 +43,20 @@ async fn serves_libretranslate_shapes() {
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_libretranslate_shapes() {
+    let url = serve(Access::open()).await;
+    let http = reqwest::Client::new();
+    let translate = || http.post(format!("{url}/translate"));
+
+    let one = ok_json(translate().json(&serde_json::json!({"q": "Thank you very much.", "source": "en", "target": "es", "format": "text"}))).await;
     let text = one["translatedText"].as_str().unwrap();
     assert!(text.to_lowercase().contains("gracias"), "{one}");
 
-    let many: serde_json::Value = http
-        .post(format!("{url}/translate"))
-        .json(&serde_json::json!({"q": ["Thank you very much.", "", "Thank you very much."], "source": "en", "target": "de"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let many = ok_json(translate().json(&serde_json::json!({"q": ["Thank you very much.", "", "Thank you very much."], "source": "en", "target": "de"}))).await;
     let list = many["translatedText"].as_array().unwrap();
     assert_eq!(list.len(), 3, "{many}");
     assert_eq!(list[1], "");
@@ -70,26 +66,15 @@ async fn serves_libretranslate_shapes() {
         "{many}"
     );
 
-    let form: serde_json::Value = http
-        .post(format!("{url}/translate"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("q=Thank+you+very+much.&source=en&target=es")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let form = ok_json(
+        translate()
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("q=Thank+you+very+much.&source=en&target=es"),
+    )
+    .await;
     assert_eq!(form["translatedText"], one["translatedText"]);
 
-    let languages: serde_json::Value = http
-        .get(format!("{url}/languages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let languages = ok_json(http.get(format!("{url}/languages"))).await;
     let codes: Vec<&str> = languages
         .as_array()
         .unwrap()
