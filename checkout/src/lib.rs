@@ -10,6 +10,7 @@ pub mod card;
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod fx;
 pub mod idempotency;
 pub mod order_state;
 pub mod orders;
