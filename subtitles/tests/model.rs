@@ -29,6 +29,16 @@ fn jfk_samples() -> Vec<f32> {
         .collect()
 }
 
+/// What a live step asks: English, 2 threads, the encoder fitted to the audio.
+fn fitted_english() -> vitrine_subtitles::transcriber::Request {
+    vitrine_subtitles::transcriber::Request {
+        language: Some("en".into()),
+        threads: 2,
+        fit_audio_context: true,
+        ..Default::default()
+    }
+}
+
 /// Nine in ten of the words JFK said are in `text`.
 fn assert_heard_jfk(text: &str) {
     let heard = words(text);
@@ -125,16 +135,11 @@ fn malformed_models_are_clear_errors() {
 /// window) still give the words, and with the decoding state reused across decodes.
 #[test]
 fn short_windows_decode_with_a_fitted_context() {
-    use vitrine_subtitles::transcriber::{Request, Transcriber};
+    use vitrine_subtitles::transcriber::Transcriber;
     let (out, _) = converted_tiny_en();
     let transcriber = Transcriber::open(out.path()).unwrap();
     let samples = jfk_samples();
-    let request = Request {
-        language: Some("en".into()),
-        threads: 2,
-        fit_audio_context: true,
-        ..Default::default()
-    };
+    let request = fitted_english();
     let mut state = transcriber.state().unwrap();
     for (seconds, expected) in [(4.0, "fellow"), (11.0, "country")] {
         let part = &samples[..(seconds * 16_000.0) as usize];
@@ -159,7 +164,7 @@ fn short_windows_decode_with_a_fitted_context() {
 #[test]
 fn q8_0_weights_load_and_transcribe() {
     use vitrine_subtitles::convert::{Weights, convert_with};
-    use vitrine_subtitles::transcriber::{Request, Transcriber};
+    use vitrine_subtitles::transcriber::Transcriber;
     let dir = models();
     let model = std::fs::read(dir.join("tiny.en-ct2/model.bin")).unwrap();
     let vocabulary = std::fs::read_to_string(dir.join("tiny.en-ct2/vocabulary.txt")).unwrap();
@@ -184,12 +189,7 @@ fn q8_0_weights_load_and_transcribe() {
     assert!(file.len() * 10 < f16_len * 6, "{} vs {f16_len}", file.len());
 
     let transcriber = Transcriber::open(out.path()).expect("whisper.cpp loads Q8_0 weights");
-    let request = Request {
-        language: Some("en".into()),
-        threads: 2,
-        fit_audio_context: true,
-        ..Default::default()
-    };
+    let request = fitted_english();
     let mut state = transcriber.state().unwrap();
     let segments = transcriber
         .decode(&mut state, &jfk_samples(), &request, "", None)

@@ -15,3 +15,15 @@ pub mod service;
 
 pub use engine::{Engine, EngineError, Translation};
 pub use service::{ServiceError, Translator};
+
+/// The model the setup script caches: `$VITRINE_MODELS` (default `~/.cache/vitrine/models`)
+/// `/gemma-3-270m-q4_k_m.gguf`.
+pub fn default_model() -> std::path::PathBuf {
+    let models = std::env::var_os("VITRINE_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/vitrine/models")
+        });
+    models.join("gemma-3-270m-q4_k_m.gguf")
+}

@@ -54,16 +54,6 @@ enum Command {
     },
 }
 
-fn default_model() -> PathBuf {
-    let models = std::env::var_os("VITRINE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/vitrine/models")
-        });
-    models.join("gemma-3-270m-q4_k_m.gguf")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -73,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let path = cli.model.unwrap_or_else(default_model);
+    let path = cli.model.unwrap_or_else(vitrine_translator::default_model);
     let engine = Arc::new(
         Engine::load(&path, cli.threads).with_context(|| format!("loading {}", path.display()))?,
     );

@@ -157,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_and_counts_it() {
         // No worker takes jobs: the queue fills, the next caller is refused, not parked.
-        let (jobs, _queue) = mpsc::channel::<Job>(QUEUE);
+        let (jobs, queue) = mpsc::channel::<Job>(QUEUE);
         let metrics = TranslatorMetrics::default();
         let translator = Translator {
             jobs,
@@ -178,7 +178,7 @@ mod tests {
         let refused = translator.translate("One more.", en, es).await;
         assert!(matches!(refused, Err(ServiceError::Busy)), "{refused:?}");
         assert_eq!(metrics.refused.get(), 1);
-        drop(_queue);
+        drop(queue);
         for w in waiting {
             assert!(matches!(w.await.unwrap(), Err(ServiceError::Stopped)));
         }

@@ -2,23 +2,13 @@
 //! server's client and other LibreTranslate clients send (JSON, form, lists), the language
 //! list, the API key, bounded inputs, problem JSON errors and metrics.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use vitrine_translator::http::{Access, router};
 use vitrine_translator::metrics::TranslatorMetrics;
 use vitrine_translator::{Engine, Translator};
 
-fn model() -> PathBuf {
-    let models = std::env::var_os("VITRINE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/vitrine/models")
-        });
-    models.join("gemma-3-270m-q4_k_m.gguf")
-}
-
 async fn serve(access: Access) -> String {
-    let engine = Arc::new(Engine::load(&model(), 2).unwrap());
+    let engine = Arc::new(Engine::load(&vitrine_translator::default_model(), 2).unwrap());
     let metrics = TranslatorMetrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);

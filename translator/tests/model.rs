@@ -7,12 +7,7 @@ use vitrine_translator::languages::language;
 use vitrine_translator::{Engine, EngineError};
 
 fn model() -> PathBuf {
-    let models = std::env::var_os("VITRINE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/vitrine/models")
-        });
-    let path = models.join("gemma-3-270m-q4_k_m.gguf");
+    let path = vitrine_translator::default_model();
     assert!(
         path.is_file(),
         "{} missing: run scripts/setup.sh",
