@@ -11,7 +11,7 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 for pkg in pkg-config build-essential ca-certificates chromium nodejs npm fonts-dejavu-core curl \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-  ffmpeg cmake clang libclang-dev espeak-ng sox; do
+  ffmpeg cmake clang libclang-dev espeak-ng sox python3-pip python3-venv; do
   have "$pkg" || need+=("$pkg")
 done
 # A machine may carry node/npm outside Debian's packages; use those when present.
@@ -67,4 +67,12 @@ if [ ! -f "$gguf" ]; then
   echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gguf.part" | sha256sum -c --quiet
   mv "$gguf.part" "$gguf"
   rm -rf "$tmp"
+fi
+# Python test tools in a virtual environment of their own, pinned: the Standard Webhooks
+# reference library (the webhook receiver in the tests verifies every signature with it).
+pyenv=${VITRINE_PYENV:-$HOME/.cache/vitrine/pyenv}
+if ! cmp -s scripts/python-requirements.txt "$pyenv/requirements.txt" 2>/dev/null; then
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install -q --disable-pip-version-check -r scripts/python-requirements.txt
+  cp scripts/python-requirements.txt "$pyenv/requirements.txt"
 fi

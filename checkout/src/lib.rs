@@ -21,6 +21,7 @@ pub mod reaper;
 pub mod sandbox;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use buyers::Buyer;
 pub use catalog::{NewProduct, Product, ProductPatch};
@@ -35,7 +36,11 @@ pub use sandbox::SandboxProvider;
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use vitrine_core::CommerceEvents;
+use webhooks::TargetPolicy;
+use webhooks::dispatcher::{DispatchConfig, DispatchMetrics, Dispatcher};
+use webhooks::sealing::SecretBox;
 
 /// Tunables of the order path.
 #[derive(Debug, Clone)]
@@ -65,6 +70,12 @@ pub struct Checkout {
     pub(crate) payments: Arc<dyn PaymentProvider>,
     pub(crate) events: Arc<dyn CommerceEvents>,
     pub(crate) config: CheckoutConfig,
+    /// Seals webhook signing secrets at rest.
+    pub(crate) secrets: SecretBox,
+    /// Which URLs webhook endpoints may have.
+    pub(crate) webhook_targets: TargetPolicy,
+    /// Wakes the webhook dispatcher when something is due now (a replay).
+    pub(crate) webhooks_wake: Arc<Notify>,
 }
 
 impl Checkout {
@@ -79,6 +90,37 @@ impl Checkout {
             payments,
             events,
             config,
+            secrets: SecretBox::ephemeral(),
+            webhook_targets: TargetPolicy::default(),
+            webhooks_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Webhook settings: the key that seals signing secrets (shared by every node of a
+    /// deployment) and which endpoint URLs are allowed.
+    pub fn with_webhooks(mut self, secrets: SecretBox, targets: TargetPolicy) -> Self {
+        self.secrets = secrets;
+        self.webhook_targets = targets;
+        self
+    }
+
+    /// A dispatcher delivering this checkout's webhook outbox.
+    pub fn webhook_dispatcher(
+        &self,
+        config: DispatchConfig,
+        metrics: DispatchMetrics,
+    ) -> Dispatcher {
+        Dispatcher::new(
+            self.pool.clone(),
+            self.secrets.clone(),
+            config,
+            Arc::clone(&self.webhooks_wake),
+            metrics,
+        )
+    }
+
+    /// Wakes the dispatcher (after a transaction that wrote to the outbox committed).
+    pub(crate) fn wake_webhooks(&self) {
+        self.webhooks_wake.notify_one();
     }
 }

@@ -22,6 +22,8 @@ use crate::idempotency::{KeyRecord, request_hash, validate_key};
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::payment::{ChargeRequest, Payment, PaymentStatus};
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -471,7 +473,26 @@ impl Checkout {
         .bind(key)
         .execute(&mut *tx)
         .await?;
+        outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order).await?;
+        let left: i64 = sqlx::query("SELECT stock FROM products WHERE id = $1")
+            .bind(product.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if left == 0 {
+            let sold_out = serde_json::json!({
+                "product_id": product.id, "sku": product.sku, "title": product.title,
+            });
+            outbox::record(
+                &mut tx,
+                &order.seller_id,
+                EventType::ProductSoldOut,
+                &sold_out,
+            )
+            .await?;
+        }
         tx.commit().await?;
+        self.wake_webhooks();
         tracing::debug!(order = %order.id, "stock reserved");
         Ok(Reserved::Order(order))
     }
@@ -620,6 +641,17 @@ impl Checkout {
         if let Some(p) = payment_id {
             settled.payment_id = Some(p.to_owned());
         }
+        let webhook = match (event, next) {
+            (_, OrderStatus::Paid) => Some(EventType::OrderPaid),
+            (_, OrderStatus::Refunded) => Some(EventType::OrderRefunded),
+            (OrderEvent::Cancel, _) if failure.is_some_and(|f| f.starts_with("payment_")) => {
+                Some(EventType::PaymentFailed)
+            }
+            _ => None,
+        };
+        if let Some(kind) = webhook {
+            outbox::record(&mut tx, &order.seller_id, kind, &settled).await?;
+        }
         if order.status == OrderStatus::Pending {
             let result = match rejection {
                 Some(r) => OrderResult::Rejected(r.clone()),
@@ -635,6 +667,9 @@ impl Checkout {
             .await?;
         }
         tx.commit().await?;
+        if webhook.is_some() {
+            self.wake_webhooks();
+        }
         tracing::info!(order = %order.id, from = order.status.as_str(), to = next.as_str(), "order");
         self.announce_order(&settled).await;
         Ok(Some(settled))

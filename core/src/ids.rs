@@ -121,6 +121,21 @@ id_type!(
     "pn"
 );
 id_type!(
+    /// One third-party app registered in the developer portal (its OAuth2 `client_id`).
+    AppId,
+    "ap"
+);
+id_type!(
+    /// One API key of a seller (the key itself is a secret; this names it in lists and logs).
+    ApiKeyId,
+    "ak"
+);
+id_type!(
+    /// One OAuth2 grant: a seller's consent to one app, which its tokens descend from.
+    GrantId,
+    "gr"
+);
+id_type!(
     /// One WHIP or WHEP session resource (the `Location` a client PATCHes and DELETEs).
     SessionId,
     "ss"

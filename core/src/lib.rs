@@ -11,6 +11,7 @@ pub mod ids;
 pub mod money;
 pub mod problem;
 pub mod secret;
+pub mod time;
 
 pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
 pub use commerce::{
@@ -18,7 +19,11 @@ pub use commerce::{
     Identities, Identity, OrderSummary, PinnedProduct, Purchases,
 };
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
-pub use ids::{BuyerId, IdError, OrderId, PinId, ProductId, SellerId, SessionId, StreamId};
+pub use ids::{
+    ApiKeyId, AppId, BuyerId, GrantId, IdError, OrderId, PinId, ProductId, SellerId, SessionId,
+    StreamId,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;
 pub use secret::{Secret, SecretHash};
+pub use time::{Timestamp, TimestampError};

@@ -2,6 +2,7 @@
 //! configured or ephemeral port, serve HTTP or HTTPS, drain on shutdown.
 
 use crate::api;
+use crate::api::metrics::ApiMetrics;
 use crate::captions;
 use crate::config::Config;
 use crate::store::Store;
@@ -24,9 +25,15 @@ use vitrine_chat::metrics::ChatMetrics;
 use vitrine_chat::moderation::Moderation;
 use vitrine_chat::redis_bus::RedisBus;
 use vitrine_checkout::reaper::spawn_reaper;
+use vitrine_checkout::webhooks::TargetPolicy;
+use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
+use vitrine_checkout::webhooks::schedule::RetrySchedule;
+use vitrine_checkout::webhooks::sealing::SecretBox;
 use vitrine_checkout::{Checkout, SandboxProvider};
 use vitrine_core::{Bus, CommerceError, EventRelay, Identities, Identity, MemoryBus, Secret};
 use vitrine_ingest::Ingest;
+use vitrine_platform::Platform;
+use vitrine_platform::ratelimit::{LimitStore, MemoryLimits, RateLimiter, RedisLimits};
 use vitrine_sfu::Sfu;
 use vitrine_sfu::metrics::SfuMetrics;
 use vitrine_subtitles::live::LiveCaptions;
@@ -46,6 +53,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub store: Store,
     pub checkout: Checkout,
+    /// Apps, API keys, OAuth2 grants and tokens, browser sessions.
+    pub platform: Platform,
+    /// Per-app rate limits of the seller API.
+    pub limiter: RateLimiter,
+    pub api_metrics: Arc<ApiMetrics>,
     pub chat: Chat,
     pub sfu: Arc<Sfu>,
     pub ingest: Arc<Ingest>,
@@ -71,6 +83,8 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     background: CancellationToken,
     reaper: tokio::task::JoinHandle<()>,
+    /// Delivers the webhook outbox.
+    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -90,6 +104,7 @@ impl Running {
         self.state.chat.drain(DRAIN_TIMEOUT).await;
         self.background.cancel();
         let _ = self.reaper.await;
+        let _ = self.dispatcher.await;
         self.state.store.close().await;
         Ok(())
     }
@@ -135,7 +150,9 @@ pub fn router(state: AppState) -> Router {
         .merge(vitrine_sfu::whep::routes(Arc::clone(&state.sfu)))
         .layer(media_cors());
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes(&state))
+        .merge(crate::oauth::routes())
+        .merge(crate::portal::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -281,11 +298,23 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store.pool().clone(),
         config.sandbox_latency,
     ));
+    let key_file = config
+        .webhooks
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("webhook-secrets.key"));
+    let sealing = SecretBox::load_or_create(&key_file)?;
     let checkout = Checkout::new(
         store.pool().clone(),
         payments,
         events.clone(),
         config.checkout.clone(),
+    )
+    .with_webhooks(
+        sealing,
+        TargetPolicy {
+            allow_private: config.webhooks.allow_private_targets,
+        },
     );
     let bus: Arc<dyn Bus> = match &config.redis_url {
         Some(url) => Arc::new(
@@ -326,9 +355,35 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         spawn_replay_subtitles(config, hls, pool.as_ref(), &background).await?;
     }
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
+    let dispatch_metrics = DispatchMetrics::default();
+    dispatch_metrics.register(&mut registry);
+    let dispatcher = checkout.webhook_dispatcher(
+        DispatchConfig {
+            schedule: RetrySchedule::new(config.webhooks.retry_schedule.clone()),
+            timeout: config.webhooks.timeout,
+            ..Default::default()
+        },
+        dispatch_metrics,
+    );
+    let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+    let platform = Platform::new(store.pool().clone());
+    let limits: Arc<dyn LimitStore> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisLimits::connect(url, "vitrine:rl")
+                .await
+                .context("connecting the rate limiter to Redis")?,
+        ),
+        None => Arc::new(MemoryLimits::default()),
+    };
+    let limiter = RateLimiter::new(config.rate_limits.clone(), limits);
+    let api_metrics = Arc::new(ApiMetrics::default());
+    api_metrics.register(&mut registry);
     let state = AppState {
         store,
         checkout,
+        platform,
+        limiter,
+        api_metrics,
         chat,
         sfu,
         ingest,
@@ -383,6 +438,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         task,
         background,
         reaper,
+        dispatcher,
     })
 }
 

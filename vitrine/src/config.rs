@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vitrine_chat::ChatConfig;
 use vitrine_checkout::CheckoutConfig;
+use vitrine_platform::ratelimit::{Tiers, TiersFile};
 use vitrine_sfu::peer::IceConfig;
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
 
@@ -88,6 +89,10 @@ struct FileConfig {
     hls: FileHls,
     #[serde(default)]
     subtitles: FileSubtitles,
+    #[serde(default)]
+    rate_limits: TiersFile,
+    #[serde(default)]
+    webhooks: FileWebhooks,
     roles: Option<Vec<Role>>,
 }
 
@@ -123,6 +128,76 @@ impl Roles {
         Ok(Self {
             web: list.contains(&Role::Web),
             subtitles: list.contains(&Role::Subtitles),
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    allow_private_targets: Option<bool>,
+    retry_schedule_secs: Option<Vec<f64>>,
+    timeout_secs: Option<f64>,
+    secrets_key_file: Option<PathBuf>,
+}
+
+/// Webhook delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhooksConfig {
+    /// Allow `http://` and private or loopback endpoint hosts (development and tests only:
+    /// otherwise a seller could make the server call into its own network).
+    pub allow_private_targets: bool,
+    /// Delays before the second, third, ... attempt; about three days in all by default.
+    pub retry_schedule: Vec<Duration>,
+    pub timeout: Duration,
+    /// The key sealing signing secrets; default `<data dir>/webhook-secrets.key`. Every node of
+    /// a deployment needs the same file.
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            retry_schedule: vitrine_checkout::webhooks::schedule::DEFAULT_SCHEDULE_SECS
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            timeout: Duration::from_secs(15),
+            secrets_key_file: None,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn from_file(f: FileWebhooks) -> anyhow::Result<Self> {
+        let d = Self::default();
+        let secs = |v: f64, what: &str| -> anyhow::Result<Duration> {
+            if !(v.is_finite() && v >= 0.0 && v <= 7.0 * 86_400.0) {
+                bail!("webhooks.{what}: seconds from 0 to a week");
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+        let retry_schedule = match f.retry_schedule_secs {
+            Some(list) if list.len() > 30 => {
+                bail!("webhooks.retry_schedule_secs: at most 30 retries")
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|v| secs(v, "retry_schedule_secs"))
+                .collect::<anyhow::Result<_>>()?,
+            None => d.retry_schedule,
+        };
+        let timeout = match f.timeout_secs {
+            Some(t) if t < 1.0 => bail!("webhooks.timeout_secs: at least 1"),
+            Some(t) => secs(t, "timeout_secs")?,
+            None => d.timeout,
+        };
+        Ok(Self {
+            allow_private_targets: f.allow_private_targets.unwrap_or(false),
+            retry_schedule,
+            timeout,
+            secrets_key_file: f.secrets_key_file,
         })
     }
 }
@@ -325,6 +400,9 @@ pub struct Config {
     pub hls: HlsConfig,
     pub subtitles: SubtitlesConfig,
     pub roles: Roles,
+    /// Rate-limit tiers of the seller API (per app, and for sellers' own credentials).
+    pub rate_limits: Tiers,
+    pub webhooks: WebhooksConfig,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -389,6 +467,8 @@ impl Config {
             tls,
             ice,
             redis_url: args.redis_url.or(file.redis_url),
+            rate_limits: Tiers::from_file(file.rate_limits)?,
+            webhooks: WebhooksConfig::from_file(file.webhooks)?,
             checkout: {
                 let defaults = CheckoutConfig::default();
                 let window = args

@@ -6,5 +6,8 @@ pub mod app;
 pub mod captions;
 pub mod config;
 pub mod models;
+pub mod oauth;
+pub mod pages;
+pub mod portal;
 pub mod store;
 pub mod telemetry;

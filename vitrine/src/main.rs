@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: SellersCommand,
     },
+    /// Manage third-party apps (operator actions).
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
     /// Subtitles tools.
     Subtitles {
         #[command(subcommand)]
@@ -108,6 +113,22 @@ enum SellersCommand {
     Create {
         #[arg(long)]
         name: String,
+        #[arg(long, env = "VITRINE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "VITRINE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "VITRINE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Move an app to another rate-limit tier (one of the configured `[rate_limits]` tiers).
+    SetTier {
+        /// The app's id (its OAuth2 client_id).
+        app: String,
+        tier: String,
         #[arg(long, env = "VITRINE_DATA_DIR")]
         data_dir: Option<PathBuf>,
         #[arg(long, env = "VITRINE_CONFIG")]
@@ -213,6 +234,34 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "seller_id": seller.id, "api_token": token.expose() })
             );
+            store.close().await;
+            Ok(())
+        }
+        Command::Apps {
+            command:
+                AppsCommand::SetTier {
+                    app,
+                    tier,
+                    data_dir,
+                    config,
+                    database_url,
+                },
+        } => {
+            let config = Config::resolve(ServeArgs {
+                data_dir,
+                config,
+                database_url,
+                ..Default::default()
+            })?;
+            if !config.rate_limits.contains(&tier) {
+                let known: Vec<_> = config.rate_limits.names().collect();
+                anyhow::bail!("no tier {tier:?}; the configured tiers are {known:?}");
+            }
+            let app = vitrine_core::AppId::parse(&app).context("not an app id")?;
+            let store = Store::connect(&config.database_url).await?;
+            let platform = vitrine_platform::Platform::new(store.pool().clone());
+            platform.set_tier(&app, &tier).await?;
+            println!("{}", serde_json::json!({ "app_id": app, "tier": tier }));
             store.close().await;
             Ok(())
         }

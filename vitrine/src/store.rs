@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::{AnyPool, Row};
 use std::time::{SystemTime, UNIX_EPOCH};
 use vitrine_checkout::Backend;
+use vitrine_checkout::webhooks::{EventType, outbox};
 use vitrine_core::{
     DirectoryError, Secret, SecretHash, SellerId, StreamDirectory, StreamId, StreamRecord,
     StreamState,
@@ -27,6 +28,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Connect(#[from] vitrine_checkout::DbError),
+    #[error(transparent)]
+    Platform(#[from] vitrine_platform::PlatformError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
 }
@@ -80,6 +83,7 @@ impl Store {
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
         vitrine_checkout::db::migrate(&pool, backend).await?;
+        vitrine_platform::Platform::migrate(&pool, backend == Backend::Sqlite).await?;
         Ok(Self { pool })
     }
 
@@ -131,6 +135,62 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// A seller by id.
+    pub async fn seller(&self, id: &SellerId) -> Result<Option<Seller>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM sellers WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Seller {
+                id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+                name: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The sandbox account of `owner` that test-mode keys act on, created on first use. It has
+    /// no API token of its own (its token hash is of a secret nobody keeps).
+    pub async fn sandbox_of(&self, owner: &Seller) -> Result<Seller, StoreError> {
+        let find = || async {
+            let row = sqlx::query("SELECT id, name FROM sellers WHERE sandbox_of = $1")
+                .bind(owner.id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| {
+                Ok::<_, StoreError>(Seller {
+                    id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+                    name: r.try_get(1)?,
+                })
+            })
+            .transpose()
+        };
+        if let Some(s) = find().await? {
+            return Ok(s);
+        }
+        let sandbox = Seller {
+            id: SellerId::generate(),
+            name: format!("{} (test)", owner.name),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO sellers (id, name, api_token_hash, created_at, sandbox_of) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(sandbox.id.as_str())
+        .bind(&sandbox.name)
+        .bind(Secret::generate("vt").hash().0)
+        .bind(now_ms())
+        .bind(owner.id.as_str())
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(sandbox),
+            // Another request created it first (the unique index on sandbox_of): use that one.
+            Err(e) => find().await?.ok_or(StoreError::Database(e)),
+        }
     }
 
     /// Creates a stream for `seller` and returns it with its stream key (shown once).
@@ -201,17 +261,36 @@ impl Store {
         rows.iter().map(Self::stream_from_row).collect()
     }
 
+    /// Moves a stream to `state`; going live or ending is also a webhook event, written in the
+    /// same transaction.
     pub async fn set_stream_state(
         &self,
         id: &StreamId,
         state: StreamState,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE streams SET state = $1, updated_at = $2 WHERE id = $3")
-            .bind(state.as_str())
-            .bind(now_ms())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE streams SET state = $1, updated_at = $2 WHERE id = $3 AND state <> $1 \
+             RETURNING seller_id, title",
+        )
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let event = match state {
+            StreamState::Live => Some(EventType::StreamStarted),
+            StreamState::Ended => Some(EventType::StreamEnded),
+            StreamState::Idle => None,
+        };
+        if let (Some(row), Some(kind)) = (row, event) {
+            let seller = SellerId::parse(&row.try_get::<String, _>(0)?).map_err(corrupt)?;
+            let title: String = row.try_get(1)?;
+            let data =
+                serde_json::json!({ "stream_id": id, "title": title, "state": state.as_str() });
+            outbox::record(&mut tx, &seller, kind, &data).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

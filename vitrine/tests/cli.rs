@@ -76,6 +76,8 @@ async fn serves_https_when_given_a_certificate_and_key() {
             ..Default::default()
         },
         roles: Default::default(),
+        rate_limits: Default::default(),
+        webhooks: Default::default(),
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };

@@ -32,6 +32,10 @@ macro_rules! page {
     };
 }
 
+/// The developer portal's page; `{{csrf}}` and `{{seller}}` are filled in (escaped) by the
+/// server, which knows the signed-in session.
+pub const DEVELOPERS_HTML: &str = include_str!("../assets/developers.html");
+
 /// Routes of the pages and their assets.
 pub fn routes() -> Router {
     Router::new()
@@ -103,6 +107,10 @@ pub fn routes() -> Router {
         .route(
             "/assets/watch.js",
             page!("text/javascript; charset=utf-8", "watch.js"),
+        )
+        .route(
+            "/assets/developers.js",
+            page!("text/javascript; charset=utf-8", "developers.js"),
         )
 }
 

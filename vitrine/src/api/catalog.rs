@@ -1,5 +1,6 @@
 //! Products (`/api/v1/products`) and pins (`/api/v1/streams/{id}/pins`), seller-scoped.
 
+use super::auth::{ProductsRead, ProductsWrite, StreamsRead, StreamsWrite};
 use super::{ApiError, AuthSeller, body, owned_stream, path_id};
 use crate::app::AppState;
 use axum::extract::rejection::JsonRejection;
@@ -30,7 +31,7 @@ fn product_id(raw: &str) -> Result<ProductId, ApiError> {
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn create_product(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<ProductsWrite>,
     new: Result<Json<NewProduct>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     let product = state
@@ -42,7 +43,7 @@ async fn create_product(
 
 async fn list_products(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<ProductsRead>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let products = state.checkout.products_of(&seller.id).await?;
     Ok(Json(serde_json::json!({ "products": products })))
@@ -50,7 +51,7 @@ async fn list_products(
 
 async fn get_product(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<ProductsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
     Ok(Json(
@@ -63,7 +64,7 @@ async fn get_product(
 
 async fn update_product(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<ProductsWrite>,
     Path(id): Path<String>,
     patch: Result<Json<ProductPatch>, JsonRejection>,
 ) -> Result<Json<Product>, ApiError> {
@@ -76,7 +77,7 @@ async fn update_product(
 
 async fn archive_product(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<ProductsWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -88,7 +89,7 @@ async fn archive_product(
 
 async fn create_pin(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
     Path(id): Path<String>,
     new: Result<Json<NewPin>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Pin>), ApiError> {
@@ -102,7 +103,7 @@ async fn create_pin(
 
 async fn list_pins(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let stream = owned_stream(&state, &seller, &id).await?;
@@ -112,7 +113,7 @@ async fn list_pins(
 
 async fn unpin(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
     Path((id, pin)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let stream = owned_stream(&state, &seller, &id).await?;

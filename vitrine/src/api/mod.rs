@@ -1,27 +1,42 @@
 //! The REST API under `/api/v1`: what every handler shares (errors as problem responses, the
 //! authenticated caller, JSON bodies) and the routes of each resource, one module each.
 
+pub mod account;
+pub mod auth;
 pub mod catalog;
+pub mod limits;
+pub mod metrics;
 pub mod orders;
 pub mod streams;
+pub mod webhooks;
+
+pub use auth::{AccountOwner, AuthSeller, Authorized, Principal};
 
 use crate::app::AppState;
 use crate::store::{Seller, StoreError, StreamRow};
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Json};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vitrine_checkout::payment::PaymentError;
 use vitrine_checkout::{Buyer, CheckoutError};
 use vitrine_core::{Problem, Secret, StreamId};
+use vitrine_platform::{PlatformError, Scope};
 use vitrine_sfu::signaling::bearer;
 
-pub fn routes() -> Router<AppState> {
+/// The seller API's routes, rate-limited (see [`limits`]).
+pub fn routes(state: &AppState) -> Router<AppState> {
     streams::routes()
         .merge(catalog::routes())
         .merge(orders::routes())
+        .merge(account::routes())
+        .merge(webhooks::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::rate_limit,
+        ))
 }
 
 /// API errors, mapped to problem responses in one place.
@@ -33,6 +48,12 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Checkout(#[from] CheckoutError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("the credential lacks the {0} scope")]
+    InsufficientScope(Scope),
 }
 
 impl From<Problem> for ApiError {
@@ -45,6 +66,35 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = match self {
             Self::Problem(p) => *p,
+            // RFC 6750 §3: say why in WWW-Authenticate too, for clients that read only that.
+            Self::InvalidToken => {
+                let mut r = Problem::unauthorized("the token is unknown, expired or revoked")
+                    .into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+                return r;
+            }
+            Self::InsufficientScope(scope) => {
+                let mut r = Problem::new(StatusCode::FORBIDDEN, "insufficient-scope", "forbidden")
+                    .with_detail(format!("this call needs the {scope} scope"))
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    r#"Bearer error="insufficient_scope", scope="{scope}""#
+                )) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return r;
+            }
+            Self::Platform(e) => match e {
+                PlatformError::NotFound(what) => Problem::not_found(what),
+                PlatformError::Invalid(why) => Problem::bad_request("invalid-request", why),
+                e => {
+                    tracing::error!(error = %e, "platform error");
+                    Problem::internal()
+                }
+            },
             Self::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 Problem::internal()
@@ -85,24 +135,6 @@ pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| Problem::bad_request("invalid-body", e.body_text()).into())
 }
 
-/// The seller authenticated by `Authorization: Bearer <api token>`.
-pub struct AuthSeller(pub Seller);
-
-impl FromRequestParts<AppState> for AuthSeller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| Problem::unauthorized("missing bearer api token"))?;
-        state
-            .store
-            .seller_by_token(&Secret::from_presented(token))
-            .await?
-            .map(AuthSeller)
-            .ok_or_else(|| Problem::unauthorized("invalid api token").into())
-    }
-}
-
 /// The guest buyer authenticated by `Authorization: Bearer <buyer token>`.
 pub struct AuthBuyer(pub Buyer);
 
@@ -121,7 +153,8 @@ impl FromRequestParts<AppState> for AuthBuyer {
     }
 }
 
-/// Either kind of caller, for routes both may use (their own orders).
+/// Either kind of caller, for routes both may use (their own orders): a seller credential
+/// with the `orders:read` scope, or a guest buyer's token.
 pub enum Caller {
     Seller(Seller),
     Buyer(Buyer),
@@ -133,16 +166,16 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
-        let secret = Secret::from_presented(token);
-        if let Some(seller) = state.store.seller_by_token(&secret).await? {
-            return Ok(Self::Seller(seller));
+        if let Some(principal) = Principal::resolve(state, token).await? {
+            principal.require(Scope::OrdersRead)?;
+            return Ok(Self::Seller(principal.seller));
         }
         state
             .checkout
-            .buyer_by_token(&secret)
+            .buyer_by_token(&Secret::from_presented(token))
             .await?
             .map(Self::Buyer)
-            .ok_or_else(|| Problem::unauthorized("invalid token").into())
+            .ok_or(ApiError::InvalidToken)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `Idempotency-Key`; the answer to a key is stored and replayed (with `Idempotent-Replayed:
 //! true`). A buyer sees only their orders, a seller only orders for their products.
 
+use super::auth::OrdersWrite;
 use super::{ApiError, AuthBuyer, AuthSeller, Caller, body, path_id};
 use crate::app::AppState;
 use axum::extract::rejection::JsonRejection;
@@ -126,7 +127,7 @@ async fn get_order(
 
 async fn fulfil(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     Ok(Json(
@@ -136,7 +137,7 @@ async fn fulfil(
 
 async fn refund(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     Ok(Json(

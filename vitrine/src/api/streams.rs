@@ -2,6 +2,7 @@
 //! reads. Every seller route is scoped to the caller's own streams; a stream of another seller
 //! answers 404, exactly as a stream that does not exist.
 
+use super::auth::{StreamsRead, StreamsWrite};
 use super::{ApiError, AuthSeller, body, owned_stream, path_id};
 use crate::app::AppState;
 use crate::store::{MAX_TITLE_CHARS, StreamRow};
@@ -36,7 +37,7 @@ pub struct NewModerator {
 /// Lets a buyer delete lines and ban members in the stream's chat (from their next join).
 async fn add_moderator(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
     Path(id): Path<String>,
     new: Result<Json<NewModerator>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -183,7 +184,7 @@ fn parse_id(raw: &str) -> Result<StreamId, ApiError> {
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn create_stream(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
     new: Result<Json<CreateStream>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StreamView>), ApiError> {
     let body = body(new)?;
@@ -205,7 +206,7 @@ async fn create_stream(
 
 async fn list_streams(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsRead>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rows = state.store.streams_of(&seller.id).await?;
     let mut streams: Vec<StreamView> = Vec::with_capacity(rows.len());
@@ -217,7 +218,7 @@ async fn list_streams(
 
 async fn get_stream(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
     let row = owned_stream(&state, &seller, &id).await?;
@@ -228,7 +229,7 @@ async fn get_stream(
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn delete_stream(
     State(state): State<AppState>,
-    AuthSeller(seller): AuthSeller,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let row = owned_stream(&state, &seller, &id).await?;

@@ -31,6 +31,8 @@ pub struct TestServer {
     pub running: Option<Running>,
     pub base: String,
     pub http: reqwest::Client,
+    /// The self-signed certificate (PEM) when the server speaks HTTPS.
+    pub tls_cert_pem: Option<String>,
     _dir: tempfile::TempDir,
     _db: Option<Arc<TestDatabase>>,
 }
@@ -47,6 +49,12 @@ pub struct ServerOptions {
     pub hls: Option<vitrine_transcode::HlsConfig>,
     /// Live captions; off unless given (loading Whisper costs every test a second).
     pub subtitles: Option<vitrine::config::SubtitlesConfig>,
+    /// Rate-limit tiers; the defaults unless given.
+    pub rate_limits: Option<vitrine_platform::ratelimit::Tiers>,
+    /// Serve HTTPS with a self-signed certificate for localhost and 127.0.0.1.
+    pub tls: bool,
+    /// Webhook delivery settings; private (loopback) targets allowed unless given.
+    pub webhooks: Option<vitrine::config::WebhooksConfig>,
 }
 
 impl TestServer {
@@ -70,6 +78,16 @@ impl TestServer {
             vitrine::telemetry::init();
         }
         let dir = tempfile::tempdir().unwrap();
+        let tls_cert_pem = options.tls.then(|| {
+            let cert = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ])
+            .unwrap();
+            std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+            cert.cert.pem()
+        });
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_owned(),
@@ -78,7 +96,9 @@ impl TestServer {
                 |db| db.url.clone(),
             ),
             public_url: None,
-            tls: None,
+            tls: options
+                .tls
+                .then(|| (dir.path().join("cert.pem"), dir.path().join("key.pem"))),
             ice: IceConfig {
                 bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
                 port_range: None,
@@ -99,15 +119,26 @@ impl TestServer {
                     ..Default::default()
                 }),
             roles: Default::default(),
+            rate_limits: options.rate_limits.clone().unwrap_or_default(),
+            // Test receivers listen on loopback.
+            webhooks: options
+                .webhooks
+                .clone()
+                .unwrap_or(vitrine::config::WebhooksConfig {
+                    allow_private_targets: true,
+                    ..Default::default()
+                }),
             sandbox_latency: Duration::from_millis(20),
             demo: false,
         };
         let running = app::start(&config).await.unwrap();
-        let base = format!("http://{}", running.addr);
+        let scheme = if options.tls { "https" } else { "http" };
+        let base = format!("{scheme}://{}", running.addr);
         Self {
             running: Some(running),
             base,
-            http: reqwest::Client::new(),
+            http: client_builder(tls_cert_pem.as_deref()).build().unwrap(),
+            tls_cert_pem,
             _dir: dir,
             _db: options.database,
         }
@@ -163,6 +194,17 @@ impl TestServer {
 
     pub async fn stop(mut self) {
         self.running.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+/// A reqwest client builder that trusts the test server's certificate, if it has one.
+pub fn client_builder(cert_pem: Option<&str>) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    match cert_pem {
+        Some(pem) => {
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        }
+        None => builder,
     }
 }
 

@@ -1,0 +1,412 @@
+//! Delivers the outbox: claims due deliveries (a lease, so several nodes can run dispatchers
+//! over one database without sending a message twice at once), posts each signed message with a
+//! timeout, and records the outcome: done on 2xx; the endpoint disabled on 410; otherwise the
+//! next attempt per the retry schedule (later if the receiver sent `Retry-After`), and the
+//! endpoint disabled once it has failed without a success for longer than the schedule lasts.
+
+use super::schedule::RetrySchedule;
+use super::sealing::SecretBox;
+use super::signature::{SigningSecret, signature_header};
+use crate::db::now_ms;
+use crate::error::CheckoutError;
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use sqlx::{AnyPool, Row};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub schedule: RetrySchedule,
+    /// How long one POST may take.
+    pub timeout: Duration,
+    /// Deliveries in flight at once per node.
+    pub concurrency: usize,
+    /// How often the outbox is looked at when nothing wakes the dispatcher.
+    pub poll: Duration,
+    /// An endpoint failing for longer than this without one success is disabled.
+    pub disable_after: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        let schedule = RetrySchedule::default();
+        Self {
+            disable_after: schedule.span() + Duration::from_secs(2 * 86_400),
+            schedule,
+            timeout: Duration::from_secs(15),
+            concurrency: 16,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DispatchMetrics {
+    /// Attempts by outcome: `delivered`, `failed`, `gone`.
+    pub attempts: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+impl DispatchMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vitrine_webhook_attempts",
+            "Webhook delivery attempts by outcome",
+            self.attempts.clone(),
+        );
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+}
+
+struct Due {
+    event_id: String,
+    endpoint_id: String,
+    attempts: i64,
+}
+
+struct Target {
+    url: String,
+    body: String,
+    secrets: Vec<SigningSecret>,
+}
+
+enum Result_ {
+    Delivered(u16),
+    Gone,
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+pub struct Dispatcher {
+    pool: AnyPool,
+    http: reqwest::Client,
+    secrets: SecretBox,
+    config: DispatchConfig,
+    wake: Arc<Notify>,
+    metrics: DispatchMetrics,
+}
+
+/// Longest a lease lasts: the timeout plus slack, after which another node may retry.
+fn lease(config: &DispatchConfig) -> i64 {
+    (config.timeout.as_millis() as i64) * 2 + 5_000
+}
+
+impl Dispatcher {
+    pub fn new(
+        pool: AnyPool,
+        secrets: SecretBox,
+        config: DispatchConfig,
+        wake: Arc<Notify>,
+        metrics: DispatchMetrics,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Vitrine-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            pool,
+            http,
+            secrets,
+            config,
+            wake,
+            metrics,
+        }
+    }
+
+    /// Runs until `stop`: each round delivers what is due, then waits for a wake-up or the poll.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            match self.round().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook dispatcher round failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    /// Delivers one batch of due messages; returns how many were attempted.
+    pub async fn round(&self) -> Result<usize, CheckoutError> {
+        let now = now_ms();
+        let batch = (self.config.concurrency * 4) as i64;
+        let rows = sqlx::query(
+            "SELECT event_id, endpoint_id, attempts FROM webhook_deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_until < $1 \
+             ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = vec![];
+        for r in rows {
+            let due = Due {
+                event_id: r.try_get(0)?,
+                endpoint_id: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+            };
+            let took = sqlx::query(
+                "UPDATE webhook_deliveries SET leased_until = $1 WHERE event_id = $2 \
+                 AND endpoint_id = $3 AND status = 'pending' AND leased_until < $4",
+            )
+            .bind(now + lease(&self.config))
+            .bind(&due.event_id)
+            .bind(&due.endpoint_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if took.rows_affected() == 1 {
+                claimed.push(due);
+            }
+        }
+        let n = claimed.len();
+        futures::stream::iter(claimed)
+            .for_each_concurrent(self.config.concurrency, |due| async move {
+                if let Err(e) = self.deliver(due).await {
+                    tracing::warn!(error = %e, "webhook delivery bookkeeping failed");
+                }
+            })
+            .await;
+        Ok(n)
+    }
+
+    async fn target(&self, due: &Due) -> Result<Option<Target>, CheckoutError> {
+        let row = sqlx::query(
+            "SELECT p.url, e.payload, p.secret, p.previous_secret, p.previous_until, p.status \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+             JOIN webhook_endpoints p ON p.id = d.endpoint_id \
+             WHERE d.event_id = $1 AND d.endpoint_id = $2",
+        )
+        .bind(&due.event_id)
+        .bind(&due.endpoint_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        if r.try_get::<String, _>(5)? != "enabled" {
+            return Ok(None);
+        }
+        let open = |sealed: &str| -> Result<SigningSecret, CheckoutError> {
+            let plain = self
+                .secrets
+                .open(sealed)
+                .map_err(|e| CheckoutError::Corrupt(e.to_string()))?;
+            SigningSecret::parse(&plain).map_err(|e| CheckoutError::Corrupt(e.to_string()))
+        };
+        let mut secrets = vec![open(&r.try_get::<String, _>(2)?)?];
+        let previous: Option<String> = r.try_get(3)?;
+        let until: Option<i64> = r.try_get(4)?;
+        if let (Some(p), Some(u)) = (previous, until)
+            && u > now_ms()
+        {
+            secrets.push(open(&p)?);
+        }
+        Ok(Some(Target {
+            url: r.try_get(0)?,
+            body: r.try_get(1)?,
+            secrets,
+        }))
+    }
+
+    async fn deliver(&self, due: Due) -> Result<(), CheckoutError> {
+        let Some(target) = self.target(&due).await? else {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled', \
+                 updated_at = $1 WHERE event_id = $2 AND endpoint_id = $3",
+            )
+            .bind(now_ms())
+            .bind(&due.event_id)
+            .bind(&due.endpoint_id)
+            .execute(&self.pool)
+            .await?;
+            return Ok(());
+        };
+        let started = Instant::now();
+        let result = self.post(&due.event_id, &target).await;
+        let took_ms = started.elapsed().as_millis() as i64;
+        self.record(&due, result, took_ms).await
+    }
+
+    async fn post(&self, id: &str, target: &Target) -> Result_ {
+        let timestamp = now_ms() / 1000;
+        let secrets: Vec<&SigningSecret> = target.secrets.iter().collect();
+        let signature = signature_header(&secrets, id, timestamp, target.body.as_bytes());
+        let sent = self
+            .http
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(target.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Result_::Delivered(r.status().as_u16()),
+            Ok(r) if r.status().as_u16() == 410 => Result_::Gone,
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Result_::Failed {
+                    status: Some(status),
+                    error: format!("HTTP {status}"),
+                    retry_after,
+                }
+            }
+            Err(e) => Result_::Failed {
+                status: None,
+                error: if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    "connection failed".into()
+                },
+                retry_after: None,
+            },
+        }
+    }
+
+    async fn record(&self, due: &Due, result: Result_, took_ms: i64) -> Result<(), CheckoutError> {
+        let now = now_ms();
+        let attempt = due.attempts + 1;
+        let (status_code, error) = match &result {
+            Result_::Delivered(s) => (Some(i64::from(*s)), None),
+            Result_::Gone => (Some(410), Some("410 Gone: endpoint disabled".to_owned())),
+            Result_::Failed { status, error, .. } => (status.map(i64::from), Some(error.clone())),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (event_id, endpoint_id, attempt, at, status_code, \
+             duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&due.event_id)
+        .bind(&due.endpoint_id)
+        .bind(attempt)
+        .bind(now)
+        .bind(status_code)
+        .bind(took_ms)
+        .bind(error.clone())
+        .execute(&mut *tx)
+        .await?;
+        let (status, next) = match &result {
+            Result_::Delivered(_) => {
+                self.metrics.count("delivered");
+                sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                    .bind(&due.endpoint_id)
+                    .execute(&mut *tx)
+                    .await?;
+                ("succeeded", now)
+            }
+            Result_::Gone => {
+                self.metrics.count("gone");
+                disable(
+                    &mut tx,
+                    &due.endpoint_id,
+                    "the endpoint answered 410 Gone",
+                    now,
+                )
+                .await?;
+                ("failed", now)
+            }
+            Result_::Failed { retry_after, .. } => {
+                self.metrics.count("failed");
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) \
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(&due.endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+                let since: Option<i64> =
+                    sqlx::query("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
+                        .bind(&due.endpoint_id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
+                if since.is_some_and(|s| now - s > self.config.disable_after.as_millis() as i64) {
+                    disable(&mut tx, &due.endpoint_id, "failing for too long", now).await?;
+                    ("failed", now)
+                } else {
+                    match self
+                        .config
+                        .schedule
+                        .next_delay(attempt as u32, *retry_after)
+                    {
+                        Some(d) => ("pending", now + d.as_millis() as i64),
+                        None => ("failed", now),
+                    }
+                }
+            }
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
+             leased_until = 0, last_status = $4, last_error = $5, updated_at = $6 \
+             WHERE event_id = $7 AND endpoint_id = $8",
+        )
+        .bind(status)
+        .bind(attempt)
+        .bind(next)
+        .bind(status_code)
+        .bind(error)
+        .bind(now)
+        .bind(&due.event_id)
+        .bind(&due.endpoint_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn disable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    endpoint: &str,
+    why: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
+         WHERE id = $3",
+    )
+    .bind(why)
+    .bind(now)
+    .bind(endpoint)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'failed', last_error = $1, updated_at = $2 \
+         WHERE endpoint_id = $3 AND status = 'pending'",
+    )
+    .bind(format!("endpoint disabled: {why}"))
+    .bind(now)
+    .bind(endpoint)
+    .execute(&mut **tx)
+    .await?;
+    tracing::warn!(endpoint, reason = why, "webhook endpoint disabled");
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The transactional outbox: an event is written in the same transaction as the change it
+//! reports, together with one pending delivery per subscribed endpoint. If the transaction
+//! rolls back there is no event; if it commits, the event survives any crash until delivered.
+
+use super::events::EventType;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Any;
+use vitrine_core::{SellerId, Timestamp};
+
+pub type Tx<'a> = sqlx::Transaction<'a, Any>;
+
+/// A message id in the Standard Webhooks style (`msg_...`), the receivers' de-duplication key.
+fn message_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("msg_{}", hex::encode(bytes))
+}
+
+/// Records `kind` for `seller` with `data` as the payload; returns the message id.
+pub async fn record(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+    data: &impl Serialize,
+) -> Result<String, sqlx::Error> {
+    let id = message_id();
+    let now = Timestamp::now();
+    let body = json!({ "type": kind.as_str(), "timestamp": now, "data": data }).to_string();
+    sqlx::query(
+        "INSERT INTO webhook_events (id, seller_id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(seller.as_str())
+    .bind(kind.as_str())
+    .bind(&body)
+    .bind(now.millis())
+    .execute(&mut **tx)
+    .await?;
+    // Endpoints subscribe to a JSON list of event names; an empty list means all.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \
+         next_attempt_at, leased_until, updated_at) \
+         SELECT $1, id, 'pending', 0, $2, 0, $2 FROM webhook_endpoints \
+         WHERE seller_id = $3 AND status = 'enabled' AND deleted_at IS NULL \
+         AND (event_types = '[]' OR event_types LIKE $4)",
+    )
+    .bind(&id)
+    .bind(now.millis())
+    .bind(seller.as_str())
+    .bind(format!("%\"{}\"%", kind.as_str()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}

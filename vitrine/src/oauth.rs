@@ -1,0 +1,369 @@
+//! The OAuth2 authorization server's HTTP face: RFC 8414 metadata at
+//! `/.well-known/oauth-authorization-server`, the authorization endpoint with its sign-in and
+//! consent pages (`/oauth/authorize`), the token endpoint (`/oauth/token`) and RFC 7009
+//! revocation (`/oauth/revoke`). The rules themselves live in the platform crate.
+
+use crate::api::ApiError;
+use crate::app::AppState;
+use crate::pages::{esc, hidden, page};
+use crate::portal::{csrf_field, signed_in, signin_form};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+use vitrine_platform::Scope;
+use vitrine_platform::oauth::{
+    AuthorizationParams, AuthorizationRequest, AuthorizeError, ClientCredentials, OAuthError,
+    TokenParams,
+};
+use vitrine_platform::sessions::csrf_matches;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/oauth/authorize", get(authorize).post(consent))
+        .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+}
+
+/// RFC 8414 metadata, from which standard clients configure themselves.
+async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
+    let issuer = state.public_url();
+    let scopes: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "authorization_response_iss_parameter_supported": true,
+        "service_documentation": format!("{issuer}/developers"),
+    }))
+}
+
+fn error_page(why: &str) -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Authorization failed",
+        &format!(
+            "<section class=\"panel\"><h1>This authorization request is not valid</h1>\
+             <p class=\"error\" role=\"alert\">{}</p><p>Nothing was shared. \
+             Tell the app's developer what this page says.</p></section>",
+            esc(why)
+        ),
+    )
+}
+
+fn refused(e: AuthorizeError, issuer: &str) -> Response {
+    match e.location(issuer) {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => match e {
+            AuthorizeError::Shown(why) => error_page(&why),
+            AuthorizeError::Redirect { .. } => error_page("invalid request"),
+        },
+    }
+}
+
+fn parse_params(raw: &[u8]) -> Result<AuthorizationParams, Response> {
+    // Each parameter at most once (RFC 6749 §3.1): duplicates fail to parse.
+    serde_urlencoded::from_bytes(raw).map_err(|e| error_page(&format!("malformed request: {e}")))
+}
+
+fn consent_page(req: &AuthorizationRequest, seller: &str, csrf: &str, raw_query: &str) -> Response {
+    let scopes: String = req
+        .scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code> {}</li>", s.as_str(), esc(s.describe())))
+        .collect();
+    let back_to = url::Url::parse(&req.redirect_uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| req.redirect_uri.clone());
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
+    let fields: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Authorize app",
+        &format!(
+            "<section class=\"panel consent\"><h1><strong>{app}</strong> wants access to \
+             <strong>{seller}</strong></h1><p>If you allow it, {app} will be able to:</p>\
+             <ul class=\"scopes\">{scopes}</ul><p class=\"muted\">You will be sent back to \
+             {back_to}. You can withdraw this access at any time in the developer portal.</p>\
+             <form method=\"post\" action=\"/oauth/authorize\">{fields}{csrf}\
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
+             <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button>\
+             </form></section>",
+            app = esc(&req.app.name),
+            seller = esc(seller),
+            back_to = esc(&back_to),
+            fields = hidden(&fields),
+        ),
+    )
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = query.unwrap_or_default();
+    let params = match parse_params(query.as_bytes()) {
+        Ok(p) => p,
+        Err(page) => return Ok(page),
+    };
+    let req = match state.platform.authorization_request(&params).await {
+        Ok(r) => r,
+        Err(e) => return Ok(refused(e, state.public_url())),
+    };
+    let Some((seller, session)) = signed_in(&state, &headers).await? else {
+        return Ok(signin_form(&format!("/oauth/authorize?{query}"), None));
+    };
+    Ok(consent_page(
+        &req,
+        &seller.name,
+        &csrf_field(&session),
+        &query,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Decision {
+    csrf: Option<String>,
+    decision: Option<String>,
+}
+
+async fn consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let forbidden = |why: &str| {
+        page(
+            StatusCode::FORBIDDEN,
+            "Authorization failed",
+            &format!(
+                "<section class=\"panel\"><p class=\"error\" role=\"alert\">{}</p></section>",
+                esc(why)
+            ),
+        )
+    };
+    let Some((seller, session)) = signed_in(&state, &headers).await? else {
+        return Ok(forbidden(
+            "Your session has ended: start again from the app.",
+        ));
+    };
+    let decision: Decision = match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+        Ok(pairs) => Decision {
+            csrf: pairs
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .map(|(_, v)| v.clone()),
+            decision: pairs
+                .iter()
+                .find(|(k, _)| k == "decision")
+                .map(|(_, v)| v.clone()),
+        },
+        Err(_) => return Ok(error_page("malformed form")),
+    };
+    if !decision.csrf.is_some_and(|c| csrf_matches(&session, &c)) {
+        return Ok(forbidden(
+            "This form did not come from Vitrine's consent page.",
+        ));
+    }
+    // The authorization parameters travel as hidden fields; everything else is ours.
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "csrf" && k != "decision")
+            .collect();
+    let raw = serde_urlencoded::to_string(&params).unwrap_or_default();
+    let params = match parse_params(raw.as_bytes()) {
+        Ok(p) => p,
+        Err(page) => return Ok(page),
+    };
+    let req = match state.platform.authorization_request(&params).await {
+        Ok(r) => r,
+        Err(e) => return Ok(refused(e, state.public_url())),
+    };
+    match decision.decision.as_deref() {
+        Some("allow") => {
+            let url = state
+                .platform
+                .approve(&seller.id, &req, state.public_url())
+                .await?;
+            tracing::info!(app = %req.app.id, seller = %seller.id, scopes = %req.scopes, "app authorized");
+            Ok(Redirect::to(&url).into_response())
+        }
+        _ => Ok(refused(
+            AuthorizeError::Redirect {
+                redirect_uri: req.redirect_uri,
+                error: "access_denied",
+                description: "the seller denied the request".into(),
+                state: Some(req.state),
+            },
+            state.public_url(),
+        )),
+    }
+}
+
+/// An OAuth2 error answer (RFC 6749 §5.2).
+fn oauth_error(e: OAuthError) -> Response {
+    let status = match &e {
+        OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+        OAuthError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let description = match &e {
+        OAuthError::Server(inner) => {
+            tracing::error!(error = %inner, "oauth endpoint");
+            "the server failed; try again".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let mut response = (
+        status,
+        Json(json!({ "error": e.code(), "error_description": description })),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let OAuthError::InvalidClient { basic: true } = e {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="vitrine""#),
+        );
+    }
+    response
+}
+
+/// Reads a form body, refusing other content types and repeated parameters.
+fn form<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    serde_urlencoded::from_bytes(body).map_err(|e| OAuthError::InvalidRequest(e.to_string()))
+}
+
+/// Client credentials from `Authorization: Basic` or the form (RFC 6749 §2.3.1), never both.
+fn client_credentials(
+    headers: &HeaderMap,
+    form_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<ClientCredentials, OAuthError> {
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Ok(ClientCredentials {
+            id: form_id.map(str::to_owned),
+            secret: form_secret.map(str::to_owned),
+            basic: false,
+        });
+    };
+    let invalid = || OAuthError::InvalidClient { basic: true };
+    let encoded = auth
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Basic "))
+        .ok_or_else(invalid)?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| invalid())
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    if form_secret.is_some() || form_id.is_some_and(|f| f != id) {
+        return Err(OAuthError::InvalidRequest(
+            "use one client authentication method".into(),
+        ));
+    }
+    Ok(ClientCredentials {
+        id: Some(id),
+        secret: Some(secret),
+        basic: true,
+    })
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params: TokenParams = form(&headers, &body)?;
+        let creds = client_credentials(
+            &headers,
+            params.client_id.as_deref(),
+            params.client_secret.as_deref(),
+        )?;
+        state.platform.token(&creds, &params).await
+    }
+    .await;
+    match result {
+        Ok(tokens) => {
+            let mut r = Json(tokens).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            r
+        }
+        Err(e) => {
+            tracing::info!(error = e.code(), detail = %e, "token request refused");
+            oauth_error(e)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeParams {
+    token: Option<String>,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params: RevokeParams = form(&headers, &body)?;
+        let creds = client_credentials(
+            &headers,
+            params.client_id.as_deref(),
+            params.client_secret.as_deref(),
+        )?;
+        let token = params
+            .token
+            .as_deref()
+            .ok_or_else(|| OAuthError::InvalidRequest("token is missing".into()))?;
+        state
+            .platform
+            .revoke(&creds, token, params.token_type_hint.as_deref())
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
