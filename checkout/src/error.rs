@@ -20,6 +20,8 @@ pub enum CheckoutError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("the available balance is less than the payout")]
+    InsufficientBalance,
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> CheckoutError {

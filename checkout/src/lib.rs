@@ -10,11 +10,14 @@ pub mod card;
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod fees;
 pub mod fx;
 pub mod idempotency;
+pub mod ledger;
 pub mod order_state;
 pub mod orders;
 pub mod payment;
+pub mod payouts;
 pub mod pins;
 pub mod purchases;
 pub mod reaper;
@@ -33,6 +36,8 @@ pub use payment::PaymentProvider;
 pub use pins::{NewPin, Pin};
 pub use sandbox::SandboxProvider;
 
+use fees::FeePolicy;
+use payouts::{PayoutProvider, SandboxPayouts};
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +56,8 @@ pub struct CheckoutConfig {
     pub payment_timeout: Duration,
     /// How long idempotency keys are kept.
     pub idempotency_ttl: Duration,
+    /// The platform's fees on sales and instant payouts.
+    pub fees: FeePolicy,
 }
 
 impl Default for CheckoutConfig {
@@ -59,6 +66,7 @@ impl Default for CheckoutConfig {
             reservation_window: Duration::from_secs(15 * 60),
             payment_timeout: Duration::from_secs(10),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            fees: FeePolicy::default(),
         }
     }
 }
@@ -76,6 +84,8 @@ pub struct Checkout {
     pub(crate) webhook_targets: TargetPolicy,
     /// Wakes the webhook dispatcher when something is due now (a replay).
     pub(crate) webhooks_wake: Arc<Notify>,
+    /// The payout rail.
+    pub(crate) payouts: Arc<dyn PayoutProvider>,
 }
 
 impl Checkout {
@@ -85,6 +95,7 @@ impl Checkout {
         events: Arc<dyn CommerceEvents>,
         config: CheckoutConfig,
     ) -> Self {
+        let pool_for_payouts = pool.clone();
         Self {
             pool,
             payments,
@@ -93,7 +104,17 @@ impl Checkout {
             secrets: SecretBox::ephemeral(),
             webhook_targets: TargetPolicy::default(),
             webhooks_wake: Arc::new(Notify::new()),
+            payouts: Arc::new(SandboxPayouts::new(
+                pool_for_payouts,
+                Duration::from_secs(2),
+            )),
         }
+    }
+
+    /// Sends payouts through `rail` instead of the built-in sandbox.
+    pub fn with_payouts(mut self, rail: Arc<dyn PayoutProvider>) -> Self {
+        self.payouts = rail;
+        self
     }
 
     /// Webhook settings: the key that seals signing secrets (shared by every node of a

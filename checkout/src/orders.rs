@@ -19,6 +19,7 @@ use crate::db::now_ms;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::idempotency::{KeyRecord, request_hash, validate_key};
+use crate::ledger;
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::payment::{ChargeRequest, Payment, PaymentStatus};
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
@@ -651,6 +652,9 @@ impl Checkout {
         };
         if let Some(kind) = webhook {
             outbox::record(&mut tx, &order.seller_id, kind, &settled).await?;
+        }
+        if let Some(entry) = ledger::for_order(&settled, next, &self.config.fees) {
+            ledger::post(&mut tx, &entry, now).await?;
         }
         if order.status == OrderStatus::Pending {
             let result = match rejection {

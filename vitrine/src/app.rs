@@ -4,7 +4,7 @@
 use crate::api;
 use crate::api::metrics::ApiMetrics;
 use crate::captions;
-use crate::config::Config;
+use crate::config::{Config, PayoutsConfig};
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
@@ -85,6 +85,8 @@ pub struct Running {
     reaper: tokio::task::JoinHandle<()>,
     /// Delivers the webhook outbox.
     dispatcher: tokio::task::JoinHandle<()>,
+    /// Reconciles payouts in transit and runs the scheduled payouts.
+    payouts: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -105,6 +107,7 @@ impl Running {
         self.background.cancel();
         let _ = self.reaper.await;
         let _ = self.dispatcher.await;
+        let _ = self.payouts.await;
         self.state.store.close().await;
         Ok(())
     }
@@ -180,6 +183,34 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Payouts in the background: payouts in transit are checked with the rail, and on schedule
+/// each seller's available balance is paid out.
+async fn run_payouts(checkout: Checkout, config: PayoutsConfig, stop: CancellationToken) {
+    let mut reconcile = tokio::time::interval(config.reconcile_every);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let schedule = config
+        .scheduled_every
+        .unwrap_or(Duration::from_secs(365 * 86_400));
+    let mut scheduled = tokio::time::interval_at(tokio::time::Instant::now() + schedule, schedule);
+    scheduled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = reconcile.tick() => {
+                if let Err(e) = checkout.reconcile_payouts().await {
+                    tracing::warn!(error = %e, "payout reconciliation failed");
+                }
+            }
+            _ = scheduled.tick(), if config.scheduled_every.is_some() => {
+                match checkout.run_scheduled_payouts(config.minimum).await {
+                    Ok(made) => tracing::info!(payouts = made.len(), "scheduled payouts"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled payouts failed"),
+                }
+            }
+        }
+    }
 }
 
 /// Replay subtitles: the web role queues every recording that becomes a replay; the
@@ -366,6 +397,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         dispatch_metrics,
     );
     let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+    let payouts = tokio::spawn(run_payouts(
+        checkout.clone(),
+        config.payouts.clone(),
+        background.clone(),
+    ));
     let platform = Platform::new(store.pool().clone());
     let limits: Arc<dyn LimitStore> = match &config.redis_url {
         Some(url) => Arc::new(
@@ -439,6 +475,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         background,
         reaper,
         dispatcher,
+        payouts,
     })
 }
 

@@ -93,6 +93,8 @@ struct FileConfig {
     rate_limits: TiersFile,
     #[serde(default)]
     webhooks: FileWebhooks,
+    #[serde(default)]
+    payouts: FilePayouts,
     roles: Option<Vec<Role>>,
 }
 
@@ -129,6 +131,76 @@ impl Roles {
             web: list.contains(&Role::Web),
             subtitles: list.contains(&Role::Subtitles),
         })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePayouts {
+    sale_fee_bps: Option<u32>,
+    sale_fee_fixed: Option<i64>,
+    instant_fee_bps: Option<u32>,
+    instant_fee_min: Option<i64>,
+    scheduled_every_secs: Option<u64>,
+    minimum: Option<i64>,
+}
+
+/// Sellers' payouts: the scheduled run and the reconciliation with the payout rail (the fees
+/// live in the checkout configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutsConfig {
+    /// How often each seller's whole available balance is paid out; `None`: never.
+    pub scheduled_every: Option<Duration>,
+    /// Smallest balance (minor units) a scheduled run pays out.
+    pub minimum: i64,
+    /// How often payouts in transit are checked with the rail.
+    pub reconcile_every: Duration,
+}
+
+impl Default for PayoutsConfig {
+    fn default() -> Self {
+        Self {
+            scheduled_every: Some(Duration::from_secs(86_400)),
+            minimum: 100,
+            reconcile_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PayoutsConfig {
+    fn from_file(f: &FilePayouts) -> anyhow::Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            scheduled_every: match f.scheduled_every_secs {
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s.max(60))),
+                None => d.scheduled_every,
+            },
+            minimum: match f.minimum {
+                Some(m) if m < 1 => bail!("payouts.minimum: at least 1 minor unit"),
+                Some(m) => m,
+                None => d.minimum,
+            },
+            ..d
+        })
+    }
+
+    fn fees_from_file(f: &FilePayouts) -> anyhow::Result<vitrine_checkout::fees::FeePolicy> {
+        let d = vitrine_checkout::fees::FeePolicy::default();
+        let fees = vitrine_checkout::fees::FeePolicy {
+            sale_bps: f.sale_fee_bps.unwrap_or(d.sale_bps),
+            sale_fixed: f.sale_fee_fixed.unwrap_or(d.sale_fixed),
+            instant_bps: f.instant_fee_bps.unwrap_or(d.instant_bps),
+            instant_min: f.instant_fee_min.unwrap_or(d.instant_min),
+        };
+        if fees.sale_bps > 10_000
+            || fees.instant_bps > 10_000
+            || fees.sale_fixed < 0
+            || fees.instant_min < 0
+        {
+            bail!("payouts: fees are 0 to 10000 basis points and non-negative fixed amounts");
+        }
+        Ok(fees)
     }
 }
 
@@ -403,6 +475,7 @@ pub struct Config {
     /// Rate-limit tiers of the seller API (per app, and for sellers' own credentials).
     pub rate_limits: Tiers,
     pub webhooks: WebhooksConfig,
+    pub payouts: PayoutsConfig,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -469,6 +542,7 @@ impl Config {
             redis_url: args.redis_url.or(file.redis_url),
             rate_limits: Tiers::from_file(file.rate_limits)?,
             webhooks: WebhooksConfig::from_file(file.webhooks)?,
+            payouts: PayoutsConfig::from_file(&file.payouts)?,
             checkout: {
                 let defaults = CheckoutConfig::default();
                 let window = args
@@ -482,6 +556,7 @@ impl Config {
                     reservation_window: window
                         .map_or(defaults.reservation_window, Duration::from_secs),
                     payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
+                    fees: PayoutsConfig::fees_from_file(&file.payouts)?,
                     ..defaults
                 }
             },

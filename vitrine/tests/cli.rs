@@ -78,6 +78,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         roles: Default::default(),
         rate_limits: Default::default(),
         webhooks: Default::default(),
+        payouts: Default::default(),
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };

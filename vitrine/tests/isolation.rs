@@ -95,6 +95,16 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
         .unwrap(),
     )
     .await;
+    let payout = json(
+        http.post(server.url("/api/v1/payouts"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "p1")
+            .json(&json!({ "amount": { "amount": 500, "currency": "EUR" } }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let key = json(
         post("/api/v1/api-keys", json!({ "name": "k", "mode": "live" }))
             .await
@@ -130,6 +140,7 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
         ("apps", app["id"].as_str().unwrap().to_owned()),
         ("api-keys", key["id"].as_str().unwrap().to_owned()),
         ("grants", grant),
+        ("payouts", payout["id"].as_str().unwrap().to_owned()),
         ("app-token", access),
     ] {
         objects.insert(param, value);

@@ -17,9 +17,10 @@ async function api(method, path, body) {
   return data;
 }
 
-function el(tag, props = {}, ...children) {
+function el(tag, { dataset, ...props } = {}, ...children) {
   const node = document.createElement(tag);
   Object.assign(node, props);
+  Object.assign(node.dataset, dataset || {});
   for (const c of children) node.append(c);
   return node;
 }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod limits;
 pub mod metrics;
 pub mod orders;
+pub mod payouts;
 pub mod streams;
 pub mod webhooks;
 
@@ -33,6 +34,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(orders::routes())
         .merge(account::routes())
         .merge(webhooks::routes())
+        .merge(payouts::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,
@@ -102,6 +104,12 @@ impl IntoResponse for ApiError {
             Self::Checkout(e) => match e {
                 CheckoutError::NotFound(what) => Problem::not_found(what),
                 CheckoutError::Invalid(why) => Problem::bad_request("invalid-request", why),
+                CheckoutError::InsufficientBalance => Problem::new(
+                    StatusCode::CONFLICT,
+                    "insufficient-balance",
+                    "insufficient balance",
+                )
+                .with_detail("the available balance is less than the payout"),
                 CheckoutError::Conflict(why) => {
                     Problem::new(StatusCode::CONFLICT, "conflict", "conflict").with_detail(why)
                 }

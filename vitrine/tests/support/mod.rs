@@ -120,6 +120,7 @@ impl TestServer {
                 }),
             roles: Default::default(),
             rate_limits: options.rate_limits.clone().unwrap_or_default(),
+            payouts: Default::default(),
             // Test receivers listen on loopback.
             webhooks: options
                 .webhooks
