@@ -112,6 +112,23 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
     assert_eq!(s.available().await, 30 * (2500 - 103));
     s.balanced().await;
 
+    // A transfer of 40.13 is refused by the sandbox rail ("account_closed"): it comes back.
+    let refused = s
+        .checkout
+        .request_payout(
+            &s.seller,
+            Some("refused"),
+            NewPayout {
+                amount: eur(4013),
+                method: PayoutMethod::Standard,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, PayoutStatus::Failed);
+    assert_eq!(refused.failure.as_deref(), Some("account_closed"));
+    assert_eq!(s.available().await, 30 * (2500 - 103));
+
     // Orders, refunds and payouts all at once.
     let sales = join_all((30..50).map(|n| s.sell(&product.id, n)));
     let refunds = join_all(sold[..10].iter().map(|id| s.checkout.refund(&s.seller, id)));
@@ -152,7 +169,7 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(paid > 0 && failed > 0, "paid {paid}, failed {failed}");
+    assert!(paid > 0, "paid {paid}, failed {failed}");
     s.checkout.reconcile_payouts().await.unwrap();
     s.balanced().await;
 

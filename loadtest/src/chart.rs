@@ -28,7 +28,20 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 8] = [
+const SPECS: [(&str, Spec); 9] = [
+    (
+        "api",
+        Spec {
+            title: "Seller API: a rate-limited read, one node and two sharing Redis",
+            x: "concurrency",
+            metrics: [
+                m("requests per second", "requests_per_s"),
+                m("latency p50 (ms)", "latency_p50_ms"),
+                m("latency p99 (ms)", "latency_p99_ms"),
+                m("server CPU s/s (both nodes)", "server_cpu_per_s"),
+            ],
+        },
+    ),
     (
         "whep",
         Spec {
@@ -181,7 +194,7 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
         bail!(
-            "unknown report kind {} (whep, chat, checkout, transcode, hls, whisper, captions, translate)",
+            "unknown report kind {} (api, whep, chat, checkout, transcode, hls, whisper, captions, translate)",
             args.kind
         );
     };

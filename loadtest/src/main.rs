@@ -19,6 +19,7 @@
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
 //! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
 
+mod api;
 mod captions;
 mod chart;
 mod chat;
@@ -63,6 +64,10 @@ enum Command {
     Translate(translate::TranslateArgs),
     /// Translation quality (chrF2) of one speech translation (spoken pitch sentences).
     TranslateRow(translate::TranslateRowArgs),
+    /// An authenticated, rate-limited read endpoint from one or more nodes.
+    Api(api::ApiArgs),
+    /// Webhook deliveries per second to a receiver this command runs on loopback.
+    Webhooks(api::WebhooksArgs),
     /// Summarise a report: medians per server and step, ratios, and a PNG chart.
     Chart(ChartArgs),
 }
@@ -117,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Whep(args) => whep(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,
+        Command::Api(args) => api::api(args).await,
+        Command::Webhooks(args) => api::webhooks(args).await,
         Command::DbCeiling(args) => checkout::ceiling(args).await,
         Command::Hls(args) => hls::run(args).await,
         Command::Captions(args) => captions::run(&args).await,
