@@ -69,7 +69,8 @@ if [ ! -f "$gguf" ]; then
   rm -rf "$tmp"
 fi
 # Python test tools in a virtual environment of their own, pinned: the Standard Webhooks
-# reference library (the webhook receiver in the tests verifies every signature with it).
+# reference library (the webhook receiver in the tests verifies every signature with it) and
+# Schemathesis (fuzzes the API against its OpenAPI document).
 pyenv=${VITRINE_PYENV:-$HOME/.cache/vitrine/pyenv}
 if ! cmp -s scripts/python-requirements.txt "$pyenv/requirements.txt" 2>/dev/null; then
   python3 -m venv "$pyenv"

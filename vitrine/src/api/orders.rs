@@ -5,14 +5,14 @@
 use super::auth::OrdersWrite;
 use super::{ApiError, AuthBuyer, AuthSeller, Caller, body, path_id};
 use crate::app::AppState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vitrine_checkout::{NewOrder, Order, OrderResult};
+use vitrine_checkout::{NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult};
 use vitrine_core::{BuyerId, OrderId, Problem};
 
 pub fn routes() -> Router<AppState> {
@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/orders/{id}", get(get_order))
         .route("/api/v1/orders/{id}/fulfil", post(fulfil))
         .route("/api/v1/orders/{id}/refund", post(refund))
+        .route("/api/v1/orders/{id}/cancel", post(cancel))
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,15 +98,18 @@ async fn place_order(
     Ok(response)
 }
 
+/// Orders newest first, filtered, a page at a time (`next_cursor` leads to the next page).
 async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let orders = match caller {
-        Caller::Seller(s) => state.checkout.orders_of_seller(&s.id).await?,
-        Caller::Buyer(b) => state.checkout.orders_of_buyer(&b.id).await?,
+    q: Result<Query<OrderQuery>, QueryRejection>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let owner = match &caller {
+        Caller::Seller(s) => OrderOwner::Seller(&s.id),
+        Caller::Buyer(b) => OrderOwner::Buyer(&b.id),
     };
-    Ok(Json(serde_json::json!({ "orders": orders })))
+    Ok(Json(state.checkout.orders_page(owner, &q).await?))
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -132,6 +136,16 @@ async fn fulfil(
 ) -> Result<Json<Order>, ApiError> {
     Ok(Json(
         state.checkout.fulfil(&seller.id, &order_id(&id)?).await?,
+    ))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    AuthSeller(seller, _): AuthSeller<OrdersWrite>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(
+        state.checkout.cancel(&seller.id, &order_id(&id)?).await?,
     ))
 }
 

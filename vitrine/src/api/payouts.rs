@@ -30,7 +30,11 @@ struct Page {
 
 fn page(q: Result<Query<Page>, QueryRejection>) -> Result<i64, ApiError> {
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
-    Ok(q.limit.unwrap_or(50))
+    match q.limit {
+        None => Ok(50),
+        Some(n @ 1..=200) => Ok(n),
+        Some(_) => Err(Problem::bad_request("invalid-query", "limit must be 1 to 200").into()),
+    }
 }
 
 async fn balance(

@@ -136,6 +136,9 @@ async fn deliveries(
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    if q.limit.is_some_and(|n| !(1..=100).contains(&n)) {
+        return Err(Problem::bad_request("invalid-query", "limit must be 1 to 100").into());
+    }
     let log = state
         .checkout
         .deliveries(&seller.id, &id, q.limit.unwrap_or(50))

@@ -1,0 +1,220 @@
+//! Listing orders with filters and keyset pagination, and cancelling them, over the API on
+//! SQLite and PostgreSQL.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use support::{ServerOptions, TestServer};
+use vitrine_checkout::db::Backend;
+use vitrine_checkout::testing::TestDatabase;
+
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(k) = key {
+        r = r.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn pages_filters_and_cancel(backend: Backend) {
+    let db = Arc::new(TestDatabase::create(backend).await.unwrap());
+    let server = TestServer::start_with(ServerOptions {
+        database: Some(db),
+        ..Default::default()
+    })
+    .await;
+    let seller = server.seller("Ann").await;
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let (_, product) = call(
+        &server,
+        post.clone(),
+        "/api/v1/products",
+        &seller,
+        None,
+        Some(json!({ "sku": "S", "title": "Sock", "price": { "amount": 500, "currency": "EUR" }, "stock": 100 })),
+    )
+    .await;
+    let (_, buyer) = call(
+        &server,
+        post.clone(),
+        "/api/v1/buyers",
+        "",
+        None,
+        Some(json!({ "display_name": "Bo" })),
+    )
+    .await;
+    let buyer = buyer["token"].as_str().unwrap().to_owned();
+    let mut ids = vec![];
+    for (i, card) in ["4242424242424242"; 7]
+        .iter()
+        .chain(["4000000000000002"; 2].iter())
+        .enumerate()
+    {
+        let (s, o) = call(
+            &server,
+            post.clone(),
+            "/api/v1/orders",
+            &buyer,
+            Some(&format!("k{i}")),
+            Some(json!({ "product_id": product["id"], "quantity": 1, "payment": { "card_number": card } })),
+        )
+        .await;
+        if s == 201 {
+            ids.push(o["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 7);
+
+    // Three pages of three: every order once, newest first, then no cursor.
+    let mut seen = vec![];
+    let mut cursor: Option<String> = None;
+    for page in 0..3 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/orders?limit=3&cursor={c}"),
+            None => "/api/v1/orders?limit=3".to_owned(),
+        };
+        let (s, body) = call(&server, get.clone(), &path, &seller, None, None).await;
+        assert_eq!(s, 200, "{body}");
+        let orders = body["orders"].as_array().unwrap();
+        assert_eq!(orders.len(), 3, "page {page}");
+        seen.extend(orders.iter().map(|o| {
+            (
+                o["created_at"].as_i64().unwrap(),
+                o["id"].as_str().unwrap().to_owned(),
+            )
+        }));
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        assert_eq!(cursor.is_some(), page < 2, "page {page}");
+    }
+    let distinct: HashSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(distinct.len(), 9);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 >= w[1].0),
+        "newest first: {seen:?}"
+    );
+
+    // Filters.
+    let count = |path: String| {
+        let server = &server;
+        let seller = seller.clone();
+        async move {
+            let (s, body) = call(server, reqwest::Method::GET, &path, &seller, None, None).await;
+            assert_eq!(s, 200, "{path}: {body}");
+            body["orders"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("/api/v1/orders?status=paid".into()).await, 7);
+    assert_eq!(count("/api/v1/orders?status=cancelled".into()).await, 2);
+    assert_eq!(
+        count(format!(
+            "/api/v1/orders?product_id={}",
+            product["id"].as_str().unwrap()
+        ))
+        .await,
+        9
+    );
+    assert_eq!(
+        count("/api/v1/orders?created_since=2100-01-01T00:00:00Z".into()).await,
+        0
+    );
+    assert_eq!(
+        count("/api/v1/orders?created_before=2100-01-01T00:00:00Z".into()).await,
+        9
+    );
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "cursor=nope",
+        "status=lost",
+        "created_since=yesterday",
+        "color=red",
+    ] {
+        let (s, body) = call(
+            &server,
+            get.clone(),
+            &format!("/api/v1/orders?{bad}"),
+            &seller,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert_eq!(body["status"], 400);
+    }
+    // The buyer pages through their own orders the same way.
+    let (s, body) = call(
+        &server,
+        get.clone(),
+        "/api/v1/orders?limit=5",
+        &buyer,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((s, body["orders"].as_array().unwrap().len()), (200, 5));
+    assert!(body["next_cursor"].is_string());
+
+    // Cancel: a paid order is refunded; a refunded or cancelled one cannot be cancelled again.
+    let (s, cancelled) = call(
+        &server,
+        post.clone(),
+        &format!("/api/v1/orders/{}/cancel", ids[0]),
+        &seller,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "refunded");
+    let (s, p) = call(
+        &server,
+        post.clone(),
+        &format!("/api/v1/orders/{}/cancel", ids[0]),
+        &seller,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "{p}");
+    let (_, fulfilled) = call(
+        &server,
+        post.clone(),
+        &format!("/api/v1/orders/{}/fulfil", ids[1]),
+        &seller,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(fulfilled["status"], "fulfilled");
+    let (s, _) = call(
+        &server,
+        post.clone(),
+        &format!("/api/v1/orders/{}/cancel", ids[1]),
+        &seller,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409);
+    server.stop().await;
+}
+
+vitrine_checkout::on_both_backends!(pages_filters_and_cancel);
