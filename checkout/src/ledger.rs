@@ -176,14 +176,18 @@ pub(crate) async fn post_entry(
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
+    // All postings in one statement: one round trip, whatever their number.
+    let values: Vec<String> = (0..entry.postings.len())
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ledger_postings (entry_id, account, amount) VALUES {}",
+        values.join(", ")
+    )));
     for (account, amount) in &entry.postings {
-        sqlx::query("INSERT INTO ledger_postings (entry_id, account, amount) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(account.name())
-            .bind(*amount)
-            .execute(&mut **tx)
-            .await?;
+        insert = insert.bind(id.clone()).bind(account.name()).bind(*amount);
     }
+    insert.execute(&mut **tx).await?;
     Ok(true)
 }
 

@@ -364,17 +364,18 @@ impl Checkout {
         }
         let took = sqlx::query(
             "UPDATE products SET stock = stock - $1, updated_at = $2 \
-             WHERE id = $3 AND archived = 0 AND stock >= $1",
+             WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
         )
         .bind(q)
         .bind(now)
         .bind(product.id.as_str())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if took.rows_affected() == 0 {
+        let Some(took) = took else {
             tx.rollback().await?;
             return refused(reject(RejectKind::SoldOut, "sold out")).await;
-        }
+        };
+        let left: i64 = took.try_get(0)?;
         if let Some(pin) = &pin {
             let took = sqlx::query(
                 "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
@@ -475,11 +476,6 @@ impl Checkout {
         .execute(&mut *tx)
         .await?;
         outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order).await?;
-        let left: i64 = sqlx::query("SELECT stock FROM products WHERE id = $1")
-            .bind(product.id.as_str())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
         if left == 0 {
             let sold_out = serde_json::json!({
                 "product_id": product.id, "sku": product.sku, "title": product.title,

@@ -1,5 +1,6 @@
 //! The transactional outbox: an event is written in the same transaction as the change it
-//! reports, together with one pending delivery per subscribed endpoint. If the transaction
+//! reports, together with one pending delivery per subscribed endpoint (and not at all when no
+//! endpoint subscribes). If the transaction
 //! rolls back there is no event; if it commits, the event survives any crash until delivered.
 
 use super::events::EventType;
@@ -18,13 +19,26 @@ fn message_id() -> String {
     format!("msg_{}", hex::encode(bytes))
 }
 
-/// Records `kind` for `seller` with `data` as the payload; returns the message id.
+/// Records `kind` for `seller` with `data` as the payload; returns the message id, or `None`
+/// when no endpoint of the seller subscribes to it (then nothing is written: most sellers have
+/// no webhooks, and the order path should not pay for them).
 pub async fn record(
     tx: &mut Tx<'_>,
     seller: &SellerId,
     kind: EventType,
     data: &impl Serialize,
-) -> Result<String, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
+    let subscribed = sqlx::query(
+        "SELECT 1 FROM webhook_endpoints WHERE seller_id = $1 AND status = 'enabled' \
+         AND deleted_at IS NULL AND (event_types = '[]' OR event_types LIKE $2) LIMIT 1",
+    )
+    .bind(seller.as_str())
+    .bind(format!("%\"{}\"%", kind.as_str()))
+    .fetch_optional(&mut **tx)
+    .await?;
+    if subscribed.is_none() {
+        return Ok(None);
+    }
     let id = message_id();
     let now = Timestamp::now();
     let body = json!({ "type": kind.as_str(), "timestamp": now, "data": data }).to_string();
@@ -53,5 +67,5 @@ pub async fn record(
     .bind(format!("%\"{}\"%", kind.as_str()))
     .execute(&mut **tx)
     .await?;
-    Ok(id)
+    Ok(Some(id))
 }
