@@ -30,6 +30,16 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <span class=\"title\">{title}</span></header><main class=\"narrow\">{body}</main></body></html>",
         title = esc(title),
     );
+    html_response(
+        status,
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'",
+        html,
+    )
+}
+
+/// An HTML answer for a page a seller acts on: never cached, never framed (consent and keys
+/// must be given on Vitrine's own page, not inside another site's frame), under `csp`.
+pub fn html_response(status: StatusCode, csp: &'static str, html: String) -> Response {
     (
         status,
         [
@@ -38,13 +48,10 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            // Consent must be given on Vitrine's own page, never inside another site's frame.
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'",
-                ),
+                HeaderValue::from_static(csp),
             ),
             (
                 header::REFERRER_POLICY,

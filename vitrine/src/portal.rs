@@ -5,7 +5,7 @@
 
 use crate::api::ApiError;
 use crate::app::AppState;
-use crate::pages::{esc, hidden, page};
+use crate::pages::{esc, hidden, html_response, page};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -35,25 +35,12 @@ async fn developers(
     let html = vitrine_web_demo::DEVELOPERS_HTML
         .replace("{{csrf}}", &esc(&csrf_token(&session)))
         .replace("{{seller}}", &esc(&seller.name));
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                     img-src 'self'; form-action 'self'; frame-ancestors 'none'",
-                ),
-            ),
-        ],
+    Ok(html_response(
+        StatusCode::OK,
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self'; form-action 'self'; frame-ancestors 'none'",
         html,
-    )
-        .into_response())
+    ))
 }
 
 /// The session secret in the request's cookie, if any.

@@ -63,6 +63,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A seller from a row of `SELECT id, name`.
+fn seller_from_row(r: &sqlx::any::AnyRow) -> Result<Seller, StoreError> {
+    Ok(Seller {
+        id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+        name: r.try_get(1)?,
+    })
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -128,13 +136,7 @@ impl Store {
             .bind(token.hash().0)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Seller {
-                id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
-                name: r.try_get(1)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(seller_from_row).transpose()
     }
 
     /// A seller by id.
@@ -143,13 +145,7 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Seller {
-                id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
-                name: r.try_get(1)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(seller_from_row).transpose()
     }
 
     /// The sandbox account of `owner` that test-mode keys act on, created on first use. It has
@@ -160,13 +156,7 @@ impl Store {
                 .bind(owner.id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-            row.map(|r| {
-                Ok::<_, StoreError>(Seller {
-                    id: SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
-                    name: r.try_get(1)?,
-                })
-            })
-            .transpose()
+            row.as_ref().map(seller_from_row).transpose()
         };
         if let Some(s) = find().await? {
             return Ok(s);

@@ -3,35 +3,12 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use support::{ServerOptions, TestServer};
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::testing::TestDatabase;
-
-async fn call(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = server
-        .http
-        .request(method, server.url(path))
-        .bearer_auth(token);
-    if let Some(k) = key {
-        r = r.header("Idempotency-Key", k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn pages_filters_and_cancel(backend: Backend) {
     let db = Arc::new(TestDatabase::create(backend).await.unwrap());
@@ -43,8 +20,7 @@ async fn pages_filters_and_cancel(backend: Backend) {
     let seller = server.seller("Ann").await;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
-    let (_, product) = call(
-        &server,
+    let (_, product) = server.call(
         post.clone(),
         "/api/v1/products",
         &seller,
@@ -52,15 +28,15 @@ async fn pages_filters_and_cancel(backend: Backend) {
         Some(json!({ "sku": "S", "title": "Sock", "price": { "amount": 500, "currency": "EUR" }, "stock": 100 })),
     )
     .await;
-    let (_, buyer) = call(
-        &server,
-        post.clone(),
-        "/api/v1/buyers",
-        "",
-        None,
-        Some(json!({ "display_name": "Bo" })),
-    )
-    .await;
+    let (_, buyer) = server
+        .call(
+            post.clone(),
+            "/api/v1/buyers",
+            "",
+            None,
+            Some(json!({ "display_name": "Bo" })),
+        )
+        .await;
     let buyer = buyer["token"].as_str().unwrap().to_owned();
     let mut ids = vec![];
     for (i, card) in ["4242424242424242"; 7]
@@ -68,8 +44,7 @@ async fn pages_filters_and_cancel(backend: Backend) {
         .chain(["4000000000000002"; 2].iter())
         .enumerate()
     {
-        let (s, o) = call(
-            &server,
+        let (s, o) = server.call(
             post.clone(),
             "/api/v1/orders",
             &buyer,
@@ -91,7 +66,7 @@ async fn pages_filters_and_cancel(backend: Backend) {
             Some(c) => format!("/api/v1/orders?limit=3&cursor={c}"),
             None => "/api/v1/orders?limit=3".to_owned(),
         };
-        let (s, body) = call(&server, get.clone(), &path, &seller, None, None).await;
+        let (s, body) = server.call(get.clone(), &path, &seller, None, None).await;
         assert_eq!(s, 200, "{body}");
         let orders = body["orders"].as_array().unwrap();
         assert_eq!(orders.len(), 3, "page {page}");
@@ -116,7 +91,9 @@ async fn pages_filters_and_cancel(backend: Backend) {
         let server = &server;
         let seller = seller.clone();
         async move {
-            let (s, body) = call(server, reqwest::Method::GET, &path, &seller, None, None).await;
+            let (s, body) = server
+                .call(reqwest::Method::GET, &path, &seller, None, None)
+                .await;
             assert_eq!(s, 200, "{path}: {body}");
             body["orders"].as_array().unwrap().len()
         }
@@ -147,72 +124,66 @@ async fn pages_filters_and_cancel(backend: Backend) {
         "created_since=yesterday",
         "color=red",
     ] {
-        let (s, body) = call(
-            &server,
-            get.clone(),
-            &format!("/api/v1/orders?{bad}"),
+        let (s, body) = server
+            .call(
+                get.clone(),
+                &format!("/api/v1/orders?{bad}"),
+                &seller,
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert_eq!(body["status"], 400);
+    }
+    // The buyer pages through their own orders the same way.
+    let (s, body) = server
+        .call(get.clone(), "/api/v1/orders?limit=5", &buyer, None, None)
+        .await;
+    assert_eq!((s, body["orders"].as_array().unwrap().len()), (200, 5));
+    assert!(body["next_cursor"].is_string());
+
+    // Cancel: a paid order is refunded; a refunded or cancelled one cannot be cancelled again.
+    let (s, cancelled) = server
+        .call(
+            post.clone(),
+            &format!("/api/v1/orders/{}/cancel", ids[0]),
             &seller,
             None,
             None,
         )
         .await;
-        assert_eq!(s, 400, "{bad}: {body}");
-        assert_eq!(body["status"], 400);
-    }
-    // The buyer pages through their own orders the same way.
-    let (s, body) = call(
-        &server,
-        get.clone(),
-        "/api/v1/orders?limit=5",
-        &buyer,
-        None,
-        None,
-    )
-    .await;
-    assert_eq!((s, body["orders"].as_array().unwrap().len()), (200, 5));
-    assert!(body["next_cursor"].is_string());
-
-    // Cancel: a paid order is refunded; a refunded or cancelled one cannot be cancelled again.
-    let (s, cancelled) = call(
-        &server,
-        post.clone(),
-        &format!("/api/v1/orders/{}/cancel", ids[0]),
-        &seller,
-        None,
-        None,
-    )
-    .await;
     assert_eq!(s, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "refunded");
-    let (s, p) = call(
-        &server,
-        post.clone(),
-        &format!("/api/v1/orders/{}/cancel", ids[0]),
-        &seller,
-        None,
-        None,
-    )
-    .await;
+    let (s, p) = server
+        .call(
+            post.clone(),
+            &format!("/api/v1/orders/{}/cancel", ids[0]),
+            &seller,
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, 409, "{p}");
-    let (_, fulfilled) = call(
-        &server,
-        post.clone(),
-        &format!("/api/v1/orders/{}/fulfil", ids[1]),
-        &seller,
-        None,
-        None,
-    )
-    .await;
+    let (_, fulfilled) = server
+        .call(
+            post.clone(),
+            &format!("/api/v1/orders/{}/fulfil", ids[1]),
+            &seller,
+            None,
+            None,
+        )
+        .await;
     assert_eq!(fulfilled["status"], "fulfilled");
-    let (s, _) = call(
-        &server,
-        post.clone(),
-        &format!("/api/v1/orders/{}/cancel", ids[1]),
-        &seller,
-        None,
-        None,
-    )
-    .await;
+    let (s, _) = server
+        .call(
+            post.clone(),
+            &format!("/api/v1/orders/{}/cancel", ids[1]),
+            &seller,
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, 409);
     server.stop().await;
 }

@@ -4,31 +4,8 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::TestServer;
-
-async fn send(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = server
-        .http
-        .request(method, server.url(path))
-        .bearer_auth(token);
-    if let Some(k) = key {
-        r = r.header("Idempotency-Key", k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn a_sale_a_payout_and_the_statement() {
@@ -36,8 +13,7 @@ async fn a_sale_a_payout_and_the_statement() {
     let seller = server.seller("Ann").await;
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
-    let (_, product) = send(
-        &server,
+    let (_, product) = server.call(
         post.clone(),
         "/api/v1/products",
         &seller,
@@ -45,17 +21,16 @@ async fn a_sale_a_payout_and_the_statement() {
         Some(json!({ "sku": "S", "title": "Scarf", "price": { "amount": 4900, "currency": "USD" }, "stock": 5 })),
     )
     .await;
-    let (_, buyer) = send(
-        &server,
-        post.clone(),
-        "/api/v1/buyers",
-        "",
-        None,
-        Some(json!({ "display_name": "Bo" })),
-    )
-    .await;
-    let (s, _) = send(
-        &server,
+    let (_, buyer) = server
+        .call(
+            post.clone(),
+            "/api/v1/buyers",
+            "",
+            None,
+            Some(json!({ "display_name": "Bo" })),
+        )
+        .await;
+    let (s, _) = server.call(
         post.clone(),
         "/api/v1/orders",
         buyer["token"].as_str().unwrap(),
@@ -65,7 +40,9 @@ async fn a_sale_a_payout_and_the_statement() {
     .await;
     assert_eq!(s, 201);
     // 49.00 less 2.9 % (1.42) and 0.30.
-    let (s, b) = send(&server, get.clone(), "/api/v1/balance", &seller, None, None).await;
+    let (s, b) = server
+        .call(get.clone(), "/api/v1/balance", &seller, None, None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(
         b["balances"],
@@ -73,8 +50,7 @@ async fn a_sale_a_payout_and_the_statement() {
     );
 
     let payout = |key: Option<&'static str>, amount: i64, method: &'static str| {
-        send(
-            &server,
+        server.call(
             reqwest::Method::POST,
             "/api/v1/payouts",
             &seller,
@@ -94,9 +70,13 @@ async fn a_sale_a_payout_and_the_statement() {
     let (s, again) = payout(Some("p2"), 2000, "instant").await;
     assert_eq!((s, &again["id"]), (201, &p["id"]));
 
-    let (_, b) = send(&server, get.clone(), "/api/v1/balance", &seller, None, None).await;
+    let (_, b) = server
+        .call(get.clone(), "/api/v1/balance", &seller, None, None)
+        .await;
     assert_eq!(b["balances"][0]["available"], 2728);
-    let (_, statement) = send(&server, get.clone(), "/api/v1/ledger", &seller, None, None).await;
+    let (_, statement) = server
+        .call(get.clone(), "/api/v1/ledger", &seller, None, None)
+        .await;
     let mut kinds: Vec<_> = statement["entries"]
         .as_array()
         .unwrap()
@@ -119,31 +99,32 @@ async fn a_sale_a_payout_and_the_statement() {
     );
 
     // A read-only key may look, not pay out.
-    let (_, key) = send(
-        &server,
-        post.clone(),
-        "/api/v1/api-keys",
-        &seller,
-        None,
-        Some(json!({ "name": "books", "mode": "live", "scopes": ["payouts:read"] })),
-    )
-    .await;
+    let (_, key) = server
+        .call(
+            post.clone(),
+            "/api/v1/api-keys",
+            &seller,
+            None,
+            Some(json!({ "name": "books", "mode": "live", "scopes": ["payouts:read"] })),
+        )
+        .await;
     let key = key["secret"].as_str().unwrap();
     assert_eq!(
-        send(&server, get.clone(), "/api/v1/payouts", key, None, None)
+        server
+            .call(get.clone(), "/api/v1/payouts", key, None, None)
             .await
             .0,
         200
     );
-    let (s, _) = send(
-        &server,
-        post.clone(),
-        "/api/v1/payouts",
-        key,
-        Some("p3"),
-        Some(json!({ "amount": { "amount": 100, "currency": "USD" } })),
-    )
-    .await;
+    let (s, _) = server
+        .call(
+            post.clone(),
+            "/api/v1/payouts",
+            key,
+            Some("p3"),
+            Some(json!({ "amount": { "amount": 100, "currency": "USD" } })),
+        )
+        .await;
     assert_eq!(s, 403);
     server.stop().await;
 }

@@ -193,6 +193,28 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// One API call with a bearer token, an optional `Idempotency-Key` and an optional JSON
+    /// body: the status and the JSON answer (`Null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn stop(mut self) {
         self.running.take().unwrap().shutdown().await.unwrap();
     }
