@@ -847,7 +847,7 @@ pub struct OrderQuery {
     pub created_since: Option<vitrine_core::Timestamp>,
     /// Orders created before this instant.
     pub created_before: Option<vitrine_core::Timestamp>,
-    /// 1 to 200; 50 by default.
+    /// 1 to 200; 200 by default.
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -896,8 +896,9 @@ impl Checkout {
         owner: OrderOwner<'_>,
         q: &OrderQuery,
     ) -> Result<OrderPage, CheckoutError> {
+        // 200 by default: the page size this list had before it took a limit.
         let limit = match q.limit {
-            None => 50,
+            None => 200,
             Some(n @ 1..=200) => n,
             Some(_) => return Err(CheckoutError::Invalid("limit must be 1 to 200".into())),
         };
