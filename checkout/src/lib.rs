@@ -20,6 +20,7 @@ pub mod payment;
 pub mod payouts;
 pub mod pins;
 pub mod purchases;
+pub mod rates;
 pub mod reaper;
 pub mod sandbox;
 #[cfg(feature = "testing")]
@@ -86,6 +87,8 @@ pub struct Checkout {
     pub(crate) webhooks_wake: Arc<Notify>,
     /// The payout rail.
     pub(crate) payouts: Arc<dyn PayoutProvider>,
+    /// The exchange rates in force.
+    pub(crate) rates: rates::Rates,
 }
 
 impl Checkout {
@@ -108,7 +111,13 @@ impl Checkout {
                 pool_for_payouts,
                 Duration::from_secs(2),
             )),
+            rates: rates::Rates::default(),
         }
+    }
+
+    /// The exchange rates in force (empty until a source loads them).
+    pub fn rates(&self) -> &rates::Rates {
+        &self.rates
     }
 
     /// Sends payouts through `rail` instead of the built-in sandbox.

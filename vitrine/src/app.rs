@@ -397,6 +397,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         dispatch_metrics,
     );
     let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+    if let Some((source, every)) = &config.rates {
+        tokio::spawn(
+            checkout
+                .rates()
+                .clone()
+                .follow(source.clone(), *every, background.clone()),
+        );
+    }
     let payouts = tokio::spawn(run_payouts(
         checkout.clone(),
         config.payouts.clone(),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vitrine_chat::ChatConfig;
 use vitrine_checkout::CheckoutConfig;
+use vitrine_checkout::rates::RatesSource;
 use vitrine_platform::ratelimit::{Tiers, TiersFile};
 use vitrine_sfu::peer::IceConfig;
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
@@ -95,6 +96,8 @@ struct FileConfig {
     webhooks: FileWebhooks,
     #[serde(default)]
     payouts: FilePayouts,
+    #[serde(default)]
+    currency: FileCurrency,
     roles: Option<Vec<Role>>,
 }
 
@@ -130,6 +133,32 @@ impl Roles {
         Ok(Self {
             web: list.contains(&Role::Web),
             subtitles: list.contains(&Role::Subtitles),
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCurrency {
+    /// A JSON rates table on disk (`{"base", "source", "as_of", "rates": {"EUR": "0.92"}}`).
+    rates_file: Option<PathBuf>,
+    /// The same document from the operator's HTTP endpoint.
+    rates_url: Option<String>,
+    /// How often the source is read again (default an hour).
+    refresh_secs: Option<u64>,
+}
+
+impl FileCurrency {
+    fn source(&self) -> anyhow::Result<Option<(RatesSource, Duration)>> {
+        let every = Duration::from_secs(self.refresh_secs.unwrap_or(3600).max(1));
+        Ok(match (&self.rates_file, &self.rates_url) {
+            (Some(_), Some(_)) => bail!("currency: give rates_file or rates_url, not both"),
+            (Some(f), None) => Some((RatesSource::File(f.clone()), every)),
+            (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some((RatesSource::Http(u.clone()), every))
+            }
+            (None, Some(u)) => bail!("currency.rates_url {u:?} is not an http(s) URL"),
+            (None, None) => None,
         })
     }
 }
@@ -476,6 +505,8 @@ pub struct Config {
     pub rate_limits: Tiers,
     pub webhooks: WebhooksConfig,
     pub payouts: PayoutsConfig,
+    /// Where exchange rates come from and how often they are read again; none by default.
+    pub rates: Option<(RatesSource, Duration)>,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
@@ -543,6 +574,7 @@ impl Config {
             rate_limits: Tiers::from_file(file.rate_limits)?,
             webhooks: WebhooksConfig::from_file(file.webhooks)?,
             payouts: PayoutsConfig::from_file(&file.payouts)?,
+            rates: file.currency.source()?,
             checkout: {
                 let defaults = CheckoutConfig::default();
                 let window = args

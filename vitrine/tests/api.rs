@@ -180,6 +180,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/payouts", "post"),
         ("/api/v1/payouts/{id}", "get"),
         ("/api/v1/ledger", "get"),
+        ("/api/v1/public/fx/rates", "get"),
+        ("/api/v1/public/fx/convert", "get"),
         ("/api/v1/webhooks/endpoints", "get"),
         ("/api/v1/webhooks/endpoints", "post"),
         ("/api/v1/webhooks/endpoints/{id}", "get"),
@@ -200,6 +202,6 @@ async fn openapi_documents_every_route() {
     }
     // And the documented paths are exactly those (no stale entries).
     let documented = doc["paths"].as_object().unwrap().len();
-    assert_eq!(documented, 48, "the routes above plus this document");
+    assert_eq!(documented, 50, "the routes above plus this document");
     server.stop().await;
 }

@@ -79,6 +79,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         rate_limits: Default::default(),
         webhooks: Default::default(),
         payouts: Default::default(),
+        rates: None,
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
     };

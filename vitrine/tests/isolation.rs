@@ -56,6 +56,16 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
         .unwrap(),
     )
     .await;
+    // The endpoint first, so that the order below makes events for it.
+    let endpoint = json(
+        post(
+            "/api/v1/webhooks/endpoints",
+            json!({ "url": "http://127.0.0.1:9/hooks" }),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     let buyer = json(
         http.post(server.url("/api/v1/buyers"))
             .json(&json!({ "display_name": "Buyer" }))
@@ -75,15 +85,6 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
             .send()
             .await
             .unwrap(),
-    )
-    .await;
-    let endpoint = json(
-        post(
-            "/api/v1/webhooks/endpoints",
-            json!({ "url": "http://127.0.0.1:9/hooks" }),
-        )
-        .await
-        .unwrap(),
     )
     .await;
     let app = json(

@@ -9,6 +9,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use support::{ServerOptions, TestServer};
+use vitrine_checkout::rates::RatesSource;
 use vitrine_platform::ratelimit::{Tiers, TiersFile};
 
 fn schemathesis() -> PathBuf {
@@ -25,11 +26,27 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
         "account_tier = \"fuzz\"\n[tiers.fuzz]\nrequests_per_second = 100000\nburst = 100000",
     )
     .unwrap();
+    // Exchange rates, so that the conversion routes answer rather than 503.
+    let rates_dir = tempfile::tempdir().unwrap();
+    let rates = rates_dir.path().join("rates.json");
+    std::fs::write(
+        &rates,
+        r#"{"base": "USD", "source": "test", "as_of": "2026-12-01T00:00:00Z",
+            "rates": {"EUR": "0.92", "JPY": "150.5", "KWD": "0.3071"}}"#,
+    )
+    .unwrap();
     let server = TestServer::start_with(ServerOptions {
         rate_limits: Some(Tiers::from_file(tiers).unwrap()),
+        rates: Some((RatesSource::File(rates), std::time::Duration::from_secs(3600))),
         ..Default::default()
     })
     .await;
+    // Wait for the table: the routes answer 503 until it is loaded.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while server.checkout_rates_missing() {
+        assert!(std::time::Instant::now() < deadline, "rates never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let token = server.seller("Fuzzed").await;
     // Some objects, so that list operations return rows to check against the schemas.
     let r = server

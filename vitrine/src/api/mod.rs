@@ -4,6 +4,7 @@
 pub mod account;
 pub mod auth;
 pub mod catalog;
+pub mod fx;
 pub mod limits;
 pub mod metrics;
 pub mod orders;
@@ -35,6 +36,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(account::routes())
         .merge(webhooks::routes())
         .merge(payouts::routes())
+        .merge(fx::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

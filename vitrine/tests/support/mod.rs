@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub subtitles: Option<vitrine::config::SubtitlesConfig>,
     /// Rate-limit tiers; the defaults unless given.
     pub rate_limits: Option<vitrine_platform::ratelimit::Tiers>,
+    /// Exchange rates and how often to read them again; none unless given.
+    pub rates: Option<(vitrine_checkout::rates::RatesSource, Duration)>,
     /// Serve HTTPS with a self-signed certificate for localhost and 127.0.0.1.
     pub tls: bool,
     /// Webhook delivery settings; private (loopback) targets allowed unless given.
@@ -121,6 +123,7 @@ impl TestServer {
             roles: Default::default(),
             rate_limits: options.rate_limits.clone().unwrap_or_default(),
             payouts: Default::default(),
+            rates: options.rates.clone(),
             // Test receivers listen on loopback.
             webhooks: options
                 .webhooks
@@ -191,6 +194,12 @@ impl TestServer {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 200, "GET {path}");
         r.json().await.unwrap()
+    }
+
+    /// Whether the server has no exchange rates in force yet.
+    pub fn checkout_rates_missing(&self) -> bool {
+        let state = &self.running.as_ref().unwrap().state;
+        state.checkout.rates().current().is_none()
     }
 
     /// One API call with a bearer token, an optional `Idempotency-Key` and an optional JSON
