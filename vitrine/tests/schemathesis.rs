@@ -37,7 +37,10 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
     .unwrap();
     let server = TestServer::start_with(ServerOptions {
         rate_limits: Some(Tiers::from_file(tiers).unwrap()),
-        rates: Some((RatesSource::File(rates), std::time::Duration::from_secs(3600))),
+        rates: Some((
+            RatesSource::File(rates),
+            std::time::Duration::from_secs(3600),
+        )),
         ..Default::default()
     })
     .await;
