@@ -33,6 +33,11 @@ pub fn request_hash(order: &NewOrder, card: &CardNumber) -> String {
         order.stream_id.as_ref().map_or("", |s| s.as_str()),
         card.fingerprint()
     );
+    // Only when given, so that keys stored before orders took a currency still match.
+    let canonical = match order.currency {
+        Some(c) => format!("{canonical}\n{}", c.as_str()),
+        None => canonical,
+    };
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 

@@ -32,7 +32,9 @@ pub use catalog::{NewProduct, Product, ProductPatch};
 pub use db::{Backend, DbError};
 pub use error::{CheckoutError, RejectKind, Rejection};
 pub use order_state::OrderStatus;
-pub use orders::{NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, Placed};
+pub use orders::{
+    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, Placed, Presentment,
+};
 pub use payment::PaymentProvider;
 pub use pins::{NewPin, Pin};
 pub use sandbox::SandboxProvider;

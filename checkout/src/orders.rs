@@ -56,6 +56,10 @@ pub struct NewOrder {
     /// Buy through this stream's current pin.
     #[serde(default)]
     pub stream_id: Option<StreamId>,
+    /// The buyer's currency: the order is priced in it too, at the rates in force, and keeps
+    /// that quote (the charge and the seller's settlement stay in the product's currency).
+    #[serde(default)]
+    pub currency: Option<Currency>,
     pub payment: PaymentDetails,
 }
 
@@ -82,6 +86,22 @@ pub struct Order {
     pub reserved_until: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The price in the buyer's currency, as quoted when the order was placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentment: Option<Presentment>,
+}
+
+/// An order's price in the buyer's currency and the quote it came from, locked at placing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Presentment {
+    pub unit_price: Money,
+    pub total: Money,
+    /// The base currency of the rates, and the two rates against it (exact decimals).
+    pub rate_base: Currency,
+    pub rate_from: String,
+    pub rate_to: String,
+    pub source: String,
+    pub as_of: String,
 }
 
 impl Order {
@@ -118,7 +138,7 @@ pub struct Placed {
 
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
      quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
-     reserved_until, created_at, updated_at";
+     reserved_until, created_at, updated_at, presentment";
 
 pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
     let status: String = r.try_get(1)?;
@@ -151,6 +171,10 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
         reserved_until: r.try_get(14)?,
         created_at: r.try_get(15)?,
         updated_at: r.try_get(16)?,
+        presentment: r
+            .try_get::<Option<String>, _>(17)?
+            .map(|json| serde_json::from_str(&json).map_err(corrupt))
+            .transpose()?,
     })
 }
 
@@ -345,6 +369,10 @@ impl Checkout {
             .times(new.quantity)
             .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
         let q = i64::from(new.quantity);
+        let presentment = match new.currency {
+            Some(c) if c != total.currency => Some(self.present(unit, total, c)?),
+            _ => None,
+        };
 
         let mut tx = self.pool.begin().await?;
         // The claim is the first write: on SQLite it takes the write lock before anything else.
@@ -444,10 +472,11 @@ impl Checkout {
             reserved_until: now + self.config.reservation_window.as_millis() as i64,
             created_at: now,
             updated_at: now,
+            presentment,
         };
         sqlx::query(sql(format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)"
         )))
         .bind(order.id.as_str())
         .bind(order.status.as_str())
@@ -465,6 +494,14 @@ impl Checkout {
         .bind(&order.card_last4)
         .bind(order.reserved_until)
         .bind(now)
+        .bind(
+            order
+                .presentment
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(corrupt)?,
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -979,4 +1016,32 @@ impl Checkout {
 pub enum OrderOwner<'a> {
     Buyer(&'a BuyerId),
     Seller(&'a SellerId),
+}
+
+impl Checkout {
+    /// Prices `unit` and `total` in the buyer's currency at the rates in force.
+    fn present(
+        &self,
+        unit: Money,
+        total: Money,
+        to: Currency,
+    ) -> Result<Presentment, CheckoutError> {
+        let table = self.rates.current().ok_or_else(|| {
+            CheckoutError::Invalid(format!(
+                "no exchange rates are configured, so nothing can be priced in {}",
+                to.as_str()
+            ))
+        })?;
+        let fx = |e: crate::fx::FxError| CheckoutError::Invalid(e.to_string());
+        let quote = table.quote(total.currency, to).map_err(fx)?;
+        Ok(Presentment {
+            unit_price: quote.convert(unit.amount).map_err(fx)?,
+            total: quote.convert(total.amount).map_err(fx)?,
+            rate_base: table.base(),
+            rate_from: quote.from_rate.to_string(),
+            rate_to: quote.to_rate.to_string(),
+            source: table.source.clone(),
+            as_of: table.as_of.clone(),
+        })
+    }
 }

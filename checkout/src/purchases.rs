@@ -15,6 +15,7 @@ impl Purchases for Checkout {
             quantity: request.quantity,
             pin_id: None,
             stream_id: Some(request.stream),
+            currency: None,
             payment: PaymentDetails {
                 card_number: request.card_number,
             },

@@ -59,6 +59,7 @@ impl Shop {
             quantity: 1,
             pin_id: None,
             stream_id: None,
+            currency: None,
             payment: PaymentDetails {
                 card_number: "4242424242424242".into(),
             },

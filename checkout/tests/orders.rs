@@ -98,6 +98,7 @@ fn order(product: &ProductId, quantity: u32, card: &str) -> NewOrder {
         quantity,
         pin_id: None,
         stream_id: None,
+        currency: None,
         payment: PaymentDetails {
             card_number: card.into(),
         },

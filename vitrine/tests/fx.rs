@@ -176,3 +176,91 @@ async fn rates_followed_over_http_refresh_and_survive_a_failing_source() {
     assert_eq!((s, &v["as_of"]), (200, &json!("2026-12-02T16:00:00Z")));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_priced_in_the_buyers_currency_keeps_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rates.json");
+    std::fs::write(&file, table("2026-12-01T16:00:00Z", "150.5")).unwrap();
+    let server = TestServer::start_with(ServerOptions {
+        rates: Some((RatesSource::File(file.clone()), Duration::from_millis(200))),
+        ..Default::default()
+    })
+    .await;
+    until_as_of(&server, "2026-12-01T16:00:00Z").await;
+    let seller = server.seller("Ann").await;
+    let post = reqwest::Method::POST;
+    let (_, product) = server
+        .call(
+            post.clone(),
+            "/api/v1/products",
+            &seller,
+            None,
+            Some(json!({ "sku": "J", "title": "Jacket", "price": { "amount": 4900, "currency": "USD" }, "stock": 10 })),
+        )
+        .await;
+    let (_, buyer) = server
+        .call(
+            post.clone(),
+            "/api/v1/buyers",
+            "",
+            None,
+            Some(json!({ "display_name": "Yui" })),
+        )
+        .await;
+    let buyer = buyer["token"].as_str().unwrap().to_owned();
+    let order = |key: &'static str, currency: &'static str| {
+        let (server, buyer, product) = (&server, buyer.clone(), product["id"].clone());
+        async move {
+            server
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/orders",
+                    &buyer,
+                    Some(key),
+                    Some(
+                        json!({ "product_id": product, "quantity": 2, "currency": currency,
+                                 "payment": { "card_number": "4242424242424242" } }),
+                    ),
+                )
+                .await
+        }
+    };
+    let (s, first) = order("yen-1", "JPY").await;
+    assert_eq!(s, 201, "{first}");
+    // Charged and settled in dollars; priced for the buyer in yen: 98.00 USD at 150.5.
+    assert_eq!(first["total"], json!({ "amount": 9800, "currency": "USD" }));
+    let p = &first["presentment"];
+    assert_eq!(p["total"], json!({ "amount": 14749, "currency": "JPY" }));
+    assert_eq!(
+        p["unit_price"],
+        json!({ "amount": 7375, "currency": "JPY" })
+    );
+    assert_eq!(
+        (&p["rate_base"], &p["rate_from"], &p["rate_to"]),
+        (&json!("USD"), &json!("1"), &json!("150.5"))
+    );
+    assert_eq!(p["as_of"], "2026-12-01T16:00:00Z");
+
+    // The rates move; the placed order keeps its quote, a new one gets the new rate.
+    std::fs::write(&file, table("2026-12-02T16:00:00Z", "160")).unwrap();
+    until_as_of(&server, "2026-12-02T16:00:00Z").await;
+    let path = format!("/api/v1/orders/{}", first["id"].as_str().unwrap());
+    let (_, again) = server
+        .call(reqwest::Method::GET, &path, &seller, None, None)
+        .await;
+    assert_eq!(again["presentment"], first["presentment"]);
+    let (_, second) = order("yen-2", "JPY").await;
+    assert_eq!(
+        second["presentment"]["total"],
+        json!({ "amount": 15680, "currency": "JPY" })
+    );
+
+    // The product's own currency needs no quote; a currency without a rate is refused.
+    let (s, same) = order("usd", "USD").await;
+    assert_eq!(s, 201);
+    assert!(same.get("presentment").is_none());
+    let (s, p) = order("nok", "NOK").await;
+    assert_eq!(s, 400, "{p}");
+    server.stop().await;
+}
