@@ -78,7 +78,9 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
                 "not_a_server_error,response_schema_conformance,content_type_conformance",
             ])
             .args(["--phases", "coverage,fuzzing", "-n", "10", "--seed", "42"])
-            .args(["--workers", "2", "--warnings", "off", "--no-color"])
+            // One worker: with two, Schemathesis 4.32's coverage phase can trip over its own
+            // shared cache (an internal KeyError, reported as a failure of the API).
+            .args(["--workers", "1", "--warnings", "off", "--no-color"])
             .output()
             .expect("schemathesis (scripts/setup.sh installs it into the test Python environment)")
     })
