@@ -15,9 +15,9 @@
 //! available balance, however many payouts race), and reads are one row.
 
 use crate::error::{CheckoutError, corrupt};
-use rand::RngCore;
 use serde::Serialize;
 use sqlx::Row;
+use vitrine_core::ids::random_id;
 use vitrine_core::{Currency, SellerId, Timestamp};
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -146,12 +146,6 @@ pub(crate) fn for_order(
     })
 }
 
-fn entry_id() -> String {
-    let mut bytes = [0u8; 12];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("le_{}", hex::encode(bytes))
-}
-
 /// Writes an entry and its postings. Returns false (writing nothing) when an entry of this kind
 /// and reference exists: each order is a sale once, each payout paid once.
 pub(crate) async fn post_entry(
@@ -160,7 +154,7 @@ pub(crate) async fn post_entry(
     now: i64,
 ) -> Result<bool, CheckoutError> {
     entry.check()?;
-    let id = entry_id();
+    let id = random_id("le");
     let inserted = sqlx::query(
         "INSERT INTO ledger_entries (id, kind, reference, seller_id, currency, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, reference) DO NOTHING",

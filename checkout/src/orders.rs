@@ -512,21 +512,28 @@ impl Checkout {
         .bind(key)
         .execute(&mut *tx)
         .await?;
-        outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order).await?;
+        let mut outboxed =
+            outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
+                .await?
+                .is_some();
         if left == 0 {
             let sold_out = serde_json::json!({
                 "product_id": product.id, "sku": product.sku, "title": product.title,
             });
-            outbox::record(
+            outboxed |= outbox::record(
                 &mut tx,
                 &order.seller_id,
                 EventType::ProductSoldOut,
                 &sold_out,
             )
-            .await?;
+            .await?
+            .is_some();
         }
         tx.commit().await?;
-        self.wake_webhooks();
+        // The dispatcher is woken only when there is something for it: most orders have none.
+        if outboxed {
+            self.wake_webhooks();
+        }
         tracing::debug!(order = %order.id, "stock reserved");
         Ok(Reserved::Order(order))
     }
@@ -683,8 +690,11 @@ impl Checkout {
             }
             _ => None,
         };
+        let mut outboxed = false;
         if let Some(kind) = webhook {
-            outbox::record(&mut tx, &order.seller_id, kind, &settled).await?;
+            outboxed = outbox::record(&mut tx, &order.seller_id, kind, &settled)
+                .await?
+                .is_some();
         }
         if let Some(entry) = ledger::for_order(&settled, next, &self.config.fees) {
             ledger::post(&mut tx, &entry, now).await?;
@@ -704,7 +714,7 @@ impl Checkout {
             .await?;
         }
         tx.commit().await?;
-        if webhook.is_some() {
+        if outboxed {
             self.wake_webhooks();
         }
         tracing::info!(order = %order.id, from = order.status.as_str(), to = next.as_str(), "order");
@@ -779,26 +789,22 @@ impl Checkout {
         Ok(order)
     }
 
-    /// A buyer's newest orders.
+    /// A buyer's newest orders (the first page of [`Checkout::orders_page`]).
     pub async fn orders_of_buyer(&self, buyer: &BuyerId) -> Result<Vec<Order>, CheckoutError> {
-        self.orders_where("buyer_id", buyer.as_str()).await
+        let first = OrderQuery::default();
+        Ok(self
+            .orders_page(OrderOwner::Buyer(buyer), &first)
+            .await?
+            .orders)
     }
 
-    /// A seller's newest orders.
+    /// A seller's newest orders (the first page of [`Checkout::orders_page`]).
     pub async fn orders_of_seller(&self, seller: &SellerId) -> Result<Vec<Order>, CheckoutError> {
-        self.orders_where("seller_id", seller.as_str()).await
-    }
-
-    async fn orders_where(&self, column: &str, value: &str) -> Result<Vec<Order>, CheckoutError> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 \
-             ORDER BY created_at DESC, id LIMIT $2"
-        )))
-        .bind(value)
-        .bind(MAX_PAGE)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(order_from_row).collect()
+        let first = OrderQuery::default();
+        Ok(self
+            .orders_page(OrderOwner::Seller(seller), &first)
+            .await?
+            .orders)
     }
 
     /// The seller ships a paid order.

@@ -12,11 +12,11 @@ use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
 use crate::ledger::{self, Account, Entry, EntryKind};
 use async_trait::async_trait;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
+use vitrine_core::ids::random_id;
 use vitrine_core::{Currency, Money, SellerId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -209,12 +209,6 @@ fn payout_from_row(r: &AnyRow) -> Result<Payout, CheckoutError> {
     })
 }
 
-fn payout_id() -> String {
-    let mut bytes = [0u8; 12];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("po_{}", hex::encode(bytes))
-}
-
 impl Checkout {
     /// Requests a payout. `key` makes a retried request return the first one's payout.
     pub async fn request_payout(
@@ -248,7 +242,7 @@ impl Checkout {
             ));
         }
         let currency = new.amount.currency;
-        let id = payout_id();
+        let id = random_id("po");
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         if !ledger::claim(&mut tx, seller, currency, amount, net).await? {

@@ -36,9 +36,10 @@ fn validate(raw: &str) -> Result<(), IdError> {
     Ok(())
 }
 
-/// A random identifier: a short prefix naming the kind plus 16 random bytes in hex, so an id seen
-/// in a log says what it identifies and cannot be guessed.
-fn random_id(prefix: &str) -> String {
+/// A random identifier: a short prefix naming the kind plus 12 random bytes in hex, so an id seen
+/// in a log says what it identifies and cannot be guessed. For records that need no id type of
+/// their own (ledger entries, payouts, webhook endpoints and messages).
+pub fn random_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     rand::rng().fill_bytes(&mut bytes);
     format!("{prefix}_{}", hex::encode(bytes))

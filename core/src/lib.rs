@@ -25,5 +25,5 @@ pub use ids::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;
-pub use secret::{Secret, SecretHash};
+pub use secret::{Secret, SecretHash, constant_time_eq};
 pub use time::{Timestamp, TimestampError};

@@ -43,10 +43,14 @@ impl Secret {
 impl SecretHash {
     /// Compares in constant time so that response timing says nothing about how close a guess was.
     pub fn matches(&self, presented: &Secret) -> bool {
-        let other = presented.hash();
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        constant_time_eq(self.0.as_bytes(), presented.hash().0.as_bytes())
     }
+}
+
+/// Whether two byte strings are equal, in time that depends only on their length: for comparing
+/// anything derived from a secret (hashes, PKCE challenges, CSRF tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Secret {

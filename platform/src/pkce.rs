@@ -56,8 +56,10 @@ impl Challenge {
             return Err(PkceError::VerifierShape);
         }
         let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let (a, b) = (computed.as_bytes(), self.0.as_bytes());
-        Ok(a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0)
+        Ok(vitrine_core::constant_time_eq(
+            computed.as_bytes(),
+            self.0.as_bytes(),
+        ))
     }
 }
 

@@ -65,9 +65,7 @@ pub fn csrf_token(session: &Secret) -> String {
 
 /// Whether a form's token belongs to this session (constant-time compare).
 pub fn csrf_matches(session: &Secret, presented: &str) -> bool {
-    let expected = csrf_token(session);
-    let (a, b) = (expected.as_bytes(), presented.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    vitrine_core::constant_time_eq(csrf_token(session).as_bytes(), presented.as_bytes())
 }
 
 #[cfg(test)]

@@ -144,12 +144,6 @@ async fn authorize(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct Decision {
-    csrf: Option<String>,
-    decision: Option<String>,
-}
-
 async fn consent(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -170,31 +164,24 @@ async fn consent(
             "Your session has ended: start again from the app.",
         ));
     };
-    let decision: Decision = match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
-        Ok(pairs) => Decision {
-            csrf: pairs
-                .iter()
-                .find(|(k, _)| k == "csrf")
-                .map(|(_, v)| v.clone()),
-            decision: pairs
-                .iter()
-                .find(|(k, _)| k == "decision")
-                .map(|(_, v)| v.clone()),
-        },
-        Err(_) => return Ok(error_page("malformed form")),
+    // One parse of the form: our two fields, and the authorization parameters that travelled
+    // as hidden fields.
+    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return Ok(error_page("malformed form"));
     };
-    if !decision.csrf.is_some_and(|c| csrf_matches(&session, &c)) {
+    let (ours, params): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(k, _)| k == "csrf" || k == "decision");
+    let field = |name: &str| {
+        ours.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if !field("csrf").is_some_and(|c| csrf_matches(&session, c)) {
         return Ok(forbidden(
             "This form did not come from Vitrine's consent page.",
         ));
     }
-    // The authorization parameters travel as hidden fields; everything else is ours.
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| k != "csrf" && k != "decision")
-            .collect();
     let raw = serde_urlencoded::to_string(&params).unwrap_or_default();
     let params = match parse_params(raw.as_bytes()) {
         Ok(p) => p,
@@ -204,7 +191,7 @@ async fn consent(
         Ok(r) => r,
         Err(e) => return Ok(refused(e, state.public_url())),
     };
-    match decision.decision.as_deref() {
+    match field("decision") {
         Some("allow") => {
             let url = state
                 .platform

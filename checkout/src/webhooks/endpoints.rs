@@ -10,6 +10,7 @@ use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use vitrine_core::ids::random_id;
 use vitrine_core::{SellerId, Timestamp};
 
 pub const MAX_ENDPOINTS_PER_SELLER: i64 = 20;
@@ -132,13 +133,6 @@ fn endpoint_from_row(r: &AnyRow) -> Result<Endpoint, CheckoutError> {
     })
 }
 
-fn endpoint_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 12];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("we_{}", hex::encode(bytes))
-}
-
 fn check_description(d: &str) -> Result<(), CheckoutError> {
     if d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control) {
         return Err(CheckoutError::Invalid(format!(
@@ -178,7 +172,7 @@ impl Checkout {
         }
         let secret = SigningSecret::generate();
         let now = now_ms();
-        let id = endpoint_id();
+        let id = random_id("we");
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, seller_id, url, description, event_types, secret, \
              status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'enabled', $7, $7)",

@@ -4,20 +4,13 @@
 //! rolls back there is no event; if it commits, the event survives any crash until delivered.
 
 use super::events::EventType;
-use rand::RngCore;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::Any;
+use vitrine_core::ids::random_id;
 use vitrine_core::{SellerId, Timestamp};
 
 pub type Tx<'a> = sqlx::Transaction<'a, Any>;
-
-/// A message id in the Standard Webhooks style (`msg_...`), the receivers' de-duplication key.
-fn message_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("msg_{}", hex::encode(bytes))
-}
 
 /// Records `kind` for `seller` with `data` as the payload; returns the message id, or `None`
 /// when no endpoint of the seller subscribes to it (then nothing is written: most sellers have
@@ -39,7 +32,8 @@ pub async fn record(
     if subscribed.is_none() {
         return Ok(None);
     }
-    let id = message_id();
+    // The Standard Webhooks message id (`msg_...`): receivers de-duplicate by it.
+    let id = random_id("msg");
     let now = Timestamp::now();
     let body = json!({ "type": kind.as_str(), "timestamp": now, "data": data }).to_string();
     sqlx::query(

@@ -87,6 +87,19 @@ impl Principal {
         Ok(None)
     }
 
+    /// The principal of a request's bearer credential `raw`: the one the rate limiter already
+    /// resolved for this request when there is one, so the credential is looked up once.
+    pub async fn of_request(
+        parts: &Parts,
+        state: &AppState,
+        raw: &str,
+    ) -> Result<Option<Principal>, ApiError> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Some(p.clone()));
+        }
+        Self::resolve(state, raw).await
+    }
+
     /// Refuses the call unless the credential carries `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.allows(scope) {
@@ -134,12 +147,9 @@ pub struct AuthSeller<N: Needs>(pub Seller, pub PhantomData<N>);
 pub struct Authorized<N: Needs>(pub Principal, pub PhantomData<N>);
 
 async fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    if let Some(p) = parts.extensions.get::<Principal>() {
-        return Ok(p.clone());
-    }
     let raw =
         bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
-    Principal::resolve(state, raw)
+    Principal::of_request(parts, state, raw)
         .await?
         .ok_or(ApiError::InvalidToken)
 }
@@ -175,7 +185,7 @@ impl FromRequestParts<AppState> for AccountOwner {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(raw) = bearer(&parts.headers) {
-            let principal = Principal::resolve(state, raw)
+            let principal = Principal::of_request(parts, state, raw)
                 .await?
                 .ok_or(ApiError::InvalidToken)?;
             if principal.via != Via::AccountToken {

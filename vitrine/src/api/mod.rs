@@ -176,7 +176,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
-        if let Some(principal) = Principal::resolve(state, token).await? {
+        if let Some(principal) = Principal::of_request(parts, state, token).await? {
             principal.require(Scope::OrdersRead)?;
             return Ok(Self::Seller(principal.seller));
         }
