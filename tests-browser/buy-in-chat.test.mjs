@@ -1,11 +1,21 @@
 // The seller pins a product as a flash sale from the studio; a buyer on the watch page joins
 // the chat, buys with a sandbox test card and sees the confirmation; a second buyer sees the
-// stock drop and the anonymised purchase; the seller sees the order arrive live.
+// stock drop and the anonymised purchase, and buys in yen, the currency of his browser's
+// region: the card shows the converted price, he is charged in yen at the locked rate, and the
+// seller sees the order in dollars; the seller sees the orders arrive live.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { useServerAndBrowser, WAIT } from './harness.mjs';
 
-const env = useServerAndBrowser();
+const rates = join(mkdtempSync(join(tmpdir(), 'vitrine-rates-')), 'rates.json');
+writeFileSync(rates, JSON.stringify({
+  base: 'USD', source: 'Test bank', as_of: '2026-12-01T16:00:00Z',
+  rates: { USD: '1', JPY: '150', EUR: '0.92', KWD: '0.3071' },
+}));
+const env = useServerAndBrowser(`[currency]\nrates_file = ${JSON.stringify(rates)}\n`);
 
 const text = (page, id) => page.locator(`#${id}`).textContent();
 
@@ -29,8 +39,8 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   assert.equal(await text(seller, 'pinned-available'), '5');
 
   // Two buyers, each in their own browser context (own storage, own guest identity).
-  const ann = await (await env.browser.newContext()).newPage();
-  const bob = await (await env.browser.newContext()).newPage();
+  const ann = await (await env.browser.newContext({ locale: 'en-US' })).newPage();
+  const bob = await (await env.browser.newContext({ locale: 'ja-JP' })).newPage();
   for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) {
     await page.goto(env.urls.watch);
     await page.locator('#product').waitFor({ state: 'visible', timeout: WAIT });
@@ -42,6 +52,11 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   assert.equal(await text(bob, 'product-stock'), '5 left');
   assert.match(await text(bob, 'product-price'), /19\.00/);
   assert.match(await text(bob, 'product-countdown'), /ends in \d+:\d\d/);
+  // Bob's browser is Japanese: the card offers yen and shows 19.00 USD at 150 as 2,850 yen.
+  await bob.waitForFunction(() => !document.getElementById('product-local-price').hidden, null, { timeout: WAIT });
+  assert.equal(await bob.locator('#currency').inputValue(), 'JPY');
+  assert.match(await text(bob, 'product-local-price'), /^≈ [¥￥]2,850$/);
+  assert.ok(await ann.locator('#product-local-price').isHidden(), 'a dollar buyer sees no conversion');
 
   // Ann chats, Bob reads it.
   await ann.fill('#chat-input', 'Love this hat!');
@@ -70,7 +85,17 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   await bob.waitForFunction(() => document.getElementById('buy-result').textContent === 'Your card was declined', null, { timeout: WAIT });
   assert.equal(await text(bob, 'product-stock'), '3 left');
 
-  // The seller sees the paid order arrive and the new availability.
+  // Bob pays in yen: the dialog shows what he pays, the confirmation what he was charged.
+  await bob.click('#buy');
+  await bob.waitForFunction(() => !document.getElementById('buy-local').hidden, null, { timeout: WAIT });
+  assert.match(await text(bob, 'buy-local-price'), /^[¥￥]2,850$/);
+  await bob.fill('#card-number', '4242 4242 4242 4242');
+  await bob.click('#pay');
+  await bob.waitForFunction(() => document.getElementById('buy-result').textContent.startsWith('Order confirmed'), null, { timeout: WAIT });
+  assert.match(await text(bob, 'buy-result'), /1 x Wool hat, [¥￥]2,850/);
+
+  // The seller sees the paid orders arrive, in dollars, and the new availability.
   await seller.waitForFunction(() => [...document.querySelectorAll('#orders tr')].some((tr) => tr.textContent.includes('$38.00') && tr.textContent.includes('paid')), null, { timeout: WAIT });
-  await seller.waitForFunction(() => document.getElementById('pinned-available').textContent === '3', null, { timeout: WAIT });
+  await seller.waitForFunction(() => [...document.querySelectorAll('#orders tr')].some((tr) => tr.textContent.includes('$19.00') && tr.textContent.includes('paid')), null, { timeout: WAIT });
+  await seller.waitForFunction(() => document.getElementById('pinned-available').textContent === '2', null, { timeout: WAIT });
 });

@@ -517,6 +517,7 @@ async fn handle(
             product_id,
             quantity,
             card_number,
+            currency,
         } => {
             let Some(buyer) = member.buyer.clone() else {
                 return Ok(Some(error_text(
@@ -552,6 +553,7 @@ async fn handle(
                 quantity,
                 request_id,
                 card_number,
+                currency,
             };
             let (purchases, replies) = (Arc::clone(&chat.inner.purchases), replies.clone());
             chat.inner.purchases_in_flight.spawn(async move {

@@ -56,6 +56,10 @@ pub enum ClientMessage {
         #[serde(default = "one")]
         quantity: u32,
         card_number: String,
+        /// The buyer's currency: the order is priced and charged in it, at the rate locked
+        /// when it is placed. Absent: the product's own currency.
+        #[serde(default)]
+        currency: Option<vitrine_core::Currency>,
     },
     React {
         emoji: String,

@@ -8,7 +8,7 @@ use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use vitrine_core::{Currency, Money, ProductId, SellerId};
+use vitrine_core::{Currency, Money, ProductId, SellerId, Timestamp};
 
 pub const MAX_SKU_CHARS: usize = 64;
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -19,33 +19,46 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 /// Most products listed in one page.
 pub const MAX_PAGE: i64 = 200;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    /// The seller's own code, unique among their products.
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub sku: String,
+    #[schema(max_length = 200)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
     #[serde(default)]
+    #[schema(max_length = 2048)]
     pub image_url: Option<String>,
     pub price: Money,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
 /// A partial update. `stock` sets the count; `stock_delta` adds to it atomically (negative to
 /// remove), which is what a warehouse feed racing live orders should use.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(max_length = 200)]
     pub title: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(max_length = 2048)]
     pub image_url: Option<String>,
     pub price: Option<Money>,
+    /// Sets the available count.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
+    /// Adds to the available count atomically (negative removes); refused if it would go
+    /// below zero.
     pub stock_delta: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Product {
     pub id: ProductId,
     pub seller_id: SellerId,
@@ -57,8 +70,12 @@ pub struct Product {
     pub price: Money,
     /// Units available to buy now (reserved units are already taken out).
     pub stock: i64,
+    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
     pub created_at: i64,
+    /// Unix milliseconds (kept for existing clients; `updated_at_iso` is the same instant).
     pub updated_at: i64,
+    pub created_at_iso: Timestamp,
+    pub updated_at_iso: Timestamp,
 }
 
 fn invalid(msg: impl Into<String>) -> CheckoutError {
@@ -147,6 +164,8 @@ pub(crate) fn product_at(r: &AnyRow, o: usize) -> Result<Product, CheckoutError>
         stock: r.try_get(o + 8)?,
         created_at: r.try_get(o + 9)?,
         updated_at: r.try_get(o + 10)?,
+        created_at_iso: Timestamp(r.try_get(o + 9)?),
+        updated_at_iso: Timestamp(r.try_get(o + 10)?),
     })
 }
 
@@ -182,6 +201,8 @@ impl Checkout {
             stock: new.stock,
             created_at: now,
             updated_at: now,
+            created_at_iso: Timestamp(now),
+            updated_at_iso: Timestamp(now),
         };
         let inserted = sqlx::query(
             "INSERT INTO products (id, seller_id, sku, title, description, image_url, \

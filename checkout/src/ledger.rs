@@ -23,7 +23,7 @@ use vitrine_core::{Currency, SellerId, Timestamp};
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// What caused an entry; with the reference, it is recorded at most once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Sale,
@@ -230,23 +230,27 @@ pub(crate) async fn claim(
 }
 
 /// A seller's balance in one currency.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Balance {
     pub currency: Currency,
-    /// Payable now (negative after refunds exceed sales: recovered from the next sales).
+    /// Minor units payable now (negative when refunds exceed sales: recovered from the next
+    /// sales).
     pub available: i64,
-    /// On its way to the seller's bank.
+    /// Minor units on their way to the seller's bank.
     pub in_transit: i64,
 }
 
 /// A ledger entry as the seller's statement shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = LedgerEntry)]
 pub struct StatementLine {
     pub id: String,
+    #[schema(value_type = EntryKind)]
     pub kind: String,
+    /// The order or payout id.
     pub reference: String,
     pub currency: Currency,
-    /// The change to the seller's available balance.
+    /// The change to the seller's available balance, in minor units.
     pub available_change: i64,
     pub created_at: Timestamp,
 }

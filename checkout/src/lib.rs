@@ -146,6 +146,7 @@ impl Checkout {
             self.pool.clone(),
             self.secrets.clone(),
             config,
+            self.webhook_targets,
             Arc::clone(&self.webhooks_wake),
             metrics,
         )

@@ -31,7 +31,7 @@ use sqlx::any::AnyRow;
 use std::time::Duration;
 use vitrine_core::{
     BuyerId, CommerceEvent, Currency, Money, OrderId, OrderSummary, PinId, ProductId, SellerId,
-    StreamId,
+    StreamId, Timestamp,
 };
 
 /// Most units in one order.
@@ -39,16 +39,19 @@ pub const MAX_ORDER_QUANTITY: u32 = 1000;
 /// Most orders listed in one page.
 pub const MAX_PAGE: i64 = 200;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentDetails {
+    /// Sandbox: 4242424242424242 approves, 4000000000000002 declines, 4000000000000119 never
+    /// settles.
     pub card_number: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     pub product_id: ProductId,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
     /// Buy through this pin (its sale price and limits apply).
     #[serde(default)]
@@ -56,14 +59,15 @@ pub struct NewOrder {
     /// Buy through this stream's current pin.
     #[serde(default)]
     pub stream_id: Option<StreamId>,
-    /// The buyer's currency: the order is priced in it too, at the rates in force, and keeps
-    /// that quote (the charge and the seller's settlement stay in the product's currency).
+    /// The buyer's currency: the order is priced and charged in it, at the rates in force, and
+    /// keeps that quote; the seller is settled in the product's currency.
     #[serde(default)]
     pub currency: Option<Currency>,
+    #[schema(inline)]
     pub payment: PaymentDetails,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Order {
     pub id: OrderId,
     pub status: OrderStatus,
@@ -71,28 +75,41 @@ pub struct Order {
     pub seller_id: SellerId,
     pub product_id: ProductId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub pin_id: Option<PinId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub stream_id: Option<StreamId>,
     pub quantity: u32,
     pub unit_price: Money,
     pub total: Money,
-    /// Why a cancelled order did not sell (`payment_declined`, `payment_timeout`, ...).
+    /// Why a cancelled order did not sell: `payment_declined`, `payment_timeout` or
+    /// `reservation_expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub failure: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub payment_id: Option<String>,
     pub card_last4: String,
+    /// Unix milliseconds until which the stock stays reserved for a pending order.
     pub reserved_until: i64,
+    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
     pub created_at: i64,
+    /// Unix milliseconds (kept for existing clients; `updated_at_iso` is the same instant).
     pub updated_at: i64,
+    pub reserved_until_iso: Timestamp,
+    pub created_at_iso: Timestamp,
+    pub updated_at_iso: Timestamp,
     /// The price in the buyer's currency, as quoted when the order was placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub presentment: Option<Presentment>,
 }
 
-/// An order's price in the buyer's currency and the quote it came from, locked at placing.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The price in the buyer's currency, locked when the order was placed, and the quote it came
+/// from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Presentment {
     pub unit_price: Money,
     pub total: Money,
@@ -105,6 +122,11 @@ pub struct Presentment {
 }
 
 impl Order {
+    /// What the buyer's card is charged: the locked price in their currency, or the total.
+    pub fn charge_amount(&self) -> Money {
+        self.presentment.as_ref().map_or(self.total, |p| p.total)
+    }
+
     pub fn summary(&self) -> OrderSummary {
         OrderSummary {
             id: self.id.clone(),
@@ -112,6 +134,7 @@ impl Order {
             product_id: self.product_id.clone(),
             quantity: self.quantity,
             total: self.total,
+            charged: self.presentment.as_ref().map(|p| p.total),
             stream_id: self.stream_id.clone(),
             created_at: self.created_at,
         }
@@ -171,6 +194,9 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
         reserved_until: r.try_get(14)?,
         created_at: r.try_get(15)?,
         updated_at: r.try_get(16)?,
+        reserved_until_iso: Timestamp(r.try_get(14)?),
+        created_at_iso: Timestamp(r.try_get(15)?),
+        updated_at_iso: Timestamp(r.try_get(16)?),
         presentment: r
             .try_get::<Option<String>, _>(17)?
             .map(|json| serde_json::from_str(&json).map_err(corrupt))
@@ -472,6 +498,9 @@ impl Checkout {
             reserved_until: now + self.config.reservation_window.as_millis() as i64,
             created_at: now,
             updated_at: now,
+            reserved_until_iso: Timestamp(now + self.config.reservation_window.as_millis() as i64),
+            created_at_iso: Timestamp(now),
+            updated_at_iso: Timestamp(now),
             presentment,
         };
         sqlx::query(sql(format!(
@@ -540,9 +569,11 @@ impl Checkout {
 
     /// Step 2: charge the card and wait for the confirmation, then settle.
     async fn charge(&self, order: Order, card: &CardNumber) -> Result<OrderResult, CheckoutError> {
+        // The buyer pays in their currency when the order was priced in it; the processor
+        // settles the seller in the product's, at the rate locked on the order.
         let request = ChargeRequest {
             reference: order.id.to_string(),
-            amount: order.total,
+            amount: order.charge_amount(),
             card: card.clone(),
         };
         // A processor that cannot be reached leaves the order pending: the reaper asks again
@@ -676,6 +707,7 @@ impl Checkout {
         let mut settled = order.clone();
         settled.status = next;
         settled.updated_at = now;
+        settled.updated_at_iso = Timestamp(now);
         if let Some(f) = failure {
             settled.failure = Some(f.to_owned());
         }
@@ -880,27 +912,39 @@ impl Checkout {
 }
 
 /// Filters and a page of `GET /api/v1/orders`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
+    /// Only orders in this state
+    #[param(inline)]
     pub status: Option<OrderStatus>,
+    /// Only orders placed through this stream
+    #[param(inline)]
     pub stream_id: Option<StreamId>,
+    /// Only orders of this product
+    #[param(inline)]
     pub product_id: Option<ProductId>,
-    /// Orders created at or after this instant (RFC 3339).
+    /// Created at or after (RFC 3339, UTC)
+    #[param(inline)]
     pub created_since: Option<vitrine_core::Timestamp>,
-    /// Orders created before this instant.
+    /// Created before (RFC 3339, UTC)
+    #[param(inline)]
     pub created_before: Option<vitrine_core::Timestamp>,
-    /// 1 to 200; 200 by default.
+    /// Orders per page
+    #[param(minimum = 1, maximum = 200, default = 200)]
     pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
+    /// The previous page's next_cursor
     pub cursor: Option<String>,
 }
 
 /// One page of orders, newest first; `next_cursor` is absent on the last page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<Order>,
+    /// Absent on the last page
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 

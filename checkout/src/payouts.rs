@@ -19,7 +19,7 @@ use std::time::Duration;
 use vitrine_core::ids::random_id;
 use vitrine_core::{Currency, Money, SellerId, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutMethod {
     /// Free; arrives after the rail's settlement time.
@@ -38,7 +38,7 @@ impl PayoutMethod {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutStatus {
     InTransit,
@@ -46,16 +46,17 @@ pub enum PayoutStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPayout {
     /// Taken from the available balance (an instant payout's fee comes out of it).
     pub amount: Money,
+    /// `standard` when absent.
     #[serde(default)]
     pub method: PayoutMethod,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Payout {
     pub id: String,
     /// Taken from the balance.
@@ -65,7 +66,10 @@ pub struct Payout {
     pub net: Money,
     pub method: PayoutMethod,
     pub status: PayoutStatus,
+    /// Why the rail refused a failed payout (e.g. `account_closed`); its amount goes back to
+    /// the available balance.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub failure: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

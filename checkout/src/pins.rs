@@ -10,27 +10,32 @@ use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use vitrine_core::{CommerceEvent, Money, PinId, PinnedProduct, ProductId, SellerId, StreamId};
+use vitrine_core::{
+    CommerceEvent, Money, PinId, PinnedProduct, ProductId, SellerId, StreamId, Timestamp,
+};
 
 /// Largest per-buyer limit or quantity cap.
 pub const MAX_PIN_QUANTITY: u32 = 1_000_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPin {
     pub product_id: ProductId,
     #[serde(default)]
     pub sale_price: Option<Money>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub per_buyer_limit: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub quantity_cap: Option<u32>,
     /// Unix milliseconds when the sale ends.
     #[serde(default)]
+    #[schema(maximum = 253_402_300_799_999_i64)]
     pub ends_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Pin {
     pub id: PinId,
     pub stream_id: StreamId,
@@ -44,10 +49,15 @@ pub struct Pin {
     /// What is left of the cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<i64>,
+    /// Unix milliseconds when the sale ends (`ends_at_iso` is the same instant).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<i64>,
     pub active: bool,
+    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
     pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at_iso: Option<Timestamp>,
+    pub created_at_iso: Timestamp,
 }
 
 /// How many columns [`PIN_COLUMNS`] names.
@@ -73,6 +83,8 @@ pub(crate) fn pin_from_row(r: &AnyRow, product: &Product) -> Result<Pin, Checkou
         ends_at: r.try_get(7)?,
         active: r.try_get::<i64, _>(8)? == 1,
         created_at: r.try_get(9)?,
+        ends_at_iso: r.try_get::<Option<i64>, _>(7)?.map(Timestamp),
+        created_at_iso: Timestamp(r.try_get(9)?),
     })
 }
 
@@ -89,6 +101,7 @@ impl Pin {
             available: self.available(product),
             per_buyer_limit: self.per_buyer_limit,
             ends_at: self.ends_at,
+            ends_at_iso: self.ends_at.map(Timestamp),
         }
     }
 
@@ -137,6 +150,11 @@ impl Checkout {
         if new.ends_at.is_some_and(|t| t <= now) {
             return Err(CheckoutError::Invalid("ends_at is in the past".into()));
         }
+        if new.ends_at.is_some_and(|t| t > Timestamp::MAX_MILLIS) {
+            return Err(CheckoutError::Invalid(
+                "ends_at must be before the year 10000".into(),
+            ));
+        }
         let pin = Pin {
             id: PinId::generate(),
             stream_id: stream.clone(),
@@ -148,6 +166,8 @@ impl Checkout {
             ends_at: new.ends_at,
             active: true,
             created_at: now,
+            ends_at_iso: new.ends_at.map(Timestamp),
+            created_at_iso: Timestamp(now),
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(

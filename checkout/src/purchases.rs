@@ -15,7 +15,7 @@ impl Purchases for Checkout {
             quantity: request.quantity,
             pin_id: None,
             stream_id: Some(request.stream),
-            currency: None,
+            currency: request.currency,
             payment: PaymentDetails {
                 card_number: request.card_number,
             },

@@ -143,7 +143,41 @@ vitrine_checkout::on_both_backends!(
     per_buyer_limit_and_sale_end_are_enforced,
     refund_restocks_and_the_state_machine_holds,
     a_crash_mid_payment_is_settled_by_the_reaper,
+    the_buyer_pays_in_their_currency_and_the_seller_is_settled_in_theirs,
 );
+
+async fn the_buyer_pays_in_their_currency_and_the_seller_is_settled_in_theirs(backend: Backend) {
+    let h = harness(backend).await;
+    let table = r#"{"base": "USD", "source": "Test bank", "as_of": "2026-12-01T16:00:00Z",
+                    "rates": {"USD": "1", "JPY": "150.5", "KWD": "0.3071"}}"#;
+    h.checkout
+        .rates()
+        .set(vitrine_checkout::fx::RateTable::from_json(table).unwrap());
+    let p = h.product(jacket(10)).await;
+    let buyer = BuyerId::generate();
+    for (key, code, charged) in [("yen", "JPY", 7375), ("dinar", "KWD", 15048)] {
+        let new = NewOrder {
+            currency: Some(Currency::parse(code).unwrap()),
+            ..order(&p.id, 1, APPROVE)
+        };
+        let placed = h.place(&buyer, key, new).await;
+        let o = created(&placed);
+        // 49.00 USD is 7,374.5 yen (rounded half away from zero) and 15.0479 dinars.
+        let quoted = o.presentment.as_ref().expect("a quote").total;
+        assert_eq!(quoted.amount, charged);
+        assert_eq!(quoted.currency.as_str(), code);
+        let payment = h.sandbox.retrieve(o.id.as_str()).await.unwrap().unwrap();
+        assert_eq!(
+            payment.amount, quoted,
+            "the card is charged the quoted price"
+        );
+        assert_eq!(o.total, usd(4900), "the order's settlement total");
+    }
+    let balances = h.checkout.balances(&h.seller).await.unwrap();
+    assert_eq!(balances.len(), 1, "{balances:?}");
+    assert_eq!(balances[0].currency.as_str(), "USD");
+    assert_eq!(balances[0].available, 2 * (4900 - (142 + 30)));
+}
 
 async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     let h = harness(backend).await;

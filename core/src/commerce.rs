@@ -6,7 +6,7 @@ use crate::{BuyerId, Money, OrderId, PinId, ProductId, SellerId, StreamId};
 use serde::{Deserialize, Serialize};
 
 /// The product a stream has pinned, as every member of the room sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PinnedProduct {
     pub pin_id: PinId,
     pub product_id: ProductId,
@@ -20,12 +20,16 @@ pub struct PinnedProduct {
     pub sale_price: Option<Money>,
     /// Units a buyer can still get through this pin: the product's stock, capped by what is left
     /// of the pin's quantity cap.
+    #[schema(minimum = 0)]
     pub available: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_buyer_limit: Option<u32>,
     /// Unix milliseconds when the sale ends (the countdown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<i64>,
+    /// The same instant as `ends_at`, in RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at_iso: Option<crate::Timestamp>,
 }
 
 /// An order as its buyer and seller see it.
@@ -36,6 +40,9 @@ pub struct OrderSummary {
     pub product_id: ProductId,
     pub quantity: u32,
     pub total: Money,
+    /// What the buyer's card was charged, when the order was priced in the buyer's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charged: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_id: Option<StreamId>,
     pub created_at: i64,
@@ -51,6 +58,8 @@ pub struct BuyRequest {
     /// The client's request id: the idempotency key of the order.
     pub request_id: String,
     pub card_number: String,
+    /// The buyer's currency, when it is not the product's.
+    pub currency: Option<crate::Currency>,
 }
 
 /// Why a purchase did not go through; the wire names are the chat protocol's `reason`s.

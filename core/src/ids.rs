@@ -69,6 +69,14 @@ macro_rules! id_type {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::schema::string(concat!("An identifier (`", $prefix, "_...`)."))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl TryFrom<String> for $name {
             type Error = IdError;
             fn try_from(raw: String) -> Result<Self, IdError> {

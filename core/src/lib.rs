@@ -10,6 +10,7 @@ pub mod directory;
 pub mod ids;
 pub mod money;
 pub mod problem;
+pub mod schema;
 pub mod secret;
 pub mod time;
 

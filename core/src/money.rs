@@ -55,6 +55,14 @@ pub const MAX_AMOUNT: i64 = 10_000_000_000_000;
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
 
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::pattern("An ISO 4217 alphabetic code.", "^[A-Z]{3}$")
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
+
 impl Currency {
     pub fn parse(raw: &str) -> Result<Self, MoneyError> {
         CURRENCIES
@@ -101,8 +109,10 @@ impl fmt::Display for Currency {
 }
 
 /// An amount in minor units of `currency` (4900 USD is $49.00).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
+    /// Integer minor units (4900 USD is $49.00).
+    #[schema(minimum = 0, maximum = 10_000_000_000_000_i64)]
     pub amount: i64,
     pub currency: Currency,
 }

@@ -10,11 +10,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::date_time("RFC 3339 / ISO 8601, UTC, milliseconds")
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected an RFC 3339 UTC timestamp such as 2026-12-02T01:20:29Z")]
 pub struct TimestampError;
 
 impl Timestamp {
+    /// The last millisecond of year 9999: RFC 3339 has four digits for the year, so no
+    /// instant the API accepts lies beyond it.
+    pub const MAX_MILLIS: i64 = 253_402_300_799_999;
+
     pub fn now() -> Self {
         Self(
             SystemTime::now()

@@ -14,7 +14,9 @@ pub const MAX_APP_NAME_CHARS: usize = 100;
 /// Most apps one seller account may register.
 pub const MAX_APPS_PER_OWNER: i64 = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// How the app authenticates: `confidential` (a server, with a client secret) or `public` (a
+/// browser, a phone or a till: PKCE only, no secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientType {
     /// Runs on a server and can keep a secret.
@@ -33,24 +35,47 @@ impl ClientType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The schema of a list of redirect URIs, with the limits [`redirect::validate_registration`]
+/// applies.
+fn redirect_uris_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(redirect::MAX_REDIRECT_URI_LEN)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(redirect::MAX_REDIRECT_URIS))
+        .description(Some(
+            "Matched exactly. https, http on loopback, or a reverse-domain private scheme.",
+        ))
+        .into()
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApp {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    #[schema(schema_with = redirect_uris_schema)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
+    #[schema(default = "confidential")]
     pub client_type: ClientType,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppPatch {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    #[schema(schema_with = redirect_uris_schema)]
     pub redirect_uris: Option<Vec<String>>,
 }
 
 /// An app as its owner sees it (never with its secret).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct App {
     /// The OAuth2 `client_id`.
     pub id: AppId,

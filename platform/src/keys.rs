@@ -16,7 +16,8 @@ pub const MAX_KEYS_PER_OWNER: i64 = 100;
 /// `last_used_at` is written at most this often per key, so that reads stay reads.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `live` keys reach the seller's real data, `test` keys the seller's sandbox account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Test,
@@ -40,26 +41,31 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub mode: Mode,
     /// Restricts the key; all scopes when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::Scope>>, min_items = 1)]
     pub scopes: Option<Scopes>,
 }
 
 /// A key as its owner sees it: never the secret, only a hint to recognise it by.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub name: String,
     pub mode: Mode,
     /// The first and last characters of the secret (`vk_test_1f2e…9a0b`).
     pub hint: String,
+    #[schema(inline)]
     pub scopes: Scopes,
     pub created_at: Timestamp,
+    /// Null until the key is first used.
+    #[schema(required = true)]
     pub last_used_at: Option<Timestamp>,
 }
 

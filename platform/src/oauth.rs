@@ -88,16 +88,40 @@ impl AuthorizeError {
 }
 
 /// The form of `POST /oauth/token`, as received.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct TokenParams {
+    /// `authorization_code` or `refresh_token`.
+    #[schema(value_type = String)]
     pub grant_type: Option<String>,
+    /// The authorization code (`authorization_code` grant).
+    #[schema(nullable = false)]
     pub code: Option<String>,
+    /// The redirect URI of the authorization request (`authorization_code` grant).
+    #[schema(nullable = false)]
     pub redirect_uri: Option<String>,
+    /// The PKCE verifier of the code's challenge (`authorization_code` grant).
+    #[schema(nullable = false)]
     pub code_verifier: Option<String>,
+    /// The refresh token (`refresh_token` grant); it is rotated on use.
+    #[schema(nullable = false)]
     pub refresh_token: Option<String>,
+    /// Space-separated scopes, to narrow a refresh (never widen).
+    #[schema(nullable = false)]
     pub scope: Option<String>,
+    /// When the client does not authenticate with HTTP Basic.
+    #[schema(nullable = false)]
     pub client_id: Option<String>,
+    /// When a confidential client does not authenticate with HTTP Basic.
+    #[schema(nullable = false)]
     pub client_secret: Option<String>,
+}
+
+/// The schema of the constant `token_type`.
+fn bearer_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["Bearer"]))
+        .into()
 }
 
 /// How the client authenticated: HTTP Basic, or in the form body.
@@ -110,12 +134,17 @@ pub struct ClientCredentials {
 }
 
 /// The token endpoint's success answer (RFC 6749 §5.1).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// The access token (`vat_...`).
     pub access_token: String,
+    #[schema(schema_with = bearer_schema)]
     pub token_type: &'static str,
+    /// Seconds the access token works.
     pub expires_in: i64,
+    /// The refresh token; each use answers a new one and retires this one.
     pub refresh_token: String,
+    /// The granted scopes, space-separated.
     pub scope: String,
 }
 
@@ -173,11 +202,13 @@ pub struct AccessGrant {
 }
 
 /// A seller's grant to an app, as the seller sees it in the portal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Grant)]
 pub struct GrantView {
     pub id: GrantId,
     pub app_id: AppId,
     pub app_name: String,
+    #[schema(inline)]
     pub scopes: Scopes,
     pub created_at: vitrine_core::Timestamp,
 }

@@ -91,6 +91,20 @@ impl Scope {
     }
 }
 
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "One permission; a write scope includes its read scope.",
+            ))
+            .enum_values(Some(Scope::ALL.map(Scope::as_str)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -160,6 +174,32 @@ impl fmt::Display for Scopes {
 impl Serialize for Scopes {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
+    }
+}
+
+/// On the wire, a list of [`Scope`] names.
+impl utoipa::PartialSchema for Scopes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(
+                utoipa::openapi::schema::RefBuilder::new()
+                    .ref_location_from_schema_name(<Scope as utoipa::ToSchema>::name()),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scopes {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <Scope as utoipa::ToSchema>::name().into(),
+            <Scope as utoipa::PartialSchema>::schema(),
+        ));
     }
 }
 

@@ -113,6 +113,15 @@ impl Running {
     }
 }
 
+/// Liveness (the database answers)
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    responses(
+        (status = 200, description = "ok", body = String, content_type = "text/plain"),
+        (status = 503, description = "database unavailable", body = String, content_type = "text/plain")
+    )
+)]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok"),
@@ -120,6 +129,20 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text)
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (
+            status = 200,
+            description = "Metrics",
+            body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        ),
+        (status = 500, description = "The metrics could not be encoded")
+    )
+)]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &state.registry).is_err() {
@@ -166,7 +189,7 @@ pub fn router(state: AppState) -> Router {
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/json"),
                     )],
-                    include_str!("openapi.json"),
+                    crate::openapi::document(),
                 )
             }),
         )

@@ -7,6 +7,7 @@ pub mod captions;
 pub mod config;
 pub mod models;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 pub mod portal;
 pub mod store;

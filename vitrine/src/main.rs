@@ -48,6 +48,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the OpenAPI 3.1 document the server publishes at /api/openapi.json (for client
+    /// generators and linters, without a running server).
+    Openapi,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -195,6 +198,10 @@ async fn main() -> anyhow::Result<()> {
                 out,
             };
             tokio::task::block_in_place(|| transcribe(&input, &job))
+        }
+        Command::Openapi => {
+            println!("{}", vitrine::openapi::document());
+            Ok(())
         }
         Command::Transcode {
             input,

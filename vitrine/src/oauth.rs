@@ -15,14 +15,70 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use vitrine_platform::Scope;
 use vitrine_platform::oauth::{
     AuthorizationParams, AuthorizationRequest, AuthorizeError, ClientCredentials, OAuthError,
-    TokenParams,
+    TokenParams, TokenResponse,
 };
 use vitrine_platform::sessions::csrf_matches;
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(metadata, authorize, token, revoke))]
+pub struct Doc;
+
+/// RFC 8414 authorization server metadata. Fields in alphabetical order: the JSON is the same,
+/// byte for byte, as the `json!` object this replaced.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata {
+    #[schema(format = "uri")]
+    pub authorization_endpoint: String,
+    pub authorization_response_iss_parameter_supported: bool,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
+    #[schema(format = "uri")]
+    pub issuer: String,
+    pub response_modes_supported: Vec<&'static str>,
+    pub response_types_supported: Vec<&'static str>,
+    #[schema(format = "uri")]
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<Scope>)]
+    pub scopes_supported: Vec<&'static str>,
+    #[schema(format = "uri")]
+    pub service_documentation: String,
+    #[schema(format = "uri")]
+    pub token_endpoint: String,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+}
+
+/// An OAuth2 error answer of the token and revocation endpoints (RFC 6749 §5.2).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `unsupported_token_type`, `invalid_scope` or `server_error`.
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+/// The form of `POST /oauth/revoke` (RFC 7009).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct RevokeParams {
+    /// The access or refresh token to revoke.
+    #[schema(value_type = String)]
+    token: Option<String>,
+    /// `access_token` or `refresh_token`.
+    #[schema(nullable = false)]
+    token_type_hint: Option<String>,
+    /// When the client does not authenticate with HTTP Basic.
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    /// When a confidential client does not authenticate with HTTP Basic.
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,26 +88,33 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth/revoke", post(revoke))
 }
 
-/// RFC 8414 metadata, from which standard clients configure themselves.
+/// OAuth2 authorization server metadata (RFC 8414)
+///
+/// From which standard clients configure themselves.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    responses((status = 200, description = "Metadata", body = ServerMetadata))
+)]
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
     let issuer = state.public_url();
     let scopes: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
-    Json(json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "scopes_supported": scopes,
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
-        "authorization_response_iss_parameter_supported": true,
-        "service_documentation": format!("{issuer}/developers"),
-    }))
+    let auth_methods = vec!["client_secret_basic", "client_secret_post", "none"];
+    Json(ServerMetadata {
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        authorization_response_iss_parameter_supported: true,
+        code_challenge_methods_supported: vec!["S256"],
+        grant_types_supported: vec!["authorization_code", "refresh_token"],
+        issuer: issuer.to_owned(),
+        response_modes_supported: vec!["query"],
+        response_types_supported: vec!["code"],
+        revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        revocation_endpoint_auth_methods_supported: auth_methods.clone(),
+        scopes_supported: scopes,
+        service_documentation: format!("{issuer}/developers"),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        token_endpoint_auth_methods_supported: auth_methods,
+    })
 }
 
 fn error_page(why: &str) -> Response {
@@ -119,6 +182,34 @@ fn consent_page(req: &AuthorizationRequest, seller: &str, csrf: &str, raw_query:
     )
 }
 
+/// Authorization endpoint: the seller signs in and consents (HTML); then a redirect to the app with code, state and iss
+#[utoipa::path(
+    get,
+    path = "/oauth/authorize",
+    params(
+        ("response_type" = String, Query, description = "`code`"),
+        ("client_id" = String, Query, description = "The app's id"),
+        ("redirect_uri" = String, Query, description = "One of the app's registered redirect URIs, exactly"),
+        ("scope" = String, Query, description = "Space-separated scopes the app asks for"),
+        ("state" = String, Query, min_length = 1, max_length = 500, description = "Echoed back to the redirect URI"),
+        ("code_challenge" = String, Query, min_length = 43, max_length = 43, description = "PKCE: BASE64URL(SHA-256(code_verifier)), unpadded"),
+        ("code_challenge_method" = String, Query, description = "`S256`")
+    ),
+    responses(
+        (status = 200, description = "Sign-in or consent page", body = String, content_type = "text/html"),
+        (
+            status = 303,
+            description = "Back to the app's redirect URI with an error",
+            headers(("Location" = String, description = "The redirect URI with error, error_description, state and iss"))
+        ),
+        (
+            status = 400,
+            description = "Untrusted client or redirect URI: shown, never redirected",
+            body = String,
+            content_type = "text/html"
+        )
+    )
+)]
 async fn authorize(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -228,7 +319,10 @@ fn oauth_error(e: OAuthError) -> Response {
     };
     let mut response = (
         status,
-        Json(json!({ "error": e.code(), "error_description": description })),
+        Json(OAuthErrorBody {
+            error: e.code(),
+            error_description: description,
+        }),
     )
         .into_response();
     let h = response.headers_mut();
@@ -297,6 +391,33 @@ fn client_credentials(
     })
 }
 
+/// Exchange an authorization code (with its PKCE verifier) or a refresh token (rotated on use) for tokens
+///
+/// The client authenticates with HTTP Basic or with `client_id` and `client_secret` in the form
+/// (a public client sends only `client_id`), never both.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    request_body(content = TokenParams, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (
+            status = 200,
+            description = "Tokens",
+            body = TokenResponse,
+            headers(
+                ("Cache-Control" = String, description = "no-store"),
+                ("Pragma" = String, description = "no-cache")
+            )
+        ),
+        (status = 400, description = "An OAuth2 error (RFC 6749 §5.2)", body = OAuthErrorBody),
+        (
+            status = 401,
+            description = "An OAuth2 error (RFC 6749 §5.2): client authentication failed",
+            body = OAuthErrorBody,
+            headers(("WWW-Authenticate" = String, description = "When the client used HTTP Basic"))
+        )
+    )
+)]
 async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let params: TokenParams = form(&headers, &body)?;
@@ -323,14 +444,22 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RevokeParams {
-    token: Option<String>,
-    token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
+/// Revoke a token (RFC 7009); a refresh token ends its whole grant
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    request_body(content = RevokeParams, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or unknown"),
+        (status = 400, description = "An OAuth2 error (RFC 6749 §5.2)", body = OAuthErrorBody),
+        (
+            status = 401,
+            description = "An OAuth2 error (RFC 6749 §5.2): client authentication failed",
+            body = OAuthErrorBody,
+            headers(("WWW-Authenticate" = String, description = "When the client used HTTP Basic"))
+        )
+    )
+)]
 async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let params: RevokeParams = form(&headers, &body)?;

@@ -228,7 +228,7 @@ async fn an_order_priced_in_the_buyers_currency_keeps_its_rate() {
     };
     let (s, first) = order("yen-1", "JPY").await;
     assert_eq!(s, 201, "{first}");
-    // Charged and settled in dollars; priced for the buyer in yen: 98.00 USD at 150.5.
+    // Priced and charged in yen for the buyer, settled in dollars: 98.00 USD at 150.5.
     assert_eq!(first["total"], json!({ "amount": 9800, "currency": "USD" }));
     let p = &first["presentment"];
     assert_eq!(p["total"], json!({ "amount": 14749, "currency": "JPY" }));
@@ -262,5 +262,15 @@ async fn an_order_priced_in_the_buyers_currency_keeps_its_rate() {
     assert!(same.get("presentment").is_none());
     let (s, p) = order("nok", "NOK").await;
     assert_eq!(s, 400, "{p}");
+
+    // The seller's balance holds dollars only: three sales of 98.00 less 2.9 % + 0.30 each.
+    let (_, balance) = server
+        .call(reqwest::Method::GET, "/api/v1/balance", &seller, None, None)
+        .await;
+    let fee = (9800 * 29 + 500) / 1000 + 30;
+    assert_eq!(
+        balance["balances"],
+        json!([{ "currency": "USD", "available": 3 * (9800 - fee), "in_transit": 0 }])
+    );
     server.stop().await;
 }

@@ -1,11 +1,13 @@
-// The developer portal: the signed-in account's apps, API keys and grants through the JSON API
-// (the session cookie plus the page's CSRF token), and the API reference rendered from the
-// OpenAPI document. Secrets appear once, in the box that follows the action that made them.
+// The developer portal: the signed-in account's apps, API keys, grants, webhook endpoints (with
+// their delivery logs) and money (balance, payouts, ledger statement) through the JSON API (the
+// session cookie plus the page's CSRF token), and the API reference rendered from the OpenAPI
+// document. Secrets appear once, in the box that follows the action that made them.
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
+const enc = encodeURIComponent;
 
-async function api(method, path, body) {
-  const init = { method, headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin' };
+async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { 'X-CSRF-Token': csrf, ...headers }, credentials: 'same-origin' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -37,6 +39,7 @@ function showSecret(title, value) {
   $('secret-title').textContent = title;
   $('secret-value').textContent = value;
   $('secret-box').hidden = false;
+  $('secret-box').scrollIntoView({ block: 'nearest' });
 }
 $('secret-done').onclick = () => {
   $('secret-value').textContent = '';
@@ -134,6 +137,237 @@ async function loadGrants() {
   )));
 }
 
+// Money: integer minor units of a currency, never floats. The digits after the decimal point
+// are ISO 4217's (as the server's table): 2 unless listed here.
+const MINOR_DIGITS = {
+  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0,
+  VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0,
+};
+const minorDigits = (currency) => MINOR_DIGITS[currency] ?? 2;
+
+// The exact decimal text of an amount (4900, 2 digits -> "49.00"), built from its digits.
+function decimalText(amount, digits) {
+  const s = String(Math.abs(amount)).padStart(digits + 1, '0');
+  const text = digits ? `${s.slice(0, -digits)}.${s.slice(-digits)}` : s;
+  return amount < 0 ? `-${text}` : text;
+}
+
+const formats = new Map();
+// Formats minor units for display: money(4900, 'USD') -> "$49.00", money(2397, 'JPY') -> "¥2,397".
+function money(amount, currency, signed = false) {
+  const key = `${currency} ${signed}`;
+  if (!formats.has(key)) {
+    const digits = minorDigits(currency);
+    formats.set(key, new Intl.NumberFormat(undefined, {
+      style: 'currency', currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+      ...(signed ? { signDisplay: 'exceptZero' } : {}),
+    }));
+  }
+  // A decimal string is formatted exactly (Intl.NumberFormat v3).
+  return formats.get(key).format(decimalText(amount, minorDigits(currency)));
+}
+
+// Reads "100", "100.5" or "100.50" as minor units of `currency`, from its digits (no floats).
+function toMinor(text, currency) {
+  const digits = minorDigits(currency);
+  const m = /^(\d+)(?:\.(\d*))?$/.exec(text.trim());
+  if (!m) throw new Error('Amount: a number such as 100.00');
+  const fraction = m[2] || '';
+  if (fraction.length > digits) {
+    throw new Error(digits ? `Amount: ${currency} has ${digits} decimal places` : `Amount: ${currency} has no decimal places`);
+  }
+  const amount = Number(m[1] + fraction.padEnd(digits, '0'));
+  if (amount <= 0) throw new Error('Amount: more than zero');
+  if (!Number.isSafeInteger(amount)) throw new Error('Amount: too large');
+  return amount;
+}
+
+function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function state(value) {
+  return el('span', { className: `state ${value}`, textContent: value });
+}
+
+// Runs a section's action, showing a failure in the section's error element.
+async function guarded(errorId, action) {
+  $(errorId).textContent = '';
+  try {
+    await action();
+  } catch (err) {
+    $(errorId).textContent = err.message;
+  }
+}
+
+// Webhooks: the endpoints, and the delivery log of the one selected (refreshed while shown).
+const hooks = { selected: null, seq: 0, shown: '', timer: null };
+const hookPath = (id) => `/api/v1/webhooks/endpoints/${enc(id)}`;
+
+async function loadEventTypes() {
+  const { event_types: types } = await api('GET', '/api/v1/webhooks/event-types');
+  $('hook-events').append(...types.map((t) => el('label', { className: 'check' }, el('input', { type: 'checkbox', value: t }), ` ${t}`)));
+}
+
+async function loadHooks() {
+  const { endpoints } = await api('GET', '/api/v1/webhooks/endpoints');
+  if (hooks.selected && !endpoints.some((h) => h.id === hooks.selected)) closeDeliveries();
+  $('hook-rows').replaceChildren(...endpoints.map((h) => el('tr', { dataset: { id: h.id, status: h.status }, className: h.id === hooks.selected ? 'selected' : '' },
+    el('td', {}, el('code', { textContent: h.url })),
+    el('td', { textContent: h.description }),
+    el('td', { textContent: h.event_types.length ? h.event_types.join(' ') : 'all' }),
+    el('td', {}, state(h.status), ...(h.disabled_reason ? [el('div', { className: 'muted', textContent: h.disabled_reason })] : [])),
+    el('td', { textContent: when(h.created_at) }),
+    el('td', {},
+      button('Deliveries', () => guarded('hook-error', () => openDeliveries(h))),
+      button(h.status === 'enabled' ? 'Disable' : 'Enable', () => guarded('hook-error', async () => {
+        await api('PATCH', hookPath(h.id), { status: h.status === 'enabled' ? 'disabled' : 'enabled' });
+        await loadHooks();
+      })),
+      button('Rotate', () => guarded('hook-error', async () => {
+        const { secret } = await api('POST', `${hookPath(h.id)}/rotate-secret`);
+        showSecret(`New signing secret of ${h.url} (the previous one keeps signing for 24 hours)`, secret);
+      })),
+      button('Delete', () => guarded('hook-error', async () => {
+        if (!confirm(`Delete the endpoint ${h.url}? Its pending deliveries are dropped.`)) return;
+        await api('DELETE', hookPath(h.id));
+        await loadHooks();
+      }))),
+  )));
+}
+
+$('hook-form').onsubmit = (e) => {
+  e.preventDefault();
+  const eventTypes = [...document.querySelectorAll('#hook-events input:checked')].map((i) => i.value);
+  return guarded('hook-error', async () => {
+    const hook = await api('POST', '/api/v1/webhooks/endpoints', {
+      url: $('hook-url').value.trim(),
+      description: $('hook-description').value.trim(),
+      event_types: eventTypes,
+    });
+    showSecret(`Signing secret of ${hook.url}`, hook.secret);
+    $('hook-form').reset();
+    await loadHooks();
+  });
+};
+
+function lastResponse(d) {
+  const code = d.last_status_code == null ? '' : String(d.last_status_code);
+  const error = d.last_error && d.last_error !== `HTTP ${code}` ? d.last_error : '';
+  return [code, error].filter(Boolean).join(' · ') || '—';
+}
+
+async function loadDeliveries() {
+  const id = hooks.selected;
+  if (!id) return;
+  const seq = ++hooks.seq;
+  // A later load, another endpoint or none (deleted) may have taken over meanwhile.
+  const current = () => seq === hooks.seq && id === hooks.selected;
+  let deliveries;
+  try {
+    ({ deliveries } = await api('GET', `${hookPath(id)}/deliveries`));
+  } catch (err) {
+    if (current()) throw err;
+    return;
+  }
+  if (!current()) return;
+  const snapshot = JSON.stringify(deliveries);
+  if (snapshot === hooks.shown) return;
+  hooks.shown = snapshot;
+  $('delivery-empty').hidden = deliveries.length > 0;
+  $('delivery-rows').replaceChildren(...deliveries.map((d) => el('tr', { dataset: { event: d.event_id, status: d.status, updated: d.updated_at } },
+    el('td', {}, el('code', { textContent: d.event_id })),
+    el('td', { textContent: d.event_type }),
+    el('td', {}, state(d.status)),
+    el('td', { className: 'num', textContent: String(d.attempts) }),
+    el('td', { textContent: lastResponse(d) }),
+    el('td', { textContent: when(d.next_attempt_at) }),
+    el('td', { textContent: when(d.updated_at) }),
+    el('td', {}, button('Replay', () => guarded('hook-error', async () => {
+      await api('POST', `${hookPath(id)}/deliveries/${enc(d.event_id)}/replay`);
+      await loadDeliveries();
+    }))),
+  )));
+}
+
+async function openDeliveries(h) {
+  hooks.selected = h.id;
+  hooks.shown = '';
+  for (const tr of $('hook-rows').children) tr.classList.toggle('selected', tr.dataset.id === h.id);
+  $('delivery-title').textContent = `Deliveries to ${h.url}`;
+  $('delivery-rows').replaceChildren();
+  $('delivery-empty').hidden = true;
+  $('delivery-log').hidden = false;
+  clearInterval(hooks.timer);
+  hooks.timer = setInterval(() => {
+    if (!document.hidden) loadDeliveries().catch((err) => { $('hook-error').textContent = err.message; });
+  }, 2000);
+  await loadDeliveries();
+}
+
+function closeDeliveries() {
+  clearInterval(hooks.timer);
+  hooks.selected = null;
+  hooks.shown = '';
+  hooks.seq++;
+  $('delivery-rows').replaceChildren();
+  $('delivery-log').hidden = true;
+}
+
+$('delivery-refresh').onclick = () => guarded('hook-error', loadDeliveries);
+
+// Money: balances by currency, payouts, and the ledger statement.
+async function loadMoney() {
+  const [{ balances }, { payouts }, { entries }] = await Promise.all([
+    api('GET', '/api/v1/balance'), api('GET', '/api/v1/payouts'), api('GET', '/api/v1/ledger'),
+  ]);
+  $('balance').replaceChildren(...(balances.length ? balances.map((b) => el('div', { className: 'balance', dataset: { currency: b.currency } },
+    el('span', { textContent: b.currency }),
+    el('span', { className: 'amount', dataset: { field: 'available' }, textContent: money(b.available, b.currency) }),
+    el('span', { textContent: 'available' }),
+    el('span', { dataset: { field: 'in_transit' }, textContent: `${money(b.in_transit, b.currency)} in transit` }),
+  )) : [el('p', { className: 'muted', textContent: 'No balance yet: paid orders add to it.' })]));
+  $('payout-currencies').replaceChildren(...balances.map((b) => el('option', { value: b.currency })));
+  if (!$('payout-currency').value && balances.length) $('payout-currency').value = balances[0].currency;
+  $('payout-rows').replaceChildren(...payouts.map((p) => el('tr', { dataset: { id: p.id, status: p.status } },
+    el('td', { textContent: when(p.created_at) }),
+    el('td', { className: 'num', textContent: money(p.amount.amount, p.amount.currency) }),
+    el('td', { className: 'num', textContent: money(p.fee.amount, p.fee.currency) }),
+    el('td', { className: 'num', textContent: money(p.net.amount, p.net.currency) }),
+    el('td', { textContent: p.method }),
+    el('td', {}, state(p.status), ...(p.failure ? [el('div', { className: 'muted', textContent: p.failure })] : [])),
+    el('td', {}, el('code', { textContent: p.id })),
+  )));
+  $('ledger-rows').replaceChildren(...entries.map((l) => el('tr', { dataset: { id: l.id, kind: l.kind } },
+    el('td', { textContent: when(l.created_at) }),
+    el('td', { textContent: l.kind }),
+    el('td', {}, el('code', { textContent: l.reference })),
+    el('td', { className: 'num', textContent: money(l.available_change, l.currency, true) }),
+  )));
+}
+
+$('money-refresh').onclick = () => guarded('payout-error', loadMoney);
+
+$('payout-form').onsubmit = (e) => {
+  e.preventDefault();
+  return guarded('payout-error', async () => {
+    const currency = $('payout-currency').value.trim().toUpperCase();
+    if (!/^[A-Z]{3}$/.test(currency)) throw new Error('Currency: a three-letter ISO 4217 code such as USD');
+    const amount = toMinor($('payout-amount').value, currency);
+    // A fresh key for each submit; the button is off meanwhile, so a double click pays once.
+    $('payout-create').disabled = true;
+    try {
+      await api('POST', '/api/v1/payouts', { amount: { amount, currency }, method: $('payout-method').value }, { 'Idempotency-Key': idempotencyKey() });
+    } finally {
+      $('payout-create').disabled = false;
+    }
+    $('payout-amount').value = '';
+    await loadMoney();
+  });
+};
+
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'options'];
 
 function schemaText(schema) {
@@ -181,7 +415,12 @@ async function main() {
   const scopes = Object.keys(doc.components.securitySchemes.oauth2.flows.authorizationCode.scopes);
   $('key-scopes').append(...scopes.map((s) => el('label', { className: 'check' }, el('input', { type: 'checkbox', value: s }), ` ${s}`)));
   renderReference(doc);
-  await Promise.all([loadApps(), loadKeys(), loadGrants()]);
+  // Webhooks and money report their own failures, so that the rest of the portal still works.
+  await Promise.all([
+    loadApps(), loadKeys(), loadGrants(),
+    guarded('hook-error', () => Promise.all([loadEventTypes(), loadHooks()])),
+    guarded('payout-error', loadMoney),
+  ]);
   document.body.dataset.ready = 'true';
 }
 

@@ -5,6 +5,27 @@ import { ChatConnection, money, requestId, el } from '/assets/chat.js';
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
 const TOKEN_KEY = 'vitrine.buyer';
+const CURRENCY_KEY = 'vitrine.currency';
+
+// The currency a region's buyers pay in, for the first guess from the browser's language; the
+// buyer can pick another, and the choice is kept.
+const REGION_CURRENCY = {
+  US: 'USD', GB: 'GBP', JP: 'JPY', KW: 'KWD', CA: 'CAD', AU: 'AUD', CH: 'CHF', CN: 'CNY', IN: 'INR',
+  BR: 'BRL', MX: 'MXN', KR: 'KRW', SE: 'SEK', NO: 'NOK', DK: 'DKK', PL: 'PLN', SG: 'SGD', HK: 'HKD',
+  NZ: 'NZD', ZA: 'ZAR', AE: 'AED', SA: 'SAR', BH: 'BHD', JO: 'JOD', OM: 'OMR', TR: 'TRY',
+  DE: 'EUR', FR: 'EUR', ES: 'EUR', IT: 'EUR', NL: 'EUR', BE: 'EUR', AT: 'EUR', IE: 'EUR', PT: 'EUR', FI: 'EUR', GR: 'EUR',
+};
+
+function guessCurrency(known) {
+  const saved = localStorage.getItem(CURRENCY_KEY);
+  if (saved && known.includes(saved)) return saved;
+  for (const tag of navigator.languages || [navigator.language]) {
+    const region = (() => { try { return new Intl.Locale(tag).maximize().region; } catch { return null; } })();
+    const c = region && REGION_CURRENCY[region];
+    if (c && known.includes(c)) return c;
+  }
+  return null;
+}
 
 // `onCaption` hears the room's live `caption` events.
 export function startShop(streamId, { onCaption } = {}) {
@@ -12,6 +33,8 @@ export function startShop(streamId, { onCaption } = {}) {
   let pin = null;
   let pending = null; // request id of the purchase in flight
   let countdown = null;
+  let currency = null; // the buyer's currency, when exchange rates are configured
+  let quoteFor = 0; // which pin render the shown conversion belongs to
 
   function buyer() {
     try { return JSON.parse(localStorage.getItem(TOKEN_KEY)); } catch { return null; }
@@ -68,6 +91,43 @@ export function startShop(streamId, { onCaption } = {}) {
     renderStock(pin.available);
     tick();
     countdown = setInterval(tick, 1000);
+    renderLocalPrice();
+  }
+
+  // What the buyer pays in their own currency: the server's conversion (its rounding, its
+  // rates), shown beside the seller's price. The order locks the rate when it is placed.
+  async function localPrice(price) {
+    if (!currency || !price || currency === price.currency) return null;
+    const q = new URLSearchParams({ amount: String(price.amount), from: price.currency, to: currency });
+    const r = await fetch(`/api/v1/public/fx/convert?${q}`);
+    if (!r.ok) return null;
+    return (await r.json()).to;
+  }
+
+  async function renderLocalPrice() {
+    const mine = ++quoteFor;
+    const local = await localPrice(pin && (pin.sale_price || pin.price)).catch(() => null);
+    if (mine !== quoteFor) return;
+    $('product-local-price').hidden = !local;
+    $('product-local-price').textContent = local ? `≈ ${money(local)}` : '';
+  }
+
+  async function loadCurrencies() {
+    const r = await fetch('/api/v1/public/fx/rates').catch(() => null);
+    if (!r?.ok) return; // no rates configured: prices stay in the seller's currency
+    const table = await r.json();
+    const known = [...new Set([table.base, ...Object.keys(table.rates)])].sort();
+    currency = guessCurrency(known);
+    const select = $('currency');
+    select.replaceChildren(el('option', { value: '' }, 'Seller\'s currency'), ...known.map((c) => el('option', { value: c }, c)));
+    select.value = currency || '';
+    $('currency-choice').hidden = false;
+    select.addEventListener('change', () => {
+      currency = select.value || null;
+      if (currency) localStorage.setItem(CURRENCY_KEY, currency); else localStorage.removeItem(CURRENCY_KEY);
+      renderLocalPrice();
+    });
+    renderLocalPrice();
   }
 
   function onEvent(m) {
@@ -102,7 +162,7 @@ export function startShop(streamId, { onCaption } = {}) {
         break;
       case 'order.confirmed':
         if (m.request_id === pending) pending = null;
-        $('buy-result').textContent = `Order confirmed: ${m.order.quantity} x ${pin?.title || 'item'}, ${money(m.order.total)} (#${m.order.id.slice(-6)})`;
+        $('buy-result').textContent = `Order confirmed: ${m.order.quantity} x ${pin?.title || 'item'}, ${money(m.order.charged || m.order.total)} (#${m.order.id.slice(-6)})`;
         $('buy-result').className = 'buy-result ok';
         $('buy').disabled = !pin || pin.available <= 0;
         break;
@@ -148,9 +208,23 @@ export function startShop(streamId, { onCaption } = {}) {
     $('buy-title').textContent = pin.title;
     $('buy-price').textContent = money(pin.sale_price || pin.price);
     $('buy-quantity').max = String(Math.max(1, Math.min(10, pin.per_buyer_limit || 10, pin.available)));
+    $('buy-local').hidden = true;
+    $('buy-local-hint').hidden = true;
+    updateDialogTotal();
     $('buy-dialog').showModal();
     $('card-number').focus();
   }
+
+  // The dialog's total in the buyer's currency, for the quantity chosen.
+  async function updateDialogTotal() {
+    const price = pin && (pin.sale_price || pin.price);
+    const quantity = Number($('buy-quantity').value) || 1;
+    const local = await localPrice(price && { amount: price.amount * quantity, currency: price.currency }).catch(() => null);
+    $('buy-local').hidden = !local;
+    $('buy-local-hint').hidden = !local;
+    $('buy-local-price').textContent = local ? money(local) : '';
+  }
+  $('buy-quantity').addEventListener('input', updateDialogTotal);
 
   $('join-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -173,11 +247,15 @@ export function startShop(streamId, { onCaption } = {}) {
     $('buy').disabled = true;
     $('buy-result').textContent = 'Paying...';
     $('buy-result').className = 'buy-result';
-    chat.send({ type: 'buy', request_id: pending, product_id: pin.product_id, quantity, card_number: $('card-number').value });
+    const price = pin.sale_price || pin.price;
+    const order = { type: 'buy', request_id: pending, product_id: pin.product_id, quantity, card_number: $('card-number').value };
+    if (currency && currency !== price.currency) order.currency = currency;
+    chat.send(order);
   });
 
   const saved = buyer();
   if (saved) $('display-name').value = saved.name;
   connect(saved?.token);
+  loadCurrencies();
   return { get pin() { return pin; }, get chat() { return chat; } };
 }

@@ -4,6 +4,8 @@
 //! next attempt per the retry schedule (later if the receiver sent `Retry-After`), and the
 //! endpoint disabled once it has failed without a success for longer than the schedule lasts.
 
+use super::endpoints::TargetPolicy;
+use super::resolver::PublicOnlyResolver;
 use super::schedule::RetrySchedule;
 use super::sealing::SecretBox;
 use super::signature::{SigningSecret, signature_header};
@@ -95,6 +97,7 @@ enum Result_ {
 pub struct Dispatcher {
     pool: AnyPool,
     http: reqwest::Client,
+    targets: TargetPolicy,
     secrets: SecretBox,
     config: DispatchConfig,
     wake: Arc<Notify>,
@@ -106,23 +109,41 @@ fn lease(config: &DispatchConfig) -> i64 {
     (config.timeout.as_millis() as i64) * 2 + 5_000
 }
 
+/// The resolver's refusal of a non-public target, when that is why a POST failed.
+fn refused_target(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("no public address") {
+            return Some(text);
+        }
+        source = s.source();
+    }
+    None
+}
+
 impl Dispatcher {
     pub fn new(
         pool: AnyPool,
         secrets: SecretBox,
         config: DispatchConfig,
+        targets: TargetPolicy,
         wake: Arc<Notify>,
         metrics: DispatchMetrics,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Vitrine-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+            .user_agent(concat!("Vitrine-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !targets.allow_private {
+            // Checked again at each connection: a name may point elsewhere since registration.
+            http = http.dns_resolver(PublicOnlyResolver::shared());
+        }
+        let http = http.build().unwrap_or_default();
         Self {
             pool,
             http,
+            targets,
             secrets,
             config,
             wake,
@@ -248,6 +269,14 @@ impl Dispatcher {
     }
 
     async fn post(&self, id: &str, target: &Target) -> Result_ {
+        // An address written into the URL skips the resolver; the registration rules still hold.
+        if let Err(e) = self.targets.check(&target.url) {
+            return Result_::Failed {
+                status: None,
+                error: e.to_string(),
+                retry_after: None,
+            };
+        }
         let timestamp = now_ms() / 1000;
         let secrets: Vec<&SigningSecret> = target.secrets.iter().collect();
         let signature = signature_header(&secrets, id, timestamp, target.body.as_bytes());
@@ -282,6 +311,8 @@ impl Dispatcher {
                 status: None,
                 error: if e.is_timeout() {
                     "timed out".into()
+                } else if let Some(refused) = refused_target(&e) {
+                    refused
                 } else {
                     "connection failed".into()
                 },

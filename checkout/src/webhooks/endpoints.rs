@@ -21,51 +21,62 @@ pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 /// Most deliveries listed in one page.
 pub const MAX_LOG_PAGE: i64 = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
+    /// https, to a public host
+    #[schema(max_length = 2048)]
     pub url: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub description: String,
     /// Empty or absent: every event.
     #[serde(default)]
     pub event_types: Vec<EventType>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointPatch {
+    /// https, to a public host
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
+    #[schema(max_length = 200)]
     pub description: Option<String>,
     pub event_types: Option<Vec<EventType>>,
     /// `enabled` turns a disabled endpoint back on.
     pub status: Option<EndpointStatus>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointStatus {
     Enabled,
     Disabled,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Endpoint {
     pub id: String,
     pub url: String,
     pub description: String,
+    /// Empty: every event.
     pub event_types: Vec<EventType>,
     pub status: EndpointStatus,
+    /// Why the endpoint was disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
 }
 
 /// One delivery of one event to one endpoint, with its attempts so far.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
+    /// The webhook-id receivers de-duplicate by
     pub event_id: String,
     pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: Option<Timestamp>,
@@ -94,12 +105,8 @@ impl TargetPolicy {
             url::Host::Domain(d) => {
                 d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal")
             }
-            url::Host::Ipv4(ip) => {
-                ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
-            }
-            url::Host::Ipv6(ip) => {
-                ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-            }
+            url::Host::Ipv4(ip) => super::resolver::is_private_ip(ip.into()),
+            url::Host::Ipv6(ip) => super::resolver::is_private_ip(ip.into()),
         };
         match url.scheme() {
             "https" => {}

@@ -6,6 +6,7 @@ pub mod dispatcher;
 pub mod endpoints;
 pub mod events;
 pub mod outbox;
+pub mod resolver;
 pub mod schedule;
 pub mod sealing;
 pub mod signature;

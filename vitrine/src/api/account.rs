@@ -11,9 +11,52 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::json;
-use vitrine_core::{ApiKeyId, AppId, GrantId};
+use vitrine_core::{ApiKeyId, AppId, GrantId, Problem};
+use vitrine_platform::oauth::GrantView;
 use vitrine_platform::{ApiKey, App, AppPatch, Mode, NewApiKey, NewApp};
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_apps,
+    register_app,
+    get_app,
+    update_app,
+    delete_app,
+    roll_secret,
+    list_keys,
+    create_key,
+    revoke_key,
+    roll_key,
+    list_grants,
+    revoke_grant
+))]
+pub struct Doc;
+
+/// The account's apps.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppList {
+    pub apps: Vec<App>,
+}
+
+/// An app's new client secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClientSecret {
+    /// Shown once.
+    pub client_secret: String,
+}
+
+/// The account's API keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// The grants this seller gave to apps.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GrantList {
+    pub grants: Vec<GrantView>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -39,14 +82,28 @@ fn key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
 }
 
 /// An app with its client secret, in the one answer that shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AppWithSecret {
     #[serde(flatten)]
     app: App,
+    /// Shown once; confidential apps only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
+/// Register an app (an OAuth2 client)
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps",
+    request_body = NewApp,
+    responses((
+        status = 201,
+        description = "Registered; the client secret is shown this once",
+        body = AppWithSecret
+    )),
+    security(("apiToken" = []))
+)]
 async fn register_app(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -67,14 +124,29 @@ async fn register_app(
     ))
 }
 
+/// The account's apps
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    responses((status = 200, description = "Apps", body = AppList)),
+    security(("apiToken" = []))
+)]
 async fn list_apps(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AppList>, ApiError> {
     let apps = state.platform.apps_of(&owner.id).await?;
-    Ok(Json(json!({ "apps": apps })))
+    Ok(Json(AppList { apps }))
 }
 
+/// One app
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{id}",
+    params(("id" = String, Path, description = "App id (client_id)")),
+    responses((status = 200, description = "The app", body = App)),
+    security(("apiToken" = []))
+)]
 async fn get_app(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -83,6 +155,15 @@ async fn get_app(
     Ok(Json(state.platform.app_of(&owner.id, &app_id(&id)?).await?))
 }
 
+/// Rename an app or change its redirect URIs
+#[utoipa::path(
+    patch,
+    path = "/api/v1/apps/{id}",
+    params(("id" = String, Path, description = "App id (client_id)")),
+    request_body = AppPatch,
+    responses((status = 200, description = "The app", body = App)),
+    security(("apiToken" = []))
+)]
 async fn update_app(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -96,6 +177,14 @@ async fn update_app(
     Ok(Json(app))
 }
 
+/// Delete an app; every grant sellers gave it is revoked
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{id}",
+    params(("id" = String, Path, description = "App id (client_id)")),
+    responses((status = 204, description = "Deleted")),
+    security(("apiToken" = []))
+)]
 async fn delete_app(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -105,26 +194,53 @@ async fn delete_app(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Roll a confidential app's client secret (the old one stops working)
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{id}/secret",
+    params(("id" = String, Path, description = "App id")),
+    responses(
+        (status = 200, description = "The new secret, shown once", body = ClientSecret),
+        (status = 400, description = "A public app has no client secret", body = Problem)
+    ),
+    security(("apiToken" = []))
+)]
 async fn roll_secret(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ClientSecret>, ApiError> {
     let secret = state
         .platform
         .roll_client_secret(&owner.id, &app_id(&id)?)
         .await?;
-    Ok(Json(json!({ "client_secret": secret.expose() })))
+    Ok(Json(ClientSecret {
+        client_secret: secret.expose().to_owned(),
+    }))
 }
 
 /// A key with its secret, in the one answer that shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyWithSecret)]
 struct KeyWithSecret {
     #[serde(flatten)]
     key: ApiKey,
+    /// Shown once.
     secret: String,
 }
 
+/// Create an API key in test or live mode
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    request_body = NewApiKey,
+    responses((
+        status = 201,
+        description = "Created; the secret is shown this once",
+        body = KeyWithSecret
+    )),
+    security(("apiToken" = []))
+)]
 async fn create_key(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -148,14 +264,33 @@ async fn create_key(
     ))
 }
 
+/// The account's API keys (hints, never secrets)
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    responses((status = 200, description = "Keys", body = ApiKeyList)),
+    security(("apiToken" = []))
+)]
 async fn list_keys(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let keys = state.platform.keys_of(&owner.id).await?;
-    Ok(Json(json!({ "api_keys": keys })))
+) -> Result<Json<ApiKeyList>, ApiError> {
+    let api_keys = state.platform.keys_of(&owner.id).await?;
+    Ok(Json(ApiKeyList { api_keys }))
 }
 
+/// Give a key a new secret (the old one stops working)
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys/{id}/roll",
+    params(("id" = String, Path, description = "API key id")),
+    responses((
+        status = 200,
+        description = "The key and its new secret, shown once",
+        body = KeyWithSecret
+    )),
+    security(("apiToken" = []))
+)]
 async fn roll_key(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -168,6 +303,14 @@ async fn roll_key(
     }))
 }
 
+/// Revoke an API key
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 204, description = "Revoked")),
+    security(("apiToken" = []))
+)]
 async fn revoke_key(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
@@ -177,14 +320,29 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The apps this seller has authorized
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants",
+    responses((status = 200, description = "Grants", body = GrantList)),
+    security(("apiToken" = []))
+)]
 async fn list_grants(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GrantList>, ApiError> {
     let grants = state.platform.grants_of(&owner.id).await?;
-    Ok(Json(json!({ "grants": grants })))
+    Ok(Json(GrantList { grants }))
 }
 
+/// Withdraw an app's access (its tokens stop working)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/grants/{id}",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 204, description = "Revoked")),
+    security(("apiToken" = []))
+)]
 async fn revoke_grant(
     State(state): State<AppState>,
     AccountOwner(owner): AccountOwner,

@@ -32,6 +32,8 @@ pub enum Via {
         grant: GrantId,
         tier: String,
     },
+    /// The seller signed in to the developer portal (a session cookie plus its CSRF header).
+    PortalSession,
 }
 
 /// An authenticated caller of the seller API.
@@ -146,9 +148,19 @@ pub struct AuthSeller<N: Needs>(pub Seller, pub PhantomData<N>);
 /// The whole principal, for handlers that need more than the seller (rate limits, apps).
 pub struct Authorized<N: Needs>(pub Principal, pub PhantomData<N>);
 
+/// The caller: its bearer credential, or else the portal's browser session, which is the
+/// account itself (the portal manages webhooks and payouts too).
 async fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let raw =
-        bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
+    let Some(raw) = bearer(&parts.headers) else {
+        if crate::portal::session_cookie(&parts.headers).is_none() {
+            return Err(Problem::unauthorized("missing bearer token").into());
+        }
+        return Ok(Principal {
+            seller: portal_seller(parts, state).await?,
+            scopes: Scopes::all(),
+            via: Via::PortalSession,
+        });
+    };
     Principal::of_request(parts, state, raw)
         .await?
         .ok_or(ApiError::InvalidToken)
@@ -199,26 +211,33 @@ impl FromRequestParts<AppState> for AccountOwner {
             }
             return Ok(Self(principal.seller));
         }
-        let session = crate::portal::session_cookie(&parts.headers)
-            .ok_or_else(|| Problem::unauthorized("missing bearer token or portal session"))?;
-        let csrf = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !vitrine_platform::sessions::csrf_matches(&session, csrf) {
-            return Err(
-                Problem::new(axum::http::StatusCode::FORBIDDEN, "csrf", "forbidden")
-                    .with_detail("the portal session's X-CSRF-Token header is missing or wrong")
-                    .into(),
-            );
+        if crate::portal::session_cookie(&parts.headers).is_none() {
+            return Err(Problem::unauthorized("missing bearer token or portal session").into());
         }
-        let seller = match state.platform.session_seller(&session).await? {
-            Some(id) => state.store.seller(&id).await?,
-            None => None,
-        };
-        seller
-            .map(Self)
-            .ok_or_else(|| Problem::unauthorized("the portal session has ended").into())
+        portal_seller(parts, state).await.map(Self)
     }
+}
+
+/// The seller signed in to the portal, once the request's CSRF header matches its session:
+/// the cookie alone rides along on cross-site requests, the header cannot.
+async fn portal_seller(parts: &Parts, state: &AppState) -> Result<Seller, ApiError> {
+    let session = crate::portal::session_cookie(&parts.headers)
+        .ok_or_else(|| Problem::unauthorized("missing bearer token or portal session"))?;
+    let csrf = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !vitrine_platform::sessions::csrf_matches(&session, csrf) {
+        return Err(
+            Problem::new(axum::http::StatusCode::FORBIDDEN, "csrf", "forbidden")
+                .with_detail("the portal session's X-CSRF-Token header is missing or wrong")
+                .into(),
+        );
+    }
+    let seller = match state.platform.session_seller(&session).await? {
+        Some(id) => state.store.seller(&id).await?,
+        None => None,
+    };
+    seller.ok_or_else(|| Problem::unauthorized("the portal session has ended").into())
 }

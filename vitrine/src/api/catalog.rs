@@ -9,7 +9,33 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use vitrine_checkout::{NewPin, NewProduct, Pin, Product, ProductPatch};
-use vitrine_core::{PinId, ProductId};
+use vitrine_core::{PinId, Problem, ProductId};
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_products,
+    create_product,
+    get_product,
+    update_product,
+    archive_product,
+    list_pins,
+    create_pin,
+    unpin
+))]
+pub struct Doc;
+
+/// A seller's products.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProductList {
+    pub products: Vec<Product>,
+}
+
+/// A stream's pins.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PinList {
+    pub pins: Vec<Pin>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,6 +54,17 @@ fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     path_id(raw, ProductId::parse, "no such product")
 }
 
+/// Create a product
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created", body = Product),
+        (status = 409, description = "A product with this SKU exists", body = Problem)
+    ),
+    security(("oauth2" = ["products:write"]))
+)]
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn create_product(
     State(state): State<AppState>,
@@ -41,14 +78,29 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
+/// The seller's products, newest first (up to 200)
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    responses((status = 200, description = "Products", body = ProductList)),
+    security(("oauth2" = ["products:read"]))
+)]
 async fn list_products(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<ProductsRead>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ProductList>, ApiError> {
     let products = state.checkout.products_of(&seller.id).await?;
-    Ok(Json(serde_json::json!({ "products": products })))
+    Ok(Json(ProductList { products }))
 }
 
+/// One product
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    params(("id" = String, Path, description = "The product's id")),
+    responses((status = 200, description = "The product", body = Product)),
+    security(("oauth2" = ["products:read"]))
+)]
 async fn get_product(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<ProductsRead>,
@@ -62,6 +114,18 @@ async fn get_product(
     ))
 }
 
+/// Change a product: title, description, image, price, or stock (set, or moved atomically)
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{id}",
+    params(("id" = String, Path, description = "The product's id")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, description = "The product as it is now", body = Product),
+        (status = 409, description = "stock_delta would take the stock below zero", body = Problem)
+    ),
+    security(("oauth2" = ["products:write"]))
+)]
 async fn update_product(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<ProductsWrite>,
@@ -75,6 +139,14 @@ async fn update_product(
     Ok(Json(product))
 }
 
+/// Archive a product: it leaves the catalog and can no longer be pinned or bought; its orders stay
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{id}",
+    params(("id" = String, Path, description = "The product's id")),
+    responses((status = 204, description = "Archived")),
+    security(("oauth2" = ["products:write"]))
+)]
 async fn archive_product(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<ProductsWrite>,
@@ -87,6 +159,15 @@ async fn archive_product(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pin a product to the stream (optionally as a flash sale); the room sees it at once
+#[utoipa::path(
+    post,
+    path = "/api/v1/streams/{id}/pins",
+    params(("id" = String, Path, description = "The stream's id")),
+    request_body = NewPin,
+    responses((status = 201, description = "Pinned; it replaces the stream's previous pin", body = Pin)),
+    security(("oauth2" = ["streams:write"]))
+)]
 async fn create_pin(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsWrite>,
@@ -101,16 +182,35 @@ async fn create_pin(
     Ok((StatusCode::CREATED, Json(pin)))
 }
 
+/// The stream's pins, newest first
+#[utoipa::path(
+    get,
+    path = "/api/v1/streams/{id}/pins",
+    params(("id" = String, Path, description = "The stream's id")),
+    responses((status = 200, description = "Pins", body = PinList)),
+    security(("oauth2" = ["streams:read"]))
+)]
 async fn list_pins(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsRead>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PinList>, ApiError> {
     let stream = owned_stream(&state, &seller, &id).await?;
     let pins = state.checkout.pins_of(&stream.id).await?;
-    Ok(Json(serde_json::json!({ "pins": pins })))
+    Ok(Json(PinList { pins }))
 }
 
+/// Unpin: the sale ends and the room sees it
+#[utoipa::path(
+    delete,
+    path = "/api/v1/streams/{id}/pins/{pin}",
+    params(
+        ("id" = String, Path, description = "The stream's id"),
+        ("pin" = String, Path, description = "The pin's id")
+    ),
+    responses((status = 204, description = "Unpinned")),
+    security(("oauth2" = ["streams:write"]))
+)]
 async fn unpin(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsWrite>,

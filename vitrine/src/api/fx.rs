@@ -9,13 +9,56 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vitrine_checkout::fx::{FxError, RateTable};
 use vitrine_core::money::MAX_AMOUNT;
-use vitrine_core::{Currency, Problem};
+use vitrine_core::{Currency, Money, Problem};
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(rates, convert))]
+pub struct Doc;
+
+// The bodies below were JSON objects with sorted keys; their fields stay in that order so that
+// the bytes on the wire do not change.
+
+/// The exchange rates in force.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FxRates {
+    /// When the rates were published, as their source gives it.
+    pub as_of: String,
+    /// The currency the rates are against.
+    pub base: Currency,
+    /// Units of each currency per unit of the base, as exact decimal strings.
+    pub rates: BTreeMap<String, String>,
+    /// Where the rates come from.
+    pub source: String,
+}
+
+/// An amount converted at the rates in force.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Conversion {
+    /// When the rates were published, as their source gives it.
+    pub as_of: String,
+    pub from: Money,
+    #[schema(inline)]
+    pub rate: ConversionRate,
+    /// How the result was rounded.
+    pub rounding: String,
+    /// Where the rates come from.
+    pub source: String,
+    pub to: Money,
+}
+
+/// The two rates a conversion used, against the base currency (exact decimal strings).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversionRate {
+    pub base: Currency,
+    pub from: String,
+    pub to: String,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,7 +85,16 @@ fn fx_problem(e: FxError) -> ApiError {
     Problem::bad_request("conversion", e.to_string()).into()
 }
 
-async fn rates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The exchange rates in force, with their source and time (no credential)
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/fx/rates",
+    responses(
+        (status = 200, description = "Rates against the base currency, as exact decimal strings", body = FxRates),
+        (status = 503, description = "No exchange rates are configured or loaded", body = Problem)
+    )
+)]
+async fn rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiError> {
     let t = table(&state)?;
     let mut rates = BTreeMap::new();
     for c in t.currencies() {
@@ -51,27 +103,43 @@ async fn rates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
             t.rate(c).map_err(fx_problem)?.to_string(),
         );
     }
-    Ok(Json(json!({
-        "base": t.base().as_str(),
-        "source": t.source,
-        "as_of": t.as_of,
-        "rates": rates,
-    })))
+    Ok(Json(FxRates {
+        as_of: t.as_of.clone(),
+        base: t.base(),
+        rates,
+        source: t.source.clone(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ConvertQuery {
-    /// Minor units of `from`.
+    /// Minor units of `from`
+    #[param(minimum = 0, maximum = 10_000_000_000_000_i64)]
     amount: i64,
+    /// ISO 4217
+    #[param(pattern = "^[A-Z]{3}$")]
     from: String,
+    /// ISO 4217
+    #[param(pattern = "^[A-Z]{3}$")]
     to: String,
 }
 
+/// Convert an amount between currencies at the rates in force, rounded half away from zero at the target's minor unit (no credential)
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/fx/convert",
+    params(ConvertQuery),
+    responses(
+        (status = 200, description = "The conversion", body = Conversion),
+        (status = 503, description = "No exchange rates are configured or loaded", body = Problem)
+    )
+)]
 async fn convert(
     State(state): State<AppState>,
     q: Result<Query<ConvertQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Conversion>, ApiError> {
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let currency = |raw: &str| {
         Currency::parse(raw)
@@ -88,16 +156,19 @@ async fn convert(
     let t = table(&state)?;
     let quote = t.quote(from, to).map_err(fx_problem)?;
     let converted = quote.convert(q.amount).map_err(fx_problem)?;
-    Ok(Json(json!({
-        "from": { "amount": q.amount, "currency": from.as_str() },
-        "to": converted,
-        "rate": {
-            "base": t.base().as_str(),
-            "from": quote.from_rate.to_string(),
-            "to": quote.to_rate.to_string(),
+    Ok(Json(Conversion {
+        as_of: t.as_of.clone(),
+        from: Money {
+            amount: q.amount,
+            currency: from,
         },
-        "source": t.source,
-        "as_of": t.as_of,
-        "rounding": ROUNDING,
-    })))
+        rate: ConversionRate {
+            base: t.base(),
+            from: quote.from_rate.to_string(),
+            to: quote.to_rate.to_string(),
+        },
+        rounding: ROUNDING.to_owned(),
+        source: t.source.clone(),
+        to: converted,
+    }))
 }

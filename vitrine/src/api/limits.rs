@@ -24,7 +24,7 @@ fn subject(principal: &Principal) -> Subject {
             id: app.to_string(),
             tier: tier.clone(),
         },
-        Via::AccountToken | Via::ApiKey { .. } => Subject::Account {
+        Via::AccountToken | Via::ApiKey { .. } | Via::PortalSession => Subject::Account {
             seller: principal.seller.id.to_string(),
         },
     }

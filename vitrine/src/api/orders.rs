@@ -15,6 +15,19 @@ use serde::{Deserialize, Serialize};
 use vitrine_checkout::{NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult};
 use vitrine_core::{BuyerId, OrderId, Problem};
 
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_buyer,
+    list_orders,
+    place_order,
+    get_order,
+    fulfil,
+    refund,
+    cancel
+))]
+pub struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/buyers", post(create_buyer))
@@ -25,13 +38,17 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/orders/{id}/cancel", post(cancel))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewBuyer {
+    /// Shown in the chat: 1 to 40 printable characters, trimmed.
+    #[schema(max_length = 40)]
     display_name: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A new guest buyer and their session token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Buyer)]
 struct CreatedBuyer {
     buyer_id: BuyerId,
     display_name: String,
@@ -39,6 +56,13 @@ struct CreatedBuyer {
     token: String,
 }
 
+/// Create a guest buyer (no authentication)
+#[utoipa::path(
+    post,
+    path = "/api/v1/buyers",
+    request_body = NewBuyer,
+    responses((status = 201, description = "Created; the token is shown once", body = CreatedBuyer))
+)]
 async fn create_buyer(
     State(state): State<AppState>,
     new: Result<Json<NewBuyer>, JsonRejection>,
@@ -55,6 +79,32 @@ async fn create_buyer(
     ))
 }
 
+/// Buy: reserve stock atomically, charge the card, answer with the paid order
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    params((
+        "Idempotency-Key" = String,
+        Header,
+        description = "Same key and body: the stored response is returned (with Idempotent-Replayed: true). Same key, other body: 422. Keys are kept 24 h, per buyer.",
+        min_length = 1,
+        max_length = 255
+    )),
+    request_body = NewOrder,
+    responses(
+        (status = 201, description = "Paid", body = Order, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same key")
+        )),
+        (status = 401, description = "No valid buyer token", body = Problem),
+        (status = 402, description = "Card declined (type .../payment-declined)", body = Problem),
+        (status = 404, description = "No such product", body = Problem),
+        (status = 409, description = "sold-out, limit-exceeded, sale-ended, not-pinned or request-in-progress", body = Problem),
+        (status = 422, description = "idempotency-key-reused: the key was used with another body", body = Problem),
+        (status = 503, description = "Payment provider unreachable; retry with the same key", body = Problem),
+        (status = 504, description = "payment-timeout: the processor did not confirm in time; nothing was charged", body = Problem)
+    ),
+    security(("buyerToken" = []))
+)]
 #[tracing::instrument(skip_all, fields(buyer = %buyer.id))]
 async fn place_order(
     State(state): State<AppState>,
@@ -98,7 +148,16 @@ async fn place_order(
     Ok(response)
 }
 
-/// Orders newest first, filtered, a page at a time (`next_cursor` leads to the next page).
+/// Orders newest first, filtered, a page at a time: a buyer's own, or a seller's for their products
+///
+/// `next_cursor` leads to the next page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    params(OrderQuery),
+    responses((status = 200, description = "Orders", body = OrderPage)),
+    security(("oauth2" = ["orders:read"]), ("buyerToken" = []))
+)]
 async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,6 +175,14 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     path_id(raw, OrderId::parse, "no such order")
 }
 
+/// An order its buyer or seller may see
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "The order", body = Order)),
+    security(("oauth2" = ["orders:read"]), ("buyerToken" = []))
+)]
 async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +196,17 @@ async fn get_order(
     Ok(Json(order))
 }
 
+/// Mark a paid order fulfilled
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/fulfil",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Fulfilled", body = Order),
+        (status = 409, description = "The order is not paid, or changed meanwhile", body = Problem)
+    ),
+    security(("oauth2" = ["orders:write"]))
+)]
 async fn fulfil(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
@@ -139,6 +217,18 @@ async fn fulfil(
     ))
 }
 
+/// Cancel an order: a pending one is released (its payment cancelled), a paid one not yet shipped is refunded
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/cancel",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 409, description = "The order cannot be cancelled in its state, or changed meanwhile", body = Problem),
+        (status = 503, description = "Payment provider unreachable; retry", body = Problem)
+    ),
+    security(("oauth2" = ["orders:write"]))
+)]
 async fn cancel(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
@@ -149,6 +239,18 @@ async fn cancel(
     ))
 }
 
+/// Refund a paid or fulfilled order in full; the units go back to stock
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/refund",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Refunded", body = Order),
+        (status = 409, description = "The order is not paid or fulfilled, its payment cannot be refunded, or it changed meanwhile", body = Problem),
+        (status = 503, description = "Payment provider unreachable; retry", body = Problem)
+    ),
+    security(("oauth2" = ["orders:write"]))
+)]
 async fn refund(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,

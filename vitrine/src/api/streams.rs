@@ -12,7 +12,25 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState};
+use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState, Timestamp};
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_stream,
+    list_streams,
+    get_stream,
+    delete_stream,
+    public_stream,
+    add_moderator
+))]
+pub struct Doc;
+
+/// The caller's streams.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<StreamView>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,13 +46,21 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModerator {
     pub buyer_id: vitrine_core::BuyerId,
 }
 
-/// Lets a buyer delete lines and ban members in the stream's chat (from their next join).
+/// Make a buyer a moderator of the stream's chat (delete lines, ban, slow mode) from their next join
+#[utoipa::path(
+    post,
+    path = "/api/v1/streams/{id}/moderators",
+    params(("id" = String, Path, description = "The stream's id")),
+    request_body = NewModerator,
+    responses((status = 204, description = "Added")),
+    security(("oauth2" = ["streams:write"]))
+)]
 async fn add_moderator(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsWrite>,
@@ -55,22 +81,28 @@ async fn add_moderator(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
 }
 
 /// A stream as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Stream)]
 pub struct StreamView {
     pub id: StreamId,
     pub title: String,
     pub state: StreamState,
     pub viewers: usize,
+    #[schema(format = "uri")]
     pub whip_url: String,
+    #[schema(format = "uri")]
     pub whep_url: String,
+    #[schema(format = "uri")]
     pub studio_url: String,
+    #[schema(format = "uri")]
     pub watch_url: String,
     /// HLS master playlist (live, and the replay once the stream ended); absent when HLS is off.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,14 +113,17 @@ pub struct StreamView {
     /// Languages of the live captions (chat `caption` events, HLS subtitle renditions): the
     /// spoken one first, then the translations; empty when captions are off.
     pub caption_languages: Vec<String>,
+    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
     pub created_at: i64,
+    pub created_at_iso: Timestamp,
     /// Only in the response that creates the stream: it is stored hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_key: Option<String>,
 }
 
 /// What anyone may know about a stream (the watch page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PublicStream)]
 pub struct PublicStreamView {
     pub id: StreamId,
     pub title: String,
@@ -109,7 +144,8 @@ pub struct PublicStreamView {
 }
 
 /// Where a finished stream's recording plays.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Replay)]
 pub struct ReplayView {
     /// HLS master playlist of the whole recording (`EXT-X-PLAYLIST-TYPE:VOD`).
     pub master_url: String,
@@ -171,6 +207,7 @@ impl AppState {
             title: row.title,
             state: row.state,
             created_at: row.created_at,
+            created_at_iso: Timestamp(row.created_at),
             stream_key: key.map(|k| k.expose().to_owned()),
             id,
         }
@@ -181,6 +218,14 @@ fn parse_id(raw: &str) -> Result<StreamId, ApiError> {
     path_id(raw, StreamId::parse, "no such stream")
 }
 
+/// Create a stream
+#[utoipa::path(
+    post,
+    path = "/api/v1/streams",
+    request_body = CreateStream,
+    responses((status = 201, description = "Created, with its stream key (shown this once)", body = StreamView)),
+    security(("oauth2" = ["streams:write"]))
+)]
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn create_stream(
     State(state): State<AppState>,
@@ -204,18 +249,33 @@ async fn create_stream(
     ))
 }
 
+/// The caller's streams, newest first (at most 200)
+#[utoipa::path(
+    get,
+    path = "/api/v1/streams",
+    responses((status = 200, description = "Streams", body = StreamList)),
+    security(("oauth2" = ["streams:read"]))
+)]
 async fn list_streams(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsRead>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StreamList>, ApiError> {
     let rows = state.store.streams_of(&seller.id).await?;
     let mut streams: Vec<StreamView> = Vec::with_capacity(rows.len());
     for row in rows {
         streams.push(state.full_view(row, None).await);
     }
-    Ok(Json(serde_json::json!({ "streams": streams })))
+    Ok(Json(StreamList { streams }))
 }
 
+/// One of the caller's streams; another seller's stream is 404
+#[utoipa::path(
+    get,
+    path = "/api/v1/streams/{id}",
+    params(("id" = String, Path, description = "The stream's id")),
+    responses((status = 200, description = "The stream", body = StreamView)),
+    security(("oauth2" = ["streams:read"]))
+)]
 async fn get_stream(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<StreamsRead>,
@@ -225,7 +285,14 @@ async fn get_stream(
     Ok(Json(state.full_view(row, None).await))
 }
 
-/// Deletes a stream: its publisher is disconnected and its recording and HLS media removed.
+/// Ends the broadcast and deletes the stream and its recording (HLS media, poster)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/streams/{id}",
+    params(("id" = String, Path, description = "The stream's id")),
+    responses((status = 204, description = "Deleted")),
+    security(("oauth2" = ["streams:write"]))
+)]
 #[tracing::instrument(skip_all, fields(seller = %seller.id))]
 async fn delete_stream(
     State(state): State<AppState>,
@@ -245,6 +312,13 @@ async fn delete_stream(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What anyone may know of a stream (the watch page)
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/streams/{id}",
+    params(("id" = String, Path, description = "The stream's id")),
+    responses((status = 200, description = "The stream", body = PublicStreamView))
+)]
 async fn public_stream(
     State(state): State<AppState>,
     Path(id): Path<String>,

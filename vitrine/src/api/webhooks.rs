@@ -11,9 +11,48 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use vitrine_checkout::webhooks::{Endpoint, EndpointPatch, EventType, NewEndpoint};
+use vitrine_checkout::webhooks::{Delivery, Endpoint, EndpointPatch, EventType, NewEndpoint};
 use vitrine_core::Problem;
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    event_types,
+    list_endpoints,
+    create_endpoint,
+    get_endpoint,
+    update_endpoint,
+    delete_endpoint,
+    rotate_secret,
+    deliveries,
+    replay
+))]
+pub struct Doc;
+
+/// The event types an endpoint can subscribe to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventTypeList {
+    pub event_types: Vec<EventType>,
+}
+
+/// A seller's webhook endpoints.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// An endpoint's new signing secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    /// `whsec_...`, shown once.
+    pub secret: String,
+}
+
+/// An endpoint's delivery log, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,19 +81,36 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-async fn event_types(AuthSeller(_, _): AuthSeller<WebhooksRead>) -> Json<serde_json::Value> {
-    let names: Vec<_> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-    Json(json!({ "event_types": names }))
+/// The event types an endpoint can subscribe to
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/event-types",
+    responses((status = 200, description = "Event types", body = EventTypeList)),
+    security(("oauth2" = ["webhooks:read"]))
+)]
+async fn event_types(AuthSeller(_, _): AuthSeller<WebhooksRead>) -> Json<EventTypeList> {
+    Json(EventTypeList {
+        event_types: EventType::ALL.to_vec(),
+    })
 }
 
-#[derive(Serialize)]
+/// An endpoint with its signing secret.
+#[derive(Serialize, utoipa::ToSchema)]
 struct EndpointWithSecret {
     #[serde(flatten)]
     endpoint: Endpoint,
-    /// Shown once.
+    /// `whsec_...`, shown once.
     secret: String,
 }
 
+/// Add an endpoint; its signing secret is shown once
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints",
+    request_body = NewEndpoint,
+    responses((status = 201, description = "Added", body = EndpointWithSecret)),
+    security(("oauth2" = ["webhooks:write"]))
+)]
 async fn create_endpoint(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,
@@ -74,14 +130,29 @@ async fn create_endpoint(
     ))
 }
 
+/// The seller's webhook endpoints
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints",
+    responses((status = 200, description = "Endpoints", body = EndpointList)),
+    security(("oauth2" = ["webhooks:read"]))
+)]
 async fn list_endpoints(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksRead>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EndpointList>, ApiError> {
     let endpoints = state.checkout.endpoints_of(&seller.id).await?;
-    Ok(Json(json!({ "endpoints": endpoints })))
+    Ok(Json(EndpointList { endpoints }))
 }
 
+/// One endpoint
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints/{id}",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, description = "The endpoint", body = Endpoint)),
+    security(("oauth2" = ["webhooks:read"]))
+)]
 async fn get_endpoint(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksRead>,
@@ -90,6 +161,15 @@ async fn get_endpoint(
     Ok(Json(state.checkout.endpoint(&seller.id, &id).await?))
 }
 
+/// Change an endpoint, or enable it again
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhooks/endpoints/{id}",
+    params(("id" = String, Path, description = "Endpoint id")),
+    request_body = EndpointPatch,
+    responses((status = 200, description = "The endpoint", body = Endpoint)),
+    security(("oauth2" = ["webhooks:write"]))
+)]
 async fn update_endpoint(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,
@@ -103,6 +183,14 @@ async fn update_endpoint(
     Ok(Json(e))
 }
 
+/// Remove an endpoint (its pending deliveries are dropped)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/endpoints/{id}",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 204, description = "Removed")),
+    security(("oauth2" = ["webhooks:write"]))
+)]
 async fn delete_endpoint(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,
@@ -112,29 +200,50 @@ async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A new signing secret, shown once; the previous one keeps signing for 24 hours
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints/{id}/rotate-secret",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, description = "The new secret", body = RotatedSecret)),
+    security(("oauth2" = ["webhooks:write"]))
+)]
 async fn rotate_secret(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RotatedSecret>, ApiError> {
     let secret = state
         .checkout
         .rotate_endpoint_secret(&seller.id, &id)
         .await?;
-    Ok(Json(json!({ "secret": secret.expose() })))
+    Ok(Json(RotatedSecret {
+        secret: secret.expose(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// How many deliveries, newest first
+    #[param(minimum = 1, maximum = 100, default = 50)]
     limit: Option<i64>,
 }
 
+/// The endpoint's delivery log, newest first
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints/{id}/deliveries",
+    params(("id" = String, Path, description = "Endpoint id"), LogQuery),
+    responses((status = 200, description = "Deliveries", body = DeliveryList)),
+    security(("oauth2" = ["webhooks:read"]))
+)]
 async fn deliveries(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksRead>,
     Path(id): Path<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeliveryList>, ApiError> {
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     if q.limit.is_some_and(|n| !(1..=100).contains(&n)) {
         return Err(Problem::bad_request("invalid-query", "limit must be 1 to 100").into());
@@ -143,9 +252,23 @@ async fn deliveries(
         .checkout
         .deliveries(&seller.id, &id, q.limit.unwrap_or(50))
         .await?;
-    Ok(Json(json!({ "deliveries": log })))
+    Ok(Json(DeliveryList { deliveries: log }))
 }
 
+/// Send an event to the endpoint again now (same webhook-id)
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints/{id}/deliveries/{event}/replay",
+    params(
+        ("id" = String, Path, description = "Endpoint id"),
+        ("event" = String, Path, description = "Event (message) id")
+    ),
+    responses(
+        (status = 202, description = "Queued"),
+        (status = 409, description = "The endpoint is disabled", body = Problem)
+    ),
+    security(("oauth2" = ["webhooks:write"]))
+)]
 async fn replay(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,

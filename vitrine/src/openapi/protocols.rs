@@ -1,0 +1,279 @@
+//! The operations served by the media and chat crates (WHIP, WHEP, HLS, the chat websocket)
+//! and the binary's own service routes, documented here because those crates speak
+//! protocols with their own specifications and know nothing of OpenAPI.
+//!
+//! The functions below are never called: each one only carries its operation. The handlers
+//! are in `vitrine_ingest::whip`, `vitrine_sfu::whep` (and `signaling`),
+//! `vitrine_transcode::routes`, `vitrine_chat::routes`, and `crate::app`.
+
+// `healthz` and `metrics` are documented on their handlers; their operations are listed here.
+use crate::app::{__path_healthz, __path_metrics};
+use vitrine_core::Problem;
+
+/// The operations of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    whip_offer,
+    whip_options,
+    whip_trickle,
+    whip_end,
+    whep_offer,
+    whep_options,
+    whep_trickle,
+    whep_end,
+    hls_master,
+    hls_playlist,
+    hls_object,
+    hls_poster,
+    chat,
+    healthz,
+    metrics,
+    openapi_json
+))]
+pub struct Doc;
+
+/// The bytes of a media file.
+#[allow(dead_code)]
+struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
+/// Publish (WHIP, RFC 9725); a second publish replaces the first
+#[utoipa::path(
+    post,
+    path = "/whip/{stream}",
+    params(("stream" = String, Path, description = "The stream's id")),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    responses(
+        (
+            status = 201,
+            description = "SDP answer; Location names the session",
+            body = String,
+            content_type = "application/sdp",
+            headers(("Location" = String, description = "The session resource (relative), to PATCH and DELETE"))
+        ),
+        (status = 401, description = "Invalid or missing stream key", body = Problem),
+        (status = 404, description = "No such stream", body = Problem),
+        (status = 415, description = "The body is not application/sdp", body = Problem),
+        (status = 503, description = "The server is at its session limit", body = Problem)
+    ),
+    security(("streamKey" = []))
+)]
+#[allow(dead_code)]
+fn whip_offer() {}
+
+/// What the endpoint accepts (Accept-Post) and CORS
+#[utoipa::path(
+    options,
+    path = "/whip/{stream}",
+    params(("stream" = String, Path, description = "The stream's id")),
+    responses((
+        status = 204,
+        description = "No content",
+        headers(("Accept-Post" = String, description = "application/sdp"))
+    ))
+)]
+#[allow(dead_code)]
+fn whip_options() {}
+
+/// Trickle ICE candidates
+#[utoipa::path(
+    patch,
+    path = "/whip/{stream}/{session}",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("session" = String, Path, description = "The session's id (from Location)")
+    ),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
+    responses(
+        (status = 204, description = "Added"),
+        (status = 404, description = "No such session", body = Problem),
+        (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn whip_trickle() {}
+
+/// End the broadcast
+#[utoipa::path(
+    delete,
+    path = "/whip/{stream}/{session}",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("session" = String, Path, description = "The session's id (from Location)")
+    ),
+    responses(
+        (status = 200, description = "Ended"),
+        (status = 404, description = "No such session", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn whip_end() {}
+
+/// Play (WHEP); no key needed
+#[utoipa::path(
+    post,
+    path = "/whep/{stream}",
+    params(("stream" = String, Path, description = "The stream's id")),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    responses(
+        (
+            status = 201,
+            description = "SDP answer; Location names the session",
+            body = String,
+            content_type = "application/sdp",
+            headers(("Location" = String, description = "The session resource (relative), to PATCH and DELETE"))
+        ),
+        (status = 404, description = "No such stream", body = Problem),
+        (status = 415, description = "The body is not application/sdp", body = Problem),
+        (status = 503, description = "The server is at its session limit", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn whep_offer() {}
+
+/// What the endpoint accepts (Accept-Post) and CORS
+#[utoipa::path(
+    options,
+    path = "/whep/{stream}",
+    params(("stream" = String, Path, description = "The stream's id")),
+    responses((
+        status = 204,
+        description = "No content",
+        headers(("Accept-Post" = String, description = "application/sdp"))
+    ))
+)]
+#[allow(dead_code)]
+fn whep_options() {}
+
+/// Trickle ICE candidates
+#[utoipa::path(
+    patch,
+    path = "/whep/{stream}/{session}",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("session" = String, Path, description = "The session's id (from Location)")
+    ),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
+    responses(
+        (status = 204, description = "Added"),
+        (status = 404, description = "No such session", body = Problem),
+        (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn whep_trickle() {}
+
+/// Stop watching
+#[utoipa::path(
+    delete,
+    path = "/whep/{stream}/{session}",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("session" = String, Path, description = "The session's id (from Location)")
+    ),
+    responses(
+        (status = 200, description = "Stopped"),
+        (status = 404, description = "No such session", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn whep_end() {}
+
+/// HLS master playlist: a variant per rendition (BANDWIDTH, RESOLUTION, FRAME-RATE, CODECS) and the AAC rendition group. A stream that is starting is answered once every rendition has a segment (up to 15 s).
+#[utoipa::path(
+    get,
+    path = "/hls/{stream}/master.m3u8",
+    params(("stream" = String, Path, description = "The stream's id")),
+    responses(
+        (status = 200, description = "OK", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 404, description = "No such stream, or it has no HLS output (yet)", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn hls_master() {}
+
+/// Media playlist: LL-HLS while live (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD), VOD with EXT-X-ENDLIST once the recording is a replay
+#[utoipa::path(
+    get,
+    path = "/hls/{stream}/{rendition}/index.m3u8",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("rendition" = String, Path, description = "`1080p`, `720p`, ..., or `audio`."),
+        ("_HLS_msn" = Option<u64>, Query, minimum = 0, description = "Blocking reload: answer once this media sequence number is listed."),
+        ("_HLS_part" = Option<u32>, Query, minimum = 0, description = "With _HLS_msn: answer once this part of that segment is listed.")
+    ),
+    responses(
+        (status = 200, description = "OK", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 400, description = "A malformed directive, _HLS_part without _HLS_msn, or _HLS_msn too far ahead of the live edge", body = Problem),
+        (status = 404, description = "No such stream or rendition", body = Problem),
+        (status = 503, description = "The requested segment or part did not become available in time", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn hls_playlist() {}
+
+/// An init segment, segment or part (fMP4/CMAF); cached as immutable
+#[utoipa::path(
+    get,
+    path = "/hls/{stream}/{rendition}/{file}",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("rendition" = String, Path, description = "`1080p`, `720p`, ..., or `audio`."),
+        ("file" = String, Path, description = "`init{n}.mp4`, `s{msn}.m4s` (segment) or `p{msn}.{i}.m4s` (part; the preload-hinted part is held until it exists).")
+    ),
+    responses(
+        (status = 200, description = "OK", body = inline(Binary), content_type = "video/mp4"),
+        (status = 404, description = "No such media object", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn hls_object() {}
+
+/// A picture of the stream
+#[utoipa::path(
+    get,
+    path = "/hls/{stream}/poster.jpg",
+    params(("stream" = String, Path, description = "The stream's id")),
+    responses(
+        (status = 200, description = "OK", body = inline(Binary), content_type = "image/jpeg"),
+        (status = 404, description = "No such stream, or no poster yet", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn hls_poster() {}
+
+/// The stream's chat room (websocket, protocol v1: docs/chat-protocol.md)
+///
+/// Upgrade to a websocket; the first message must be hello (optionally with a buyer or seller token). JSON text frames with a type field.
+#[utoipa::path(
+    get,
+    path = "/ws/streams/{stream}/chat",
+    params(("stream" = String, Path, description = "Stream id")),
+    responses(
+        (status = 101, description = "Switching protocols"),
+        (status = 400, description = "Not a websocket upgrade request", body = Problem),
+        (status = 404, description = "No such stream", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn chat() {}
+
+/// This document
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json"))
+)]
+#[allow(dead_code)]
+fn openapi_json() {}
