@@ -828,3 +828,90 @@ async fn api_keys_in_test_and_live_mode() {
     }
     w.server.stop().await;
 }
+
+/// The portal's session reaches the seller API as the account itself, but only with the CSRF
+/// header its page carries: the cookie alone, which a cross-site form would send, gets 403.
+#[tokio::test]
+async fn the_portal_session_reaches_the_api_only_with_its_csrf_header() {
+    let w = World::new(Backend::Sqlite).await;
+    let cookie = w.sign_in(&w.seller).await;
+    let page = w
+        .http
+        .get(w.server.url("/developers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the portal page carries its CSRF token")
+        .to_owned();
+    let get = |path: &'static str, csrf: Option<String>| {
+        let mut r = w.http.get(w.server.url(path)).header("cookie", &cookie);
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    for path in ["/api/v1/balance", "/api/v1/webhooks/endpoints", "/api/v1/apps"] {
+        let r = get(path, None).await;
+        assert_eq!(r.status(), 403, "{path} without the header");
+        assert!(r.text().await.unwrap().contains("csrf"));
+        assert_eq!(
+            get(path, Some("0".repeat(csrf.len()))).await.status(),
+            403,
+            "{path} with a forged header"
+        );
+        assert_eq!(get(path, Some(csrf.clone())).await.status(), 200, "{path}");
+    }
+    // What the session creates belongs to its seller, and to no one else.
+    let r = w
+        .http
+        .post(w.server.url("/api/v1/webhooks/endpoints"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({ "url": "https://hooks.example.com/vitrine" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (_, own) = w
+        .server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/webhooks/endpoints",
+            &w.seller,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(own["endpoints"][0]["url"], "https://hooks.example.com/vitrine");
+    let (_, endpoints) = w
+        .server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/webhooks/endpoints",
+            &w.other_seller,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(endpoints["endpoints"], serde_json::json!([]));
+    // Signed out: the cookie is worth nothing.
+    let r = w
+        .http
+        .post(w.server.url("/signout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success());
+    assert_eq!(get("/api/v1/balance", Some(csrf)).await.status(), 401);
+    w.server.stop().await;
+}
