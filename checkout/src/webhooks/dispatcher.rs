@@ -84,6 +84,17 @@ struct Target {
     secrets: Vec<SigningSecret>,
 }
 
+/// One attempt's result, on its way to the bookkeeping.
+struct Outcome {
+    due: Due,
+    /// `None`: the endpoint was disabled or deleted meanwhile; nothing was sent.
+    result: Option<Result_>,
+    took_ms: i64,
+}
+
+/// Most outcomes written in one transaction.
+const RECORD_BATCH: usize = 64;
+
 enum Result_ {
     Delivered(u16),
     Gone,
@@ -167,49 +178,78 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one batch of due messages; returns how many were attempted.
+    /// Delivers one batch of due messages; returns how many were attempted. Outcomes are
+    /// written down as they arrive, several to a transaction, so a fast receiver is not held
+    /// to one commit per message and a slow one does not hold up the others' bookkeeping.
     pub async fn round(&self) -> Result<usize, CheckoutError> {
-        let now = now_ms();
+        let claimed = self.claim(now_ms()).await?;
+        let n = claimed.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        // Bounded by the batch: every attempt has its slot, so a send never waits.
+        let (done, mut outcomes) = tokio::sync::mpsc::channel::<Outcome>(n);
+        let attempts = async move {
+            futures::stream::iter(claimed)
+                .for_each_concurrent(self.config.concurrency, |due| {
+                    let done = done.clone();
+                    async move {
+                        match self.attempt(due).await {
+                            Ok(outcome) => {
+                                let _ = done.send(outcome).await;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "webhook delivery lookup failed"),
+                        }
+                    }
+                })
+                .await;
+        };
+        let recorder = async {
+            while let Some(first) = outcomes.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < RECORD_BATCH {
+                    match outcomes.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                // Unrecorded attempts keep their lease and are tried again when it ends:
+                // receivers de-duplicate by webhook-id.
+                if let Err(e) = self.record_all(batch).await {
+                    tracing::warn!(error = %e, "webhook delivery bookkeeping failed");
+                }
+            }
+        };
+        tokio::join!(attempts, recorder);
+        Ok(n)
+    }
+
+    /// Leases up to a batch of due deliveries in one statement. Under concurrent dispatchers
+    /// a row another one leased first fails the re-checked condition and is skipped.
+    async fn claim(&self, now: i64) -> Result<Vec<Due>, CheckoutError> {
         let batch = (self.config.concurrency * 4) as i64;
         let rows = sqlx::query(
-            "SELECT event_id, endpoint_id, attempts FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_until < $1 \
-             ORDER BY next_attempt_at LIMIT $2",
+            "UPDATE webhook_deliveries SET leased_until = $1 \
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND leased_until < $2 \
+             AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM webhook_deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND leased_until < $2 \
+             ORDER BY next_attempt_at LIMIT $3) \
+             RETURNING event_id, endpoint_id, attempts",
         )
+        .bind(now + lease(&self.config))
         .bind(now)
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = vec![];
-        for r in rows {
-            let due = Due {
-                event_id: r.try_get(0)?,
-                endpoint_id: r.try_get(1)?,
-                attempts: r.try_get(2)?,
-            };
-            let took = sqlx::query(
-                "UPDATE webhook_deliveries SET leased_until = $1 WHERE event_id = $2 \
-                 AND endpoint_id = $3 AND status = 'pending' AND leased_until < $4",
-            )
-            .bind(now + lease(&self.config))
-            .bind(&due.event_id)
-            .bind(&due.endpoint_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            if took.rows_affected() == 1 {
-                claimed.push(due);
-            }
-        }
-        let n = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(self.config.concurrency, |due| async move {
-                if let Err(e) = self.deliver(due).await {
-                    tracing::warn!(error = %e, "webhook delivery bookkeeping failed");
-                }
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    event_id: r.try_get(0)?,
+                    endpoint_id: r.try_get(1)?,
+                    attempts: r.try_get(2)?,
+                })
             })
-            .await;
-        Ok(n)
+            .collect()
     }
 
     async fn target(&self, due: &Due) -> Result<Option<Target>, CheckoutError> {
@@ -249,23 +289,22 @@ impl Dispatcher {
         }))
     }
 
-    async fn deliver(&self, due: Due) -> Result<(), CheckoutError> {
+    /// Looks the delivery up and posts it; `result` is `None` when its endpoint is disabled.
+    async fn attempt(&self, due: Due) -> Result<Outcome, CheckoutError> {
         let Some(target) = self.target(&due).await? else {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled', \
-                 updated_at = $1 WHERE event_id = $2 AND endpoint_id = $3",
-            )
-            .bind(now_ms())
-            .bind(&due.event_id)
-            .bind(&due.endpoint_id)
-            .execute(&self.pool)
-            .await?;
-            return Ok(());
+            return Ok(Outcome {
+                due,
+                result: None,
+                took_ms: 0,
+            });
         };
         let started = Instant::now();
         let result = self.post(&due.event_id, &target).await;
-        let took_ms = started.elapsed().as_millis() as i64;
-        self.record(&due, result, took_ms).await
+        Ok(Outcome {
+            took_ms: started.elapsed().as_millis() as i64,
+            due,
+            result: Some(result),
+        })
     }
 
     async fn post(&self, id: &str, target: &Target) -> Result_ {
@@ -321,15 +360,45 @@ impl Dispatcher {
         }
     }
 
-    async fn record(&self, due: &Due, result: Result_, took_ms: i64) -> Result<(), CheckoutError> {
+    /// Writes down a batch of outcomes in one transaction.
+    async fn record_all(&self, batch: Vec<Outcome>) -> Result<(), CheckoutError> {
+        let mut tx = self.pool.begin().await?;
+        for outcome in batch {
+            self.record_in(&mut tx, outcome).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        outcome: Outcome,
+    ) -> Result<(), CheckoutError> {
+        let Outcome {
+            due,
+            result,
+            took_ms,
+        } = outcome;
         let now = now_ms();
+        let Some(result) = result else {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled', \
+                 leased_until = 0, updated_at = $1 WHERE event_id = $2 AND endpoint_id = $3",
+            )
+            .bind(now)
+            .bind(&due.event_id)
+            .bind(&due.endpoint_id)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(());
+        };
         let attempt = due.attempts + 1;
         let (status_code, error) = match &result {
             Result_::Delivered(s) => (Some(i64::from(*s)), None),
             Result_::Gone => (Some(410), Some("410 Gone: endpoint disabled".to_owned())),
             Result_::Failed { status, error, .. } => (status.map(i64::from), Some(error.clone())),
         };
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (event_id, endpoint_id, attempt, at, status_code, \
              duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -341,26 +410,23 @@ impl Dispatcher {
         .bind(status_code)
         .bind(took_ms)
         .bind(error.clone())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let (status, next) = match &result {
             Result_::Delivered(_) => {
                 self.metrics.count("delivered");
-                sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
-                    .bind(&due.endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since = NULL \
+                     WHERE id = $1 AND failing_since IS NOT NULL",
+                )
+                .bind(&due.endpoint_id)
+                .execute(&mut **tx)
+                .await?;
                 ("succeeded", now)
             }
             Result_::Gone => {
                 self.metrics.count("gone");
-                disable(
-                    &mut tx,
-                    &due.endpoint_id,
-                    "the endpoint answered 410 Gone",
-                    now,
-                )
-                .await?;
+                disable(tx, &due.endpoint_id, "the endpoint answered 410 Gone", now).await?;
                 ("failed", now)
             }
             Result_::Failed { retry_after, .. } => {
@@ -371,16 +437,16 @@ impl Dispatcher {
                 )
                 .bind(now)
                 .bind(&due.endpoint_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let since: Option<i64> =
                     sqlx::query("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
                         .bind(&due.endpoint_id)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await?
                         .try_get(0)?;
                 if since.is_some_and(|s| now - s > self.config.disable_after.as_millis() as i64) {
-                    disable(&mut tx, &due.endpoint_id, "failing for too long", now).await?;
+                    disable(tx, &due.endpoint_id, "failing for too long", now).await?;
                     ("failed", now)
                 } else {
                     match self
@@ -407,9 +473,8 @@ impl Dispatcher {
         .bind(now)
         .bind(&due.event_id)
         .bind(&due.endpoint_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }
