@@ -33,6 +33,21 @@ pub struct NewPin {
     #[serde(default)]
     #[schema(maximum = 253_402_300_799_999_i64)]
     pub ends_at: Option<i64>,
+    /// The same, in RFC 3339 (UTC); give either, or both naming the same instant.
+    #[serde(default)]
+    pub ends_at_iso: Option<Timestamp>,
+}
+
+impl NewPin {
+    /// When the sale ends, from whichever form the request used.
+    fn ends_at(&self) -> Result<Option<i64>, CheckoutError> {
+        match (self.ends_at, self.ends_at_iso) {
+            (Some(ms), Some(iso)) if ms != iso.millis() => Err(CheckoutError::Invalid(
+                "ends_at and ends_at_iso name different instants".into(),
+            )),
+            (ms, iso) => Ok(ms.or(iso.map(Timestamp::millis))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -147,10 +162,11 @@ impl Checkout {
             }
         }
         let now = now_ms();
-        if new.ends_at.is_some_and(|t| t <= now) {
+        let ends_at = new.ends_at()?;
+        if ends_at.is_some_and(|t| t <= now) {
             return Err(CheckoutError::Invalid("ends_at is in the past".into()));
         }
-        if new.ends_at.is_some_and(|t| t > Timestamp::MAX_MILLIS) {
+        if ends_at.is_some_and(|t| t > Timestamp::MAX_MILLIS) {
             return Err(CheckoutError::Invalid(
                 "ends_at must be before the year 10000".into(),
             ));
@@ -163,10 +179,10 @@ impl Checkout {
             per_buyer_limit: new.per_buyer_limit,
             quantity_cap: new.quantity_cap,
             remaining: new.quantity_cap.map(i64::from),
-            ends_at: new.ends_at,
+            ends_at,
             active: true,
             created_at: now,
-            ends_at_iso: new.ends_at.map(Timestamp),
+            ends_at_iso: ends_at.map(Timestamp),
             created_at_iso: Timestamp(now),
         };
         let mut tx = self.pool.begin().await?;

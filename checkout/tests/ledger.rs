@@ -4,15 +4,12 @@
 //! takes more than the available balance; fees and the balance add up to the cent.
 
 use futures::future::join_all;
-use std::sync::Arc;
 use std::time::Duration;
-use vitrine_checkout::db::{Backend, connect, migrate};
+use vitrine_checkout::db::Backend;
 use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::payouts::{NewPayout, PayoutMethod, PayoutStatus};
-use vitrine_checkout::testing::TestDatabase;
-use vitrine_checkout::{
-    Checkout, CheckoutConfig, CheckoutError, NewOrder, NewProduct, OrderResult, SandboxProvider,
-};
+use vitrine_checkout::testing::{TestDatabase, fresh_checkout};
+use vitrine_checkout::{Checkout, CheckoutError, NewOrder, NewProduct, OrderResult};
 use vitrine_core::{Currency, Money, SellerId};
 
 struct Shop {
@@ -26,15 +23,9 @@ fn eur(amount: i64) -> Money {
 }
 
 async fn shop(backend: Backend) -> Shop {
-    let db = TestDatabase::create(backend).await.unwrap();
-    let (pool, backend) = connect(&db.url).await.unwrap();
-    migrate(&pool, backend).await.unwrap();
-    let payments = Arc::new(SandboxProvider::new(
-        pool.clone(),
-        Duration::from_millis(10),
-    ));
-    let events = Arc::new(vitrine_core::EventRelay::default());
-    let checkout = Checkout::new(pool, payments, events, CheckoutConfig::default());
+    let (checkout, db) = fresh_checkout(backend, Duration::from_millis(10))
+        .await
+        .unwrap();
     Shop {
         checkout,
         seller: SellerId::generate(),

@@ -370,6 +370,7 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
                 per_buyer_limit: Some(1),
                 quantity_cap: Some(50),
                 ends_at: None,
+                ends_at_iso: None,
             },
         )
         .await
@@ -437,14 +438,29 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     let h = harness(backend).await;
     let p = h.product(jacket(10)).await;
     let stream = StreamId::generate();
+    // The end given in RFC 3339 only; both forms come back, naming one instant.
+    let ends = vitrine_core::Timestamp(vitrine_checkout::db::now_ms() + 60_000);
     let pin = NewPin {
         product_id: p.id.clone(),
         sale_price: None,
         per_buyer_limit: Some(2),
         quantity_cap: None,
-        ends_at: Some(vitrine_checkout::db::now_ms() + 60_000),
+        ends_at: None,
+        ends_at_iso: Some(ends),
     };
-    h.checkout.pin(&h.seller, &stream, pin).await.unwrap();
+    let disagreeing = NewPin {
+        ends_at: Some(ends.millis() + 1),
+        ..pin.clone()
+    };
+    assert!(matches!(
+        h.checkout.pin(&h.seller, &stream, disagreeing).await,
+        Err(CheckoutError::Invalid(_))
+    ));
+    let pinned = h.checkout.pin(&h.seller, &stream, pin).await.unwrap();
+    assert_eq!(
+        (pinned.ends_at, pinned.ends_at_iso),
+        (Some(ends.millis()), Some(ends))
+    );
     let buyer = BuyerId::generate();
     let mut two = through(&stream, &p.id, APPROVE);
     two.quantity = 2;

@@ -5,15 +5,13 @@ use axum::http::HeaderMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vitrine_checkout::db::{Backend, connect, migrate};
+use vitrine_checkout::db::Backend;
 use vitrine_checkout::orders::PaymentDetails;
-use vitrine_checkout::testing::TestDatabase;
+use vitrine_checkout::testing::fresh_checkout;
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
 use vitrine_checkout::webhooks::sealing::SecretBox;
 use vitrine_checkout::webhooks::{NewEndpoint, TargetPolicy};
-use vitrine_checkout::{
-    Checkout, CheckoutConfig, NewOrder, NewProduct, OrderResult, SandboxProvider,
-};
+use vitrine_checkout::{NewOrder, NewProduct, OrderResult};
 use vitrine_core::{Currency, Money, SellerId};
 
 /// A receiver on loopback that answers 200 and keeps every `webhook-id` it was sent.
@@ -40,15 +38,10 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 vitrine_checkout::on_both_backends!(two_dispatchers_send_each_message_once);
 
 async fn two_dispatchers_send_each_message_once(backend: Backend) {
-    let db = TestDatabase::create(backend).await.unwrap();
-    let (pool, backend) = connect(&db.url).await.unwrap();
-    migrate(&pool, backend).await.unwrap();
-    let payments = Arc::new(SandboxProvider::new(
-        pool.clone(),
-        Duration::from_millis(5),
-    ));
-    let events = Arc::new(vitrine_core::EventRelay::default());
-    let checkout = Checkout::new(pool, payments, events, CheckoutConfig::default()).with_webhooks(
+    let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
+        .await
+        .unwrap();
+    let checkout = checkout.with_webhooks(
         SecretBox::ephemeral(),
         TargetPolicy {
             allow_private: true,
@@ -114,7 +107,10 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
         assert!(rounds < 1000, "the outbox never drained");
     }
 
-    let log = checkout.deliveries(&seller, &endpoint.id, 100).await.unwrap();
+    let log = checkout
+        .deliveries(&seller, &endpoint.id, 100)
+        .await
+        .unwrap();
     // Every order was created and paid: two messages each.
     assert_eq!(log.len(), 40);
     assert!(

@@ -1,7 +1,8 @@
 //! `api`: an authenticated, rate-limited read endpoint of the seller API under load, from one
 //! node or several sharing Redis (workers spread round-robin over the nodes), and
-//! `webhooks`: how fast the dispatcher drains a backlog of signed deliveries into a receiver on
-//! loopback, next to what the same receiver takes from a plain HTTP client (its ceiling).
+//! `webhooks`: how fast the dispatcher delivers signed messages into a receiver on loopback
+//! while orders pour in, then how fast it drains the backlog an outage of the receiver left,
+//! next to what the same receiver takes from a plain HTTP client (its ceiling).
 
 use crate::stats::{CpuWindow, percentile};
 use anyhow::{Context, bail};
@@ -167,10 +168,22 @@ pub struct WebhooksRow {
     pub server_cpu_per_s: Option<f64>,
 }
 
-/// A minimal HTTP/1.1 receiver: counts distinct `webhook-id`s and answers 204.
+/// A minimal HTTP/1.1 receiver: counts distinct `webhook-id`s and answers 204; while it is
+/// "down" it answers 503 with a `Retry-After` that points every retry at the moment it comes
+/// back, so the whole backlog falls due at once.
 #[derive(Default)]
 struct Receiver {
     ids: Mutex<HashSet<String>>,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Receiver {
+    /// Whole seconds until the receiver is back, when it is down.
+    fn retry_after(&self) -> Option<u64> {
+        let until = (*self.down_until.lock().unwrap())?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(left.as_secs() + 1)
+    }
 }
 
 async fn serve_one(mut sock: tokio::net::TcpStream, rx: Arc<Receiver>) {
@@ -200,15 +213,19 @@ async fn serve_one(mut sock: tokio::net::TcpStream, rx: Arc<Receiver>) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        if let Some(id) = head.lines().find_map(|l| l.strip_prefix("webhook-id:")) {
-            rx.ids.lock().unwrap().insert(id.trim().to_owned());
-        }
         buf.drain(..head_end + length);
-        if sock
-            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .await
-            .is_err()
-        {
+        let answer = match rx.retry_after() {
+            Some(secs) => format!(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {secs}\r\nContent-Length: 0\r\n\r\n"
+            ),
+            None => {
+                if let Some(id) = head.lines().find_map(|l| l.strip_prefix("webhook-id:")) {
+                    rx.ids.lock().unwrap().insert(id.trim().to_owned());
+                }
+                "HTTP/1.1 204 No Content\r\n\r\n".to_owned()
+            }
+        };
+        if sock.write_all(answer.as_bytes()).await.is_err() {
             return;
         }
     }
@@ -220,6 +237,56 @@ async fn json(req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value>
 
 fn delivered(rx: &Receiver) -> u64 {
     rx.ids.lock().unwrap().len() as u64
+}
+
+/// Places orders from `args.buyers` buyers for `args.seconds`; returns how many were paid.
+async fn place_orders(
+    http: &reqwest::Client,
+    args: &WebhooksArgs,
+    product: &str,
+) -> anyhow::Result<u64> {
+    let s = &args.server;
+    let placed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut workers = vec![];
+    for w in 0..args.buyers {
+        let buyer = json(
+            http.post(format!("{s}/api/v1/buyers"))
+                .json(&serde_json::json!({ "display_name": "LT" })),
+        )
+        .await?;
+        let buyer = buyer["token"].as_str().context("buyer token")?.to_owned();
+        let (http, s, product, placed) = (
+            http.clone(),
+            s.clone(),
+            product.to_owned(),
+            Arc::clone(&placed),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while Instant::now() < deadline {
+                i += 1;
+                let r = http
+                    .post(format!("{s}/api/v1/orders"))
+                    .bearer_auth(&buyer)
+                    .header(
+                        "Idempotency-Key",
+                        format!("wh-{w}-{i}-{}", rand::random::<u32>()),
+                    )
+                    .json(&serde_json::json!({ "product_id": product, "quantity": 1,
+                                               "payment": { "card_number": "4242424242424242" } }))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status() == 201) {
+                    placed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    Ok(placed.load(Ordering::Relaxed))
 }
 
 pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
@@ -251,48 +318,8 @@ pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     ))
     .await?;
     let product = product["id"].as_str().context("product id")?.to_owned();
-    let placed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let cpu = CpuWindow::start(&args.server_pid);
-    let mut workers = vec![];
-    for w in 0..args.buyers {
-        let buyer = json(
-            http.post(format!("{s}/api/v1/buyers"))
-                .json(&serde_json::json!({ "display_name": "LT" })),
-        )
-        .await?;
-        let buyer = buyer["token"].as_str().context("buyer token")?.to_owned();
-        let (http, s, product, placed) = (
-            http.clone(),
-            s.clone(),
-            product.clone(),
-            Arc::clone(&placed),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while Instant::now() < deadline {
-                i += 1;
-                let r = http
-                    .post(format!("{s}/api/v1/orders"))
-                    .bearer_auth(&buyer)
-                    .header(
-                        "Idempotency-Key",
-                        format!("wh-{w}-{i}-{}", rand::random::<u32>()),
-                    )
-                    .json(&serde_json::json!({ "product_id": product, "quantity": 1,
-                                               "payment": { "card_number": "4242424242424242" } }))
-                    .send()
-                    .await;
-                if r.is_ok_and(|r| r.status() == 201) {
-                    placed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for w in workers {
-        w.await?;
-    }
-    let events = placed.load(Ordering::Relaxed) * 2;
+    let events = place_orders(&http, &args, &product).await? * 2;
     let backlog = events.saturating_sub(delivered(&rx));
     let stopped = Instant::now();
     let give_up = stopped + Duration::from_secs(120);
@@ -317,9 +344,39 @@ pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&row)?);
     crate::report::append(&args.out, &row)?;
 
+    // A backlog: the receiver is down while orders pour in, and its 503s ask every retry to
+    // come when it is back, so the whole backlog falls due at once; then how fast it drains.
+    rx.ids.lock().unwrap().clear();
+    let back_at = Instant::now() + Duration::from_secs(args.seconds + 3);
+    *rx.down_until.lock().unwrap() = Some(back_at);
+    let backlog = place_orders(&http, &args, &product).await? * 2;
+    tokio::time::sleep_until(back_at.into()).await;
+    let cpu = CpuWindow::start(&args.server_pid);
+    let give_up = Instant::now() + Duration::from_secs(300);
+    while delivered(&rx) < backlog {
+        if Instant::now() > give_up {
+            bail!("only {} of a backlog of {backlog} arrived", delivered(&rx));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let used = cpu.finish();
+    let row = WebhooksRow {
+        label: "vitrine-dispatcher-backlog".into(),
+        deliveries: backlog,
+        seconds: used.elapsed,
+        deliveries_per_s: backlog as f64 / used.elapsed,
+        events: backlog,
+        backlog_at_end: backlog,
+        drain_s: used.elapsed,
+        server_cpu_per_s: used.server_per_s,
+    };
+    println!("{}", serde_json::to_string(&row)?);
+    crate::report::append(&args.out, &row)?;
+
     // The receiver's ceiling: as many POSTs of a delivery's size from a plain client, 16 at a
     // time (the dispatcher's concurrency).
     rx.ids.lock().unwrap().clear();
+    let events = events.max(backlog);
     let body = Arc::new(vec![b'x'; 900]);
     let started = Instant::now();
     let workers: Vec<_> = (0..16u64)
