@@ -858,7 +858,11 @@ async fn the_portal_session_reaches_the_api_only_with_its_csrf_header() {
         }
         async move { r.send().await.unwrap() }
     };
-    for path in ["/api/v1/balance", "/api/v1/webhooks/endpoints", "/api/v1/apps"] {
+    for path in [
+        "/api/v1/balance",
+        "/api/v1/webhooks/endpoints",
+        "/api/v1/apps",
+    ] {
         let r = get(path, None).await;
         assert_eq!(r.status(), 403, "{path} without the header");
         assert!(r.text().await.unwrap().contains("csrf"));
@@ -890,7 +894,10 @@ async fn the_portal_session_reaches_the_api_only_with_its_csrf_header() {
             None,
         )
         .await;
-    assert_eq!(own["endpoints"][0]["url"], "https://hooks.example.com/vitrine");
+    assert_eq!(
+        own["endpoints"][0]["url"],
+        "https://hooks.example.com/vitrine"
+    );
     let (_, endpoints) = w
         .server
         .call(
