@@ -871,7 +871,10 @@ async fn the_portal_session_reaches_the_api_only_with_its_csrf_header() {
             403,
             "{path} with a forged header"
         );
-        assert_eq!(get(path, Some(csrf.clone())).await.status(), 200, "{path}");
+        let r = get(path, Some(csrf.clone())).await;
+        assert_eq!(r.status(), 200, "{path}");
+        // Counted against the account like its token.
+        assert!(r.headers().contains_key("ratelimit-policy"), "{path}");
     }
     // What the session creates belongs to its seller, and to no one else.
     let r = w

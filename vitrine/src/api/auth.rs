@@ -155,11 +155,7 @@ async fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, Ap
         if crate::portal::session_cookie(&parts.headers).is_none() {
             return Err(Problem::unauthorized("missing bearer token").into());
         }
-        return Ok(Principal {
-            seller: portal_seller(parts, state).await?,
-            scopes: Scopes::all(),
-            via: Via::PortalSession,
-        });
+        return portal_principal(parts, state).await;
     };
     Principal::of_request(parts, state, raw)
         .await?
@@ -214,8 +210,26 @@ impl FromRequestParts<AppState> for AccountOwner {
         if crate::portal::session_cookie(&parts.headers).is_none() {
             return Err(Problem::unauthorized("missing bearer token or portal session").into());
         }
-        portal_seller(parts, state).await.map(Self)
+        portal_principal(parts, state).await.map(|p| Self(p.seller))
     }
+}
+
+/// The account behind the portal's session: the one the rate limiter already resolved for
+/// this request when there is one, so the session is looked up once.
+pub(crate) async fn portal_principal(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Principal, ApiError> {
+    if let Some(p) = parts.extensions.get::<Principal>()
+        && p.via == Via::PortalSession
+    {
+        return Ok(p.clone());
+    }
+    Ok(Principal {
+        seller: portal_seller(parts, state).await?,
+        scopes: Scopes::all(),
+        via: Via::PortalSession,
+    })
 }
 
 /// The seller signed in to the portal, once the request's CSRF header matches its session:

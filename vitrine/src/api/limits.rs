@@ -43,14 +43,25 @@ fn add_headers(response: &mut Response, decision: &Decision) {
 }
 
 pub async fn rate_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(raw) = bearer(req.headers()) else {
-        return next.run(req).await;
-    };
-    let principal = match Principal::resolve(&state, raw).await {
-        Ok(Some(p)) => p,
-        // Not a seller credential (a buyer's token, or a bad one): the handler answers.
-        Ok(None) => return next.run(req).await,
-        Err(e) => return e.into_response(),
+    let principal = match bearer(req.headers()) {
+        Some(raw) => match Principal::resolve(&state, raw).await {
+            Ok(Some(p)) => p,
+            // Not a seller credential (a buyer's token, or a bad one): the handler answers.
+            Ok(None) => return next.run(req).await,
+            Err(e) => return e.into_response(),
+        },
+        // The portal's session counts against the account, like its token.
+        None if crate::portal::session_cookie(req.headers()).is_some() => {
+            let (parts, body) = req.into_parts();
+            let found = super::auth::portal_principal(&parts, &state).await;
+            req = Request::from_parts(parts, body);
+            match found {
+                Ok(p) => p,
+                // No CSRF header, or an ended session: the handler answers.
+                Err(_) => return next.run(req).await,
+            }
+        }
+        None => return next.run(req).await,
     };
     let subject = subject(&principal);
     req.extensions_mut().insert(principal);
