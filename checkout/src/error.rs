@@ -22,6 +22,9 @@ pub enum CheckoutError {
     Conflict(String),
     #[error("the available balance is less than the payout")]
     InsufficientBalance,
+    /// A part could not be set up (at start-up, never per request).
+    #[error("setting up: {0}")]
+    Setup(String),
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> CheckoutError {

@@ -66,7 +66,11 @@ impl Checkout {
                 request_hash: r.try_get(0)?,
                 response: response
                     .map(|json| serde_json::from_str(&json).map_err(corrupt))
-                    .transpose()?,
+                    .transpose()?
+                    .map(|stored| match stored {
+                        OrderResult::Created(o) => OrderResult::Created(o.with_iso_times()),
+                        rejected => rejected,
+                    }),
             })
         })
         .transpose()

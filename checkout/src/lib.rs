@@ -141,7 +141,7 @@ impl Checkout {
         &self,
         config: DispatchConfig,
         metrics: DispatchMetrics,
-    ) -> Dispatcher {
+    ) -> Result<Dispatcher, CheckoutError> {
         Dispatcher::new(
             self.pool.clone(),
             self.secrets.clone(),

@@ -83,8 +83,8 @@ pub struct Order {
     pub quantity: u32,
     pub unit_price: Money,
     pub total: Money,
-    /// Why a cancelled order did not sell: `payment_declined`, `payment_timeout` or
-    /// `reservation_expired`.
+    /// Why a cancelled order did not sell: `payment_declined`, `payment_timeout`,
+    /// `reservation_expired` or `cancelled_by_seller`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub failure: Option<String>,
@@ -98,8 +98,13 @@ pub struct Order {
     pub created_at: i64,
     /// Unix milliseconds (kept for existing clients; `updated_at_iso` is the same instant).
     pub updated_at: i64,
+    // Filled from the millisecond fields when a response stored before they existed is read
+    // back (an idempotent replay): see `Order::with_iso_times`.
+    #[serde(default = "unset_time")]
     pub reserved_until_iso: Timestamp,
+    #[serde(default = "unset_time")]
     pub created_at_iso: Timestamp,
+    #[serde(default = "unset_time")]
     pub updated_at_iso: Timestamp,
     /// The price in the buyer's currency, as quoted when the order was placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,7 +126,19 @@ pub struct Presentment {
     pub as_of: String,
 }
 
+fn unset_time() -> Timestamp {
+    Timestamp(0)
+}
+
 impl Order {
+    /// The RFC 3339 twins recomputed from the millisecond fields, which are the record.
+    pub(crate) fn with_iso_times(mut self) -> Self {
+        self.reserved_until_iso = Timestamp(self.reserved_until);
+        self.created_at_iso = Timestamp(self.created_at);
+        self.updated_at_iso = Timestamp(self.updated_at);
+        self
+    }
+
     /// What the buyer's card is charged: the locked price in their currency, or the total.
     pub fn charge_amount(&self) -> Money {
         self.presentment.as_ref().map_or(self.total, |p| p.total)
@@ -1084,14 +1101,69 @@ impl Checkout {
         })?;
         let fx = |e: crate::fx::FxError| CheckoutError::Invalid(e.to_string());
         let quote = table.quote(total.currency, to).map_err(fx)?;
+        let converted = quote.convert(total.amount).map_err(fx)?;
+        // A card cannot be charged nothing for something the seller is paid for.
+        if converted.amount == 0 && total.amount > 0 {
+            return Err(CheckoutError::Invalid(format!(
+                "{} {} is less than the smallest amount of {}",
+                total.amount,
+                total.currency.as_str(),
+                to.as_str()
+            )));
+        }
         Ok(Presentment {
             unit_price: quote.convert(unit.amount).map_err(fx)?,
-            total: quote.convert(total.amount).map_err(fx)?,
+            total: converted,
             rate_base: table.base(),
             rate_from: quote.from_rate.to_string(),
             rate_to: quote.to_rate.to_string(),
             source: table.source.clone(),
             as_of: table.as_of.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response stored for an idempotent replay before the RFC 3339 twins existed still
+    /// reads back, and comes out with them.
+    #[test]
+    fn a_stored_order_without_iso_times_replays_with_them() {
+        let usd = Money::new(4900, Currency::parse("USD").unwrap()).unwrap();
+        let order = Order {
+            id: OrderId::generate(),
+            status: OrderStatus::Paid,
+            buyer_id: BuyerId::generate(),
+            seller_id: SellerId::generate(),
+            product_id: ProductId::generate(),
+            pin_id: None,
+            stream_id: None,
+            quantity: 1,
+            unit_price: usd,
+            total: usd,
+            failure: None,
+            payment_id: Some("pay_1".into()),
+            card_last4: "4242".into(),
+            reserved_until: 1_764_650_000_000,
+            created_at: 1_764_640_000_000,
+            updated_at: 1_764_645_000_000,
+            reserved_until_iso: Timestamp(1_764_650_000_000),
+            created_at_iso: Timestamp(1_764_640_000_000),
+            updated_at_iso: Timestamp(1_764_645_000_000),
+            presentment: None,
+        };
+        let mut stored = serde_json::to_value(OrderResult::Created(order.clone())).unwrap();
+        let fields = stored["created"].as_object_mut().unwrap();
+        for old in ["reserved_until_iso", "created_at_iso", "updated_at_iso"] {
+            assert!(fields.remove(old).is_some(), "{old}");
+        }
+        let read: OrderResult = serde_json::from_value(stored).unwrap();
+        let OrderResult::Created(read) = read else {
+            panic!("an order")
+        };
+        assert_ne!(read, order, "the twins are missing until filled");
+        assert_eq!(read.with_iso_times(), order);
     }
 }

@@ -81,6 +81,14 @@ pub(crate) const PIN_COLUMNS: &str = "pins.id, pins.stream_id, pins.product_id, 
      pins.per_buyer_limit, pins.quantity_cap, pins.remaining, pins.ends_at, pins.active, \
      pins.created_at";
 
+/// The RFC 3339 form of a sale's end; none for an end past the year 9999, which pins made
+/// before that bound could carry and RFC 3339 cannot write.
+fn iso_end(ends_at: Option<i64>) -> Option<Timestamp> {
+    ends_at
+        .filter(|t| *t <= Timestamp::MAX_MILLIS)
+        .map(Timestamp)
+}
+
 /// Reads a pin from the first ten columns; the sale price takes the product's currency.
 pub(crate) fn pin_from_row(r: &AnyRow, product: &Product) -> Result<Pin, CheckoutError> {
     let to_u32 = |v: Option<i64>| v.map(|x| u32::try_from(x).map_err(corrupt)).transpose();
@@ -98,7 +106,7 @@ pub(crate) fn pin_from_row(r: &AnyRow, product: &Product) -> Result<Pin, Checkou
         ends_at: r.try_get(7)?,
         active: r.try_get::<i64, _>(8)? == 1,
         created_at: r.try_get(9)?,
-        ends_at_iso: r.try_get::<Option<i64>, _>(7)?.map(Timestamp),
+        ends_at_iso: iso_end(r.try_get(7)?),
         created_at_iso: Timestamp(r.try_get(9)?),
     })
 }
@@ -116,7 +124,7 @@ impl Pin {
             available: self.available(product),
             per_buyer_limit: self.per_buyer_limit,
             ends_at: self.ends_at,
-            ends_at_iso: self.ends_at.map(Timestamp),
+            ends_at_iso: iso_end(self.ends_at),
         }
     }
 

@@ -173,6 +173,23 @@ async fn the_buyer_pays_in_their_currency_and_the_seller_is_settled_in_theirs(ba
         );
         assert_eq!(o.total, usd(4900), "the order's settlement total");
     }
+    // One fil (0.001 KWD) is 0.49 yen: a card cannot be charged nothing, so it is refused.
+    let fil = h
+        .product(NewProduct {
+            sku: "FIL".into(),
+            price: Money::new(1, Currency::parse("KWD").unwrap()).unwrap(),
+            ..jacket(1)
+        })
+        .await;
+    let tiny = NewOrder {
+        currency: Some(Currency::parse("JPY").unwrap()),
+        ..order(&fil.id, 1, APPROVE)
+    };
+    let refused = h.checkout.place_order(&buyer, "tiny", tiny).await;
+    assert!(
+        matches!(&refused, Err(CheckoutError::Invalid(why)) if why.contains("smallest amount")),
+        "{refused:?}"
+    );
     let balances = h.checkout.balances(&h.seller).await.unwrap();
     assert_eq!(balances.len(), 1, "{balances:?}");
     assert_eq!(balances[0].currency.as_str(), "USD");

@@ -95,8 +95,12 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
         concurrency: 2,
         ..DispatchConfig::default()
     };
-    let one = checkout.webhook_dispatcher(config.clone(), DispatchMetrics::default());
-    let two = checkout.webhook_dispatcher(config, DispatchMetrics::default());
+    let one = checkout
+        .webhook_dispatcher(config.clone(), DispatchMetrics::default())
+        .unwrap();
+    let two = checkout
+        .webhook_dispatcher(config, DispatchMetrics::default())
+        .unwrap();
     let mut rounds = 0;
     loop {
         let (a, b) = tokio::join!(one.round(), two.round());

@@ -418,7 +418,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..Default::default()
         },
         dispatch_metrics,
-    );
+    )?;
     let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
     if let Some((source, every)) = &config.rates {
         tokio::spawn(

@@ -274,7 +274,7 @@ impl WebhooksConfig {
     fn from_file(f: FileWebhooks) -> anyhow::Result<Self> {
         let d = Self::default();
         let secs = |v: f64, what: &str| -> anyhow::Result<Duration> {
-            if !(v.is_finite() && v >= 0.0 && v <= 7.0 * 86_400.0) {
+            if !(v.is_finite() && (0.0..=7.0 * 86_400.0).contains(&v)) {
                 bail!("webhooks.{what}: seconds from 0 to a week");
             }
             Ok(Duration::from_secs_f64(v))

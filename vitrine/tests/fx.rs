@@ -77,6 +77,14 @@ async fn rates_from_a_file_convert_with_the_documented_rounding() {
     assert_eq!(rates["source"], "Test central bank");
     assert_eq!(rates["rates"].as_object().unwrap().len(), 13);
     assert_eq!(rates["rates"]["KWD"], "0.3071");
+    assert_eq!(
+        (
+            &rates["minor_units"]["JPY"],
+            &rates["minor_units"]["USD"],
+            &rates["minor_units"]["KWD"]
+        ),
+        (&json!(0), &json!(2), &json!(3))
+    );
 
     for (query, amount, currency) in [
         // 49.00 USD at 150.5 = 7374.5 yen: half away from zero.

@@ -862,6 +862,7 @@ async fn the_portal_session_reaches_the_api_only_with_its_csrf_header() {
         "/api/v1/balance",
         "/api/v1/webhooks/endpoints",
         "/api/v1/apps",
+        "/api/v1/orders",
     ] {
         let r = get(path, None).await;
         assert_eq!(r.status(), 403, "{path} without the header");

@@ -58,12 +58,31 @@ export class ChatConnection {
   }
 }
 
+// Decimal places of each currency's minor unit as the server counts them (ISO 4217), learnt
+// from its exchange-rate table. Without them the browser's own data is used, which differs
+// from ISO 4217 for a few currencies (IDR, HUF, IQD ...).
+const MINOR_UNITS = new Map();
+
+export function learnMinorUnits(table) {
+  for (const [currency, digits] of Object.entries(table || {})) MINOR_UNITS.set(currency, digits);
+}
+
+// Integer minor units as an exact decimal string ("4900", 2 -> "49.00"): no float arithmetic.
+function decimal(amount, digits) {
+  const sign = amount < 0 ? '-' : '';
+  const text = String(Math.abs(amount)).padStart(digits + 1, '0');
+  return digits ? `${sign}${text.slice(0, -digits)}.${text.slice(-digits)}` : `${sign}${text}`;
+}
+
 // Formats integer minor units in their currency ({amount: 4900, currency: "USD"} -> "$49.00").
 export function money(m) {
   if (!m) return '';
-  const format = new Intl.NumberFormat(undefined, { style: 'currency', currency: m.currency });
-  const digits = format.resolvedOptions().maximumFractionDigits;
-  return format.format(m.amount / 10 ** digits);
+  const known = MINOR_UNITS.get(m.currency);
+  const digits = known ?? new Intl.NumberFormat(undefined, { style: 'currency', currency: m.currency }).resolvedOptions().maximumFractionDigits;
+  const format = new Intl.NumberFormat(undefined, {
+    style: 'currency', currency: m.currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+  });
+  return format.format(decimal(m.amount, digits));
 }
 
 // A request id for a purchase: the idempotency key that makes a double tap buy once.

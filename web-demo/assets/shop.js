@@ -1,6 +1,6 @@
 // The buyer's side of the show: the live chat, the pinned product card with live stock and
 // countdown, and the buy flow (card form, purchase over the chat, confirmation).
-import { ChatConnection, money, requestId, el } from '/assets/chat.js';
+import { ChatConnection, money, requestId, el, learnMinorUnits } from '/assets/chat.js';
 
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
@@ -35,6 +35,8 @@ export function startShop(streamId, { onCaption } = {}) {
   let countdown = null;
   let currency = null; // the buyer's currency, when exchange rates are configured
   let quoteFor = 0; // which pin render the shown conversion belongs to
+  let dialogQuote = 0; // which dialog update the shown total belongs to
+  let quotedCurrency = null; // the currency the open dialog showed a total in
 
   function buyer() {
     try { return JSON.parse(localStorage.getItem(TOKEN_KEY)); } catch { return null; }
@@ -116,6 +118,8 @@ export function startShop(streamId, { onCaption } = {}) {
     const r = await fetch('/api/v1/public/fx/rates').catch(() => null);
     if (!r?.ok) return; // no rates configured: prices stay in the seller's currency
     const table = await r.json();
+    learnMinorUnits(table.minor_units);
+    if (pin) renderPin(pin);
     const known = [...new Set([table.base, ...Object.keys(table.rates)])].sort();
     currency = guessCurrency(known);
     const select = $('currency');
@@ -210,6 +214,7 @@ export function startShop(streamId, { onCaption } = {}) {
     $('buy-quantity').max = String(Math.max(1, Math.min(10, pin.per_buyer_limit || 10, pin.available)));
     $('buy-local').hidden = true;
     $('buy-local-hint').hidden = true;
+    quotedCurrency = null;
     updateDialogTotal();
     $('buy-dialog').showModal();
     $('card-number').focus();
@@ -217,9 +222,12 @@ export function startShop(streamId, { onCaption } = {}) {
 
   // The dialog's total in the buyer's currency, for the quantity chosen.
   async function updateDialogTotal() {
+    const mine = ++dialogQuote;
     const price = pin && (pin.sale_price || pin.price);
     const quantity = Number($('buy-quantity').value) || 1;
     const local = await localPrice(price && { amount: price.amount * quantity, currency: price.currency }).catch(() => null);
+    if (mine !== dialogQuote) return; // a later quantity's answer wins
+    quotedCurrency = local ? local.currency : null;
     $('buy-local').hidden = !local;
     $('buy-local-hint').hidden = !local;
     $('buy-local-price').textContent = local ? money(local) : '';
@@ -247,9 +255,9 @@ export function startShop(streamId, { onCaption } = {}) {
     $('buy').disabled = true;
     $('buy-result').textContent = 'Paying...';
     $('buy-result').className = 'buy-result';
-    const price = pin.sale_price || pin.price;
     const order = { type: 'buy', request_id: pending, product_id: pin.product_id, quantity, card_number: $('card-number').value };
-    if (currency && currency !== price.currency) order.currency = currency;
+    // Only in a currency the buyer was shown a total in: otherwise in the seller's.
+    if (quotedCurrency) order.currency = quotedCurrency;
     chat.send(order);
   });
 

@@ -76,6 +76,8 @@ struct Due {
     event_id: String,
     endpoint_id: String,
     attempts: i64,
+    /// The lease this dispatcher wrote: its outcome is recorded only while the lease holds.
+    lease_until: i64,
 }
 
 struct Target {
@@ -115,9 +117,13 @@ pub struct Dispatcher {
     metrics: DispatchMetrics,
 }
 
-/// Longest a lease lasts: the timeout plus slack, after which another node may retry.
+/// A batch is this many rounds of `concurrency` deliveries.
+const BATCH_WAVES: usize = 4;
+
+/// Longest a lease lasts: long enough for the last wave of a batch whose every POST takes the
+/// whole timeout, plus slack; after it another node may retry.
 fn lease(config: &DispatchConfig) -> i64 {
-    (config.timeout.as_millis() as i64) * 2 + 5_000
+    (config.timeout.as_millis() as i64) * (BATCH_WAVES as i64 + 1) + 5_000
 }
 
 /// The resolver's refusal of a non-public target, when that is why a POST failed.
@@ -141,17 +147,22 @@ impl Dispatcher {
         targets: TargetPolicy,
         wake: Arc<Notify>,
         metrics: DispatchMetrics,
-    ) -> Self {
+    ) -> Result<Self, CheckoutError> {
+        // No proxy from the environment: a proxy would resolve the host itself, past the
+        // resolver below.
         let mut http = reqwest::Client::builder()
             .timeout(config.timeout)
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Vitrine-Webhooks/", env!("CARGO_PKG_VERSION")));
         if !targets.allow_private {
             // Checked again at each connection: a name may point elsewhere since registration.
             http = http.dns_resolver(PublicOnlyResolver::shared());
         }
-        let http = http.build().unwrap_or_default();
-        Self {
+        let http = http
+            .build()
+            .map_err(|e| CheckoutError::Setup(format!("the webhook HTTP client: {e}")))?;
+        Ok(Self {
             pool,
             http,
             targets,
@@ -159,7 +170,7 @@ impl Dispatcher {
             config,
             wake,
             metrics,
-        }
+        })
     }
 
     /// Runs until `stop`: each round delivers what is due, then waits for a wake-up or the poll.
@@ -227,7 +238,8 @@ impl Dispatcher {
     /// Leases up to a batch of due deliveries in one statement. Under concurrent dispatchers
     /// a row another one leased first fails the re-checked condition and is skipped.
     async fn claim(&self, now: i64) -> Result<Vec<Due>, CheckoutError> {
-        let batch = (self.config.concurrency * 4) as i64;
+        let batch = (self.config.concurrency * BATCH_WAVES) as i64;
+        let lease_until = now + lease(&self.config);
         let rows = sqlx::query(
             "UPDATE webhook_deliveries SET leased_until = $1 \
              WHERE status = 'pending' AND next_attempt_at <= $2 AND leased_until < $2 \
@@ -236,7 +248,7 @@ impl Dispatcher {
              ORDER BY next_attempt_at LIMIT $3) \
              RETURNING event_id, endpoint_id, attempts",
         )
-        .bind(now + lease(&self.config))
+        .bind(lease_until)
         .bind(now)
         .bind(batch)
         .fetch_all(&self.pool)
@@ -247,6 +259,7 @@ impl Dispatcher {
                     event_id: r.try_get(0)?,
                     endpoint_id: r.try_get(1)?,
                     attempts: r.try_get(2)?,
+                    lease_until,
                 })
             })
             .collect()
@@ -360,27 +373,62 @@ impl Dispatcher {
         }
     }
 
-    /// Writes down a batch of outcomes in one transaction.
+    /// Writes down a batch of outcomes in one transaction, each under its own savepoint so
+    /// that one failing leaves the others written; counts them once they are.
     async fn record_all(&self, batch: Vec<Outcome>) -> Result<(), CheckoutError> {
         let mut tx = self.pool.begin().await?;
+        let mut counted = Vec::with_capacity(batch.len());
         for outcome in batch {
-            self.record_in(&mut tx, outcome).await?;
+            let mut one = sqlx::Acquire::begin(&mut tx).await?;
+            match self.record_in(&mut one, outcome).await {
+                Ok(label) => {
+                    one.commit().await?;
+                    counted.extend(label);
+                }
+                Err(e) => {
+                    one.rollback().await?;
+                    tracing::warn!(error = %e, "a webhook outcome could not be recorded");
+                }
+            }
         }
         tx.commit().await?;
+        for label in counted {
+            self.metrics.count(label);
+        }
         Ok(())
     }
 
+    /// Records one outcome; returns the metric label to count, or `None` when the delivery
+    /// is no longer this dispatcher's (its lease ran out and another took it, or its endpoint
+    /// was disabled meanwhile) and nothing was written.
     async fn record_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         outcome: Outcome,
-    ) -> Result<(), CheckoutError> {
+    ) -> Result<Option<&'static str>, CheckoutError> {
         let Outcome {
             due,
             result,
             took_ms,
         } = outcome;
         let now = now_ms();
+        // Takes the row (PostgreSQL locks it until the end) only while the lease is ours.
+        let mine = sqlx::query(
+            "UPDATE webhook_deliveries SET leased_until = leased_until \
+             WHERE event_id = $1 AND endpoint_id = $2 AND status = 'pending' \
+             AND leased_until = $3",
+        )
+        .bind(&due.event_id)
+        .bind(&due.endpoint_id)
+        .bind(due.lease_until)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !mine {
+            tracing::warn!(event = %due.event_id, "a webhook delivery's lease ended before its outcome was recorded");
+            return Ok(None);
+        }
         let Some(result) = result else {
             sqlx::query(
                 "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled', \
@@ -391,7 +439,7 @@ impl Dispatcher {
             .bind(&due.endpoint_id)
             .execute(&mut **tx)
             .await?;
-            return Ok(());
+            return Ok(None);
         };
         let attempt = due.attempts + 1;
         let (status_code, error) = match &result {
@@ -412,9 +460,8 @@ impl Dispatcher {
         .bind(error.clone())
         .execute(&mut **tx)
         .await?;
-        let (status, next) = match &result {
+        let (status, next, label) = match &result {
             Result_::Delivered(_) => {
-                self.metrics.count("delivered");
                 sqlx::query(
                     "UPDATE webhook_endpoints SET failing_since = NULL \
                      WHERE id = $1 AND failing_since IS NOT NULL",
@@ -422,15 +469,13 @@ impl Dispatcher {
                 .bind(&due.endpoint_id)
                 .execute(&mut **tx)
                 .await?;
-                ("succeeded", now)
+                ("succeeded", now, "delivered")
             }
             Result_::Gone => {
-                self.metrics.count("gone");
                 disable(tx, &due.endpoint_id, "the endpoint answered 410 Gone", now).await?;
-                ("failed", now)
+                ("failed", now, "gone")
             }
             Result_::Failed { retry_after, .. } => {
-                self.metrics.count("failed");
                 sqlx::query(
                     "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) \
                      WHERE id = $2",
@@ -447,15 +492,15 @@ impl Dispatcher {
                         .try_get(0)?;
                 if since.is_some_and(|s| now - s > self.config.disable_after.as_millis() as i64) {
                     disable(tx, &due.endpoint_id, "failing for too long", now).await?;
-                    ("failed", now)
+                    ("failed", now, "failed")
                 } else {
                     match self
                         .config
                         .schedule
                         .next_delay(attempt as u32, *retry_after)
                     {
-                        Some(d) => ("pending", now + d.as_millis() as i64),
-                        None => ("failed", now),
+                        Some(d) => ("pending", now + d.as_millis() as i64, "failed"),
+                        None => ("failed", now, "failed"),
                     }
                 }
             }
@@ -475,7 +520,7 @@ impl Dispatcher {
         .bind(&due.endpoint_id)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(Some(label))
     }
 }
 

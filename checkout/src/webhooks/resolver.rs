@@ -9,21 +9,30 @@ use std::sync::Arc;
 
 /// Whether `ip` is outside the public internet: private, shared (carrier NAT), loopback,
 /// link-local (cloud metadata lives there), unspecified, broadcast, multicast, documentation,
-/// or an IPv6 unique-local address; IPv4 inside IPv6 is judged as IPv4.
+/// benchmarking, protocol-assignment, IPv6 unique- and site-local, discard-only. IPv4 inside
+/// IPv6 (mapped, compatible, NAT64) is judged as IPv4; 6to4 and Teredo, which tunnel to an
+/// address of their own choosing, are refused outright.
 pub fn is_private_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
+            }
+            // Mapped (::ffff:a.b.c.d) and the old compatible form (::a.b.c.d).
+            if let Some(v4) = v6.to_ipv4() {
                 return is_private_v4(v4);
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
-                || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+            let s = v6.segments();
+            v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local, fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local, fec0::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo, 2001::/32
+                || s[0] == 0x2002 // 6to4, 2002::/16
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only, 100::/64
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64, 64:ff9b:1::/48
                 || is_nat64_of_private(v6)
         }
     }
@@ -40,6 +49,8 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64.0.0/10
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // protocol assignments, 192.0.0.0/24
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
         || a >= 240 // reserved
 }
 
@@ -121,6 +132,15 @@ mod tests {
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            "192.0.0.192",
+            "198.18.0.1",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(is_private_ip(private.parse().unwrap()), "{private}");
         }

@@ -31,6 +31,9 @@ pub struct FxRates {
     pub as_of: String,
     /// The currency the rates are against.
     pub base: Currency,
+    /// Decimal places of each currency's minor unit (ISO 4217: JPY 0, USD 2, KWD 3), so a
+    /// client shows amounts as the server counts them.
+    pub minor_units: BTreeMap<String, u8>,
     /// Units of each currency per unit of the base, as exact decimal strings.
     pub rates: BTreeMap<String, String>,
     /// Where the rates come from.
@@ -97,15 +100,18 @@ fn fx_problem(e: FxError) -> ApiError {
 async fn rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiError> {
     let t = table(&state)?;
     let mut rates = BTreeMap::new();
+    let mut minor_units = BTreeMap::new();
     for c in t.currencies() {
         rates.insert(
             c.as_str().to_owned(),
             t.rate(c).map_err(fx_problem)?.to_string(),
         );
+        minor_units.insert(c.as_str().to_owned(), c.minor_digits());
     }
     Ok(Json(FxRates {
         as_of: t.as_of.clone(),
         base: t.base(),
+        minor_units,
         rates,
         source: t.source.clone(),
     }))

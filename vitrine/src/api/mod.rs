@@ -174,8 +174,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token =
-            bearer(&parts.headers).ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
+        let Some(token) = bearer(&parts.headers) else {
+            // No bearer: the seller's portal session, or a 401 that says what is missing.
+            let Authorized(principal, _) =
+                Authorized::<auth::OrdersRead>::from_request_parts(parts, state).await?;
+            return Ok(Self::Seller(principal.seller));
+        };
         if let Some(principal) = Principal::of_request(parts, state, token).await? {
             principal.require(Scope::OrdersRead)?;
             return Ok(Self::Seller(principal.seller));
