@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -198,19 +199,22 @@ impl Dispatcher {
         if n == 0 {
             return Ok(0);
         }
+        let mut targets = self.targets(&claimed).await?;
+        let work: Vec<(Due, Option<Target>)> = claimed
+            .into_iter()
+            .map(|due| {
+                let target = targets.remove(&(due.event_id.clone(), due.endpoint_id.clone()));
+                (due, target)
+            })
+            .collect();
         // Bounded by the batch: every attempt has its slot, so a send never waits.
         let (done, mut outcomes) = tokio::sync::mpsc::channel::<Outcome>(n);
         let attempts = async move {
-            futures::stream::iter(claimed)
-                .for_each_concurrent(self.config.concurrency, |due| {
+            futures::stream::iter(work)
+                .for_each_concurrent(self.config.concurrency, |(due, target)| {
                     let done = done.clone();
                     async move {
-                        match self.attempt(due).await {
-                            Ok(outcome) => {
-                                let _ = done.send(outcome).await;
-                            }
-                            Err(e) => tracing::warn!(error = %e, "webhook delivery lookup failed"),
-                        }
+                        let _ = done.send(self.attempt(due, target).await).await;
                     }
                 })
                 .await;
@@ -265,21 +269,32 @@ impl Dispatcher {
             .collect()
     }
 
-    async fn target(&self, due: &Due) -> Result<Option<Target>, CheckoutError> {
-        let row = sqlx::query(
-            "SELECT p.url, e.payload, p.secret, p.previous_secret, p.previous_until, p.status \
-             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-             JOIN webhook_endpoints p ON p.id = d.endpoint_id \
-             WHERE d.event_id = $1 AND d.endpoint_id = $2",
-        )
-        .bind(&due.event_id)
-        .bind(&due.endpoint_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        if r.try_get::<String, _>(5)? != "enabled" {
-            return Ok(None);
+    /// What to send for each claimed delivery whose endpoint is still enabled, in one query;
+    /// each endpoint's secrets are opened once.
+    async fn targets(
+        &self,
+        dues: &[Due],
+    ) -> Result<HashMap<(String, String), Target>, CheckoutError> {
+        if dues.is_empty() {
+            return Ok(HashMap::new());
         }
+        let pairs = (0..dues.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT d.event_id, d.endpoint_id, p.url, e.payload, p.secret, p.previous_secret, \
+             p.previous_until FROM webhook_deliveries d \
+             JOIN webhook_events e ON e.id = d.event_id \
+             JOIN webhook_endpoints p ON p.id = d.endpoint_id \
+             WHERE p.status = 'enabled' AND (d.event_id, d.endpoint_id) IN ({pairs})"
+        );
+        // Only placeholders are formatted in; the ids are bound.
+        let mut query = sqlx::query(crate::db::sql(sql));
+        for due in dues {
+            query = query.bind(&due.event_id).bind(&due.endpoint_id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let open = |sealed: &str| -> Result<SigningSecret, CheckoutError> {
             let plain = self
                 .secrets
@@ -287,37 +302,54 @@ impl Dispatcher {
                 .map_err(|e| CheckoutError::Corrupt(e.to_string()))?;
             SigningSecret::parse(&plain).map_err(|e| CheckoutError::Corrupt(e.to_string()))
         };
-        let mut secrets = vec![open(&r.try_get::<String, _>(2)?)?];
-        let previous: Option<String> = r.try_get(3)?;
-        let until: Option<i64> = r.try_get(4)?;
-        if let (Some(p), Some(u)) = (previous, until)
-            && u > now_ms()
-        {
-            secrets.push(open(&p)?);
+        let now = now_ms();
+        let mut opened: HashMap<String, Vec<SigningSecret>> = HashMap::new();
+        let mut targets = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let endpoint: String = r.try_get(1)?;
+            let secrets = match opened.get(&endpoint) {
+                Some(s) => s.clone(),
+                None => {
+                    let mut secrets = vec![open(&r.try_get::<String, _>(4)?)?];
+                    let previous: Option<String> = r.try_get(5)?;
+                    let until: Option<i64> = r.try_get(6)?;
+                    if let (Some(p), Some(u)) = (previous, until)
+                        && u > now
+                    {
+                        secrets.push(open(&p)?);
+                    }
+                    opened.insert(endpoint.clone(), secrets.clone());
+                    secrets
+                }
+            };
+            targets.insert(
+                (r.try_get(0)?, endpoint),
+                Target {
+                    url: r.try_get(2)?,
+                    body: r.try_get(3)?,
+                    secrets,
+                },
+            );
         }
-        Ok(Some(Target {
-            url: r.try_get(0)?,
-            body: r.try_get(1)?,
-            secrets,
-        }))
+        Ok(targets)
     }
 
-    /// Looks the delivery up and posts it; `result` is `None` when its endpoint is disabled.
-    async fn attempt(&self, due: Due) -> Result<Outcome, CheckoutError> {
-        let Some(target) = self.target(&due).await? else {
-            return Ok(Outcome {
+    /// Posts one delivery; `result` is `None` when its endpoint is disabled (no target).
+    async fn attempt(&self, due: Due, target: Option<Target>) -> Outcome {
+        let Some(target) = target else {
+            return Outcome {
                 due,
                 result: None,
                 took_ms: 0,
-            });
+            };
         };
         let started = Instant::now();
         let result = self.post(&due.event_id, &target).await;
-        Ok(Outcome {
+        Outcome {
             took_ms: started.elapsed().as_millis() as i64,
             due,
             result: Some(result),
-        })
+        }
     }
 
     async fn post(&self, id: &str, target: &Target) -> Result_ {
@@ -373,29 +405,35 @@ impl Dispatcher {
         }
     }
 
-    /// Writes down a batch of outcomes in one transaction, each under its own savepoint so
-    /// that one failing leaves the others written; counts them once they are.
+    /// Writes down a batch of outcomes in one transaction; should one of them fail, each is
+    /// written in a transaction of its own, so that it alone is lost (and retried when its
+    /// lease ends). Counts them once they are written.
     async fn record_all(&self, batch: Vec<Outcome>) -> Result<(), CheckoutError> {
-        let mut tx = self.pool.begin().await?;
-        let mut counted = Vec::with_capacity(batch.len());
-        for outcome in batch {
-            let mut one = sqlx::Acquire::begin(&mut tx).await?;
-            match self.record_in(&mut one, outcome).await {
-                Ok(label) => {
-                    one.commit().await?;
-                    counted.extend(label);
-                }
-                Err(e) => {
-                    one.rollback().await?;
-                    tracing::warn!(error = %e, "a webhook outcome could not be recorded");
+        match self.record_together(&batch).await {
+            Ok(labels) => labels.into_iter().for_each(|l| self.metrics.count(l)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a batch of webhook outcomes failed; writing them one by one");
+                for outcome in &batch {
+                    match self.record_together(std::slice::from_ref(outcome)).await {
+                        Ok(labels) => labels.into_iter().for_each(|l| self.metrics.count(l)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, event = %outcome.due.event_id, "a webhook outcome could not be recorded")
+                        }
+                    }
                 }
             }
         }
-        tx.commit().await?;
-        for label in counted {
-            self.metrics.count(label);
-        }
         Ok(())
+    }
+
+    async fn record_together(&self, batch: &[Outcome]) -> Result<Vec<&'static str>, CheckoutError> {
+        let mut tx = self.pool.begin().await?;
+        let mut labels = Vec::with_capacity(batch.len());
+        for outcome in batch {
+            labels.extend(self.record_in(&mut tx, outcome).await?);
+        }
+        tx.commit().await?;
+        Ok(labels)
     }
 
     /// Records one outcome; returns the metric label to count, or `None` when the delivery
@@ -404,7 +442,7 @@ impl Dispatcher {
     async fn record_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        outcome: Outcome,
+        outcome: &Outcome,
     ) -> Result<Option<&'static str>, CheckoutError> {
         let Outcome {
             due,
