@@ -450,18 +450,31 @@ impl Dispatcher {
             took_ms,
         } = outcome;
         let now = now_ms();
-        // Takes the row (PostgreSQL locks it until the end) only while the lease is ours.
-        let mine = sqlx::query(
-            "UPDATE webhook_deliveries SET leased_until = leased_until \
-             WHERE event_id = $1 AND endpoint_id = $2 AND status = 'pending' \
-             AND leased_until = $3",
-        )
-        .bind(&due.event_id)
-        .bind(&due.endpoint_id)
-        .bind(due.lease_until)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
+        // Takes the row (PostgreSQL locks it until the end) only while the lease is ours. A
+        // success is written by that same statement, the common case in one round trip.
+        let guard = match result {
+            Some(Result_::Delivered(code)) => sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'succeeded', attempts = $1, \
+                 next_attempt_at = $2, leased_until = 0, last_status = $3, last_error = NULL, \
+                 updated_at = $2 WHERE event_id = $4 AND endpoint_id = $5 \
+                 AND status = 'pending' AND leased_until = $6",
+            )
+            .bind(due.attempts + 1)
+            .bind(now)
+            .bind(i64::from(*code)),
+            _ => sqlx::query(
+                "UPDATE webhook_deliveries SET leased_until = leased_until \
+                 WHERE event_id = $1 AND endpoint_id = $2 AND status = 'pending' \
+                 AND leased_until = $3",
+            ),
+        };
+        let mine = guard
+            .bind(&due.event_id)
+            .bind(&due.endpoint_id)
+            .bind(due.lease_until)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
             == 1;
         if !mine {
             tracing::warn!(event = %due.event_id, "a webhook delivery's lease ended before its outcome was recorded");
@@ -507,7 +520,8 @@ impl Dispatcher {
                 .bind(&due.endpoint_id)
                 .execute(&mut **tx)
                 .await?;
-                ("succeeded", now, "delivered")
+                // The delivery itself was written by the guard above.
+                return Ok(Some("delivered"));
             }
             Result_::Gone => {
                 disable(tx, &due.endpoint_id, "the endpoint answered 410 Gone", now).await?;
