@@ -71,7 +71,16 @@ test('live HLS plays in hls.js, then the replay plays to the end', async () => {
     v.playbackRate = 2;
     return v.play();
   });
-  await vod.waitForFunction(() => window.__ended, null, { timeout: 90_000 });
+  await vod.waitForFunction(() => window.__ended, null, { timeout: 90_000 }).catch(async (e) => {
+    // Say where playback stopped, for a failure that is rare and not reproduced alone.
+    const state = await vod.evaluate(() => {
+      const v = document.getElementById('player');
+      const ranges = [...Array(v.buffered.length).keys()].map((i) => [v.buffered.start(i), v.buffered.end(i)]);
+      return { currentTime: v.currentTime, duration: v.duration, paused: v.paused, readyState: v.readyState,
+        networkState: v.networkState, error: v.error?.message, buffered: ranges, fatal: window.__fatal };
+    });
+    throw new Error(`${e.message}; the replay stopped: ${JSON.stringify(state)}`);
+  });
   const end = await vod.evaluate(() => document.getElementById('player').currentTime);
   assert.ok(Math.abs(end - duration) < 0.5, `stopped at ${end} of ${duration}`);
   assert.deepEqual(await vod.evaluate(() => window.__fatal), []);
