@@ -67,6 +67,28 @@ impl Shop {
         }
     }
 
+    /// A product of the shop's seller, priced in euro cents.
+    async fn product(
+        &self,
+        sku: &str,
+        title: &str,
+        cents: i64,
+        stock: i64,
+    ) -> vitrine_checkout::Product {
+        let new = NewProduct {
+            sku: sku.into(),
+            title: title.into(),
+            description: String::new(),
+            image_url: None,
+            price: eur(cents),
+            stock,
+        };
+        self.checkout
+            .create_product(&self.seller, new)
+            .await
+            .unwrap()
+    }
+
     async fn available(&self) -> i64 {
         let b = self.checkout.balances(&self.seller).await.unwrap();
         b.iter()
@@ -82,21 +104,7 @@ impl Shop {
 
 async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
     let s = shop(backend).await;
-    let product = s
-        .checkout
-        .create_product(
-            &s.seller,
-            NewProduct {
-                sku: "TEE".into(),
-                title: "Tee".into(),
-                description: String::new(),
-                image_url: None,
-                price: eur(2500),
-                stock: 500,
-            },
-        )
-        .await
-        .unwrap();
+    let product = s.product("TEE", "Tee", 2500, 500).await;
     // 30 sales: each 25.00 less the fee of 0.73 + 0.30.
     let first: Vec<_> = join_all((0..30).map(|n| s.sell(&product.id, n))).await;
     let sold: Vec<_> = first.into_iter().flatten().collect();
@@ -178,21 +186,7 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
 
 async fn racing_payouts_never_overdraw(backend: Backend) {
     let s = shop(backend).await;
-    let product = s
-        .checkout
-        .create_product(
-            &s.seller,
-            NewProduct {
-                sku: "MUG".into(),
-                title: "Mug".into(),
-                description: String::new(),
-                image_url: None,
-                price: eur(10_000),
-                stock: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let product = s.product("MUG", "Mug", 10_000, 10).await;
     for n in 0..3 {
         s.sell(&product.id, n).await.unwrap();
     }
@@ -248,21 +242,7 @@ async fn racing_payouts_never_overdraw(backend: Backend) {
 
 async fn scheduled_payouts_empty_the_balance_once_a_day(backend: Backend) {
     let s = shop(backend).await;
-    let product = s
-        .checkout
-        .create_product(
-            &s.seller,
-            NewProduct {
-                sku: "CAP".into(),
-                title: "Cap".into(),
-                description: String::new(),
-                image_url: None,
-                price: eur(1999),
-                stock: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let product = s.product("CAP", "Cap", 1999, 10).await;
     s.sell(&product.id, 0).await.unwrap();
     let made = s.checkout.run_scheduled_payouts(100).await.unwrap();
     assert_eq!(made.len(), 1);

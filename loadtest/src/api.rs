@@ -125,7 +125,6 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
             server_cpu_per_s: used.server_per_s,
             generator_cpu_per_s: used.generator_per_s,
         };
-        println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
     Ok(())
@@ -347,7 +346,6 @@ pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         drain_s,
         server_cpu_per_s: used.server_per_s,
     };
-    println!("{}", serde_json::to_string(&row)?);
     crate::report::append(&args.out, &row)?;
 
     // A backlog: the receiver is down while orders pour in, and its 503s ask every retry to
@@ -380,7 +378,6 @@ pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         drain_s,
         server_cpu_per_s: used.server_per_s,
     };
-    println!("{}", serde_json::to_string(&row)?);
     crate::report::append(&args.out, &row)?;
 
     // The receiver's ceiling: as many POSTs of a delivery's size from a plain client, 16 at a
@@ -421,7 +418,6 @@ pub async fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         drain_s: 0.0,
         server_cpu_per_s: None,
     };
-    println!("{}", serde_json::to_string(&row)?);
     crate::report::append(&args.out, &row)?;
     Ok(())
 }

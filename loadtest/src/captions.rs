@@ -163,7 +163,6 @@ pub async fn run(args: &CaptionsArgs) -> anyhow::Result<()> {
             degraded_steps: degraded,
             dropped_audio_s: dropped,
         };
-        println!("{}", serde_json::to_string(&row)?);
         append(&args.out, &row)?;
         for leg in legs {
             leg.close(&http).await;

@@ -257,7 +257,6 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         // Settle: let connection bursts finish before measuring.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let row = measure(&args, n, &shared, &sent, &tallies[..n]).await;
-        println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
     Ok(())

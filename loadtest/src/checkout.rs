@@ -241,7 +241,6 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
         let mut row = tally.row(&args.label, c, used.elapsed);
         row.server_cpu_per_s = used.server_per_s;
         row.generator_cpu_per_s = used.generator_per_s;
-        println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
     Ok(())
@@ -310,7 +309,6 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         let used = cpu.finish();
         let mut row = tally.row(&args.label, c, used.elapsed);
         row.generator_cpu_per_s = used.generator_per_s;
-        println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
     sqlx::query("DROP TABLE ceiling_products")

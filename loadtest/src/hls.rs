@@ -189,7 +189,6 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
             server_rss_mb: rss_of(&args.server_pid),
             generator_cpu_per_s: used.generator_per_s,
         };
-        println!("{}", serde_json::to_string(&row)?);
         crate::report::append(&args.out, &row)?;
     }
     Ok(())

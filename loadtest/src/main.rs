@@ -156,7 +156,6 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         // Let every subscriber receive its first keyframe before measuring.
         client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
         let row = report::measure(&publisher, &subscribers, &args).await?;
-        println!("{}", serde_json::to_string(&row)?);
         report::append(&args.out, &row)?;
     }
     for s in subscribers {

@@ -86,14 +86,16 @@ pub async fn measure(
     })
 }
 
-/// Appends one row to a JSON-lines report.
+/// Appends one row to a JSON-lines report, and prints it as the run goes.
 pub fn append(path: &std::path::Path, row: &impl Serialize) -> anyhow::Result<()> {
     use std::io::Write;
+    let line = serde_json::to_string(row)?;
+    println!("{line}");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("opening report {}", path.display()))?;
-    writeln!(file, "{}", serde_json::to_string(row)?)?;
+    writeln!(file, "{line}")?;
     Ok(())
 }

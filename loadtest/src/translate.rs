@@ -147,7 +147,6 @@ pub fn row(args: &TranslateRowArgs) -> anyhow::Result<()> {
         seconds_per_sentence: None,
         round: args.round,
     };
-    println!("{}", serde_json::to_string(&row)?);
     append(&args.out, &row)
 }
 
@@ -190,7 +189,6 @@ pub async fn run(args: &TranslateArgs) -> anyhow::Result<()> {
             seconds_per_sentence: Some(started.elapsed().as_secs_f64() / rows.len().max(1) as f64),
             round: 1,
         };
-        println!("{}", serde_json::to_string(&row)?);
         append(&args.out, &row)?;
     }
     Ok(())

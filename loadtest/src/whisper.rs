@@ -60,6 +60,5 @@ pub fn run(args: &WhisperRowArgs) -> anyhow::Result<()> {
         wer: crate::wer::wer(&reference, &text),
         text,
     };
-    println!("{}", serde_json::to_string(&row)?);
     append(&args.out, &row)
 }

@@ -197,26 +197,13 @@ async fn an_order_priced_in_the_buyers_currency_keeps_its_rate() {
     .await;
     until_as_of(&server, "2026-12-01T16:00:00Z").await;
     let seller = server.seller("Ann").await;
-    let post = reqwest::Method::POST;
-    let (_, product) = server
-        .call(
-            post.clone(),
-            "/api/v1/products",
+    let product = server
+        .product(
             &seller,
-            None,
-            Some(json!({ "sku": "J", "title": "Jacket", "price": { "amount": 4900, "currency": "USD" }, "stock": 10 })),
+            json!({ "sku": "J", "title": "Jacket", "price": { "amount": 4900, "currency": "USD" }, "stock": 10 }),
         )
         .await;
-    let (_, buyer) = server
-        .call(
-            post.clone(),
-            "/api/v1/buyers",
-            "",
-            None,
-            Some(json!({ "display_name": "Yui" })),
-        )
-        .await;
-    let buyer = buyer["token"].as_str().unwrap().to_owned();
+    let buyer = server.buyer("Yui").await;
     let order = |key: &'static str, currency: &'static str| {
         let (server, buyer, product) = (&server, buyer.clone(), product["id"].clone());
         async move {

@@ -20,24 +20,13 @@ async fn pages_filters_and_cancel(backend: Backend) {
     let seller = server.seller("Ann").await;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
-    let (_, product) = server.call(
-        post.clone(),
-        "/api/v1/products",
-        &seller,
-        None,
-        Some(json!({ "sku": "S", "title": "Sock", "price": { "amount": 500, "currency": "EUR" }, "stock": 100 })),
-    )
-    .await;
-    let (_, buyer) = server
-        .call(
-            post.clone(),
-            "/api/v1/buyers",
-            "",
-            None,
-            Some(json!({ "display_name": "Bo" })),
+    let product = server
+        .product(
+            &seller,
+            json!({ "sku": "S", "title": "Sock", "price": { "amount": 500, "currency": "EUR" }, "stock": 100 }),
         )
         .await;
-    let buyer = buyer["token"].as_str().unwrap().to_owned();
+    let buyer = server.buyer("Bo").await;
     let mut ids = vec![];
     for (i, card) in ["4242424242424242"; 7]
         .iter()
@@ -144,46 +133,23 @@ async fn pages_filters_and_cancel(backend: Backend) {
     assert!(body["next_cursor"].is_string());
 
     // Cancel: a paid order is refunded; a refunded or cancelled one cannot be cancelled again.
-    let (s, cancelled) = server
-        .call(
-            post.clone(),
-            &format!("/api/v1/orders/{}/cancel", ids[0]),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let act = |verb: &'static str, id: &str| {
+        let path = format!("/api/v1/orders/{id}/{verb}");
+        let (server, seller) = (&server, &seller);
+        async move {
+            server
+                .call(reqwest::Method::POST, &path, seller, None, None)
+                .await
+        }
+    };
+    let (s, cancelled) = act("cancel", &ids[0]).await;
     assert_eq!(s, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "refunded");
-    let (s, p) = server
-        .call(
-            post.clone(),
-            &format!("/api/v1/orders/{}/cancel", ids[0]),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let (s, p) = act("cancel", &ids[0]).await;
     assert_eq!(s, 409, "{p}");
-    let (_, fulfilled) = server
-        .call(
-            post.clone(),
-            &format!("/api/v1/orders/{}/fulfil", ids[1]),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let (_, fulfilled) = act("fulfil", &ids[1]).await;
     assert_eq!(fulfilled["status"], "fulfilled");
-    let (s, _) = server
-        .call(
-            post.clone(),
-            &format!("/api/v1/orders/{}/cancel", ids[1]),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let (s, _) = act("cancel", &ids[1]).await;
     assert_eq!(s, 409);
     server.stop().await;
 }

@@ -13,27 +13,17 @@ async fn a_sale_a_payout_and_the_statement() {
     let seller = server.seller("Ann").await;
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
-    let (_, product) = server.call(
-        post.clone(),
-        "/api/v1/products",
-        &seller,
-        None,
-        Some(json!({ "sku": "S", "title": "Scarf", "price": { "amount": 4900, "currency": "USD" }, "stock": 5 })),
-    )
-    .await;
-    let (_, buyer) = server
-        .call(
-            post.clone(),
-            "/api/v1/buyers",
-            "",
-            None,
-            Some(json!({ "display_name": "Bo" })),
+    let product = server
+        .product(
+            &seller,
+            json!({ "sku": "S", "title": "Scarf", "price": { "amount": 4900, "currency": "USD" }, "stock": 5 }),
         )
         .await;
+    let buyer = server.buyer("Bo").await;
     let (s, _) = server.call(
         post.clone(),
         "/api/v1/orders",
-        buyer["token"].as_str().unwrap(),
+        &buyer,
         Some("o1"),
         Some(json!({ "product_id": product["id"], "quantity": 1, "payment": { "card_number": "4242424242424242" } })),
     )

@@ -72,53 +72,69 @@ impl utoipa::ToSchema for Binary {}
 #[allow(dead_code)]
 fn whip_offer() {}
 
-/// What the endpoint accepts (Accept-Post) and CORS
-#[utoipa::path(
-    options,
-    path = "/whip/{stream}",
-    params(("stream" = String, Path, description = "The stream's id")),
-    responses((
-        status = 204,
-        description = "No content",
-        headers(("Accept-Post" = String, description = "application/sdp"))
-    ))
-)]
-#[allow(dead_code)]
-fn whip_options() {}
+/// The session resource operations WHIP and WHEP share (RFC 9725 §4): what the endpoint
+/// accepts, trickle ICE, and the end of the session.
+macro_rules! session_operations {
+    ($stream_path:tt, $session_path:tt, $options:ident, $trickle:ident, $end:ident, $end_summary:tt, $ended:tt) => {
+        /// What the endpoint accepts (Accept-Post) and CORS
+        #[utoipa::path(
+            options,
+            path = $stream_path,
+            params(("stream" = String, Path, description = "The stream's id")),
+            responses((
+                status = 204,
+                description = "No content",
+                headers(("Accept-Post" = String, description = "application/sdp"))
+            ))
+        )]
+        #[allow(dead_code)]
+        fn $options() {}
 
-/// Trickle ICE candidates
-#[utoipa::path(
-    patch,
-    path = "/whip/{stream}/{session}",
-    params(
-        ("stream" = String, Path, description = "The stream's id"),
-        ("session" = String, Path, description = "The session's id (from Location)")
-    ),
-    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
-    responses(
-        (status = 204, description = "Added"),
-        (status = 404, description = "No such session", body = Problem),
-        (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
-    )
-)]
-#[allow(dead_code)]
-fn whip_trickle() {}
+        /// Trickle ICE candidates
+        #[utoipa::path(
+            patch,
+            path = $session_path,
+            params(
+                ("stream" = String, Path, description = "The stream's id"),
+                ("session" = String, Path, description = "The session's id (from Location)")
+            ),
+            request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
+            responses(
+                (status = 204, description = "Added"),
+                (status = 404, description = "No such session", body = Problem),
+                (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
+            )
+        )]
+        #[allow(dead_code)]
+        fn $trickle() {}
 
-/// End the broadcast
-#[utoipa::path(
-    delete,
-    path = "/whip/{stream}/{session}",
-    params(
-        ("stream" = String, Path, description = "The stream's id"),
-        ("session" = String, Path, description = "The session's id (from Location)")
-    ),
-    responses(
-        (status = 200, description = "Ended"),
-        (status = 404, description = "No such session", body = Problem)
-    )
-)]
-#[allow(dead_code)]
-fn whip_end() {}
+        #[doc = $end_summary]
+        #[utoipa::path(
+            delete,
+            path = $session_path,
+            params(
+                ("stream" = String, Path, description = "The stream's id"),
+                ("session" = String, Path, description = "The session's id (from Location)")
+            ),
+            responses(
+                (status = 200, description = $ended),
+                (status = 404, description = "No such session", body = Problem)
+            )
+        )]
+        #[allow(dead_code)]
+        fn $end() {}
+    };
+}
+
+session_operations!(
+    "/whip/{stream}",
+    "/whip/{stream}/{session}",
+    whip_options,
+    whip_trickle,
+    whip_end,
+    "End the broadcast",
+    "Ended"
+);
 
 /// Play (WHEP); no key needed
 #[utoipa::path(
@@ -142,53 +158,15 @@ fn whip_end() {}
 #[allow(dead_code)]
 fn whep_offer() {}
 
-/// What the endpoint accepts (Accept-Post) and CORS
-#[utoipa::path(
-    options,
-    path = "/whep/{stream}",
-    params(("stream" = String, Path, description = "The stream's id")),
-    responses((
-        status = 204,
-        description = "No content",
-        headers(("Accept-Post" = String, description = "application/sdp"))
-    ))
-)]
-#[allow(dead_code)]
-fn whep_options() {}
-
-/// Trickle ICE candidates
-#[utoipa::path(
-    patch,
-    path = "/whep/{stream}/{session}",
-    params(
-        ("stream" = String, Path, description = "The stream's id"),
-        ("session" = String, Path, description = "The session's id (from Location)")
-    ),
-    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
-    responses(
-        (status = 204, description = "Added"),
-        (status = 404, description = "No such session", body = Problem),
-        (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
-    )
-)]
-#[allow(dead_code)]
-fn whep_trickle() {}
-
-/// Stop watching
-#[utoipa::path(
-    delete,
-    path = "/whep/{stream}/{session}",
-    params(
-        ("stream" = String, Path, description = "The stream's id"),
-        ("session" = String, Path, description = "The session's id (from Location)")
-    ),
-    responses(
-        (status = 200, description = "Stopped"),
-        (status = 404, description = "No such session", body = Problem)
-    )
-)]
-#[allow(dead_code)]
-fn whep_end() {}
+session_operations!(
+    "/whep/{stream}",
+    "/whep/{stream}/{session}",
+    whep_options,
+    whep_trickle,
+    whep_end,
+    "Stop watching",
+    "Stopped"
+);
 
 /// HLS master playlist: a variant per rendition (BANDWIDTH, RESOLUTION, FRAME-RATE, CODECS) and the AAC rendition group. A stream that is starting is answered once every rendition has a segment (up to 15 s).
 #[utoipa::path(

@@ -178,6 +178,36 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// Creates a product of `seller` from its JSON; returns the product.
+    pub async fn product(&self, seller: &str, new: serde_json::Value) -> serde_json::Value {
+        let (status, product) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/products",
+                seller,
+                None,
+                Some(new),
+            )
+            .await;
+        assert_eq!(status, 201, "{product}");
+        product
+    }
+
+    /// A guest buyer's token.
+    pub async fn buyer(&self, name: &str) -> String {
+        let (status, buyer) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/buyers",
+                "",
+                None,
+                Some(serde_json::json!({ "display_name": name })),
+            )
+            .await;
+        assert_eq!(status, 201, "{buyer}");
+        buyer["token"].as_str().unwrap().to_owned()
+    }
+
     /// GETs a text resource that must answer 200.
     pub async fn get_text(&self, path: &str) -> String {
         let r = self.http.get(self.url(path)).send().await.unwrap();
