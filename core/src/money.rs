@@ -80,6 +80,14 @@ impl Currency {
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
 
+    /// Every currency the server knows, in code order.
+    pub fn all() -> impl Iterator<Item = Currency> {
+        CURRENCIES.iter().map(|(code, _)| {
+            let b = code.as_bytes();
+            Self([b[0], b[1], b[2]])
+        })
+    }
+
     /// Digits after the decimal point (2 for USD, 0 for JPY, 3 for KWD).
     pub fn minor_digits(&self) -> u8 {
         CURRENCIES

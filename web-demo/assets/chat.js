@@ -58,13 +58,23 @@ export class ChatConnection {
   }
 }
 
-// Decimal places of each currency's minor unit as the server counts them (ISO 4217), learnt
-// from its exchange-rate table. Without them the browser's own data is used, which differs
-// from ISO 4217 for a few currencies (IDR, HUF, IQD ...).
+// Decimal places of each currency's minor unit as the server counts them (ISO 4217), from
+// its currency table, fetched once. Until it has arrived the browser's own data is used, which
+// differs from ISO 4217 for a few currencies (IDR, HUF, IQD ...).
 const MINOR_UNITS = new Map();
+let minorUnitsLoaded = null;
 
-export function learnMinorUnits(table) {
-  for (const [currency, digits] of Object.entries(table || {})) MINOR_UNITS.set(currency, digits);
+export function loadMinorUnits() {
+  minorUnitsLoaded ??= fetch('/api/v1/public/currencies')
+    .then((r) => (r.ok ? r.json() : { currencies: [] }))
+    .then((table) => { for (const c of table.currencies) MINOR_UNITS.set(c.code, c.minor_units); })
+    .catch(() => {});
+  return minorUnitsLoaded;
+}
+
+export function minorUnits(currency) {
+  return MINOR_UNITS.get(currency)
+    ?? new Intl.NumberFormat(undefined, { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
 }
 
 // Integer minor units as an exact decimal string ("4900", 2 -> "49.00"): no float arithmetic.
@@ -74,13 +84,14 @@ function decimal(amount, digits) {
   return digits ? `${sign}${text.slice(0, -digits)}.${text.slice(-digits)}` : `${sign}${text}`;
 }
 
-// Formats integer minor units in their currency ({amount: 4900, currency: "USD"} -> "$49.00").
-export function money(m) {
+// Formats integer minor units in their currency ({amount: 4900, currency: "USD"} -> "$49.00");
+// `signed` shows + on gains, as a statement does.
+export function money(m, { signed = false } = {}) {
   if (!m) return '';
-  const known = MINOR_UNITS.get(m.currency);
-  const digits = known ?? new Intl.NumberFormat(undefined, { style: 'currency', currency: m.currency }).resolvedOptions().maximumFractionDigits;
+  const digits = minorUnits(m.currency);
   const format = new Intl.NumberFormat(undefined, {
     style: 'currency', currency: m.currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+    ...(signed ? { signDisplay: 'exceptZero' } : {}),
   });
   return format.format(decimal(m.amount, digits));
 }

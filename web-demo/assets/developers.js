@@ -2,6 +2,8 @@
 // their delivery logs) and money (balance, payouts, ledger statement) through the JSON API (the
 // session cookie plus the page's CSRF token), and the API reference rendered from the OpenAPI
 // document. Secrets appear once, in the box that follows the action that made them.
+import { loadMinorUnits, minorUnits, money as formatMoney } from '/assets/chat.js';
+
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -137,40 +139,13 @@ async function loadGrants() {
   )));
 }
 
-// Money: integer minor units of a currency, never floats. The digits after the decimal point
-// are ISO 4217's (as the server's table): 2 unless listed here.
-const MINOR_DIGITS = {
-  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
-  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0,
-  VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0,
-};
-const minorDigits = (currency) => MINOR_DIGITS[currency] ?? 2;
-
-// The exact decimal text of an amount (4900, 2 digits -> "49.00"), built from its digits.
-function decimalText(amount, digits) {
-  const s = String(Math.abs(amount)).padStart(digits + 1, '0');
-  const text = digits ? `${s.slice(0, -digits)}.${s.slice(-digits)}` : s;
-  return amount < 0 ? `-${text}` : text;
-}
-
-const formats = new Map();
-// Formats minor units for display: money(4900, 'USD') -> "$49.00", money(2397, 'JPY') -> "¥2,397".
-function money(amount, currency, signed = false) {
-  const key = `${currency} ${signed}`;
-  if (!formats.has(key)) {
-    const digits = minorDigits(currency);
-    formats.set(key, new Intl.NumberFormat(undefined, {
-      style: 'currency', currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
-      ...(signed ? { signDisplay: 'exceptZero' } : {}),
-    }));
-  }
-  // A decimal string is formatted exactly (Intl.NumberFormat v3).
-  return formats.get(key).format(decimalText(amount, minorDigits(currency)));
-}
+// Money: integer minor units of a currency, never floats, with the server's minor units.
+// money(4900, 'USD') -> "$49.00", money(2397, 'JPY') -> "¥2,397".
+const money = (amount, currency, signed = false) => formatMoney({ amount, currency }, { signed });
 
 // Reads "100", "100.5" or "100.50" as minor units of `currency`, from its digits (no floats).
 function toMinor(text, currency) {
-  const digits = minorDigits(currency);
+  const digits = minorUnits(currency);
   const m = /^(\d+)(?:\.(\d*))?$/.exec(text.trim());
   if (!m) throw new Error('Amount: a number such as 100.00');
   const fraction = m[2] || '';
@@ -322,6 +297,7 @@ $('delivery-refresh').onclick = () => guarded('hook-error', loadDeliveries);
 async function loadMoney() {
   const [{ balances }, { payouts }, { entries }] = await Promise.all([
     api('GET', '/api/v1/balance'), api('GET', '/api/v1/payouts'), api('GET', '/api/v1/ledger'),
+    loadMinorUnits(),
   ]);
   $('balance').replaceChildren(...(balances.length ? balances.map((b) => el('div', { className: 'balance', dataset: { currency: b.currency } },
     el('span', { textContent: b.currency }),

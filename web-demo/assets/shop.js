@@ -1,6 +1,6 @@
 // The buyer's side of the show: the live chat, the pinned product card with live stock and
 // countdown, and the buy flow (card form, purchase over the chat, confirmation).
-import { ChatConnection, money, requestId, el, learnMinorUnits } from '/assets/chat.js';
+import { ChatConnection, money, requestId, el, loadMinorUnits } from '/assets/chat.js';
 
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
@@ -118,8 +118,6 @@ export function startShop(streamId, { onCaption } = {}) {
     const r = await fetch('/api/v1/public/fx/rates').catch(() => null);
     if (!r?.ok) return; // no rates configured: prices stay in the seller's currency
     const table = await r.json();
-    learnMinorUnits(table.minor_units);
-    if (pin) renderPin(pin);
     const known = [...new Set([table.base, ...Object.keys(table.rates)])].sort();
     currency = guessCurrency(known);
     const select = $('currency');
@@ -264,6 +262,7 @@ export function startShop(streamId, { onCaption } = {}) {
   const saved = buyer();
   if (saved) $('display-name').value = saved.name;
   connect(saved?.token);
+  loadMinorUnits().then(() => { if (pin) renderPin(pin); });
   loadCurrencies();
   return { get pin() { return pin; }, get chat() { return chat; } };
 }

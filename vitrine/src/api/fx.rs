@@ -18,7 +18,7 @@ use vitrine_core::{Currency, Money, Problem};
 
 /// The operations of this module, for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(rates, convert))]
+#[openapi(paths(rates, convert, currencies))]
 pub struct Doc;
 
 // The bodies below were JSON objects with sorted keys; their fields stay in that order so that
@@ -31,9 +31,6 @@ pub struct FxRates {
     pub as_of: String,
     /// The currency the rates are against.
     pub base: Currency,
-    /// Decimal places of each currency's minor unit (ISO 4217: JPY 0, USD 2, KWD 3), so a
-    /// client shows amounts as the server counts them.
-    pub minor_units: BTreeMap<String, u8>,
     /// Units of each currency per unit of the base, as exact decimal strings.
     pub rates: BTreeMap<String, String>,
     /// Where the rates come from.
@@ -67,6 +64,39 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/public/fx/rates", get(rates))
         .route("/api/v1/public/fx/convert", get(convert))
+        .route("/api/v1/public/currencies", get(currencies))
+}
+
+/// A currency the server prices in.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CurrencyInfo {
+    pub code: Currency,
+    /// Decimal places of its minor unit (ISO 4217: JPY 0, USD 2, KWD 3).
+    pub minor_units: u8,
+}
+
+/// Every currency the server knows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CurrencyList {
+    pub currencies: Vec<CurrencyInfo>,
+}
+
+/// The ISO 4217 currencies the server knows and their minor units, so clients show and parse
+/// amounts as the server counts them
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/currencies",
+    responses((status = 200, description = "The currencies", body = CurrencyList))
+)]
+async fn currencies() -> Json<CurrencyList> {
+    Json(CurrencyList {
+        currencies: Currency::all()
+            .map(|code| CurrencyInfo {
+                minor_units: code.minor_digits(),
+                code,
+            })
+            .collect(),
+    })
 }
 
 /// How conversions round, as the API documents it.
@@ -100,18 +130,15 @@ fn fx_problem(e: FxError) -> ApiError {
 async fn rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiError> {
     let t = table(&state)?;
     let mut rates = BTreeMap::new();
-    let mut minor_units = BTreeMap::new();
     for c in t.currencies() {
         rates.insert(
             c.as_str().to_owned(),
             t.rate(c).map_err(fx_problem)?.to_string(),
         );
-        minor_units.insert(c.as_str().to_owned(), c.minor_digits());
     }
     Ok(Json(FxRates {
         as_of: t.as_of.clone(),
         base: t.base(),
-        minor_units,
         rates,
         source: t.source.clone(),
     }))
