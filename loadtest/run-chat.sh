@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Members read only; publishers send one line a second, within the default per-member limits.
-target/release/vitrine serve --listen 127.0.0.1:18082 --data-dir "$dir" >"$dir/vitrine.log" 2>&1 &
+target/release/vitrine serve --no-ip-limits --listen 127.0.0.1:18082 --data-dir "$dir" >"$dir/vitrine.log" 2>&1 &
 vitrine_pid=$!
 pids+=("$vitrine_pid")
 wait_healthy http://127.0.0.1:18082/healthz

@@ -39,7 +39,7 @@ pg_base=${VITRINE_TEST_POSTGRES_URL%/*}
 psql_admin() { psql "$VITRINE_TEST_POSTGRES_URL" -q -v ON_ERROR_STOP=1 "$@"; }
 
 start_vitrine() { # $1 database url
-  target/release/vitrine serve --listen 127.0.0.1:18081 --data-dir "$dir" --config "$dir/bench.toml" \
+  target/release/vitrine serve --no-ip-limits --listen 127.0.0.1:18081 --data-dir "$dir" --config "$dir/bench.toml" \
     --database-url "$1" >"$dir/vitrine.log" 2>&1 &
   vitrine_pid=$!
   pids+=("$vitrine_pid")

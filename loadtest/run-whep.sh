@@ -25,7 +25,9 @@ cleanup() {
 trap cleanup EXIT
 
 vitrine_url=http://127.0.0.1:18080
-target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 >"$dir/vitrine.log" 2>&1 &
+# Every simulated viewer comes from 127.0.0.1: lift the per-address limit on pending viewers.
+target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 \
+  --whep-pending-per-ip 100000 >"$dir/vitrine.log" 2>&1 &
 vitrine_pid=$!
 pids+=("$vitrine_pid")
 wait_healthy "$vitrine_url/healthz"

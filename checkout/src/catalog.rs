@@ -91,19 +91,33 @@ fn check_title(title: &str) -> Result<(), CheckoutError> {
     Ok(())
 }
 
+/// A product image is loaded by every watch page: it must be `https://` (no mixed content, no
+/// credentials in the URL) or a path on our own origin. A protocol-relative `//host/...` or
+/// `/\host/...` is neither: browsers read both as another host.
 fn check_url(url: &str) -> Result<(), CheckoutError> {
-    let ok = url.len() <= MAX_URL_CHARS
-        && (url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
-        && !url
+    let refused = || invalid("image_url must be an https:// URL or a path on this server (/...)");
+    if url.len() > MAX_URL_CHARS
+        || url
             .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '<' || c == '>');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "image_url must be an http(s) URL or an absolute path",
-        ))
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
+    {
+        return Err(refused());
     }
+    if let Some(rest) = url.strip_prefix('/') {
+        return match rest.chars().next() {
+            Some('/' | '\\') => Err(refused()),
+            _ => Ok(()),
+        };
+    }
+    let parsed = url::Url::parse(url).map_err(|_| refused())?;
+    let ok = parsed.scheme() == "https"
+        && parsed.host_str().is_some_and(|h| !h.is_empty())
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && url
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+    if ok { Ok(()) } else { Err(refused()) }
 }
 
 fn check_stock(stock: i64) -> Result<(), CheckoutError> {
@@ -310,8 +324,9 @@ impl Checkout {
         if let Some(s) = patch.stock {
             check_stock(s)?;
         }
+        // A range check, not `abs()`: i64::MIN has no absolute value.
         if let Some(d) = patch.stock_delta
-            && d.abs() > MAX_STOCK
+            && !(-MAX_STOCK..=MAX_STOCK).contains(&d)
         {
             return Err(invalid("stock_delta out of range"));
         }

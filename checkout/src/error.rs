@@ -20,6 +20,10 @@ pub enum CheckoutError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Something the request needs is missing for now (exchange rates too old to use);
+    /// the same request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the available balance is less than the payout")]
     InsufficientBalance,
     /// A part could not be set up (at start-up, never per request).

@@ -9,8 +9,13 @@
 //! | `platform:fees` | the platform's fee income |
 //! | `seller:{id}:available` | what the platform owes the seller, payable now |
 //! | `seller:{id}:in_transit` | payouts on their way to the seller's bank |
+//! | `seller:{id}:debt` | what the seller owes the platform: refunds beyond the balance |
 //!
-//! `seller_balances` is a projection of the two seller accounts, kept in the same transactions,
+//! A refund takes what it can from the available balance and posts the rest as debt, so the
+//! available balance never goes below zero unrecorded (a refund after a payout would otherwise
+//! leave a hole); the seller's next sales repay the debt before they add to the balance.
+//!
+//! `seller_balances` is a projection of the three seller accounts, kept in the same transactions,
 //! so that a payout can claim its amount with one conditional UPDATE (never more than the
 //! available balance, however many payouts race), and reads are one row.
 
@@ -52,6 +57,7 @@ pub enum Account {
     PlatformFees,
     SellerAvailable(SellerId),
     SellerInTransit(SellerId),
+    SellerDebt(SellerId),
 }
 
 impl Account {
@@ -61,6 +67,7 @@ impl Account {
             Account::PlatformFees => "platform:fees".into(),
             Account::SellerAvailable(s) => format!("seller:{s}:available"),
             Account::SellerInTransit(s) => format!("seller:{s}:in_transit"),
+            Account::SellerDebt(s) => format!("seller:{s}:debt"),
         }
     }
 }
@@ -90,60 +97,104 @@ impl Entry {
         Ok(())
     }
 
-    /// How the entry moves the seller's two balances (credit-normal: a credit raises them).
-    fn seller_deltas(&self) -> (i64, i64) {
-        let mut available = 0;
-        let mut in_transit = 0;
+    /// How the entry moves the seller's balances: available and in transit are owed to the
+    /// seller (a credit raises them), debt is owed by the seller (a debit raises it).
+    fn seller_deltas(&self) -> (i64, i64, i64) {
+        let (mut available, mut in_transit, mut debt) = (0, 0, 0);
         for (account, amount) in &self.postings {
             match account {
                 Account::SellerAvailable(s) if *s == self.seller => available -= amount,
                 Account::SellerInTransit(s) if *s == self.seller => in_transit -= amount,
+                Account::SellerDebt(s) if *s == self.seller => debt += amount,
                 _ => {}
             }
         }
-        (available, in_transit)
+        (available, in_transit, debt)
     }
 }
 
-/// The entry an order's move to `next` makes, if any: a sale when paid (the processor holds the
-/// total; the seller is owed it less the fee), a refund when refunded (the seller gives the
-/// total back; the platform keeps its fee, as card processors keep theirs).
-pub(crate) fn for_order(
+/// A sale: the processor holds the total; the seller is owed it less the fee, of which what
+/// the seller owes (`debt`) is repaid first.
+fn sale_postings(seller: &SellerId, total: i64, fee: i64, debt: i64) -> Vec<(Account, i64)> {
+    let net = total - fee;
+    let repay = debt.clamp(0, net.max(0));
+    vec![
+        (Account::ProcessorClearing, total),
+        (Account::SellerDebt(seller.clone()), -repay),
+        (Account::SellerAvailable(seller.clone()), -(net - repay)),
+        (Account::PlatformFees, -fee),
+    ]
+}
+
+/// A refund: the seller gives the total back (the platform keeps its fee, as card processors
+/// keep theirs), from the available balance as far as it goes, the rest as debt.
+fn refund_postings(seller: &SellerId, total: i64, available: i64) -> Vec<(Account, i64)> {
+    let covered = available.clamp(0, total);
+    vec![
+        (Account::SellerAvailable(seller.clone()), covered),
+        (Account::SellerDebt(seller.clone()), total - covered),
+        (Account::ProcessorClearing, -total),
+    ]
+}
+
+/// The seller's available balance and debt, with the row locked until the transaction ends
+/// (PostgreSQL; SQLite's writer already holds the database), so that concurrent sales and
+/// refunds of one seller each see what the previous one left.
+async fn locked_balance(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    currency: Currency,
+) -> Result<(i64, i64), CheckoutError> {
+    let row = sqlx::query(
+        "UPDATE seller_balances SET debt = debt WHERE seller_id = $1 AND currency = $2 \
+         RETURNING available, debt",
+    )
+    .bind(seller.as_str())
+    .bind(currency.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, 0),
+    })
+}
+
+/// Posts the entry an order's move to `next` makes, if any: a sale when paid, a refund when
+/// refunded.
+pub(crate) async fn post_for_order(
+    tx: &mut Tx<'_>,
     order: &crate::Order,
     next: crate::OrderStatus,
     fees: &crate::fees::FeePolicy,
-) -> Option<Entry> {
+    now: i64,
+) -> Result<(), CheckoutError> {
     let total = order.total.amount;
-    let seller = order.seller_id.clone();
+    let seller = &order.seller_id;
     let (kind, postings) = match next {
         crate::OrderStatus::Paid => {
+            let (_, debt) = locked_balance(tx, seller, order.total.currency).await?;
             let fee = fees.sale_fee(total);
-            (
-                EntryKind::Sale,
-                vec![
-                    (Account::ProcessorClearing, total),
-                    (Account::SellerAvailable(seller.clone()), -(total - fee)),
-                    (Account::PlatformFees, -fee),
-                ],
-            )
+            (EntryKind::Sale, sale_postings(seller, total, fee, debt))
         }
-        crate::OrderStatus::Refunded => (
-            EntryKind::Refund,
-            vec![
-                (Account::SellerAvailable(seller.clone()), total),
-                (Account::ProcessorClearing, -total),
-            ],
-        ),
-        _ => return None,
+        crate::OrderStatus::Refunded => {
+            let (available, _) = locked_balance(tx, seller, order.total.currency).await?;
+            (EntryKind::Refund, refund_postings(seller, total, available))
+        }
+        _ => return Ok(()),
     };
     let postings: Vec<_> = postings.into_iter().filter(|(_, a)| *a != 0).collect();
-    (postings.len() >= 2).then(|| Entry {
+    if postings.len() < 2 {
+        return Ok(());
+    }
+    let entry = Entry {
         kind,
         reference: order.id.to_string(),
-        seller,
+        seller: seller.clone(),
         currency: order.total.currency,
         postings,
-    })
+    };
+    post(tx, &entry, now).await?;
+    Ok(())
 }
 
 /// Writes an entry and its postings. Returns false (writing nothing) when an entry of this kind
@@ -190,17 +241,19 @@ pub(crate) async fn post(tx: &mut Tx<'_>, entry: &Entry, now: i64) -> Result<boo
     if !post_entry(tx, entry, now).await? {
         return Ok(false);
     }
-    let (available, in_transit) = entry.seller_deltas();
+    let (available, in_transit, debt) = entry.seller_deltas();
     sqlx::query(
-        "INSERT INTO seller_balances (seller_id, currency, available, in_transit) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (seller_id, currency) DO UPDATE SET \
+        "INSERT INTO seller_balances (seller_id, currency, available, in_transit, debt) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seller_id, currency) DO UPDATE SET \
          available = seller_balances.available + excluded.available, \
-         in_transit = seller_balances.in_transit + excluded.in_transit",
+         in_transit = seller_balances.in_transit + excluded.in_transit, \
+         debt = seller_balances.debt + excluded.debt",
     )
     .bind(entry.seller.as_str())
     .bind(entry.currency.as_str())
     .bind(available)
     .bind(in_transit)
+    .bind(debt)
     .execute(&mut **tx)
     .await?;
     Ok(true)
@@ -233,11 +286,13 @@ pub(crate) async fn claim(
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Balance {
     pub currency: Currency,
-    /// Minor units payable now (negative when refunds exceed sales: recovered from the next
-    /// sales).
+    /// Minor units payable now.
     pub available: i64,
     /// Minor units on their way to the seller's bank.
     pub in_transit: i64,
+    /// Minor units the seller owes: refunds beyond the available balance (after a payout, say),
+    /// repaid from the next sales before they add to `available`.
+    pub debt: i64,
 }
 
 /// A ledger entry as the seller's statement shows it.
@@ -258,8 +313,8 @@ pub struct StatementLine {
 impl crate::Checkout {
     pub async fn balances(&self, seller: &SellerId) -> Result<Vec<Balance>, CheckoutError> {
         let rows = sqlx::query(
-            "SELECT currency, available, in_transit FROM seller_balances WHERE seller_id = $1 \
-             ORDER BY currency",
+            "SELECT currency, available, in_transit, debt FROM seller_balances \
+             WHERE seller_id = $1 ORDER BY currency",
         )
         .bind(seller.as_str())
         .fetch_all(&self.pool)
@@ -270,6 +325,7 @@ impl crate::Checkout {
                     currency: Currency::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
                     available: r.try_get(1)?,
                     in_transit: r.try_get(2)?,
+                    debt: r.try_get(3)?,
                 })
             })
             .collect()
@@ -324,20 +380,30 @@ impl crate::Checkout {
             }
         }
         let balances =
-            sqlx::query("SELECT seller_id, currency, available, in_transit FROM seller_balances")
+            sqlx::query(
+                "SELECT seller_id, currency, available, in_transit, debt FROM seller_balances",
+            )
                 .fetch_all(&self.pool)
                 .await?;
         for r in &balances {
             let seller = SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
             let currency: String = r.try_get(1)?;
-            for (account, stored) in [
+            // Owed to the seller: minus the postings; owed by the seller: the postings.
+            for (account, sign, stored) in [
                 (
                     Account::SellerAvailable(seller.clone()),
+                    -1,
                     r.try_get::<i64, _>(2)?,
                 ),
                 (
                     Account::SellerInTransit(seller.clone()),
+                    -1,
                     r.try_get::<i64, _>(3)?,
+                ),
+                (
+                    Account::SellerDebt(seller.clone()),
+                    1,
+                    r.try_get::<i64, _>(4)?,
                 ),
             ] {
                 let sum: i64 = sqlx::query(
@@ -350,11 +416,11 @@ impl crate::Checkout {
                 .fetch_one(&self.pool)
                 .await?
                 .try_get(0)?;
-                if -sum != stored {
+                if sign * sum != stored {
                     problems.push(format!(
                         "{} {currency}: balance {stored}, postings {}",
                         account.name(),
-                        -sum
+                        sign * sum
                     ));
                 }
             }
@@ -372,6 +438,21 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_beyond_the_balance_is_debt_and_sales_repay_it() {
+        let s = seller();
+        let refund = refund_postings(&s, 1000, 300);
+        assert_eq!(refund[0], (Account::SellerAvailable(s.clone()), 300));
+        assert_eq!(refund[1], (Account::SellerDebt(s.clone()), 700));
+        assert_eq!(refund.iter().map(|(_, a)| a).sum::<i64>(), 0);
+        assert_eq!(refund_postings(&s, 1000, -50)[1].1, 1000, "nothing to take from");
+        let sale = sale_postings(&s, 1000, 59, 700);
+        assert_eq!(sale[1], (Account::SellerDebt(s.clone()), -700));
+        assert_eq!(sale[2], (Account::SellerAvailable(s.clone()), -241));
+        assert_eq!(sale.iter().map(|(_, a)| a).sum::<i64>(), 0);
+        assert_eq!(sale_postings(&s, 1000, 59, 5000)[1].1, -941, "repays at most the net");
+    }
+
+    #[test]
     fn entries_must_balance() {
         let s = seller();
         let ok = Entry {
@@ -386,7 +467,7 @@ mod tests {
             ],
         };
         ok.check().unwrap();
-        assert_eq!(ok.seller_deltas(), (941, 0));
+        assert_eq!(ok.seller_deltas(), (941, 0, 0));
         let mut bad = ok.clone();
         bad.postings[1].1 = -940;
         assert!(bad.check().is_err());

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fees;
 pub mod fx;
 pub mod idempotency;
+pub mod jobs;
 pub mod ledger;
 pub mod order_state;
 pub mod orders;
@@ -22,6 +23,7 @@ pub mod pins;
 pub mod purchases;
 pub mod rates;
 pub mod reaper;
+pub mod refunds;
 pub mod sandbox;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -59,8 +61,16 @@ pub struct CheckoutConfig {
     pub payment_timeout: Duration,
     /// How long idempotency keys are kept.
     pub idempotency_ttl: Duration,
+    /// How long delivered webhook messages (and their attempt logs) are kept before pruning.
+    pub webhook_retention: Duration,
+    /// Oldest exchange-rate table used: past this age since it was loaded (its source stopped
+    /// answering), conversions are refused rather than made at rates nobody checked.
+    pub rates_max_age: Duration,
     /// The platform's fees on sales and instant payouts.
     pub fees: FeePolicy,
+    /// The key file of card fingerprints (see [`card::CardKey`]); the binary's default is
+    /// `<data dir>/card-fingerprint.key`. Every node of a deployment needs the same file.
+    pub card_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CheckoutConfig {
@@ -69,7 +79,10 @@ impl Default for CheckoutConfig {
             reservation_window: Duration::from_secs(15 * 60),
             payment_timeout: Duration::from_secs(10),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            webhook_retention: Duration::from_secs(30 * 86_400),
+            rates_max_age: Duration::from_secs(24 * 3600),
             fees: FeePolicy::default(),
+            card_key_file: None,
         }
     }
 }
@@ -91,6 +104,10 @@ pub struct Checkout {
     pub(crate) payouts: Arc<dyn PayoutProvider>,
     /// The exchange rates in force.
     pub(crate) rates: rates::Rates,
+    /// Keys card fingerprints (idempotency request hashes).
+    pub(crate) card_key: card::CardKey,
+    /// Counters of the background jobs (rows that failed, rows pruned).
+    pub(crate) jobs: jobs::JobMetrics,
 }
 
 impl Checkout {
@@ -105,7 +122,6 @@ impl Checkout {
             pool,
             payments,
             events,
-            config,
             secrets: SecretBox::ephemeral(),
             webhook_targets: TargetPolicy::default(),
             webhooks_wake: Arc::new(Notify::new()),
@@ -113,8 +129,22 @@ impl Checkout {
                 pool_for_payouts,
                 Duration::from_secs(2),
             )),
-            rates: rates::Rates::default(),
+            rates: rates::Rates::new(config.rates_max_age),
+            card_key: card::CardKey::ephemeral(),
+            jobs: jobs::JobMetrics::default(),
+            config,
         }
+    }
+
+    /// Keys card fingerprints with the deployment's secret (every node needs the same one).
+    pub fn with_card_key(mut self, key: card::CardKey) -> Self {
+        self.card_key = key;
+        self
+    }
+
+    /// The background jobs' counters, for `/metrics`.
+    pub fn job_metrics(&self) -> &jobs::JobMetrics {
+        &self.jobs
     }
 
     /// The exchange rates in force (empty until a source loads them).
@@ -149,6 +179,7 @@ impl Checkout {
             self.webhook_targets,
             Arc::clone(&self.webhooks_wake),
             metrics,
+            self.jobs.clone(),
         )
     }
 

@@ -58,6 +58,9 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Cancels a payment that has not settled. A settled payment is returned as it is, so the
     /// caller learns that it was charged after all.
     async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError>;
-    /// Refunds a succeeded payment in full.
-    async fn refund(&self, reference: &str) -> Result<Payment, PaymentError>;
+    /// Refunds a succeeded payment in full. `idempotency_key` names the refund: a repeat with
+    /// the same key (a retry after a lost answer) returns the refunded payment and refunds
+    /// nothing more.
+    async fn refund(&self, reference: &str, idempotency_key: &str)
+    -> Result<Payment, PaymentError>;
 }

@@ -425,18 +425,58 @@ impl Checkout {
         .await?;
         let mut settled = 0;
         for row in &rows {
-            let p = payout_from_row(row)?;
-            match self.payouts.status(&p.id).await {
-                Ok(Some(RailStatus::InTransit)) => {}
-                Ok(Some(status)) => {
-                    self.settle_payout(&p, status).await?;
-                    settled += 1;
-                }
-                Ok(None) => self.send_payout(&p).await?,
-                Err(e) => tracing::warn!(payout = %p.id, error = %e, "payout rail unavailable"),
+            let id: String = row.try_get(0).unwrap_or_default();
+            match self.reconcile_one(row).await {
+                Ok(done) => settled += usize::from(done),
+                Err(e) => self.jobs.row_failed("payouts", &id, &e),
             }
         }
         Ok(settled)
+    }
+
+    /// Asks the rail about one payout in transit; true when it settled.
+    async fn reconcile_one(&self, row: &AnyRow) -> Result<bool, CheckoutError> {
+        let p = payout_from_row(row)?;
+        match self.payouts.status(&p.id).await {
+            Ok(Some(RailStatus::InTransit)) => Ok(false),
+            Ok(Some(status)) => {
+                self.settle_payout(&p, status).await?;
+                Ok(true)
+            }
+            Ok(None) => {
+                self.send_payout(&p).await?;
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::warn!(payout = %p.id, error = %e, "payout rail unavailable");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Today's scheduled payout of one balance row, if it is due and the balance still holds.
+    async fn scheduled_payout(
+        &self,
+        r: &AnyRow,
+        day: &str,
+    ) -> Result<Option<Payout>, CheckoutError> {
+        let seller = SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
+        let currency = Currency::parse(&r.try_get::<String, _>(1)?).map_err(corrupt)?;
+        let available: i64 = r.try_get(2)?;
+        let key = format!("scheduled-{currency}-{day}", currency = currency.as_str());
+        let new = NewPayout {
+            amount: Money {
+                amount: available,
+                currency,
+            },
+            method: PayoutMethod::Standard,
+        };
+        match self.request_payout(&seller, Some(&key), new).await {
+            Ok(p) => Ok(Some(p)),
+            // The balance moved since it was read, or today's run already paid: next run.
+            Err(CheckoutError::InsufficientBalance | CheckoutError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The scheduled run: each seller's whole available balance at least `minimum` (in minor
@@ -451,22 +491,11 @@ impl Checkout {
         let day = Timestamp::now().to_string()[..10].to_owned();
         let mut made = vec![];
         for r in &rows {
-            let seller = SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
-            let currency = Currency::parse(&r.try_get::<String, _>(1)?).map_err(corrupt)?;
-            let available: i64 = r.try_get(2)?;
-            let key = format!("scheduled-{currency}-{day}", currency = currency.as_str());
-            let new = NewPayout {
-                amount: Money {
-                    amount: available,
-                    currency,
-                },
-                method: PayoutMethod::Standard,
-            };
-            match self.request_payout(&seller, Some(&key), new).await {
-                Ok(p) => made.push(p),
-                // The balance moved since it was read, or today's run already paid: next run.
-                Err(CheckoutError::InsufficientBalance | CheckoutError::Conflict(_)) => {}
-                Err(e) => return Err(e),
+            let seller: String = r.try_get(0).unwrap_or_default();
+            match self.scheduled_payout(r, &day).await {
+                Ok(Some(p)) => made.push(p),
+                Ok(None) => {}
+                Err(e) => self.jobs.row_failed("payouts", &seller, &e),
             }
         }
         Ok(made)

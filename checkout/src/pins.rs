@@ -248,6 +248,25 @@ impl Checkout {
     }
 
     /// Ends every active pin of a product (it was archived).
+    /// Ends a deleted stream's sale: its active pin stops, so neither the stream nor the pin's
+    /// id buys at the sale price any more. Called when the stream is deleted.
+    pub async fn end_stream_sales(&self, stream: &StreamId) -> Result<(), CheckoutError> {
+        let done = sqlx::query(
+            "UPDATE pins SET active = 0, unpinned_at = $1 WHERE stream_id = $2 AND active = 1",
+        )
+        .bind(now_ms())
+        .bind(stream.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            self.events.emit(CommerceEvent::Pin {
+                stream: stream.clone(),
+                pin: None,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) async fn unpin_product(&self, product: &ProductId) -> Result<(), CheckoutError> {
         let streams =
             sqlx::query("SELECT stream_id FROM pins WHERE product_id = $1 AND active = 1")

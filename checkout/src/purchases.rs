@@ -17,7 +17,7 @@ impl Purchases for Checkout {
             stream_id: Some(request.stream),
             currency: request.currency,
             payment: PaymentDetails {
-                card_number: request.card_number,
+                card_number: request.card_number.into(),
             },
         };
         match self

@@ -1,11 +1,15 @@
 //! The exchange rates in force: a [`RateTable`] loaded from the operator's file or HTTP endpoint
 //! and refreshed on a timer. A failed refresh keeps the last good table (and says so in the
-//! log): prices keep converting at slightly older rates rather than not at all. Before the first
-//! table arrives there are no rates, and conversions say so.
+//! log): prices keep converting at slightly older rates rather than not at all, but only up to
+//! an age limit; past it, conversions are refused (a source that stopped answering days ago
+//! must not price orders silently). Before the first table arrives there are no rates, and
+//! conversions say so. A server with no source configured has no rates by choice.
 
 use crate::fx::{FxError, RateTable};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Largest rates document read (a table of every ISO 4217 currency is a few kilobytes).
 const MAX_BYTES: usize = 256 * 1024;
@@ -68,21 +72,107 @@ impl RatesSource {
     }
 }
 
+/// Why no rates may be used now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RatesUnavailable {
+    #[error("no exchange rates are configured on this server")]
+    NotConfigured,
+    #[error("the exchange rates have not loaded yet")]
+    NotLoaded,
+    #[error(
+        "the exchange rates were loaded {age_secs} s ago, past the {max_age_secs} s limit; their source has stopped answering"
+    )]
+    Stale { age_secs: i64, max_age_secs: u64 },
+}
+
+struct State {
+    /// The table and when it was loaded (Unix milliseconds).
+    table: RwLock<Option<(Arc<RateTable>, i64)>>,
+    max_age: Duration,
+    /// A source follows these rates (or a table was set): no table then means "not yet".
+    configured: AtomicBool,
+}
+
 /// The table in force; cheap to clone and to read.
-#[derive(Clone, Default)]
-pub struct Rates(Arc<RwLock<Option<Arc<RateTable>>>>);
+#[derive(Clone)]
+pub struct Rates(Arc<State>);
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(24 * 3600))
+    }
+}
 
 impl Rates {
+    /// Rates that are refused once older than `max_age`.
+    pub fn new(max_age: Duration) -> Self {
+        Self(Arc::new(State {
+            table: RwLock::new(None),
+            max_age,
+            configured: AtomicBool::new(false),
+        }))
+    }
+
+    /// The table loaded last, whatever its age.
     pub fn current(&self) -> Option<Arc<RateTable>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let table = self.0.table.read().unwrap_or_else(|e| e.into_inner());
+        table.as_ref().map(|(t, _)| Arc::clone(t))
+    }
+
+    /// The table, if it may be used now.
+    pub fn fresh(&self) -> Result<Arc<RateTable>, RatesUnavailable> {
+        self.fresh_at(crate::db::now_ms())
+    }
+
+    /// The table, if it may be used at `now` (Unix milliseconds).
+    pub fn fresh_at(&self, now: i64) -> Result<Arc<RateTable>, RatesUnavailable> {
+        let table = self.0.table.read().unwrap_or_else(|e| e.into_inner());
+        let Some((t, loaded)) = table.as_ref() else {
+            return Err(if self.is_configured() {
+                RatesUnavailable::NotLoaded
+            } else {
+                RatesUnavailable::NotConfigured
+            });
+        };
+        let age_ms = now.saturating_sub(*loaded);
+        if age_ms > self.0.max_age.as_millis() as i64 {
+            return Err(RatesUnavailable::Stale {
+                age_secs: age_ms / 1000,
+                max_age_secs: self.0.max_age.as_secs(),
+            });
+        }
+        Ok(Arc::clone(t))
+    }
+
+    /// Whether this server has rates at all (a source, or a table set by hand).
+    pub fn is_configured(&self) -> bool {
+        self.0.configured.load(Ordering::Relaxed)
     }
 
     pub fn set(&self, table: RateTable) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
+        self.set_at(table, crate::db::now_ms());
     }
 
-    /// Loads from `source` now, then every `every`, until `stop`.
-    pub async fn follow(
+    /// Puts `table` in force as loaded at `loaded_at` (Unix milliseconds).
+    pub fn set_at(&self, table: RateTable, loaded_at: i64) {
+        self.0.configured.store(true, Ordering::Relaxed);
+        *self.0.table.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((Arc::new(table), loaded_at));
+    }
+
+    /// Loads from `source` now, then every `every`, until `stop`. The rates count as
+    /// configured from this call on, before the returned future first runs.
+    pub fn follow(
+        self,
+        source: RatesSource,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.0.configured.store(true, Ordering::Relaxed);
+        self.run(source, every, stop)
+    }
+
+    async fn run(
         self,
         source: RatesSource,
         every: std::time::Duration,
@@ -106,5 +196,45 @@ impl Rates {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RateTable {
+        RateTable::from_json(r#"{"base":"USD","source":"s","as_of":"t","rates":{"EUR":"0.9"}}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_table_past_its_age_limit_is_refused() {
+        let rates = Rates::new(Duration::from_secs(60));
+        assert_eq!(rates.fresh_at(0).unwrap_err(), RatesUnavailable::NotConfigured);
+        rates.set_at(table(), 1_000_000);
+        assert!(rates.fresh_at(1_000_000 + 60_000).is_ok(), "at the limit");
+        assert_eq!(
+            rates.fresh_at(1_000_000 + 61_000).unwrap_err(),
+            RatesUnavailable::Stale {
+                age_secs: 61,
+                max_age_secs: 60
+            }
+        );
+        assert!(rates.current().is_some(), "kept, for the operator to see");
+    }
+
+    #[tokio::test]
+    async fn following_a_source_counts_as_configured_at_once() {
+        let rates = Rates::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        stop.cancel();
+        let running = rates.clone().follow(
+            RatesSource::File("/nonexistent/rates.json".into()),
+            Duration::from_secs(3600),
+            stop,
+        );
+        assert_eq!(rates.fresh().unwrap_err(), RatesUnavailable::NotLoaded);
+        running.await;
     }
 }

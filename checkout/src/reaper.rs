@@ -1,6 +1,8 @@
 //! The reservation reaper: settles `pending` orders whose reservation window has passed (their
 //! request died, or the processor never answered) from the processor's own record, so that no
-//! charge is lost and no reserved unit stays taken; and drops idempotency keys past their time.
+//! charge is lost and no reserved unit stays taken; finishes refunds whose processor call did
+//! not complete; and prunes what has served its purpose (see [`crate::jobs`]). A row that fails
+//! is logged and counted, and the pass goes on: one bad row never stops the others.
 
 use crate::Checkout;
 use crate::db::now_ms;
@@ -9,6 +11,8 @@ use crate::error::{CheckoutError, RejectKind, Rejection};
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::orders::{ORDER_COLUMNS, order_from_row};
 use crate::payment::PaymentStatus;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,16 +32,29 @@ impl Checkout {
         .await?;
         let mut settled = 0;
         for row in rows {
-            let order = order_from_row(&row)?;
-            debug_assert_eq!(order.status, OrderStatus::Pending);
-            let payment = self.payments.retrieve(order.id.as_str()).await?;
-            let done = match payment {
-                None => {
-                    let rejection = Rejection::new(
-                        RejectKind::PaymentTimeout,
-                        "the reservation expired before a payment was made",
-                    );
-                    self.transition(
+            let id: String = row.try_get(0).unwrap_or_default();
+            match self.release_one(&row).await {
+                Ok(done) => settled += usize::from(done),
+                Err(e) => self.jobs.row_failed("reaper", &id, &e),
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Settles one expired order from the processor's record; true when this call settled it.
+    async fn release_one(&self, row: &AnyRow) -> Result<bool, CheckoutError> {
+        let order = order_from_row(row)?;
+        if order.status != OrderStatus::Pending {
+            return Ok(false);
+        }
+        match self.payments.retrieve(order.id.as_str()).await? {
+            None => {
+                let rejection = Rejection::new(
+                    RejectKind::PaymentTimeout,
+                    "the reservation expired before a payment was made",
+                );
+                Ok(self
+                    .transition(
                         &order,
                         OrderEvent::Cancel,
                         Some("reservation_expired"),
@@ -45,19 +62,16 @@ impl Checkout {
                         Some(&rejection),
                     )
                     .await?
-                    .is_some()
+                    .is_some())
+            }
+            Some(mut payment) => {
+                if payment.status == PaymentStatus::Processing {
+                    payment = self.payments.cancel(order.id.as_str()).await?;
                 }
-                Some(mut payment) => {
-                    if payment.status == PaymentStatus::Processing {
-                        payment = self.payments.cancel(order.id.as_str()).await?;
-                    }
-                    self.settle(order, &payment).await?;
-                    true
-                }
-            };
-            settled += usize::from(done);
+                self.settle(order, &payment).await?;
+                Ok(true)
+            }
         }
-        Ok(settled)
     }
 }
 
@@ -80,8 +94,13 @@ pub fn spawn_reaper(
                 Ok(n) => tracing::info!(orders = n, "expired reservations settled"),
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
             }
-            if let Err(e) = checkout.expire_keys().await {
-                tracing::warn!(error = %e, "idempotency key expiry failed");
+            match checkout.reconcile_refunds().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(refunds = n, "pending refunds finished"),
+                Err(e) => tracing::warn!(error = %e, "refund reconciliation failed"),
+            }
+            if let Err(e) = checkout.prune_at(now_ms()).await {
+                tracing::warn!(error = %e, "pruning failed");
             }
         }
     })

@@ -172,19 +172,29 @@ impl PaymentProvider for SandboxProvider {
         self.current(reference).await?.ok_or(PaymentError::NotFound)
     }
 
-    async fn refund(&self, reference: &str) -> Result<Payment, PaymentError> {
+    async fn refund(&self, reference: &str, key: &str) -> Result<Payment, PaymentError> {
         self.settle(reference).await?;
         let done = sqlx::query(
-            "UPDATE sandbox_payments SET status = 'refunded', refunded_amount = amount \
-             WHERE reference = $1 AND status = 'succeeded'",
+            "UPDATE sandbox_payments SET status = 'refunded', refunded_amount = amount, \
+             refund_key = $2 WHERE reference = $1 AND status = 'succeeded'",
         )
         .bind(reference)
+        .bind(key)
         .execute(&self.pool)
         .await
         .map_err(Self::unavailable)?;
         let payment = self.load(reference).await?.ok_or(PaymentError::NotFound)?;
-        if done.rows_affected() == 0 && payment.status != PaymentStatus::Refunded {
-            return Err(PaymentError::NotRefundable);
+        if done.rows_affected() == 0 {
+            // Only the refund that happened may be asked about again.
+            let same: Option<String> =
+                sqlx::query_scalar("SELECT refund_key FROM sandbox_payments WHERE reference = $1")
+                    .bind(reference)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(Self::unavailable)?;
+            if payment.status != PaymentStatus::Refunded || same.as_deref() != Some(key) {
+                return Err(PaymentError::NotRefundable);
+            }
         }
         Ok(payment)
     }

@@ -566,8 +566,8 @@ impl PaymentProvider for DiesAfterCharge {
     async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError> {
         self.0.cancel(reference).await
     }
-    async fn refund(&self, reference: &str) -> Result<Payment, PaymentError> {
-        self.0.refund(reference).await
+    async fn refund(&self, reference: &str, key: &str) -> Result<Payment, PaymentError> {
+        self.0.refund(reference, key).await
     }
 }
 

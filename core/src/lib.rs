@@ -5,6 +5,7 @@
 //! protocol, so every other crate may depend on it without dragging a role along.
 
 pub mod bus;
+pub mod client_ip;
 pub mod commerce;
 pub mod directory;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod secret;
 pub mod time;
 
 pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
+pub use client_ip::{ClientIp, TrustedProxies, client_ip};
 pub use commerce::{
     BuyFailure, BuyOutcome, BuyRequest, CommerceError, CommerceEvent, CommerceEvents, EventRelay,
     Identities, Identity, OrderSummary, PinnedProduct, Purchases,

@@ -26,10 +26,14 @@ pub async fn publish(
         return Err(SignalingError::Full);
     }
     let sfu = &ingest.sfu;
-    let (pc, mut events) = sfu.factory.build().await?;
+    // Publishers bind their reserved ports first: viewers can never take them.
+    let (pc, mut events) = sfu
+        .factory
+        .build_for(vitrine_sfu::ports::PortUse::Publisher)
+        .await?;
     let negotiated = async {
         peer::add_receivers(&pc).await?;
-        peer::answer(&pc, &mut events, offer).await
+        peer::answer(&pc, &mut events, offer, sfu.factory.candidates()).await
     }
     .await;
     let answer = match negotiated {
@@ -81,7 +85,8 @@ async fn run(
     task: SessionTask,
 ) {
     let directory = Arc::clone(&ingest.sfu.directory);
-    let mut liveness = LivenessWatch::new(events.state.clone());
+    let connect_timeout = ingest.sfu.factory.ice().connect_timeout;
+    let mut liveness = LivenessWatch::new(events.state.clone(), connect_timeout);
     loop {
         tokio::select! {
             _ = task.cancel.cancelled() => break,
@@ -91,6 +96,11 @@ async fn run(
             }
             alive = liveness.next() => match alive {
                 Liveness::Gone => break,
+                Liveness::NeverConnected => {
+                    ingest.sfu.routers.metrics().sessions_reaped.inc();
+                    tracing::info!(%stream, session = %id, "publisher did not connect in time; reaped");
+                    break;
+                }
                 Liveness::Connected => {
                     if !link.is_replaced()
                         && let Err(e) = directory.set_state(&stream, StreamState::Live).await

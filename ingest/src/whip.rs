@@ -62,7 +62,15 @@ async fn trickle(
         signaling::stream_id(&stream)?,
         signaling::session_id(&session)?,
     );
-    signaling::patch(&ingest.sessions, &stream, &session, &headers, &body).await
+    signaling::patch(
+        &ingest.sessions,
+        ingest.sfu.factory.candidates(),
+        &stream,
+        &session,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 async fn end(

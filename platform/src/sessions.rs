@@ -49,6 +49,16 @@ impl Platform {
             .transpose()
     }
 
+    /// Ends every browser session of `seller` (its account token was rotated: whoever signed
+    /// in with the old one must not stay signed in). Returns how many were ended.
+    pub async fn end_sessions_of(&self, seller: &SellerId) -> Result<u64, PlatformError> {
+        let done = sqlx::query("DELETE FROM seller_sessions WHERE seller_id = $1")
+            .bind(seller.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn end_session(&self, secret: &Secret) -> Result<(), PlatformError> {
         sqlx::query("DELETE FROM seller_sessions WHERE session_hash = $1")
             .bind(secret.hash().0)
@@ -56,6 +66,16 @@ impl Platform {
             .await?;
         Ok(())
     }
+}
+
+/// The cookie of the sign-in form's nonce: the form carries the CSRF token derived from it,
+/// so that another site cannot post its own token to `/signin` and sign a victim's browser in
+/// to the attacker's account (login CSRF). SameSite=Strict: a cross-site post never carries it.
+pub const SIGNIN_COOKIE: &str = "vitrine_signin";
+
+/// A fresh sign-in nonce for [`SIGNIN_COOKIE`]; its form token is [`csrf_token`] of it.
+pub fn signin_nonce() -> Secret {
+    Secret::generate("vsn")
 }
 
 /// The CSRF token of a session's forms.

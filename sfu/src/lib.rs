@@ -6,12 +6,15 @@
 //! packets only. The sans-IO parts (rewrite, keyframe, codec, offer, sdpfrag) are pure and
 //! tested without sockets.
 
+pub mod admission;
+pub mod candidates;
 pub mod codec;
 pub mod feedback;
 pub mod keyframe;
 pub mod metrics;
 pub mod offer;
 pub mod peer;
+pub mod ports;
 pub mod rewrite;
 pub mod router;
 pub mod sdpfrag;
@@ -29,6 +32,8 @@ pub struct Sfu {
     pub routers: Arc<router::Routers>,
     pub factory: Arc<peer::PeerFactory>,
     pub whep_sessions: Arc<session::Sessions>,
+    /// Who may open a viewer session (pending and total caps, per address, stream and node).
+    pub admissions: admission::Admissions,
     /// Announces every publisher attached to a router, for the roles that consume live media
     /// (the HLS transcoder). Overflow policy of the broadcast: a lagging receiver misses the
     /// oldest announcements and is told how many.
@@ -71,7 +76,9 @@ impl Sfu {
         ice: peer::IceConfig,
         metrics: Arc<metrics::SfuMetrics>,
     ) -> Arc<Self> {
+        let admissions = admission::Admissions::new(ice.viewers.clone(), ice.connect_timeout);
         Arc::new(Self {
+            admissions,
             directory,
             routers: Arc::new(router::Routers::new(metrics)),
             factory: Arc::new(peer::PeerFactory::new(ice)),

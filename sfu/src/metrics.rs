@@ -19,6 +19,10 @@ pub struct SfuMetrics {
     pub keyframe_requests: Counter,
     /// PLI sent to publishers (after coalescing).
     pub keyframe_requests_sent: Counter,
+    /// WHEP offers turned away by the viewer limits (429 and 503).
+    pub whep_refusals: Counter,
+    /// Sessions (WHIP or WHEP) ended because they did not connect within the connect timeout.
+    pub sessions_reaped: Counter,
 }
 
 impl SfuMetrics {
@@ -68,6 +72,16 @@ impl SfuMetrics {
             "keyframe_requests_sent",
             "Keyframe requests sent to publishers after coalescing",
             self.keyframe_requests_sent.clone(),
+        );
+        r.register(
+            "whep_refusals",
+            "WHEP offers turned away by the viewer limits",
+            self.whep_refusals.clone(),
+        );
+        r.register(
+            "sessions_reaped",
+            "Media sessions ended because they did not connect in time",
+            self.sessions_reaped.clone(),
         );
     }
 }

@@ -2,7 +2,9 @@
 //! forwards, NACK and RTCP reports, the ICE addresses an operator configured, and an event
 //! handler that turns callbacks into channels the session tasks can `select!` on.
 
+use crate::candidates::CandidatePolicy;
 use crate::codec::Codec;
+use crate::ports::{PortPlan, PortUse};
 use rtc::interceptor::{Registry, Slot};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
@@ -30,7 +32,12 @@ pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(10);
 /// Tracks a publisher can announce before the session task takes them (one audio, one video).
 const TRACK_QUEUE: usize = 4;
 
-/// Where and how peer connections bind and announce themselves.
+/// How long a session may take from its offer to a connection before it is reaped: a browser
+/// connects in well under a second; an offer that never connects only holds a port.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how peer connections bind and announce themselves, and what of them anonymous
+/// viewers may take.
 #[derive(Debug, Clone)]
 pub struct IceConfig {
     /// Local addresses to bind; `0.0.0.0` means every non-loopback interface.
@@ -39,6 +46,19 @@ pub struct IceConfig {
     pub port_range: Option<(u16, u16)>,
     /// Public addresses announced instead of the bound ones (1:1 NAT, cloud VMs).
     pub announced_ips: Vec<String>,
+    /// Ports at the top of `port_range` that only publishers use, so that viewers (anonymous)
+    /// can never take the last port a seller needs to go live. `None`: a tenth of the range,
+    /// at least one. Publishers use the viewers' ports too when their own are taken.
+    pub publisher_ports: Option<u16>,
+    /// Sessions whose connection is not up this long after their offer are reaped.
+    pub connect_timeout: Duration,
+    /// The deployment faces the internet: candidates into private networks are filtered (see
+    /// [`crate::candidates`]). Announcing a public address implies it.
+    pub public: bool,
+    /// Keep private, link-local and loopback candidates even when public.
+    pub allow_private_candidates: bool,
+    /// What anonymous viewers may hold of this node.
+    pub viewers: crate::admission::ViewerLimits,
 }
 
 impl Default for IceConfig {
@@ -47,6 +67,11 @@ impl Default for IceConfig {
             bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
             port_range: None,
             announced_ips: Vec::new(),
+            publisher_ports: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            public: false,
+            allow_private_candidates: false,
+            viewers: Default::default(),
         }
     }
 }
@@ -67,7 +92,10 @@ pub enum PeerError {
 #[derive(Debug)]
 pub struct PeerFactory {
     ice: IceConfig,
-    next_port: AtomicUsize,
+    /// Where the next viewer and publisher start looking for a free port.
+    next_viewer_port: AtomicUsize,
+    next_publisher_port: AtomicUsize,
+    candidates: CandidatePolicy,
 }
 
 /// Callbacks of one peer connection, as channels.
@@ -108,6 +136,8 @@ pub enum Liveness {
     Connected,
     /// Failed, closed, or disconnected for longer than [`DISCONNECTED_GRACE`]: end the session.
     Gone,
+    /// Not connected within the connect timeout: reap the session.
+    NeverConnected,
 }
 
 /// Follows a connection's state and reports [`Liveness`] changes; cancel-safe, so it can sit in
@@ -115,26 +145,39 @@ pub enum Liveness {
 pub struct LivenessWatch {
     state: watch::Receiver<RTCPeerConnectionState>,
     disconnected_since: Option<tokio::time::Instant>,
+    /// Until the first connection: when the session is reaped if it has not connected.
+    connect_by: Option<tokio::time::Instant>,
 }
 
 impl LivenessWatch {
-    pub fn new(state: watch::Receiver<RTCPeerConnectionState>) -> Self {
+    /// Watches a new session that must connect within `connect_timeout`.
+    pub fn new(state: watch::Receiver<RTCPeerConnectionState>, connect_timeout: Duration) -> Self {
         Self {
             state,
             disconnected_since: None,
+            connect_by: Some(tokio::time::Instant::now() + connect_timeout),
         }
     }
 
     pub async fn next(&mut self) -> Liveness {
         loop {
-            let grace = async {
-                match self.disconnected_since {
-                    Some(at) => tokio::time::sleep_until(at + DISCONNECTED_GRACE).await,
-                    None => std::future::pending().await,
+            let grace = self.disconnected_since.map(|at| at + DISCONNECTED_GRACE);
+            let connect_by = self.connect_by;
+            let deadline = async {
+                match (grace, connect_by) {
+                    (_, Some(by)) => {
+                        tokio::time::sleep_until(by).await;
+                        Liveness::NeverConnected
+                    }
+                    (Some(at), None) => {
+                        tokio::time::sleep_until(at).await;
+                        Liveness::Gone
+                    }
+                    (None, None) => std::future::pending().await,
                 }
             };
             tokio::select! {
-                _ = grace => return Liveness::Gone,
+                verdict = deadline => return verdict,
                 changed = self.state.changed() => {
                     if changed.is_err() {
                         return Liveness::Gone;
@@ -142,6 +185,7 @@ impl LivenessWatch {
                     match *self.state.borrow_and_update() {
                         RTCPeerConnectionState::Connected => {
                             self.disconnected_since = None;
+                            self.connect_by = None;
                             return Liveness::Connected;
                         }
                         RTCPeerConnectionState::Disconnected => {
@@ -250,8 +294,10 @@ pub fn supported(params: &[RTCRtpCodecParameters]) -> Vec<(Codec, u8)> {
 impl PeerFactory {
     pub fn new(ice: IceConfig) -> Self {
         Self {
+            candidates: CandidatePolicy::of(&ice),
             ice,
-            next_port: AtomicUsize::new(0),
+            next_viewer_port: AtomicUsize::new(0),
+            next_publisher_port: AtomicUsize::new(0),
         }
     }
 
@@ -259,30 +305,45 @@ impl PeerFactory {
         &self.ice
     }
 
-    /// A new peer connection and the channels its events arrive on.
+    /// Which candidates this deployment exchanges.
+    pub fn candidates(&self) -> CandidatePolicy {
+        self.candidates
+    }
+
+    /// A new peer connection for a viewer (or a client) and the channels its events arrive on.
     pub async fn build(&self) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
-        let attempts = match self.ice.port_range {
-            Some((lo, hi)) => usize::from(hi.saturating_sub(lo)) + 1,
-            None => 1,
+        self.build_for(PortUse::Viewer).await
+    }
+
+    /// A new peer connection on a port `who` may use. [`PeerError::NoPort`] when every such
+    /// port is taken.
+    pub async fn build_for(
+        &self,
+        who: PortUse,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        let Some(range) = self.ice.port_range else {
+            return self.try_build(0).await;
         };
+        let plan = PortPlan::new(range, self.ice.publisher_ports);
+        let ports = plan.order(
+            who,
+            self.next_viewer_port.fetch_add(1, Ordering::Relaxed),
+            self.next_publisher_port.fetch_add(1, Ordering::Relaxed),
+        );
         let mut last_err = None;
-        for _ in 0..attempts {
-            match self.try_build().await {
+        for port in ports {
+            match self.try_build(port).await {
                 Ok(built) => return Ok(built),
                 Err(e) => last_err = Some(e),
             }
         }
-        Err(last_err.unwrap_or(PeerError::NoPort))
+        if let Some(e) = last_err {
+            tracing::warn!(error = %e, ?who, "no port of the ICE range could be bound");
+        }
+        Err(PeerError::NoPort)
     }
 
-    fn addresses(&self) -> Vec<SocketAddr> {
-        let port = match self.ice.port_range {
-            None => 0,
-            Some((lo, hi)) => {
-                let span = usize::from(hi.saturating_sub(lo)) + 1;
-                lo + (self.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16
-            }
-        };
+    fn addresses(&self, port: u16) -> Vec<SocketAddr> {
         self.ice
             .bind_ips
             .iter()
@@ -290,7 +351,10 @@ impl PeerFactory {
             .collect()
     }
 
-    async fn try_build(&self) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+    async fn try_build(
+        &self,
+        port: u16,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
         let mut media = MediaEngine::default();
         for (codec, kind) in codec_parameters() {
             media.register_codec(codec, kind)?;
@@ -319,7 +383,7 @@ impl PeerFactory {
             .with_setting_engine(settings.build())
             .with_interceptor_registry(registry)
             .with_handler(handler)
-            .with_udp_addrs(self.addresses())
+            .with_udp_addrs(self.addresses(port))
             .build()
             .await?;
         Ok((
@@ -333,14 +397,16 @@ impl PeerFactory {
     }
 }
 
-/// Answers `offer` on `pc` and returns the answer SDP with every local candidate in it
-/// (servers answer with complete candidates; clients may still trickle theirs).
+/// Answers `offer` on `pc` and returns the answer SDP with every local candidate `policy`
+/// allows in it (servers answer with complete candidates; clients may still trickle theirs).
+/// Candidates of the offer that `policy` refuses never reach the ICE agent.
 pub async fn answer(
     pc: &Arc<dyn PeerConnection>,
     events: &mut PeerEvents,
     offer: String,
+    policy: CandidatePolicy,
 ) -> Result<String, PeerError> {
-    pc.set_remote_description(RTCSessionDescription::offer(offer)?)
+    pc.set_remote_description(RTCSessionDescription::offer(policy.filter_sdp(&offer))?)
         .await?;
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
@@ -357,7 +423,7 @@ pub async fn answer(
     }
     pc.local_description()
         .await
-        .map(|d| d.sdp)
+        .map(|d| policy.filter_sdp(&d.sdp))
         .ok_or(PeerError::NoLocalDescription)
 }
 
@@ -368,7 +434,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_disconnected_too_long_is_gone() {
         let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
-        let mut live = LivenessWatch::new(rx);
+        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
         tx.send_replace(RTCPeerConnectionState::Connected);
         assert_eq!(live.next().await, Liveness::Connected);
 
@@ -389,12 +455,35 @@ mod tests {
     #[tokio::test]
     async fn failure_and_a_dropped_connection_are_gone_at_once() {
         let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
-        let mut live = LivenessWatch::new(rx);
+        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
         tx.send_replace(RTCPeerConnectionState::Failed);
         assert_eq!(live.next().await, Liveness::Gone);
         let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
-        let mut live = LivenessWatch::new(rx);
+        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
         drop(tx);
         assert_eq!(live.next().await, Liveness::Gone);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_never_connects_is_reaped_at_its_deadline() {
+        let timeout = Duration::from_secs(10);
+        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
+        let mut live = LivenessWatch::new(rx, timeout);
+        let started = tokio::time::Instant::now();
+        // Checking (ICE in progress) does not extend the deadline.
+        tx.send_replace(RTCPeerConnectionState::Connecting);
+        assert_eq!(live.next().await, Liveness::NeverConnected);
+        assert_eq!(tokio::time::Instant::now() - started, timeout);
+
+        // A session that connects in time is no longer subject to the deadline.
+        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
+        let mut live = LivenessWatch::new(rx, timeout);
+        tx.send_replace(RTCPeerConnectionState::Connected);
+        assert_eq!(live.next().await, Liveness::Connected);
+        let later = tokio::time::timeout(timeout * 3, live.next()).await;
+        assert!(
+            later.is_err(),
+            "a connected session outlives the connect timeout"
+        );
     }
 }

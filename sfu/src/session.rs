@@ -94,7 +94,15 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn is_full(&self) -> bool {
-        self.map.lock().expect("sessions lock").len() >= MAX_SESSIONS
+        self.len() >= MAX_SESSIONS
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("sessions lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn insert(&self, id: SessionId, session: Arc<Session>) {

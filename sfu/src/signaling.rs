@@ -2,6 +2,8 @@
 //! the `201 Created` answer, trickle-ICE `PATCH`, `DELETE`, `OPTIONS`, and the mapping of
 //! signaling errors to problem responses.
 
+use crate::admission::Refusal;
+use crate::candidates::CandidatePolicy;
 use crate::offer::OfferError;
 use crate::peer::PeerError;
 use crate::sdpfrag::parse_sdpfrag;
@@ -33,15 +35,32 @@ pub enum SignalingError {
     BadFragment(String),
     #[error("server is at its session limit")]
     Full,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("negotiation failed: {0}")]
     Negotiation(#[from] PeerError),
     #[error("stream directory unavailable")]
     Directory,
 }
 
+/// How long a client is asked to wait when every session or port of the node is taken.
+pub const AT_CAPACITY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl SignalingError {
+    /// The `Retry-After` of a refusal that a later attempt may overcome.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Refused(r) => Some(r.retry_after()),
+            Self::Full | Self::Negotiation(PeerError::NoPort) => Some(AT_CAPACITY_RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for SignalingError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
+        let retry_after = self.retry_after();
         let problem = match &self {
             Self::UnknownStream | Self::UnknownSession => Problem::not_found(detail),
             Self::Unauthorized => Problem::unauthorized(detail),
@@ -52,9 +71,21 @@ impl IntoResponse for SignalingError {
             Self::Offer(OfferError::NoMedia) => Problem::bad_request("no-media", detail),
             Self::Offer(_) | Self::NotUtf8 => Problem::bad_request("malformed-sdp", detail),
             Self::BadFragment(_) => Problem::bad_request("malformed-sdpfrag", detail),
-            Self::Full => Problem::new(
+            Self::Full | Self::Negotiation(PeerError::NoPort) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "at-capacity",
+                "service unavailable",
+            )
+            .with_detail(detail),
+            Self::Refused(r) if r.is_rate_limit() => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-pending-sessions",
+                "too many requests",
+            )
+            .with_detail(detail),
+            Self::Refused(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "viewer-limit",
                 "service unavailable",
             )
             .with_detail(detail),
@@ -64,7 +95,14 @@ impl IntoResponse for SignalingError {
             }
             Self::Directory => Problem::internal(),
         };
-        problem.into_response()
+        let mut response = problem.into_response();
+        if let Some(wait) = retry_after {
+            let secs = wait.as_secs().max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -129,9 +167,12 @@ pub fn options() -> Response {
     response
 }
 
-/// `PATCH` on a session resource: trickle ICE candidates from the client.
+/// `PATCH` on a session resource: trickle ICE candidates from the client. Candidates `policy`
+/// refuses (internal addresses on a public deployment) are dropped without an error, as an
+/// ICE agent ignores a candidate it cannot use.
 pub async fn patch(
     sessions: &Sessions,
+    policy: CandidatePolicy,
     stream: &StreamId,
     session: &SessionId,
     headers: &HeaderMap,
@@ -142,7 +183,15 @@ pub async fn patch(
         .ok_or(SignalingError::UnknownSession)?;
     require_content_type(headers, SDPFRAG)?;
     let text = std::str::from_utf8(body).map_err(|_| SignalingError::NotUtf8)?;
-    let frag = parse_sdpfrag(text).map_err(|e| SignalingError::BadFragment(e.to_string()))?;
+    let mut frag = parse_sdpfrag(text).map_err(|e| SignalingError::BadFragment(e.to_string()))?;
+    let offered = frag.candidates.len();
+    frag.candidates.retain(|c| policy.allows(&c.candidate));
+    if frag.candidates.len() < offered {
+        tracing::debug!(
+            dropped = offered - frag.candidates.len(),
+            "internal trickle candidates dropped"
+        );
+    }
     found
         .add_candidates(frag)
         .await

@@ -4,9 +4,11 @@
 //!
 //! One task owns the leg: it drains the leg's bounded queue, so a viewer whose connection is slow
 //! fills only its own queue. The leg ends on DELETE, ICE failure, a disconnection that lasts
-//! longer than [`crate::peer::DISCONNECTED_GRACE`], or server shutdown.
+//! longer than [`crate::peer::DISCONNECTED_GRACE`], no connection within the connect timeout,
+//! or server shutdown. It holds its admission [`Slot`] for its whole life.
 
 use crate::Sfu;
+use crate::admission::Slot;
 use crate::codec::{Codec, MediaKind};
 use crate::feedback::is_keyframe_request;
 use crate::peer::{self, Liveness, LivenessWatch, codec_parameters, supported};
@@ -20,12 +22,11 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vitrine_core::{SessionId, StreamId};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+use webrtc::peer_connection::PeerConnection;
 
 /// The RTP codec description a local track of `codec` carries.
 fn rtc_codec(codec: Codec) -> RTCRtpCodec {
@@ -66,17 +67,19 @@ fn payload_pairs(source: &SourceInfo, kind: MediaKind, leg: &[(Codec, u8)]) -> V
         .collect()
 }
 
-/// Negotiates a WHEP session for `stream` and starts its leg. Returns the session id and answer.
+/// Negotiates a WHEP session for `stream`, admitted as `slot`, and starts its leg. Returns the
+/// session id and answer.
 pub async fn subscribe(
     sfu: &Arc<Sfu>,
     stream: StreamId,
     offer: String,
+    slot: Slot,
 ) -> Result<(SessionId, String), SignalingError> {
     if sfu.whep_sessions.is_full() {
         return Err(SignalingError::Full);
     }
     let router = sfu.routers.get_or_create(&stream);
-    let (pc, mut events) = sfu.factory.build().await?;
+    let (pc, mut events) = sfu.factory.build_for(crate::ports::PortUse::Viewer).await?;
     let video_codec = router
         .source()
         .borrow()
@@ -95,7 +98,7 @@ pub async fn subscribe(
         let audio_sender = pc
             .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
             .await?;
-        let answer = peer::answer(&pc, &mut events, offer).await?;
+        let answer = peer::answer(&pc, &mut events, offer, sfu.factory.candidates()).await?;
         let video_codecs = supported(&video_sender.get_parameters().await?.rtp_parameters.codecs);
         let audio_codecs = supported(&audio_sender.get_parameters().await?.rtp_parameters.codecs);
         Ok::<_, peer::PeerError>((answer, video_codecs, audio_codecs))
@@ -130,9 +133,11 @@ pub async fn subscribe(
         audio: LegRewriter::new(audio_ssrc, 48_000, false),
         video_codecs,
         audio_codecs,
+        slot,
     };
+    let connect_timeout = sfu.factory.ice().connect_timeout;
     tokio::spawn(leg.run(
-        events.state,
+        LivenessWatch::new(events.state, connect_timeout),
         task,
         Arc::clone(&sfu.whep_sessions),
         id.clone(),
@@ -152,6 +157,8 @@ struct Leg {
     audio: LegRewriter,
     video_codecs: Vec<(Codec, u8)>,
     audio_codecs: Vec<(Codec, u8)>,
+    /// The viewer's admission: pending until connected, freed when the leg ends.
+    slot: Slot,
 }
 
 impl Leg {
@@ -164,7 +171,7 @@ impl Leg {
 
     async fn run(
         mut self,
-        state: watch::Receiver<RTCPeerConnectionState>,
+        mut liveness: LivenessWatch,
         task: SessionTask,
         sessions: Arc<Sessions>,
         id: SessionId,
@@ -174,13 +181,18 @@ impl Leg {
         let metrics = Arc::clone(router.metrics());
         let mut source = router.source();
         self.apply_source(&source.borrow_and_update());
-        let mut liveness = LivenessWatch::new(state);
         loop {
             tokio::select! {
                 _ = task.cancel.cancelled() => break,
                 alive = liveness.next() => match alive {
                     Liveness::Gone => break,
+                    Liveness::NeverConnected => {
+                        metrics.sessions_reaped.inc();
+                        tracing::info!(stream = %router.stream(), session = %id, "subscriber did not connect in time; reaped");
+                        break;
+                    }
                     Liveness::Connected => {
+                        self.slot.connected();
                         if self.handle.is_none() {
                             self.handle = Some(router.join());
                             tracing::info!(stream = %router.stream(), session = %id, viewers = router.viewers(), "subscriber joined");

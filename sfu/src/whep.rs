@@ -1,5 +1,6 @@
 //! WHEP endpoint (`/whep/{stream}`): viewers post an offer and get a subscriber leg. Streams are
-//! public to watch, so no key is needed; the stream must exist.
+//! public to watch, so no key is needed; the stream must exist, and the viewer must be admitted
+//! (see [`crate::admission`]): anonymous offers never take what a publisher needs.
 
 use crate::Sfu;
 use crate::signaling::{self, SDP, SignalingError};
@@ -11,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use std::sync::Arc;
+use vitrine_core::ClientIp;
 
 /// Routes of the WHEP endpoint.
 pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
@@ -27,6 +29,9 @@ pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
 async fn offer(
     State(sfu): State<Arc<Sfu>>,
     Path(stream): Path<String>,
+    // The client's address (behind a trusted proxy, the one it forwarded), which the
+    // per-address limits key on.
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
@@ -38,7 +43,15 @@ async fn offer(
         .ok_or(SignalingError::UnknownStream)?;
     signaling::require_content_type(&headers, SDP)?;
     let offer = signaling::offer_text(&body)?;
-    let (session, answer) = subscribe(&sfu, stream.clone(), offer).await?;
+    let slot = sfu
+        .admissions
+        .admit(client, &stream)
+        .inspect_err(|refusal| {
+            sfu.routers.metrics().whep_refusals.inc();
+            // Debug, not info: a flood must not flood the log too (the metric counts them).
+            tracing::debug!(%client, %stream, %refusal, "viewer turned away");
+        })?;
+    let (session, answer) = subscribe(&sfu, stream.clone(), offer, slot).await?;
     Ok(signaling::created(
         format!("/whep/{stream}/{session}"),
         answer,
@@ -55,7 +68,15 @@ async fn trickle(
         signaling::stream_id(&stream)?,
         signaling::session_id(&session)?,
     );
-    signaling::patch(&sfu.whep_sessions, &stream, &session, &headers, &body).await
+    signaling::patch(
+        &sfu.whep_sessions,
+        sfu.factory.candidates(),
+        &stream,
+        &session,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 async fn end(

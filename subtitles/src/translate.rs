@@ -10,6 +10,10 @@ use std::time::Duration;
 pub const MAX_TEXT: usize = 2_000;
 /// A translation slower than this is given up (the caption goes out untranslated).
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest reply read from the service: a translation of [`MAX_TEXT`] bytes, JSON-escaped,
+/// in any script, fits many times over. A longer reply is refused unread, so a broken or
+/// hostile service cannot make the server hold megabytes per caption.
+pub const MAX_REPLY: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranslateError {
@@ -90,7 +94,10 @@ impl Translator for LibreTranslate {
             .await
             .map_err(|e| TranslateError::Service(e.without_url().to_string()))?;
         let status = response.status();
-        let reply: Result<LibreReply, _> = response.json().await;
+        let body = read_bounded(response, MAX_REPLY)
+            .await
+            .map_err(|why| TranslateError::Rejected(status.as_u16(), why))?;
+        let reply: Result<LibreReply, _> = serde_json::from_slice(&body);
         match reply {
             Ok(LibreReply {
                 translated_text: Some(t),
@@ -107,6 +114,22 @@ impl Translator for LibreTranslate {
     fn name(&self) -> &str {
         "libretranslate"
     }
+}
+
+/// The body of `response`, refused once it passes `limit` bytes (declared or sent).
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("reply larger than {limit} bytes");
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.without_url().to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -132,5 +155,38 @@ mod tests {
         assert_eq!(down.translate("Hola", "es", "es").await.unwrap(), "Hola");
         assert_eq!(down.translate("  ", "en", "de").await.unwrap(), "  ");
         assert_eq!(down.name(), "libretranslate");
+    }
+
+    /// A service that answers with far more than any translation of a caption (a broken or
+    /// hostile service): the client stops reading at its bound and refuses the reply instead of
+    /// holding megabytes in memory or passing them on as a caption.
+    #[tokio::test]
+    async fn an_oversized_reply_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let huge = format!("{{\"translatedText\":\"{}\"}}", "a".repeat(8 << 20));
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                huge.len()
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            // The client may hang up once it has read enough.
+            let _ = socket.write_all(huge.as_bytes()).await;
+        });
+        let client = LibreTranslate::new(&format!("http://{addr}"), None).unwrap();
+        let err = match client.translate("Half price today.", "en", "es").await {
+            Ok(t) => panic!("a reply of {} bytes was taken", t.len()),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, TranslateError::Rejected(200, ref why) if why.contains("larger than")),
+            "{err}"
+        );
+        server.abort();
     }
 }

@@ -5,6 +5,7 @@ use crate::api;
 use crate::api::metrics::ApiMetrics;
 use crate::captions;
 use crate::config::{Config, PayoutsConfig};
+use crate::edge::{Edge, EdgeConfig};
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
@@ -64,6 +65,8 @@ pub struct AppState {
     /// The HLS role; `None` when turned off.
     pub hls: Option<Arc<Hls>>,
     pub captions: Option<Arc<LiveCaptions>>,
+    /// Trusted proxies, per-address limits, who may read `/metrics`.
+    pub edge: Arc<EdgeConfig>,
     registry: Arc<Registry>,
     public_url: Arc<OnceLock<String>>,
 }
@@ -78,6 +81,8 @@ impl AppState {
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -113,19 +118,25 @@ impl Running {
     }
 }
 
-/// Liveness (the database answers)
+/// Liveness (the database and the rate limiter's store answer)
 #[utoipa::path(
     get,
     path = "/healthz",
     responses(
         (status = 200, description = "ok", body = String, content_type = "text/plain"),
-        (status = 503, description = "database unavailable", body = String, content_type = "text/plain")
+        (status = 503, description = "database unavailable, or rate limiter unavailable (writes are refused meanwhile)", body = String, content_type = "text/plain")
     )
 )]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    if state.store.ping().await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+    }
+    match state.limiter.ping().await {
         Ok(_) => (StatusCode::OK, "ok"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate limiter unavailable: writes are refused, reads go through",
+        ),
     }
 }
 
@@ -140,10 +151,21 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
         ),
+        (status = 401, description = "A metrics token is configured and the request does not carry it"),
         (status = 500, description = "The metrics could not be encoded")
     )
 )]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    if let Some(token) = &state.edge.metrics.token {
+        let presented = vitrine_sfu::signaling::bearer(&headers).unwrap_or_default();
+        if !vitrine_core::constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+            let mut r = vitrine_core::Problem::unauthorized("/metrics needs its bearer token")
+                .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &state.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -171,17 +193,28 @@ fn media_cors() -> CorsLayer {
         .expose_headers([header::LOCATION, header::ETAG, header::LINK])
 }
 
-pub fn router(state: AppState) -> Router {
+/// `/metrics` alone, for a listener of its own.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
     let media = vitrine_ingest::whip::routes(Arc::clone(&state.ingest))
         .merge(vitrine_sfu::whep::routes(Arc::clone(&state.sfu)))
         .layer(media_cors());
-    Router::new()
+    let per_address =
+        axum::middleware::from_fn_with_state(state.clone(), api::ip_limits::per_address);
+    let mut app = Router::new()
         .merge(api::routes(&state))
-        .merge(crate::oauth::routes())
-        .merge(crate::portal::routes())
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route(
+        .merge(crate::oauth::routes().route_layer(per_address.clone()))
+        .merge(crate::portal::routes().route_layer(per_address))
+        .route("/healthz", get(healthz));
+    if state.edge.metrics.listen.is_none() {
+        app = app.route("/metrics", get(metrics));
+    }
+    app.route(
             "/api/openapi.json",
             get(|| async {
                 (
@@ -205,6 +238,7 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or_default(),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(edge, crate::edge::edge))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -358,6 +392,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .clone()
         .unwrap_or_else(|| config.data_dir.join("webhook-secrets.key"));
     let sealing = SecretBox::load_or_create(&key_file)?;
+    let card_key_file = config
+        .checkout
+        .card_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("card-fingerprint.key"));
+    let card_key = vitrine_checkout::card::CardKey::load_or_create(&card_key_file)?;
     let checkout = Checkout::new(
         store.pool().clone(),
         payments,
@@ -369,7 +409,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         TargetPolicy {
             allow_private: config.webhooks.allow_private_targets,
         },
-    );
+    )
+    .with_card_key(card_key);
+    checkout.job_metrics().register(&mut registry);
     let bus: Arc<dyn Bus> = match &config.redis_url {
         Some(url) => Arc::new(
             RedisBus::connect(url)
@@ -456,6 +498,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ingest,
         hls,
         captions,
+        edge: Arc::new(config.edge.clone()),
         registry: Arc::new(registry),
         public_url: Arc::new(OnceLock::new()),
     };
@@ -474,8 +517,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let _ = state.public_url.set(base.trim_end_matches('/').to_owned());
+    let edge = Arc::new(Edge {
+        trusted: config.edge.trusted_proxies.clone(),
+        https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
+    });
+    let metrics_addr = match config.edge.metrics.listen {
+        Some(at) => Some(serve_metrics(at, state.clone(), background.clone()).await?),
+        None => None,
+    };
 
-    let app = router(state.clone()).into_make_service();
+    // The peer's address reaches the edge middleware, which decides the client's.
+    let app = router(state.clone(), edge).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let task = match &config.tls {
         Some((cert, key)) => {
@@ -500,6 +552,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, url = state.public_url(), "listening");
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         handle,
         task,
@@ -508,6 +561,29 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         dispatcher,
         payouts,
     })
+}
+
+/// Serves `/metrics` alone on `at` (an address operators keep off the public network) until
+/// `stop`; returns the bound address.
+async fn serve_metrics(
+    at: SocketAddr,
+    state: AppState,
+    stop: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("binding the metrics listener {at}"))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, metrics_router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+    tracing::info!(%addr, "metrics listening");
+    Ok(addr)
 }
 
 /// Token resolution for the chat: seller API tokens from the store, buyer tokens from checkout.

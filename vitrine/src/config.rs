@@ -47,6 +47,25 @@ pub struct ServeArgs {
     /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
     #[arg(long, env = "VITRINE_ICE_ANNOUNCE", value_delimiter = ',')]
     pub ice_announce: Option<Vec<String>>,
+    /// Ports at the top of --ice-port-range that only publishers use, so viewers can never take
+    /// the last port a seller needs (default: a tenth of the range, at least 1).
+    #[arg(long, env = "VITRINE_ICE_PUBLISHER_PORTS")]
+    pub ice_publisher_ports: Option<u16>,
+    /// The server faces the internet: ICE candidates into private, link-local and loopback
+    /// networks are filtered (announcing a public IP implies it).
+    #[arg(long, env = "VITRINE_ICE_PUBLIC")]
+    pub ice_public: bool,
+    /// Most WebRTC viewers of this server (default 10000); beyond it WHEP answers 503 and the
+    /// watch page plays HLS.
+    #[arg(long, env = "VITRINE_WHEP_MAX_VIEWERS")]
+    pub whep_max_viewers: Option<usize>,
+    /// Most WebRTC viewers of one stream (default 10000).
+    #[arg(long, env = "VITRINE_WHEP_MAX_VIEWERS_PER_STREAM")]
+    pub whep_max_viewers_per_stream: Option<usize>,
+    /// Most not-yet-connected WebRTC viewers per client address (default 8); beyond it WHEP
+    /// answers 429.
+    #[arg(long, env = "VITRINE_WHEP_PENDING_PER_IP")]
+    pub whep_pending_per_ip: Option<usize>,
     /// Redis URL (redis://host:port): chat rooms span every server sharing it. Without it, an
     /// in-process bus serves one server.
     #[arg(long = "redis", env = "VITRINE_REDIS")]
@@ -68,6 +87,9 @@ pub struct ServeArgs {
     /// Create a demo seller and stream and print the studio and watch URLs.
     #[arg(long, env = "VITRINE_DEMO")]
     pub demo: bool,
+    /// Trusted proxies, per-address limits, /metrics.
+    #[command(flatten)]
+    pub edge: crate::edge::EdgeArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +104,8 @@ struct FileConfig {
     redis_url: Option<String>,
     #[serde(default)]
     ice: FileIce,
+    #[serde(default)]
+    whep: FileWhep,
     #[serde(default)]
     checkout: FileCheckout,
     #[serde(default)]
@@ -99,6 +123,12 @@ struct FileConfig {
     #[serde(default)]
     currency: FileCurrency,
     roles: Option<Vec<Role>>,
+    #[serde(default)]
+    proxy: crate::edge::FileProxy,
+    #[serde(default)]
+    ip_limits: crate::edge::FileIpLimits,
+    #[serde(default)]
+    metrics: crate::edge::FileMetrics,
 }
 
 /// A role of a process.
@@ -146,6 +176,9 @@ struct FileCurrency {
     rates_url: Option<String>,
     /// How often the source is read again (default an hour).
     refresh_secs: Option<u64>,
+    /// Oldest table used, counted from when it was last loaded (default a day): past it,
+    /// conversions and orders in another currency answer 503.
+    max_age_secs: Option<u64>,
 }
 
 impl FileCurrency {
@@ -240,6 +273,7 @@ struct FileWebhooks {
     retry_schedule_secs: Option<Vec<f64>>,
     timeout_secs: Option<f64>,
     secrets_key_file: Option<PathBuf>,
+    delivered_retention_secs: Option<u64>,
 }
 
 /// Webhook delivery.
@@ -475,6 +509,8 @@ struct FileCheckout {
     reservation_window_secs: Option<u64>,
     payment_timeout_secs: Option<u64>,
     sandbox_latency_ms: Option<u64>,
+    idempotency_ttl_secs: Option<u64>,
+    card_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,6 +519,72 @@ struct FileIce {
     bind: Option<Vec<IpAddr>>,
     port_range: Option<String>,
     announce: Option<Vec<String>>,
+    publisher_ports: Option<u16>,
+    connect_timeout_secs: Option<f64>,
+    public: Option<bool>,
+    allow_private_candidates: Option<bool>,
+}
+
+/// What anonymous WebRTC viewers may hold (see `vitrine_sfu::admission`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWhep {
+    pending_per_ip: Option<usize>,
+    pending_per_stream: Option<usize>,
+    max_viewers_per_stream: Option<usize>,
+    max_viewers: Option<usize>,
+}
+
+/// The admission half of the ICE settings: the publishers' share of the port range, the
+/// connect timeout, candidate filtering and the viewer limits (the other fields default).
+fn ice_admission(
+    port_range: Option<(u16, u16)>,
+    publisher_ports: Option<u16>,
+    connect_timeout_secs: Option<f64>,
+    public: bool,
+    allow_private_candidates: bool,
+    whep: FileWhep,
+) -> anyhow::Result<IceConfig> {
+    let d = IceConfig::default();
+    if let (Some((lo, hi)), Some(p)) = (port_range, publisher_ports) {
+        let size = u32::from(hi - lo) + 1;
+        if u32::from(p) >= size {
+            bail!("ice.publisher_ports {p}: the range has {size} ports; leave viewers at least one");
+        }
+    }
+    let connect_timeout = match connect_timeout_secs {
+        None => d.connect_timeout,
+        Some(s) if s.is_finite() && (1.0..=120.0).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => bail!("ice.connect_timeout_secs {s} is not 1 to 120"),
+    };
+    let dv = d.viewers.clone();
+    let at_least_one = |v: Option<usize>, default: usize, key: &str| match v {
+        Some(0) => bail!("whep.{key}: at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let viewers = vitrine_sfu::admission::ViewerLimits {
+        pending_per_ip: at_least_one(whep.pending_per_ip, dv.pending_per_ip, "pending_per_ip")?,
+        pending_per_stream: at_least_one(
+            whep.pending_per_stream,
+            dv.pending_per_stream,
+            "pending_per_stream",
+        )?,
+        max_per_stream: at_least_one(
+            whep.max_viewers_per_stream,
+            dv.max_per_stream,
+            "max_viewers_per_stream",
+        )?,
+        max_per_node: at_least_one(whep.max_viewers, dv.max_per_node, "max_viewers")?,
+    };
+    Ok(IceConfig {
+        publisher_ports,
+        connect_timeout,
+        public,
+        allow_private_candidates,
+        viewers,
+        ..d
+    })
 }
 
 /// The resolved configuration.
@@ -510,6 +612,8 @@ pub struct Config {
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
     pub demo: bool,
+    /// Trusted proxies, per-address limits of anonymous traffic, where /metrics is served.
+    pub edge: crate::edge::EdgeConfig,
 }
 
 fn parse_port_range(raw: &str) -> anyhow::Result<(u16, u16)> {
@@ -529,6 +633,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let checkout = checkout_config(args.reservation_window_secs, &file)?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -552,6 +657,21 @@ impl Config {
             .or(file.ice.port_range)
             .map(|r| parse_port_range(&r))
             .transpose()?;
+        let admission = ice_admission(
+            port_range,
+            args.ice_publisher_ports.or(file.ice.publisher_ports),
+            file.ice.connect_timeout_secs,
+            args.ice_public || file.ice.public.unwrap_or(false),
+            file.ice.allow_private_candidates.unwrap_or(false),
+            FileWhep {
+                pending_per_ip: args.whep_pending_per_ip.or(file.whep.pending_per_ip),
+                max_viewers: args.whep_max_viewers.or(file.whep.max_viewers),
+                max_viewers_per_stream: args
+                    .whep_max_viewers_per_stream
+                    .or(file.whep.max_viewers_per_stream),
+                ..file.whep
+            },
+        )?;
         let ice = IceConfig {
             bind_ips: args
                 .ice_bind
@@ -559,6 +679,7 @@ impl Config {
                 .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
             port_range,
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
+            ..admission
         };
         Ok(Self {
             listen: args
@@ -572,26 +693,10 @@ impl Config {
             ice,
             redis_url: args.redis_url.or(file.redis_url),
             rate_limits: Tiers::from_file(file.rate_limits)?,
+            checkout,
             webhooks: WebhooksConfig::from_file(file.webhooks)?,
             payouts: PayoutsConfig::from_file(&file.payouts)?,
             rates: file.currency.source()?,
-            checkout: {
-                let defaults = CheckoutConfig::default();
-                let window = args
-                    .reservation_window_secs
-                    .or(file.checkout.reservation_window_secs);
-                let timeout = file.checkout.payment_timeout_secs;
-                if window == Some(0) || timeout == Some(0) {
-                    bail!("reservation window and payment timeout must be at least 1 second");
-                }
-                CheckoutConfig {
-                    reservation_window: window
-                        .map_or(defaults.reservation_window, Duration::from_secs),
-                    payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
-                    fees: PayoutsConfig::fees_from_file(&file.payouts)?,
-                    ..defaults
-                }
-            },
             chat: {
                 let d = ChatConfig::default();
                 let f = file.chat;
@@ -617,8 +722,54 @@ impl Config {
             },
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
             demo: args.demo,
+            edge: crate::edge::EdgeConfig::resolve(
+                args.edge,
+                file.proxy,
+                file.ip_limits,
+                file.metrics,
+            )?,
         })
     }
+}
+
+/// The order path's settings: flags over the `[checkout]`, `[currency]`, `[payouts]` and
+/// `[webhooks]` keys that shape it.
+fn checkout_config(
+    window_flag: Option<u64>,
+    file: &FileConfig,
+) -> anyhow::Result<CheckoutConfig> {
+    let defaults = CheckoutConfig::default();
+    let window = window_flag.or(file.checkout.reservation_window_secs);
+    let timeout = file.checkout.payment_timeout_secs;
+    if window == Some(0) || timeout == Some(0) {
+        bail!("reservation window and payment timeout must be at least 1 second");
+    }
+    let secs = |v: Option<u64>, what: &str, default: Duration| match v {
+        Some(0) => bail!("{what}: at least 1 second"),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Ok(default),
+    };
+    Ok(CheckoutConfig {
+        reservation_window: window.map_or(defaults.reservation_window, Duration::from_secs),
+        payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
+        idempotency_ttl: secs(
+            file.checkout.idempotency_ttl_secs,
+            "checkout.idempotency_ttl_secs",
+            defaults.idempotency_ttl,
+        )?,
+        webhook_retention: secs(
+            file.webhooks.delivered_retention_secs,
+            "webhooks.delivered_retention_secs",
+            defaults.webhook_retention,
+        )?,
+        rates_max_age: secs(
+            file.currency.max_age_secs,
+            "currency.max_age_secs",
+            defaults.rates_max_age,
+        )?,
+        fees: PayoutsConfig::fees_from_file(&file.payouts)?,
+        card_key_file: file.checkout.card_key_file.clone(),
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -677,6 +828,10 @@ mod tests {
             HlsConfig::default(),
             "the sample documents the defaults"
         );
+        let ice = IceConfig::default();
+        assert_eq!(c.ice.viewers, ice.viewers, "the sample documents the defaults");
+        assert_eq!(c.ice.connect_timeout, ice.connect_timeout);
+        assert!(!c.ice.public && !c.ice.allow_private_candidates);
     }
 
     #[test]
@@ -716,6 +871,43 @@ mod tests {
             "[hls]\nstorage = \"ftp://media\"\n",
         ] {
             assert!(resolve(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_admission_settings_are_checked() {
+        let dir = std::env::temp_dir().join(format!("vitrine-ice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("i.toml");
+        let resolve = |text: &str, args: ServeArgs| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..args
+            })
+        };
+        let c = resolve(
+            "[ice]\nport_range = \"50000-50199\"\npublisher_ports = 30\nconnect_timeout_secs = 5\n\
+             [whep]\npending_per_ip = 3\nmax_viewers = 500\n",
+            ServeArgs {
+                whep_max_viewers: Some(400),
+                ice_public: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.ice.publisher_ports, Some(30));
+        assert_eq!(c.ice.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.ice.viewers.pending_per_ip, 3);
+        assert_eq!(c.ice.viewers.max_per_node, 400, "the flag wins");
+        assert!(c.ice.public);
+        for bad in [
+            "[ice]\nport_range = \"50000-50009\"\npublisher_ports = 10\n",
+            "[ice]\nconnect_timeout_secs = 0\n",
+            "[whep]\nmax_viewers_per_stream = 0\n",
+            "[whep]\npending_per_ip = 0\n",
+        ] {
+            assert!(resolve(bad, ServeArgs::default()).is_err(), "{bad}");
         }
     }
 }

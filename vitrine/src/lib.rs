@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod captions;
 pub mod config;
+pub mod edge;
 pub mod models;
 pub mod oauth;
 pub mod openapi;

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage sellers.
     Sellers {
         #[command(subcommand)]
@@ -145,7 +145,7 @@ enum AppsCommand {
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(Config::resolve(args)?).await,
+        Command::Serve(args) => serve(Config::resolve(*args)?).await,
         Command::Subtitles {
             command:
                 SubtitlesCommand::ConvertModel {

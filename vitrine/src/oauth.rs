@@ -141,11 +141,35 @@ fn refused(e: AuthorizeError, issuer: &str) -> Response {
 }
 
 fn parse_params(raw: &[u8]) -> Result<AuthorizationParams, Response> {
-    // Each parameter at most once (RFC 6749 §3.1): duplicates fail to parse.
+    // Each parameter at most once (RFC 6749 §3.1): duplicates fail to parse; parameters the
+    // endpoint does not know are ignored.
     serde_urlencoded::from_bytes(raw).map_err(|e| error_page(&format!("malformed request: {e}")))
 }
 
-fn consent_page(req: &AuthorizationRequest, seller: &str, csrf: &str, raw_query: &str) -> Response {
+/// The authorization parameters as `(name, value)` pairs: the only fields the consent form
+/// carries besides its CSRF token, and the query the sign-in page returns to. Nothing else of
+/// the request travels, so an app cannot plant a field (`decision`, `csrf`) in the form.
+fn authorization_fields(p: &AuthorizationParams) -> Vec<(&'static str, &str)> {
+    [
+        ("response_type", &p.response_type),
+        ("client_id", &p.client_id),
+        ("redirect_uri", &p.redirect_uri),
+        ("scope", &p.scope),
+        ("state", &p.state),
+        ("code_challenge", &p.code_challenge),
+        ("code_challenge_method", &p.code_challenge_method),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    .collect()
+}
+
+fn consent_page(
+    req: &AuthorizationRequest,
+    params: &AuthorizationParams,
+    seller: &str,
+    csrf: &str,
+) -> Response {
     let scopes: String = req
         .scopes
         .iter()
@@ -155,13 +179,6 @@ fn consent_page(req: &AuthorizationRequest, seller: &str, csrf: &str, raw_query:
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| req.redirect_uri.clone());
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
-        .into_owned()
-        .collect();
-    let fields: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     page(
         StatusCode::OK,
         "Authorize app",
@@ -177,7 +194,7 @@ fn consent_page(req: &AuthorizationRequest, seller: &str, csrf: &str, raw_query:
             app = esc(&req.app.name),
             seller = esc(seller),
             back_to = esc(&back_to),
-            fields = hidden(&fields),
+            fields = hidden(&authorization_fields(params)),
         ),
     )
 }
@@ -225,13 +242,14 @@ async fn authorize(
         Err(e) => return Ok(refused(e, state.public_url())),
     };
     let Some((seller, session)) = signed_in(&state, &headers).await? else {
+        let query = serde_urlencoded::to_string(authorization_fields(&params)).unwrap_or_default();
         return Ok(signin_form(&format!("/oauth/authorize?{query}"), None));
     };
     Ok(consent_page(
         &req,
+        &params,
         &seller.name,
         &csrf_field(&session),
-        &query,
     ))
 }
 
@@ -255,35 +273,22 @@ async fn consent(
             "Your session has ended: start again from the app.",
         ));
     };
-    // One parse of the form: our two fields, and the authorization parameters that travelled
-    // as hidden fields.
-    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return Ok(error_page("malformed form"));
+    let form = match ConsentForm::parse(&body) {
+        Ok(f) => f,
+        Err(why) => return Ok(error_page(why)),
     };
-    let (ours, params): (Vec<_>, Vec<_>) = pairs
-        .into_iter()
-        .partition(|(k, _)| k == "csrf" || k == "decision");
-    let field = |name: &str| {
-        ours.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if !field("csrf").is_some_and(|c| csrf_matches(&session, c)) {
+    if !csrf_matches(&session, &form.csrf) {
         return Ok(forbidden(
             "This form did not come from Vitrine's consent page.",
         ));
     }
-    let raw = serde_urlencoded::to_string(&params).unwrap_or_default();
-    let params = match parse_params(raw.as_bytes()) {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    let params = form.params;
     let req = match state.platform.authorization_request(&params).await {
         Ok(r) => r,
         Err(e) => return Ok(refused(e, state.public_url())),
     };
-    match field("decision") {
-        Some("allow") => {
+    match form.decision.as_str() {
+        "allow" => {
             let url = state
                 .platform
                 .approve(&seller.id, &req, state.public_url())
@@ -300,6 +305,45 @@ async fn consent(
             },
             state.public_url(),
         )),
+    }
+}
+
+/// The consent form as posted: the seven authorization parameters, the CSRF token and the
+/// button pressed, each exactly once. A field twice is refused rather than guessed at (which
+/// copy would the seller have meant?); fields the form never carries are ignored.
+struct ConsentForm {
+    params: AuthorizationParams,
+    csrf: String,
+    decision: String,
+}
+
+impl ConsentForm {
+    fn parse(body: &[u8]) -> Result<Self, &'static str> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(body).map_err(|_| "malformed form")?;
+        let mut seen = std::collections::HashSet::new();
+        if !pairs.iter().all(|(k, _)| seen.insert(k.as_str())) {
+            return Err("a field of the form was sent twice");
+        }
+        let take = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Ok(Self {
+            params: AuthorizationParams {
+                response_type: take("response_type"),
+                client_id: take("client_id"),
+                redirect_uri: take("redirect_uri"),
+                scope: take("scope"),
+                state: take("state"),
+                code_challenge: take("code_challenge"),
+                code_challenge_method: take("code_challenge_method"),
+            },
+            csrf: take("csrf").unwrap_or_default(),
+            decision: take("decision").ok_or("the form carried no decision")?,
+        })
     }
 }
 

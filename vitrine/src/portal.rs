@@ -1,7 +1,9 @@
 //! Sellers signing in with the browser, for the pages where they act in person (the OAuth2
 //! consent page, the developer portal): `GET/POST /signin`, `POST /signout`, and the session
 //! cookie those pages read. A seller signs in with the account's API token; the cookie holds a
-//! session secret of its own, HttpOnly and SameSite=Lax.
+//! session secret of its own, HttpOnly and SameSite=Lax, and Secure whenever the request came
+//! over HTTPS. The sign-in form is bound to a nonce cookie of its own (login CSRF), and failed
+//! sign-ins back off per address (`api::ip_limits`).
 
 use crate::api::ApiError;
 use crate::app::AppState;
@@ -13,8 +15,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use vitrine_core::Secret;
-use vitrine_platform::sessions::{COOKIE, SESSION_TTL_MS, csrf_matches, csrf_token};
+use crate::edge::Https;
+use vitrine_core::{ClientIp, Secret};
+use vitrine_platform::sessions::{
+    COOKIE, SESSION_TTL_MS, SIGNIN_COOKIE, csrf_matches, csrf_token, signin_nonce,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,23 +50,37 @@ async fn developers(
 
 /// The session secret in the request's cookie, if any.
 pub fn session_cookie(headers: &HeaderMap) -> Option<Secret> {
+    cookie(headers, COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| Secret::from_presented(value))
 }
 
-/// A local path to go back to after signing in; anything else (another origin, `//host`)
-/// becomes `/`, so the sign-in page cannot be used as an open redirector.
+/// A local path to go back to after signing in; anything else becomes `/`, so the sign-in page
+/// cannot be used as an open redirector. The path is read the way a browser reads a `Location`
+/// (WHATWG URL parsing, which drops tabs and newlines and takes `\\` for `/`) against our own
+/// origin, and kept only if it stays there; what is returned is that parse, re-serialised, so the
+/// browser cannot read it any other way.
 pub fn local_path(raw: Option<&str>) -> String {
-    match raw {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
-        _ => "/".to_owned(),
+    const HERE: &str = "http://vitrine.invalid/";
+    let Some(raw) = raw.filter(|p| p.starts_with('/')) else {
+        return "/".to_owned();
+    };
+    let (Ok(base), Ok(to)) = (url::Url::parse(HERE), url::Url::parse(HERE).and_then(|b| b.join(raw))) else {
+        return "/".to_owned();
+    };
+    if to.origin() != base.origin() || to.username() != "" || to.password().is_some() {
+        return "/".to_owned();
     }
+    to[url::Position::BeforePath..].to_owned()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,15 +90,22 @@ struct ReturnTo {
 
 /// The sign-in form.
 pub fn signin_form(return_to: &str, error: Option<&str>) -> Response {
+    let status = if error.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    signin_form_with(status, return_to, error)
+}
+
+/// The sign-in form answered with `status`, bound to a fresh nonce cookie (login CSRF).
+fn signin_form_with(status: StatusCode, return_to: &str, error: Option<&str>) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
-    page(
-        if error.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::UNAUTHORIZED
-        },
+    let nonce = signin_nonce();
+    let mut response = page(
+        status,
         "Sign in",
         &format!(
             "<section class=\"panel\"><h1>Sign in to continue</h1>{error}\
@@ -87,9 +113,16 @@ pub fn signin_form(return_to: &str, error: Option<&str>) -> Response {
              <label>Account API token <input name=\"api_token\" type=\"password\" \
              autocomplete=\"current-password\" required></label>\
              <button type=\"submit\">Sign in</button></form></section>",
-            hidden(&[("return_to", return_to)])
+            hidden(&[("return_to", return_to), ("csrf", &csrf_token(&nonce))])
         ),
-    )
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SIGNIN_COOKIE}={}; Path=/signin; HttpOnly; SameSite=Strict; Max-Age=3600",
+        nonce.expose()
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
 }
 
 async fn signin_page(Query(q): Query<ReturnTo>) -> Response {
@@ -100,38 +133,58 @@ async fn signin_page(Query(q): Query<ReturnTo>) -> Response {
 struct SigninForm {
     api_token: String,
     return_to: Option<String>,
+    /// The form's token, derived from the sign-in nonce cookie.
+    csrf: Option<String>,
 }
 
-fn session_cookie_header(state: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
-    let secure = if state.public_url().starts_with("https:") {
-        "; Secure"
-    } else {
-        ""
-    };
+fn session_cookie_header(https: bool, value: &str, max_age_s: i64) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn signin(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn signin(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Https(https): Https,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let Ok(form) = serde_urlencoded::from_bytes::<SigninForm>(&body) else {
         return Ok(signin_form("/", Some("The form was incomplete.")));
     };
     let return_to = local_path(form.return_to.as_deref());
+    // Login CSRF: only our own sign-in form, in this browser, can post here.
+    let nonce = cookie(&headers, SIGNIN_COOKIE);
+    if !nonce.is_some_and(|n| form.csrf.is_some_and(|c| csrf_matches(&n, &c))) {
+        return Ok(signin_form_with(
+            StatusCode::FORBIDDEN,
+            &return_to,
+            Some("The sign-in form expired or came from another site; sign in again here."),
+        ));
+    }
+    if let Err(refused) = crate::api::ip_limits::signin_backoff(&state, &ip).await {
+        return Ok(refused);
+    }
     let token = Secret::from_presented(form.api_token.trim());
     let Some(seller) = state.store.seller_by_token(&token).await? else {
+        crate::api::ip_limits::signin_failed(&state, &ip).await;
         return Ok(signin_form(
             &return_to,
             Some("That token is not a Vitrine account token."),
         ));
     };
+    if let Err(refused) = crate::api::ip_limits::signin_account(&state, &seller.id).await {
+        return Ok(refused);
+    }
     let session = state.platform.start_session(&seller.id).await?;
     tracing::info!(seller = %seller.id, "signed in");
     let mut response = Redirect::to(&return_to).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie_header(&state, session.expose(), SESSION_TTL_MS / 1000),
+        session_cookie_header(https, session.expose(), SESSION_TTL_MS / 1000),
     );
     Ok(response)
 }
@@ -143,6 +196,7 @@ struct SignoutForm {
 
 async fn signout(
     State(state): State<AppState>,
+    Https(https): Https,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -155,7 +209,7 @@ async fn signout(
     let mut response = Redirect::to("/").into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie_header(&state, "", 0));
+        .insert(header::SET_COOKIE, session_cookie_header(https, "", 0));
     Ok(response)
 }
 
@@ -193,10 +247,16 @@ mod tests {
             "https://evil.example/",
             "/\\evil.example",
             "relative",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "\t//evil.example",
+            "/\r\n/evil.example",
         ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
+        // What stays local is re-serialised as a browser would read it.
+        assert_eq!(local_path(Some("/a b/../c")), "/c");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vitrine_checkout::Backend;
 use vitrine_checkout::webhooks::{EventType, outbox};
 use vitrine_core::{
-    DirectoryError, Secret, SecretHash, SellerId, StreamDirectory, StreamId, StreamRecord,
-    StreamState,
+    DirectoryError, PinId, ProductId, Secret, SecretHash, SellerId, StreamDirectory, StreamId,
+    StreamRecord, StreamState,
 };
 
 /// Longest stream title accepted.
@@ -291,6 +291,105 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives a stream a new key and returns it (shown once); the old key is refused from now
+    /// on. `None` when the stream is gone.
+    pub async fn rotate_stream_key(&self, id: &StreamId) -> Result<Option<Secret>, StoreError> {
+        let key = Secret::generate("sk");
+        let done =
+            sqlx::query("UPDATE streams SET stream_key_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(key.hash().0)
+                .bind(now_ms())
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok((done.rows_affected() > 0).then_some(key))
+    }
+
+    /// The flash sale an order would buy through, when it has a per-buyer limit: its pin and
+    /// that limit. Reads checkout's pins the way checkout picks one (the named pin, else the
+    /// stream's active pin), for the same product; checkout still decides the order itself.
+    pub async fn sale_limit(
+        &self,
+        product: &ProductId,
+        pin: Option<&PinId>,
+        stream: Option<&StreamId>,
+    ) -> Result<Option<(PinId, u32)>, StoreError> {
+        const COLUMNS: &str = "SELECT id, per_buyer_limit FROM pins";
+        let row = match (pin, stream) {
+            (Some(pin), _) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS} WHERE id = $1 AND product_id = $2"
+                )))
+                    .bind(pin.as_str())
+                    .bind(product.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            (None, Some(stream)) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS} WHERE stream_id = $1 AND product_id = $2 AND active = 1"
+                )))
+                .bind(stream.as_str())
+                .bind(product.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            (None, None) => None,
+        };
+        let Some(row) = row else { return Ok(None) };
+        let Some(limit) = row.try_get::<Option<i64>, _>(1)? else {
+            return Ok(None);
+        };
+        let pin = PinId::parse(&row.try_get::<String, _>(0)?).map_err(corrupt)?;
+        Ok(Some((pin, u32::try_from(limit).map_err(corrupt)?)))
+    }
+
+    /// Takes `quantity` units of a sale for a client address, unless that would pass `cap`;
+    /// whether it was taken. One statement, so concurrent orders cannot both squeeze in.
+    pub async fn take_address_units(
+        &self,
+        pin: &PinId,
+        address: &str,
+        quantity: u32,
+        cap: u64,
+    ) -> Result<bool, StoreError> {
+        if u64::from(quantity) > cap {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "INSERT INTO pin_addresses (pin_id, address, quantity) VALUES ($1, $2, $3) \
+             ON CONFLICT (pin_id, address) DO UPDATE \
+             SET quantity = pin_addresses.quantity + excluded.quantity \
+             WHERE pin_addresses.quantity + excluded.quantity <= $4",
+        )
+        .bind(pin.as_str())
+        .bind(address)
+        .bind(i64::from(quantity))
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives back units taken for an order that did not happen (refused, or a replay).
+    pub async fn give_back_address_units(
+        &self,
+        pin: &PinId,
+        address: &str,
+        quantity: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pin_addresses SET quantity = quantity - $1 \
+             WHERE pin_id = $2 AND address = $3 AND quantity >= $1",
+        )
+        .bind(i64::from(quantity))
+        .bind(pin.as_str())
+        .bind(address)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The oldest seller with that name, if any (the demo reuses its seller across restarts).

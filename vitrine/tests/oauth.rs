@@ -102,10 +102,30 @@ impl World {
 
     /// Signs `token`'s seller in; returns the session cookie.
     async fn sign_in(&self, token: &str) -> String {
+        // The sign-in page's form: its nonce cookie and the CSRF token derived from it.
+        let page = self
+            .http
+            .get(self.server.url("/signin?return_to=/developers"))
+            .send()
+            .await
+            .unwrap();
+        let nonce = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let nonce = nonce.split(';').next().unwrap().to_owned();
+        let html = page.text().await.unwrap();
+        let csrf = hidden_fields(&html)
+            .into_iter()
+            .find(|(k, _)| k == "csrf")
+            .unwrap()
+            .1;
         let r = self
             .http
             .post(self.server.url("/signin"))
-            .form(&[("api_token", token), ("return_to", "/developers")])
+            .header("cookie", nonce)
+            .form(&[
+                ("api_token", token),
+                ("return_to", "/developers"),
+                ("csrf", &csrf),
+            ])
             .send()
             .await
             .unwrap();

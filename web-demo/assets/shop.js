@@ -116,8 +116,9 @@ export function startShop(streamId, { onCaption } = {}) {
 
   async function loadCurrencies() {
     const r = await fetch('/api/v1/public/fx/rates').catch(() => null);
-    if (!r?.ok) return; // no rates configured: prices stay in the seller's currency
+    if (!r?.ok) return; // rates not loaded (or stale): prices stay in the seller's currency
     const table = await r.json();
+    if (!table.base) return; // no rates configured: an empty table
     const known = [...new Set([table.base, ...Object.keys(table.rates)])].sort();
     currency = guessCurrency(known);
     const select = $('currency');

@@ -46,22 +46,24 @@ async function connect() {
       if (s === 'failed' || s === 'closed') reconnectSoon();
     });
   } catch (e) {
-    // WebRTC blocked (a strict firewall, no UDP): HLS still plays over plain HTTPS.
-    if (hlsUrl && lastState === 'live') {
-      switchTo('hls', 'HLS (WebRTC unavailable)');
+    // The server has no room for another WebRTC viewer (503), or WebRTC is blocked (a strict
+    // firewall, no UDP): HLS still plays over plain HTTPS.
+    if (hlsUrl && (e.status === 503 || lastState === 'live')) {
+      switchTo('hls', e.status === 503 ? 'HLS (WebRTC full)' : 'HLS (WebRTC unavailable)');
       return;
     }
     overlay('Cannot play', e.message);
-    reconnectSoon();
+    // Too many attempts (429) or full without HLS yet: try again when the server says.
+    reconnectSoon(e.retryAfterMs);
   }
 }
 
-function reconnectSoon() {
+function reconnectSoon(atLeastMs = 0) {
   const old = session;
   session = null;
   if (old) old.pc.close();
   if (mode !== 'webrtc') return;
-  setTimeout(connect, retryMs);
+  setTimeout(connect, Math.max(retryMs, atLeastMs || 0));
   retryMs = Math.min(retryMs * 2, 15000);
 }
 

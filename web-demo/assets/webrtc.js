@@ -28,7 +28,14 @@ async function negotiate(pc, url, token) {
   const headers = { 'Content-Type': 'application/sdp' };
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
-  if (response.status !== 201) throw new Error(await problemText(response));
+  if (response.status !== 201) {
+    // The status and Retry-After let the caller tell "full, watch over HLS" (503) and "too
+    // many attempts, wait" (429) from a real failure.
+    const error = new Error(await problemText(response));
+    error.status = response.status;
+    error.retryAfterMs = (Number(response.headers.get('Retry-After')) || 0) * 1000;
+    throw error;
+  }
   const location = new URL(response.headers.get('Location'), url).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
   return location;

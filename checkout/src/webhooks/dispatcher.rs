@@ -11,6 +11,7 @@ use super::sealing::SecretBox;
 use super::signature::{SigningSecret, signature_header};
 use crate::db::now_ms;
 use crate::error::CheckoutError;
+use crate::jobs::JobMetrics;
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,7 +117,13 @@ pub struct Dispatcher {
     config: DispatchConfig,
     wake: Arc<Notify>,
     metrics: DispatchMetrics,
+    /// Counts deliveries whose row could not be prepared (skipped, the round goes on).
+    jobs: JobMetrics,
 }
+
+/// What to send for one delivery, or why it cannot be sent (its endpoint's secret does not
+/// open, say): that delivery alone fails its attempt, the others go out.
+type Prepared = Result<Target, String>;
 
 /// A batch is this many rounds of `concurrency` deliveries.
 const BATCH_WAVES: usize = 4;
@@ -148,6 +155,7 @@ impl Dispatcher {
         targets: TargetPolicy,
         wake: Arc<Notify>,
         metrics: DispatchMetrics,
+        jobs: JobMetrics,
     ) -> Result<Self, CheckoutError> {
         // No proxy from the environment: a proxy would resolve the host itself, past the
         // resolver below.
@@ -171,6 +179,7 @@ impl Dispatcher {
             config,
             wake,
             metrics,
+            jobs,
         })
     }
 
@@ -200,7 +209,7 @@ impl Dispatcher {
             return Ok(0);
         }
         let mut targets = self.targets(&claimed).await?;
-        let work: Vec<(Due, Option<Target>)> = claimed
+        let work: Vec<(Due, Option<Prepared>)> = claimed
             .into_iter()
             .map(|due| {
                 let target = targets.remove(&(due.event_id.clone(), due.endpoint_id.clone()));
@@ -274,7 +283,7 @@ impl Dispatcher {
     async fn targets(
         &self,
         dues: &[Due],
-    ) -> Result<HashMap<(String, String), Target>, CheckoutError> {
+    ) -> Result<HashMap<(String, String), Prepared>, CheckoutError> {
         if dues.is_empty() {
             return Ok(HashMap::new());
         }
@@ -303,45 +312,77 @@ impl Dispatcher {
             SigningSecret::parse(&plain).map_err(|e| CheckoutError::Corrupt(e.to_string()))
         };
         let now = now_ms();
-        let mut opened: HashMap<String, Vec<SigningSecret>> = HashMap::new();
+        let mut opened: HashMap<String, Result<Vec<SigningSecret>, String>> = HashMap::new();
         let mut targets = HashMap::with_capacity(rows.len());
         for r in rows {
-            let endpoint: String = r.try_get(1)?;
+            let (Ok(event), Ok(endpoint)) = (r.try_get::<String, _>(0), r.try_get::<String, _>(1))
+            else {
+                continue;
+            };
             let secrets = match opened.get(&endpoint) {
                 Some(s) => s.clone(),
                 None => {
-                    let mut secrets = vec![open(&r.try_get::<String, _>(4)?)?];
-                    let previous: Option<String> = r.try_get(5)?;
-                    let until: Option<i64> = r.try_get(6)?;
-                    if let (Some(p), Some(u)) = (previous, until)
-                        && u > now
-                    {
-                        secrets.push(open(&p)?);
-                    }
+                    let secrets = self.row_secrets(&r, now, &open).map_err(|e| {
+                        self.jobs.row_failed("webhooks", &endpoint, &e);
+                        "the endpoint's signing secret cannot be opened".to_owned()
+                    });
                     opened.insert(endpoint.clone(), secrets.clone());
                     secrets
                 }
             };
-            targets.insert(
-                (r.try_get(0)?, endpoint),
-                Target {
-                    url: r.try_get(2)?,
-                    body: r.try_get(3)?,
+            let target = secrets.and_then(|secrets| {
+                Ok(Target {
+                    url: r.try_get(2).map_err(|e| e.to_string())?,
+                    body: r.try_get(3).map_err(|e| e.to_string())?,
                     secrets,
-                },
-            );
+                })
+            });
+            targets.insert((event, endpoint), target);
         }
         Ok(targets)
     }
 
+    /// The signing secrets of a target row: the current one, and the previous one while its
+    /// rotation overlap lasts.
+    fn row_secrets(
+        &self,
+        r: &sqlx::any::AnyRow,
+        now: i64,
+        open: &dyn Fn(&str) -> Result<SigningSecret, CheckoutError>,
+    ) -> Result<Vec<SigningSecret>, CheckoutError> {
+        let mut secrets = vec![open(&r.try_get::<String, _>(4)?)?];
+        let previous: Option<String> = r.try_get(5)?;
+        let until: Option<i64> = r.try_get(6)?;
+        if let (Some(p), Some(u)) = (previous, until)
+            && u > now
+        {
+            secrets.push(open(&p)?);
+        }
+        Ok(secrets)
+    }
+
     /// Posts one delivery; `result` is `None` when its endpoint is disabled (no target).
-    async fn attempt(&self, due: Due, target: Option<Target>) -> Outcome {
-        let Some(target) = target else {
-            return Outcome {
-                due,
-                result: None,
-                took_ms: 0,
-            };
+    async fn attempt(&self, due: Due, target: Option<Prepared>) -> Outcome {
+        let target = match target {
+            None => {
+                return Outcome {
+                    due,
+                    result: None,
+                    took_ms: 0,
+                };
+            }
+            Some(Err(error)) => {
+                return Outcome {
+                    due,
+                    result: Some(Result_::Failed {
+                        status: None,
+                        error,
+                        retry_after: None,
+                    }),
+                    took_ms: 0,
+                };
+            }
+            Some(Ok(target)) => target,
         };
         let started = Instant::now();
         let result = self.post(&due.event_id, &target).await;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("webhook secrets key file {0}: {1}")]
+    #[error("key file {0}: {1}")]
     KeyFile(String, std::io::Error),
-    #[error("webhook secrets key file {0} must hold 32 bytes")]
+    #[error("key file {0} must hold 32 bytes")]
     KeyLength(String),
     #[error(
         "a sealed secret does not open with this key (another deployment's database, or a different key file)"
@@ -49,22 +49,7 @@ impl SecretBox {
 
     /// Reads the key file, creating it with a fresh random key when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
-        let name = path.display().to_string();
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::KeyLength(name))?;
-                Ok(Self::from_key(&key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut key)
-                    .expect("system randomness");
-                write_private(path, &key).map_err(|e| SealError::KeyFile(name, e))?;
-                Ok(Self::from_key(&key))
-            }
-            Err(e) => Err(SealError::KeyFile(name, e)),
-        }
+        load_or_create_key(path).map(|key| Self::from_key(&key))
     }
 
     pub fn seal(&self, plain: &str) -> String {
@@ -94,6 +79,24 @@ impl SecretBox {
             .open_in_place(nonce, Aad::empty(), &mut data)
             .map_err(|_| SealError::Open)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SealError::Open)
+    }
+}
+
+/// Reads a 32-byte server key from `path`, creating the file (mode 0600) with a fresh random
+/// key when it is missing. Shared by every server secret kept in the data directory.
+pub(crate) fn load_or_create_key(path: &Path) -> Result<[u8; 32], SealError> {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| SealError::KeyLength(name)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut key)
+                .expect("system randomness");
+            write_private(path, &key).map_err(|e| SealError::KeyFile(name, e))?;
+            Ok(key)
+        }
+        Err(e) => Err(SealError::KeyFile(name, e)),
     }
 }
 

@@ -61,6 +61,9 @@ impl Gcra {
         let headroom = now_us - new_tat_us + self.tolerance_us;
         let remaining = if headroom < 0 {
             0
+        } else if self.interval_us == 0 {
+            // A probe (see [`Gcra::probe`]) costs nothing: the burst is not drawn on.
+            self.burst
         } else {
             (headroom / self.interval_us + 1).min(i64::from(self.burst)) as u32
         };
@@ -81,6 +84,16 @@ impl Gcra {
             remaining: 0,
             reset_us: (tat_us - now_us).max(0),
             retry_after_us: (tat_us - self.tolerance_us - now_us).max(0),
+        }
+    }
+
+    /// The same limit at no cost: a check with it answers whether one more request would
+    /// conform now, without counting one (how a back-off is consulted before the attempt that
+    /// may count against it).
+    pub fn probe(&self) -> Self {
+        Self {
+            interval_us: 0,
+            ..*self
         }
     }
 
@@ -134,6 +147,20 @@ mod tests {
             })
             .count();
         assert_eq!(allowed, 5);
+    }
+
+    #[test]
+    fn a_probe_answers_without_counting() {
+        let g = Gcra::new(1.0, 2);
+        let mut tat = None;
+        for _ in 0..2 {
+            assert!(g.probe().check(tat, 0).allowed);
+            tat = Some(g.check(tat, 0).tat_us);
+        }
+        let probe = g.probe().check(tat, 0);
+        assert!(!probe.allowed);
+        assert_eq!(probe.retry_after_us, S);
+        assert_eq!(g.probe().check(tat, S).tat_us, tat.unwrap(), "a probe moves nothing");
     }
 
     proptest! {

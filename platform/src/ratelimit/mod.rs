@@ -1,16 +1,18 @@
 //! Per-app rate limits: each app's tier (requests per second, burst, requests per day) decided
 //! by GCRA, with state either in this process or in Redis so that the limit holds across
-//! nodes. [`RateLimiter::check`] answers with what the response needs: allowed or not,
+//! nodes; the same machinery counts anonymous traffic per client address ([`Limit`]). [`RateLimiter::check`] answers with what the response needs: allowed or not,
 //! `Retry-After`, and the IETF `RateLimit-Policy` / `RateLimit` header values.
 
 pub mod gcra;
 pub mod memory;
 pub mod redis_store;
+pub mod spec;
 pub mod tiers;
 
 pub use gcra::{Gcra, Outcome};
 pub use memory::MemoryLimits;
 pub use redis_store::RedisLimits;
+pub use spec::{Limit, LimitSpecError};
 pub use tiers::{Tier, Tiers, TiersError, TiersFile};
 
 use async_trait::async_trait;
@@ -43,6 +45,11 @@ pub trait LimitStore: Send + Sync {
         gcra: &Gcra,
         day_quota: Option<u64>,
     ) -> Result<StoreAnswer, LimitError>;
+
+    /// Whether the store answers (for `/healthz`).
+    async fn ping(&self) -> Result<(), LimitError> {
+        Ok(())
+    }
 }
 
 /// Whom a request counts against.
@@ -136,6 +143,52 @@ impl RateLimiter {
             window_s: gcra.window_s(),
             day_quota: tier.requests_per_day,
         })
+    }
+}
+
+impl RateLimiter {
+    /// Counts a request against `key` under `limit`, a limit outside the tiers (the
+    /// per-address limits of anonymous traffic); `name` labels the decision as a tier would.
+    pub async fn check_limit(
+        &self,
+        key: &str,
+        name: &str,
+        limit: &Limit,
+    ) -> Result<Decision, LimitError> {
+        self.decide(key, name, &limit.gcra(), limit.gcra()).await
+    }
+
+    /// Whether one more request against `key` would pass `limit` now, without counting it.
+    pub async fn probe_limit(
+        &self,
+        key: &str,
+        name: &str,
+        limit: &Limit,
+    ) -> Result<Decision, LimitError> {
+        self.decide(key, name, &limit.gcra().probe(), limit.gcra()).await
+    }
+
+    async fn decide(
+        &self,
+        key: &str,
+        name: &str,
+        gcra: &Gcra,
+        shown: Gcra,
+    ) -> Result<Decision, LimitError> {
+        let answer = self.store.check(key, gcra, None).await?;
+        Ok(Decision {
+            allowed: answer.outcome.allowed,
+            tier: name.to_owned(),
+            answer,
+            burst: shown.burst,
+            window_s: shown.window_s(),
+            day_quota: None,
+        })
+    }
+
+    /// Whether the limiter's store answers.
+    pub async fn ping(&self) -> Result<(), LimitError> {
+        self.store.ping().await
     }
 }
 

@@ -91,4 +91,13 @@ impl LimitStore for RedisLimits {
             now_us: now,
         })
     }
+
+    async fn ping(&self) -> Result<(), LimitError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| LimitError::Unavailable(e.to_string()))
+    }
 }

@@ -1,7 +1,7 @@
 //! The account's own credentials, managed with the account token or in the portal, never by a
-//! key or an app: third-party apps (`/api/v1/apps`), API keys (`/api/v1/api-keys`) and the
-//! grants the seller gave to other apps (`/api/v1/grants`). Secrets appear once, in the answer
-//! that creates or rolls them.
+//! key or an app: the account token itself (`/api/v1/account/token`), third-party apps
+//! (`/api/v1/apps`), API keys (`/api/v1/api-keys`) and the grants the seller gave to other apps
+//! (`/api/v1/grants`). Secrets appear once, in the answer that creates or rolls them.
 
 use super::{AccountOwner, ApiError, body, path_id};
 use crate::app::AppState;
@@ -29,7 +29,8 @@ use vitrine_platform::{ApiKey, App, AppPatch, Mode, NewApiKey, NewApp};
     revoke_key,
     roll_key,
     list_grants,
-    revoke_grant
+    revoke_grant,
+    rotate_token
 ))]
 pub struct Doc;
 
@@ -71,6 +72,34 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/api-keys/{id}/roll", post(roll_key))
         .route("/api/v1/grants", get(list_grants))
         .route("/api/v1/grants/{id}", axum::routing::delete(revoke_grant))
+        .route("/api/v1/account/token", post(rotate_token))
+}
+
+/// The account's new token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountToken {
+    /// Shown once; stored hashed.
+    pub token: String,
+}
+
+/// Rotate the account token: the old one is refused from now on, and every browser session of the account ends
+#[utoipa::path(
+    post,
+    path = "/api/v1/account/token",
+    responses((status = 200, description = "The new token, shown this once", body = AccountToken)),
+    security(("apiToken" = []))
+)]
+async fn rotate_token(
+    State(state): State<AppState>,
+    AccountOwner(owner): AccountOwner,
+) -> Result<Json<AccountToken>, ApiError> {
+    let token = state.store.rotate_seller_token(&owner.id).await?;
+    // Whoever signed in with the old token (it may be why it is rotated) is signed out.
+    let ended = state.platform.end_sessions_of(&owner.id).await?;
+    tracing::info!(seller = %owner.id, sessions_ended = ended, "account token rotated");
+    Ok(Json(AccountToken {
+        token: token.expose().to_owned(),
+    }))
 }
 
 fn app_id(raw: &str) -> Result<AppId, ApiError> {

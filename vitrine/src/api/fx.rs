@@ -1,6 +1,9 @@
 //! Exchange rates for buyers (`/api/v1/public/fx/...`, no credential): the table in force with
 //! its source and time, and conversions of an amount with the documented rounding, so that a
 //! watch page can show a price in the buyer's currency exactly as checkout would compute it.
+//! A server configured without rates answers the table empty (200): it prices in each product's
+//! own currency by choice. Rates that have not loaded yet, or are older than their age limit,
+//! answer 503 with a problem: they may come back.
 
 use super::ApiError;
 use crate::app::AppState;
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vitrine_checkout::fx::{FxError, RateTable};
+use vitrine_checkout::rates::RatesUnavailable;
 use vitrine_core::money::MAX_AMOUNT;
 use vitrine_core::{Currency, Money, Problem};
 
@@ -24,17 +28,24 @@ pub struct Doc;
 // The bodies below were JSON objects with sorted keys; their fields stay in that order so that
 // the bytes on the wire do not change.
 
-/// The exchange rates in force.
+/// The exchange rates in force. Without rates configured: `rates` is empty and the other
+/// fields are absent.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FxRates {
     /// When the rates were published, as their source gives it.
-    pub as_of: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub as_of: Option<String>,
     /// The currency the rates are against.
-    pub base: Currency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub base: Option<Currency>,
     /// Units of each currency per unit of the base, as exact decimal strings.
     pub rates: BTreeMap<String, String>,
     /// Where the rates come from.
-    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub source: Option<String>,
 }
 
 /// An amount converted at the rates in force.
@@ -103,13 +114,17 @@ async fn currencies() -> Json<CurrencyList> {
 pub const ROUNDING: &str = "half away from zero, at the target currency's minor unit";
 
 fn table(state: &AppState) -> Result<Arc<RateTable>, ApiError> {
-    state.checkout.rates().current().ok_or_else(|| {
+    state.checkout.rates().fresh().map_err(|e| {
+        let slug = match e {
+            RatesUnavailable::Stale { .. } => "stale-exchange-rates",
+            RatesUnavailable::NotConfigured | RatesUnavailable::NotLoaded => "no-exchange-rates",
+        };
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no-exchange-rates",
-            "no exchange rates",
+            slug,
+            &slug.replace('-', " "),
         )
-        .with_detail("the operator has not configured exchange rates, or they have not loaded yet")
+        .with_detail(e.to_string())
         .into()
     })
 }
@@ -123,11 +138,19 @@ fn fx_problem(e: FxError) -> ApiError {
     get,
     path = "/api/v1/public/fx/rates",
     responses(
-        (status = 200, description = "Rates against the base currency, as exact decimal strings", body = FxRates),
-        (status = 503, description = "No exchange rates are configured or loaded", body = Problem)
+        (status = 200, description = "Rates against the base currency, as exact decimal strings; an empty table when the server has no rates configured", body = FxRates),
+        (status = 503, description = "The rates have not loaded yet (no-exchange-rates), or are past their age limit (stale-exchange-rates)", body = Problem)
     )
 )]
 async fn rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiError> {
+    if !state.checkout.rates().is_configured() {
+        return Ok(Json(FxRates {
+            as_of: None,
+            base: None,
+            rates: BTreeMap::new(),
+            source: None,
+        }));
+    }
     let t = table(&state)?;
     let mut rates = BTreeMap::new();
     for c in t.currencies() {
@@ -137,10 +160,10 @@ async fn rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiError>
         );
     }
     Ok(Json(FxRates {
-        as_of: t.as_of.clone(),
-        base: t.base(),
+        as_of: Some(t.as_of.clone()),
+        base: Some(t.base()),
         rates,
-        source: t.source.clone(),
+        source: Some(t.source.clone()),
     }))
 }
 
@@ -166,7 +189,7 @@ struct ConvertQuery {
     params(ConvertQuery),
     responses(
         (status = 200, description = "The conversion", body = Conversion),
-        (status = 503, description = "No exchange rates are configured or loaded", body = Problem)
+        (status = 503, description = "No exchange rates are configured or loaded (no-exchange-rates), or they are past their age limit (stale-exchange-rates)", body = Problem)
     )
 )]
 async fn convert(

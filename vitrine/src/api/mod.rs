@@ -5,6 +5,7 @@ pub mod account;
 pub mod auth;
 pub mod catalog;
 pub mod fx;
+pub mod ip_limits;
 pub mod limits;
 pub mod metrics;
 pub mod orders;
@@ -112,6 +113,12 @@ impl IntoResponse for ApiError {
                     "insufficient balance",
                 )
                 .with_detail("the available balance is less than the payout"),
+                CheckoutError::Unavailable(why) => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily-unavailable",
+                    "temporarily unavailable",
+                )
+                .with_detail(why),
                 CheckoutError::Conflict(why) => {
                     Problem::new(StatusCode::CONFLICT, "conflict", "conflict").with_detail(why)
                 }

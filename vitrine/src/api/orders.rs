@@ -109,6 +109,7 @@ async fn create_buyer(
 async fn place_order(
     State(state): State<AppState>,
     AuthBuyer(buyer): AuthBuyer,
+    ip: vitrine_core::ClientIp,
     headers: HeaderMap,
     new: Result<Json<NewOrder>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -122,10 +123,9 @@ async fn place_order(
             )
         })?
         .to_owned();
-    let placed = state
-        .checkout
-        .place_order(&buyer.id, &key, body(new)?)
-        .await?;
+    // A flash sale's per-buyer limit holds per address too (see ip_limits::place_order).
+    let placed =
+        super::ip_limits::place_order(&state, &ip, &buyer.id, &key, body(new)?).await?;
     let mut response = match placed.result {
         OrderResult::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
         OrderResult::Rejected(rejection) => {

@@ -22,7 +22,8 @@ use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState, Timest
     get_stream,
     delete_stream,
     public_stream,
-    add_moderator
+    add_moderator,
+    rotate_key
 ))]
 pub struct Doc;
 
@@ -44,6 +45,52 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/streams/{id}/moderators",
             axum::routing::post(add_moderator),
         )
+        .route("/api/v1/streams/{id}/key", axum::routing::post(rotate_key))
+}
+
+/// A stream's new key, in the one answer that shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamKey {
+    pub id: StreamId,
+    /// Shown once; stored hashed.
+    pub stream_key: String,
+    #[schema(format = "uri")]
+    pub whip_url: String,
+    /// The studio, with the new key in its fragment.
+    #[schema(format = "uri")]
+    pub studio_url: String,
+}
+
+/// Give a stream a new key: the old one is refused from now on, and a broadcast published with it ends
+#[utoipa::path(
+    post,
+    path = "/api/v1/streams/{id}/key",
+    params(("id" = String, Path, description = "The stream's id")),
+    responses((status = 200, description = "The new key, shown this once", body = StreamKey)),
+    security(("oauth2" = ["streams:write"]))
+)]
+#[tracing::instrument(skip_all, fields(seller = %seller.id))]
+async fn rotate_key(
+    State(state): State<AppState>,
+    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
+    Path(id): Path<String>,
+) -> Result<Json<StreamKey>, ApiError> {
+    let row = owned_stream(&state, &seller, &id).await?;
+    let key = state
+        .store
+        .rotate_stream_key(&row.id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such stream"))?;
+    // The key is changed first, so that a publisher cannot come back with the old one.
+    state.ingest.end_stream(&row.id).await;
+    tracing::info!(stream = %row.id, "stream key rotated");
+    let view = state.view(row, Some(&key));
+    Ok(Json(StreamKey {
+        id: view.id,
+        stream_key: key.expose().to_owned(),
+        whip_url: view.whip_url,
+        studio_url: view.studio_url,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -307,6 +354,8 @@ async fn delete_stream(
             Problem::internal()
         })?;
     }
+    // Its flash sale ends with it: the pin's id must not keep selling at the sale price.
+    state.checkout.end_stream_sales(&row.id).await?;
     state.store.delete_stream(&row.id).await?;
     tracing::info!(stream = %row.id, "stream deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -65,7 +65,12 @@ impl utoipa::ToSchema for Binary {}
         (status = 401, description = "Invalid or missing stream key", body = Problem),
         (status = 404, description = "No such stream", body = Problem),
         (status = 415, description = "The body is not application/sdp", body = Problem),
-        (status = 503, description = "The server is at its session limit", body = Problem)
+        (
+            status = 503,
+            description = "The server is at its session limit or has no free port",
+            body = Problem,
+            headers(("Retry-After" = u64, description = "Seconds to wait before offering again"))
+        )
     ),
     security(("streamKey" = []))
 )]
@@ -152,7 +157,18 @@ session_operations!(
         ),
         (status = 404, description = "No such stream", body = Problem),
         (status = 415, description = "The body is not application/sdp", body = Problem),
-        (status = 503, description = "The server is at its session limit", body = Problem)
+        (
+            status = 429,
+            description = "Too many unconnected sessions from this address or for this stream",
+            body = Problem,
+            headers(("Retry-After" = u64, description = "Seconds until a pending session times out"))
+        ),
+        (
+            status = 503,
+            description = "The stream or the server has as many WebRTC viewers as it takes (watch over HLS), or no port is free",
+            body = Problem,
+            headers(("Retry-After" = u64, description = "Seconds to wait before offering again"))
+        )
     )
 )]
 #[allow(dead_code)]

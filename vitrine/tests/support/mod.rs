@@ -57,6 +57,11 @@ pub struct ServerOptions {
     pub tls: bool,
     /// Webhook delivery settings; private (loopback) targets allowed unless given.
     pub webhooks: Option<vitrine::config::WebhooksConfig>,
+    /// Trusted proxies, per-address limits, /metrics. Unless given, per-address limits are
+    /// off (every test client is 127.0.0.1) and the rest is the default.
+    pub edge: Option<vitrine::edge::EdgeConfig>,
+    /// WebRTC settings (port range, admission limits); loopback and ephemeral ports unless given.
+    pub ice: Option<IceConfig>,
 }
 
 impl TestServer {
@@ -101,11 +106,12 @@ impl TestServer {
             tls: options
                 .tls
                 .then(|| (dir.path().join("cert.pem"), dir.path().join("key.pem"))),
-            ice: IceConfig {
+            ice: options.ice.clone().unwrap_or(IceConfig {
                 bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
                 port_range: None,
                 announced_ips: vec![],
-            },
+                ..Default::default()
+            }),
             redis_url: options.redis_url.clone(),
             checkout: options.checkout.clone().unwrap_or_default(),
             chat: options.chat.clone().unwrap_or_default(),
@@ -134,6 +140,13 @@ impl TestServer {
                 }),
             sandbox_latency: Duration::from_millis(20),
             demo: false,
+            edge: options
+                .edge
+                .clone()
+                .unwrap_or_else(|| vitrine::edge::EdgeConfig {
+                    ip_limits: vitrine::edge::IpLimits::off(),
+                    ..Default::default()
+                }),
         };
         let running = app::start(&config).await.unwrap();
         let scheme = if options.tls { "https" } else { "http" };
@@ -274,7 +287,7 @@ pub fn factory() -> PeerFactory {
     PeerFactory::new(IceConfig::default())
 }
 
-async fn local_offer(pc: &Arc<dyn PeerConnection>, events: &mut PeerEvents) -> String {
+pub async fn local_offer(pc: &Arc<dyn PeerConnection>, events: &mut PeerEvents) -> String {
     let offer = pc.create_offer(None).await.unwrap();
     pc.set_local_description(offer).await.unwrap();
     events

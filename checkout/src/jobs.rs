@@ -1,0 +1,116 @@
+//! What the background jobs share: their counters, the rule that one bad row never stops a pass
+//! (the row is logged and counted, the pass goes on with the next), and the pruning of rows
+//! whose purpose is spent. Jobs here never decide business outcomes; they only keep the passes
+//! of the reaper, the payout reconciler and the webhook dispatcher alive and the tables small.
+
+use crate::Checkout;
+use crate::error::CheckoutError;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Which background job.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: &'static str,
+}
+
+/// Counters of the background jobs; cheap to clone (clones count into the same family).
+#[derive(Debug, Default, Clone)]
+pub struct JobMetrics {
+    /// Rows a pass could not process (logged, skipped, retried on the next pass).
+    pub row_errors: Family<JobLabel, Counter>,
+    /// Rows deleted by the pruning job, by table.
+    pub pruned: Family<JobLabel, Counter>,
+}
+
+impl JobMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vitrine_job_row_errors",
+            "Rows a background job (reaper, payouts, refunds, webhooks) failed on and skipped",
+            self.row_errors.clone(),
+        );
+        registry.register(
+            "vitrine_job_pruned_rows",
+            "Rows deleted by the pruning job, by what they were",
+            self.pruned.clone(),
+        );
+    }
+
+    /// Logs and counts a row that failed; the caller goes on with the next row.
+    pub(crate) fn row_failed(&self, job: &'static str, row: &str, error: &CheckoutError) {
+        tracing::warn!(job, row, error = %error, "background job skipped a row");
+        self.row_errors.get_or_create(&JobLabel { job }).inc();
+    }
+
+    /// How many rows of `job` failed so far (for tests and the operator's eye).
+    pub fn row_errors_of(&self, job: &'static str) -> u64 {
+        self.row_errors.get_or_create(&JobLabel { job }).get()
+    }
+
+    fn count_pruned(&self, what: &'static str, n: u64) {
+        self.pruned.get_or_create(&JobLabel { job: what }).inc_by(n);
+    }
+}
+
+/// What one pruning pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub idempotency_keys: u64,
+    pub webhook_deliveries: u64,
+    pub webhook_attempts: u64,
+    pub webhook_events: u64,
+}
+
+impl Checkout {
+    /// Deletes what has served its purpose as of `now` (Unix milliseconds): idempotency keys
+    /// with a result past their time to live, and webhook messages delivered longer ago than
+    /// the retention (with their attempt logs, and their events once no delivery is left).
+    /// Pending and failed deliveries are kept: a seller may still replay them.
+    pub async fn prune_at(&self, now: i64) -> Result<Pruned, CheckoutError> {
+        let idempotency_keys = self.expire_keys_at(now).await?;
+        let cutoff = now - self.config.webhook_retention.as_millis() as i64;
+        let mut tx = self.pool.begin().await?;
+        let webhook_attempts = sqlx::query(
+            "DELETE FROM webhook_attempts WHERE (event_id, endpoint_id) IN \
+             (SELECT event_id, endpoint_id FROM webhook_deliveries \
+              WHERE status = 'succeeded' AND updated_at < $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let webhook_deliveries = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status = 'succeeded' AND updated_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let webhook_events = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        let pruned = Pruned {
+            idempotency_keys,
+            webhook_deliveries,
+            webhook_attempts,
+            webhook_events,
+        };
+        for (what, n) in [
+            ("idempotency_keys", idempotency_keys),
+            ("webhook_deliveries", webhook_deliveries),
+            ("webhook_attempts", webhook_attempts),
+            ("webhook_events", webhook_events),
+        ] {
+            self.jobs.count_pruned(what, n);
+        }
+        Ok(pruned)
+    }
+}

@@ -1,0 +1,124 @@
+//! Reading orders and the seller's actions on them: fulfil, refund, cancel.
+
+use super::{ORDER_COLUMNS, Order, OrderOwner, OrderQuery, order_from_row};
+use crate::Checkout;
+use crate::db::sql;
+use crate::error::{CheckoutError, RejectKind, Rejection};
+use crate::order_state::{OrderEvent, OrderStatus};
+use crate::payment::PaymentStatus;
+use vitrine_core::{BuyerId, OrderId, SellerId};
+
+impl Checkout {
+    pub(crate) async fn order_by_id(&self, id: &OrderId) -> Result<Order, CheckoutError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(order_from_row)
+            .transpose()?
+            .ok_or(CheckoutError::NotFound("no such order"))
+    }
+
+    /// An order its buyer may see.
+    pub async fn order_for_buyer(
+        &self,
+        buyer: &BuyerId,
+        id: &OrderId,
+    ) -> Result<Order, CheckoutError> {
+        let order = self.order_by_id(id).await?;
+        if order.buyer_id != *buyer {
+            return Err(CheckoutError::NotFound("no such order"));
+        }
+        Ok(order)
+    }
+
+    /// An order its seller may see.
+    pub async fn order_for_seller(
+        &self,
+        seller: &SellerId,
+        id: &OrderId,
+    ) -> Result<Order, CheckoutError> {
+        let order = self.order_by_id(id).await?;
+        if order.seller_id != *seller {
+            return Err(CheckoutError::NotFound("no such order"));
+        }
+        Ok(order)
+    }
+
+    /// A buyer's newest orders (the first page of [`Checkout::orders_page`]).
+    pub async fn orders_of_buyer(&self, buyer: &BuyerId) -> Result<Vec<Order>, CheckoutError> {
+        let first = OrderQuery::default();
+        Ok(self
+            .orders_page(OrderOwner::Buyer(buyer), &first)
+            .await?
+            .orders)
+    }
+
+    /// A seller's newest orders (the first page of [`Checkout::orders_page`]).
+    pub async fn orders_of_seller(&self, seller: &SellerId) -> Result<Vec<Order>, CheckoutError> {
+        let first = OrderQuery::default();
+        Ok(self
+            .orders_page(OrderOwner::Seller(seller), &first)
+            .await?
+            .orders)
+    }
+
+    /// The seller ships a paid order.
+    pub async fn fulfil(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
+        let order = self.order_for_seller(seller, id).await?;
+        self.transition(&order, OrderEvent::Fulfil, None, None, None)
+            .await?
+            .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
+    }
+
+    /// The seller cancels an order. A pending one (its payment not confirmed) has the payment
+    /// cancelled at the processor and its units released; a paid one, not yet shipped, is
+    /// refunded in full (and so ends `refunded`); a shipped one must be refunded explicitly.
+    pub async fn cancel(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
+        let order = self.order_for_seller(seller, id).await?;
+        match order.status {
+            OrderStatus::Paid => self.refund(seller, id).await,
+            OrderStatus::Pending => {
+                let payment = match self.payments.retrieve(order.id.as_str()).await? {
+                    Some(p) if p.status == PaymentStatus::Processing => {
+                        Some(self.payments.cancel(order.id.as_str()).await?)
+                    }
+                    other => other,
+                };
+                match payment {
+                    Some(p) => {
+                        self.settle(order, &p).await?;
+                    }
+                    None => {
+                        let rejection = Rejection::new(
+                            RejectKind::PaymentTimeout,
+                            "the seller cancelled the order before it was paid",
+                        );
+                        self.transition(
+                            &order,
+                            OrderEvent::Cancel,
+                            Some("cancelled_by_seller"),
+                            None,
+                            Some(&rejection),
+                        )
+                        .await?;
+                    }
+                }
+                let after = self.order_for_seller(seller, id).await?;
+                if after.status == OrderStatus::Paid {
+                    return Err(CheckoutError::Conflict(
+                        "the payment went through first; refund the order instead".into(),
+                    ));
+                }
+                Ok(after)
+            }
+            other => Err(CheckoutError::Conflict(format!(
+                "a {} order cannot be cancelled",
+                other.as_str()
+            ))),
+        }
+    }
+}

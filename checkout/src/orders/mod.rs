@@ -1,0 +1,272 @@
+//! Orders: reserve stock, charge the card, settle. The order path in three steps, each safe to
+//! die in:
+//!
+//! 1. **Reserve** (one transaction, [`reserve`]): claim the idempotency key, take the units with
+//!    conditional UPDATEs (product stock, the pin's quantity cap, the buyer's per-pin limit),
+//!    insert the order as `pending` with a reservation deadline. Nothing is read and then written.
+//! 2. **Charge** ([`place`]): create the payment at the processor keyed by the order id, wait for
+//!    its asynchronous confirmation up to the payment timeout, cancel it if it has not settled.
+//! 3. **Settle** (one transaction, [`settle`]): move the order out of `pending` with a conditional
+//!    UPDATE, give the units back if it did not sell, and store the result with the idempotency
+//!    key.
+//!
+//! A process that dies between 1 and 3 leaves a `pending` order; the reaper settles it from the
+//! processor's own record once its reservation window has passed. This module holds the order's
+//! types and row mapping; it never talks to the processor itself.
+
+mod manage;
+mod page;
+mod place;
+mod reserve;
+mod settle;
+
+pub use page::{OrderOwner, OrderPage, OrderQuery};
+pub(crate) use settle::Change;
+
+use crate::card::CardInput;
+use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::order_state::OrderStatus;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use vitrine_core::{
+    BuyerId, Currency, Money, OrderId, OrderSummary, PinId, ProductId, SellerId, StreamId,
+    Timestamp,
+};
+
+/// Most units in one order.
+pub const MAX_ORDER_QUANTITY: u32 = 1000;
+/// Most orders listed in one page.
+pub const MAX_PAGE: i64 = 200;
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentDetails {
+    /// Sandbox: 4242424242424242 approves, 4000000000000002 declines, 4000000000000119 never
+    /// settles.
+    #[schema(value_type = String)]
+    pub card_number: CardInput,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    pub product_id: ProductId,
+    #[schema(minimum = 1, maximum = 1000)]
+    pub quantity: u32,
+    /// Buy through this pin (its sale price and limits apply).
+    #[serde(default)]
+    pub pin_id: Option<PinId>,
+    /// Buy through this stream's current pin.
+    #[serde(default)]
+    pub stream_id: Option<StreamId>,
+    /// The buyer's currency: the order is priced and charged in it, at the rates in force, and
+    /// keeps that quote; the seller is settled in the product's currency.
+    #[serde(default)]
+    pub currency: Option<Currency>,
+    #[schema(inline)]
+    pub payment: PaymentDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Order {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub buyer_id: BuyerId,
+    pub seller_id: SellerId,
+    pub product_id: ProductId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub pin_id: Option<PinId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub stream_id: Option<StreamId>,
+    pub quantity: u32,
+    pub unit_price: Money,
+    pub total: Money,
+    /// Why a cancelled order did not sell: `payment_declined`, `payment_timeout`,
+    /// `reservation_expired` or `cancelled_by_seller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub payment_id: Option<String>,
+    pub card_last4: String,
+    /// Unix milliseconds until which the stock stays reserved for a pending order.
+    pub reserved_until: i64,
+    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
+    pub created_at: i64,
+    /// Unix milliseconds (kept for existing clients; `updated_at_iso` is the same instant).
+    pub updated_at: i64,
+    // Filled from the millisecond fields when a response stored before they existed is read
+    // back (an idempotent replay): see `Order::with_iso_times`.
+    #[serde(default = "unset_time")]
+    pub reserved_until_iso: Timestamp,
+    #[serde(default = "unset_time")]
+    pub created_at_iso: Timestamp,
+    #[serde(default = "unset_time")]
+    pub updated_at_iso: Timestamp,
+    /// The price in the buyer's currency, as quoted when the order was placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub presentment: Option<Presentment>,
+}
+
+/// The price in the buyer's currency, locked when the order was placed, and the quote it came
+/// from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Presentment {
+    pub unit_price: Money,
+    pub total: Money,
+    /// The base currency of the rates, and the two rates against it (exact decimals).
+    pub rate_base: Currency,
+    pub rate_from: String,
+    pub rate_to: String,
+    pub source: String,
+    pub as_of: String,
+}
+
+fn unset_time() -> Timestamp {
+    Timestamp(0)
+}
+
+impl Order {
+    /// The RFC 3339 twins recomputed from the millisecond fields, which are the record.
+    pub(crate) fn with_iso_times(mut self) -> Self {
+        self.reserved_until_iso = Timestamp(self.reserved_until);
+        self.created_at_iso = Timestamp(self.created_at);
+        self.updated_at_iso = Timestamp(self.updated_at);
+        self
+    }
+
+    /// What the buyer's card is charged: the locked price in their currency, or the total.
+    pub fn charge_amount(&self) -> Money {
+        self.presentment.as_ref().map_or(self.total, |p| p.total)
+    }
+
+    pub fn summary(&self) -> OrderSummary {
+        OrderSummary {
+            id: self.id.clone(),
+            status: self.status.as_str().to_owned(),
+            product_id: self.product_id.clone(),
+            quantity: self.quantity,
+            total: self.total,
+            charged: self.presentment.as_ref().map(|p| p.total),
+            stream_id: self.stream_id.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The final answer to an order request, as stored with its idempotency key.
+// One short-lived value per request: boxing the order would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderResult {
+    Created(Order),
+    Rejected(Rejection),
+}
+
+/// What [`Checkout::place_order`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub result: OrderResult,
+    /// True when this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
+     quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
+     reserved_until, created_at, updated_at, presentment";
+
+pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
+    let status: String = r.try_get(1)?;
+    let currency = Currency::parse(&r.try_get::<String, _>(10)?).map_err(corrupt)?;
+    let opt_id = |i: usize| -> Result<Option<String>, CheckoutError> { Ok(r.try_get(i)?) };
+    Ok(Order {
+        id: OrderId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
+        status: OrderStatus::parse(&status).ok_or_else(|| corrupt(status))?,
+        buyer_id: BuyerId::parse(&r.try_get::<String, _>(2)?).map_err(corrupt)?,
+        seller_id: SellerId::parse(&r.try_get::<String, _>(3)?).map_err(corrupt)?,
+        product_id: ProductId::parse(&r.try_get::<String, _>(4)?).map_err(corrupt)?,
+        pin_id: opt_id(5)?
+            .map(|s| PinId::parse(&s).map_err(corrupt))
+            .transpose()?,
+        stream_id: opt_id(6)?
+            .map(|s| StreamId::parse(&s).map_err(corrupt))
+            .transpose()?,
+        quantity: u32::try_from(r.try_get::<i64, _>(7)?).map_err(corrupt)?,
+        unit_price: Money {
+            amount: r.try_get(8)?,
+            currency,
+        },
+        total: Money {
+            amount: r.try_get(9)?,
+            currency,
+        },
+        failure: r.try_get(11)?,
+        payment_id: r.try_get(12)?,
+        card_last4: r.try_get(13)?,
+        reserved_until: r.try_get(14)?,
+        created_at: r.try_get(15)?,
+        updated_at: r.try_get(16)?,
+        reserved_until_iso: Timestamp(r.try_get(14)?),
+        created_at_iso: Timestamp(r.try_get(15)?),
+        updated_at_iso: Timestamp(r.try_get(16)?),
+        presentment: r
+            .try_get::<Option<String>, _>(17)?
+            .map(|json| serde_json::from_str(&json).map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+pub(crate) fn reject(kind: RejectKind, detail: impl Into<String>) -> Rejection {
+    Rejection::new(kind, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response stored for an idempotent replay before the RFC 3339 twins existed still
+    /// reads back, and comes out with them.
+    #[test]
+    fn a_stored_order_without_iso_times_replays_with_them() {
+        let usd = Money::new(4900, Currency::parse("USD").unwrap()).unwrap();
+        let order = Order {
+            id: OrderId::generate(),
+            status: OrderStatus::Paid,
+            buyer_id: BuyerId::generate(),
+            seller_id: SellerId::generate(),
+            product_id: ProductId::generate(),
+            pin_id: None,
+            stream_id: None,
+            quantity: 1,
+            unit_price: usd,
+            total: usd,
+            failure: None,
+            payment_id: Some("pay_1".into()),
+            card_last4: "4242".into(),
+            reserved_until: 1_764_650_000_000,
+            created_at: 1_764_640_000_000,
+            updated_at: 1_764_645_000_000,
+            reserved_until_iso: Timestamp(1_764_650_000_000),
+            created_at_iso: Timestamp(1_764_640_000_000),
+            updated_at_iso: Timestamp(1_764_645_000_000),
+            presentment: None,
+        };
+        let mut stored = serde_json::to_value(OrderResult::Created(order.clone())).unwrap();
+        let fields = stored["created"].as_object_mut().unwrap();
+        for old in ["reserved_until_iso", "created_at_iso", "updated_at_iso"] {
+            assert!(fields.remove(old).is_some(), "{old}");
+        }
+        let read: OrderResult = serde_json::from_value(stored).unwrap();
+        let OrderResult::Created(read) = read else {
+            panic!("an order")
+        };
+        assert_ne!(read, order, "the twins are missing until filled");
+        assert_eq!(read.with_iso_times(), order);
+    }
+}

@@ -1,0 +1,189 @@
+//! Placing an order: the idempotency key's first request reserves and charges; a repeat is
+//! answered from what the key stored. Never touches stock itself (see `reserve`).
+
+use super::reserve::Reserved;
+use super::{MAX_ORDER_QUANTITY, NewOrder, Order, OrderResult, Placed, reject};
+use crate::Checkout;
+use crate::card::CardNumber;
+use crate::error::{CheckoutError, RejectKind, corrupt};
+use crate::order_state::OrderStatus;
+use crate::idempotency::{KeyRecord, request_hash, validate_key};
+use crate::payment::{ChargeRequest, PaymentStatus};
+use std::time::Duration;
+use vitrine_core::{BuyerId, OrderId};
+
+impl Checkout {
+    /// Places an order for `buyer`, idempotent on `key`.
+    #[tracing::instrument(skip_all, fields(buyer = %buyer, product = %new.product_id))]
+    pub async fn place_order(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        new: NewOrder,
+    ) -> Result<Placed, CheckoutError> {
+        validate_key(key)?;
+        if new.quantity == 0 || new.quantity > MAX_ORDER_QUANTITY {
+            return Err(CheckoutError::Invalid(format!(
+                "quantity must be 1 to {MAX_ORDER_QUANTITY}"
+            )));
+        }
+        let card = CardNumber::parse(new.payment.card_number.expose())
+            .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
+        let hash = request_hash(&new, &card, &self.card_key);
+        if let Some(existing) = self.load_key(buyer, key).await? {
+            return self.replay(buyer, key, &hash, &card, existing).await;
+        }
+        let order = match self.reserve(buyer, key, &hash, &new, &card).await? {
+            Reserved::Order(order) => order,
+            Reserved::Rejected(rejection) => {
+                return Ok(Placed {
+                    result: OrderResult::Rejected(rejection),
+                    replayed: false,
+                });
+            }
+            Reserved::KeyTaken => {
+                let existing = self
+                    .load_key(buyer, key)
+                    .await?
+                    .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
+                return self.replay(buyer, key, &hash, &card, existing).await;
+            }
+        };
+        self.announce_stock(&order.product_id).await;
+        let result = self.charge_for_key(buyer, key, order, &card).await?;
+        Ok(Placed {
+            result,
+            replayed: false,
+        })
+    }
+
+    /// Charges the key's order; should that fail (the processor unreachable), marks the key so
+    /// that the next request with it resumes this order instead of being told to wait. The
+    /// order stays pending meanwhile, its charge keyed by the order id: resuming never charges
+    /// twice, and the reaper still settles it should nobody retry.
+    async fn charge_for_key(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        order: Order,
+        card: &CardNumber,
+    ) -> Result<OrderResult, CheckoutError> {
+        match self.charge(order, card).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                if let Err(mark) = self.mark_attempt_failed(buyer, key).await {
+                    tracing::warn!(error = %mark, "a failed attempt could not free its key");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Resumes the order of a key whose last attempt failed (this request took it over).
+    async fn resume(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        record: &KeyRecord,
+        card: &CardNumber,
+    ) -> Result<Placed, CheckoutError> {
+        let id = record
+            .order_id
+            .as_deref()
+            .map(OrderId::parse)
+            .transpose()
+            .map_err(corrupt)?
+            .ok_or(CheckoutError::NotFound("idempotency key has no order"))?;
+        let order = self.order_by_id(&id).await?;
+        if order.status != OrderStatus::Pending {
+            // Settled meanwhile (by the reaper): its result was stored with the key.
+            let stored = self.load_key(buyer, key).await?.and_then(|r| r.response);
+            return stored
+                .map(|result| Placed {
+                    result,
+                    replayed: true,
+                })
+                .ok_or(CheckoutError::NotFound("idempotency key has no result"));
+        }
+        tracing::info!(order = %order.id, "resuming an order whose last attempt failed");
+        let result = self.charge_for_key(buyer, key, order, card).await?;
+        Ok(Placed {
+            result,
+            replayed: false,
+        })
+    }
+
+    /// Answers a repeated key (`record`, as just read): the stored result, once the first
+    /// request has one.
+    async fn replay(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        hash: &str,
+        card: &CardNumber,
+        mut record: KeyRecord,
+    ) -> Result<Placed, CheckoutError> {
+        if record.request_hash != hash {
+            return Ok(Placed {
+                result: OrderResult::Rejected(reject(
+                    RejectKind::IdempotencyKeyReused,
+                    "this Idempotency-Key was used with a different request",
+                )),
+                replayed: true,
+            });
+        }
+        // The first request may still be charging (a double tap arrives while it waits for the
+        // processor): wait for its result, as long as a payment can take.
+        let deadline =
+            tokio::time::Instant::now() + self.config.payment_timeout + Duration::from_secs(2);
+        loop {
+            if let Some(result) = record.response {
+                return Ok(Placed {
+                    result,
+                    replayed: true,
+                });
+            }
+            // Only completed results are replayed: a failed attempt is resumed.
+            if record.failed && self.resume_failed(buyer, key).await? {
+                return self.resume(buyer, key, &record, card).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Placed {
+                    result: OrderResult::Rejected(reject(
+                        RejectKind::RequestInProgress,
+                        "the first request with this key is still being processed; retry later",
+                    )),
+                    replayed: true,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            record = self
+                .load_key(buyer, key)
+                .await?
+                .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
+        }
+    }
+
+    /// Step 2: charge the card and wait for the confirmation, then settle.
+    async fn charge(&self, order: Order, card: &CardNumber) -> Result<OrderResult, CheckoutError> {
+        // The buyer pays in their currency when the order was priced in it; the processor
+        // settles the seller in the product's, at the rate locked on the order.
+        let request = ChargeRequest {
+            reference: order.id.to_string(),
+            amount: order.charge_amount(),
+            card: card.clone(),
+        };
+        // A processor that cannot be reached leaves the order pending: a retry with the key
+        // resumes it, or the reaper asks again when the reservation expires, so a charge that
+        // did go through is never lost.
+        self.payments.create(&request).await?;
+        let mut payment = self
+            .payments
+            .wait(&request.reference, self.config.payment_timeout)
+            .await?;
+        if payment.status == PaymentStatus::Processing {
+            payment = self.payments.cancel(&request.reference).await?;
+        }
+        self.settle(order, &payment).await
+    }
+}

@@ -1,0 +1,323 @@
+//! Step 1 of the order path: claim the idempotency key and take the units in one transaction,
+//! or store why not. Only conditional UPDATEs move stock; nothing here reads and then writes.
+
+use super::{NewOrder, ORDER_COLUMNS, Order, OrderResult, Presentment, reject};
+use crate::Checkout;
+use crate::card::CardNumber;
+use crate::catalog::Product;
+use crate::db::{now_ms, sql};
+use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::order_state::OrderStatus;
+use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
+use crate::rates::RatesUnavailable;
+use crate::webhooks::EventType;
+use crate::webhooks::outbox;
+use sqlx::Row;
+use vitrine_core::{BuyerId, Currency, Money, OrderId, Timestamp};
+
+/// Outcome of the reserve step.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Reserved {
+    Order(Order),
+    Rejected(Rejection),
+    /// The key was claimed by an earlier request.
+    KeyTaken,
+}
+
+impl Checkout {
+    /// Loads a pin by id, or the stream's active pin when it is for `product`.
+    async fn pin_for(
+        &self,
+        new: &NewOrder,
+        product: &Product,
+    ) -> Result<Result<Option<Pin>, Rejection>, CheckoutError> {
+        let row = if let Some(pin_id) = &new.pin_id {
+            sqlx::query(sql(format!(
+                "SELECT {PIN_COLUMNS} FROM pins WHERE pins.id = $1"
+            )))
+            .bind(pin_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+        } else if let Some(stream) = &new.stream_id {
+            sqlx::query(sql(format!(
+                "SELECT {PIN_COLUMNS} FROM pins WHERE pins.stream_id = $1 AND pins.active = 1"
+            )))
+            .bind(stream.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+        } else {
+            return Ok(Ok(None));
+        };
+        let pin = row.as_ref().map(|r| pin_from_row(r, product)).transpose()?;
+        match pin {
+            Some(pin)
+                if pin.product_id == product.id
+                    && new.stream_id.as_ref().is_none_or(|s| *s == pin.stream_id) =>
+            {
+                Ok(Ok(Some(pin)))
+            }
+            Some(pin) if new.pin_id.is_some() && pin.product_id == product.id => Ok(Err(reject(
+                RejectKind::NotPinned,
+                "that pin belongs to another stream",
+            ))),
+            _ => Ok(Err(reject(
+                RejectKind::NotPinned,
+                "the product is not pinned there",
+            ))),
+        }
+    }
+
+    /// Step 1: claim the key and take the units, or store why not.
+    pub(super) async fn reserve(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        hash: &str,
+        new: &NewOrder,
+        card: &CardNumber,
+    ) -> Result<Reserved, CheckoutError> {
+        let now = now_ms();
+        let refused = |rejection: Rejection| async move {
+            let result = OrderResult::Rejected(rejection.clone());
+            Ok(if self.claim_key_with(buyer, key, hash, &result).await? {
+                Reserved::Rejected(rejection)
+            } else {
+                Reserved::KeyTaken
+            })
+        };
+        let Some(product) = self.any_product(&new.product_id).await? else {
+            return refused(reject(RejectKind::ProductNotFound, "no such product")).await;
+        };
+        let pin = match self.pin_for(new, &product).await? {
+            Ok(pin) => pin,
+            Err(rejection) => return refused(rejection).await,
+        };
+        if let Some(pin) = &pin {
+            if pin.ended(now) {
+                return refused(reject(RejectKind::SaleEnded, "the sale has ended")).await;
+            }
+            if pin.per_buyer_limit.is_some_and(|l| new.quantity > l) {
+                return refused(reject(
+                    RejectKind::LimitExceeded,
+                    format!("at most {} per buyer", pin.per_buyer_limit.unwrap_or(0)),
+                ))
+                .await;
+            }
+        }
+        let unit = pin
+            .as_ref()
+            .and_then(|p| p.sale_price)
+            .unwrap_or(product.price);
+        let total = unit
+            .times(new.quantity)
+            .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
+        let q = i64::from(new.quantity);
+        let presentment = match new.currency {
+            Some(c) if c != total.currency => Some(self.present(unit, total, c)?),
+            _ => None,
+        };
+
+        let mut tx = self.pool.begin().await?;
+        // The claim is the first write: on SQLite it takes the write lock before anything else.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
+        )
+        .bind(buyer.as_str())
+        .bind(key)
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(Reserved::KeyTaken);
+        }
+        let took = sqlx::query(
+            "UPDATE products SET stock = stock - $1, updated_at = $2 \
+             WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
+        )
+        .bind(q)
+        .bind(now)
+        .bind(product.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(took) = took else {
+            tx.rollback().await?;
+            return refused(reject(RejectKind::SoldOut, "sold out")).await;
+        };
+        let left: i64 = took.try_get(0)?;
+        if let Some(pin) = &pin {
+            let took = sqlx::query(
+                "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
+                 AND (remaining IS NULL OR remaining >= $1) AND (ends_at IS NULL OR ends_at > $3)",
+            )
+            .bind(q)
+            .bind(pin.id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if took.rows_affected() == 0 {
+                let still_on = sqlx::query(
+                    "SELECT 1 FROM pins WHERE id = $1 AND active = 1 \
+                     AND (ends_at IS NULL OR ends_at > $2)",
+                )
+                .bind(pin.id.as_str())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                tx.rollback().await?;
+                return refused(if still_on {
+                    reject(RejectKind::SoldOut, "the sale's quantity is sold out")
+                } else {
+                    reject(RejectKind::SaleEnded, "the sale has ended")
+                })
+                .await;
+            }
+            if let Some(limit) = pin.per_buyer_limit {
+                let took = sqlx::query(
+                    "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
+                     ON CONFLICT (pin_id, buyer_id) DO UPDATE \
+                     SET quantity = pin_buyers.quantity + excluded.quantity \
+                     WHERE pin_buyers.quantity + excluded.quantity <= $4",
+                )
+                .bind(pin.id.as_str())
+                .bind(buyer.as_str())
+                .bind(q)
+                .bind(i64::from(limit))
+                .execute(&mut *tx)
+                .await?;
+                if took.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return refused(reject(
+                        RejectKind::LimitExceeded,
+                        format!("at most {limit} per buyer"),
+                    ))
+                    .await;
+                }
+            }
+        }
+        let order = Order {
+            id: OrderId::generate(),
+            status: OrderStatus::Pending,
+            buyer_id: buyer.clone(),
+            seller_id: product.seller_id.clone(),
+            product_id: product.id.clone(),
+            pin_id: pin.as_ref().map(|p| p.id.clone()),
+            stream_id: pin.as_ref().map(|p| p.stream_id.clone()),
+            quantity: new.quantity,
+            unit_price: unit,
+            total,
+            failure: None,
+            payment_id: None,
+            card_last4: card.last4().to_owned(),
+            reserved_until: now + self.config.reservation_window.as_millis() as i64,
+            created_at: now,
+            updated_at: now,
+            reserved_until_iso: Timestamp(now + self.config.reservation_window.as_millis() as i64),
+            created_at_iso: Timestamp(now),
+            updated_at_iso: Timestamp(now),
+            presentment,
+        };
+        sqlx::query(sql(format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)"
+        )))
+        .bind(order.id.as_str())
+        .bind(order.status.as_str())
+        .bind(order.buyer_id.as_str())
+        .bind(order.seller_id.as_str())
+        .bind(order.product_id.as_str())
+        .bind(order.pin_id.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(order.stream_id.as_ref().map(|s| s.as_str().to_owned()))
+        .bind(q)
+        .bind(unit.amount)
+        .bind(total.amount)
+        .bind(total.currency.as_str())
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(&order.card_last4)
+        .bind(order.reserved_until)
+        .bind(now)
+        .bind(
+            order
+                .presentment
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(corrupt)?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET order_id = $1 WHERE buyer_id = $2 AND idem_key = $3",
+        )
+        .bind(order.id.as_str())
+        .bind(buyer.as_str())
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        let mut outboxed =
+            outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
+                .await?
+                .is_some();
+        if left == 0 {
+            let sold_out = serde_json::json!({
+                "product_id": product.id, "sku": product.sku, "title": product.title,
+            });
+            outboxed |= outbox::record(
+                &mut tx,
+                &order.seller_id,
+                EventType::ProductSoldOut,
+                &sold_out,
+            )
+            .await?
+            .is_some();
+        }
+        tx.commit().await?;
+        // The dispatcher is woken only when there is something for it: most orders have none.
+        if outboxed {
+            self.wake_webhooks();
+        }
+        tracing::debug!(order = %order.id, "stock reserved");
+        Ok(Reserved::Order(order))
+    }
+
+    /// Prices `unit` and `total` in the buyer's currency at the rates in force.
+    fn present(
+        &self,
+        unit: Money,
+        total: Money,
+        to: Currency,
+    ) -> Result<Presentment, CheckoutError> {
+        let table = self.rates.fresh().map_err(|e| match e {
+            RatesUnavailable::NotConfigured => CheckoutError::Invalid(format!(
+                "no exchange rates are configured, so nothing can be priced in {}",
+                to.as_str()
+            )),
+            unavailable => CheckoutError::Unavailable(unavailable.to_string()),
+        })?;
+        let fx = |e: crate::fx::FxError| CheckoutError::Invalid(e.to_string());
+        let quote = table.quote(total.currency, to).map_err(fx)?;
+        let converted = quote.convert(total.amount).map_err(fx)?;
+        // A card cannot be charged nothing for something the seller is paid for.
+        if converted.amount == 0 && total.amount > 0 {
+            return Err(CheckoutError::Invalid(format!(
+                "{} {} is less than the smallest amount of {}",
+                total.amount,
+                total.currency.as_str(),
+                to.as_str()
+            )));
+        }
+        Ok(Presentment {
+            unit_price: quote.convert(unit.amount).map_err(fx)?,
+            total: converted,
+            rate_base: table.base(),
+            rate_from: quote.from_rate.to_string(),
+            rate_to: quote.to_rate.to_string(),
+            source: table.source.clone(),
+            as_of: table.as_of.clone(),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Step 3 of the order path and every later move of an order: apply a state change with a
+//! conditional UPDATE, give units back, post the ledger and the outbox in the same transaction.
+
+use super::{Order, OrderResult, reject};
+use crate::Checkout;
+use crate::db::now_ms;
+use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::ledger;
+use crate::order_state::{OrderEvent, OrderStatus};
+use crate::payment::{Payment, PaymentStatus};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox;
+use vitrine_core::{CommerceEvent, Timestamp};
+
+impl Checkout {
+    /// Step 3: apply the processor's answer to a pending order.
+    pub(crate) async fn settle(
+        &self,
+        order: Order,
+        payment: &Payment,
+    ) -> Result<OrderResult, CheckoutError> {
+        let (event, failure) = match &payment.status {
+            PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
+            PaymentStatus::Declined { code } => (
+                OrderEvent::Cancel,
+                Some(reject(
+                    RejectKind::PaymentDeclined,
+                    format!("the card was declined ({code})"),
+                )),
+            ),
+            PaymentStatus::Processing | PaymentStatus::Cancelled | PaymentStatus::Refunded => (
+                OrderEvent::Cancel,
+                Some(reject(
+                    RejectKind::PaymentTimeout,
+                    "the card processor did not confirm in time; nothing was charged",
+                )),
+            ),
+        };
+        let reason = failure.as_ref().map(|r| match r.kind {
+            RejectKind::PaymentDeclined => "payment_declined",
+            _ => "payment_timeout",
+        });
+        match self
+            .transition(&order, event, reason, Some(&payment.id), failure.as_ref())
+            .await?
+        {
+            Some(settled) => Ok(match failure {
+                None => OrderResult::Created(settled),
+                Some(rejection) => OrderResult::Rejected(rejection),
+            }),
+            None => {
+                // Someone else settled it first (the reaper, after the reservation expired).
+                let current = self.order_by_id(&order.id).await?;
+                if current.status != OrderStatus::Paid && payment.status == PaymentStatus::Succeeded
+                {
+                    // Its own key: this is no seller's refund, and never one of the order's.
+                    let key = format!("{}-late-charge", payment.reference);
+                    self.payments.refund(&payment.reference, &key).await?;
+                }
+                Ok(if current.status == OrderStatus::Paid {
+                    OrderResult::Created(current)
+                } else {
+                    OrderResult::Rejected(reject(
+                        RejectKind::PaymentTimeout,
+                        "the reservation expired before the payment was confirmed",
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Applies `event` to `order` if it is still in the state it was read in. Gives the units
+    /// back when the new state restocks, and stores the placement result when the order leaves
+    /// `pending`. `None` when another actor changed the order first.
+    pub(crate) async fn transition(
+        &self,
+        order: &Order,
+        event: OrderEvent,
+        failure: Option<&str>,
+        payment_id: Option<&str>,
+        rejection: Option<&Rejection>,
+    ) -> Result<Option<Order>, CheckoutError> {
+        let mut tx = self.pool.begin().await?;
+        let change = Change {
+            event,
+            failure,
+            payment_id,
+            rejection,
+        };
+        let Some(moved) = self.transition_in(&mut tx, order, &change).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        tx.commit().await?;
+        self.after_transition(order, &moved).await;
+        Ok(Some(moved.order))
+    }
+
+    /// [`Checkout::transition`] inside the caller's transaction; the caller commits, then calls
+    /// [`Checkout::after_transition`].
+    pub(crate) async fn transition_in(
+        &self,
+        tx: &mut ledger::Tx<'_>,
+        order: &Order,
+        change: &Change<'_>,
+    ) -> Result<Option<Moved>, CheckoutError> {
+        let next = order
+            .status
+            .apply(change.event)
+            .map_err(|e| CheckoutError::Conflict(e.to_string()))?;
+        let now = now_ms();
+        let moved = sqlx::query(
+            "UPDATE orders SET status = $1, failure = COALESCE($2, failure), \
+             payment_id = COALESCE($3, payment_id), updated_at = $4 \
+             WHERE id = $5 AND status = $6",
+        )
+        .bind(next.as_str())
+        .bind(change.failure)
+        .bind(change.payment_id)
+        .bind(now)
+        .bind(order.id.as_str())
+        .bind(order.status.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if next.restocks() {
+            restock(tx, order, now).await?;
+        }
+        let mut settled = order.clone();
+        settled.status = next;
+        settled.updated_at = now;
+        settled.updated_at_iso = Timestamp(now);
+        if let Some(f) = change.failure {
+            settled.failure = Some(f.to_owned());
+        }
+        if let Some(p) = change.payment_id {
+            settled.payment_id = Some(p.to_owned());
+        }
+        let outboxed = record_webhook(tx, &settled, change).await?;
+        ledger::post_for_order(tx, &settled, next, &self.config.fees, now).await?;
+        if order.status == OrderStatus::Pending {
+            store_result(tx, &settled, change.rejection).await?;
+        }
+        Ok(Some(Moved {
+            order: settled,
+            outboxed,
+        }))
+    }
+
+    /// What follows a committed transition: wake the webhook dispatcher, tell the rooms.
+    pub(crate) async fn after_transition(&self, before: &Order, moved: &Moved) {
+        if moved.outboxed {
+            self.wake_webhooks();
+        }
+        let to = moved.order.status.as_str();
+        tracing::info!(order = %before.id, from = before.status.as_str(), to, "order");
+        self.announce_order(&moved.order).await;
+    }
+
+    /// Tells the rooms about an order that changed.
+    pub(super) async fn announce_order(&self, order: &Order) {
+        self.events.emit(CommerceEvent::Order {
+            stream: order.stream_id.clone(),
+            seller: order.seller_id.clone(),
+            buyer: order.buyer_id.clone(),
+            order: order.summary(),
+        });
+        if order.status.restocks() {
+            self.announce_stock(&order.product_id).await;
+        } else if order.status == OrderStatus::Paid
+            && let Some(stream) = &order.stream_id
+        {
+            let available = match self.active_pin(stream).await {
+                Ok(Some((pin, product))) if pin.product_id == order.product_id => {
+                    pin.available(&product)
+                }
+                _ => return,
+            };
+            self.events.emit(CommerceEvent::Purchase {
+                stream: stream.clone(),
+                product: order.product_id.clone(),
+                quantity: order.quantity,
+                available,
+            });
+        }
+    }
+}
+
+/// A state change to apply to an order.
+pub(crate) struct Change<'a> {
+    pub event: OrderEvent,
+    /// Why a cancelled order did not sell.
+    pub failure: Option<&'a str>,
+    pub payment_id: Option<&'a str>,
+    /// The placement's answer, when the order leaves `pending` refused.
+    pub rejection: Option<&'a Rejection>,
+}
+
+/// An order after a transition, and whether it wrote to the webhook outbox.
+pub(crate) struct Moved {
+    pub order: Order,
+    pub outboxed: bool,
+}
+
+/// Gives an order's units back to the product, its pin's quantity and the buyer's pin limit.
+async fn restock(tx: &mut ledger::Tx<'_>, order: &Order, now: i64) -> Result<(), CheckoutError> {
+    let q = i64::from(order.quantity);
+    sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+        .bind(q)
+        .bind(now)
+        .bind(order.product_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if let Some(pin) = &order.pin_id {
+        sqlx::query(
+            "UPDATE pins SET remaining = remaining + $1 WHERE id = $2 AND remaining IS NOT NULL",
+        )
+        .bind(q)
+        .bind(pin.as_str())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE pin_buyers SET quantity = quantity - $1 \
+             WHERE pin_id = $2 AND buyer_id = $3 AND quantity >= $1",
+        )
+        .bind(q)
+        .bind(pin.as_str())
+        .bind(order.buyer_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes the webhook the new state calls for, if any; true when the outbox got a message.
+async fn record_webhook(
+    tx: &mut ledger::Tx<'_>,
+    settled: &Order,
+    change: &Change<'_>,
+) -> Result<bool, CheckoutError> {
+    let webhook = match (change.event, settled.status) {
+        (_, OrderStatus::Paid) => Some(EventType::OrderPaid),
+        (_, OrderStatus::Refunded) => Some(EventType::OrderRefunded),
+        (OrderEvent::Cancel, _) if change.failure.is_some_and(|f| f.starts_with("payment_")) => {
+            Some(EventType::PaymentFailed)
+        }
+        _ => None,
+    };
+    Ok(match webhook {
+        Some(kind) => outbox::record(tx, &settled.seller_id, kind, settled)
+            .await?
+            .is_some(),
+        None => false,
+    })
+}
+
+/// Stores the placement's final answer with its idempotency key.
+async fn store_result(
+    tx: &mut ledger::Tx<'_>,
+    settled: &Order,
+    rejection: Option<&Rejection>,
+) -> Result<(), CheckoutError> {
+    let result = match rejection {
+        Some(r) => OrderResult::Rejected(r.clone()),
+        None => OrderResult::Created(settled.clone()),
+    };
+    sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE buyer_id = $2 AND order_id = $3")
+        .bind(serde_json::to_string(&result).map_err(corrupt)?)
+        .bind(settled.buyer_id.as_str())
+        .bind(settled.id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Which ICE candidates a public deployment exchanges: none that point into a private network.
+//!
+//! A server on the internet that announced its private, link-local or loopback addresses
+//! would tell every viewer about its internal network; a server that accepted such candidates
+//! from a client would send connectivity checks wherever the client points it (its own LAN,
+//! a cloud metadata address). So, when the deployment is public (see [`CandidatePolicy`]),
+//! internal candidates are removed from the answers the server gives and dropped from the
+//! offers and trickle fragments it receives. Connectivity does not suffer: a public server is
+//! reached on its public address, and it learns each client's address from the client's checks.
+//!
+//! Pure text processing, tested at the SDP level; it must never resolve a host name.
+
+use crate::peer::IceConfig;
+use std::net::IpAddr;
+
+/// Whether internal candidates are filtered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CandidatePolicy {
+    filter_internal: bool,
+}
+
+/// Whether `ip` is not reachable from the internet: loopback, private (RFC 1918, IPv6 unique
+/// local), shared address space (RFC 6598, carrier-grade NAT), link-local, unspecified,
+/// broadcast or multicast. IPv4-mapped IPv6 addresses are judged as their IPv4 address.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_unique_local()
+                    || v6.is_unicast_link_local()
+                    || v6.is_multicast()
+            }
+        },
+    }
+}
+
+/// The connection address of a candidate line (`candidate:<foundation> <component> <transport>
+/// <priority> <address> <port> typ ...`, with or without the `a=` prefix).
+fn candidate_address(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let line = line.strip_prefix("a=").unwrap_or(line);
+    let rest = line.strip_prefix("candidate:")?;
+    rest.split_ascii_whitespace().nth(4)
+}
+
+impl CandidatePolicy {
+    /// Filters internal candidates or not, as told.
+    pub fn new(filter_internal: bool) -> Self {
+        Self { filter_internal }
+    }
+
+    /// The policy of a deployment: public when it says so (`ice.public`) or when it announces
+    /// an address reachable from the internet; internal candidates are then filtered unless
+    /// `ice.allow_private_candidates` keeps them (a deployment serving a LAN and the internet).
+    pub fn of(ice: &IceConfig) -> Self {
+        let announces_public = ice
+            .announced_ips
+            .iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .any(|ip| !is_internal(ip));
+        Self::new((ice.public || announces_public) && !ice.allow_private_candidates)
+    }
+
+    pub fn filters(&self) -> bool {
+        self.filter_internal
+    }
+
+    /// Whether a candidate line may be exchanged. Under filtering, only candidates whose
+    /// address is a public IP literal pass: a host name (an mDNS `.local` name or any other)
+    /// could resolve into a private network, and a line that does not parse is not used.
+    pub fn allows(&self, candidate: &str) -> bool {
+        if !self.filter_internal {
+            return true;
+        }
+        candidate_address(candidate)
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .is_some_and(|ip| !is_internal(ip))
+    }
+
+    /// `sdp` without the candidate lines [`Self::allows`] refuses; every other line, and the
+    /// line endings, unchanged.
+    pub fn filter_sdp(&self, sdp: &str) -> String {
+        if !self.filter_internal {
+            return sdp.to_owned();
+        }
+        sdp.split_inclusive('\n')
+            .filter(|line| {
+                let l = line.trim_end();
+                !l.starts_with("a=candidate:") || self.allows(l)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+        a=candidate:1 1 udp 2130706431 203.0.113.7 50000 typ host\r\n\
+        a=candidate:2 1 udp 2130706431 10.0.0.5 50000 typ host\r\n\
+        a=candidate:3 1 udp 2130706431 127.0.0.1 50000 typ host\r\n\
+        a=candidate:4 1 udp 2130706431 169.254.1.1 50000 typ host\r\n\
+        a=candidate:5 1 udp 2130706431 fe80::1 50000 typ host\r\n\
+        a=candidate:6 1 udp 2130706431 2001:db8::7 50000 typ host\r\n\
+        a=candidate:7 1 udp 2130706431 3f2c1a4e-0b3d.local 50000 typ host\r\n\
+        a=candidate:8 1 udp 1694498815 198.51.100.9 61000 typ srflx raddr 192.168.1.4 rport 61000\r\n\
+        a=end-of-candidates\r\n";
+
+    fn ice(public: bool, announce: &[&str], allow: bool) -> IceConfig {
+        IceConfig {
+            public,
+            announced_ips: announce.iter().map(|s| (*s).to_owned()).collect(),
+            allow_private_candidates: allow,
+            ..IceConfig::default()
+        }
+    }
+
+    fn kept(sdp: &str) -> Vec<u32> {
+        sdp.lines()
+            .filter_map(|l| l.strip_prefix("a=candidate:"))
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_public_deployment_exchanges_only_public_candidates() {
+        let policy = CandidatePolicy::of(&ice(true, &[], false));
+        assert!(policy.filters());
+        let filtered = policy.filter_sdp(ANSWER);
+        assert_eq!(kept(&filtered), vec![1, 6, 8]);
+        assert!(filtered.contains("a=end-of-candidates\r\n"));
+        assert!(filtered.starts_with("v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n"));
+        assert!(
+            !policy.allows("candidate:9 1 udp 1 100.64.0.1 1 typ host"),
+            "shared space"
+        );
+        assert!(!policy.allows("candidate:9 1 udp 1 ::ffff:10.1.2.3 1 typ host"));
+        assert!(
+            !policy.allows("candidate:9 1 udp 1 fd00::1 1 typ host"),
+            "unique local"
+        );
+        assert!(!policy.allows("candidate:broken"));
+        assert!(!policy.allows("candidate:9 1 udp 1 metadata.internal 1 typ host"));
+        assert!(policy.allows("a=candidate:9 1 udp 1 203.0.113.9 1 typ host"));
+    }
+
+    #[test]
+    fn announcing_a_public_address_makes_a_deployment_public() {
+        assert!(CandidatePolicy::of(&ice(false, &["203.0.113.7"], false)).filters());
+        // A LAN deployment announcing its private address, and a laptop, filter nothing.
+        assert!(!CandidatePolicy::of(&ice(false, &["192.168.1.10"], false)).filters());
+        let laptop = CandidatePolicy::of(&IceConfig::default());
+        assert!(!laptop.filters());
+        assert_eq!(laptop.filter_sdp(ANSWER), ANSWER);
+    }
+
+    #[test]
+    fn the_operator_can_keep_private_candidates() {
+        let policy = CandidatePolicy::of(&ice(true, &["203.0.113.7"], true));
+        assert!(!policy.filters());
+        assert_eq!(
+            kept(&policy.filter_sdp(ANSWER)),
+            (1..=8).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Limits per client address on what anyone may call without a seller credential: minting
+//! guest buyers, signing in, the OAuth2 token endpoint, buyers' orders and order polling, the
+//! public reads. Each request is counted under one class ([`classify`]) against its address
+//! (an IPv6 client by its /64), in the same store as the seller API's tiers, so the limit holds
+//! across nodes when Redis is configured. Also here: the back-off of failed sign-ins, sign-ins
+//! per account, and a flash sale's per-buyer limit held per address too.
+//!
+//! What this module must never do: count a request against an address it did not get from
+//! [`ClientIp`] (the edge decides who the client is), or let a write through when the store
+//! cannot be asked (see `limits::store_failed`).
+
+use super::ApiError;
+use super::limits::{add_headers, refused, store_failed};
+use crate::app::AppState;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use vitrine_checkout::{NewOrder, OrderResult, Placed};
+use vitrine_core::{BuyerId, ClientIp, Problem, SellerId};
+use vitrine_platform::ratelimit::{Limit, LimitError};
+
+/// What a request without a seller credential is counted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Creating a guest buyer: each new buyer is a fresh per-buyer flash-sale allowance.
+    Signup,
+    /// Signing in or out, and the OAuth2 endpoints that take credentials.
+    Auth,
+    /// A buyer placing an order.
+    Orders,
+    /// Everything else: public reads, buyers reading their orders, calls that will be 401.
+    Public,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::Auth => "auth",
+            Self::Orders => "orders",
+            Self::Public => "public",
+        }
+    }
+}
+
+/// The class of a request by its method and path.
+pub fn classify(method: &Method, path: &str) -> Class {
+    if method != Method::POST {
+        return Class::Public;
+    }
+    match path {
+        "/api/v1/buyers" => Class::Signup,
+        "/signin" | "/signout" | "/oauth/token" | "/oauth/revoke" | "/oauth/authorize" => {
+            Class::Auth
+        }
+        "/api/v1/orders" => Class::Orders,
+        _ => Class::Public,
+    }
+}
+
+fn limit_of(state: &AppState, class: Class) -> Option<Limit> {
+    let l = &state.edge.ip_limits;
+    match class {
+        Class::Signup => l.signup,
+        Class::Auth => l.auth,
+        Class::Orders => l.orders,
+        Class::Public => l.public,
+    }
+}
+
+/// The middleware of the routes anyone may call (OAuth2, sign-in), and what the seller API's
+/// limiter falls back to when a request carries no seller credential.
+pub async fn per_address(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    count(&state, ip, req, next).await
+}
+
+/// Counts `req` against its address under its class; 429 when over. A 401 answer carries no
+/// RateLimit headers: the caller's policy, once it authenticates, is its tier's.
+pub async fn count(state: &AppState, ip: ClientIp, req: Request, next: Next) -> Response {
+    let class = classify(req.method(), req.uri().path());
+    let Some(limit) = limit_of(state, class) else {
+        return next.run(req).await;
+    };
+    let key = format!("ip:{}:{}", class.name(), ip.limit_key());
+    let decision = match state.limiter.check_limit(&key, class.name(), &limit).await {
+        Ok(d) => d,
+        Err(e) => return store_failed(state, e, req, next).await,
+    };
+    if !decision.allowed {
+        return refused(
+            state,
+            &decision,
+            format!("too many {} requests from this address", class.name()),
+        );
+    }
+    let mut response = next.run(req).await;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        add_headers(&mut response, &decision);
+    }
+    response
+}
+
+/// The store failed while deciding a sign-in step: refuse (a sign-in is a write).
+fn unavailable(state: &AppState, e: LimitError) -> Response {
+    tracing::warn!(error = %e, "rate limiter unavailable; sign-in refused");
+    state.api_metrics.limiter_errors.inc();
+    super::limits::unavailable_problem()
+}
+
+/// Before a sign-in's token is looked at: refused while its address is backing off after too
+/// many failed sign-ins. A right token is refused too then, so that guessing learns nothing.
+pub async fn signin_backoff(state: &AppState, ip: &ClientIp) -> Result<(), Response> {
+    let Some(limit) = state.edge.ip_limits.signin_failures else {
+        return Ok(());
+    };
+    let key = format!("signin-failed:{}", ip.limit_key());
+    match state
+        .limiter
+        .probe_limit(&key, "signin-failures", &limit)
+        .await
+    {
+        Ok(d) if d.allowed => Ok(()),
+        Ok(d) => Err(refused(
+            state,
+            &d,
+            "too many failed sign-ins from this address; wait before trying again".into(),
+        )),
+        Err(e) => Err(unavailable(state, e)),
+    }
+}
+
+/// Counts a failed sign-in against its address.
+pub async fn signin_failed(state: &AppState, ip: &ClientIp) {
+    let Some(limit) = state.edge.ip_limits.signin_failures else {
+        return;
+    };
+    let key = format!("signin-failed:{}", ip.limit_key());
+    if let Err(e) = state
+        .limiter
+        .check_limit(&key, "signin-failures", &limit)
+        .await
+    {
+        tracing::warn!(error = %e, "could not count a failed sign-in");
+        state.api_metrics.limiter_errors.inc();
+    }
+}
+
+/// Counts a sign-in against its account: a token that leaked cannot mint sessions without end.
+pub async fn signin_account(state: &AppState, seller: &SellerId) -> Result<(), Response> {
+    let Some(limit) = state.edge.ip_limits.signin_account else {
+        return Ok(());
+    };
+    let key = format!("signin-account:{seller}");
+    match state
+        .limiter
+        .check_limit(&key, "signin-account", &limit)
+        .await
+    {
+        Ok(d) if d.allowed => Ok(()),
+        Ok(d) => Err(refused(
+            state,
+            &d,
+            "too many sign-ins to this account; wait before trying again".into(),
+        )),
+        Err(e) => Err(unavailable(state, e)),
+    }
+}
+
+/// Places a buyer's order with a flash sale's per-buyer limit held per address too: the
+/// address takes the units first (at most the sale's per-buyer limit times
+/// `flash_sale_buyers_per_address`) and gets them back when the order does not happen, so
+/// that minting buyers from one address does not multiply the limit.
+pub async fn place_order(
+    state: &AppState,
+    ip: &ClientIp,
+    buyer: &BuyerId,
+    key: &str,
+    new: NewOrder,
+) -> Result<Placed, ApiError> {
+    let factor = state.edge.ip_limits.flash_sale_buyers_per_address;
+    let sale = if factor == 0 {
+        None
+    } else {
+        state
+            .store
+            .sale_limit(&new.product_id, new.pin_id.as_ref(), new.stream_id.as_ref())
+            .await?
+    };
+    let Some((pin, per_buyer)) = sale else {
+        return Ok(state.checkout.place_order(buyer, key, new).await?);
+    };
+    let cap = u64::from(per_buyer) * u64::from(factor);
+    let (address, quantity) = (ip.limit_key(), new.quantity);
+    if !state
+        .store
+        .take_address_units(&pin, &address, quantity, cap)
+        .await?
+    {
+        state.api_metrics.limited("flash-sale-address");
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "limit-exceeded", "conflict")
+                .with_detail(format!(
+                    "at most {cap} per address in this sale ({per_buyer} per buyer)"
+                ))
+                .into(),
+        );
+    }
+    let placed = state.checkout.place_order(buyer, key, new).await;
+    let happened = matches!(
+        &placed,
+        Ok(Placed {
+            result: OrderResult::Created(_),
+            replayed: false
+        })
+    );
+    if !happened {
+        state
+            .store
+            .give_back_address_units(&pin, &address, quantity)
+            .await?;
+    }
+    Ok(placed?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classed_by_method_and_path() {
+        let post = Method::POST;
+        assert_eq!(classify(&post, "/api/v1/buyers"), Class::Signup);
+        assert_eq!(classify(&Method::GET, "/api/v1/buyers"), Class::Public);
+        for auth in [
+            "/signin",
+            "/oauth/token",
+            "/oauth/revoke",
+            "/oauth/authorize",
+        ] {
+            assert_eq!(classify(&post, auth), Class::Auth, "{auth}");
+        }
+        assert_eq!(classify(&Method::GET, "/signin"), Class::Public);
+        assert_eq!(classify(&post, "/api/v1/orders"), Class::Orders);
+        assert_eq!(
+            classify(&Method::GET, "/api/v1/orders/ord_1"),
+            Class::Public
+        );
+        assert_eq!(classify(&post, "/api/v1/products"), Class::Public);
+    }
+}
