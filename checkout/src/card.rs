@@ -47,7 +47,6 @@ impl CardNumber {
     pub fn digits(&self) -> &str {
         &self.0
     }
-
 }
 
 /// `****` and the last four digits of whatever was typed (fewer digits: just `****`).

@@ -379,12 +379,11 @@ impl crate::Checkout {
                 problems.push(format!("{currency} postings sum to {sum}"));
             }
         }
-        let balances =
-            sqlx::query(
-                "SELECT seller_id, currency, available, in_transit, debt FROM seller_balances",
-            )
-                .fetch_all(&self.pool)
-                .await?;
+        let balances = sqlx::query(
+            "SELECT seller_id, currency, available, in_transit, debt FROM seller_balances",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         for r in &balances {
             let seller = SellerId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
             let currency: String = r.try_get(1)?;
@@ -444,12 +443,20 @@ mod tests {
         assert_eq!(refund[0], (Account::SellerAvailable(s.clone()), 300));
         assert_eq!(refund[1], (Account::SellerDebt(s.clone()), 700));
         assert_eq!(refund.iter().map(|(_, a)| a).sum::<i64>(), 0);
-        assert_eq!(refund_postings(&s, 1000, -50)[1].1, 1000, "nothing to take from");
+        assert_eq!(
+            refund_postings(&s, 1000, -50)[1].1,
+            1000,
+            "nothing to take from"
+        );
         let sale = sale_postings(&s, 1000, 59, 700);
         assert_eq!(sale[1], (Account::SellerDebt(s.clone()), -700));
         assert_eq!(sale[2], (Account::SellerAvailable(s.clone()), -241));
         assert_eq!(sale.iter().map(|(_, a)| a).sum::<i64>(), 0);
-        assert_eq!(sale_postings(&s, 1000, 59, 5000)[1].1, -941, "repays at most the net");
+        assert_eq!(
+            sale_postings(&s, 1000, 59, 5000)[1].1,
+            -941,
+            "repays at most the net"
+        );
     }
 
     #[test]

@@ -211,7 +211,10 @@ mod tests {
     #[test]
     fn a_table_past_its_age_limit_is_refused() {
         let rates = Rates::new(Duration::from_secs(60));
-        assert_eq!(rates.fresh_at(0).unwrap_err(), RatesUnavailable::NotConfigured);
+        assert_eq!(
+            rates.fresh_at(0).unwrap_err(),
+            RatesUnavailable::NotConfigured
+        );
         rates.set_at(table(), 1_000_000);
         assert!(rates.fresh_at(1_000_000 + 60_000).is_ok(), "at the limit");
         assert_eq!(

@@ -57,7 +57,9 @@ impl PaymentProvider for Flaky {
         self.1.refund_keys.lock().unwrap().push(key.to_owned());
         let done = self.0.refund(reference, key).await?;
         if self.1.refund_lost_once.swap(false, Ordering::SeqCst) {
-            return Err(PaymentError::Unavailable("connection reset after refunding".into()));
+            return Err(PaymentError::Unavailable(
+                "connection reset after refunding".into(),
+            ));
         }
         Ok(done)
     }
@@ -79,8 +81,18 @@ async fn shop_with(backend: Backend, config: CheckoutConfig) -> Shop {
     let sandbox = Arc::new(SandboxProvider::new(pool.clone(), Duration::from_millis(5)));
     let faults = Arc::new(Faults::default());
     let provider = Arc::new(Flaky(sandbox, Arc::clone(&faults)));
-    let checkout = Checkout::new(pool.clone(), provider, Arc::new(EventRelay::default()), config)
-        .with_webhooks(SecretBox::ephemeral(), TargetPolicy { allow_private: true });
+    let checkout = Checkout::new(
+        pool.clone(),
+        provider,
+        Arc::new(EventRelay::default()),
+        config,
+    )
+    .with_webhooks(
+        SecretBox::ephemeral(),
+        TargetPolicy {
+            allow_private: true,
+        },
+    );
     Shop {
         checkout,
         pool,
@@ -121,7 +133,11 @@ impl Shop {
             price: eur(cents),
             stock: 100,
         };
-        self.checkout.create_product(&self.seller, new).await.unwrap().id
+        self.checkout
+            .create_product(&self.seller, new)
+            .await
+            .unwrap()
+            .id
     }
 
     async fn sell(&self, product: &ProductId, key: &str) -> OrderId {
@@ -139,7 +155,11 @@ impl Shop {
     }
 
     async fn status(&self, id: &OrderId) -> OrderStatus {
-        self.checkout.order_for_seller(&self.seller, id).await.unwrap().status
+        self.checkout
+            .order_for_seller(&self.seller, id)
+            .await
+            .unwrap()
+            .status
     }
 
     /// (available, debt) in EUR.
@@ -184,7 +204,10 @@ async fn card_numbers_are_masked_and_fingerprints_keyed(backend: Backend) {
         .with_card_key(vitrine_checkout::card::CardKey::ephemeral());
     s.sell(&product, "a").await;
     let buyer = BuyerId::generate();
-    other.place_order(&buyer, "b", order(&product)).await.unwrap();
+    other
+        .place_order(&buyer, "b", order(&product))
+        .await
+        .unwrap();
     let hashes: Vec<String> =
         sqlx::query_scalar("SELECT request_hash FROM idempotency_keys ORDER BY idem_key")
             .fetch_all(&s.pool)
@@ -209,7 +232,8 @@ async fn a_refund_whose_answer_was_lost_is_finished_once(backend: Backend) {
     let lost = s.checkout.refund(&s.seller, &id).await;
     assert!(matches!(lost, Err(CheckoutError::Payment(_))), "{lost:?}");
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM refunds WHERE status = 'pending'").await,
+        s.count("SELECT COUNT(*) FROM refunds WHERE status = 'pending'")
+            .await,
         1,
         "the refund was recorded before the processor was asked"
     );
@@ -217,16 +241,22 @@ async fn a_refund_whose_answer_was_lost_is_finished_once(backend: Backend) {
 
     assert_eq!(s.checkout.reconcile_refunds().await.unwrap(), 1);
     assert_eq!(s.status(&id).await, OrderStatus::Refunded);
-    assert_eq!(s.checkout.reconcile_refunds().await.unwrap(), 0, "nothing left");
+    assert_eq!(
+        s.checkout.reconcile_refunds().await.unwrap(),
+        0,
+        "nothing left"
+    );
     let keys = s.faults.refund_keys.lock().unwrap().clone();
     assert_eq!(keys.len(), 2, "asked twice: {keys:?}");
     assert_eq!(keys[0], keys[1], "under one idempotency key");
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'refund'").await,
+        s.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'refund'")
+            .await,
         1
     );
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM sandbox_payments WHERE status = 'refunded'").await,
+        s.count("SELECT COUNT(*) FROM sandbox_payments WHERE status = 'refunded'")
+            .await,
         1
     );
     s.balanced().await;
@@ -249,10 +279,17 @@ async fn a_refund_after_a_payout_is_booked_as_debt(backend: Backend) {
         amount: eur(941),
         method: PayoutMethod::Standard,
     };
-    s.checkout.request_payout(&s.seller, None, payout).await.unwrap();
+    s.checkout
+        .request_payout(&s.seller, None, payout)
+        .await
+        .unwrap();
     assert_eq!(s.balance().await, (0, 0));
     s.checkout.refund(&s.seller, &id).await.unwrap();
-    assert_eq!(s.balance().await, (0, 1000), "the refund is owed, not hidden");
+    assert_eq!(
+        s.balance().await,
+        (0, 1000),
+        "the refund is owed, not hidden"
+    );
     s.balanced().await;
     let debt = s
         .count(
@@ -262,7 +299,11 @@ async fn a_refund_after_a_payout_is_booked_as_debt(backend: Backend) {
         .await;
     assert_eq!(debt, 1000, "the debt is a posting of its own");
     s.sell(&product, "k2").await;
-    assert_eq!(s.balance().await, (0, 59), "the next sale repays the debt first");
+    assert_eq!(
+        s.balance().await,
+        (0, 59),
+        "the next sale repays the debt first"
+    );
     s.balanced().await;
 }
 
@@ -282,7 +323,11 @@ async fn a_provider_outage_frees_the_key_for_a_retry(backend: Backend) {
     s.faults.create_down_once.store(true, Ordering::SeqCst);
     let first = s.checkout.place_order(&buyer, "k", order(&product)).await;
     assert!(matches!(first, Err(CheckoutError::Payment(_))), "{first:?}");
-    let retry = s.checkout.place_order(&buyer, "k", order(&product)).await.unwrap();
+    let retry = s
+        .checkout
+        .place_order(&buyer, "k", order(&product))
+        .await
+        .unwrap();
     let OrderResult::Created(paid) = retry.result else {
         panic!("the retry after the outage: {:?}", retry.result);
     };
@@ -290,7 +335,11 @@ async fn a_provider_outage_frees_the_key_for_a_retry(backend: Backend) {
     let orders = s.checkout.orders_of_buyer(&buyer).await.unwrap();
     assert_eq!(orders.len(), 1, "the retry resumed the first order");
     assert_eq!(s.count("SELECT COUNT(*) FROM sandbox_payments").await, 1);
-    let again = s.checkout.place_order(&buyer, "k", order(&product)).await.unwrap();
+    let again = s
+        .checkout
+        .place_order(&buyer, "k", order(&product))
+        .await
+        .unwrap();
     assert!(again.replayed, "a completed result is replayed");
     s.balanced().await;
 }
@@ -319,7 +368,14 @@ async fn one_bad_row_does_not_stop_the_reaper(backend: Backend) {
     let s = shop(backend).await;
     let product = s.product(1000).await;
     let good = OrderId::generate();
-    plant_pending(&s, OrderId::generate().as_str(), &product, "not-a-currency", 1).await;
+    plant_pending(
+        &s,
+        OrderId::generate().as_str(),
+        &product,
+        "not-a-currency",
+        1,
+    )
+    .await;
     plant_pending(&s, good.as_str(), &product, "EUR", 2).await;
     let settled = s.checkout.release_expired().await;
     assert_eq!(settled.unwrap(), 1, "the good reservation was released");
@@ -336,7 +392,11 @@ async fn one_bad_row_does_not_stop_the_payout_reconciler(backend: Backend) {
         amount: eur(500),
         method: PayoutMethod::Standard,
     };
-    let good = s.checkout.request_payout(&s.seller, None, payout).await.unwrap();
+    let good = s
+        .checkout
+        .request_payout(&s.seller, None, payout)
+        .await
+        .unwrap();
     assert_eq!(good.status, PayoutStatus::InTransit);
     sqlx::query(
         "INSERT INTO payouts (id, seller_id, amount, fee, currency, method, status, \
@@ -387,7 +447,12 @@ async fn endpoint(s: &Shop, url: String) -> String {
         description: String::new(),
         event_types: vec![],
     };
-    s.checkout.create_endpoint(&s.seller, new).await.unwrap().0.id
+    s.checkout
+        .create_endpoint(&s.seller, new)
+        .await
+        .unwrap()
+        .0
+        .id
 }
 
 /// Low: an endpoint whose sealed secret does not open failed the whole dispatcher round, so
@@ -408,7 +473,11 @@ async fn one_bad_row_does_not_stop_the_webhook_dispatcher(backend: Backend) {
         .checkout
         .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
         .unwrap();
-    assert_eq!(dispatcher.round().await.unwrap(), 4, "created and paid, to two endpoints");
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        4,
+        "created and paid, to two endpoints"
+    );
     assert_eq!(seen.lock().unwrap().len(), 2, "the good endpoint got both");
     assert_eq!(s.checkout.job_metrics().row_errors_of("webhooks"), 1);
     let failing = s
@@ -454,9 +523,13 @@ async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
     assert_eq!(later.idempotency_keys, 1);
     assert_eq!(later.webhook_deliveries, 2, "the two delivered messages");
     assert_eq!(later.webhook_attempts, 2);
-    assert_eq!(later.webhook_events, 0, "both events still have a pending delivery");
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").await,
+        later.webhook_events, 0,
+        "both events still have a pending delivery"
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+            .await,
         2
     );
     assert_eq!(s.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);

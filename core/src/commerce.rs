@@ -48,8 +48,8 @@ pub struct OrderSummary {
     pub created_at: i64,
 }
 
-/// A purchase asked for in a chat room.
-#[derive(Debug, Clone)]
+/// A purchase asked for in a chat room. `Debug` masks the card number to its last four digits.
+#[derive(Clone)]
 pub struct BuyRequest {
     pub buyer: BuyerId,
     pub stream: StreamId,
@@ -60,6 +60,25 @@ pub struct BuyRequest {
     pub card_number: String,
     /// The buyer's currency, when it is not the product's.
     pub currency: Option<crate::Currency>,
+}
+
+impl std::fmt::Debug for BuyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits: Vec<char> = self.card_number.chars().filter(char::is_ascii_digit).collect();
+        let card = match digits.len() {
+            n if n >= 8 => format!("****{}", digits[n - 4..].iter().collect::<String>()),
+            _ => "****".to_owned(),
+        };
+        f.debug_struct("BuyRequest")
+            .field("buyer", &self.buyer)
+            .field("stream", &self.stream)
+            .field("product", &self.product)
+            .field("quantity", &self.quantity)
+            .field("request_id", &self.request_id)
+            .field("card_number", &card)
+            .field("currency", &self.currency)
+            .finish()
+    }
 }
 
 /// Why a purchase did not go through; the wire names are the chat protocol's `reason`s.
@@ -183,5 +202,25 @@ impl CommerceEvents for EventRelay {
         if let Some(sink) = self.0.get() {
             sink.emit(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buy_request_prints_only_the_cards_last_four() {
+        let request = BuyRequest {
+            buyer: BuyerId::generate(),
+            stream: StreamId::generate(),
+            product: ProductId::generate(),
+            quantity: 1,
+            request_id: "r1".into(),
+            card_number: "4242 4242 4242 4242".into(),
+            currency: None,
+        };
+        let printed = format!("{request:?}");
+        assert!(printed.contains("****4242") && !printed.contains("4242 4242"), "{printed}");
     }
 }

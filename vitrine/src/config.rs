@@ -822,6 +822,16 @@ mod tests {
         assert_eq!(c.checkout.reservation_window, Duration::from_secs(900));
         assert_eq!(c.chat.member_queue, 512);
         assert_eq!(c.sandbox_latency, Duration::from_millis(150));
+        let d = CheckoutConfig::default();
+        assert_eq!(
+            (
+                c.checkout.idempotency_ttl,
+                c.checkout.webhook_retention,
+                c.checkout.rates_max_age
+            ),
+            (d.idempotency_ttl, d.webhook_retention, d.rates_max_age),
+            "the sample documents the defaults"
+        );
         assert!(c.redis_url.is_none());
         assert_eq!(
             c.hls,

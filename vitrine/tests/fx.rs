@@ -272,7 +272,7 @@ async fn an_order_priced_in_the_buyers_currency_keeps_its_rate() {
     let fee = (9800 * 29 + 500) / 1000 + 30;
     assert_eq!(
         balance["balances"],
-        json!([{ "currency": "USD", "available": 3 * (9800 - fee), "in_transit": 0 }])
+        json!([{ "currency": "USD", "available": 3 * (9800 - fee), "in_transit": 0, "debt": 0 }])
     );
     server.stop().await;
 }

@@ -36,7 +36,7 @@ async fn a_sale_a_payout_and_the_statement() {
     assert_eq!(s, 200);
     assert_eq!(
         b["balances"],
-        json!([{ "currency": "USD", "available": 4728, "in_transit": 0 }])
+        json!([{ "currency": "USD", "available": 4728, "in_transit": 0, "debt": 0 }])
     );
 
     let payout = |key: Option<&'static str>, amount: i64, method: &'static str| {

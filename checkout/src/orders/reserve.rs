@@ -7,6 +7,7 @@ use crate::card::CardNumber;
 use crate::catalog::Product;
 use crate::db::{now_ms, sql};
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::ledger::Tx;
 use crate::order_state::OrderStatus;
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
 use crate::rates::RatesUnavailable;
@@ -77,194 +78,33 @@ impl Checkout {
         card: &CardNumber,
     ) -> Result<Reserved, CheckoutError> {
         let now = now_ms();
-        let refused = |rejection: Rejection| async move {
-            let result = OrderResult::Rejected(rejection.clone());
-            Ok(if self.claim_key_with(buyer, key, hash, &result).await? {
-                Reserved::Rejected(rejection)
-            } else {
-                Reserved::KeyTaken
-            })
+        let claim = Claim { buyer, key, hash };
+        let priced = match self.price(new, now).await? {
+            Ok(priced) => priced,
+            Err(rejection) => return self.refuse(&claim, rejection).await,
         };
-        let Some(product) = self.any_product(&new.product_id).await? else {
-            return refused(reject(RejectKind::ProductNotFound, "no such product")).await;
-        };
-        let pin = match self.pin_for(new, &product).await? {
-            Ok(pin) => pin,
-            Err(rejection) => return refused(rejection).await,
-        };
-        if let Some(pin) = &pin {
-            if pin.ended(now) {
-                return refused(reject(RejectKind::SaleEnded, "the sale has ended")).await;
-            }
-            if pin.per_buyer_limit.is_some_and(|l| new.quantity > l) {
-                return refused(reject(
-                    RejectKind::LimitExceeded,
-                    format!("at most {} per buyer", pin.per_buyer_limit.unwrap_or(0)),
-                ))
-                .await;
-            }
-        }
-        let unit = pin
-            .as_ref()
-            .and_then(|p| p.sale_price)
-            .unwrap_or(product.price);
-        let total = unit
-            .times(new.quantity)
-            .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
-        let q = i64::from(new.quantity);
-        let presentment = match new.currency {
-            Some(c) if c != total.currency => Some(self.present(unit, total, c)?),
-            _ => None,
-        };
-
         let mut tx = self.pool.begin().await?;
-        // The claim is the first write: on SQLite it takes the write lock before anything else.
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
-        )
-        .bind(buyer.as_str())
-        .bind(key)
-        .bind(hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(Reserved::KeyTaken);
-        }
-        let took = sqlx::query(
-            "UPDATE products SET stock = stock - $1, updated_at = $2 \
-             WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
-        )
-        .bind(q)
-        .bind(now)
-        .bind(product.id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(took) = took else {
-            tx.rollback().await?;
-            return refused(reject(RejectKind::SoldOut, "sold out")).await;
-        };
-        let left: i64 = took.try_get(0)?;
-        if let Some(pin) = &pin {
-            let took = sqlx::query(
-                "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
-                 AND (remaining IS NULL OR remaining >= $1) AND (ends_at IS NULL OR ends_at > $3)",
-            )
-            .bind(q)
-            .bind(pin.id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if took.rows_affected() == 0 {
-                let still_on = sqlx::query(
-                    "SELECT 1 FROM pins WHERE id = $1 AND active = 1 \
-                     AND (ends_at IS NULL OR ends_at > $2)",
-                )
-                .bind(pin.id.as_str())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+        let left = match take_units(&mut tx, &claim, &priced, new.quantity, now).await? {
+            Taken::Left(left) => left,
+            Taken::KeyHeld => {
                 tx.rollback().await?;
-                return refused(if still_on {
-                    reject(RejectKind::SoldOut, "the sale's quantity is sold out")
-                } else {
-                    reject(RejectKind::SaleEnded, "the sale has ended")
-                })
-                .await;
+                return Ok(Reserved::KeyTaken);
             }
-            if let Some(limit) = pin.per_buyer_limit {
-                let took = sqlx::query(
-                    "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
-                     ON CONFLICT (pin_id, buyer_id) DO UPDATE \
-                     SET quantity = pin_buyers.quantity + excluded.quantity \
-                     WHERE pin_buyers.quantity + excluded.quantity <= $4",
-                )
-                .bind(pin.id.as_str())
-                .bind(buyer.as_str())
-                .bind(q)
-                .bind(i64::from(limit))
-                .execute(&mut *tx)
-                .await?;
-                if took.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return refused(reject(
-                        RejectKind::LimitExceeded,
-                        format!("at most {limit} per buyer"),
-                    ))
-                    .await;
-                }
+            Taken::Refused(rejection) => {
+                tx.rollback().await?;
+                return self.refuse(&claim, rejection).await;
             }
-        }
-        let order = Order {
-            id: OrderId::generate(),
-            status: OrderStatus::Pending,
-            buyer_id: buyer.clone(),
-            seller_id: product.seller_id.clone(),
-            product_id: product.id.clone(),
-            pin_id: pin.as_ref().map(|p| p.id.clone()),
-            stream_id: pin.as_ref().map(|p| p.stream_id.clone()),
-            quantity: new.quantity,
-            unit_price: unit,
-            total,
-            failure: None,
-            payment_id: None,
-            card_last4: card.last4().to_owned(),
-            reserved_until: now + self.config.reservation_window.as_millis() as i64,
-            created_at: now,
-            updated_at: now,
-            reserved_until_iso: Timestamp(now + self.config.reservation_window.as_millis() as i64),
-            created_at_iso: Timestamp(now),
-            updated_at_iso: Timestamp(now),
-            presentment,
         };
-        sqlx::query(sql(format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)"
-        )))
-        .bind(order.id.as_str())
-        .bind(order.status.as_str())
-        .bind(order.buyer_id.as_str())
-        .bind(order.seller_id.as_str())
-        .bind(order.product_id.as_str())
-        .bind(order.pin_id.as_ref().map(|p| p.as_str().to_owned()))
-        .bind(order.stream_id.as_ref().map(|s| s.as_str().to_owned()))
-        .bind(q)
-        .bind(unit.amount)
-        .bind(total.amount)
-        .bind(total.currency.as_str())
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(&order.card_last4)
-        .bind(order.reserved_until)
-        .bind(now)
-        .bind(
-            order
-                .presentment
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(corrupt)?,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET order_id = $1 WHERE buyer_id = $2 AND idem_key = $3",
-        )
-        .bind(order.id.as_str())
-        .bind(buyer.as_str())
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
+        let order = self.new_order(buyer, &priced, new.quantity, card, now);
+        insert_order(&mut tx, &order, &claim).await?;
         let mut outboxed =
             outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
                 .await?
                 .is_some();
         if left == 0 {
+            let p = &priced.product;
             let sold_out = serde_json::json!({
-                "product_id": product.id, "sku": product.sku, "title": product.title,
+                "product_id": p.id, "sku": p.sku, "title": p.title,
             });
             outboxed |= outbox::record(
                 &mut tx,
@@ -282,6 +122,103 @@ impl Checkout {
         }
         tracing::debug!(order = %order.id, "stock reserved");
         Ok(Reserved::Order(order))
+    }
+
+    /// Stores a refusal as the key's final answer (unless an earlier request holds the key).
+    async fn refuse(
+        &self,
+        claim: &Claim<'_>,
+        rejection: Rejection,
+    ) -> Result<Reserved, CheckoutError> {
+        let result = OrderResult::Rejected(rejection.clone());
+        Ok(
+            if self
+                .claim_key_with(claim.buyer, claim.key, claim.hash, &result)
+                .await?
+            {
+                Reserved::Rejected(rejection)
+            } else {
+                Reserved::KeyTaken
+            },
+        )
+    }
+
+    /// What the request buys and at what price, or why it cannot be bought (read only).
+    async fn price(
+        &self,
+        new: &NewOrder,
+        now: i64,
+    ) -> Result<Result<Priced, Rejection>, CheckoutError> {
+        let Some(product) = self.any_product(&new.product_id).await? else {
+            return Ok(Err(reject(RejectKind::ProductNotFound, "no such product")));
+        };
+        let pin = match self.pin_for(new, &product).await? {
+            Ok(pin) => pin,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if let Some(pin) = &pin {
+            if pin.ended(now) {
+                return Ok(Err(reject(RejectKind::SaleEnded, "the sale has ended")));
+            }
+            if let Some(limit) = pin.per_buyer_limit.filter(|l| new.quantity > *l) {
+                return Ok(Err(reject(
+                    RejectKind::LimitExceeded,
+                    format!("at most {limit} per buyer"),
+                )));
+            }
+        }
+        let unit = pin
+            .as_ref()
+            .and_then(|p| p.sale_price)
+            .unwrap_or(product.price);
+        let total = unit
+            .times(new.quantity)
+            .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
+        let presentment = match new.currency {
+            Some(c) if c != total.currency => Some(self.present(unit, total, c)?),
+            _ => None,
+        };
+        Ok(Ok(Priced {
+            product,
+            pin,
+            unit,
+            total,
+            presentment,
+        }))
+    }
+
+    /// The pending order a reservation makes.
+    fn new_order(
+        &self,
+        buyer: &BuyerId,
+        priced: &Priced,
+        quantity: u32,
+        card: &CardNumber,
+        now: i64,
+    ) -> Order {
+        let reserved_until = now + self.config.reservation_window.as_millis() as i64;
+        Order {
+            id: OrderId::generate(),
+            status: OrderStatus::Pending,
+            buyer_id: buyer.clone(),
+            seller_id: priced.product.seller_id.clone(),
+            product_id: priced.product.id.clone(),
+            pin_id: priced.pin.as_ref().map(|p| p.id.clone()),
+            stream_id: priced.pin.as_ref().map(|p| p.stream_id.clone()),
+            quantity,
+            unit_price: priced.unit,
+            total: priced.total,
+            failure: None,
+            payment_id: None,
+            card_last4: card.last4().to_owned(),
+            reserved_until,
+            created_at: now,
+            updated_at: now,
+            reserved_until_iso: Timestamp(reserved_until),
+            created_at_iso: Timestamp(now),
+            updated_at_iso: Timestamp(now),
+            presentment: priced.presentment.clone(),
+        }
     }
 
     /// Prices `unit` and `total` in the buyer's currency at the rates in force.
@@ -320,4 +257,175 @@ impl Checkout {
             as_of: table.as_of.clone(),
         })
     }
+}
+
+/// The idempotency key a reservation claims.
+struct Claim<'a> {
+    buyer: &'a BuyerId,
+    key: &'a str,
+    hash: &'a str,
+}
+
+/// What a request buys, priced.
+struct Priced {
+    product: Product,
+    pin: Option<Pin>,
+    unit: Money,
+    total: Money,
+    presentment: Option<Presentment>,
+}
+
+/// Outcome of taking the units inside the reservation's transaction.
+enum Taken {
+    /// Units taken; the product's stock left.
+    Left(i64),
+    /// An earlier request holds the idempotency key.
+    KeyHeld,
+    Refused(Rejection),
+}
+
+/// Claims the key (the first write: on SQLite it takes the write lock before anything else),
+/// then takes the units from the product, the pin's quantity and the buyer's per-pin limit,
+/// each with a conditional UPDATE. The caller rolls back on anything but `Left`.
+async fn take_units(
+    tx: &mut Tx<'_>,
+    claim: &Claim<'_>,
+    priced: &Priced,
+    quantity: u32,
+    now: i64,
+) -> Result<Taken, CheckoutError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
+    )
+    .bind(claim.buyer.as_str())
+    .bind(claim.key)
+    .bind(claim.hash)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(Taken::KeyHeld);
+    }
+    let q = i64::from(quantity);
+    let took = sqlx::query(
+        "UPDATE products SET stock = stock - $1, updated_at = $2 \
+         WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
+    )
+    .bind(q)
+    .bind(now)
+    .bind(priced.product.id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(took) = took else {
+        return Ok(Taken::Refused(reject(RejectKind::SoldOut, "sold out")));
+    };
+    let left: i64 = took.try_get(0)?;
+    if let Some(pin) = &priced.pin
+        && let Some(rejection) = take_from_pin(tx, pin, claim.buyer, q, now).await?
+    {
+        return Ok(Taken::Refused(rejection));
+    }
+    Ok(Taken::Left(left))
+}
+
+/// Takes `q` units from a pin's quantity cap and the buyer's per-pin limit; the refusal when
+/// either is spent (or the sale ended meanwhile).
+async fn take_from_pin(
+    tx: &mut Tx<'_>,
+    pin: &Pin,
+    buyer: &BuyerId,
+    q: i64,
+    now: i64,
+) -> Result<Option<Rejection>, CheckoutError> {
+    let took = sqlx::query(
+        "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
+         AND (remaining IS NULL OR remaining >= $1) AND (ends_at IS NULL OR ends_at > $3)",
+    )
+    .bind(q)
+    .bind(pin.id.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if took.rows_affected() == 0 {
+        let still_on = sqlx::query(
+            "SELECT 1 FROM pins WHERE id = $1 AND active = 1 AND (ends_at IS NULL OR ends_at > $2)",
+        )
+        .bind(pin.id.as_str())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+        return Ok(Some(if still_on {
+            reject(RejectKind::SoldOut, "the sale's quantity is sold out")
+        } else {
+            reject(RejectKind::SaleEnded, "the sale has ended")
+        }));
+    }
+    let Some(limit) = pin.per_buyer_limit else {
+        return Ok(None);
+    };
+    let took = sqlx::query(
+        "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
+         ON CONFLICT (pin_id, buyer_id) DO UPDATE \
+         SET quantity = pin_buyers.quantity + excluded.quantity \
+         WHERE pin_buyers.quantity + excluded.quantity <= $4",
+    )
+    .bind(pin.id.as_str())
+    .bind(buyer.as_str())
+    .bind(q)
+    .bind(i64::from(limit))
+    .execute(&mut **tx)
+    .await?;
+    Ok((took.rows_affected() == 0).then(|| {
+        reject(
+            RejectKind::LimitExceeded,
+            format!("at most {limit} per buyer"),
+        )
+    }))
+}
+
+/// Inserts the pending order and ties the key to it.
+async fn insert_order(
+    tx: &mut Tx<'_>,
+    order: &Order,
+    claim: &Claim<'_>,
+) -> Result<(), CheckoutError> {
+    sqlx::query(sql(format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)"
+    )))
+    .bind(order.id.as_str())
+    .bind(order.status.as_str())
+    .bind(order.buyer_id.as_str())
+    .bind(order.seller_id.as_str())
+    .bind(order.product_id.as_str())
+    .bind(order.pin_id.as_ref().map(|p| p.as_str().to_owned()))
+    .bind(order.stream_id.as_ref().map(|s| s.as_str().to_owned()))
+    .bind(i64::from(order.quantity))
+    .bind(order.unit_price.amount)
+    .bind(order.total.amount)
+    .bind(order.total.currency.as_str())
+    .bind(None::<String>)
+    .bind(None::<String>)
+    .bind(&order.card_last4)
+    .bind(order.reserved_until)
+    .bind(order.created_at)
+    .bind(
+        order
+            .presentment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE idempotency_keys SET order_id = $1 WHERE buyer_id = $2 AND idem_key = $3")
+        .bind(order.id.as_str())
+        .bind(claim.buyer.as_str())
+        .bind(claim.key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

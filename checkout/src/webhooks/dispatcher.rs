@@ -4,7 +4,8 @@
 //! next attempt per the retry schedule (later if the receiver sent `Retry-After`), and the
 //! endpoint disabled once it has failed without a success for longer than the schedule lasts.
 
-use super::endpoints::TargetPolicy;
+use super::endpoints::{TargetPolicy, disable};
+pub use super::metrics::{DispatchMetrics, OutcomeLabel};
 use super::resolver::PublicOnlyResolver;
 use super::schedule::RetrySchedule;
 use super::sealing::SecretBox;
@@ -13,9 +14,6 @@ use crate::db::now_ms;
 use crate::error::CheckoutError;
 use crate::jobs::JobMetrics;
 use futures::StreamExt;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,31 +44,6 @@ impl Default for DispatchConfig {
             concurrency: 16,
             poll: Duration::from_secs(1),
         }
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct DispatchMetrics {
-    /// Attempts by outcome: `delivered`, `failed`, `gone`.
-    pub attempts: Family<OutcomeLabel, Counter>,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-impl DispatchMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "vitrine_webhook_attempts",
-            "Webhook delivery attempts by outcome",
-            self.attempts.clone(),
-        );
-    }
-
-    fn count(&self, outcome: &'static str) {
-        self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 }
 
@@ -615,32 +588,4 @@ impl Dispatcher {
         .await?;
         Ok(Some(label))
     }
-}
-
-async fn disable(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    endpoint: &str,
-    why: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
-         WHERE id = $3",
-    )
-    .bind(why)
-    .bind(now)
-    .bind(endpoint)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = 'failed', last_error = $1, updated_at = $2 \
-         WHERE endpoint_id = $3 AND status = 'pending'",
-    )
-    .bind(format!("endpoint disabled: {why}"))
-    .bind(now)
-    .bind(endpoint)
-    .execute(&mut **tx)
-    .await?;
-    tracing::warn!(endpoint, reason = why, "webhook endpoint disabled");
-    Ok(())
 }

@@ -393,6 +393,36 @@ impl Checkout {
     }
 }
 
+/// Disables an endpoint (it answered 410, or failed for too long) and fails its pending
+/// deliveries, in the caller's transaction.
+pub(crate) async fn disable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    endpoint: &str,
+    why: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
+         WHERE id = $3",
+    )
+    .bind(why)
+    .bind(now)
+    .bind(endpoint)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'failed', last_error = $1, updated_at = $2 \
+         WHERE endpoint_id = $3 AND status = 'pending'",
+    )
+    .bind(format!("endpoint disabled: {why}"))
+    .bind(now)
+    .bind(endpoint)
+    .execute(&mut **tx)
+    .await?;
+    tracing::warn!(endpoint, reason = why, "webhook endpoint disabled");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 pub mod dispatcher;
 pub mod endpoints;
 pub mod events;
+pub mod metrics;
 pub mod outbox;
 pub mod resolver;
 pub mod schedule;

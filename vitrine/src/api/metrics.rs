@@ -21,12 +21,12 @@ impl ApiMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "vitrine_api_rate_limited",
-            "Seller API requests refused with 429, by rate-limit tier",
+            "Requests refused with 429, by rate-limit tier or per-address limit",
             self.rate_limited.clone(),
         );
         registry.register(
             "vitrine_api_limiter_errors",
-            "Seller API requests let through because the rate limiter's store failed",
+            "Requests the rate limiter could not decide because its store failed (reads let through, writes refused)",
             self.limiter_errors.clone(),
         );
     }

@@ -62,7 +62,13 @@ async fn card_fingerprints_are_keyed_with_a_server_secret() {
     let buyer = a.buyer("Bob").await;
     for (server, key) in [(&a, "on-a"), (&b, "on-b")] {
         let (status, order) = server
-            .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some(key), Some(buy(&product)))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/orders",
+                &buyer,
+                Some(key),
+                Some(buy(&product)),
+            )
             .await;
         assert_eq!(status, 201, "{order}");
     }
@@ -71,8 +77,14 @@ async fn card_fingerprints_are_keyed_with_a_server_secret() {
         stored_request_hash(&a, "on-a").await,
         stored_request_hash(&b, "on-b").await,
     );
-    assert_ne!(on_a, unkeyed, "the stored fingerprint is the unkeyed SHA-256 of the card");
-    assert_ne!(on_a, on_b, "two servers with different secrets stored the same fingerprint");
+    assert_ne!(
+        on_a, unkeyed,
+        "the stored fingerprint is the unkeyed SHA-256 of the card"
+    );
+    assert_ne!(
+        on_a, on_b,
+        "two servers with different secrets stored the same fingerprint"
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -100,16 +112,31 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
         .await
         .unwrap();
     let (status, problem) = server
-        .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some("k1"), Some(buy(&product)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            &buyer,
+            Some("k1"),
+            Some(buy(&product)),
+        )
         .await;
     assert_eq!(status, 503, "{problem}");
-    assert_eq!(problem["type"], "/docs/problems/payment-provider-unavailable");
+    assert_eq!(
+        problem["type"],
+        "/docs/problems/payment-provider-unavailable"
+    );
     sqlx::query("ALTER TABLE sandbox_payments_away RENAME TO sandbox_payments")
         .execute(&pool)
         .await
         .unwrap();
     let (status, order) = server
-        .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some("k1"), Some(buy(&product)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            &buyer,
+            Some("k1"),
+            Some(buy(&product)),
+        )
         .await;
     assert_eq!(status, 201, "the retry after the outage: {order}");
     assert_eq!(order["status"], "paid");
@@ -123,7 +150,13 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
         .await;
     assert_eq!(list["orders"].as_array().unwrap().len(), 1, "{list}");
     let (_, stock) = server
-        .call(reqwest::Method::GET, &format!("/api/v1/products/{product}"), &seller, None, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/products/{product}"),
+            &seller,
+            None,
+            None,
+        )
         .await;
     assert_eq!(stock["stock"], 4, "one unit sold, none left reserved");
     server.stop().await;
@@ -149,7 +182,13 @@ async fn a_stock_delta_that_overflows_is_a_400_problem() {
         assert_eq!(problem["status"], 400, "{problem}");
     }
     let (_, p) = server
-        .call(reqwest::Method::GET, &format!("/api/v1/products/{product}"), &seller, None, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/products/{product}"),
+            &seller,
+            None,
+            None,
+        )
         .await;
     assert_eq!(p["stock"], 5);
     server.stop().await;
@@ -179,14 +218,29 @@ async fn product_images_are_https_or_our_own_paths() {
     .enumerate()
     {
         let (status, problem) = server
-            .call(reqwest::Method::POST, "/api/v1/products", &seller, None, Some(new(&format!("b{i}"), bad)))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/products",
+                &seller,
+                None,
+                Some(new(&format!("b{i}"), bad)),
+            )
             .await;
         assert_eq!(status, 400, "{bad}: {problem}");
         assert_eq!(problem["status"], 400);
     }
-    for (i, good) in ["https://cdn.example/a.jpg", "/media/a.jpg"].iter().enumerate() {
+    for (i, good) in ["https://cdn.example/a.jpg", "/media/a.jpg"]
+        .iter()
+        .enumerate()
+    {
         let (status, p) = server
-            .call(reqwest::Method::POST, "/api/v1/products", &seller, None, Some(new(&format!("g{i}"), good)))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/products",
+                &seller,
+                None,
+                Some(new(&format!("g{i}"), good)),
+            )
             .await;
         assert_eq!(status, 201, "{good}: {p}");
     }
@@ -238,28 +292,53 @@ async fn stale_exchange_rates_are_refused() {
             "rates": {"EUR": "0.92"}}"#,
     )
     .unwrap();
-    let rates = server.running.as_ref().unwrap().state.checkout.rates().clone();
+    let rates = server
+        .running
+        .as_ref()
+        .unwrap()
+        .state
+        .checkout
+        .rates()
+        .clone();
     let two_hours_ago = vitrine_checkout::db::now_ms() - 2 * 3600 * 1000;
     rates.set_at(table.clone(), two_hours_ago);
     let seller = server.seller("Ann").await;
     let product = product(&server, &seller, "JKT", 5).await;
     let buyer = server.buyer("Bob").await;
-    for path in ["/api/v1/public/fx/rates", "/api/v1/public/fx/convert?amount=100&from=USD&to=EUR"] {
+    for path in [
+        "/api/v1/public/fx/rates",
+        "/api/v1/public/fx/convert?amount=100&from=USD&to=EUR",
+    ] {
         let r = server.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 503, "{path}");
         let problem: Value = r.json().await.unwrap();
-        assert_eq!(problem["type"], "/docs/problems/stale-exchange-rates", "{problem}");
+        assert_eq!(
+            problem["type"], "/docs/problems/stale-exchange-rates",
+            "{problem}"
+        );
     }
     let mut order = buy(&product);
     order["currency"] = json!("EUR");
     let (status, problem) = server
-        .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some("eur"), Some(order.clone()))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            &buyer,
+            Some("eur"),
+            Some(order.clone()),
+        )
         .await;
     assert_eq!(status, 503, "{problem}");
     // Fresh rates price the same request again (a refused request stored no result).
     rates.set_at(table, vitrine_checkout::db::now_ms());
     let (status, placed) = server
-        .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some("eur"), Some(order))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            &buyer,
+            Some("eur"),
+            Some(order),
+        )
         .await;
     assert_eq!(status, 201, "{placed}");
     assert_eq!(placed["presentment"]["total"]["currency"], "EUR");
@@ -286,16 +365,31 @@ async fn a_deleted_streams_flash_sale_ends() {
         .await;
     assert_eq!(status, 201, "{pin}");
     let (status, _) = server
-        .call(reqwest::Method::DELETE, &format!("/api/v1/streams/{sid}"), &seller, None, None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/streams/{sid}"),
+            &seller,
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let buyer = server.buyer("Bob").await;
     let order = json!({ "product_id": product, "quantity": 1, "pin_id": pin["id"],
                         "payment": { "card_number": CARD } });
     let (status, problem) = server
-        .call(reqwest::Method::POST, "/api/v1/orders", &buyer, Some("k"), Some(order))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            &buyer,
+            Some("k"),
+            Some(order),
+        )
         .await;
-    assert_eq!(status, 409, "bought at the sale price of a deleted stream: {problem}");
+    assert_eq!(
+        status, 409,
+        "bought at the sale price of a deleted stream: {problem}"
+    );
     assert_eq!(problem["type"], "/docs/problems/sale-ended");
     server.stop().await;
 }
