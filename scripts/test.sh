@@ -11,4 +11,5 @@ trap 'scripts/services.sh stop' EXIT
 cargo fmt --all -- --check
 cargo build --workspace --all-targets
 cargo test --workspace
+scripts/fuzz.sh 5
 (cd tests-browser && npm ci --no-audit --no-fund && VITRINE_BIN="$PWD/../target/debug/vitrine" npm test)

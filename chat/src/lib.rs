@@ -6,15 +6,19 @@
 //! server, in the same order. Purchases go to checkout through the shared crate's
 //! [`Purchases`] trait; checkout's announcements come back through [`CommerceEvents`].
 
+pub mod admission;
 pub mod hub;
 pub mod limits;
 pub mod member;
 pub mod metrics;
+pub mod moderate;
 pub mod moderation;
+pub mod policy;
 pub mod protocol;
 pub mod redis_bus;
 pub mod routes;
 
+use crate::admission::Admission;
 use crate::hub::Hub;
 use crate::metrics::ChatMetrics;
 use crate::moderation::Moderation;
@@ -52,6 +56,12 @@ pub struct ChatConfig {
     pub max_pending_buys: usize,
     /// A connection that sends nothing (not even a pong) for this long is closed.
     pub idle_timeout: Duration,
+    /// Websockets one client address (an IPv6 client: its /64) may hold on this node; 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Websockets one room may hold on this node; 0: no cap.
+    pub max_members_per_room: usize,
+    /// A write to a member that does not complete within this closes the member (4009).
+    pub write_timeout: Duration,
 }
 
 impl Default for ChatConfig {
@@ -68,6 +78,9 @@ impl Default for ChatConfig {
             max_protocol_errors: 10,
             max_pending_buys: 4,
             idle_timeout: Duration::from_secs(90),
+            max_connections_per_ip: 20,
+            max_members_per_room: 10_000,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -82,6 +95,8 @@ pub(crate) struct Inner {
     pub identities: Arc<dyn Identities>,
     pub streams: Arc<dyn StreamDirectory>,
     pub moderation: Moderation,
+    /// Websockets per client address and per room on this node.
+    pub admission: Admission,
     pub config: ChatConfig,
     pub metrics: Arc<ChatMetrics>,
     pub shutdown: CancellationToken,
@@ -128,6 +143,10 @@ impl Chat {
                 identities,
                 streams,
                 moderation,
+                admission: Admission::new(
+                    config.max_connections_per_ip,
+                    config.max_members_per_room,
+                ),
                 config,
                 metrics,
                 shutdown,
@@ -182,7 +201,7 @@ impl Chat {
         Ok(())
     }
 
-    /// Closes every connection with 1001 so clients reconnect (with `resume_from`) elsewhere.
+    /// Closes every connection with 4503 so clients reconnect (with `resume_from`) elsewhere.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
     }

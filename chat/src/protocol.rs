@@ -15,22 +15,47 @@ pub const MAX_REQUEST_ID_CHARS: usize = 64;
 /// Reactions a client may send.
 pub const REACTIONS: &[&str] = &["❤️", "🔥", "👏", "😂", "😮", "🛍️"];
 
-/// Close codes (RFC 6455 §7.4; 4000-4999 are this protocol's).
+/// Close codes. Every close the server sends carries one of these and a reason: its own codes
+/// are 4000-4999 (RFC 6455 §7.4.2), so that a client never confuses them with what a browser or
+/// a proxy reports; the one exception is 1009, the standard answer to a frame too big.
 pub mod close {
-    /// The server is going away (shutdown); reconnect with `resume_from`.
-    pub const GOING_AWAY: u16 = 1001;
-    /// A frame larger than [`super::MAX_FRAME_BYTES`].
+    /// A frame larger than [`super::MAX_FRAME_BYTES`] (or than the transport reads at all).
     pub const TOO_BIG: u16 = 1009;
     /// No `hello` first, or none within the hello timeout.
     pub const HELLO_REQUIRED: u16 = 4001;
     /// Invalid token, or banned from the room.
     pub const FORBIDDEN: u16 = 4003;
-    /// The client did not read fast enough; its queue overflowed.
+    /// The client did not read fast enough: it fell a member queue behind the room.
     pub const TOO_SLOW: u16 = 4008;
-    /// Too many protocol errors (malformed JSON, unknown types).
+    /// The client stopped reading: a write to it stalled past the write timeout.
+    pub const WRITE_TIMEOUT: u16 = 4009;
+    /// The member's role in the room changed (made or no longer a moderator): join again.
+    pub const ROLE_CHANGED: u16 = 4010;
+    /// Too many protocol errors (malformed JSON, unknown types, invalid websocket frames).
     pub const PROTOCOL_ERRORS: u16 = 4400;
+    /// The connection sent nothing, not even a pong, for the idle timeout.
+    pub const IDLE: u16 = 4408;
     /// Far more frames than the rate limit allows.
     pub const FLOODING: u16 = 4429;
+    /// The room or the identity service failed; reconnect with back-off.
+    pub const UNAVAILABLE: u16 = 4500;
+    /// The server is shutting down; reconnect (another server may answer) with `resume_from`.
+    pub const SHUTTING_DOWN: u16 = 4503;
+
+    /// Every code above, for the tests and the documentation.
+    pub const ALL: &[u16] = &[
+        TOO_BIG,
+        HELLO_REQUIRED,
+        FORBIDDEN,
+        TOO_SLOW,
+        WRITE_TIMEOUT,
+        ROLE_CHANGED,
+        PROTOCOL_ERRORS,
+        IDLE,
+        FLOODING,
+        UNAVAILABLE,
+        SHUTTING_DOWN,
+    ];
 }
 
 /// What a client sends.
@@ -88,6 +113,45 @@ pub enum ModerationAction {
     Ban,
     Unban,
     SlowMode,
+    /// Seller only: makes a buyer a moderator.
+    AddModerator,
+    /// Seller only: a moderator is a buyer again.
+    RemoveModerator,
+}
+
+impl ModerationAction {
+    /// The wire name (`ban`, `slow_mode`, ...), which is also how the moderation log stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Ban => "ban",
+            Self::Unban => "unban",
+            Self::SlowMode => "slow_mode",
+            Self::AddModerator => "add_moderator",
+            Self::RemoveModerator => "remove_moderator",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Delete,
+            Self::Ban,
+            Self::Unban,
+            Self::SlowMode,
+            Self::AddModerator,
+            Self::RemoveModerator,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == raw)
+    }
+
+    /// Whether it acts on a member (and so needs `member_id`).
+    pub fn targets_member(self) -> bool {
+        matches!(
+            self,
+            Self::Ban | Self::Unban | Self::AddModerator | Self::RemoveModerator
+        )
+    }
 }
 
 /// Why a frame could not be decoded.
@@ -149,6 +213,24 @@ pub enum Role {
     Moderator,
     Buyer,
     Viewer,
+}
+
+impl Role {
+    /// The wire name, which is also how the moderation log stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seller => "seller",
+            Self::Moderator => "moderator",
+            Self::Buyer => "buyer",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Seller, Self::Moderator, Self::Buyer, Self::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == raw)
+    }
 }
 
 /// Events kept in the room's log (every member sees the same ones, in the same order). The
@@ -333,6 +415,33 @@ mod tests {
             "a".repeat(MAX_FRAME_BYTES)
         );
         assert_eq!(decode(&big).unwrap_err(), DecodeError::TooBig);
+    }
+
+    #[test]
+    fn every_close_code_is_ours_except_too_big() {
+        for &code in close::ALL {
+            assert!(
+                (4000..=4999).contains(&code) || code == close::TOO_BIG,
+                "close code {code} outside 4000-4999"
+            );
+        }
+    }
+
+    #[test]
+    fn moderation_actions_have_one_name_on_the_wire_and_in_the_log() {
+        for name in [
+            "delete",
+            "ban",
+            "unban",
+            "slow_mode",
+            "add_moderator",
+            "remove_moderator",
+        ] {
+            let action = ModerationAction::parse(name).unwrap();
+            assert_eq!(action.as_str(), name);
+            assert_eq!(serde_json::to_value(action).unwrap(), name);
+        }
+        assert_eq!(ModerationAction::parse("kick"), None);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! `X-Forwarded-For` from anyone would let every client name any address it likes. So the
 //! headers are read only when the peer is one of the operator's trusted proxies, and then from
 //! the right (the hop nearest us) leftwards, past the trusted proxies, to the first address
-//! that is not one: the address the outermost trusted proxy saw.
+//! that is not one: the address the outermost trusted proxy saw. Only the one header the
+//! operator's proxies write is read ([`ForwardedHeader`]): a proxy passes the other one on as
+//! the client sent it, so reading it would let the client name any address.
 //!
 //! **Contract:** [`client_ip`] is pure (a peer, headers and the trusted list in, an address
 //! out); it performs no I/O and never fails. The server puts its answer into every request as
@@ -67,21 +69,58 @@ impl Cidr {
     }
 }
 
-/// The proxies whose forwarding headers are believed (none by default).
+/// The header the trusted proxies write the client's address into; the other one is never
+/// read (a proxy that writes one passes the other through from the client untouched).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (and `X-Forwarded-Proto`): what nearly every proxy and CDN writes.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`, `proto=`).
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(format!(
+                "{raw:?} is not a forwarding header (x-forwarded-for or forwarded)"
+            )),
+        }
+    }
+}
+
+/// The proxies whose forwarding header is believed (none by default), and which header that is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(pub Vec<Cidr>);
+pub struct TrustedProxies {
+    pub blocks: Vec<Cidr>,
+    pub header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    /// Parses a list of blocks, e.g. from `--trusted-proxies 10.0.0.0/8,192.168.1.7`.
+    /// Parses a list of blocks, e.g. from `--trusted-proxies 10.0.0.0/8,192.168.1.7`; their
+    /// header is `X-Forwarded-For` (see [`Self::with_header`]).
     pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<Self, CidrError> {
         list.iter()
             .map(|s| s.as_ref().parse())
             .collect::<Result<_, _>>()
-            .map(Self)
+            .map(|blocks| Self {
+                blocks,
+                header: ForwardedHeader::default(),
+            })
+    }
+
+    /// The same proxies, writing `header`.
+    pub fn with_header(self, header: ForwardedHeader) -> Self {
+        Self { header, ..self }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.blocks.iter().any(|c| c.contains(ip))
     }
 }
 
@@ -137,8 +176,8 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 }
 
 /// The client's address: the TCP `peer` unless it is a trusted proxy; then the rightmost
-/// address of the forwarding chain (`Forwarded` if present, else `X-Forwarded-For`) that is
-/// not itself a trusted proxy. A hop that hides its address ends the walk at the last address
+/// address of the forwarding chain (of the proxies' header only, see [`ForwardedHeader`]) that
+/// is not itself a trusted proxy. A hop that hides its address ends the walk at the last address
 /// known (the proxy that received from it); a chain of trusted proxies only ends at its
 /// leftmost address.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
@@ -146,10 +185,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) ->
     if !trusted.contains(peer) {
         return peer;
     }
-    let mut chain = forwarded_for(headers);
-    if chain.is_empty() {
-        chain = x_forwarded_for(headers);
-    }
+    let chain = match trusted.header {
+        ForwardedHeader::Forwarded => forwarded_for(headers),
+        ForwardedHeader::XForwardedFor => x_forwarded_for(headers),
+    };
     let mut known = peer;
     for hop in chain.iter().rev() {
         match hop {
@@ -162,8 +201,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) ->
 }
 
 /// Whether the request reached the outermost trusted proxy over HTTPS, as that proxy says
-/// (`Forwarded: proto=https` or `X-Forwarded-Proto: https`); always false from a peer that is
-/// not a trusted proxy.
+/// (`Forwarded: proto=https` or `X-Forwarded-Proto: https`, by the proxies' header); always
+/// false from a peer that is not a trusted proxy.
 pub fn forwarded_https(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> bool {
     if !trusted.contains(canonical(peer)) {
         return false;
@@ -177,17 +216,16 @@ pub fn forwarded_https(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxi
             .map(|s| s.trim().to_owned())
             .collect::<Vec<_>>()
     };
-    let proto = value("forwarded")
-        .iter()
-        .filter_map(|element| {
+    let proto = match trusted.header {
+        ForwardedHeader::Forwarded => value("forwarded").iter().find_map(|element| {
             element
                 .split(';')
                 .filter_map(|pair| pair.split_once('='))
                 .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
                 .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        })
-        .next()
-        .or_else(|| value("x-forwarded-proto").into_iter().next());
+        }),
+        ForwardedHeader::XForwardedFor => value("x-forwarded-proto").into_iter().next(),
+    };
     proto.is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -248,6 +286,11 @@ mod tests {
         TrustedProxies::parse(&["10.0.0.0/8", "2001:db8:ffff::/48"]).unwrap()
     }
 
+    /// Proxies that write RFC 7239 `Forwarded`.
+    fn trusted_forwarded() -> TrustedProxies {
+        trusted().with_header(ForwardedHeader::Forwarded)
+    }
+
     #[test]
     fn headers_from_an_untrusted_peer_are_ignored() {
         let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
@@ -278,15 +321,25 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &trusted()),
+            client_ip(ip("10.0.0.1"), &h, &trusted_forwarded()),
             ip("2001:db8:cafe::17")
         );
-        // Forwarded wins over X-Forwarded-For when both are present.
+        // Only the proxies' own header is read: the other one is the client's to forge.
         let h = headers(&[
             ("forwarded", "for=192.0.2.60:80"),
             ("x-forwarded-for", "6.6.6.6"),
         ]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted()), ip("192.0.2.60"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted_forwarded()),
+            ip("192.0.2.60")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted()), ip("6.6.6.6"));
+        let h = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted()),
+            ip("10.0.0.1"),
+            "a forged Forwarded through a proxy that writes X-Forwarded-For"
+        );
     }
 
     #[test]
@@ -299,7 +352,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "10.0.0.7, 10.0.0.8")]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &t), ip("10.0.0.7"));
         let h = headers(&[("forwarded", "for=198.51.100.1, for=unknown, for=10.0.0.9")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &t), ip("10.0.0.9"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted_forwarded()),
+            ip("10.0.0.9")
+        );
         let h = headers(&[("x-forwarded-for", "garbage")]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &t), ip("10.0.0.1"));
         // A dual-stack socket's IPv4-mapped peer is its IPv4 address.
@@ -325,7 +381,11 @@ mod tests {
         assert!(forwarded_https(ip("10.0.0.1"), &h, &trusted()));
         assert!(!forwarded_https(ip("203.0.113.9"), &h, &trusted()));
         let h = headers(&[("forwarded", "for=1.2.3.4;proto=HTTPS")]);
-        assert!(forwarded_https(ip("10.0.0.1"), &h, &trusted()));
+        assert!(forwarded_https(ip("10.0.0.1"), &h, &trusted_forwarded()));
+        assert!(
+            !forwarded_https(ip("10.0.0.1"), &h, &trusted()),
+            "not the proxies' header"
+        );
         assert!(!forwarded_https(
             ip("10.0.0.1"),
             &HeaderMap::new(),

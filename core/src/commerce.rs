@@ -64,7 +64,11 @@ pub struct BuyRequest {
 
 impl std::fmt::Debug for BuyRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let digits: Vec<char> = self.card_number.chars().filter(char::is_ascii_digit).collect();
+        let digits: Vec<char> = self
+            .card_number
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         let card = match digits.len() {
             n if n >= 8 => format!("****{}", digits[n - 4..].iter().collect::<String>()),
             _ => "****".to_owned(),
@@ -221,6 +225,9 @@ mod tests {
             currency: None,
         };
         let printed = format!("{request:?}");
-        assert!(printed.contains("****4242") && !printed.contains("4242 4242"), "{printed}");
+        assert!(
+            printed.contains("****4242") && !printed.contains("4242 4242"),
+            "{printed}"
+        );
     }
 }

@@ -123,7 +123,11 @@ async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<V
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.without_url().to_string())? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

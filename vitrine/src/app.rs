@@ -155,7 +155,10 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         (status = 500, description = "The metrics could not be encoded")
     )
 )]
-async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     if let Some(token) = &state.edge.metrics.token {
         let presented = vitrine_sfu::signaling::bearer(&headers).unwrap_or_default();
         if !vitrine_core::constant_time_eq(presented.as_bytes(), token.as_bytes()) {
@@ -180,7 +183,8 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         .into_response()
 }
 
-/// CORS for the media endpoints, so that a page on another origin can publish and play.
+/// CORS for the media endpoints, so that a page on another origin can publish and play (and
+/// read a 429's or 503's `Retry-After`, which is not a CORS-safelisted header).
 fn media_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
@@ -190,7 +194,12 @@ fn media_cors() -> CorsLayer {
             header::CONTENT_TYPE,
             header::IF_MATCH,
         ])
-        .expose_headers([header::LOCATION, header::ETAG, header::LINK])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LINK,
+            header::RETRY_AFTER,
+        ])
 }
 
 /// `/metrics` alone, for a listener of its own.
@@ -215,31 +224,34 @@ pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
         app = app.route("/metrics", get(metrics));
     }
     app.route(
-            "/api/openapi.json",
-            get(|| async {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    crate::openapi::document(),
-                )
-            }),
-        )
-        .with_state(state.clone())
-        .merge(media)
-        .merge(vitrine_chat::routes::routes(state.chat.clone()))
-        .merge(vitrine_web_demo::routes())
-        .merge(
-            state
-                .hls
-                .clone()
-                .map(vitrine_transcode::routes::routes)
-                .unwrap_or_default(),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(edge, crate::edge::edge))
-        .layer(TraceLayer::new_for_http())
+        "/api/openapi.json",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                crate::openapi::document(),
+            )
+        }),
+    )
+    .with_state(state.clone())
+    .merge(media)
+    .merge(vitrine_chat::routes::routes(state.chat.clone()))
+    .merge(vitrine_web_demo::routes())
+    .merge(
+        state
+            .hls
+            .clone()
+            .map(vitrine_transcode::routes::routes)
+            .unwrap_or_default(),
+    )
+    .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(axum::middleware::from_fn_with_state(
+        edge,
+        crate::edge::edge,
+    ))
+    .layer(TraceLayer::new_for_http())
 }
 
 /// Payouts in the background: payouts in transit are checked with the rail, and on schedule

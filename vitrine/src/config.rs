@@ -501,6 +501,9 @@ struct FileChat {
     chat_per_second: Option<f64>,
     frame_burst: Option<u32>,
     frame_per_second: Option<f64>,
+    max_connections_per_ip: Option<usize>,
+    max_members_per_room: Option<usize>,
+    write_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -549,7 +552,9 @@ fn ice_admission(
     if let (Some((lo, hi)), Some(p)) = (port_range, publisher_ports) {
         let size = u32::from(hi - lo) + 1;
         if u32::from(p) >= size {
-            bail!("ice.publisher_ports {p}: the range has {size} ports; leave viewers at least one");
+            bail!(
+                "ice.publisher_ports {p}: the range has {size} ports; leave viewers at least one"
+            );
         }
     }
     let connect_timeout = match connect_timeout_secs {
@@ -711,6 +716,18 @@ impl Config {
                     chat_per_second: f.chat_per_second.unwrap_or(d.chat_per_second),
                     frame_burst: f.frame_burst.unwrap_or(d.frame_burst).max(1),
                     frame_per_second: f.frame_per_second.unwrap_or(d.frame_per_second),
+                    // `--no-ip-limits` (load tests from one machine) lifts this one too.
+                    max_connections_per_ip: if args.edge.no_ip_limits {
+                        0
+                    } else {
+                        f.max_connections_per_ip.unwrap_or(d.max_connections_per_ip)
+                    },
+                    max_members_per_room: f.max_members_per_room.unwrap_or(d.max_members_per_room),
+                    write_timeout: match f.write_timeout_secs {
+                        Some(0) => bail!("chat.write_timeout_secs: at least 1 second"),
+                        Some(s) => Duration::from_secs(s),
+                        None => d.write_timeout,
+                    },
                     ..d
                 }
             },
@@ -734,10 +751,7 @@ impl Config {
 
 /// The order path's settings: flags over the `[checkout]`, `[currency]`, `[payouts]` and
 /// `[webhooks]` keys that shape it.
-fn checkout_config(
-    window_flag: Option<u64>,
-    file: &FileConfig,
-) -> anyhow::Result<CheckoutConfig> {
+fn checkout_config(window_flag: Option<u64>, file: &FileConfig) -> anyhow::Result<CheckoutConfig> {
     let defaults = CheckoutConfig::default();
     let window = window_flag.or(file.checkout.reservation_window_secs);
     let timeout = file.checkout.payment_timeout_secs;
@@ -821,6 +835,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.checkout.reservation_window, Duration::from_secs(900));
         assert_eq!(c.chat.member_queue, 512);
+        assert_eq!(
+            (
+                c.chat.max_connections_per_ip,
+                c.chat.max_members_per_room,
+                c.chat.write_timeout
+            ),
+            (20, 10_000, Duration::from_secs(10))
+        );
         assert_eq!(c.sandbox_latency, Duration::from_millis(150));
         let d = CheckoutConfig::default();
         assert_eq!(
@@ -839,7 +861,10 @@ mod tests {
             "the sample documents the defaults"
         );
         let ice = IceConfig::default();
-        assert_eq!(c.ice.viewers, ice.viewers, "the sample documents the defaults");
+        assert_eq!(
+            c.ice.viewers, ice.viewers,
+            "the sample documents the defaults"
+        );
         assert_eq!(c.ice.connect_timeout, ice.connect_timeout);
         assert!(!c.ice.public && !c.ice.allow_private_candidates);
     }

@@ -45,6 +45,10 @@ pub struct EdgeArgs {
     /// separated). Default: none; the TCP peer is the client.
     #[arg(long, env = "VITRINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// The header those proxies write the client's address into: "x-forwarded-for" (default)
+    /// or "forwarded". The other one is never read: a client could forge it.
+    #[arg(long, env = "VITRINE_FORWARDED_HEADER")]
+    pub forwarded_header: Option<String>,
     /// Per-address limit on creating guest buyers (default "6/min burst 10"; "off").
     #[arg(long, env = "VITRINE_LIMIT_SIGNUP")]
     pub limit_signup: Option<String>,
@@ -86,6 +90,7 @@ pub struct EdgeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileProxy {
     trusted: Option<Vec<String>>,
+    header: Option<String>,
 }
 
 /// `[ip_limits]` in the TOML file.
@@ -182,7 +187,16 @@ impl EdgeConfig {
         metrics: FileMetrics,
     ) -> anyhow::Result<Self> {
         let trusted = args.trusted_proxies.or(proxy.trusted).unwrap_or_default();
-        let trusted_proxies = TrustedProxies::parse(&trusted).context("trusted proxies")?;
+        let header = match args.forwarded_header.or(proxy.header) {
+            Some(raw) => raw
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("proxy.header")?,
+            None => Default::default(),
+        };
+        let trusted_proxies = TrustedProxies::parse(&trusted)
+            .context("trusted proxies")?
+            .with_header(header);
         let one = |flag: Option<String>, file: Option<String>, default: &str, key: &str| {
             let raw = flag.or(file).unwrap_or_else(|| default.to_owned());
             Limit::parse(&raw).with_context(|| format!("ip_limits.{key}"))
@@ -301,6 +315,7 @@ mod tests {
         let args = EdgeArgs {
             limit_signup: Some("3/min burst 3".into()),
             trusted_proxies: Some(vec!["10.0.0.0/8".into()]),
+            forwarded_header: Some("Forwarded".into()),
             ..Default::default()
         };
         let c =
@@ -309,6 +324,10 @@ mod tests {
         assert_eq!(c.ip_limits.public, None);
         assert_eq!(c.ip_limits.auth, IpLimits::default().auth);
         assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert_eq!(
+            c.trusted_proxies.header,
+            vitrine_core::client_ip::ForwardedHeader::Forwarded
+        );
         let off = EdgeArgs {
             no_ip_limits: true,
             ..Default::default()
@@ -333,5 +352,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("ip_limits.orders"), "{e:#}");
+        let bad = EdgeArgs {
+            forwarded_header: Some("x-real-ip".into()),
+            ..Default::default()
+        };
+        let e = EdgeConfig::resolve(
+            bad,
+            FileProxy::default(),
+            FileIpLimits::default(),
+            FileMetrics::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("proxy.header"), "{e:#}");
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::api::ApiError;
 use crate::app::AppState;
+use crate::edge::Https;
 use crate::pages::{esc, hidden, html_response, page};
 use axum::Router;
 use axum::body::Bytes;
@@ -15,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use crate::edge::Https;
 use vitrine_core::{ClientIp, Secret};
 use vitrine_platform::sessions::{
     COOKIE, SESSION_TTL_MS, SIGNIN_COOKIE, csrf_matches, csrf_token, signin_nonce,
@@ -74,7 +74,10 @@ pub fn local_path(raw: Option<&str>) -> String {
     let Some(raw) = raw.filter(|p| p.starts_with('/')) else {
         return "/".to_owned();
     };
-    let (Ok(base), Ok(to)) = (url::Url::parse(HERE), url::Url::parse(HERE).and_then(|b| b.join(raw))) else {
+    let (Ok(base), Ok(to)) = (
+        url::Url::parse(HERE),
+        url::Url::parse(HERE).and_then(|b| b.join(raw)),
+    ) else {
         return "/".to_owned();
     };
     if to.origin() != base.origin() || to.username() != "" || to.password().is_some() {

@@ -322,10 +322,10 @@ impl Store {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "{COLUMNS} WHERE id = $1 AND product_id = $2"
                 )))
-                    .bind(pin.as_str())
-                    .bind(product.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?
+                .bind(pin.as_str())
+                .bind(product.as_str())
+                .fetch_optional(&self.pool)
+                .await?
             }
             (None, Some(stream)) => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(

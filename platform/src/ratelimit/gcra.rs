@@ -160,7 +160,11 @@ mod tests {
         let probe = g.probe().check(tat, 0);
         assert!(!probe.allowed);
         assert_eq!(probe.retry_after_us, S);
-        assert_eq!(g.probe().check(tat, S).tat_us, tat.unwrap(), "a probe moves nothing");
+        assert_eq!(
+            g.probe().check(tat, S).tat_us,
+            tat.unwrap(),
+            "a probe moves nothing"
+        );
     }
 
     proptest! {

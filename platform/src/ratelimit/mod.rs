@@ -165,7 +165,8 @@ impl RateLimiter {
         name: &str,
         limit: &Limit,
     ) -> Result<Decision, LimitError> {
-        self.decide(key, name, &limit.gcra().probe(), limit.gcra()).await
+        self.decide(key, name, &limit.gcra().probe(), limit.gcra())
+            .await
     }
 
     async fn decide(

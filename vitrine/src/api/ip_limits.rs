@@ -211,21 +211,31 @@ pub async fn place_order(
                 .into(),
         );
     }
-    let placed = state.checkout.place_order(buyer, key, new).await;
-    let happened = matches!(
-        &placed,
-        Ok(Placed {
-            result: OrderResult::Created(_),
-            replayed: false
-        })
-    );
-    if !happened {
-        state
-            .store
-            .give_back_address_units(&pin, &address, quantity)
-            .await?;
-    }
-    Ok(placed?)
+    // The order and the give-back run in a task of their own: a client that hangs up mid-order
+    // drops this future, and the units it took must still come back if no order happened
+    // (otherwise every dropped request would shrink the address's share of the sale for good).
+    let (state, buyer, key) = (state.clone(), buyer.clone(), key.to_owned());
+    let task = tokio::spawn(async move {
+        let placed = state.checkout.place_order(&buyer, &key, new).await;
+        let happened = matches!(
+            &placed,
+            Ok(Placed {
+                result: OrderResult::Created(_),
+                replayed: false
+            })
+        );
+        if !happened {
+            state
+                .store
+                .give_back_address_units(&pin, &address, quantity)
+                .await?;
+        }
+        Ok::<_, ApiError>(placed?)
+    });
+    task.await.map_err(|e| {
+        tracing::error!(error = %e, "order task failed");
+        ApiError::from(Problem::internal())
+    })?
 }
 
 #[cfg(test)]

@@ -57,12 +57,13 @@ pub(crate) fn unavailable_problem() -> Response {
         "rate-limiter-unavailable",
         "service unavailable",
     )
-    .with_detail("the rate limiter cannot be reached; writes are refused until it can (reads still work)")
+    .with_detail(
+        "the rate limiter cannot be reached; writes are refused until it can (reads still work)",
+    )
     .into_response();
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(STORE_RETRY_AFTER_S),
-    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER_S));
     response
 }
 

@@ -8,6 +8,7 @@ pub mod fx;
 pub mod ip_limits;
 pub mod limits;
 pub mod metrics;
+pub mod moderation;
 pub mod orders;
 pub mod payouts;
 pub mod streams;
@@ -38,6 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(webhooks::routes())
         .merge(payouts::routes())
         .merge(fx::routes())
+        .merge(moderation::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

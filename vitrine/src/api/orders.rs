@@ -124,8 +124,7 @@ async fn place_order(
         })?
         .to_owned();
     // A flash sale's per-buyer limit holds per address too (see ip_limits::place_order).
-    let placed =
-        super::ip_limits::place_order(&state, &ip, &buyer.id, &key, body(new)?).await?;
+    let placed = super::ip_limits::place_order(&state, &ip, &buyer.id, &key, body(new)?).await?;
     let mut response = match placed.result {
         OrderResult::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
         OrderResult::Rejected(rejection) => {

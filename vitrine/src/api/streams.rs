@@ -22,7 +22,6 @@ use vitrine_core::{PinnedProduct, Problem, Secret, StreamId, StreamState, Timest
     get_stream,
     delete_stream,
     public_stream,
-    add_moderator,
     rotate_key
 ))]
 pub struct Doc;
@@ -41,10 +40,6 @@ pub fn routes() -> Router<AppState> {
             get(get_stream).delete(delete_stream),
         )
         .route("/api/v1/public/streams/{id}", get(public_stream))
-        .route(
-            "/api/v1/streams/{id}/moderators",
-            axum::routing::post(add_moderator),
-        )
         .route("/api/v1/streams/{id}/key", axum::routing::post(rotate_key))
 }
 
@@ -91,41 +86,6 @@ async fn rotate_key(
         whip_url: view.whip_url,
         studio_url: view.studio_url,
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewModerator {
-    pub buyer_id: vitrine_core::BuyerId,
-}
-
-/// Make a buyer a moderator of the stream's chat (delete lines, ban, slow mode) from their next join
-#[utoipa::path(
-    post,
-    path = "/api/v1/streams/{id}/moderators",
-    params(("id" = String, Path, description = "The stream's id")),
-    request_body = NewModerator,
-    responses((status = 204, description = "Added")),
-    security(("oauth2" = ["streams:write"]))
-)]
-async fn add_moderator(
-    State(state): State<AppState>,
-    AuthSeller(seller, _): AuthSeller<StreamsWrite>,
-    Path(id): Path<String>,
-    new: Result<Json<NewModerator>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
-    let stream = owned_stream(&state, &seller, &id).await?;
-    let new = body(new)?;
-    state
-        .chat
-        .moderation()
-        .add_moderator(&stream.id, new.buyer_id.as_str())
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "adding a moderator");
-            Problem::internal()
-        })?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

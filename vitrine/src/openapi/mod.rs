@@ -34,6 +34,7 @@ pub fn document() -> &'static str {
         let mut doc = Root::openapi();
         for part in [
             crate::api::streams::Doc::openapi(),
+            crate::api::moderation::Doc::openapi(),
             crate::api::catalog::Doc::openapi(),
             crate::api::orders::Doc::openapi(),
             crate::api::account::Doc::openapi(),

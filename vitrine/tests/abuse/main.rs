@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod browser;
 mod chat;
 mod commerce;
 mod media;

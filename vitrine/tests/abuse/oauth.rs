@@ -1,98 +1,13 @@
 //! Attacks on the seller's consent and sign-in pages: an app that forges the seller's answer on
 //! the consent page, and a sign-in link that sends the seller to another site afterwards.
 
-use crate::support::{self, TestServer};
+use crate::browser::{Browser, hidden_fields};
+use crate::support::TestServer;
 use serde_json::json;
 
 const REDIRECT: &str = "https://erp.example.com/oauth/callback";
 /// A valid PKCE S256 challenge (43 characters of base64url).
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-/// A browser that follows no redirect, so every 303 can be read, and carries its cookies.
-struct Browser {
-    http: reqwest::Client,
-    cookies: Vec<String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            http: support::client_builder(None)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn keep_cookies(&mut self, r: &reqwest::Response) {
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-            let name = pair.split('=').next().unwrap().to_owned();
-            self.cookies.retain(|k| !k.starts_with(&format!("{name}=")));
-            self.cookies.push(pair);
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let r = self
-            .http
-            .get(url)
-            .header("cookie", self.cookies.join("; "))
-            .send()
-            .await
-            .unwrap();
-        self.keep_cookies(&r);
-        r
-    }
-
-    async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
-        let r = self
-            .http
-            .post(url)
-            .header("cookie", self.cookies.join("; "))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.keep_cookies(&r);
-        r
-    }
-
-    /// Signs in through the sign-in page as a person would: the page's own form fields, the
-    /// token typed in. Returns the sign-in answer.
-    async fn sign_in(&mut self, server: &TestServer, token: &str, return_to: &str) -> reqwest::Response {
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("return_to", return_to)
-            .finish();
-        let page = self.get(&server.url(&format!("/signin?{q}"))).await;
-        assert_eq!(page.status(), 200);
-        let mut form = hidden_fields(&page.text().await.unwrap());
-        form.push(("api_token".into(), token.into()));
-        self.post(&server.url("/signin"), &form).await
-    }
-}
-
-/// The hidden inputs of a page's form, unescaped.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> String {
-        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-        let end = start + tag[start..].find('"').unwrap();
-        tag[start..end]
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    };
-    html.split("<input type=\"hidden\"")
-        .skip(1)
-        .map(|rest| {
-            let tag = &rest[..rest.find('>').unwrap()];
-            (attr(tag, "name"), attr(tag, "value"))
-        })
-        .collect()
-}
 
 async fn app(server: &TestServer) -> String {
     let developer = server.seller("Integrations Ltd").await;
@@ -142,12 +57,18 @@ async fn consent_cannot_be_forged_by_the_app() {
     for extra in [
         &[("decision", "allow")][..],
         &[("decision", "allow"), ("csrf", "x")][..],
-        &[("csrf", "x"), ("decision", "allow"), ("iss", "https://evil.example")][..],
+        &[
+            ("csrf", "x"),
+            ("decision", "allow"),
+            ("iss", "https://evil.example"),
+        ][..],
     ] {
-        let mut browser = Browser::new();
-        let r = browser.sign_in(&server, &seller, "/developers").await;
+        let mut browser = Browser::new(&server);
+        let r = browser.sign_in_to(&server, &seller, "/developers").await;
         assert_eq!(r.status(), 303);
-        let page = browser.get(&authorize_url(&server, &client_id, extra)).await;
+        let page = browser
+            .get(&authorize_url(&server, &client_id, extra))
+            .await;
         assert_eq!(page.status(), 200);
         let mut form = hidden_fields(&page.text().await.unwrap());
         // The Deny button.
@@ -156,10 +77,14 @@ async fn consent_cannot_be_forged_by_the_app() {
         assert_eq!(r.status(), 303, "{extra:?}");
         let back = query(r.headers()["location"].to_str().unwrap());
         assert!(
-            back.iter().any(|(k, v)| k == "error" && v == "access_denied"),
+            back.iter()
+                .any(|(k, v)| k == "error" && v == "access_denied"),
             "{extra:?}: {back:?}"
         );
-        assert!(!back.iter().any(|(k, _)| k == "code"), "{extra:?}: {back:?}");
+        assert!(
+            !back.iter().any(|(k, _)| k == "code"),
+            "{extra:?}: {back:?}"
+        );
         form.pop();
         let names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
         assert!(
@@ -176,8 +101,8 @@ async fn repeated_authorization_parameters_are_refused() {
     let server = TestServer::start().await;
     let client_id = app(&server).await;
     let seller = server.seller("Ann's boutique").await;
-    let mut browser = Browser::new();
-    browser.sign_in(&server, &seller, "/").await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in_to(&server, &seller, "/").await;
     let twice = authorize_url(&server, &client_id, &[("scope", "products:read")]);
     assert_eq!(browser.get(&twice).await.status(), 400);
     let page = browser.get(&authorize_url(&server, &client_id, &[])).await;
@@ -210,8 +135,8 @@ async fn sign_in_never_redirects_off_site() {
         "/%09/evil.example",
         "/ /evil.example",
     ] {
-        let mut browser = Browser::new();
-        let r = browser.sign_in(&server, &seller, evil).await;
+        let mut browser = Browser::new(&server);
+        let r = browser.sign_in_to(&server, &seller, evil).await;
         assert_eq!(r.status(), 303, "{evil:?}");
         let location = r.headers()["location"].to_str().unwrap().to_owned();
         // What a browser does with it: WHATWG URL parsing against the page's URL.
@@ -219,9 +144,8 @@ async fn sign_in_never_redirects_off_site() {
         assert_eq!(to.origin(), base.origin(), "{evil:?} -> {location:?}");
     }
     // A real local path survives, query included.
-    let r = Browser::new()
-        .sign_in(&server, &seller, "/developers?tab=apps")
+    let r = Browser::new(&server)
+        .sign_in_to(&server, &seller, "/developers?tab=apps")
         .await;
     assert_eq!(r.headers()["location"], "/developers?tab=apps");
 }
-

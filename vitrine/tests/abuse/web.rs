@@ -1,5 +1,6 @@
 //! Attacks on the web surface.
 
+use crate::browser::{Browser, session_set_cookie};
 use crate::support::{self, ServerOptions, TestPublisher, TestServer, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -45,7 +46,11 @@ async fn post_from(
 
 async fn assert_limited(r: reqwest::Response, what: &str) {
     assert_eq!(r.status(), 429, "{what}");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1, "{what}: Retry-After {retry}");
     assert!(r.headers().contains_key("ratelimit-policy"), "{what}");
     assert!(
@@ -70,14 +75,38 @@ async fn anonymous_routes_are_limited_per_client_address() {
     .await;
     let mut buyer = String::new();
     for _ in 0..3 {
-        let r = post_from(&server, "198.51.100.7", "/api/v1/buyers", None, json!({"display_name": "Eve"})).await;
+        let r = post_from(
+            &server,
+            "198.51.100.7",
+            "/api/v1/buyers",
+            None,
+            json!({"display_name": "Eve"}),
+        )
+        .await;
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["ratelimit-policy"], "\"burst\";q=3;w=10800");
-        buyer = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+        buyer = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     }
-    let r = post_from(&server, "198.51.100.7", "/api/v1/buyers", None, json!({"display_name": "Eve"})).await;
+    let r = post_from(
+        &server,
+        "198.51.100.7",
+        "/api/v1/buyers",
+        None,
+        json!({"display_name": "Eve"}),
+    )
+    .await;
     assert_limited(r, "the fourth buyer from one address").await;
-    let r = post_from(&server, "198.51.100.8", "/api/v1/buyers", None, json!({"display_name": "Ann"})).await;
+    let r = post_from(
+        &server,
+        "198.51.100.8",
+        "/api/v1/buyers",
+        None,
+        json!({"display_name": "Ann"}),
+    )
+    .await;
     assert_eq!(r.status(), 201, "another address has its own allowance");
 
     // The token endpoint, hammered with made-up client credentials.
@@ -128,10 +157,24 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
     })
     .await;
     for from in ["203.0.113.1", "203.0.113.2"] {
-        let r = post_from(&server, from, "/api/v1/buyers", None, json!({"display_name": "M"})).await;
+        let r = post_from(
+            &server,
+            from,
+            "/api/v1/buyers",
+            None,
+            json!({"display_name": "M"}),
+        )
+        .await;
         assert_eq!(r.status(), 201);
     }
-    let r = post_from(&server, "203.0.113.3", "/api/v1/buyers", None, json!({"display_name": "M"})).await;
+    let r = post_from(
+        &server,
+        "203.0.113.3",
+        "/api/v1/buyers",
+        None,
+        json!({"display_name": "M"}),
+    )
+    .await;
     assert_limited(r, "a spoofed X-Forwarded-For from an untrusted peer").await;
     let r = server
         .http
@@ -170,8 +213,10 @@ async fn flash_sale_limit_holds_per_address_as_well_as_per_buyer() {
             &format!("/api/v1/streams/{stream_id}/pins"),
             &seller,
             None,
-            Some(json!({ "product_id": product["id"], "per_buyer_limit": 1, "quantity_cap": 50,
-                         "sale_price": { "amount": 4900, "currency": "USD" } })),
+            Some(
+                json!({ "product_id": product["id"], "per_buyer_limit": 1, "quantity_cap": 50,
+                         "sale_price": { "amount": 4900, "currency": "USD" } }),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{pin}");
@@ -202,93 +247,14 @@ async fn flash_sale_limit_holds_per_address_as_well_as_per_buyer() {
             assert_eq!(again.status(), 409, "one per buyer");
         }
     }
-    assert_eq!(statuses, [201, 201, 409, 409], "two buyers' worth per address");
+    assert_eq!(
+        statuses,
+        [201, 201, 409, 409],
+        "two buyers' worth per address"
+    );
     let other = server.buyer("Someone else").await;
     assert_eq!(order("192.0.2.51", other, "k1").await.status(), 201);
     server.stop().await;
-}
-
-/// A browser that follows no redirect and keeps its cookies.
-struct Browser {
-    http: reqwest::Client,
-    cookies: Vec<String>,
-    /// The client address the trusted proxy reports, if any.
-    from: Option<&'static str>,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Self {
-        Self {
-            http: support::client_builder(server.tls_cert_pem.as_deref())
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Vec::new(),
-            from: None,
-        }
-    }
-
-    fn keep(&mut self, r: &reqwest::Response) {
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-            let name = pair.split('=').next().unwrap().to_owned();
-            self.cookies.retain(|k| !k.starts_with(&format!("{name}=")));
-            self.cookies.push(pair);
-        }
-    }
-
-    async fn send(&mut self, r: reqwest::RequestBuilder) -> reqwest::Response {
-        let mut r = r.header("cookie", self.cookies.join("; "));
-        if let Some(from) = self.from {
-            r = r.header("x-forwarded-for", from);
-        }
-        let r = r.send().await.unwrap();
-        self.keep(&r);
-        r
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let r = self.http.get(url);
-        self.send(r).await
-    }
-
-    /// The sign-in page's hidden fields.
-    async fn signin_form(&mut self, server: &TestServer) -> Vec<(String, String)> {
-        let page = self.get(&server.url("/signin?return_to=/developers")).await;
-        assert_eq!(page.status(), 200);
-        hidden_fields(&page.text().await.unwrap())
-    }
-
-    /// Signs in through the page, as a person would; the answer.
-    async fn sign_in(&mut self, server: &TestServer, token: &str) -> reqwest::Response {
-        let mut form = self.signin_form(server).await;
-        form.push(("api_token".into(), token.into()));
-        let r = self.http.post(server.url("/signin")).form(&form);
-        self.send(r).await
-    }
-}
-
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> String {
-        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-        let end = start + tag[start..].find('"').unwrap();
-        tag[start..end].replace("&amp;", "&").replace("&quot;", "\"")
-    };
-    html.split("<input type=\"hidden\"")
-        .skip(1)
-        .map(|rest| {
-            let tag = &rest[..rest.find('>').unwrap()];
-            (attr(tag, "name"), attr(tag, "value"))
-        })
-        .collect()
-}
-
-fn session_set_cookie(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("vitrine_session="))
 }
 
 /// Item 3: failed sign-ins back off per address (then even the right token waits, so a guess
@@ -331,18 +297,16 @@ async fn a_foreign_sign_in_form_cannot_sign_a_browser_in() {
     let attacker = server.seller("Mallory").await;
     let mut victim = Browser::new(&server);
     let r = victim
-        .send(
-            victim
-                .http
-                .post(server.url("/signin"))
-                .form(&[("api_token", attacker.as_str()), ("return_to", "/developers")]),
-        )
+        .send(victim.http.post(server.url("/signin")).form(&[
+            ("api_token", attacker.as_str()),
+            ("return_to", "/developers"),
+        ]))
         .await;
     assert_eq!(r.status(), 403, "a post without the form's nonce");
     assert!(session_set_cookie(&r).is_none());
     // The attacker fetched a real form for itself and replays its fields from its own page.
     let mut mallory = Browser::new(&server);
-    let mut form = mallory.signin_form(&server).await;
+    let mut form = mallory.signin_form(&server, "/developers").await;
     form.push(("api_token".into(), attacker.clone()));
     let mut victim = Browser::new(&server);
     let r = victim
@@ -379,7 +343,7 @@ async fn the_session_cookie_is_secure_over_https() {
         let token = token.clone();
         async move {
             let mut b = Browser::new(server);
-            let mut form = b.signin_form(server).await;
+            let mut form = b.signin_form(server, "/developers").await;
             form.push(("api_token".into(), token));
             let mut req = b.http.post(server.url("/signin")).form(&form);
             if let Some(p) = proto {
@@ -397,7 +361,7 @@ async fn the_session_cookie_is_secure_over_https() {
     let direct = TestServer::start().await;
     let token = direct.seller("Ann").await;
     let mut b = Browser::new(&direct);
-    let mut form = b.signin_form(&direct).await;
+    let mut form = b.signin_form(&direct, "/developers").await;
     form.push(("api_token".into(), token));
     let req = b
         .http
@@ -405,7 +369,10 @@ async fn the_session_cookie_is_secure_over_https() {
         .header("x-forwarded-proto", "https")
         .form(&form);
     let cookie = session_set_cookie(&b.send(req).await).unwrap();
-    assert!(!cookie.contains("Secure"), "an untrusted peer's header: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "an untrusted peer's header: {cookie}"
+    );
     direct.stop().await;
 }
 
@@ -425,15 +392,32 @@ async fn metrics_can_have_their_own_listener_and_token() {
         ..Default::default()
     })
     .await;
-    let r = server.http.get(server.url("/metrics")).send().await.unwrap();
+    let r = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "not on the public listener");
     let at = server.running.as_ref().unwrap().metrics_addr.unwrap();
     let url = format!("http://{at}/metrics");
     let r = server.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401, "no token");
-    let r = server.http.get(&url).bearer_auth("wrong").send().await.unwrap();
+    let r = server
+        .http
+        .get(&url)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "a wrong token");
-    let r = server.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    let r = server
+        .http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("vitrine_"));
     server.stop().await;
@@ -453,7 +437,14 @@ impl OwnRedis {
             .unwrap()
             .port();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
@@ -495,12 +486,26 @@ async fn writes_fail_closed_when_the_limiter_store_is_down() {
     assert!(!server.buyer("Before").await.is_empty());
     redis.stop();
 
-    let r = post_from(&server, "198.51.100.1", "/api/v1/buyers", None, json!({"display_name": "X"})).await;
+    let r = post_from(
+        &server,
+        "198.51.100.1",
+        "/api/v1/buyers",
+        None,
+        json!({"display_name": "X"}),
+    )
+    .await;
     assert_eq!(r.status(), 503, "an anonymous write");
     assert!(r.headers().contains_key("retry-after"));
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["type"], "/docs/problems/rate-limiter-unavailable", "{p}");
-    let r = post_from(&server, "198.51.100.1", "/api/v1/streams", Some(&seller), json!({"title": "t"})).await;
+    let r = post_from(
+        &server,
+        "198.51.100.1",
+        "/api/v1/streams",
+        Some(&seller),
+        json!({"title": "t"}),
+    )
+    .await;
     assert_eq!(r.status(), 503, "a seller's write");
     let r = server
         .http
@@ -510,7 +515,12 @@ async fn writes_fail_closed_when_the_limiter_store_is_down() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "reads go through");
-    let r = server.http.get(server.url("/healthz")).send().await.unwrap();
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("rate limiter"));
     server.stop().await;
@@ -524,8 +534,14 @@ fn assert_csp(r: &reqwest::Response, page: &str) {
         .to_str()
         .unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{page}: {csp}");
-    assert!(csp.contains("script-src 'self'") || csp.contains("default-src 'none'"), "{page}: {csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{page}: {csp}"
+    );
+    assert!(
+        csp.contains("script-src 'self'") || csp.contains("default-src 'none'"),
+        "{page}: {csp}"
+    );
 }
 
 /// Low: every HTML page the binary serves carries a Content-Security-Policy.
@@ -536,10 +552,21 @@ async fn every_page_carries_a_content_security_policy() {
     let stream = server.stream(&seller, "Show").await;
     let id = stream["id"].as_str().unwrap();
     let mut browser = Browser::new(&server);
-    for page in ["/".to_owned(), "/studio".into(), format!("/watch/{id}"), format!("/vod/{id}"), "/signin".into()] {
+    for page in [
+        "/".to_owned(),
+        "/studio".into(),
+        format!("/watch/{id}"),
+        format!("/vod/{id}"),
+        "/signin".into(),
+    ] {
         let r = browser.get(&server.url(&page)).await;
         assert_eq!(r.status(), 200, "{page}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
         assert_csp(&r, &page);
     }
     assert_eq!(browser.sign_in(&server, &seller).await.status(), 303);
@@ -575,9 +602,13 @@ async fn a_rotated_stream_key_refuses_the_old_one_and_ends_its_broadcast() {
     let server = TestServer::start().await;
     let seller = server.seller("Ann").await;
     let stream = server.stream(&seller, "Live").await;
-    let (id, old_key) = (stream["id"].as_str().unwrap(), stream["stream_key"].as_str().unwrap());
+    let (id, old_key) = (
+        stream["id"].as_str().unwrap(),
+        stream["stream_key"].as_str().unwrap(),
+    );
     let whip = stream["whip_url"].as_str().unwrap();
-    let publisher = TestPublisher::start(&server.http, &server.base, whip, old_key, "video/VP8").await;
+    let publisher =
+        TestPublisher::start(&server.http, &server.base, whip, old_key, "video/VP8").await;
 
     let other = server.seller("Bob").await;
     let path = format!("/api/v1/streams/{id}/key");
@@ -590,13 +621,21 @@ async fn a_rotated_stream_key_refuses_the_old_one_and_ends_its_broadcast() {
     assert_eq!(rotated["whip_url"], stream["whip_url"]);
 
     // The broadcast published with the old key is gone.
-    let r = server.http.delete(&publisher.location).send().await.unwrap();
+    let r = server
+        .http
+        .delete(&publisher.location)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "the old key's session was ended");
-    let (status, _, _) = support::post_offer(&server.http, whip, Some(old_key), "v=0\r\n".into()).await;
+    let (status, _, _) =
+        support::post_offer(&server.http, whip, Some(old_key), "v=0\r\n".into()).await;
     assert_eq!(status, 401, "the old key is refused");
     let again = TestPublisher::start(&server.http, &server.base, whip, new_key, "video/VP8").await;
     assert!(again.location.contains(id));
-    let shown = server.get_json(&format!("/api/v1/streams/{id}"), Some(&seller)).await;
+    let shown = server
+        .get_json(&format!("/api/v1/streams/{id}"), Some(&seller))
+        .await;
     assert!(shown.get("stream_key").is_none(), "shown once");
     server.stop().await;
 }
@@ -622,7 +661,13 @@ async fn a_rotated_account_token_refuses_the_old_one_and_ends_its_sessions() {
         .await;
     assert_eq!(status, 201, "{key}");
     let (status, _) = server
-        .call(Method::POST, "/api/v1/account/token", key["secret"].as_str().unwrap(), None, None)
+        .call(
+            Method::POST,
+            "/api/v1/account/token",
+            key["secret"].as_str().unwrap(),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 403, "an API key cannot rotate the account token");
 
@@ -632,9 +677,13 @@ async fn a_rotated_account_token_refuses_the_old_one_and_ends_its_sessions() {
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["token"].as_str().unwrap();
     assert!(new.starts_with("vt_") && new != old);
-    let (status, _) = server.call(Method::GET, "/api/v1/streams", &old, None, None).await;
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/streams", &old, None, None)
+        .await;
     assert_eq!(status, 401, "the old token is refused");
-    let (status, _) = server.call(Method::GET, "/api/v1/streams", new, None, None).await;
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/streams", new, None, None)
+        .await;
     assert_eq!(status, 200);
     let r = browser.get(&server.url("/developers")).await;
     assert_eq!(r.status(), 303, "the old sign-in has ended");

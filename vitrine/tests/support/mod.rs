@@ -114,7 +114,11 @@ impl TestServer {
             }),
             redis_url: options.redis_url.clone(),
             checkout: options.checkout.clone().unwrap_or_default(),
-            chat: options.chat.clone().unwrap_or_default(),
+            // Every test client is 127.0.0.1: the per-address cap is off unless a test sets it.
+            chat: options.chat.clone().unwrap_or(ChatConfig {
+                max_connections_per_ip: 0,
+                ..Default::default()
+            }),
             hls: options.hls.clone().unwrap_or(vitrine_transcode::HlsConfig {
                 enabled: false,
                 ..Default::default()
@@ -657,6 +661,33 @@ impl ChatClient {
         );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Self { ws }
+    }
+
+    /// Connects from `ip` (any 127/8 address works on loopback) without saying hello; a
+    /// refused upgrade gives its HTTP status, `Retry-After` and body.
+    pub async fn connect_from(
+        base: &str,
+        stream: &str,
+        ip: [u8; 4],
+    ) -> Result<Self, (u16, Option<String>, String)> {
+        let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}/ws/streams/{stream}/chat");
+        match tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+        {
+            Ok((ws, _)) => Ok(Self { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err((
+                r.status().as_u16(),
+                r.headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned(),
+            )),
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
     }
 
     /// Connects with a tiny receive buffer (a viewer on a bad network), says hello as a
