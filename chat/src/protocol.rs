@@ -80,7 +80,7 @@ pub enum ClientMessage {
         product_id: ProductId,
         #[serde(default = "one")]
         quantity: u32,
-        card_number: String,
+        card_number: vitrine_core::commerce::TypedCard,
         /// The buyer's currency: the order is priced and charged in it, at the rate locked
         /// when it is placed. Absent: the product's own currency.
         #[serde(default)]
@@ -387,6 +387,19 @@ mod tests {
             Ok(ClientMessage::Buy { quantity: 1, .. })
         ));
         assert_eq!(decode(r#"{"type":"ping"}"#).unwrap(), ClientMessage::Ping);
+    }
+
+    /// A buy frame may reach a log through its `Debug` (a tracing field, a test failure): the
+    /// card number shows only its last four digits.
+    #[test]
+    fn a_buy_frame_prints_only_the_cards_last_four() {
+        let frame = decode(
+            r#"{"type":"buy","request_id":"r1","product_id":"pr_1","card_number":"4242 4242 4242 4242"}"#,
+        )
+        .unwrap();
+        let printed = format!("{frame:?}");
+        assert!(!printed.contains("4242 4242"), "{printed}");
+        assert!(printed.contains("****4242"), "{printed}");
     }
 
     #[test]

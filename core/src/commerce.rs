@@ -64,24 +64,37 @@ pub struct BuyRequest {
 
 impl std::fmt::Debug for BuyRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let digits: Vec<char> = self
-            .card_number
-            .chars()
-            .filter(char::is_ascii_digit)
-            .collect();
-        let card = match digits.len() {
-            n if n >= 8 => format!("****{}", digits[n - 4..].iter().collect::<String>()),
-            _ => "****".to_owned(),
-        };
         f.debug_struct("BuyRequest")
             .field("buyer", &self.buyer)
             .field("stream", &self.stream)
             .field("product", &self.product)
             .field("quantity", &self.quantity)
             .field("request_id", &self.request_id)
-            .field("card_number", &card)
+            .field("card_number", &masked_card(&self.card_number))
             .field("currency", &self.currency)
             .finish()
+    }
+}
+
+/// A card number as `****1234` (its last four digits), or `****` when it has too few digits
+/// to be a card: what logs and `Debug` show of one, never more.
+pub fn masked_card(raw: &str) -> String {
+    let digits: Vec<char> = raw.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        n if n >= 8 => format!("****{}", digits[n - 4..].iter().collect::<String>()),
+        _ => "****".to_owned(),
+    }
+}
+
+/// A card number as a buyer typed it, on the wire (the chat's buy frame): the same JSON string,
+/// but its `Debug` is [`masked_card`], so a frame that reaches a log carries no card number.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TypedCard(pub String);
+
+impl std::fmt::Debug for TypedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&masked_card(&self.0))
     }
 }
 

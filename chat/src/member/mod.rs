@@ -364,7 +364,7 @@ async fn handle(
                 product: product_id,
                 quantity,
                 request_id,
-                card_number,
+                card_number: card_number.0,
                 currency,
             };
             let (purchases, replies) = (Arc::clone(&chat.inner.purchases), replies.clone());
