@@ -87,6 +87,19 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
             .unwrap(),
     )
     .await;
+    // The buyer moderates the seller's stream, so that removing a moderator names a real one.
+    let moderator = post(
+        &format!("/api/v1/streams/{stream_id}/moderators"),
+        json!({ "buyer_id": buyer["buyer_id"] }),
+    )
+    .await
+    .unwrap();
+    let status = moderator.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        moderator.text().await.unwrap()
+    );
     let app = json(
         post(
             "/api/v1/apps",
@@ -143,6 +156,7 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
         ("grants", grant),
         ("payouts", payout["id"].as_str().unwrap().to_owned()),
         ("app-token", access),
+        ("buyer", buyer["buyer_id"].as_str().unwrap().to_owned()),
     ] {
         objects.insert(param, value);
     }
