@@ -103,6 +103,13 @@ impl Admission {
     }
 }
 
+impl Seat {
+    /// The address this connection was admitted for (an IPv6 client's /64).
+    pub fn client(&self) -> vitrine_core::ClientIp {
+        vitrine_core::ClientIp(self.address)
+    }
+}
+
 impl Drop for Seat {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,6 +10,21 @@ use vitrine_core::{
 #[async_trait::async_trait]
 impl Purchases for Checkout {
     async fn buy(&self, request: BuyRequest) -> BuyOutcome {
+        self.buy_noting_replays(request).await.0
+    }
+
+    async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
+        self.active_pin(stream)
+            .await
+            .map(|found| found.map(|(pin, product)| pin.card(&product)))
+            .map_err(|e| CommerceError::Unavailable(e.to_string()))
+    }
+}
+
+impl Checkout {
+    /// A purchase from the chat, and whether its answer is the replay of an earlier one with
+    /// the same request id (which changed nothing), for limits kept outside checkout.
+    pub async fn buy_noting_replays(&self, request: BuyRequest) -> (BuyOutcome, bool) {
         let order = NewOrder {
             product_id: request.product,
             quantity: request.quantity,
@@ -20,10 +35,11 @@ impl Purchases for Checkout {
                 card_number: request.card_number.into(),
             },
         };
-        match self
+        let placed = self
             .place_order(&request.buyer, &request.request_id, order)
-            .await
-        {
+            .await;
+        let replayed = matches!(&placed, Ok(p) if p.replayed);
+        let outcome = match placed {
             Ok(placed) => match placed.result {
                 OrderResult::Created(order) => BuyOutcome::Confirmed(order.summary()),
                 OrderResult::Rejected(r) => BuyOutcome::Failed {
@@ -42,13 +58,7 @@ impl Purchases for Checkout {
                     detail: "checkout is unavailable; retry with the same request_id".into(),
                 }
             }
-        }
-    }
-
-    async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
-        self.active_pin(stream)
-            .await
-            .map(|found| found.map(|(pin, product)| pin.card(&product)))
-            .map_err(|e| CommerceError::Unavailable(e.to_string()))
+        };
+        (outcome, replayed)
     }
 }

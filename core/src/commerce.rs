@@ -60,6 +60,9 @@ pub struct BuyRequest {
     pub card_number: String,
     /// The buyer's currency, when it is not the product's.
     pub currency: Option<crate::Currency>,
+    /// The buyer's connection's address as the server resolved it (behind a trusted proxy, the
+    /// one it forwarded), for the limits that hold per address; `None` where there is none.
+    pub client: Option<crate::ClientIp>,
 }
 
 impl std::fmt::Debug for BuyRequest {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for BuyRequest {
             .field("request_id", &self.request_id)
             .field("card_number", &masked_card(&self.card_number))
             .field("currency", &self.currency)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -236,6 +240,7 @@ mod tests {
             request_id: "r1".into(),
             card_number: "4242 4242 4242 4242".into(),
             currency: None,
+            client: None,
         };
         let printed = format!("{request:?}");
         assert!(

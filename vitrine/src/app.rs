@@ -6,6 +6,7 @@ use crate::api::metrics::ApiMetrics;
 use crate::captions;
 use crate::config::{Config, PayoutsConfig};
 use crate::edge::{Edge, EdgeConfig};
+use crate::sale_shares::{ChatPurchases, SaleShares};
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
@@ -439,7 +440,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     chat_metrics.register(&mut registry);
     let chat = Chat::new(
         bus,
-        Arc::new(checkout.clone()),
+        Arc::new(ChatPurchases {
+            shares: SaleShares::new(
+                store.clone(),
+                config.edge.ip_limits.flash_sale_buyers_per_address,
+            ),
+            checkout: checkout.clone(),
+        }),
         Arc::new(Tokens {
             store: store.clone(),
             checkout: checkout.clone(),

@@ -11,5 +11,6 @@ pub mod oauth;
 pub mod openapi;
 pub mod pages;
 pub mod portal;
+pub mod sale_shares;
 pub mod store;
 pub mod telemetry;

@@ -25,6 +25,8 @@ pub(super) struct Member {
     pub(super) buyer: Option<BuyerId>,
     /// Audience tags whose frames this member sees.
     pub(super) tags: Vec<String>,
+    /// The connection's address, for the limits that hold per address (a flash sale's).
+    pub(super) client: Option<vitrine_core::ClientIp>,
 }
 
 impl Member {
@@ -75,6 +77,7 @@ pub(super) async fn identify(
             seller: stream.seller_id.clone(),
             buyer: None,
             tags: vec![],
+            client: None,
         });
     };
     if token.len() > 200 {
@@ -96,6 +99,7 @@ pub(super) async fn identify(
             seller: stream.seller_id.clone(),
             buyer: None,
             tags: vec!["seller".into()],
+            client: None,
         }),
         Some(Identity::Seller { .. }) => Err(Close::new(
             close::FORBIDDEN,
@@ -120,6 +124,7 @@ pub(super) async fn identify(
                 },
                 seller: stream.seller_id.clone(),
                 tags: vec![format!("buyer:{id}")],
+                client: None,
                 buyer: Some(id),
             })
         }

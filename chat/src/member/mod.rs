@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Semaphore, mpsc};
-use vitrine_core::{BuyOutcome, BuyRequest, StreamRecord};
+use vitrine_core::{BuyOutcome, BuyRequest, ClientIp, StreamRecord};
 use wire::{CLOSE_GRACE, Close, Sink, Source, bounded, read_failed, send_close, send_text};
 
 /// Replies waiting to be written to one member (purchase answers); senders wait when full.
@@ -32,10 +32,10 @@ const WRITE_BATCH: u64 = 64;
 
 /// Serves one connection to the end; `_seat` is its place under the connection caps, given
 /// back when it ends.
-pub async fn serve(chat: Chat, stream: StreamRecord, socket: WebSocket, _seat: Seat) {
+pub async fn serve(chat: Chat, stream: StreamRecord, socket: WebSocket, seat: Seat) {
     let (mut sink, mut source) = socket.split();
     chat.inner.metrics.members.inc();
-    let outcome = run(&chat, &stream, &mut sink, &mut source).await;
+    let outcome = run(&chat, &stream, seat.client(), &mut sink, &mut source).await;
     chat.inner.metrics.members.dec();
     if let Err(close) = outcome
         && send_close(&chat, &mut sink, close).await
@@ -66,6 +66,7 @@ fn error_text(code: &str, message: &str, retry_after: Option<Duration>) -> Strin
 async fn run(
     chat: &Chat,
     stream: &StreamRecord,
+    client: ClientIp,
     sink: &mut Sink,
     source: &mut Source,
 ) -> Result<(), Close> {
@@ -104,7 +105,8 @@ async fn run(
             format!("unsupported protocol version; this server speaks {PROTOCOL_VERSION}"),
         ));
     }
-    let member = identify(chat, stream, token).await?;
+    let mut member = identify(chat, stream, token).await?;
+    member.client = Some(client);
     let unavailable = |e: ChatError| {
         tracing::warn!(error = %e, "chat unavailable");
         Close::unavailable()
@@ -366,6 +368,7 @@ async fn handle(
                 request_id,
                 card_number: card_number.0,
                 currency,
+                client: member.client,
             };
             let (purchases, replies) = (Arc::clone(&chat.inner.purchases), replies.clone());
             chat.inner.purchases_in_flight.spawn(async move {

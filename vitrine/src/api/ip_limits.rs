@@ -12,6 +12,7 @@
 use super::ApiError;
 use super::limits::{add_headers, refused, store_failed};
 use crate::app::AppState;
+use crate::sale_shares::{SaleShares, Share};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -172,10 +173,9 @@ pub async fn signin_account(state: &AppState, seller: &SellerId) -> Result<(), R
     }
 }
 
-/// Places a buyer's order with a flash sale's per-buyer limit held per address too: the
-/// address takes the units first (at most the sale's per-buyer limit times
-/// `flash_sale_buyers_per_address`) and gets them back when the order does not happen, so
-/// that minting buyers from one address does not multiply the limit.
+/// Places a buyer's order with a flash sale's per-buyer limit held per address too (see
+/// [`crate::sale_shares`]): the address takes the units first and gets them back when the
+/// order does not happen, so that minting buyers from one address does not multiply the limit.
 pub async fn place_order(
     state: &AppState,
     ip: &ClientIp,
@@ -183,35 +183,32 @@ pub async fn place_order(
     key: &str,
     new: NewOrder,
 ) -> Result<Placed, ApiError> {
-    let factor = state.edge.ip_limits.flash_sale_buyers_per_address;
-    let sale = if factor == 0 {
-        None
-    } else {
-        state
-            .store
-            .sale_limit(&new.product_id, new.pin_id.as_ref(), new.stream_id.as_ref())
-            .await?
+    let shares = SaleShares::new(
+        state.store.clone(),
+        state.edge.ip_limits.flash_sale_buyers_per_address,
+    );
+    let share = shares
+        .take(
+            &new.product_id,
+            new.pin_id.as_ref(),
+            new.stream_id.as_ref(),
+            ip,
+            new.quantity,
+        )
+        .await?;
+    let taken = match share {
+        Share::Unlimited => return Ok(state.checkout.place_order(buyer, key, new).await?),
+        Share::Refused { cap, per_buyer } => {
+            state.api_metrics.limited("flash-sale-address");
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "limit-exceeded", "conflict")
+                    .with_detail(Share::refusal_detail(cap, per_buyer))
+                    .into(),
+            );
+        }
+        Share::Taken(taken) => taken,
     };
-    let Some((pin, per_buyer)) = sale else {
-        return Ok(state.checkout.place_order(buyer, key, new).await?);
-    };
-    let cap = u64::from(per_buyer) * u64::from(factor);
-    let (address, quantity) = (ip.limit_key(), new.quantity);
-    if !state
-        .store
-        .take_address_units(&pin, &address, quantity, cap)
-        .await?
-    {
-        state.api_metrics.limited("flash-sale-address");
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "limit-exceeded", "conflict")
-                .with_detail(format!(
-                    "at most {cap} per address in this sale ({per_buyer} per buyer)"
-                ))
-                .into(),
-        );
-    }
-    // The order and the give-back run in a task of their own: a client that hangs up mid-order
+    // The order and the settling run in a task of their own: a client that hangs up mid-order
     // drops this future, and the units it took must still come back if no order happened
     // (otherwise every dropped request would shrink the address's share of the sale for good).
     let (state, buyer, key) = (state.clone(), buyer.clone(), key.to_owned());
@@ -224,12 +221,7 @@ pub async fn place_order(
                 replayed: false
             })
         );
-        if !happened {
-            state
-                .store
-                .give_back_address_units(&pin, &address, quantity)
-                .await?;
-        }
+        shares.settle(taken, happened).await?;
         Ok::<_, ApiError>(placed?)
     });
     task.await.map_err(|e| {

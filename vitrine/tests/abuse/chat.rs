@@ -459,3 +459,91 @@ async fn moderation_log_on(backend: Backend) {
     assert_eq!(status, 401);
     server.stop().await;
 }
+
+/// Item 3 through the chat: buyers minted from one address cannot multiply a flash sale's
+/// per-buyer limit by buying in the chat instead of over HTTP; another address still buys.
+#[tokio::test]
+async fn chat_buyers_from_one_address_share_the_flash_sale_limit() {
+    let server = TestServer::start_with(ServerOptions {
+        edge: Some(vitrine::edge::EdgeConfig {
+            ip_limits: vitrine::edge::IpLimits {
+                flash_sale_buyers_per_address: 2,
+                ..vitrine::edge::IpLimits::off()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (seller, stream) = show(&server).await;
+    let product = server
+        .product(
+            &seller,
+            json!({ "sku": "SNK", "title": "Sneaker", "stock": 100,
+                    "price": { "amount": 9900, "currency": "USD" } }),
+        )
+        .await;
+    let pid = product["id"].as_str().unwrap().to_owned();
+    let (status, pin) = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/streams/{stream}/pins"),
+            &seller,
+            None,
+            Some(
+                json!({ "product_id": pid, "per_buyer_limit": 1, "quantity_cap": 50,
+                         "sale_price": { "amount": 4900, "currency": "USD" } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{pin}");
+    let buy = |ip: [u8; 4], token: String, request: &'static str| {
+        let (base, stream, pid) = (server.base.clone(), stream.clone(), pid.clone());
+        async move {
+            let mut c = ChatClient::connect_from(&base, &stream, ip).await.unwrap();
+            c.send(json!({ "type": "hello", "token": token })).await;
+            assert_eq!(c.next().await["type"], "welcome");
+            c.send(
+                json!({ "type": "buy", "request_id": request, "product_id": pid,
+                           "card_number": "4242 4242 4242 4242" }),
+            )
+            .await;
+            loop {
+                let v = c.next().await;
+                if v["type"] == "order.confirmed" || v["type"] == "order.failed" {
+                    return v;
+                }
+            }
+        }
+    };
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let token = server.buyer(&format!("Sock puppet {i}")).await;
+        answers.push(buy([127, 0, 0, 61], token, "r1").await);
+    }
+    let kinds: Vec<&str> = answers
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "order.confirmed",
+            "order.confirmed",
+            "order.failed",
+            "order.failed"
+        ],
+        "two buyers' worth per address: {answers:?}"
+    );
+    assert_eq!(answers[2]["reason"], "limit_exceeded", "{}", answers[2]);
+    // A double tap of a confirmed buy is its replay, and takes nothing more from the address.
+    let first = server.buyer("First").await;
+    let other = buy([127, 0, 0, 62], first.clone(), "r1").await;
+    assert_eq!(other["type"], "order.confirmed", "{other}");
+    let again = buy([127, 0, 0, 62], first, "r1").await;
+    assert_eq!(again, other, "a replay answers the same");
+    let last = server.buyer("Last").await;
+    let last = buy([127, 0, 0, 62], last, "r1").await;
+    assert_eq!(last["type"], "order.confirmed", "{last}");
+    server.stop().await;
+}
