@@ -201,6 +201,13 @@ impl Chat {
         Ok(())
     }
 
+    /// Forgets the room of a stream that is gone: its log leaves the bus (a deleted stream has
+    /// no replay whose chat could be wanted). Members still connected get nothing more.
+    pub async fn remove_room(&self, stream: &StreamId) -> Result<(), ChatError> {
+        self.inner.bus.remove(stream.as_str()).await?;
+        Ok(())
+    }
+
     /// Closes every connection with 4503 so clients reconnect (with `resume_from`) elsewhere.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();

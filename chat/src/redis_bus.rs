@@ -246,4 +246,13 @@ impl Bus for RedisBus {
         self.spawn_reader(room.to_owned(), start, live);
         Ok(receiver)
     }
+
+    async fn remove(&self, room: &str) -> Result<(), BusError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(key(room))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }

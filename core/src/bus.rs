@@ -95,6 +95,9 @@ pub trait Bus: Send + Sync + 'static {
     ) -> Result<(Vec<LoggedEvent>, bool), BusError>;
     /// Live events appended from now on.
     async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<LoggedEvent>, BusError>;
+    /// Forgets a room and its log, for a room whose stream is gone. Members still subscribed
+    /// get nothing more; appending again starts a new log.
+    async fn remove(&self, room: &str) -> Result<(), BusError>;
 }
 
 struct MemoryRoom {
@@ -126,8 +129,19 @@ impl MemoryBus {
 
     fn with_room<T>(&self, room: &str, f: impl FnOnce(&mut MemoryRoom) -> T) -> T {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if !rooms.contains_key(room) {
+            // A new room is rare (one per stream); it is when the empty rooms that readers
+            // left behind (nothing logged, nobody listening) are swept, so that rooms only
+            // ever looked into do not pile up in memory.
+            rooms.retain(|_, r| !r.log.is_empty() || r.live.receiver_count() > 0);
+        }
         let entry = rooms.entry(room.to_owned()).or_insert_with(MemoryRoom::new);
         f(entry)
+    }
+
+    /// How many rooms this bus holds.
+    pub fn rooms(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -189,11 +203,40 @@ impl Bus for MemoryBus {
     async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<LoggedEvent>, BusError> {
         Ok(self.with_room(room, |r| r.live.subscribe()))
     }
+
+    async fn remove(&self, room: &str) -> Result<(), BusError> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(room);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn removed_and_empty_rooms_are_not_kept() {
+        let bus = MemoryBus::new();
+        bus.append("talked", None, "hi").await.unwrap();
+        let listener = bus.subscribe("listened").await.unwrap();
+        // Only looked into: nothing logged, nobody listening.
+        assert!(bus.recent("looked", 10).await.unwrap().is_empty());
+        assert_eq!(bus.rooms(), 3);
+        bus.append("next", None, "hello").await.unwrap();
+        assert_eq!(
+            bus.rooms(),
+            3,
+            "the empty room is swept when a new one opens"
+        );
+        bus.remove("talked").await.unwrap();
+        assert!(bus.recent("talked", 10).await.unwrap().is_empty());
+        drop(listener);
+        bus.append("another", None, "x").await.unwrap();
+        assert_eq!(bus.rooms(), 2, "left: next, another");
+    }
 
     #[test]
     fn event_ids_order_numerically_and_round_trip() {

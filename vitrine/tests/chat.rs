@@ -454,3 +454,39 @@ async fn two_shards_over_redis_share_one_ordered_room() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Deleting a stream removes its chat room's log from the shared bus (a deleted stream has no
+/// replay whose chat could be wanted), instead of leaving it in Redis for ever.
+#[tokio::test]
+async fn a_deleted_streams_chat_room_is_pruned_from_the_bus() {
+    use vitrine_core::Bus;
+    let redis = vitrine_checkout::testing::redis_url();
+    let server = TestServer::start_with(ServerOptions {
+        redis_url: Some(redis.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (seller, stream) = show(&server).await;
+    let ann = buyer(&server, "Ann").await;
+    let (mut c, _) = ChatClient::join(&server.base, &stream, Some(&ann), None).await;
+    c.send(json!({ "type": "chat", "text": "is it waterproof?" }))
+        .await;
+    c.next_of("chat").await;
+    let bus = vitrine_chat::redis_bus::RedisBus::connect(&redis)
+        .await
+        .unwrap();
+    assert!(!bus.recent(&stream, 10).await.unwrap().is_empty());
+    let r = server
+        .http
+        .delete(server.url(&format!("/api/v1/streams/{stream}")))
+        .bearer_auth(&seller)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(
+        bus.recent(&stream, 10).await.unwrap().is_empty(),
+        "the deleted stream's room log is still on the bus"
+    );
+    server.stop().await;
+}

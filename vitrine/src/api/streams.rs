@@ -317,6 +317,11 @@ async fn delete_stream(
     // Its flash sale ends with it: the pin's id must not keep selling at the sale price.
     state.checkout.end_stream_sales(&row.id).await?;
     state.store.delete_stream(&row.id).await?;
+    // The room's log goes with the stream; failing to reach the bus leaves it there (bounded
+    // in length), which is no reason to fail a deletion already done.
+    if let Err(e) = state.chat.remove_room(&row.id).await {
+        tracing::warn!(stream = %row.id, error = %e, "chat room not pruned");
+    }
     tracing::info!(stream = %row.id, "stream deleted");
     Ok(StatusCode::NO_CONTENT)
 }
