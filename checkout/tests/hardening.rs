@@ -12,7 +12,7 @@ use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider};
 use vitrine_checkout::payouts::{NewPayout, PayoutMethod, PayoutStatus};
 use vitrine_checkout::testing::TestDatabase;
-use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
+use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics, Dispatcher};
 use vitrine_checkout::webhooks::sealing::SecretBox;
 use vitrine_checkout::webhooks::{NewEndpoint, TargetPolicy};
 use vitrine_checkout::{
@@ -172,6 +172,15 @@ impl Shop {
     async fn balanced(&self) {
         let problems = self.checkout.ledger_check().await.unwrap();
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    /// One sale (its webhooks queued) and a dispatcher to send them.
+    async fn sale_to_dispatch(&self) -> Dispatcher {
+        let product = self.product(1000).await;
+        self.sell(&product, "k").await;
+        self.checkout
+            .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+            .unwrap()
     }
 
     async fn count(&self, sql: &'static str) -> i64 {
@@ -467,12 +476,7 @@ async fn one_bad_row_does_not_stop_the_webhook_dispatcher(backend: Backend) {
         .execute(&s.pool)
         .await
         .unwrap();
-    let product = s.product(1000).await;
-    s.sell(&product, "k").await;
-    let dispatcher = s
-        .checkout
-        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
-        .unwrap();
+    let dispatcher = s.sale_to_dispatch().await;
     assert_eq!(
         dispatcher.round().await.unwrap(),
         4,
@@ -509,12 +513,7 @@ async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
     let dead = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
     endpoint(&s, dead).await;
-    let product = s.product(1000).await;
-    s.sell(&product, "k").await;
-    let dispatcher = s
-        .checkout
-        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
-        .unwrap();
+    let dispatcher = s.sale_to_dispatch().await;
     dispatcher.round().await.unwrap();
     let now = vitrine_checkout::db::now_ms();
     let young = s.checkout.prune_at(now).await.unwrap();

@@ -13,7 +13,7 @@ use oauth2::{
     StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use serde_json::{Value, json};
-use support::TestServer;
+use support::{TestServer, hidden_fields};
 use vitrine_checkout::db::Backend;
 
 const REDIRECT: &str = "https://erp.example.com/oauth/callback";
@@ -221,27 +221,6 @@ fn param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// The hidden inputs of a page's form, unescaped.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> String {
-        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-        let end = start + tag[start..].find('"').unwrap();
-        tag[start..end]
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    };
-    html.split("<input type=\"hidden\"")
-        .skip(1)
-        .map(|rest| {
-            let tag = &rest[..rest.find('>').unwrap()];
-            (attr(tag, "name"), attr(tag, "value"))
-        })
-        .collect()
 }
 
 fn server_error<T>(

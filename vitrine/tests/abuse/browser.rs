@@ -1,7 +1,7 @@
 //! A browser in a test's hands: it follows no redirect (so every 303 can be read), keeps its
 //! cookies, and fills in forms from the pages' own hidden fields, as a person's browser would.
 
-use crate::support::{self, TestServer};
+use crate::support::{self, TestServer, hidden_fields};
 
 /// A browser that follows no redirect and keeps its cookies.
 pub struct Browser {
@@ -83,27 +83,6 @@ impl Browser {
     pub async fn sign_in(&mut self, server: &TestServer, token: &str) -> reqwest::Response {
         self.sign_in_to(server, token, "/developers").await
     }
-}
-
-/// The hidden inputs of a page's form, unescaped.
-pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> String {
-        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-        let end = start + tag[start..].find('"').unwrap();
-        tag[start..end]
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    };
-    html.split("<input type=\"hidden\"")
-        .skip(1)
-        .map(|rest| {
-            let tag = &rest[..rest.find('>').unwrap()];
-            (attr(tag, "name"), attr(tag, "value"))
-        })
-        .collect()
 }
 
 /// The session cookie a response sets, if any.

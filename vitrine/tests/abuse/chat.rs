@@ -3,6 +3,7 @@
 //! closes without a code, and moderators turning on the seller or on each other, with no trace
 //! of who did what.
 
+use crate::commerce::flash_sale;
 use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -64,11 +65,7 @@ async fn chat_connections_are_capped_per_address_and_per_room() {
         max_members_per_room: 5,
         ..Default::default()
     };
-    let server = TestServer::start_with(ServerOptions {
-        chat: Some(chat),
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::with_chat(chat).await;
     let (_, stream) = show(&server).await;
     let mut from_one = Vec::new();
     for _ in 0..3 {
@@ -124,11 +121,7 @@ async fn a_member_that_stops_reading_is_closed_after_the_write_timeout() {
         frame_per_second: 100_000.0,
         ..Default::default()
     };
-    let server = TestServer::start_with(ServerOptions {
-        chat: Some(chat),
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::with_chat(chat).await;
     let (_, stream) = show(&server).await;
     let talker_t = server.buyer("Talker").await;
     let mut stuck = ChatClient::join_with_small_buffer(&server.base, &stream).await;
@@ -204,7 +197,7 @@ async fn moderator(
     stream: &str,
     name: &str,
 ) -> (String, String) {
-    let (token, id) = buyer_with_id(server, name).await;
+    let (token, id) = server.buyer_with_id(name).await;
     let (status, body) = server
         .call(
             Method::POST,
@@ -216,23 +209,6 @@ async fn moderator(
         .await;
     assert_eq!(status, 204, "{body}");
     (token, id)
-}
-
-/// A guest buyer: (token, id).
-async fn buyer_with_id(server: &TestServer, name: &str) -> (String, String) {
-    let r = server
-        .http
-        .post(server.url("/api/v1/buyers"))
-        .json(&json!({ "display_name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let b: Value = r.json().await.unwrap();
-    (
-        b["token"].as_str().unwrap().to_owned(),
-        b["buyer_id"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// The answer to a `moderate`: the `error` it got, or the `moderation` event it caused.
@@ -253,7 +229,7 @@ async fn moderators_cannot_ban_the_seller_or_other_moderators() {
     let (seller_t, stream) = show(&server).await;
     let (a_t, _) = moderator(&server, &seller_t, &stream, "Mod A").await;
     let (b_t, b_id) = moderator(&server, &seller_t, &stream, "Mod B").await;
-    let (fan_t, fan_id) = buyer_with_id(&server, "Fan").await;
+    let (fan_t, fan_id) = server.buyer_with_id("Fan").await;
     let (mut seller, sw) = ChatClient::join(&server.base, &stream, Some(&seller_t), None).await;
     let (mut a, aw) = ChatClient::join(&server.base, &stream, Some(&a_t), None).await;
     let (mut b, bw) = ChatClient::join(&server.base, &stream, Some(&b_t), None).await;
@@ -302,7 +278,7 @@ async fn bans_are_lifted_and_moderators_removed() {
     let server = TestServer::start().await;
     let (seller_t, stream) = show(&server).await;
     let (mod_t, mod_id) = moderator(&server, &seller_t, &stream, "Mod").await;
-    let (fan_t, fan_id) = buyer_with_id(&server, "Fan").await;
+    let (fan_t, fan_id) = server.buyer_with_id("Fan").await;
     let (mut seller, _) = ChatClient::join(&server.base, &stream, Some(&seller_t), None).await;
 
     seller
@@ -363,7 +339,7 @@ async fn moderation_log_on(backend: Backend) {
     let server = TestServer::on(backend).await;
     let (seller_t, stream) = show(&server).await;
     let (mod_t, mod_id) = moderator(&server, &seller_t, &stream, "Mod").await;
-    let (fan_t, fan_id) = buyer_with_id(&server, "Fan").await;
+    let (fan_t, fan_id) = server.buyer_with_id("Fan").await;
     let (mut seller, sw) = ChatClient::join(&server.base, &stream, Some(&seller_t), None).await;
     let seller_id = sw["you"]["member_id"].as_str().unwrap().to_owned();
     let (mut m, _) = ChatClient::join(&server.base, &stream, Some(&mod_t), None).await;
@@ -464,39 +440,16 @@ async fn moderation_log_on(backend: Backend) {
 /// per-buyer limit by buying in the chat instead of over HTTP; another address still buys.
 #[tokio::test]
 async fn chat_buyers_from_one_address_share_the_flash_sale_limit() {
-    let server = TestServer::start_with(ServerOptions {
-        edge: Some(vitrine::edge::EdgeConfig {
-            ip_limits: vitrine::edge::IpLimits {
-                flash_sale_buyers_per_address: 2,
-                ..vitrine::edge::IpLimits::off()
-            },
-            ..Default::default()
-        }),
+    let server = TestServer::with_edge(vitrine::edge::EdgeConfig {
+        ip_limits: vitrine::edge::IpLimits {
+            flash_sale_buyers_per_address: 2,
+            ..vitrine::edge::IpLimits::off()
+        },
         ..Default::default()
     })
     .await;
     let (seller, stream) = show(&server).await;
-    let product = server
-        .product(
-            &seller,
-            json!({ "sku": "SNK", "title": "Sneaker", "stock": 100,
-                    "price": { "amount": 9900, "currency": "USD" } }),
-        )
-        .await;
-    let pid = product["id"].as_str().unwrap().to_owned();
-    let (status, pin) = server
-        .call(
-            Method::POST,
-            &format!("/api/v1/streams/{stream}/pins"),
-            &seller,
-            None,
-            Some(
-                json!({ "product_id": pid, "per_buyer_limit": 1, "quantity_cap": 50,
-                         "sale_price": { "amount": 4900, "currency": "USD" } }),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{pin}");
+    let pid = flash_sale(&server, &seller, &stream).await;
     let buy = |ip: [u8; 4], token: String, request: &'static str| {
         let (base, stream, pid) = (server.base.clone(), stream.clone(), pid.clone());
         async move {

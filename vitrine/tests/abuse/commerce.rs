@@ -32,8 +32,59 @@ async fn product(server: &TestServer, seller: &str, sku: &str, stock: i64) -> St
     p["id"].as_str().unwrap().to_owned()
 }
 
+/// A flash sale on `stream`: a sneaker at 49 USD instead of 99, one per buyer, 50 in all;
+/// returns the product's id.
+pub(crate) async fn flash_sale(server: &TestServer, seller: &str, stream: &str) -> String {
+    let product = server
+        .product(
+            seller,
+            json!({ "sku": "SNK", "title": "Sneaker", "stock": 100,
+                    "price": { "amount": 9900, "currency": "USD" } }),
+        )
+        .await;
+    let pid = product["id"].as_str().unwrap().to_owned();
+    let (status, pin) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/streams/{stream}/pins"),
+            seller,
+            None,
+            Some(
+                json!({ "product_id": pid, "per_buyer_limit": 1, "quantity_cap": 50,
+                         "sale_price": { "amount": 4900, "currency": "USD" } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{pin}");
+    pid
+}
+
 fn buy(product: &str) -> Value {
     json!({ "product_id": product, "quantity": 1, "payment": { "card_number": CARD } })
+}
+
+/// POSTs an order as `buyer` under the idempotency key `key`: the status and the answer.
+async fn place(server: &TestServer, buyer: &str, key: &str, order: Value) -> (u16, Value) {
+    let path = "/api/v1/orders";
+    server
+        .call(reqwest::Method::POST, path, buyer, Some(key), Some(order))
+        .await
+}
+
+/// POSTs a new product as `seller`: the status and the answer.
+async fn create_product(server: &TestServer, seller: &str, new: Value) -> (u16, Value) {
+    let path = "/api/v1/products";
+    server
+        .call(reqwest::Method::POST, path, seller, None, Some(new))
+        .await
+}
+
+/// GETs the product `id` as its seller: the status and the answer.
+async fn read_product(server: &TestServer, seller: &str, id: &str) -> (u16, Value) {
+    let path = format!("/api/v1/products/{id}");
+    server
+        .call(reqwest::Method::GET, &path, seller, None, None)
+        .await
 }
 
 async fn stored_request_hash(server: &TestServer, key: &str) -> String {
@@ -61,15 +112,7 @@ async fn card_fingerprints_are_keyed_with_a_server_secret() {
     let product = product(&a, &seller, "JKT", 10).await;
     let buyer = a.buyer("Bob").await;
     for (server, key) in [(&a, "on-a"), (&b, "on-b")] {
-        let (status, order) = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/orders",
-                &buyer,
-                Some(key),
-                Some(buy(&product)),
-            )
-            .await;
+        let (status, order) = place(server, &buyer, key, buy(&product)).await;
         assert_eq!(status, 201, "{order}");
     }
     let unkeyed = sha256_hex(&format!("{product}\n1\n\n\n{}", sha256_hex(CARD)));
@@ -94,11 +137,8 @@ async fn card_fingerprints_are_keyed_with_a_server_secret() {
 /// results are replayed: the retry after the outage goes through, and charges once.
 #[tokio::test]
 async fn a_provider_outage_does_not_hold_the_idempotency_key() {
-    let server = TestServer::start_with(ServerOptions {
-        checkout: Some(CheckoutConfig {
-            payment_timeout: Duration::from_secs(1),
-            ..Default::default()
-        }),
+    let server = TestServer::with_checkout(CheckoutConfig {
+        payment_timeout: Duration::from_secs(1),
         ..Default::default()
     })
     .await;
@@ -111,15 +151,7 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
         .execute(&pool)
         .await
         .unwrap();
-    let (status, problem) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            &buyer,
-            Some("k1"),
-            Some(buy(&product)),
-        )
-        .await;
+    let (status, problem) = place(&server, &buyer, "k1", buy(&product)).await;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(
         problem["type"],
@@ -129,15 +161,7 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
         .execute(&pool)
         .await
         .unwrap();
-    let (status, order) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            &buyer,
-            Some("k1"),
-            Some(buy(&product)),
-        )
-        .await;
+    let (status, order) = place(&server, &buyer, "k1", buy(&product)).await;
     assert_eq!(status, 201, "the retry after the outage: {order}");
     assert_eq!(order["status"], "paid");
     let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sandbox_payments")
@@ -149,15 +173,7 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
         .call(reqwest::Method::GET, "/api/v1/orders", &buyer, None, None)
         .await;
     assert_eq!(list["orders"].as_array().unwrap().len(), 1, "{list}");
-    let (_, stock) = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/products/{product}"),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let (_, stock) = read_product(&server, &seller, &product).await;
     assert_eq!(stock["stock"], 4, "one unit sold, none left reserved");
     server.stop().await;
 }
@@ -181,15 +197,7 @@ async fn a_stock_delta_that_overflows_is_a_400_problem() {
         let problem: Value = r.json().await.unwrap();
         assert_eq!(problem["status"], 400, "{problem}");
     }
-    let (_, p) = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/products/{product}"),
-            &seller,
-            None,
-            None,
-        )
-        .await;
+    let (_, p) = read_product(&server, &seller, &product).await;
     assert_eq!(p["stock"], 5);
     server.stop().await;
 }
@@ -217,15 +225,7 @@ async fn product_images_are_https_or_our_own_paths() {
     .iter()
     .enumerate()
     {
-        let (status, problem) = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/products",
-                &seller,
-                None,
-                Some(new(&format!("b{i}"), bad)),
-            )
-            .await;
+        let (status, problem) = create_product(&server, &seller, new(&format!("b{i}"), bad)).await;
         assert_eq!(status, 400, "{bad}: {problem}");
         assert_eq!(problem["status"], 400);
     }
@@ -233,15 +233,7 @@ async fn product_images_are_https_or_our_own_paths() {
         .iter()
         .enumerate()
     {
-        let (status, p) = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/products",
-                &seller,
-                None,
-                Some(new(&format!("g{i}"), good)),
-            )
-            .await;
+        let (status, p) = create_product(&server, &seller, new(&format!("g{i}"), good)).await;
         assert_eq!(status, 201, "{good}: {p}");
     }
     let id = product(&server, &seller, "JKT", 1).await;
@@ -263,14 +255,8 @@ async fn product_images_are_https_or_our_own_paths() {
 #[tokio::test]
 async fn a_server_without_rates_answers_an_empty_table() {
     let server = TestServer::start().await;
-    let r = server
-        .http
-        .get(server.url("/api/v1/public/fx/rates"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let table: Value = r.json().await.unwrap();
+    // `get_json` asserts the 200.
+    let table = server.get_json("/api/v1/public/fx/rates", None).await;
     assert_eq!(table["rates"], json!({}), "{table}");
     server.stop().await;
 }
@@ -279,11 +265,8 @@ async fn a_server_without_rates_answers_an_empty_table() {
 /// refused, on the public endpoints and when pricing an order, with 503.
 #[tokio::test]
 async fn stale_exchange_rates_are_refused() {
-    let server = TestServer::start_with(ServerOptions {
-        checkout: Some(CheckoutConfig {
-            rates_max_age: Duration::from_secs(3600),
-            ..Default::default()
-        }),
+    let server = TestServer::with_checkout(CheckoutConfig {
+        rates_max_age: Duration::from_secs(3600),
         ..Default::default()
     })
     .await;
@@ -319,27 +302,11 @@ async fn stale_exchange_rates_are_refused() {
     }
     let mut order = buy(&product);
     order["currency"] = json!("EUR");
-    let (status, problem) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            &buyer,
-            Some("eur"),
-            Some(order.clone()),
-        )
-        .await;
+    let (status, problem) = place(&server, &buyer, "eur", order.clone()).await;
     assert_eq!(status, 503, "{problem}");
     // Fresh rates price the same request again (a refused request stored no result).
     rates.set_at(table, vitrine_checkout::db::now_ms());
-    let (status, placed) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            &buyer,
-            Some("eur"),
-            Some(order),
-        )
-        .await;
+    let (status, placed) = place(&server, &buyer, "eur", order).await;
     assert_eq!(status, 201, "{placed}");
     assert_eq!(placed["presentment"]["total"]["currency"], "EUR");
     server.stop().await;
@@ -377,15 +344,7 @@ async fn a_deleted_streams_flash_sale_ends() {
     let buyer = server.buyer("Bob").await;
     let order = json!({ "product_id": product, "quantity": 1, "pin_id": pin["id"],
                         "payment": { "card_number": CARD } });
-    let (status, problem) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            &buyer,
-            Some("k"),
-            Some(order),
-        )
-        .await;
+    let (status, problem) = place(&server, &buyer, "k", order).await;
     assert_eq!(
         status, 409,
         "bought at the sale price of a deleted stream: {problem}"

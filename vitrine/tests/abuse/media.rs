@@ -82,17 +82,18 @@ async fn stream(server: &TestServer, title: &str) -> (String, String, String, St
     )
 }
 
+/// A VP8 publisher going live on `whip` with `key`.
+async fn publish(server: &TestServer, whip: &str, key: &str) -> TestPublisher {
+    TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await
+}
+
 fn sfu(server: &TestServer) -> &vitrine_sfu::Sfu {
     &server.running.as_ref().unwrap().state.sfu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_anonymous_whep_flood_never_keeps_the_seller_from_going_live() {
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(ice(23_000, 23_039)),
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::with_ice(ice(23_000, 23_039)).await;
     let (whip, whep, key, _) = stream(&server, "Flash sale").await;
 
     // 400 anonymous offers from one address, none of which will ever connect.
@@ -112,8 +113,7 @@ async fn an_anonymous_whep_flood_never_keeps_the_seller_from_going_live() {
     }
 
     // The seller goes live, and a viewer from another address watches.
-    let _publisher =
-        TestPublisher::start(&server.http, &server.base, &whip, &key, "video/VP8").await;
+    let _publisher = publish(&server, &whip, &key).await;
     let mut viewer = TestSubscriber::start(&client_from([127, 0, 0, 2]), &server.base, &whep).await;
     assert_continuous(&viewer.video(20).await);
 
@@ -134,11 +134,7 @@ async fn an_anonymous_whep_flood_never_keeps_the_seller_from_going_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn viewers_from_many_addresses_never_take_the_publishers_ports() {
     // Ten ports: one is the publishers' (a tenth of the range).
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(ice(23_100, 23_109)),
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::with_ice(ice(23_100, 23_109)).await;
     let (whip, whep, key, _) = stream(&server, "Flash sale").await;
     let offer = reusable_offer().await;
     let mut statuses = Vec::new();
@@ -149,8 +145,7 @@ async fn viewers_from_many_addresses_never_take_the_publishers_ports() {
             refused(r, 503).await;
         }
     }
-    let _publisher =
-        TestPublisher::start(&server.http, &server.base, &whip, &key, "video/VP8").await;
+    let _publisher = publish(&server, &whip, &key).await;
     // Viewers got the nine viewer ports, then were told to come back later.
     assert_eq!(statuses[..9], [201; 9], "{statuses:?}");
     assert_eq!(statuses[9..], [503; 11], "{statuses:?}");
@@ -159,16 +154,13 @@ async fn viewers_from_many_addresses_never_take_the_publishers_ports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pending_viewers_are_limited_per_address_and_per_stream() {
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            viewers: ViewerLimits {
-                pending_per_ip: 2,
-                pending_per_stream: 3,
-                ..Default::default()
-            },
-            ..ice(23_200, 23_229)
-        }),
-        ..Default::default()
+    let server = TestServer::with_ice(IceConfig {
+        viewers: ViewerLimits {
+            pending_per_ip: 2,
+            pending_per_stream: 3,
+            ..Default::default()
+        },
+        ..ice(23_200, 23_229)
     })
     .await;
     let (_, whep, _, _) = stream(&server, "Drop").await;
@@ -202,20 +194,16 @@ async fn pending_viewers_are_limited_per_address_and_per_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connected_viewer_no_longer_counts_as_pending() {
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            viewers: ViewerLimits {
-                pending_per_ip: 1,
-                ..Default::default()
-            },
-            ..ice(23_300, 23_319)
-        }),
-        ..Default::default()
+    let server = TestServer::with_ice(IceConfig {
+        viewers: ViewerLimits {
+            pending_per_ip: 1,
+            ..Default::default()
+        },
+        ..ice(23_300, 23_319)
     })
     .await;
     let (whip, whep, key, _) = stream(&server, "Drop").await;
-    let _publisher =
-        TestPublisher::start(&server.http, &server.base, &whip, &key, "video/VP8").await;
+    let _publisher = publish(&server, &whip, &key).await;
     let mut first = TestSubscriber::start(&server.http, &server.base, &whep).await;
     first.video(5).await;
     let sfu = sfu(&server);
@@ -230,16 +218,13 @@ async fn a_connected_viewer_no_longer_counts_as_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn viewer_caps_answer_503_with_retry_after() {
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            viewers: ViewerLimits {
-                max_per_stream: 2,
-                max_per_node: 3,
-                ..Default::default()
-            },
-            ..ice(23_400, 23_419)
-        }),
-        ..Default::default()
+    let server = TestServer::with_ice(IceConfig {
+        viewers: ViewerLimits {
+            max_per_stream: 2,
+            max_per_node: 3,
+            ..Default::default()
+        },
+        ..ice(23_400, 23_419)
     })
     .await;
     let (_, busy, _, _) = stream(&server, "Busy").await;
@@ -296,12 +281,9 @@ async fn viewer_caps_answer_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_that_never_connect_are_reaped() {
     // Three ports: two for viewers, one for publishers; sessions must connect within 300 ms.
-    let server = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            connect_timeout: Duration::from_millis(300),
-            ..ice(23_500, 23_502)
-        }),
-        ..Default::default()
+    let server = TestServer::with_ice(IceConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..ice(23_500, 23_502)
     })
     .await;
     let (whip, whep, key, _) = stream(&server, "Drop").await;
@@ -326,8 +308,7 @@ async fn sessions_that_never_connect_are_reaped() {
         let r = post_sdp(&client_from([127, 0, 3, n]), &whep, &offer).await;
         assert_eq!(r.status(), 201);
     }
-    let _publisher =
-        TestPublisher::start(&server.http, &server.base, &whip, &key, "video/VP8").await;
+    let _publisher = publish(&server, &whip, &key).await;
     server.stop().await;
 }
 
@@ -341,12 +322,9 @@ fn candidates(sdp: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_public_server_exchanges_no_private_candidates() {
     // A public deployment that (for the test) only has a loopback interface.
-    let public = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            public: true,
-            ..ice(23_600, 23_609)
-        }),
-        ..Default::default()
+    let public = TestServer::with_ice(IceConfig {
+        public: true,
+        ..ice(23_600, 23_609)
     })
     .await;
     let (_, whep, _, _) = stream(&public, "Drop").await;
@@ -367,13 +345,10 @@ async fn a_public_server_exchanges_no_private_candidates() {
     public.stop().await;
 
     // The operator may keep them.
-    let lan = TestServer::start_with(ServerOptions {
-        ice: Some(IceConfig {
-            public: true,
-            allow_private_candidates: true,
-            ..ice(23_610, 23_619)
-        }),
-        ..Default::default()
+    let lan = TestServer::with_ice(IceConfig {
+        public: true,
+        allow_private_candidates: true,
+        ..ice(23_610, 23_619)
     })
     .await;
     let (_, whep, _, _) = stream(&lan, "Drop").await;

@@ -1,8 +1,8 @@
 //! Attacks on the seller's consent and sign-in pages: an app that forges the seller's answer on
 //! the consent page, and a sign-in link that sends the seller to another site afterwards.
 
-use crate::browser::{Browser, hidden_fields};
-use crate::support::TestServer;
+use crate::browser::Browser;
+use crate::support::{TestServer, hidden_fields};
 use serde_json::json;
 
 const REDIRECT: &str = "https://erp.example.com/oauth/callback";

@@ -1,6 +1,7 @@
 //! Attacks on the web surface.
 
 use crate::browser::{Browser, session_set_cookie};
+use crate::commerce::flash_sale;
 use crate::support::{self, ServerOptions, TestPublisher, TestServer, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -14,12 +15,9 @@ fn limit(spec: &str) -> Option<Limit> {
 
 /// A server behind a "proxy" on loopback: `X-Forwarded-For` from 127.0.0.1 names the client.
 async fn behind_proxy(ip_limits: IpLimits) -> TestServer {
-    TestServer::start_with(ServerOptions {
-        edge: Some(EdgeConfig {
-            trusted_proxies: TrustedProxies::parse(&["127.0.0.1/32"]).unwrap(),
-            ip_limits,
-            ..Default::default()
-        }),
+    TestServer::with_edge(EdgeConfig {
+        trusted_proxies: TrustedProxies::parse(&["127.0.0.1/32"]).unwrap(),
+        ip_limits,
         ..Default::default()
     })
     .await
@@ -42,6 +40,21 @@ async fn post_from(
         r = r.bearer_auth(t);
     }
     r.send().await.unwrap()
+}
+
+/// Mints a guest buyer named `name` as the client at `from`; the answer.
+async fn buyer_from(server: &TestServer, from: &str, name: &str) -> reqwest::Response {
+    let body = json!({ "display_name": name });
+    post_from(server, from, "/api/v1/buyers", None, body).await
+}
+
+/// GETs `url`, bearing `token` when given; the answer.
+async fn get(server: &TestServer, url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = server.http.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
 }
 
 async fn assert_limited(r: reqwest::Response, what: &str) {
@@ -75,14 +88,7 @@ async fn anonymous_routes_are_limited_per_client_address() {
     .await;
     let mut buyer = String::new();
     for _ in 0..3 {
-        let r = post_from(
-            &server,
-            "198.51.100.7",
-            "/api/v1/buyers",
-            None,
-            json!({"display_name": "Eve"}),
-        )
-        .await;
+        let r = buyer_from(&server, "198.51.100.7", "Eve").await;
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["ratelimit-policy"], "\"burst\";q=3;w=10800");
         buyer = r.json::<Value>().await.unwrap()["token"]
@@ -90,23 +96,9 @@ async fn anonymous_routes_are_limited_per_client_address() {
             .unwrap()
             .to_owned();
     }
-    let r = post_from(
-        &server,
-        "198.51.100.7",
-        "/api/v1/buyers",
-        None,
-        json!({"display_name": "Eve"}),
-    )
-    .await;
+    let r = buyer_from(&server, "198.51.100.7", "Eve").await;
     assert_limited(r, "the fourth buyer from one address").await;
-    let r = post_from(
-        &server,
-        "198.51.100.8",
-        "/api/v1/buyers",
-        None,
-        json!({"display_name": "Ann"}),
-    )
-    .await;
+    let r = buyer_from(&server, "198.51.100.8", "Ann").await;
     assert_eq!(r.status(), 201, "another address has its own allowance");
 
     // The token endpoint, hammered with made-up client credentials.
@@ -145,36 +137,19 @@ async fn anonymous_routes_are_limited_per_client_address() {
 /// Item 3: without trusted proxies a client cannot pick its own address with a header.
 #[tokio::test]
 async fn forwarding_headers_count_only_from_trusted_proxies() {
-    let server = TestServer::start_with(ServerOptions {
-        edge: Some(EdgeConfig {
-            ip_limits: IpLimits {
-                signup: limit("1/h burst 2"),
-                ..IpLimits::off()
-            },
-            ..Default::default()
-        }),
+    let server = TestServer::with_edge(EdgeConfig {
+        ip_limits: IpLimits {
+            signup: limit("1/h burst 2"),
+            ..IpLimits::off()
+        },
         ..Default::default()
     })
     .await;
     for from in ["203.0.113.1", "203.0.113.2"] {
-        let r = post_from(
-            &server,
-            from,
-            "/api/v1/buyers",
-            None,
-            json!({"display_name": "M"}),
-        )
-        .await;
+        let r = buyer_from(&server, from, "M").await;
         assert_eq!(r.status(), 201);
     }
-    let r = post_from(
-        &server,
-        "203.0.113.3",
-        "/api/v1/buyers",
-        None,
-        json!({"display_name": "M"}),
-    )
-    .await;
+    let r = buyer_from(&server, "203.0.113.3", "M").await;
     assert_limited(r, "a spoofed X-Forwarded-For from an untrusted peer").await;
     let r = server
         .http
@@ -200,28 +175,9 @@ async fn flash_sale_limit_holds_per_address_as_well_as_per_buyer() {
     let seller = server.seller("Shop").await;
     let stream = server.stream(&seller, "Drop").await;
     let stream_id = stream["id"].as_str().unwrap();
-    let product = server
-        .product(
-            &seller,
-            json!({ "sku": "SNK", "title": "Sneaker", "stock": 100,
-                    "price": { "amount": 9900, "currency": "USD" } }),
-        )
-        .await;
-    let (status, pin) = server
-        .call(
-            Method::POST,
-            &format!("/api/v1/streams/{stream_id}/pins"),
-            &seller,
-            None,
-            Some(
-                json!({ "product_id": product["id"], "per_buyer_limit": 1, "quantity_cap": 50,
-                         "sale_price": { "amount": 4900, "currency": "USD" } }),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{pin}");
+    let product = flash_sale(&server, &seller, stream_id).await;
     let order = |from: &'static str, buyer: String, key: &'static str| {
-        let body = json!({ "product_id": product["id"], "quantity": 1, "stream_id": stream_id,
+        let body = json!({ "product_id": product, "quantity": 1, "stream_id": stream_id,
                            "payment": { "card_number": "4242424242424242" } });
         let req = server
             .http
@@ -321,6 +277,19 @@ async fn a_foreign_sign_in_form_cannot_sign_a_browser_in() {
     server.stop().await;
 }
 
+/// Signs a new browser in with `token`, saying `X-Forwarded-Proto: proto` when given; the
+/// session cookie it was set.
+async fn signin_cookie(server: &TestServer, token: &str, proto: Option<&str>) -> String {
+    let mut b = Browser::new(server);
+    let mut form = b.signin_form(server, "/developers").await;
+    form.push(("api_token".into(), token.to_owned()));
+    let mut req = b.http.post(server.url("/signin")).form(&form);
+    if let Some(p) = proto {
+        req = req.header("x-forwarded-proto", p);
+    }
+    session_set_cookie(&b.send(req).await).unwrap()
+}
+
 /// Low: the session cookie is `Secure` whenever the request came over HTTPS: our own TLS, or a
 /// trusted proxy saying so; a header from anyone else changes nothing.
 #[tokio::test]
@@ -338,37 +307,15 @@ async fn the_session_cookie_is_secure_over_https() {
 
     let proxied = behind_proxy(IpLimits::off()).await;
     let token = proxied.seller("Ann").await;
-    let sign_in = |proto: Option<&'static str>| {
-        let server = &proxied;
-        let token = token.clone();
-        async move {
-            let mut b = Browser::new(server);
-            let mut form = b.signin_form(server, "/developers").await;
-            form.push(("api_token".into(), token));
-            let mut req = b.http.post(server.url("/signin")).form(&form);
-            if let Some(p) = proto {
-                req = req.header("x-forwarded-proto", p);
-            }
-            session_set_cookie(&b.send(req).await).unwrap()
-        }
-    };
-    let cookie = sign_in(Some("https")).await;
+    let cookie = signin_cookie(&proxied, &token, Some("https")).await;
     assert!(cookie.contains("; Secure"), "behind a TLS proxy: {cookie}");
-    let cookie = sign_in(None).await;
+    let cookie = signin_cookie(&proxied, &token, None).await;
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     proxied.stop().await;
 
     let direct = TestServer::start().await;
     let token = direct.seller("Ann").await;
-    let mut b = Browser::new(&direct);
-    let mut form = b.signin_form(&direct, "/developers").await;
-    form.push(("api_token".into(), token));
-    let req = b
-        .http
-        .post(direct.url("/signin"))
-        .header("x-forwarded-proto", "https")
-        .form(&form);
-    let cookie = session_set_cookie(&b.send(req).await).unwrap();
+    let cookie = signin_cookie(&direct, &token, Some("https")).await;
     assert!(
         !cookie.contains("Secure"),
         "an untrusted peer's header: {cookie}"
@@ -380,44 +327,24 @@ async fn the_session_cookie_is_secure_over_https() {
 #[tokio::test]
 async fn metrics_can_have_their_own_listener_and_token() {
     const TOKEN: &str = "metrics-token-0123456789";
-    let server = TestServer::start_with(ServerOptions {
-        edge: Some(EdgeConfig {
-            ip_limits: IpLimits::off(),
-            metrics: MetricsConfig {
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                token: Some(TOKEN.into()),
-            },
-            ..Default::default()
-        }),
+    let server = TestServer::with_edge(EdgeConfig {
+        ip_limits: IpLimits::off(),
+        metrics: MetricsConfig {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            token: Some(TOKEN.into()),
+        },
         ..Default::default()
     })
     .await;
-    let r = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &server.url("/metrics"), None).await;
     assert_eq!(r.status(), 404, "not on the public listener");
     let at = server.running.as_ref().unwrap().metrics_addr.unwrap();
     let url = format!("http://{at}/metrics");
-    let r = server.http.get(&url).send().await.unwrap();
+    let r = get(&server, &url, None).await;
     assert_eq!(r.status(), 401, "no token");
-    let r = server
-        .http
-        .get(&url)
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &url, Some("wrong")).await;
     assert_eq!(r.status(), 401, "a wrong token");
-    let r = server
-        .http
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &url, Some(TOKEN)).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("vitrine_"));
     server.stop().await;
@@ -486,14 +413,7 @@ async fn writes_fail_closed_when_the_limiter_store_is_down() {
     assert!(!server.buyer("Before").await.is_empty());
     redis.stop();
 
-    let r = post_from(
-        &server,
-        "198.51.100.1",
-        "/api/v1/buyers",
-        None,
-        json!({"display_name": "X"}),
-    )
-    .await;
+    let r = buyer_from(&server, "198.51.100.1", "X").await;
     assert_eq!(r.status(), 503, "an anonymous write");
     assert!(r.headers().contains_key("retry-after"));
     let p: Value = r.json().await.unwrap();
@@ -507,20 +427,9 @@ async fn writes_fail_closed_when_the_limiter_store_is_down() {
     )
     .await;
     assert_eq!(r.status(), 503, "a seller's write");
-    let r = server
-        .http
-        .get(server.url("/api/v1/streams"))
-        .bearer_auth(&seller)
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &server.url("/api/v1/streams"), Some(&seller)).await;
     assert_eq!(r.status(), 200, "reads go through");
-    let r = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &server.url("/healthz"), None).await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("rate limiter"));
     server.stop().await;

@@ -79,6 +79,43 @@ impl TestServer {
         .await
     }
 
+    /// A server with these chat settings; the rest the default.
+    pub async fn with_chat(chat: ChatConfig) -> Self {
+        Self::start_with(ServerOptions {
+            chat: Some(chat),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A server with these checkout settings; the rest the default.
+    pub async fn with_checkout(checkout: CheckoutConfig) -> Self {
+        Self::start_with(ServerOptions {
+            checkout: Some(checkout),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A server with these WebRTC settings; the rest the default.
+    pub async fn with_ice(ice: IceConfig) -> Self {
+        Self::start_with(ServerOptions {
+            ice: Some(ice),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A server with these edge settings (proxies, per-address limits, metrics); the rest the
+    /// default.
+    pub async fn with_edge(edge: vitrine::edge::EdgeConfig) -> Self {
+        Self::start_with(ServerOptions {
+            edge: Some(edge),
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn start_with(options: ServerOptions) -> Self {
         // With RUST_LOG set, logs (and the WebRTC stack's `log` records) help debug a failure.
         if std::env::var_os("RUST_LOG").is_some() {
@@ -212,6 +249,11 @@ impl TestServer {
 
     /// A guest buyer's token.
     pub async fn buyer(&self, name: &str) -> String {
+        self.buyer_with_id(name).await.0
+    }
+
+    /// A guest buyer: (token, buyer id).
+    pub async fn buyer_with_id(&self, name: &str) -> (String, String) {
         let (status, buyer) = self
             .call(
                 reqwest::Method::POST,
@@ -222,7 +264,8 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 201, "{buyer}");
-        buyer["token"].as_str().unwrap().to_owned()
+        let field = |k: &str| buyer[k].as_str().unwrap().to_owned();
+        (field("token"), field("buyer_id"))
     }
 
     /// GETs a text resource that must answer 200.
@@ -274,6 +317,27 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.running.take().unwrap().shutdown().await.unwrap();
     }
+}
+
+/// The hidden inputs of a page's form, unescaped.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> String {
+        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = start + tag[start..].find('"').unwrap();
+        tag[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    html.split("<input type=\"hidden\"")
+        .skip(1)
+        .map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap()];
+            (attr(tag, "name"), attr(tag, "value"))
+        })
+        .collect()
 }
 
 /// A reqwest client builder that trusts the test server's certificate, if it has one.
