@@ -305,6 +305,16 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
 mod tests {
     use super::*;
 
+    /// The configuration from `args` alone, the file saying nothing.
+    fn resolve_args(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
+        EdgeConfig::resolve(
+            args,
+            FileProxy::default(),
+            FileIpLimits::default(),
+            FileMetrics::default(),
+        )
+    }
+
     #[test]
     fn flags_override_the_file_and_off_turns_all_off() {
         let file = FileIpLimits {
@@ -332,37 +342,19 @@ mod tests {
             no_ip_limits: true,
             ..Default::default()
         };
-        let c = EdgeConfig::resolve(
-            off,
-            FileProxy::default(),
-            FileIpLimits::default(),
-            FileMetrics::default(),
-        )
-        .unwrap();
+        let c = resolve_args(off).unwrap();
         assert_eq!(c.ip_limits, IpLimits::off());
         let bad = EdgeArgs {
             limit_orders: Some("lots".into()),
             ..Default::default()
         };
-        let e = EdgeConfig::resolve(
-            bad,
-            FileProxy::default(),
-            FileIpLimits::default(),
-            FileMetrics::default(),
-        )
-        .unwrap_err();
+        let e = resolve_args(bad).unwrap_err();
         assert!(format!("{e:#}").contains("ip_limits.orders"), "{e:#}");
         let bad = EdgeArgs {
             forwarded_header: Some("x-real-ip".into()),
             ..Default::default()
         };
-        let e = EdgeConfig::resolve(
-            bad,
-            FileProxy::default(),
-            FileIpLimits::default(),
-            FileMetrics::default(),
-        )
-        .unwrap_err();
+        let e = resolve_args(bad).unwrap_err();
         assert!(format!("{e:#}").contains("proxy.header"), "{e:#}");
     }
 }
