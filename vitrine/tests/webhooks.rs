@@ -338,22 +338,27 @@ async fn every_event_arrives_signed_and_exactly_once_across_an_outage_and_a_rest
     assert_eq!(delivered(&after), expected);
     assert!(after.iter().all(|e| e["verified"] == true));
 
-    // The delivery log shows the retries.
-    let (s, log_page) = shop
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/webhooks/endpoints/{endpoint_id}/deliveries"),
-            &shop.seller,
-            None,
-        )
-        .await;
-    assert_eq!(s, 200);
-    let deliveries = log_page["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), expected.len());
-    assert!(
-        deliveries.iter().all(|d| d["status"] == "succeeded"),
-        "{deliveries:?}"
-    );
+    // The delivery log shows the retries. The receiver logs a message before it answers, and
+    // the server records the answer after it, so the log is read until it has caught up.
+    let deadline = Instant::now() + WAIT;
+    let deliveries = loop {
+        let (s, log_page) = shop
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/webhooks/endpoints/{endpoint_id}/deliveries"),
+                &shop.seller,
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+        let deliveries = log_page["deliveries"].as_array().unwrap().clone();
+        assert_eq!(deliveries.len(), expected.len());
+        if deliveries.iter().all(|d| d["status"] == "succeeded") {
+            break deliveries;
+        }
+        assert!(Instant::now() < deadline, "{deliveries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         deliveries
             .iter()
