@@ -4,16 +4,13 @@
 //! publisher replaced it).
 
 use crate::Ingest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use vitrine_core::{SessionId, StreamId, StreamState};
-use vitrine_sfu::codec::{Codec, MediaKind};
 use vitrine_sfu::peer::{self, Liveness, LivenessWatch};
-use vitrine_sfu::router::{PublisherLink, SourceCodec};
+use vitrine_sfu::router::PublisherLink;
 use vitrine_sfu::session::{Session, SessionTask};
 use vitrine_sfu::signaling::SignalingError;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use vitrine_sfu::source::forward_track;
 use webrtc::peer_connection::PeerConnection;
 
 /// Negotiates a WHIP session for `stream` (already authenticated) and starts forwarding.
@@ -46,6 +43,9 @@ pub async fn publish(
 
     let router = sfu.routers.get_or_create(&stream);
     let link = Arc::new(router.attach_publisher());
+    if let Some(cluster) = sfu.upstream() {
+        cluster.publishing(&stream).await;
+    }
     // Nobody listening (HLS off) is fine.
     let _ = sfu.went_live.send(Arc::clone(&router));
     let id = SessionId::generate();
@@ -92,7 +92,7 @@ async fn run(
             _ = task.cancel.cancelled() => break,
             track = events.tracks.recv() => {
                 let Some(track) = track else { break };
-                tokio::spawn(read_track(track, Arc::clone(&link), task.cancel.clone()));
+                tokio::spawn(forward_track(track, Arc::clone(&link), task.cancel.clone()));
             }
             alive = liveness.next() => match alive {
                 Liveness::Gone => break,
@@ -121,6 +121,9 @@ async fn run(
     }
     let _ = pc.close().await;
     if !link.is_replaced() {
+        if let Some(cluster) = ingest.sfu.upstream() {
+            cluster.stopped(&stream).await;
+        }
         if let Err(e) = directory.set_state(&stream, StreamState::Ended).await {
             tracing::error!(error = %e, "could not mark stream ended");
         }
@@ -129,73 +132,4 @@ async fn run(
     // Release the router before the session reports itself finished (DELETE waits for that).
     drop(link);
     drop(task);
-}
-
-/// Forwards one remote track's packets to the router until the track or the session ends.
-async fn read_track(
-    track: Arc<dyn TrackRemote>,
-    link: Arc<PublisherLink>,
-    cancel: CancellationToken,
-) {
-    let Some(ssrc) = track.ssrcs().await.first().copied() else {
-        return;
-    };
-    let Some(codec) = track
-        .codec(ssrc)
-        .await
-        .and_then(|c| Codec::from_mime(&c.mime_type))
-    else {
-        tracing::warn!(ssrc, "publisher track with an unsupported codec ignored");
-        return;
-    };
-    let kind = codec.kind();
-    if kind == MediaKind::Video {
-        let track = Arc::clone(&track);
-        let link = Arc::clone(&link);
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = link.keyframe_needed() => {}
-                }
-                let pli = PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc: ssrc,
-                };
-                if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    let mut last_pt = None;
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            event = track.poll() => event,
-        };
-        match event {
-            Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
-                // Extensions negotiated with the publisher mean nothing on subscriber legs;
-                // stripping them once here keeps every per-leg clone allocation-free.
-                if packet.header.extension {
-                    packet.header.extension = false;
-                    packet.header.extension_profile = 0;
-                    packet.header.extensions = Vec::new();
-                }
-                let pt = packet.header.payload_type;
-                if last_pt != Some(pt) {
-                    last_pt = Some(pt);
-                    link.add_codec(SourceCodec {
-                        codec,
-                        payload_type: pt,
-                    });
-                }
-                link.forward(kind, codec, &packet);
-            }
-            Some(TrackRemoteEvent::OnEnded) | None => return,
-            Some(_) => {}
-        }
-    }
 }

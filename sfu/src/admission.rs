@@ -264,8 +264,7 @@ impl Admissions {
     pub fn admit(&self, ip: IpAddr, stream: &StreamId) -> Result<Slot, Refusal> {
         let ticket = self.lock().admit(ip, stream, Instant::now())?;
         Ok(Slot {
-            admissions: self.clone(),
-            ticket,
+            held: Held::Viewer(self.clone(), ticket),
         })
     }
 
@@ -287,20 +286,42 @@ impl Admissions {
 /// An admitted viewer's place; dropping it frees the place.
 #[derive(Debug)]
 pub struct Slot {
-    admissions: Admissions,
-    ticket: Ticket,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    Viewer(Admissions, Ticket),
+    /// Another node's relay: authenticated by the cluster, counted in this gauge, never by
+    /// the viewer limits (the viewers it serves are counted on their own node).
+    Relay(prometheus_client::metrics::gauge::Gauge),
 }
 
 impl Slot {
+    /// The place of another node's relay, counted in `relays` while it lives.
+    pub fn relay(relays: prometheus_client::metrics::gauge::Gauge) -> Self {
+        relays.inc();
+        Self {
+            held: Held::Relay(relays),
+        }
+    }
+
     /// The session's connection is up.
     pub fn connected(&self) {
-        self.admissions.lock().connected(self.ticket);
+        if let Held::Viewer(admissions, ticket) = &self.held {
+            admissions.lock().connected(*ticket);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.admissions.lock().release(self.ticket);
+        match &self.held {
+            Held::Viewer(admissions, ticket) => admissions.lock().release(*ticket),
+            Held::Relay(relays) => {
+                relays.dec();
+            }
+        }
     }
 }
 

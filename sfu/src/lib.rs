@@ -20,10 +20,12 @@ pub mod router;
 pub mod sdpfrag;
 pub mod session;
 pub mod signaling;
+pub mod source;
 pub mod subscriber;
+pub mod upstream;
 pub mod whep;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use vitrine_core::StreamDirectory;
 
 /// The media plane shared by ingest (publishers) and WHEP (subscribers).
@@ -38,6 +40,8 @@ pub struct Sfu {
     /// (the HLS transcoder). Overflow policy of the broadcast: a lagging receiver misses the
     /// oldest announcements and is told how many.
     pub went_live: tokio::sync::broadcast::Sender<Arc<router::Router>>,
+    /// Streams published on other nodes (set once, by a clustered node).
+    upstream: OnceLock<Arc<dyn upstream::Upstream>>,
 }
 
 /// Publisher announcements buffered for a slow receiver.
@@ -84,7 +88,21 @@ impl Sfu {
             factory: Arc::new(peer::PeerFactory::new(ice)),
             whep_sessions: Arc::default(),
             went_live: tokio::sync::broadcast::Sender::new(WENT_LIVE_CAPACITY),
+            upstream: OnceLock::new(),
         })
+    }
+
+    /// Makes this node a cluster member: streams published elsewhere reach it through
+    /// `upstream`. Set once; a second call is ignored.
+    pub fn set_upstream(&self, upstream: Arc<dyn upstream::Upstream>) {
+        if self.upstream.set(upstream).is_err() {
+            tracing::warn!("the SFU's upstream was already set");
+        }
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn upstream(&self) -> Option<&Arc<dyn upstream::Upstream>> {
+        self.upstream.get()
     }
 
     /// Closes every subscriber (graceful shutdown).

@@ -23,6 +23,8 @@ pub struct SfuMetrics {
     pub whep_refusals: Counter,
     /// Sessions (WHIP or WHEP) ended because they did not connect within the connect timeout.
     pub sessions_reaped: Counter,
+    /// Subscriber legs serving other nodes' relays (this node is their origin).
+    pub relay_legs: Gauge,
 }
 
 impl SfuMetrics {
@@ -82,6 +84,11 @@ impl SfuMetrics {
             "sessions_reaped",
             "Media sessions ended because they did not connect in time",
             self.sessions_reaped.clone(),
+        );
+        r.register(
+            "relay_legs",
+            "Subscriber legs serving another node's relay",
+            self.relay_legs.clone(),
         );
     }
 }

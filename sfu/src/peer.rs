@@ -410,7 +410,28 @@ pub async fn answer(
         .await?;
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
-    let gathered = tokio::time::timeout(
+    gathered(pc, events, policy).await
+}
+
+/// Makes an offer on `pc` (a client's: a relay subscribing to another node) and returns it
+/// with every local candidate `policy` allows, once gathering is complete.
+pub async fn offer(
+    pc: &Arc<dyn PeerConnection>,
+    events: &mut PeerEvents,
+    policy: CandidatePolicy,
+) -> Result<String, PeerError> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    gathered(pc, events, policy).await
+}
+
+/// The local description once ICE gathering completes (bounded by [`GATHERING_TIMEOUT`]).
+async fn gathered(
+    pc: &Arc<dyn PeerConnection>,
+    events: &mut PeerEvents,
+    policy: CandidatePolicy,
+) -> Result<String, PeerError> {
+    let complete = tokio::time::timeout(
         GATHERING_TIMEOUT,
         events
             .gathering
@@ -418,7 +439,7 @@ pub async fn answer(
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    if !gathered {
+    if !complete {
         return Err(PeerError::Gathering);
     }
     pc.local_description()

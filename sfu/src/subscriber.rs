@@ -9,6 +9,7 @@
 
 use crate::Sfu;
 use crate::admission::Slot;
+use crate::candidates::CandidatePolicy;
 use crate::codec::{Codec, MediaKind};
 use crate::feedback::is_keyframe_request;
 use crate::peer::{self, Liveness, LivenessWatch, codec_parameters, supported};
@@ -67,13 +68,14 @@ fn payload_pairs(source: &SourceInfo, kind: MediaKind, leg: &[(Codec, u8)]) -> V
         .collect()
 }
 
-/// Negotiates a WHEP session for `stream`, admitted as `slot`, and starts its leg. Returns the
-/// session id and answer.
+/// Negotiates a WHEP session for `stream`, admitted as `slot`, exchanging the candidates
+/// `policy` allows, and starts its leg. Returns the session id and answer.
 pub async fn subscribe(
     sfu: &Arc<Sfu>,
     stream: StreamId,
     offer: String,
     slot: Slot,
+    policy: CandidatePolicy,
 ) -> Result<(SessionId, String), SignalingError> {
     if sfu.whep_sessions.is_full() {
         return Err(SignalingError::Full);
@@ -98,7 +100,7 @@ pub async fn subscribe(
         let audio_sender = pc
             .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
             .await?;
-        let answer = peer::answer(&pc, &mut events, offer, sfu.factory.candidates()).await?;
+        let answer = peer::answer(&pc, &mut events, offer, policy).await?;
         let video_codecs = supported(&video_sender.get_parameters().await?.rtp_parameters.codecs);
         let audio_codecs = supported(&audio_sender.get_parameters().await?.rtp_parameters.codecs);
         Ok::<_, peer::PeerError>((answer, video_codecs, audio_codecs))

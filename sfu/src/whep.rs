@@ -3,6 +3,8 @@
 //! (see [`crate::admission`]): anonymous offers never take what a publisher needs.
 
 use crate::Sfu;
+use crate::admission::Slot;
+use crate::candidates::CandidatePolicy;
 use crate::signaling::{self, SDP, SignalingError};
 use crate::subscriber::subscribe;
 use axum::Router as HttpRouter;
@@ -43,15 +45,34 @@ async fn offer(
         .ok_or(SignalingError::UnknownStream)?;
     signaling::require_content_type(&headers, SDP)?;
     let offer = signaling::offer_text(&body)?;
-    let slot = sfu
-        .admissions
-        .admit(client, &stream)
-        .inspect_err(|refusal| {
-            sfu.routers.metrics().whep_refusals.inc();
-            // Debug, not info: a flood must not flood the log too (the metric counts them).
-            tracing::debug!(%client, %stream, %refusal, "viewer turned away");
-        })?;
-    let (session, answer) = subscribe(&sfu, stream.clone(), offer, slot).await?;
+    let relay = match (sfu.upstream(), signaling::bearer(&headers)) {
+        (Some(cluster), Some(bearer)) => cluster.is_relay(&stream, bearer),
+        _ => false,
+    };
+    let slot = if relay {
+        Slot::relay(sfu.routers.metrics().relay_legs.clone())
+    } else {
+        sfu.admissions
+            .admit(client, &stream)
+            .inspect_err(|refusal| {
+                sfu.routers.metrics().whep_refusals.inc();
+                // Debug, not info: a flood must not flood the log too (the metric counts them).
+                tracing::debug!(%client, %stream, %refusal, "viewer turned away");
+            })?
+    };
+    // A relay asks the origin, which never relays it further; a viewer's node may have to.
+    if let (false, Some(cluster)) = (relay, sfu.upstream()) {
+        let router = sfu.routers.get_or_create(&stream);
+        cluster.serve(&stream, &router).await;
+    }
+    // Nodes reach each other over the operator's internal network: a relay's candidates are
+    // private addresses even where viewers' are filtered.
+    let policy = if relay {
+        CandidatePolicy::new(false)
+    } else {
+        sfu.factory.candidates()
+    };
+    let (session, answer) = subscribe(&sfu, stream.clone(), offer, slot, policy).await?;
     Ok(signaling::created(
         format!("/whep/{stream}/{session}"),
         answer,

@@ -93,6 +93,8 @@ pub struct Running {
     dispatcher: tokio::task::JoinHandle<()>,
     /// Reconciles payouts in transit and runs the scheduled payouts.
     payouts: tokio::task::JoinHandle<()>,
+    /// This node's membership of a media cluster.
+    pub cluster: Option<vitrine_cluster::Cluster>,
 }
 
 impl Running {
@@ -102,6 +104,9 @@ impl Running {
         self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
         self.state.sfu.close_all().await;
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         if let Some(captions) = &self.state.captions {
             captions.shutdown().await;
         }
@@ -340,8 +345,8 @@ async fn spawn_replay_subtitles(
     Ok(())
 }
 
-/// This machine's name, for naming a queue consumer.
-fn hostname() -> String {
+/// This machine's name, for naming a queue consumer or a cluster node.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
@@ -506,6 +511,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let limiter = RateLimiter::new(config.rate_limits.clone(), limits);
     let api_metrics = Arc::new(ApiMetrics::default());
     api_metrics.register(&mut registry);
+    let cluster_metrics = vitrine_cluster::ClusterMetrics::default();
+    if config.cluster.is_some() {
+        cluster_metrics.register(&mut registry);
+    }
     let state = AppState {
         store,
         checkout,
@@ -540,6 +549,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         trusted: config.edge.trusted_proxies.clone(),
         https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
     });
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let url = settings
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| base.clone());
+            Some(crate::cluster::join(config, settings, url, &state.sfu, cluster_metrics).await?)
+        }
+        None => None,
+    };
     let metrics_addr = match config.edge.metrics.listen {
         Some(at) => Some(serve_metrics(at, state.clone(), background.clone()).await?),
         None => None,
@@ -579,6 +598,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         reaper,
         dispatcher,
         payouts,
+        cluster,
     })
 }
 

@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// Trusted proxies, per-address limits, /metrics.
     #[command(flatten)]
     pub edge: crate::edge::EdgeArgs,
+    /// Membership of a media cluster.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +132,8 @@ struct FileConfig {
     ip_limits: crate::edge::FileIpLimits,
     #[serde(default)]
     metrics: crate::edge::FileMetrics,
+    #[serde(default)]
+    cluster: crate::cluster::FileCluster,
 }
 
 /// A role of a process.
@@ -619,6 +624,8 @@ pub struct Config {
     pub demo: bool,
     /// Trusted proxies, per-address limits of anonymous traffic, where /metrics is served.
     pub edge: crate::edge::EdgeConfig,
+    /// Membership of a media cluster (needs Redis); `None` runs the node alone.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 fn parse_port_range(raw: &str) -> anyhow::Result<(u16, u16)> {
@@ -686,7 +693,13 @@ impl Config {
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
             ..admission
         };
+        let redis_url = args.redis_url.or(file.redis_url);
+        let cluster = crate::cluster::ClusterSettings::resolve(args.cluster, file.cluster)?;
+        if cluster.is_some() && redis_url.is_none() {
+            bail!("a cluster member needs Redis (--redis): the cluster's directory is there");
+        }
         Ok(Self {
+            cluster,
             listen: args
                 .listen
                 .or(file.listen)
@@ -696,7 +709,7 @@ impl Config {
             public_url: args.public_url.or(file.public_url),
             tls,
             ice,
-            redis_url: args.redis_url.or(file.redis_url),
+            redis_url,
             rate_limits: Tiers::from_file(file.rate_limits)?,
             checkout,
             webhooks: WebhooksConfig::from_file(file.webhooks)?,

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod captions;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod models;

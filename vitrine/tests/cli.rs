@@ -83,6 +83,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         sandbox_latency: std::time::Duration::from_millis(20),
         demo: false,
         edge: Default::default(),
+        cluster: None,
     };
     let running = app::start(&config).await.unwrap();
     assert!(running.state.public_url().starts_with("https://"));

@@ -188,6 +188,7 @@ impl TestServer {
                     ip_limits: vitrine::edge::IpLimits::off(),
                     ..Default::default()
                 }),
+            cluster: None,
         };
         let running = app::start(&config).await.unwrap();
         let scheme = if options.tls { "https" } else { "http" };

@@ -1,0 +1,346 @@
+//! The media cluster: several `vitrine` nodes sharing one Redis serve any stream from any node.
+//! Each node announces itself in the [`registry`] (id, region, URL, roles, load) under a TTL;
+//! the node holding a stream's publisher holds the stream's origin lease; a viewer who asks
+//! another node for the stream makes that node open one [`relay`] from the origin, which then
+//! serves every viewer of that node. Nodes authenticate each other with relay [`token`]s MACed
+//! with the cluster's shared secret.
+//!
+//! **Must never:** relay a stream to a node that does not ask for it, chain relays (a relay's
+//! WHEP offer is served from the origin's own router only), or fail a viewer because Redis
+//! is down (it then sees what this node has).
+
+pub mod registry;
+pub mod relay;
+pub mod token;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use registry::{Load, NodeInfo, Registry};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use token::ClusterKey;
+use tokio_util::sync::CancellationToken;
+use vitrine_core::StreamId;
+use vitrine_sfu::metrics::SfuMetrics;
+use vitrine_sfu::peer::PeerFactory;
+use vitrine_sfu::router::Router;
+use vitrine_sfu::upstream::{RELAY_SOURCE_WAIT, Upstream};
+
+/// How a node takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Names the cluster in Redis, so several clusters (or test runs) share one Redis.
+    pub name: String,
+    /// This node's id: letters, digits and `-`, unique in the cluster.
+    pub node_id: String,
+    pub region: String,
+    /// Where the other nodes reach this one (set once the listener is bound if not given).
+    pub url: String,
+    pub roles: Vec<String>,
+    pub key: ClusterKey,
+    /// How often the node refreshes its entry and its origin leases.
+    pub heartbeat: Duration,
+    /// How long an origin lease lasts without renewal: how soon a dead node's streams can be
+    /// claimed again.
+    pub origin_lease: Duration,
+    /// How long a relay with no viewer stays open.
+    pub relay_idle: Duration,
+    /// How often a relay looks at the directory (origin moved, idle).
+    pub relay_check: Duration,
+}
+
+/// A node id the registry keys and relay tokens can carry.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The cluster's metrics on this node.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterMetrics {
+    /// Relays this node runs now (streams received from another origin).
+    pub relays: Gauge,
+    /// Hops opened to an origin (a relay's first, and each move to a new origin).
+    pub relay_hops: Counter,
+    /// Hops that could not be opened.
+    pub relay_failures: Counter,
+    /// Streams whose origin this node holds.
+    pub origins: Gauge,
+}
+
+impl ClusterMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("vitrine_cluster");
+        r.register("relays", "Relays this node runs", self.relays.clone());
+        r.register(
+            "relay_hops",
+            "Relay hops opened to an origin node",
+            self.relay_hops.clone(),
+        );
+        r.register(
+            "relay_failures",
+            "Relay hops that could not be opened",
+            self.relay_failures.clone(),
+        );
+        r.register(
+            "origins",
+            "Streams whose publisher this node holds",
+            self.origins.clone(),
+        );
+    }
+}
+
+pub(crate) struct Inner {
+    node: NodeInfo,
+    config: ClusterConfig,
+    key: ClusterKey,
+    registry: Registry,
+    http: reqwest::Client,
+    factory: Arc<PeerFactory>,
+    sfu_metrics: Arc<SfuMetrics>,
+    metrics: ClusterMetrics,
+    /// Streams this node is the origin of.
+    held: Mutex<HashSet<StreamId>>,
+    /// Running relays, by stream: what stops each.
+    relays: Mutex<HashMap<StreamId, CancellationToken>>,
+    draining: std::sync::atomic::AtomicBool,
+    stop: CancellationToken,
+}
+
+impl Inner {
+    fn relay_ended(&self, stream: &StreamId) {
+        self.relays.lock().expect("relays lock").remove(stream);
+    }
+
+    fn info(&self) -> NodeInfo {
+        let mut node = self.node.clone();
+        node.draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
+        node.load = Load {
+            publishers: self.sfu_metrics.publishers.get().max(0) as u64,
+            subscribers: self.sfu_metrics.subscribers.get().max(0) as u64,
+            relays: self.metrics.relays.get().max(0) as u64,
+        };
+        node
+    }
+}
+
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// This node's membership of the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl Cluster {
+    /// Joins the cluster through `redis_url`: announces the node and keeps announcing it (and
+    /// renewing its origin leases) every heartbeat until [`Cluster::leave`].
+    pub async fn join(
+        config: ClusterConfig,
+        redis_url: &str,
+        factory: Arc<PeerFactory>,
+        sfu_metrics: Arc<SfuMetrics>,
+        metrics: ClusterMetrics,
+    ) -> Result<Self, registry::RegistryError> {
+        let registry = Registry::connect(redis_url, &config.name).await?;
+        let node = NodeInfo {
+            id: config.node_id.clone(),
+            region: config.region.clone(),
+            url: config.url.clone(),
+            roles: config.roles.clone(),
+            draining: false,
+            load: Load::default(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| registry::RegistryError::from_display(&e))?;
+        let inner = Arc::new(Inner {
+            key: config.key.clone(),
+            node,
+            config,
+            registry,
+            http,
+            factory,
+            sfu_metrics,
+            metrics,
+            held: Mutex::default(),
+            relays: Mutex::default(),
+            draining: Default::default(),
+            stop: CancellationToken::new(),
+        });
+        inner
+            .registry
+            .announce(&inner.info(), inner.config.heartbeat * 3)
+            .await?;
+        tokio::spawn(heartbeat(Arc::clone(&inner)));
+        Ok(Self { inner })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node.id
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Every live node of the cluster.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, registry::RegistryError> {
+        self.inner.registry.nodes().await
+    }
+
+    /// Stops relays and heartbeats, releases this node's origin leases and withdraws its entry.
+    pub async fn leave(&self) {
+        self.inner.stop.cancel();
+        let relays: Vec<_> = self
+            .inner
+            .relays
+            .lock()
+            .expect("relays lock")
+            .drain()
+            .collect();
+        for (_, stop) in relays {
+            stop.cancel();
+        }
+        let held: Vec<_> = self.inner.held.lock().expect("held lock").drain().collect();
+        for stream in held {
+            let _ = self
+                .inner
+                .registry
+                .release_origin(&stream, &self.inner.node.id)
+                .await;
+        }
+        let _ = self.inner.registry.withdraw(&self.inner.node.id).await;
+    }
+}
+
+/// Refreshes the node's entry and its origin leases until the cluster is left.
+async fn heartbeat(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = inner
+            .registry
+            .announce(&inner.info(), inner.config.heartbeat * 3)
+            .await
+        {
+            tracing::warn!(error = %e, "could not refresh this node's cluster entry");
+        }
+        let held: Vec<_> = inner
+            .held
+            .lock()
+            .expect("held lock")
+            .iter()
+            .cloned()
+            .collect();
+        for stream in held {
+            match inner
+                .registry
+                .renew_origin(&stream, &inner.node.id, inner.config.origin_lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(%stream, "origin taken over by another node");
+                    if inner.held.lock().expect("held lock").remove(&stream) {
+                        inner.metrics.origins.dec();
+                    }
+                }
+                Err(e) => tracing::warn!(%stream, error = %e, "could not renew an origin lease"),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for Cluster {
+    async fn serve(&self, stream: &StreamId, router: &Arc<Router>) {
+        let inner = &self.inner;
+        if inner.held.lock().expect("held lock").contains(stream) {
+            return;
+        }
+        let origin = match inner.registry.origin(stream).await {
+            Ok(Some(origin)) if origin != inner.node.id => origin,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "stream directory unavailable; serving what this node has");
+                return;
+            }
+        };
+        let started = {
+            let mut relays = inner.relays.lock().expect("relays lock");
+            if relays.contains_key(stream) || inner.stop.is_cancelled() {
+                false
+            } else {
+                let stop = inner.stop.child_token();
+                relays.insert(stream.clone(), stop.clone());
+                tokio::spawn(relay::run(
+                    Arc::clone(inner),
+                    stream.clone(),
+                    Arc::clone(router),
+                    stop,
+                ));
+                true
+            }
+        };
+        if started {
+            tracing::info!(%stream, %origin, "relay started for a viewer");
+        }
+        // Answer once the origin's codecs are known, so the viewer's leg negotiates them.
+        let mut source = router.source();
+        let _ = tokio::time::timeout(
+            RELAY_SOURCE_WAIT,
+            source.wait_for(|s| {
+                s.live
+                    && s.codecs
+                        .iter()
+                        .any(|c| c.codec.kind() == vitrine_sfu::codec::MediaKind::Video)
+            }),
+        )
+        .await;
+    }
+
+    async fn publishing(&self, stream: &StreamId) {
+        let inner = &self.inner;
+        if let Some(relay) = inner.relays.lock().expect("relays lock").remove(stream) {
+            relay.cancel();
+        }
+        if let Err(e) = inner
+            .registry
+            .claim_origin(stream, &inner.node.id, inner.config.origin_lease)
+            .await
+        {
+            tracing::error!(%stream, error = %e, "could not record this node as the stream's origin");
+            return;
+        }
+        if inner.held.lock().expect("held lock").insert(stream.clone()) {
+            inner.metrics.origins.inc();
+        }
+    }
+
+    async fn stopped(&self, stream: &StreamId) {
+        let inner = &self.inner;
+        if inner.held.lock().expect("held lock").remove(stream) {
+            inner.metrics.origins.dec();
+        }
+        if let Err(e) = inner.registry.release_origin(stream, &inner.node.id).await {
+            tracing::warn!(%stream, error = %e, "could not release the stream's origin lease");
+        }
+    }
+
+    fn is_relay(&self, stream: &StreamId, bearer: &str) -> bool {
+        self.inner.key.verify(bearer, stream, now_unix()).is_ok()
+    }
+}

@@ -1,0 +1,250 @@
+//! The cluster's shared state in Redis: the node registry (each node's entry, refreshed with a
+//! TTL, so a dead node drops out within three heartbeats) and each live stream's origin (the
+//! node holding its publisher, under a lease its holder renews; it expires when the node dies).
+//!
+//! Keys, under the cluster's prefix `vitrine:cluster:{name}`:
+//! - `:node:{id}` — the node's [`NodeInfo`] as JSON, `PX` = 3 heartbeats;
+//! - `:nodes` — the set of node ids (members whose entry expired are pruned when listed);
+//! - `:origin:{stream}` — the origin node's id, `PX` = the origin lease.
+//!
+//! **Must never:** renew or release another node's origin lease (both are compare-and-set
+//! scripts on the holder's id), or treat a node whose entry expired as serving.
+
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use vitrine_core::StreamId;
+
+/// What a node tells the cluster about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub region: String,
+    /// Where other nodes reach this node's HTTP routes (WHEP for relays, the admin routes).
+    pub url: String,
+    pub roles: Vec<String>,
+    /// A draining node is taken out of selection; it still serves what it has.
+    pub draining: bool,
+    pub load: Load,
+}
+
+/// A node's load, as last reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    pub publishers: u64,
+    pub subscribers: u64,
+    /// Relays this node runs (streams it receives from another origin).
+    pub relays: u64,
+}
+
+impl Load {
+    /// One figure to compare nodes by: media sessions of every kind.
+    pub fn sessions(&self) -> u64 {
+        self.publishers + self.subscribers + self.relays
+    }
+}
+
+/// Redis failed; the caller decides whether that is fatal (it never is for a viewer).
+#[derive(Debug, thiserror::Error)]
+#[error("cluster registry: {0}")]
+pub struct RegistryError(String);
+
+impl RegistryError {
+    pub(crate) fn from_display(e: &dyn std::fmt::Display) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError(e.to_string())
+}
+
+/// Renews `KEYS[1]` for `ARGV[2]` ms only while it holds `ARGV[1]`.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Deletes `KEYS[1]` only while it holds `ARGV[1]`.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// The cluster's keys in one Redis.
+#[derive(Clone)]
+pub struct Registry {
+    redis: MultiplexedConnection,
+    prefix: String,
+}
+
+impl Registry {
+    pub async fn connect(url: &str, cluster: &str) -> Result<Self, RegistryError> {
+        let client = redis::Client::open(url).map_err(failed)?;
+        let redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(failed)?;
+        Ok(Self {
+            redis,
+            prefix: format!("vitrine:cluster:{cluster}"),
+        })
+    }
+
+    fn node_key(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    fn origin_key(&self, stream: &StreamId) -> String {
+        format!("{}:origin:{stream}", self.prefix)
+    }
+
+    /// Publishes this node's entry for `ttl`.
+    pub async fn announce(&self, node: &NodeInfo, ttl: Duration) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(node).map_err(failed)?;
+        redis::pipe()
+            .cmd("SET")
+            .arg(self.node_key(&node.id))
+            .arg(json)
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore()
+            .cmd("SADD")
+            .arg(self.nodes_key())
+            .arg(&node.id)
+            .ignore()
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// Removes this node's entry at once (a clean exit).
+    pub async fn withdraw(&self, id: &str) -> Result<(), RegistryError> {
+        redis::pipe()
+            .cmd("DEL")
+            .arg(self.node_key(id))
+            .ignore()
+            .cmd("SREM")
+            .arg(self.nodes_key())
+            .arg(id)
+            .ignore()
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// One node's entry, if it is alive.
+    pub async fn node(&self, id: &str) -> Result<Option<NodeInfo>, RegistryError> {
+        let json: Option<String> = redis::cmd("GET")
+            .arg(self.node_key(id))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Every live node, sorted by id; ids whose entry expired are pruned from the set.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, RegistryError> {
+        let mut redis = self.redis.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.nodes_key())
+            .query_async(&mut redis)
+            .await
+            .map_err(failed)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.node_key(id)).collect();
+        let entries: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut redis)
+            .await
+            .map_err(failed)?;
+        let mut nodes = Vec::new();
+        for (id, entry) in ids.iter().zip(entries) {
+            match entry.and_then(|j| serde_json::from_str::<NodeInfo>(&j).ok()) {
+                Some(node) => nodes.push(node),
+                None => {
+                    let _: Result<(), _> = redis::cmd("SREM")
+                        .arg(self.nodes_key())
+                        .arg(id)
+                        .query_async(&mut redis)
+                        .await;
+                }
+            }
+        }
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+
+    /// Makes `node` the origin of `stream` for `lease` (the newest publisher wins, as on one
+    /// node: a seller who reconnects elsewhere takes the stream with them).
+    pub async fn claim_origin(
+        &self,
+        stream: &StreamId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<(), RegistryError> {
+        redis::cmd("SET")
+            .arg(self.origin_key(stream))
+            .arg(node)
+            .arg("PX")
+            .arg(millis(lease))
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// Extends `node`'s lease on `stream`; false when another node holds it now (or nobody).
+    pub async fn renew_origin(
+        &self,
+        stream: &StreamId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        let renewed: i64 = redis::cmd("EVAL")
+            .arg(RENEW)
+            .arg(1)
+            .arg(self.origin_key(stream))
+            .arg(node)
+            .arg(millis(lease))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives up `node`'s lease on `stream` (its publisher stopped); another node's is kept.
+    pub async fn release_origin(&self, stream: &StreamId, node: &str) -> Result<(), RegistryError> {
+        redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.origin_key(stream))
+            .arg(node)
+            .query_async::<i64>(&mut self.redis.clone())
+            .await
+            .map(drop)
+            .map_err(failed)
+    }
+
+    /// The id of the node holding `stream`'s publisher, if any holds it.
+    pub async fn origin(&self, stream: &StreamId) -> Result<Option<String>, RegistryError> {
+        redis::cmd("GET")
+            .arg(self.origin_key(stream))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.redis.clone())
+            .await
+            .map(drop)
+            .map_err(failed)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,220 @@
+//! The cluster harness: real `vitrine serve` processes on loopback sharing one PostgreSQL
+//! database and one Redis (each test names its own cluster in Redis), killed when dropped.
+
+use crate::support::WAIT;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use vitrine_checkout::db::Backend;
+use vitrine_checkout::testing::{TestDatabase, redis_url};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
+
+/// One node: its process, its HTTP base and where its log goes.
+pub struct Node {
+    pub id: String,
+    pub base: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// `kill -9`: the node vanishes without releasing anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A metric's value on this node (0 when the node does not report it).
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(&self.metrics().await, name)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The value of the sample named exactly `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Several nodes of one cluster and what they share.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub database: TestDatabase,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Cluster {
+    /// Starts nodes `ids` one after the other (the first migrates the shared database).
+    pub async fn start(ids: &[&str]) -> Self {
+        let database = TestDatabase::create(Backend::Postgres).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cluster.secret"),
+            rand::random::<[u8; 32]>(),
+        )
+        .unwrap();
+        let name = format!("t{}", rand::random::<u32>());
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            database,
+            dir,
+            name,
+        };
+        for id in ids {
+            let node = cluster.spawn(id).await;
+            cluster.nodes.push(node);
+        }
+        cluster
+    }
+
+    /// Starts one more node named `id` and waits until it answers.
+    pub async fn spawn(&self, id: &str) -> Node {
+        let port = free_port();
+        let data = self.dir.path().join(id);
+        let log = self.dir.path().join(format!("{id}.log"));
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--database-url", &self.database.url])
+            .args(["--redis", &redis_url()])
+            .arg("--cluster-secret-file")
+            .arg(self.dir.path().join("cluster.secret"))
+            .args(["--node-id", id, "--cluster-name", &self.name])
+            .args(["--no-hls", "--no-subtitles", "--no-ip-limits"])
+            .args(["--ice-bind", "127.0.0.1"])
+            .arg("--config")
+            .arg(self.config())
+            .env("RUST_LOG", "info,webrtc=warn,rtc=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            id: id.to_owned(),
+            base: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            log,
+        };
+        wait_healthy(&node).await;
+        node
+    }
+
+    /// Settings every node of the test cluster shares: short heartbeats and leases so that
+    /// failures show within a test's time.
+    fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("cluster.toml");
+        if !path.exists() {
+            std::fs::write(
+                &path,
+                "[cluster]\nheartbeat_ms = 500\norigin_lease_ms = 1500\nrelay_idle_secs = 2\nrelay_check_ms = 200\n",
+            )
+            .unwrap();
+        }
+        path
+    }
+
+    /// A seller created with the operator's CLI against the shared database; its token.
+    pub async fn seller(&self, name: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["sellers", "create", "--name", name])
+            .args(["--database-url", &self.database.url])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("cli"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["api_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn node(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    pub fn node_mut(&mut self, id: &str) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    /// Every node's log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.id, tail(&n.log)))
+            .collect()
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_healthy(node: &Node) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/healthz", node.base)).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {} did not start:\n{}",
+            node.id,
+            tail(&node.log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `probe` (bounded by [`WAIT`]) until it returns true.
+pub async fn until<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
