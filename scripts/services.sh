@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL and Redis available on loopback for the tests, as a new machine needs:
-# installs Debian's packages where missing, starts the servers where not running, and creates
-# the test role. Prints the environment the tests read; `scripts/services.sh stop` stops only
-# what this script started (it records that under target/services/).
+# Makes PostgreSQL, Redis and a TURN server (coturn) available on loopback for the tests, as a
+# new machine needs: installs Debian's packages where missing, starts the servers where not
+# running, and creates the test role. Prints the environment the tests read;
+# `scripts/services.sh stop` stops only what this script started (it records that under
+# target/services/).
 # Usage: eval "$(scripts/services.sh start)"; ...; scripts/services.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,10 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 PG_ROLE=vitrine_test
 PG_PASSWORD=vitrine_test
 REDIS_PORT=6379
+# coturn for the relay-only WebRTC test: its own port, a test-only shared secret.
+TURN_PORT=3479
+TURN_RELAY_PORTS=(49160 49259)
+TURN_SECRET=vitrine-test-turn-secret
 
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
@@ -21,6 +26,7 @@ start() {
   local need=()
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
   command -v redis-server >/dev/null || need+=(redis-server)
+  command -v turnserver >/dev/null || need+=(coturn)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     $SUDO apt-get update -qq >&2
@@ -62,11 +68,37 @@ SQL
     done
   fi
 
+  start_turn
+
   echo "export VITRINE_TEST_POSTGRES_URL=postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$port/postgres"
   echo "export VITRINE_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+  echo "export VITRINE_TEST_TURN_URL='turn:127.0.0.1:$TURN_PORT?transport=udp'"
+  echo "export VITRINE_TEST_TURN_SECRET_FILE=$PWD/$state/turn-secret"
+}
+
+# coturn on loopback with the TURN REST API secret. Loopback peers must be allowed: the test's
+# server is on 127.0.0.1, which coturn refuses to relay to by default.
+start_turn() {
+  printf '%s\n' "$TURN_SECRET" > "$state/turn-secret"
+  if [ -f "$state/turn.pid" ] && kill -0 "$(cat "$state/turn.pid")" 2>/dev/null; then
+    return
+  fi
+  turnserver --daemon --listening-ip 127.0.0.1 --relay-ip 127.0.0.1 \
+    --listening-port "$TURN_PORT" --min-port "${TURN_RELAY_PORTS[0]}" \
+    --max-port "${TURN_RELAY_PORTS[1]}" --use-auth-secret --static-auth-secret "$TURN_SECRET" \
+    --realm vitrine.test --allow-loopback-peers --fingerprint --no-tls --no-dtls --no-cli \
+    --pidfile "$PWD/$state/turn.pid" >&2
+  for _ in $(seq 1 50); do
+    [ -s "$state/turn.pid" ] && { ! command -v ss >/dev/null || ss -lun | grep -q ":$TURN_PORT "; } && break
+    sleep 0.1
+  done
 }
 
 stop() {
+  if [ -f "$state/turn.pid" ]; then
+    kill "$(cat "$state/turn.pid")" 2>/dev/null || true
+    rm -f "$state/turn.pid"
+  fi
   if [ -f "$state/redis-started" ]; then
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     rm -f "$state/redis-started"

@@ -10,6 +10,7 @@ eval "$(scripts/services.sh start)"
 trap 'scripts/services.sh stop' EXIT
 cargo fmt --all -- --check
 cargo build --workspace --all-targets
+VITRINE_BIN=target/debug/vitrine scripts/validate-deploy.sh
 cargo test --workspace
 scripts/fuzz.sh 5
 (cd tests-browser && npm ci --no-audit --no-fund && VITRINE_BIN="$PWD/../target/debug/vitrine" npm test)

@@ -48,6 +48,15 @@ test('studio goes live, watch page plays, stop ends it', async () => {
   assert.ok(await watch.evaluate(() => document.getElementById('player').videoWidth > 0), 'video has a size');
   assert.ok(later.framesDecoded > first.framesDecoded + 30, 'frames keep being decoded');
   assert.ok(later.audioPackets > 0, 'audio packets arrive');
+  // An ICE restart through PATCH (RFC 9725 §4.4) keeps the same session playing.
+  const generation = await watch.evaluate(() => window.vitrineWatch.session.etag);
+  await watch.evaluate(() => window.vitrineWatch.session.restartIce());
+  assert.notEqual(await watch.evaluate(() => window.vitrineWatch.session.etag), generation, 'a new ETag');
+  await watch.waitForFunction(
+    (before) => window.__inbound.framesDecoded > before + 30,
+    await watch.evaluate(() => window.__inbound.framesDecoded),
+    { timeout: WAIT },
+  );
   await watch.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
   await studio.waitForFunction(() => Number(document.getElementById('viewers').textContent) >= 1, null, { timeout: WAIT });
 

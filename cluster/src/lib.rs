@@ -11,6 +11,7 @@
 
 pub mod registry;
 pub mod relay;
+pub mod select;
 pub mod token;
 
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +38,10 @@ pub struct ClusterConfig {
     pub region: String,
     /// Where the other nodes reach this one (set once the listener is bound if not given).
     pub url: String,
+    /// Where clients reach this one (redirects to it carry this base).
+    pub public_url: String,
+    /// Nodes with this many media sessions or more take no new publisher.
+    pub max_load: u64,
     pub roles: Vec<String>,
     pub key: ClusterKey,
     /// How often the node refreshes its entry and its origin leases.
@@ -154,6 +159,7 @@ impl Cluster {
             id: config.node_id.clone(),
             region: config.region.clone(),
             url: config.url.clone(),
+            public_url: config.public_url.clone(),
             roles: config.roles.clone(),
             draining: false,
             load: Load::default(),
@@ -195,6 +201,56 @@ impl Cluster {
     /// Every live node of the cluster.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, registry::RegistryError> {
         self.inner.registry.nodes().await
+    }
+
+    /// Takes this node out of selection at once: new publishers and viewers asking it are sent
+    /// to other nodes from now on (what it serves, it keeps serving until it is closed).
+    pub async fn drain(&self) {
+        let inner = &self.inner;
+        inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = inner
+            .registry
+            .announce(&inner.info(), inner.config.heartbeat * 3)
+            .await
+        {
+            tracing::warn!(error = %e, "could not announce the drain");
+        }
+        tracing::info!(node = %inner.node.id, "draining");
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `token` is a valid operator token of this cluster (the admin routes).
+    pub fn is_admin(&self, token: &str) -> bool {
+        self.inner.key.verify_admin(token, now_unix()).is_ok()
+    }
+
+    /// Another node to send a new session to, as the selection rules say.
+    async fn elsewhere(&self, include_me: bool) -> Option<NodeInfo> {
+        let inner = &self.inner;
+        let nodes = match inner.registry.nodes().await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "node registry unavailable; serving here");
+                return None;
+            }
+        };
+        let chosen = select::choose(
+            &nodes,
+            select::Selection {
+                me: &inner.node.id,
+                region: &inner.node.region,
+                max_load: inner.config.max_load,
+                include_me,
+            },
+        )?;
+        (chosen.id != inner.node.id).then(|| chosen.clone())
     }
 
     /// Stops relays and heartbeats, releases this node's origin leases and withdraws its entry.
@@ -340,7 +396,40 @@ impl Upstream for Cluster {
         }
     }
 
+    async fn place_publisher(&self, stream: &StreamId) -> Option<String> {
+        let draining = self.is_draining();
+        let node = self.elsewhere(!draining).await?;
+        // The stream key does not survive a redirect to another origin; this does, for a minute.
+        let placement = self
+            .inner
+            .key
+            .issue(token::Grant::Placement, &node.id, stream, now_unix());
+        Some(format!(
+            "{}/whip/{stream}?placement={placement}",
+            node.public_url.trim_end_matches('/')
+        ))
+    }
+
+    async fn place_viewer(&self, stream: &StreamId) -> Option<String> {
+        if !self.is_draining() {
+            return None;
+        }
+        let node = self.elsewhere(false).await?;
+        Some(format!(
+            "{}/whep/{stream}",
+            node.public_url.trim_end_matches('/')
+        ))
+    }
+
     fn is_relay(&self, stream: &StreamId, bearer: &str) -> bool {
-        self.inner.key.verify(bearer, stream, now_unix()).is_ok()
+        let key = &self.inner.key;
+        key.verify(token::Grant::Relay, bearer, stream, now_unix())
+            .is_ok()
+    }
+
+    fn is_placed(&self, stream: &StreamId, token: &str) -> bool {
+        let key = &self.inner.key;
+        key.verify(token::Grant::Placement, token, stream, now_unix())
+            .is_ok_and(|node| node == self.inner.node.id)
     }
 }

@@ -22,6 +22,8 @@ pub struct NodeInfo {
     pub region: String,
     /// Where other nodes reach this node's HTTP routes (WHEP for relays, the admin routes).
     pub url: String,
+    /// Where clients reach it (the base of the redirects that send them here).
+    pub public_url: String,
     pub roles: Vec<String>,
     /// A draining node is taken out of selection; it still serves what it has.
     pub draining: bool,

@@ -13,6 +13,7 @@
 //! **Must never:** run while the stream's publisher is on this node, or outlive its viewers by
 //! more than the idle grace.
 
+use crate::token::Grant;
 use crate::{Inner, now_unix};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ struct Hop {
     /// The session resource on the origin, deleted when the hop ends.
     resource: String,
     liveness: LivenessWatch,
+    /// The connection's state, looked at on every check: a relay does not wait out the grace
+    /// a viewer's session gets (another hop is cheap, a frozen picture on every viewer is not).
+    state: tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
     /// Keeps this hop's packets flowing into the router; dropped last.
     link: Arc<PublisherLink>,
     cancel: CancellationToken,
@@ -78,6 +82,7 @@ impl Hop {
                     origin: origin.id.clone(),
                     pc,
                     resource,
+                    state: events.state.clone(),
                     liveness: LivenessWatch::new(events.state, connect_timeout),
                     link,
                     cancel,
@@ -101,7 +106,9 @@ impl Hop {
         peer::add_receivers(pc).await?;
         // Nodes talk over the operator's network: private candidates are the right ones here.
         let offer = peer::offer(pc, events, CandidatePolicy::new(false)).await?;
-        let token = inner.key.issue(&inner.node.id, stream, now_unix());
+        let token = inner
+            .key
+            .issue(Grant::Relay, &inner.node.id, stream, now_unix());
         let base = origin.url.trim_end_matches('/');
         let http_error = |e: reqwest::Error| HopError::Http {
             node: origin.id.clone(),
@@ -137,6 +144,15 @@ impl Hop {
         } else {
             location
         })
+    }
+
+    /// Whether the connection to the origin is down now (disconnected, failed or closed).
+    fn is_broken(&self) -> bool {
+        use webrtc::peer_connection::RTCPeerConnectionState as S;
+        matches!(
+            *self.state.borrow(),
+            S::Disconnected | S::Failed | S::Closed
+        )
     }
 
     /// Ends the hop: the origin's session is deleted (best effort: it is reaped anyway when
@@ -202,7 +218,8 @@ pub(crate) async fn run(
             alive = gone => matches!(alive, Some(Liveness::Gone | Liveness::NeverConnected)),
             _ = check.tick() => false,
         };
-        if lost {
+        let broken = hop.as_ref().is_some_and(Hop::is_broken);
+        if lost || broken {
             if let Some(h) = hop.take() {
                 tracing::warn!(%stream, origin = %h.origin, "relay hop lost; looking for the origin again");
                 h.close(&inner).await;

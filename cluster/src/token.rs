@@ -1,7 +1,13 @@
-//! Relay credentials (sans-IO): a node that relays a stream from its origin presents a token
-//! that names itself, the stream and an expiry, MACed with the cluster's shared key. The origin
-//! accepts it in place of an anonymous viewer's admission. A token is scoped to one stream and
-//! lives a minute, so one seen in a log is worth little.
+//! Cluster credentials (sans-IO), MACed with the cluster's shared key:
+//! - a relay token: a node that relays a stream from its origin presents one naming itself,
+//!   the stream and an expiry; the origin accepts it in place of an anonymous viewer's admission;
+//! - a placement token: a node that sends a publisher to another node (307) puts one in the
+//!   redirect's URL, because clients drop `Authorization` on a redirect to another origin; the
+//!   chosen node accepts it in place of the stream key, for that stream only;
+//! - an operator token for the admin routes (`vitrine drain`).
+//!
+//! Each is scoped to its use (and its stream) and lives a minute, so one seen in a log is
+//! worth little.
 //!
 //! **Must never:** accept a token for another stream, an expired one, or compare MACs in
 //! variable time.
@@ -12,7 +18,25 @@ use vitrine_core::StreamId;
 
 /// How long an issued token is accepted.
 pub const TOKEN_LIFETIME_SECS: u64 = 60;
-const PREFIX: &str = "vrl1";
+const ADMIN_PREFIX: &str = "vad1";
+
+/// What a stream-scoped token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Subscribe to the stream's origin as another node's relay.
+    Relay,
+    /// Publish the stream on the node a redirect named.
+    Placement,
+}
+
+impl Grant {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Relay => "vrl1",
+            Self::Placement => "vpl1",
+        }
+    }
+}
 
 /// The key every node of one cluster shares (derived from the operator's secret).
 #[derive(Clone)]
@@ -46,28 +70,33 @@ impl ClusterKey {
         })
     }
 
-    fn mac(&self, node: &str, stream: &StreamId, expires: u64) -> Hmac<Sha256> {
+    fn mac(&self, grant: Grant, node: &str, stream: &StreamId, expires: u64) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        mac.update(format!("relay\n{node}\n{stream}\n{expires}").as_bytes());
+        let prefix = grant.prefix();
+        mac.update(format!("{prefix}\n{node}\n{stream}\n{expires}").as_bytes());
         mac
     }
 
-    /// A token for `node` to relay `stream`, valid until `now_unix` + [`TOKEN_LIFETIME_SECS`].
-    pub fn issue(&self, node: &str, stream: &StreamId, now_unix: u64) -> String {
+    /// A `grant` for `node` on `stream`, valid until `now_unix` + [`TOKEN_LIFETIME_SECS`].
+    pub fn issue(&self, grant: Grant, node: &str, stream: &StreamId, now_unix: u64) -> String {
         let expires = now_unix + TOKEN_LIFETIME_SECS;
-        let tag = self.mac(node, stream, expires).finalize().into_bytes();
-        format!("{PREFIX}.{node}.{expires}.{}", hex::encode(tag))
+        let tag = self
+            .mac(grant, node, stream, expires)
+            .finalize()
+            .into_bytes();
+        format!("{}.{node}.{expires}.{}", grant.prefix(), hex::encode(tag))
     }
 
-    /// The relaying node's id, when `token` is valid for `stream` at `now_unix`.
+    /// The node a token names, when `token` is a valid `grant` for `stream` at `now_unix`.
     pub fn verify(
         &self,
+        grant: Grant,
         token: &str,
         stream: &StreamId,
         now_unix: u64,
     ) -> Result<String, TokenError> {
         let mut parts = token.split('.');
-        let (Some(PREFIX), Some(node), Some(expires), Some(tag), None) = (
+        let (Some(prefix), Some(node), Some(expires), Some(tag), None) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -76,18 +105,59 @@ impl ClusterKey {
         ) else {
             return Err(TokenError::Malformed);
         };
+        if prefix != grant.prefix() {
+            return Err(TokenError::Malformed);
+        }
         let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
         let tag = hex::decode(tag).map_err(|_| TokenError::Malformed)?;
         if node.is_empty() || expires > now_unix + TOKEN_LIFETIME_SECS {
             return Err(TokenError::Malformed);
         }
-        self.mac(node, stream, expires)
+        self.mac(grant, node, stream, expires)
             .verify_slice(&tag)
             .map_err(|_| TokenError::BadMac)?;
         if expires < now_unix {
             return Err(TokenError::Expired);
         }
         Ok(node.to_owned())
+    }
+}
+
+impl ClusterKey {
+    /// An operator's token for this cluster's admin routes (`vitrine drain`), valid until
+    /// `now_unix` + [`TOKEN_LIFETIME_SECS`].
+    pub fn issue_admin(&self, now_unix: u64) -> String {
+        let expires = now_unix + TOKEN_LIFETIME_SECS;
+        let tag = self.admin_mac(expires).finalize().into_bytes();
+        format!("{ADMIN_PREFIX}.{expires}.{}", hex::encode(tag))
+    }
+
+    fn admin_mac(&self, expires: u64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(format!("admin\n{expires}").as_bytes());
+        mac
+    }
+
+    /// Checks an operator's token at `now_unix`.
+    pub fn verify_admin(&self, token: &str, now_unix: u64) -> Result<(), TokenError> {
+        let mut parts = token.split('.');
+        let (Some(ADMIN_PREFIX), Some(expires), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
+        let tag = hex::decode(tag).map_err(|_| TokenError::Malformed)?;
+        if expires > now_unix + TOKEN_LIFETIME_SECS {
+            return Err(TokenError::Malformed);
+        }
+        self.admin_mac(expires)
+            .verify_slice(&tag)
+            .map_err(|_| TokenError::BadMac)?;
+        if expires < now_unix {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
     }
 }
 
@@ -105,39 +175,49 @@ mod tests {
 
     #[test]
     fn a_token_verifies_for_its_stream_until_it_expires() {
-        let t = key(1).issue("node-b", &stream("st_1"), 1_000);
-        assert_eq!(key(1).verify(&t, &stream("st_1"), 1_000).unwrap(), "node-b");
-        assert_eq!(key(1).verify(&t, &stream("st_1"), 1_060).unwrap(), "node-b");
+        let t = key(1).issue(Grant::Relay, "node-b", &stream("st_1"), 1_000);
         assert_eq!(
-            key(1).verify(&t, &stream("st_1"), 1_061),
+            key(1)
+                .verify(Grant::Relay, &t, &stream("st_1"), 1_000)
+                .unwrap(),
+            "node-b"
+        );
+        assert_eq!(
+            key(1)
+                .verify(Grant::Relay, &t, &stream("st_1"), 1_060)
+                .unwrap(),
+            "node-b"
+        );
+        assert_eq!(
+            key(1).verify(Grant::Relay, &t, &stream("st_1"), 1_061),
             Err(TokenError::Expired)
         );
     }
 
     #[test]
     fn a_token_is_refused_for_another_stream_or_another_cluster() {
-        let t = key(1).issue("node-b", &stream("st_1"), 1_000);
+        let t = key(1).issue(Grant::Relay, "node-b", &stream("st_1"), 1_000);
         assert_eq!(
-            key(1).verify(&t, &stream("st_2"), 1_000),
+            key(1).verify(Grant::Relay, &t, &stream("st_2"), 1_000),
             Err(TokenError::BadMac)
         );
         assert_eq!(
-            key(2).verify(&t, &stream("st_1"), 1_000),
+            key(2).verify(Grant::Relay, &t, &stream("st_1"), 1_000),
             Err(TokenError::BadMac)
         );
     }
 
     #[test]
     fn tampered_or_malformed_tokens_are_refused() {
-        let t = key(1).issue("node-b", &stream("st_1"), 1_000);
+        let t = key(1).issue(Grant::Relay, "node-b", &stream("st_1"), 1_000);
         let renamed = t.replace("node-b", "node-c");
         assert_eq!(
-            key(1).verify(&renamed, &stream("st_1"), 1_000),
+            key(1).verify(Grant::Relay, &renamed, &stream("st_1"), 1_000),
             Err(TokenError::BadMac)
         );
         let later = t.replace(".1060.", ".9999.");
         assert_eq!(
-            key(1).verify(&later, &stream("st_1"), 1_000),
+            key(1).verify(Grant::Relay, &later, &stream("st_1"), 1_000),
             Err(TokenError::Malformed),
             "an expiry beyond a token's lifetime was never issued"
         );
@@ -151,11 +231,47 @@ mod tests {
             "vrl1.a.1.00.x",
         ] {
             assert_eq!(
-                key(1).verify(bad, &stream("st_1"), 1_000),
+                key(1).verify(Grant::Relay, bad, &stream("st_1"), 1_000),
                 Err(TokenError::Malformed),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn admin_tokens_verify_only_in_their_cluster_and_lifetime_and_are_not_relay_tokens() {
+        let t = key(1).issue_admin(1_000);
+        assert_eq!(key(1).verify_admin(&t, 1_030), Ok(()));
+        assert_eq!(key(1).verify_admin(&t, 1_061), Err(TokenError::Expired));
+        assert_eq!(key(2).verify_admin(&t, 1_000), Err(TokenError::BadMac));
+        assert_eq!(
+            key(1).verify(Grant::Relay, &t, &stream("st_1"), 1_000),
+            Err(TokenError::Malformed)
+        );
+        let relay = key(1).issue(Grant::Relay, "a", &stream("st_1"), 1_000);
+        assert_eq!(
+            key(1).verify_admin(&relay, 1_000),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_relay_token_places_no_publisher_and_the_other_way_round() {
+        let relay = key(1).issue(Grant::Relay, "b", &stream("st_1"), 1_000);
+        let placed = key(1).issue(Grant::Placement, "b", &stream("st_1"), 1_000);
+        assert_eq!(
+            key(1).verify(Grant::Placement, &relay, &stream("st_1"), 1_000),
+            Err(TokenError::Malformed)
+        );
+        let forged = placed.replacen("vpl1", "vrl1", 1);
+        assert_eq!(
+            key(1).verify(Grant::Relay, &forged, &stream("st_1"), 1_000),
+            Err(TokenError::BadMac)
+        );
+        assert_eq!(
+            key(1).verify(Grant::Placement, &placed, &stream("st_1"), 1_000),
+            Ok("b".to_owned())
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod publisher;
 pub mod whip;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use vitrine_core::{SessionId, StreamId};
 use vitrine_sfu::Sfu;
@@ -19,6 +20,9 @@ pub struct Ingest {
     pub sessions: Arc<Sessions>,
     /// The session currently publishing each stream, so that a new publish can replace it.
     current: Mutex<HashMap<StreamId, SessionId>>,
+    /// Set by a drain: publishers closed from now on are moving to another node, so their
+    /// streams are not marked ended.
+    handing_off: AtomicBool,
 }
 
 impl Ingest {
@@ -27,6 +31,7 @@ impl Ingest {
             sfu,
             sessions: Arc::default(),
             current: Mutex::default(),
+            handing_off: AtomicBool::new(false),
         })
     }
 
@@ -36,6 +41,18 @@ impl Ingest {
         if let Some(session) = current.and_then(|id| self.sessions.remove(&id)) {
             session.close().await;
         }
+    }
+
+    /// Ends every publisher as a drain does: each seller's page re-publishes, and is sent to
+    /// another node; their streams stay live meanwhile.
+    pub async fn hand_off_all(&self) {
+        self.handing_off.store(true, Ordering::Relaxed);
+        self.close_all().await;
+    }
+
+    /// Whether closing publishers are moving to another node (a drain), not ending.
+    pub fn is_handing_off(&self) -> bool {
+        self.handing_off.load(Ordering::Relaxed)
     }
 
     /// Ends every publisher (graceful shutdown).

@@ -124,10 +124,14 @@ async fn run(
         if let Some(cluster) = ingest.sfu.upstream() {
             cluster.stopped(&stream).await;
         }
-        if let Err(e) = directory.set_state(&stream, StreamState::Ended).await {
-            tracing::error!(error = %e, "could not mark stream ended");
+        if ingest.is_handing_off() {
+            tracing::info!(%stream, session = %id, "publisher handed off to another node");
+        } else {
+            if let Err(e) = directory.set_state(&stream, StreamState::Ended).await {
+                tracing::error!(error = %e, "could not mark stream ended");
+            }
+            tracing::info!(%stream, session = %id, "broadcast ended");
         }
-        tracing::info!(%stream, session = %id, "broadcast ended");
     }
     // Release the router before the session reports itself finished (DELETE waits for that).
     drop(link);

@@ -52,6 +52,10 @@ pub struct IceConfig {
     pub publisher_ports: Option<u16>,
     /// Sessions whose connection is not up this long after their offer are reaped.
     pub connect_timeout: Duration,
+    /// How long without an answer to ICE consent checks before a connection counts as
+    /// disconnected (`None`: the WebRTC stack's 5 s). Clients that must notice a dead server
+    /// fast (the failover tests' publishers) shorten it; keepalives go at a third of it.
+    pub ice_disconnected_timeout: Option<Duration>,
     /// The deployment faces the internet: candidates into private networks are filtered (see
     /// [`crate::candidates`]). Announcing a public address implies it.
     pub public: bool,
@@ -59,6 +63,10 @@ pub struct IceConfig {
     pub allow_private_candidates: bool,
     /// What anonymous viewers may hold of this node.
     pub viewers: crate::admission::ViewerLimits,
+    /// STUN and TURN servers handed to clients in `Link` headers (RFC 9725 §4.6), so that a
+    /// viewer behind a firewall that blocks UDP to this node reaches it through a relay. The
+    /// server's own connections use none: it answers from an address clients can reach.
+    pub ice_servers: crate::ice_servers::IceServers,
 }
 
 impl Default for IceConfig {
@@ -69,9 +77,11 @@ impl Default for IceConfig {
             announced_ips: Vec::new(),
             publisher_ports: None,
             connect_timeout: CONNECT_TIMEOUT,
+            ice_disconnected_timeout: None,
             public: false,
             allow_private_candidates: false,
             viewers: Default::default(),
+            ice_servers: Default::default(),
         }
     }
 }
@@ -322,7 +332,9 @@ impl PeerFactory {
         who: PortUse,
     ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
         let Some(range) = self.ice.port_range else {
-            return self.try_build(0).await;
+            return self
+                .try_build(0, RTCConfigurationBuilder::new().build())
+                .await;
         };
         let plan = PortPlan::new(range, self.ice.publisher_ports);
         let ports = plan.order(
@@ -332,7 +344,10 @@ impl PeerFactory {
         );
         let mut last_err = None;
         for port in ports {
-            match self.try_build(port).await {
+            match self
+                .try_build(port, RTCConfigurationBuilder::new().build())
+                .await
+            {
                 Ok(built) => return Ok(built),
                 Err(e) => last_err = Some(e),
             }
@@ -341,6 +356,22 @@ impl PeerFactory {
             tracing::warn!(error = %e, ?who, "no port of the ICE range could be bound");
         }
         Err(PeerError::NoPort)
+    }
+
+    /// A client's peer connection on an ephemeral port that gathers through `servers` and, when
+    /// `relay_only`, uses relayed candidates alone (as a browser behind a firewall that lets
+    /// only its TURN server through would).
+    pub async fn build_client(
+        &self,
+        servers: Vec<webrtc::peer_connection::RTCIceServer>,
+        relay_only: bool,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(servers);
+        if relay_only {
+            configuration = configuration
+                .with_ice_transport_policy(webrtc::peer_connection::RTCIceTransportPolicy::Relay);
+        }
+        self.try_build(0, configuration.build()).await
     }
 
     fn addresses(&self, port: u16) -> Vec<SocketAddr> {
@@ -354,6 +385,7 @@ impl PeerFactory {
     async fn try_build(
         &self,
         port: u16,
+        configuration: webrtc::peer_connection::RTCConfiguration,
     ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
         let mut media = MediaEngine::default();
         for (codec, kind) in codec_parameters() {
@@ -365,6 +397,14 @@ impl PeerFactory {
         );
         let loopback = self.ice.bind_ips.iter().any(|ip| ip.is_loopback());
         let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(loopback);
+        if let Some(disconnected) = self.ice.ice_disconnected_timeout {
+            // Failed follows five disconnected periods, as with the stack's defaults (5 s, 25 s).
+            settings = settings.with_ice_timeouts(
+                Some(disconnected),
+                Some(disconnected * 5),
+                Some(disconnected / 3),
+            );
+        }
         if !self.ice.announced_ips.is_empty() {
             settings = settings
                 .with_nat_1to1_ips(self.ice.announced_ips.clone(), RTCIceCandidateType::Host);
@@ -378,7 +418,7 @@ impl PeerFactory {
             tracks: tracks_tx,
         });
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(configuration)
             .with_media_engine(media)
             .with_setting_engine(settings.build())
             .with_interceptor_registry(registry)

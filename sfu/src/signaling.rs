@@ -1,13 +1,15 @@
 //! The HTTP side shared by WHIP and WHEP (RFC 9725 resource semantics): content-type checks,
-//! the `201 Created` answer, trickle-ICE `PATCH`, `DELETE`, `OPTIONS`, and the mapping of
-//! signaling errors to problem responses.
+//! the `201 Created` answer with its `ETag` and ICE-server `Link`s, `PATCH` (trickle ICE and ICE
+//! restart, guarded by `If-Match`), `DELETE`, `OPTIONS`, and the mapping of signaling errors to
+//! problem responses.
 
 use crate::admission::Refusal;
 use crate::candidates::CandidatePolicy;
+use crate::ice_servers::IceServers;
 use crate::offer::OfferError;
 use crate::peer::PeerError;
-use crate::sdpfrag::parse_sdpfrag;
-use crate::session::Sessions;
+use crate::sdpfrag::{SdpFrag, parse_sdpfrag, restart_fragment, valid_ice_value};
+use crate::session::{IceGeneration, Session, Sessions};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +43,12 @@ pub enum SignalingError {
     Negotiation(#[from] PeerError),
     #[error("stream directory unavailable")]
     Directory,
+    #[error("the session's ICE generation changed: If-Match does not match its ETag")]
+    PreconditionFailed,
+    #[error("an ICE restart needs If-Match: \"*\" or the session's ETag")]
+    PreconditionRequired,
+    #[error("the fragment's ice-ufrag is not the session's current one")]
+    IceSessionMismatch,
 }
 
 /// How long a client is asked to wait when every session or port of the node is taken.
@@ -94,6 +102,24 @@ impl IntoResponse for SignalingError {
                 Problem::bad_request("negotiation-failed", detail)
             }
             Self::Directory => Problem::internal(),
+            Self::PreconditionFailed => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "ice-generation-changed",
+                "precondition failed",
+            )
+            .with_detail(detail),
+            Self::PreconditionRequired => Problem::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if-match-required",
+                "precondition required",
+            )
+            .with_detail(detail),
+            Self::IceSessionMismatch => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ice-session-mismatch",
+                "unprocessable content",
+            )
+            .with_detail(detail),
         };
         let mut response = problem.into_response();
         if let Some(wait) = retry_after {
@@ -147,29 +173,109 @@ pub fn offer_text(body: &Bytes) -> Result<String, SignalingError> {
     Ok(text.to_owned())
 }
 
-/// `201 Created` with the answer and the session's `Location` (relative, per RFC 9725).
-pub fn created(location: String, answer: String) -> Response {
+/// `201 Created` with the answer, the session's `Location` (relative, per RFC 9725), its `ETag`
+/// (the ICE generation, for a later restart) and a `Link` per ICE server the client may use.
+pub async fn created(
+    sessions: &Sessions,
+    servers: &IceServers,
+    stream: &StreamId,
+    session: &SessionId,
+    location: String,
+    answer: String,
+) -> Response {
     let mut response = (StatusCode::CREATED, answer).into_response();
+    let etag = match sessions.get(stream, session) {
+        Some(s) => s.ice().await.map(|ice| ice.etag()),
+        None => None,
+    };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
     if let Ok(v) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, v);
     }
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        headers.insert(header::ETAG, v);
+    }
+    link_ice_servers(headers, servers);
     response
 }
 
-/// `OPTIONS` on an endpoint: what it accepts (CORS preflights are answered by the CORS layer).
-pub fn options() -> Response {
+/// Appends a `Link: <url>; rel="ice-server"; ...` per server (RFC 9725 §4.6), TURN credentials
+/// made now.
+pub fn link_ice_servers(headers: &mut HeaderMap, servers: &IceServers) {
+    for server in servers.at(std::time::SystemTime::now()) {
+        if let Ok(v) = HeaderValue::from_str(&server.link()) {
+            headers.append(header::LINK, v);
+        }
+    }
+}
+
+/// `OPTIONS` on an endpoint: what it accepts and, to a client that may open a session there
+/// (`servers`), the ICE servers to use (CORS preflights are answered by the CORS layer).
+pub fn options(servers: Option<&IceServers>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert("accept-post", HeaderValue::from_static(SDP));
+    let headers = response.headers_mut();
+    headers.insert("accept-post", HeaderValue::from_static(SDP));
+    if let Some(servers) = servers {
+        link_ice_servers(headers, servers);
+    }
     response
 }
 
-/// `PATCH` on a session resource: trickle ICE candidates from the client. Candidates `policy`
-/// refuses (internal addresses on a public deployment) are dropped without an error, as an
-/// ICE agent ignores a candidate it cannot use.
+/// What a `PATCH` asks of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchKind {
+    /// More candidates for the current ICE generation.
+    Trickle,
+    /// An ICE restart with the client's new credentials.
+    Restart { ufrag: String, pwd: String },
+}
+
+/// Whether `if_match` (an `If-Match` field value) matches `etag`: `*`, or one of its strong
+/// entity-tags (If-Match compares strongly, so a weak `W/"..."` never matches).
+fn if_match_matches(if_match: &str, etag: &str) -> bool {
+    if_match.trim() == "*" || if_match.split(',').any(|tag| tag.trim() == etag)
+}
+
+/// Sorts a `PATCH` (RFC 9725 §4.4): new credentials in the fragment are a restart, which needs
+/// `If-Match` (`*` or the current `ETag`); any `If-Match` must match; a fragment naming another
+/// ufrag without a new password belongs to an ICE generation the session no longer has.
+pub fn classify(
+    if_match: Option<&str>,
+    current: &IceGeneration,
+    frag: &SdpFrag,
+) -> Result<PatchKind, SignalingError> {
+    if let Some(v) = if_match
+        && !if_match_matches(v, &current.etag())
+    {
+        return Err(SignalingError::PreconditionFailed);
+    }
+    if let (Some(ufrag), Some(pwd)) = (&frag.ufrag, &frag.pwd)
+        && (*ufrag != current.remote_ufrag || *pwd != current.remote_pwd)
+    {
+        if if_match.is_none() {
+            return Err(SignalingError::PreconditionRequired);
+        }
+        if !valid_ice_value(ufrag, 4) || !valid_ice_value(pwd, 22) {
+            return Err(SignalingError::BadFragment(
+                "ice-ufrag or ice-pwd is not 4 or 22 to 256 ice-chars".into(),
+            ));
+        }
+        return Ok(PatchKind::Restart {
+            ufrag: ufrag.clone(),
+            pwd: pwd.clone(),
+        });
+    }
+    match &frag.ufrag {
+        Some(ufrag) if *ufrag != current.remote_ufrag => Err(SignalingError::IceSessionMismatch),
+        _ => Ok(PatchKind::Trickle),
+    }
+}
+
+/// `PATCH` on a session resource: trickle ICE candidates from the client, or an ICE restart
+/// (RFC 9725 §4.4), answered `200` with this side's new credentials and candidates as a
+/// fragment and the new `ETag`. Candidates `policy` refuses (internal addresses on a public
+/// deployment) are dropped without an error, as an ICE agent ignores a candidate it cannot use.
 pub async fn patch(
     sessions: &Sessions,
     policy: CandidatePolicy,
@@ -183,7 +289,50 @@ pub async fn patch(
         .ok_or(SignalingError::UnknownSession)?;
     require_content_type(headers, SDPFRAG)?;
     let text = std::str::from_utf8(body).map_err(|_| SignalingError::NotUtf8)?;
-    let mut frag = parse_sdpfrag(text).map_err(|e| SignalingError::BadFragment(e.to_string()))?;
+    let frag = parse_sdpfrag(text).map_err(|e| SignalingError::BadFragment(e.to_string()))?;
+    let if_match = match headers.get(header::IF_MATCH) {
+        Some(v) => Some(v.to_str().map_err(|_| SignalingError::PreconditionFailed)?),
+        None => None,
+    };
+    let _patching = found.lock_ice().await;
+    let current = found.ice().await.ok_or(SignalingError::UnknownSession)?;
+    match classify(if_match, &current, &frag)? {
+        PatchKind::Trickle => {
+            add_candidates(&found, policy, frag).await?;
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            set_etag(&mut response, &current.etag());
+            Ok(response)
+        }
+        PatchKind::Restart { ufrag, pwd } => {
+            let local = found.restart_ice(&ufrag, &pwd, policy).await?;
+            add_candidates(&found, policy, frag).await?;
+            let answer = restart_fragment(&local).ok_or(PeerError::NoLocalDescription)?;
+            let etag = found.ice().await.map(|ice| ice.etag());
+            tracing::debug!(%session, "ice restarted");
+            let mut response = (StatusCode::OK, answer).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+            if let Some(etag) = etag {
+                set_etag(&mut response, &etag);
+            }
+            Ok(response)
+        }
+    }
+}
+
+fn set_etag(response: &mut Response, etag: &str) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+/// Hands the fragment's candidates that `policy` allows to the session.
+async fn add_candidates(
+    session: &Session,
+    policy: CandidatePolicy,
+    mut frag: SdpFrag,
+) -> Result<(), SignalingError> {
     let offered = frag.candidates.len();
     frag.candidates.retain(|c| policy.allows(&c.candidate));
     if frag.candidates.len() < offered {
@@ -192,11 +341,10 @@ pub async fn patch(
             "internal trickle candidates dropped"
         );
     }
-    found
+    session
         .add_candidates(frag)
         .await
-        .map_err(|e| SignalingError::BadFragment(format!("candidate refused: {e}")))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .map_err(|e| SignalingError::BadFragment(format!("candidate refused: {e}")))
 }
 
 /// `DELETE` on a session resource: the client ends its session.
@@ -212,4 +360,88 @@ pub async fn delete(
         s.close().await;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current() -> IceGeneration {
+        IceGeneration {
+            local_ufrag: "srv1".into(),
+            remote_ufrag: "cli1".into(),
+            remote_pwd: "clientpasswordclientpw".into(),
+        }
+    }
+
+    fn frag(ufrag: Option<&str>, pwd: Option<&str>) -> SdpFrag {
+        SdpFrag {
+            ufrag: ufrag.map(str::to_owned),
+            pwd: pwd.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_credentials_with_if_match_are_a_restart() {
+        let etag = current().etag();
+        let new = frag(Some("cli2"), Some("newclientpasswordnewpw"));
+        let restart = PatchKind::Restart {
+            ufrag: "cli2".into(),
+            pwd: "newclientpasswordnewpw".into(),
+        };
+        assert_eq!(classify(Some("*"), &current(), &new).unwrap(), restart);
+        assert_eq!(classify(Some(&etag), &current(), &new).unwrap(), restart);
+        let listed = format!("\"other\", {etag}");
+        assert_eq!(classify(Some(&listed), &current(), &new).unwrap(), restart);
+        assert!(matches!(
+            classify(None, &current(), &new),
+            Err(SignalingError::PreconditionRequired)
+        ));
+        assert!(matches!(
+            classify(Some("\"stale\""), &current(), &new),
+            Err(SignalingError::PreconditionFailed)
+        ));
+        let weak = format!("W/{etag}");
+        assert!(matches!(
+            classify(Some(&weak), &current(), &new),
+            Err(SignalingError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            classify(Some("*"), &current(), &frag(Some("cli2"), Some("short"))),
+            Err(SignalingError::BadFragment(_))
+        ));
+    }
+
+    #[test]
+    fn trickles_of_the_current_generation_pass_and_stale_ones_do_not() {
+        let same = frag(Some("cli1"), Some("clientpasswordclientpw"));
+        assert_eq!(
+            classify(None, &current(), &same).unwrap(),
+            PatchKind::Trickle
+        );
+        assert_eq!(
+            classify(None, &current(), &frag(None, None)).unwrap(),
+            PatchKind::Trickle
+        );
+        assert_eq!(
+            classify(Some(&current().etag()), &current(), &same).unwrap(),
+            PatchKind::Trickle
+        );
+        assert!(matches!(
+            classify(None, &current(), &frag(Some("old0"), None)),
+            Err(SignalingError::IceSessionMismatch)
+        ));
+        assert!(matches!(
+            classify(Some("\"stale\""), &current(), &same),
+            Err(SignalingError::PreconditionFailed)
+        ));
+        for (e, status) in [
+            (SignalingError::PreconditionFailed, 412),
+            (SignalingError::PreconditionRequired, 428),
+            (SignalingError::IceSessionMismatch, 422),
+        ] {
+            assert_eq!(e.into_response().status().as_u16(), status);
+        }
+    }
 }

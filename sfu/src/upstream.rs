@@ -25,11 +25,47 @@ pub trait Upstream: Send + Sync + 'static {
     /// The publisher this node held stopped without being replaced here.
     async fn stopped(&self, stream: &StreamId);
 
+    /// Where a new publisher of `stream` should go instead of this node (the URL of another
+    /// node's WHIP endpoint for it), or `None` to publish here.
+    async fn place_publisher(&self, stream: &StreamId) -> Option<String>;
+
+    /// Where a new viewer of `stream` should go instead of this node (it is draining), or
+    /// `None` to watch here.
+    async fn place_viewer(&self, stream: &StreamId) -> Option<String>;
+
     /// Whether `bearer`, presented on a WHEP offer for `stream`, is another node's relay
     /// credential (a relay is a node, not an anonymous viewer: no per-address limit applies).
     fn is_relay(&self, stream: &StreamId, bearer: &str) -> bool;
+
+    /// Whether `token` (the `placement` query parameter of a WHIP offer for `stream`) was
+    /// issued by a node of the cluster that sent this publisher here: clients drop the stream
+    /// key on a redirect to another origin, so the redirect's URL carries this instead.
+    fn is_placed(&self, stream: &StreamId, token: &str) -> bool;
 }
 
 /// How long a viewer's offer waits for a relay's first codecs before it is answered, so that
 /// the viewer's leg is negotiated with the codec the origin sends.
 pub const RELAY_SOURCE_WAIT: Duration = Duration::from_secs(3);
+
+/// `307 Temporary Redirect` to `location` (RFC 9725 §4.5: the client repeats its request
+/// there), with the problem JSON body every refusal carries.
+pub fn redirect(location: &str) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let mut response = (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::json!({
+            "type": "/docs/problems/another-node",
+            "title": "Another node serves this request",
+            "status": 307,
+            "detail": "repeat the request at the Location",
+        })
+        .to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}

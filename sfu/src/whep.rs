@@ -7,6 +7,7 @@ use crate::admission::Slot;
 use crate::candidates::CandidatePolicy;
 use crate::signaling::{self, SDP, SignalingError};
 use crate::subscriber::subscribe;
+use crate::upstream::redirect;
 use axum::Router as HttpRouter;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -19,10 +20,7 @@ use vitrine_core::ClientIp;
 /// Routes of the WHEP endpoint.
 pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
     HttpRouter::new()
-        .route(
-            "/whep/{stream}",
-            post(offer).options(|| async { signaling::options() }),
-        )
+        .route("/whep/{stream}", post(offer).options(discover))
         .route("/whep/{stream}/{session}", patch(trickle).delete(end))
         .with_state(sfu)
 }
@@ -49,6 +47,12 @@ async fn offer(
         (Some(cluster), Some(bearer)) => cluster.is_relay(&stream, bearer),
         _ => false,
     };
+    if !relay
+        && let Some(cluster) = sfu.upstream()
+        && let Some(elsewhere) = cluster.place_viewer(&stream).await
+    {
+        return Ok(redirect(&elsewhere));
+    }
     let slot = if relay {
         Slot::relay(sfu.routers.metrics().relay_legs.clone())
     } else {
@@ -74,9 +78,29 @@ async fn offer(
     };
     let (session, answer) = subscribe(&sfu, stream.clone(), offer, slot, policy).await?;
     Ok(signaling::created(
+        &sfu.whep_sessions,
+        &sfu.factory.ice().ice_servers,
+        &stream,
+        &session,
         format!("/whep/{stream}/{session}"),
         answer,
-    ))
+    )
+    .await)
+}
+
+/// `OPTIONS` on a stream's endpoint: the ICE servers (TURN credentials included) to anyone,
+/// as streams are public to watch; the credentials expire.
+async fn discover(
+    State(sfu): State<Arc<Sfu>>,
+    Path(stream): Path<String>,
+) -> Result<Response, SignalingError> {
+    let stream = signaling::stream_id(&stream)?;
+    sfu.directory
+        .find(&stream)
+        .await
+        .map_err(|_| SignalingError::Directory)?
+        .ok_or(SignalingError::UnknownStream)?;
+    Ok(signaling::options(Some(&sfu.factory.ice().ice_servers)))
 }
 
 async fn trickle(

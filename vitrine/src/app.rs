@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use vitrine_chat::Chat;
 use vitrine_chat::metrics::ChatMetrics;
@@ -95,11 +94,17 @@ pub struct Running {
     payouts: tokio::task::JoinHandle<()>,
     /// This node's membership of a media cluster.
     pub cluster: Option<vitrine_cluster::Cluster>,
+    /// Cancelled when an operator asks this node to drain (`vitrine drain`).
+    pub drain_requested: CancellationToken,
 }
 
 impl Running {
-    /// Stops accepting, closes media sessions, waits for requests in flight.
+    /// Stops accepting, closes media sessions, waits for requests in flight. A cluster member
+    /// drains first: its clients are sent to other nodes.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(cluster) = &self.cluster {
+            crate::cluster::hand_over(&self.state, cluster).await;
+        }
         self.state.chat.shutdown();
         self.handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         self.state.ingest.close_all().await;
@@ -189,23 +194,55 @@ async fn metrics(
         .into_response()
 }
 
-/// CORS for the media endpoints, so that a page on another origin can publish and play (and
-/// read a 429's or 503's `Retry-After`, which is not a CORS-safelisted header).
-fn media_cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_MATCH,
-        ])
-        .expose_headers([
-            header::LOCATION,
-            header::ETAG,
-            header::LINK,
-            header::RETRY_AFTER,
-        ])
+/// CORS for the media endpoints and session resources, so that a page on another origin (a
+/// seller's own site embedding the player) can publish, play, trickle, restart ICE with
+/// `If-Match` and end a session, and read `Location`, `ETag`, the ICE servers' `Link`s and a
+/// 429's or 503's `Retry-After` (none is CORS-safelisted). Any origin: the endpoints take no
+/// cookies, only a bearer stream key.
+///
+/// Written out rather than tower-http's `CorsLayer`, which answers every `OPTIONS` as a
+/// preflight: RFC 9725 clients send a plain `OPTIONS` (no `Access-Control-Request-Method`) for
+/// the ICE servers, and it must reach the endpoint.
+async fn media_cors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let cross_origin = request.headers().contains_key(header::ORIGIN);
+    if request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "POST, PATCH, DELETE, OPTIONS",
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "authorization, content-type, if-match",
+                ),
+                (header::ACCESS_CONTROL_MAX_AGE, "600"),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    if cross_origin {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("location, etag, link, retry-after, accept-post"),
+        );
+    }
+    response
 }
 
 /// `/metrics` alone, for a listener of its own.
@@ -215,10 +252,10 @@ fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
+pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
     let media = vitrine_ingest::whip::routes(Arc::clone(&state.ingest))
         .merge(vitrine_sfu::whep::routes(Arc::clone(&state.sfu)))
-        .layer(media_cors());
+        .layer(axum::middleware::from_fn(media_cors));
     let per_address =
         axum::middleware::from_fn_with_state(state.clone(), api::ip_limits::per_address);
     let mut app = Router::new()
@@ -245,6 +282,7 @@ pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
     .merge(media)
     .merge(vitrine_chat::routes::routes(state.chat.clone()))
     .merge(vitrine_web_demo::routes())
+    .merge(admin)
     .merge(
         state
             .hls
@@ -555,7 +593,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 .advertise_url
                 .clone()
                 .unwrap_or_else(|| base.clone());
-            Some(crate::cluster::join(config, settings, url, &state.sfu, cluster_metrics).await?)
+            Some(
+                crate::cluster::join(config, settings, url, &base, &state.sfu, cluster_metrics)
+                    .await?,
+            )
         }
         None => None,
     };
@@ -565,7 +606,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
 
     // The peer's address reaches the edge middleware, which decides the client's.
-    let app = router(state.clone(), edge).into_make_service_with_connect_info::<SocketAddr>();
+    let drain_requested = CancellationToken::new();
+    let admin = cluster.clone().map_or_else(Router::new, |c| {
+        crate::cluster::admin_routes(c, drain_requested.clone())
+    });
+    let app =
+        router(state.clone(), edge, admin).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let task = match &config.tls {
         Some((cert, key)) => {
@@ -599,6 +645,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         dispatcher,
         payouts,
         cluster,
+        drain_requested,
     })
 }
 

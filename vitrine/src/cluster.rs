@@ -44,6 +44,7 @@ pub struct FileCluster {
     origin_lease_ms: Option<u64>,
     relay_idle_secs: Option<u64>,
     relay_check_ms: Option<u64>,
+    max_load: Option<u64>,
 }
 
 /// A clustered node's settings, before the listener is bound (the URL may come from it).
@@ -58,6 +59,8 @@ pub struct ClusterSettings {
     pub origin_lease: Duration,
     pub relay_idle: Duration,
     pub relay_check: Duration,
+    /// Nodes with this many media sessions or more take no new publisher.
+    pub max_load: u64,
 }
 
 impl ClusterSettings {
@@ -112,6 +115,7 @@ impl ClusterSettings {
             origin_lease,
             relay_idle: Duration::from_secs(file.relay_idle_secs.unwrap_or(60)),
             relay_check: ms(file.relay_check_ms, 500, "relay_check_ms")?,
+            max_load: file.max_load.unwrap_or(20_000),
         }))
     }
 }
@@ -139,6 +143,7 @@ pub async fn join(
     config: &crate::config::Config,
     settings: &ClusterSettings,
     url: String,
+    public_url: &str,
     sfu: &Arc<vitrine_sfu::Sfu>,
     metrics: vitrine_cluster::ClusterMetrics,
 ) -> anyhow::Result<vitrine_cluster::Cluster> {
@@ -155,6 +160,8 @@ pub async fn join(
             node_id: settings.node_id.clone(),
             region: settings.region.clone(),
             url,
+            public_url: public_url.to_owned(),
+            max_load: settings.max_load,
             roles,
             key: settings.key.clone(),
             heartbeat: settings.heartbeat,
@@ -175,6 +182,145 @@ pub async fn join(
     sfu.set_upstream(Arc::new(cluster.clone()));
     tracing::info!(node = cluster.node_id(), cluster = %settings.name, "joined the media cluster");
     Ok(cluster)
+}
+
+/// How long a draining node keeps answering after it closed its sessions, so that clients
+/// coming back to it are redirected to another node rather than refused.
+const HANDOVER: Duration = Duration::from_secs(2);
+
+/// A clustered node's drain, before it stops: it leaves selection, closes its publishers (their
+/// pages re-publish and are sent to another node; the streams stay live) and its viewers (they
+/// reconnect and are sent to another node), closes chat members with 4503 (they resume
+/// elsewhere from their last event), and keeps answering for [`HANDOVER`] to redirect them.
+/// Requests in flight (orders) are finished by the graceful HTTP shutdown that follows.
+pub async fn hand_over(state: &crate::app::AppState, cluster: &vitrine_cluster::Cluster) {
+    cluster.drain().await;
+    state.ingest.hand_off_all().await;
+    state.sfu.close_all().await;
+    state.chat.shutdown();
+    tokio::time::sleep(HANDOVER).await;
+}
+
+/// What the admin routes reach.
+#[derive(Clone)]
+struct Admin {
+    cluster: vitrine_cluster::Cluster,
+    /// Cancelled to ask the process to drain and exit.
+    drain: tokio_util::sync::CancellationToken,
+}
+
+/// The operator's routes of a clustered node, authenticated with a token derived from the
+/// cluster secret (`vitrine drain` makes one): `POST /admin/drain`, `GET /admin/cluster`.
+pub fn admin_routes(
+    cluster: vitrine_cluster::Cluster,
+    drain: tokio_util::sync::CancellationToken,
+) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/admin/drain", post(drain_node))
+        .route("/admin/cluster", get(cluster_view))
+        .with_state(Admin { cluster, drain })
+}
+
+fn operator(
+    admin: &Admin,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), axum::response::Response> {
+    use axum::response::IntoResponse;
+    let token = vitrine_sfu::signaling::bearer(headers).unwrap_or_default();
+    if admin.cluster.is_admin(token) {
+        return Ok(());
+    }
+    let mut r = vitrine_core::Problem::unauthorized("an operator token of this cluster is needed")
+        .into_response();
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    Err(r)
+}
+
+/// Asks this node to drain and exit; answers at once (202), the drain runs after.
+async fn drain_node(
+    axum::extract::State(admin): axum::extract::State<Admin>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(refused) = operator(&admin, &headers) {
+        return refused;
+    }
+    tracing::info!("drain requested by an operator");
+    admin.drain.cancel();
+    (
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({
+            "node": admin.cluster.node_id(),
+            "draining": true,
+        })),
+    )
+        .into_response()
+}
+
+/// The cluster's nodes with their region, roles, load and whether they drain.
+async fn cluster_view(
+    axum::extract::State(admin): axum::extract::State<Admin>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(refused) = operator(&admin, &headers) {
+        return refused;
+    }
+    match admin.cluster.nodes().await {
+        Ok(nodes) => axum::Json(serde_json::json!({
+            "node": admin.cluster.node_id(),
+            "nodes": nodes,
+        }))
+        .into_response(),
+        Err(e) => vitrine_core::Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "cluster-unavailable",
+            "The cluster directory is unavailable",
+        )
+        .with_detail(e.to_string())
+        .into_response(),
+    }
+}
+
+/// `vitrine drain`: asks the node at `url` to drain, with an operator token made from the
+/// cluster secret; with `wait`, returns once the node has stopped answering.
+pub async fn drain_command(
+    url: &str,
+    secret_file: &std::path::Path,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let secret = std::fs::read(secret_file)
+        .with_context(|| format!("reading the cluster secret {}", secret_file.display()))?;
+    let key = ClusterKey::from_secret(&secret)
+        .context("the cluster secret file must hold at least 32 bytes")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let base = url.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/admin/drain"))
+        .bearer_auth(key.issue_admin(now))
+        .send()
+        .await
+        .with_context(|| format!("reaching {base}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status != reqwest::StatusCode::ACCEPTED {
+        bail!("{base} answered {status}: {body}");
+    }
+    println!("{body}");
+    while wait {
+        match http.get(format!("{base}/healthz")).send().await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -55,6 +55,17 @@ pub struct ServeArgs {
     /// networks are filtered (announcing a public IP implies it).
     #[arg(long, env = "VITRINE_ICE_PUBLIC")]
     pub ice_public: bool,
+    /// A TURN server handed to WHIP/WHEP clients in `Link` headers (repeatable), e.g.
+    /// turn:turn.example.com:3478?transport=udp; needs --turn-secret-file.
+    #[arg(long = "turn-url", env = "VITRINE_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// File holding the TURN server's shared secret (coturn's static-auth-secret): clients get
+    /// time-limited credentials made from it.
+    #[arg(long, env = "VITRINE_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+    /// A STUN server handed to WHIP/WHEP clients (repeatable), e.g. stun:stun.example.com:3478.
+    #[arg(long = "stun-url", env = "VITRINE_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Option<Vec<String>>,
     /// Most WebRTC viewers of this server (default 10000); beyond it WHEP answers 503 and the
     /// watch page plays HLS.
     #[arg(long, env = "VITRINE_WHEP_MAX_VIEWERS")]
@@ -109,6 +120,8 @@ struct FileConfig {
     ice: FileIce,
     #[serde(default)]
     whep: FileWhep,
+    #[serde(default)]
+    turn: FileTurn,
     #[serde(default)]
     checkout: FileCheckout,
     #[serde(default)]
@@ -531,6 +544,38 @@ struct FileIce {
     connect_timeout_secs: Option<f64>,
     public: Option<bool>,
     allow_private_candidates: Option<bool>,
+    stun_urls: Option<Vec<String>>,
+}
+
+/// The TURN server clients are handed (coturn with `use-auth-secret`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTurn {
+    urls: Option<Vec<String>>,
+    secret_file: Option<PathBuf>,
+    ttl_secs: Option<u64>,
+}
+
+/// The STUN and TURN servers handed to clients (flags already over the file); the secret is
+/// read from its file now, so a missing file stops the start rather than the first viewer.
+fn ice_servers(
+    stun_urls: Option<Vec<String>>,
+    turn: FileTurn,
+) -> anyhow::Result<vitrine_sfu::ice_servers::IceServers> {
+    let secret = match &turn.secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the TURN secret {}", path.display()))?,
+        ),
+        None => None,
+    };
+    vitrine_sfu::ice_servers::IceServers::new(
+        stun_urls.unwrap_or_default(),
+        turn.urls.unwrap_or_default(),
+        secret.as_deref(),
+        turn.ttl_secs,
+    )
+    .context("turn")
 }
 
 /// What anonymous WebRTC viewers may hold (see `vitrine_sfu::admission`).
@@ -684,6 +729,14 @@ impl Config {
                 ..file.whep
             },
         )?;
+        let ice_servers = ice_servers(
+            args.stun_urls.or(file.ice.stun_urls),
+            FileTurn {
+                urls: args.turn_urls.or(file.turn.urls),
+                secret_file: args.turn_secret_file.or(file.turn.secret_file),
+                ttl_secs: file.turn.ttl_secs,
+            },
+        )?;
         let ice = IceConfig {
             bind_ips: args
                 .ice_bind
@@ -691,6 +744,7 @@ impl Config {
                 .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
             port_range,
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
+            ice_servers,
             ..admission
         };
         let redis_url = args.redis_url.or(file.redis_url);
@@ -956,6 +1010,58 @@ mod tests {
             "[whep]\npending_per_ip = 0\n",
         ] {
             assert!(resolve(bad, ServeArgs::default()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn turn_servers_come_from_flags_over_the_file_with_a_secret_file() {
+        let dir = std::env::temp_dir().join(format!("vitrine-turn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, secret) = (dir.join("t.toml"), dir.join("turn-secret"));
+        std::fs::write(&secret, "north\n").unwrap();
+        let resolve = |text: String, args: ServeArgs| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..args
+            })
+        };
+        let file = format!(
+            "[ice]\nstun_urls = [\"stun:stun.example.com\"]\n[turn]\n\
+             urls = [\"turn:file.example.com\"]\nsecret_file = {:?}\nttl_secs = 600\n",
+            secret.display().to_string()
+        );
+        let c = resolve(file.clone(), ServeArgs::default()).unwrap();
+        let servers = &c.ice.ice_servers;
+        assert_eq!(servers.stun_urls, ["stun:stun.example.com"]);
+        assert_eq!(servers.turn_urls, ["turn:file.example.com"]);
+        assert_eq!(servers.turn_ttl, Duration::from_secs(600));
+        let flagged = ServeArgs {
+            turn_urls: Some(vec!["turn:flag.example.com?transport=udp".into()]),
+            ..Default::default()
+        };
+        let c = resolve(file, flagged).unwrap();
+        assert_eq!(
+            c.ice.ice_servers.turn_urls,
+            ["turn:flag.example.com?transport=udp"]
+        );
+        assert!(
+            resolve(String::new(), ServeArgs::default())
+                .unwrap()
+                .ice
+                .ice_servers
+                .is_empty()
+        );
+        for bad in [
+            "[turn]\nurls = [\"turn:a.example.com\"]\n".to_owned(),
+            "[turn]\nurls = [\"http://a.example.com\"]\nsecret_file = \"/nonexistent\"\n"
+                .to_owned(),
+            format!(
+                "[turn]\nurls = [\"turn:a\"]\nsecret_file = \"{}/none\"\n",
+                dir.display()
+            ),
+        ] {
+            assert!(resolve(bad.clone(), ServeArgs::default()).is_err(), "{bad}");
         }
     }
 }

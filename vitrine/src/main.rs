@@ -51,6 +51,19 @@ enum Command {
     /// Print the OpenAPI 3.1 document the server publishes at /api/openapi.json (for client
     /// generators and linters, without a running server).
     Openapi,
+    /// Drain a running cluster node: it leaves selection, sends its publishers, viewers and
+    /// chat members to other nodes, finishes requests in flight, then exits.
+    Drain {
+        /// The node's HTTP base URL (its advertise URL).
+        #[arg(long)]
+        url: String,
+        /// The cluster's secret file (the operator's credential).
+        #[arg(long, env = "VITRINE_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: PathBuf,
+        /// Wait until the node has stopped answering.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -203,6 +216,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", vitrine::openapi::document());
             Ok(())
         }
+        Command::Drain {
+            url,
+            cluster_secret_file,
+            wait,
+        } => vitrine::cluster::drain_command(&url, &cluster_secret_file, wait).await,
         Command::Transcode {
             input,
             out,
@@ -467,7 +485,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.demo {
         demo(&running).await.context("creating the demo stream")?;
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = running.drain_requested.cancelled() => {}
+    }
     tracing::info!("shutting down");
     running.shutdown().await
 }

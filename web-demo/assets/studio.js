@@ -1,6 +1,6 @@
 // The seller's studio: camera/mic preview with device choice, go live / stop over WHIP,
 // connection state and live viewer count.
-import { publish, streamStatus } from '/assets/webrtc.js';
+import { keepConnected, publish, streamStatus } from '/assets/webrtc.js';
 import { startStudioShop } from '/assets/studio-shop.js';
 
 const $ = (id) => document.getElementById(id);
@@ -67,12 +67,17 @@ async function goLive() {
   setState('connecting', 'connecting');
   try {
     live = await publish(`${location.origin}/whip/${encodeURIComponent(streamId)}`, streamKey, media);
-    live.pc.addEventListener('connectionstatechange', () => {
-      const s = live?.pc.connectionState;
+    const current = live;
+    current.pc.addEventListener('connectionstatechange', () => {
+      if (live !== current) return;
+      const s = current.pc.connectionState;
       $('connection').textContent = s || '-';
       if (s === 'connected') setState('live', 'live');
-      if (s === 'failed') { setState('connection lost', ''); $('error').textContent = 'Connection lost. Press Go live to reconnect.'; }
+      if (s === 'disconnected' || s === 'failed') setState('reconnecting', 'connecting');
     });
+    // A lost connection first restarts ICE through the session (the stream stays live); when
+    // that fails, the studio publishes again from scratch, once.
+    keepConnected(current, () => republish(current));
     $('golive').textContent = 'Stop';
     $('golive').classList.add('secondary');
   } catch (e) {
@@ -81,6 +86,19 @@ async function goLive() {
     $('error').textContent = `Could not go live: ${e.message}`;
   } finally {
     $('golive').disabled = false;
+  }
+}
+
+async function republish(lost) {
+  if (live !== lost) return;
+  live = null;
+  lost.stop();
+  await goLive();
+  if (!live) {
+    setState('connection lost', '');
+    $('error').textContent = 'Connection lost. Press Go live to reconnect.';
+    $('golive').textContent = 'Go live';
+    $('golive').classList.remove('secondary');
   }
 }
 

@@ -3,7 +3,7 @@
 // when the connection drops or the seller comes back, and the replay link once there is one.
 // Captions (chat events over WebRTC, WebVTT over HLS) are in captions.js; the chat and the
 // pinned product live in shop.js.
-import { play, streamStatus } from '/assets/webrtc.js';
+import { keepConnected, play, streamStatus } from '/assets/webrtc.js';
 import { playHls } from '/assets/hls-player.js';
 import { startShop } from '/assets/shop.js';
 import { startCaptions } from '/assets/captions.js';
@@ -40,11 +40,13 @@ async function connect() {
     session = current;
     retryMs = 1000;
     $('connection').textContent = 'WebRTC';
-    session.pc.addEventListener('connectionstatechange', () => {
-      const s = session?.pc.connectionState;
-      $('connection').textContent = s ? `WebRTC ${s}` : '-';
-      if (s === 'failed' || s === 'closed') reconnectSoon();
+    const watched = session;
+    watched.pc.addEventListener('connectionstatechange', () => {
+      if (session === watched) $('connection').textContent = `WebRTC ${watched.pc.connectionState}`;
     });
+    // A lost connection first restarts ICE on the same session (a network change, a NAT
+    // rebinding); only when that fails is a new session negotiated.
+    keepConnected(watched, () => { if (session === watched) reconnectSoon(); });
   } catch (e) {
     // The server has no room for another WebRTC viewer (503), or WebRTC is blocked (a strict
     // firewall, no UDP): HLS still plays over plain HTTPS.

@@ -1,7 +1,14 @@
 // WHIP and WHEP clients (RFC 9725 and the WHEP draft) for the studio and watch pages.
-// Each call returns a session with the peer connection and a stop() that DELETEs the resource.
+// Each call returns a session with the peer connection, a restartIce() that restarts ICE through
+// PATCH (RFC 9725 §4.4) and a stop() that DELETEs the resource. The ICE servers (TURN with
+// time-limited credentials) come from the endpoint's `Link` headers (RFC 9725 §4.6).
 
 const GATHER_TIMEOUT_MS = 2000;
+const SDPFRAG = 'application/trickle-ice-sdpfrag';
+// How long a connection may stay disconnected before ICE is restarted (a short outage often
+// heals by itself), and how long a restart may take before the session is given up.
+const DISCONNECTED_GRACE_MS = 2000;
+const RESTART_TIMEOUT_MS = 5000;
 
 function iceGathered(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -22,6 +29,42 @@ async function problemText(response) {
   }
 }
 
+/** The ICE servers of `Link: <url>; rel="ice-server"; username=".."; credential=".."` values. */
+export function iceServersFromLinks(header) {
+  if (!header) return [];
+  const servers = [];
+  // Link values are comma separated; a comma never occurs inside our quoted parameters or URLs.
+  for (const link of header.split(/,(?=\s*<)/)) {
+    const url = /^\s*<([^>]*)>/.exec(link)?.[1];
+    const params = {};
+    for (const m of link.matchAll(/;\s*([a-z-]+)="?([^";]*)"?/gi)) params[m[1].toLowerCase()] = m[2];
+    if (!url || params.rel !== 'ice-server') continue;
+    const server = { urls: url };
+    if (params.username) server.username = params.username;
+    if (params.credential) server.credential = params.credential;
+    servers.push(server);
+  }
+  return servers;
+}
+
+function authHeaders(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** Asks the endpoint for its ICE servers (OPTIONS); none when it offers none or fails. */
+async function discoverIceServers(url, token) {
+  try {
+    const response = await fetch(url, { method: 'OPTIONS', headers: authHeaders(token) });
+    return iceServersFromLinks(response.headers.get('Link'));
+  } catch {
+    return [];
+  }
+}
+
+async function newPeerConnection(url, token) {
+  return new RTCPeerConnection({ iceServers: await discoverIceServers(url, token) });
+}
+
 async function negotiate(pc, url, token) {
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc);
@@ -38,24 +81,111 @@ async function negotiate(pc, url, token) {
   }
   const location = new URL(response.headers.get('Location'), url).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
-  return location;
+  // Fresh TURN credentials for a later ICE restart.
+  const servers = iceServersFromLinks(response.headers.get('Link'));
+  if (servers.length) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: servers });
+  return { location, etag: response.headers.get('ETag') };
 }
 
-function session(pc, location, token) {
+/** The ICE part of a local description as a trickle fragment: credentials, then the first
+ *  media section's m= and mid lines with its candidates (max-bundle, RFC 9725 §4.4). */
+function iceFragment(sdp) {
+  const lines = sdp.split(/\r?\n/);
+  const out = lines.filter((l) => l.startsWith('a=ice-ufrag:') || l.startsWith('a=ice-pwd:')).slice(0, 2);
+  const first = lines.findIndex((l) => l.startsWith('m='));
+  const next = lines.findIndex((l, i) => i > first && l.startsWith('m='));
+  const section = lines.slice(first, next < 0 ? undefined : next);
+  out.push(section[0], ...section.filter((l) => l.startsWith('a=mid:') || l.startsWith('a=candidate:')));
+  return `${out.join('\r\n')}\r\na=end-of-candidates\r\n`;
+}
+
+/** Applies the server's restart fragment: its new credentials and candidates. */
+async function applyRestartAnswer(pc, fragment) {
+  const lines = fragment.split(/\r?\n/);
+  const value = (key) => lines.find((l) => l.startsWith(key))?.slice(key.length);
+  const ufrag = value('a=ice-ufrag:');
+  const pwd = value('a=ice-pwd:');
+  if (!ufrag || !pwd) throw new Error('ICE restart answer without credentials');
+  const sdp = pc.currentRemoteDescription.sdp
+    .split(/\r?\n/)
+    .filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates')
+    .map((l) => (l.startsWith('a=ice-ufrag:') ? `a=ice-ufrag:${ufrag}`
+      : l.startsWith('a=ice-pwd:') ? `a=ice-pwd:${pwd}` : l))
+    .join('\r\n');
+  await pc.setRemoteDescription({ type: 'answer', sdp });
+  const mid = value('a=mid:') ?? '0';
+  for (const line of lines.filter((l) => l.startsWith('a=candidate:'))) {
+    await pc.addIceCandidate({ candidate: line.slice(2), sdpMid: mid, usernameFragment: ufrag });
+  }
+}
+
+function session(pc, negotiated, token) {
+  let { etag } = negotiated;
+  const { location } = negotiated;
   return {
     pc,
     location,
+    /** Restarts ICE on this connection through PATCH; throws when the server refuses. */
+    async restartIce() {
+      pc.restartIce();
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await iceGathered(pc);
+      const response = await fetch(location, {
+        method: 'PATCH',
+        // `*`: whatever ICE generation the server has, this restart replaces it.
+        headers: { 'Content-Type': SDPFRAG, 'If-Match': '*', ...authHeaders(token) },
+        body: iceFragment(pc.localDescription.sdp),
+      });
+      if (response.status !== 200) throw new Error(await problemText(response));
+      etag = response.headers.get('ETag') || etag;
+      await applyRestartAnswer(pc, await response.text());
+    },
+    get etag() { return etag; },
     async stop() {
-      const headers = token ? { Authorization: `Bearer ${token}` } : {};
-      try { await fetch(location, { method: 'DELETE', headers }); } catch { /* server gone */ }
+      try { await fetch(location, { method: 'DELETE', headers: authHeaders(token) }); } catch { /* server gone */ }
       pc.close();
     },
   };
 }
 
+/**
+ * Keeps `live` connected: after DISCONNECTED_GRACE_MS disconnected, or on failure, restarts ICE
+ * through PATCH; `onLost()` is called (once) when that fails, does not reconnect within
+ * RESTART_TIMEOUT_MS, or the connection closes, for the caller's full reconnect.
+ */
+export function keepConnected(live, onLost) {
+  const { pc } = live;
+  let timer = null;
+  let done = false;
+  const lost = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    pc.removeEventListener('connectionstatechange', check);
+    onLost();
+  };
+  const restart = async () => {
+    try {
+      await live.restartIce();
+      clearTimeout(timer);
+      timer = setTimeout(() => { if (pc.connectionState !== 'connected') lost(); }, RESTART_TIMEOUT_MS);
+    } catch {
+      lost();
+    }
+  };
+  function check() {
+    const s = pc.connectionState;
+    clearTimeout(timer);
+    if (s === 'closed') lost();
+    else if (s === 'failed') restart();
+    else if (s === 'disconnected') timer = setTimeout(restart, DISCONNECTED_GRACE_MS);
+  }
+  pc.addEventListener('connectionstatechange', check);
+}
+
 /** Publishes `stream` (a MediaStream) to a WHIP endpoint. */
 export async function publish(url, streamKey, stream) {
-  const pc = new RTCPeerConnection();
+  const pc = await newPeerConnection(url, streamKey);
   const senders = stream.getTracks().map((track) =>
     pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }).sender);
   try {
@@ -77,7 +207,7 @@ export async function publish(url, streamKey, stream) {
 
 /** Plays a WHEP endpoint; `onTrack` receives the remote MediaStream. */
 export async function play(url, onTrack) {
-  const pc = new RTCPeerConnection();
+  const pc = await newPeerConnection(url, null);
   pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.addTransceiver('video', { direction: 'recvonly' });
   const remote = new MediaStream();

@@ -60,7 +60,11 @@ impl utoipa::ToSchema for Binary {}
             description = "SDP answer; Location names the session",
             body = String,
             content_type = "application/sdp",
-            headers(("Location" = String, description = "The session resource (relative), to PATCH and DELETE"))
+            headers(
+                ("Location" = String, description = "The session resource (relative), to PATCH and DELETE"),
+                ("ETag" = String, description = "The session's ICE generation, for If-Match on an ICE restart (RFC 9725 §4.4)"),
+                ("Link" = String, description = "One per STUN/TURN server the client may use: `<turn:...>; rel=\"ice-server\"; username=\"...\"; credential=\"...\"; credential-type=\"password\"` (RFC 9725 §4.6); TURN credentials expire")
+            )
         ),
         (status = 401, description = "Invalid or missing stream key", body = Problem),
         (status = 404, description = "No such stream", body = Problem),
@@ -81,33 +85,59 @@ fn whip_offer() {}
 /// accepts, trickle ICE, and the end of the session.
 macro_rules! session_operations {
     ($stream_path:tt, $session_path:tt, $options:ident, $trickle:ident, $end:ident, $end_summary:tt, $ended:tt) => {
-        /// What the endpoint accepts (Accept-Post) and CORS
+        /// What the endpoint accepts (Accept-Post) and the ICE servers to use (Link); a CORS preflight is answered apart
         #[utoipa::path(
             options,
             path = $stream_path,
             params(("stream" = String, Path, description = "The stream's id")),
-            responses((
-                status = 204,
-                description = "No content",
-                headers(("Accept-Post" = String, description = "application/sdp"))
-            ))
+            responses(
+                (
+                    status = 204,
+                    description = "No content. The Link headers (STUN and TURN servers, TURN with time-limited credentials) go to any WHEP client, and to a WHIP client only with the stream key as bearer token",
+                    headers(
+                        ("Accept-Post" = String, description = "application/sdp"),
+                        ("Link" = String, description = "One per ICE server: `<turn:...>; rel=\"ice-server\"; username=\"...\"; credential=\"...\"; credential-type=\"password\"`")
+                    )
+                ),
+                (status = 404, description = "No such stream (WHEP)", body = Problem)
+            )
         )]
         #[allow(dead_code)]
         fn $options() {}
 
-        /// Trickle ICE candidates
+        /// Trickle ICE candidates, or restart ICE (RFC 9725 §4.4)
+        ///
+        /// A fragment with new `a=ice-ufrag`/`a=ice-pwd` restarts ICE and needs `If-Match: *` or
+        /// the session's current ETag; the answer carries the server's new credentials and
+        /// candidates and the new ETag. Any If-Match must match the current ETag.
         #[utoipa::path(
             patch,
             path = $session_path,
             params(
                 ("stream" = String, Path, description = "The stream's id"),
-                ("session" = String, Path, description = "The session's id (from Location)")
+                ("session" = String, Path, description = "The session's id (from Location)"),
+                ("If-Match" = Option<String>, Header, description = "`*` or the session's ETag; required for an ICE restart")
             ),
             request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "An SDP fragment (RFC 8840)"),
             responses(
-                (status = 204, description = "Added"),
+                (
+                    status = 200,
+                    description = "ICE restarted: the server's new ICE credentials and candidates",
+                    body = String,
+                    content_type = "application/trickle-ice-sdpfrag",
+                    headers(("ETag" = String, description = "The new ICE generation"))
+                ),
+                (
+                    status = 204,
+                    description = "Candidates added",
+                    headers(("ETag" = String, description = "The current ICE generation"))
+                ),
+                (status = 400, description = "The fragment is not valid", body = Problem),
                 (status = 404, description = "No such session", body = Problem),
-                (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem)
+                (status = 412, description = "If-Match does not match the session's ETag (its ICE generation changed)", body = Problem),
+                (status = 415, description = "The body is not application/trickle-ice-sdpfrag", body = Problem),
+                (status = 422, description = "The fragment's ice-ufrag is not the session's current one", body = Problem),
+                (status = 428, description = "An ICE restart without If-Match", body = Problem)
             )
         )]
         #[allow(dead_code)]
@@ -153,7 +183,11 @@ session_operations!(
             description = "SDP answer; Location names the session",
             body = String,
             content_type = "application/sdp",
-            headers(("Location" = String, description = "The session resource (relative), to PATCH and DELETE"))
+            headers(
+                ("Location" = String, description = "The session resource (relative), to PATCH and DELETE"),
+                ("ETag" = String, description = "The session's ICE generation, for If-Match on an ICE restart (RFC 9725 §4.4)"),
+                ("Link" = String, description = "One per STUN/TURN server the client may use: `<turn:...>; rel=\"ice-server\"; username=\"...\"; credential=\"...\"; credential-type=\"password\"` (RFC 9725 §4.6); TURN credentials expire")
+            )
         ),
         (status = 404, description = "No such stream", body = Problem),
         (status = 415, description = "The body is not application/sdp", body = Problem),

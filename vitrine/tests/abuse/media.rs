@@ -337,7 +337,7 @@ async fn a_public_server_exchanges_no_private_candidates() {
         .http
         .patch(public.url(&location.unwrap()))
         .header("content-type", "application/trickle-ice-sdpfrag")
-        .body("a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef0123456789\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 2122260223 169.254.169.254 80 typ host\r\na=candidate:2 1 udp 2122260223 10.0.0.1 22 typ host\r\n")
+        .body("m=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 2122260223 169.254.169.254 80 typ host\r\na=candidate:2 1 udp 2122260223 10.0.0.1 22 typ host\r\n")
         .send()
         .await
         .unwrap();

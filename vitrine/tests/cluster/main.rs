@@ -1,19 +1,29 @@
 //! Multi-node behaviour with real `vitrine serve` processes: a stream published on one node is
-//! watched on the others through one relay per node, and follows its publisher to a new node.
+//! watched on the others through one relay per node and follows its publisher to a new node; a
+//! drained node sends its publishers, viewers and chat members elsewhere and loses no order; a
+//! killed origin fails over.
 
+mod clients;
 mod nodes;
 #[path = "../support/mod.rs"]
 mod support;
 
-use nodes::{Cluster, until};
+use clients::{Publisher, Viewer};
+use nodes::Cluster;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use support::{TestPublisher, TestSubscriber, assert_continuous};
 
 /// Creates a stream of a new seller through node `on`; returns (stream id, stream key).
 async fn stream(cluster: &Cluster, on: &str) -> (String, String) {
     let token = cluster.seller("Ann's boutique").await;
+    stream_of(cluster, on, &token).await
+}
+
+async fn stream_of(cluster: &Cluster, on: &str, token: &str) -> (String, String) {
     let r = reqwest::Client::new()
         .post(format!("{}/api/v1/streams", cluster.node(on).base))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&serde_json::json!({ "title": "Flash sale" }))
         .send()
         .await
@@ -75,18 +85,21 @@ async fn any_node_serves_a_stream_through_one_relay_per_node_that_follows_its_pu
         "video/VP8",
     )
     .await;
-    until("B relays from C", || async {
-        c.metric("vitrine_relay_legs").await == 1.0 && a.metric("vitrine_relay_legs").await == 0.0
-    })
-    .await;
+    cluster
+        .until("B relays from C", || async {
+            c.metric("vitrine_relay_legs").await == 1.0
+                && a.metric("vitrine_relay_legs").await == 0.0
+        })
+        .await;
     let after = viewers[0].video(60).await;
     assert_eq!(after[0].ssrc, before.ssrc, "the viewer renegotiated");
     assert_continuous(&after);
     // C's own viewer is now served from C's router directly: C no longer relays.
-    until("C stops relaying", || async {
-        c.metric("vitrine_cluster_relays").await == 0.0
-    })
-    .await;
+    cluster
+        .until("C stops relaying", || async {
+            c.metric("vitrine_cluster_relays").await == 0.0
+        })
+        .await;
     assert_continuous(&viewers[2].video(30).await);
     drop(moved);
 }
@@ -111,11 +124,12 @@ async fn a_relay_without_viewers_is_closed_and_relay_tokens_are_checked() {
 
     // The viewer leaves; after the idle grace (2 s here) the relay closes on both ends.
     http.delete(&viewer.location).send().await.unwrap();
-    until("the idle relay closes", || async {
-        b.metric("vitrine_cluster_relays").await == 0.0
-            && a.metric("vitrine_relay_legs").await == 0.0
-    })
-    .await;
+    cluster
+        .until("the idle relay closes", || async {
+            b.metric("vitrine_cluster_relays").await == 0.0
+                && a.metric("vitrine_relay_legs").await == 0.0
+        })
+        .await;
 
     // A forged relay credential is an anonymous viewer: it is admitted as one (not as a
     // relay) and counted as a viewer.
@@ -133,4 +147,269 @@ async fn a_relay_without_viewers_is_closed_and_relay_tokens_are_checked() {
     .await;
     assert_eq!(status, 201);
     assert_eq!(a.metric("vitrine_relay_legs").await, 0.0);
+}
+
+/// Video packets from `last` (the newest one before the move began) until the viewer receives
+/// from another leg (a new SSRC: it reconnected, or its leg was replaced), then `more` more.
+async fn packets_across_a_move(
+    viewer: &mut Viewer,
+    last: (tokio::time::Instant, support::Received),
+    more: usize,
+) -> Vec<(tokio::time::Instant, support::Received)> {
+    let first = last.1.ssrc;
+    let mut got = vec![last];
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while got.last().unwrap().1.ssrc == first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the viewer never moved ({} packets from its first leg)",
+            got.len()
+        );
+        got.extend(viewer.video(1).await);
+    }
+    got.extend(viewer.video(more).await);
+    got
+}
+
+/// The newest packet the viewer has received (everything queued is read).
+async fn newest(viewer: &mut Viewer) -> (tokio::time::Instant, support::Received) {
+    let mut last = viewer.video(1).await[0];
+    while let Ok(p) = viewer.packets.try_recv() {
+        last = p;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_sends_its_viewers_and_its_publisher_to_other_nodes() {
+    let mut cluster = Cluster::start(&["a", "b", "c"]).await;
+    let (id, key) = stream(&cluster, "a").await;
+    let url = |n: &str, what: &str| format!("{}/{what}/{id}", cluster.node(n).base);
+    let publisher = Publisher::start(vec![url("a", "whip")], &key).await;
+    assert_eq!(
+        publisher.node(),
+        cluster.node("a").base,
+        "a tie keeps the publisher"
+    );
+    let mut viewer = Viewer::start(vec![url("b", "whep"), url("c", "whep")]).await;
+    viewer.video(20).await;
+    assert_eq!(viewer.node(), cluster.node("b").base);
+
+    // The operator drains B: its viewer is sent to another node, B exits cleanly.
+    let last = newest(&mut viewer).await;
+    let out = cluster.node("b").drain(&cluster.secret()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = cluster.node("b").base.clone();
+    let moved = packets_across_a_move(&mut viewer, last, 50).await;
+    assert_ne!(viewer.node(), b);
+    let gap = clients::longest_gap(&moved);
+    eprintln!("drain of an edge node: video gap {gap:?}");
+    assert!(gap <= Duration::from_secs(2), "gap {gap:?}");
+    assert_eq!(viewer.reconnects.load(Ordering::SeqCst), 1);
+    assert!(cluster.node_mut("b").exited().await.success());
+
+    // Draining the origin moves the publisher; the viewer keeps watching.
+    let last = newest(&mut viewer).await;
+    let out = cluster.node("a").drain(&cluster.secret()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = cluster.node("a").base.clone();
+    let c = cluster.node("c").base.clone();
+    cluster
+        .until("the publisher moves to C", || async {
+            publisher.node() == c
+        })
+        .await;
+    let after = packets_across_a_move(&mut viewer, last, 50).await;
+    let gap = clients::longest_gap(&after);
+    eprintln!("drain of the origin: video gap {gap:?}");
+    assert!(gap <= Duration::from_secs(2), "gap {gap:?}");
+    assert_eq!(publisher.republished.load(Ordering::SeqCst), 1);
+    assert!(cluster.node_mut("a").exited().await.success());
+    assert_ne!(viewer.node(), a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_origin_fails_over_to_another_node() {
+    let mut cluster = Cluster::start(&["a", "b", "c"]).await;
+    let (id, key) = stream(&cluster, "a").await;
+    let url = |n: &str, what: &str| format!("{}/{what}/{id}", cluster.node(n).base);
+    let publisher = Publisher::start(vec![url("a", "whip"), url("b", "whip")], &key).await;
+    // Players that wait out a few seconds without media before they reconnect.
+    let patient = Duration::from_secs(5);
+    let mut on_b = Viewer::start_with(vec![url("b", "whep")], patient).await;
+    let mut on_c = Viewer::start_with(vec![url("c", "whep")], patient).await;
+    on_b.video(20).await;
+    on_c.video(20).await;
+
+    let (last_b, last_c) = (newest(&mut on_b).await, newest(&mut on_c).await);
+    let killed = tokio::time::Instant::now();
+    cluster.node_mut("a").kill();
+    cluster
+        .until("the publisher publishes again", || async {
+            publisher.republished.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    let republished = killed.elapsed();
+    let mut recovered = Vec::new();
+    // Each viewer's outage: the longest silence from its last packet before the kill, and
+    // when media came back.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    for (viewer, last) in [(&mut on_b, last_b), (&mut on_c, last_c)] {
+        let (mut previous, mut gap, mut back) = (last.0, Duration::ZERO, killed);
+        loop {
+            let (at, _) = viewer.video(1).await[0];
+            if at - previous > gap {
+                (gap, back) = (at - previous, at);
+            }
+            previous = at;
+            if at > until {
+                break;
+            }
+        }
+        recovered.push(back.saturating_duration_since(killed));
+    }
+    eprintln!(
+        "kill -9 of the origin: re-published after {republished:?}, viewers recovered after {recovered:?}"
+    );
+    assert!(republished <= Duration::from_secs(5), "{republished:?}");
+    for r in &recovered {
+        assert!(*r <= republished + Duration::from_secs(5), "{r:?}");
+    }
+    assert_ne!(publisher.node(), cluster.node("a").base);
+    assert_eq!(
+        on_b.reconnects.load(Ordering::SeqCst),
+        0,
+        "B's viewer kept its session"
+    );
+    assert_eq!(
+        on_c.reconnects.load(Ordering::SeqCst),
+        0,
+        "C's viewer kept its session"
+    );
+}
+
+/// A JSON call to node `base`; (status, body).
+async fn call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("idempotency-key", format!("k{}", rand::random::<u64>()))
+            .json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn buyer(base: &str, name: &str) -> String {
+    let body = serde_json::json!({ "display_name": name });
+    let (s, b) = call(
+        base,
+        reqwest::Method::POST,
+        "/api/v1/buyers",
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    b["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_spans_nodes_and_a_drain_loses_no_message_and_no_order() {
+    use reqwest::Method;
+    use serde_json::json;
+    let mut cluster = Cluster::start(&["b", "c"]).await;
+    let seller = cluster.seller("Ann's boutique").await;
+    let (id, _) = stream_of(&cluster, "c", &seller).await;
+    let (b, c) = (
+        cluster.node("b").base.clone(),
+        cluster.node("c").base.clone(),
+    );
+    let new = json!({ "sku": "HAT", "title": "Hat",
+                      "price": { "amount": 2500, "currency": "EUR" }, "stock": 5 });
+    let (s, product) = call(
+        &c,
+        Method::POST,
+        "/api/v1/products",
+        Some(&seller),
+        Some(new),
+    )
+    .await;
+    assert_eq!(s, 201, "{product}");
+    let (ann, bob) = (buyer(&b, "Ann").await, buyer(&c, "Bob").await);
+
+    // A member on B sees what is said on C.
+    let (mut ann_b, _) = support::ChatClient::join(&b, &id, Some(&ann), None).await;
+    let (mut bob_c, _) = support::ChatClient::join(&c, &id, Some(&bob), None).await;
+    bob_c
+        .send(json!({ "type": "chat", "text": "hello from C" }))
+        .await;
+    let seen = ann_b.next_of("chat").await;
+    assert_eq!(seen["text"], "hello from C");
+    let last = seen["id"].as_str().unwrap().to_owned();
+
+    // Ann orders through B just as B is drained: the order is answered and kept.
+    let order = json!({ "product_id": product["id"], "quantity": 1,
+                        "payment": { "card_number": "4242424242424242" } });
+    let placing = tokio::spawn({
+        let (b, ann) = (b.clone(), ann.clone());
+        async move { call(&b, Method::POST, "/api/v1/orders", Some(&ann), Some(order)).await }
+    });
+    let out = cluster.node("b").drain(&cluster.secret()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, placed) = placing.await.unwrap();
+    assert_eq!(s, 201, "{placed}");
+    assert_eq!(placed["status"], "paid");
+
+    // B closes its chat members with 4503; Bob speaks meanwhile; Ann resumes on C and misses
+    // nothing.
+    let closed = ann_b.closed().await;
+    assert_eq!(closed.0, 4503, "{closed:?}");
+    bob_c
+        .send(json!({ "type": "chat", "text": "while you moved" }))
+        .await;
+    bob_c.next_of("chat").await;
+    let (_, welcome) = support::ChatClient::join(&c, &id, Some(&ann), Some(&last)).await;
+    assert_eq!(welcome["resumed"], true);
+    let missed: Vec<&str> = welcome["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "chat")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(missed, ["while you moved"]);
+    assert!(cluster.node_mut("b").exited().await.success());
+
+    // The order is in the shared database, seen through C.
+    let (s, orders) = call(&c, Method::GET, "/api/v1/orders", Some(&seller), None).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [placed["id"].as_str().unwrap()]);
 }

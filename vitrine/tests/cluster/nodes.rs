@@ -27,6 +27,36 @@ impl Node {
         }
     }
 
+    /// Waits (bounded by [`WAIT`]) for the process to exit by itself; its exit status.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let child = self.child.as_mut().expect("node running");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {} did not exit:\n{}",
+                self.id,
+                tail(&self.log)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `vitrine drain` against this node, as an operator runs it; the command's output.
+    pub async fn drain(&self, secret: &Path) -> std::process::Output {
+        tokio::process::Command::new(BIN)
+            .args(["drain", "--url", &self.base])
+            .arg("--cluster-secret-file")
+            .arg(secret)
+            .output()
+            .await
+            .unwrap()
+    }
+
     /// The node's Prometheus text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.base))
@@ -69,7 +99,12 @@ impl Cluster {
     /// Starts nodes `ids` one after the other (the first migrates the shared database).
     pub async fn start(ids: &[&str]) -> Self {
         let database = TestDatabase::create(Backend::Postgres).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // Keeps the nodes' logs for a look after a failure.
+        if std::env::var_os("VITRINE_TEST_KEEP_LOGS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster logs in {}", dir.path().display());
+        }
         std::fs::write(
             dir.path().join("cluster.secret"),
             rand::random::<[u8; 32]>(),
@@ -154,6 +189,11 @@ impl Cluster {
         line["api_token"].as_str().unwrap().to_owned()
     }
 
+    /// The shared secret file (the operator's credential for `vitrine drain`).
+    pub fn secret(&self) -> PathBuf {
+        self.dir.path().join("cluster.secret")
+    }
+
     pub fn node(&self, id: &str) -> &Node {
         self.nodes.iter().find(|n| n.id == id).unwrap()
     }
@@ -174,7 +214,7 @@ impl Cluster {
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
 fn free_port() -> u16 {
@@ -203,18 +243,22 @@ async fn wait_healthy(node: &Node) {
     }
 }
 
-/// Polls `probe` (bounded by [`WAIT`]) until it returns true.
-pub async fn until<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !probe().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Cluster {
+    /// Polls `probe` (bounded by [`WAIT`]) until it returns true; on timeout the message
+    /// carries every node's log.
+    pub async fn until<F, Fut>(&self, what: &str, mut probe: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !probe().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -23,7 +23,9 @@ use vitrine_sfu::peer::{IceConfig, PeerEvents, PeerFactory, codec_parameters};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{PeerConnection, RTCIceGatheringState, RTCSessionDescription};
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceGatheringState, RTCIceServer, RTCSessionDescription,
+};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -390,7 +392,7 @@ pub async fn post_offer(
     (status, location, r.text().await.unwrap())
 }
 
-fn track(kind: RtpCodecKind, mime: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+pub fn track(kind: RtpCodecKind, mime: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
     let codec = codec_parameters()
         .into_iter()
         .map(|(p, _)| p.rtp_codec)
@@ -597,7 +599,30 @@ pub struct TestSubscriber {
 
 impl TestSubscriber {
     pub async fn start(http: &reqwest::Client, base: &str, whep_url: &str) -> Self {
-        let (pc, mut events) = factory().build().await.unwrap();
+        let (pc, events) = factory().build().await.unwrap();
+        Self::negotiate(http, base, whep_url, pc, events).await
+    }
+
+    /// A viewer that gathers through `servers` (as a browser configured from the `Link`
+    /// headers) and, when `relay_only`, uses relayed candidates alone.
+    pub async fn start_through(
+        http: &reqwest::Client,
+        base: &str,
+        whep_url: &str,
+        servers: Vec<RTCIceServer>,
+        relay_only: bool,
+    ) -> Self {
+        let (pc, events) = factory().build_client(servers, relay_only).await.unwrap();
+        Self::negotiate(http, base, whep_url, pc, events).await
+    }
+
+    async fn negotiate(
+        http: &reqwest::Client,
+        base: &str,
+        whep_url: &str,
+        pc: Arc<dyn PeerConnection>,
+        mut events: PeerEvents,
+    ) -> Self {
         vitrine_sfu::peer::add_receivers(&pc).await.unwrap();
         let offer = local_offer(&pc, &mut events).await;
         let (status, location, answer) = post_offer(http, whep_url, None, offer).await;
@@ -680,6 +705,34 @@ impl TestSubscriber {
         .await
         .is_ok()
     }
+}
+
+/// The ICE servers of a response's `Link: <url>; rel="ice-server"; username="..";
+/// credential=".."` headers (RFC 9725 §4.6), as a WHIP/WHEP client configures its connection.
+pub fn link_ice_servers(headers: &reqwest::header::HeaderMap) -> Vec<RTCIceServer> {
+    let param = |link: &str, name: &str| {
+        link.split(';').find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"').to_owned())
+        })
+    };
+    headers
+        .get_all("link")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(", <").map(str::to_owned))
+        .filter(|link| param(link, "rel").as_deref() == Some("ice-server"))
+        .map(|link| RTCIceServer {
+            urls: vec![
+                link.trim_start_matches('<')
+                    .split_once('>')
+                    .unwrap()
+                    .0
+                    .to_owned(),
+            ],
+            username: param(&link, "username").unwrap_or_default(),
+            credential: param(&link, "credential").unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Waits (bounded by [`WAIT`]) until `condition` holds, checking every 20 ms.
