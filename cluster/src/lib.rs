@@ -9,6 +9,7 @@
 //! WHEP offer is served from the origin's own router only), or fail a viewer because Redis
 //! is down (it then sees what this node has).
 
+mod consume;
 pub mod registry;
 pub mod relay;
 pub mod select;
@@ -116,6 +117,23 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Starts the relay of `stream` into `router` unless one runs; true when started.
+    fn start_relay(self: &Arc<Self>, stream: &StreamId, router: &Arc<Router>) -> bool {
+        let mut relays = self.relays.lock().expect("relays lock");
+        if relays.contains_key(stream) || self.stop.is_cancelled() {
+            return false;
+        }
+        let stop = self.stop.child_token();
+        relays.insert(stream.clone(), stop.clone());
+        tokio::spawn(relay::run(
+            Arc::clone(self),
+            stream.clone(),
+            Arc::clone(router),
+            stop,
+        ));
+        true
+    }
+
     fn relay_ended(&self, stream: &StreamId) {
         self.relays.lock().expect("relays lock").remove(stream);
     }
@@ -226,6 +244,11 @@ impl Cluster {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether this node runs the media role (a node without it sends media clients away).
+    pub fn serves_media(&self) -> bool {
+        self.inner.node.roles.iter().any(|r| r == "media")
+    }
+
     /// Whether `token` is a valid operator token of this cluster (the admin routes).
     pub fn is_admin(&self, token: &str) -> bool {
         self.inner.key.verify_admin(token, now_unix()).is_ok()
@@ -251,6 +274,23 @@ impl Cluster {
             },
         )?;
         (chosen.id != inner.node.id).then(|| chosen.clone())
+    }
+
+    /// Makes this node do `role`'s work (HLS) for streams published on other nodes that no
+    /// other node works on: their relays' routers are announced on `went_live`, as local
+    /// publishers are.
+    pub fn consume_live(
+        &self,
+        role: &'static str,
+        routers: Arc<vitrine_sfu::router::Routers>,
+        went_live: tokio::sync::broadcast::Sender<Arc<Router>>,
+    ) {
+        tokio::spawn(consume::run(
+            Arc::clone(&self.inner),
+            role,
+            routers,
+            went_live,
+        ));
     }
 
     /// Stops relays and heartbeats, releases this node's origin leases and withdraws its entry.
@@ -307,6 +347,13 @@ async fn heartbeat(inner: Arc<Inner>) {
                 .renew_origin(&stream, &inner.node.id, inner.config.origin_lease)
                 .await
             {
+                Ok(true) if inner.node.roles.iter().any(|r| r == "hls") => {
+                    let lease = inner.config.origin_lease;
+                    let _ = inner
+                        .registry
+                        .take_work("hls", &stream, &inner.node.id, lease)
+                        .await;
+                }
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(%stream, "origin taken over by another node");
@@ -335,22 +382,7 @@ impl Upstream for Cluster {
                 return;
             }
         };
-        let started = {
-            let mut relays = inner.relays.lock().expect("relays lock");
-            if relays.contains_key(stream) || inner.stop.is_cancelled() {
-                false
-            } else {
-                let stop = inner.stop.child_token();
-                relays.insert(stream.clone(), stop.clone());
-                tokio::spawn(relay::run(
-                    Arc::clone(inner),
-                    stream.clone(),
-                    Arc::clone(router),
-                    stop,
-                ));
-                true
-            }
-        };
+        let started = inner.start_relay(stream, router);
         if started {
             tracing::info!(%stream, %origin, "relay started for a viewer");
         }
@@ -372,6 +404,15 @@ impl Upstream for Cluster {
         let inner = &self.inner;
         if let Some(relay) = inner.relays.lock().expect("relays lock").remove(stream) {
             relay.cancel();
+        }
+        if inner.node.roles.iter().any(|r| r == "hls") {
+            // This node packages its own streams: its lease is taken before the stream shows
+            // as live, so no other node takes them.
+            let lease = inner.config.origin_lease;
+            let _ = inner
+                .registry
+                .take_work("hls", stream, &inner.node.id, lease)
+                .await;
         }
         if let Err(e) = inner
             .registry
@@ -397,8 +438,8 @@ impl Upstream for Cluster {
     }
 
     async fn place_publisher(&self, stream: &StreamId) -> Option<String> {
-        let draining = self.is_draining();
-        let node = self.elsewhere(!draining).await?;
+        let here = !self.is_draining() && self.serves_media();
+        let node = self.elsewhere(here).await?;
         // The stream key does not survive a redirect to another origin; this does, for a minute.
         let placement = self
             .inner
@@ -411,7 +452,7 @@ impl Upstream for Cluster {
     }
 
     async fn place_viewer(&self, stream: &StreamId) -> Option<String> {
-        if !self.is_draining() {
+        if !self.is_draining() && self.serves_media() {
             return None;
         }
         let node = self.elsewhere(false).await?;

@@ -5,7 +5,11 @@
 //! Keys, under the cluster's prefix `vitrine:cluster:{name}`:
 //! - `:node:{id}` — the node's [`NodeInfo`] as JSON, `PX` = 3 heartbeats;
 //! - `:nodes` — the set of node ids (members whose entry expired are pruned when listed);
-//! - `:origin:{stream}` — the origin node's id, `PX` = the origin lease.
+//! - `:origin:{stream}` — the origin node's id, `PX` = the origin lease;
+//! - `:live` — the set of streams with an origin (members whose origin expired are pruned when
+//!   listed), which the roles consuming live media on other nodes follow;
+//! - `:work:{role}:{stream}` — the node doing `role`'s work on the stream (HLS), under a lease
+//!   its holder renews, so that one node of the cluster packages each stream.
 //!
 //! **Must never:** renew or release another node's origin lease (both are compare-and-set
 //! scripts on the holder's id), or treat a node whose entry expired as serving.
@@ -100,6 +104,102 @@ impl Registry {
         format!("{}:origin:{stream}", self.prefix)
     }
 
+    fn live_key(&self) -> String {
+        format!("{}:live", self.prefix)
+    }
+
+    fn work_key(&self, role: &str, stream: &str) -> String {
+        format!("{}:work:{role}:{stream}", self.prefix)
+    }
+
+    /// Streams published somewhere in the cluster now; members whose origin lease expired (the
+    /// node died) are pruned.
+    pub async fn live_streams(&self) -> Result<Vec<StreamId>, RegistryError> {
+        let mut redis = self.redis.clone();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.live_key())
+            .query_async(&mut redis)
+            .await
+            .map_err(failed)?;
+        let mut live = Vec::new();
+        for member in members {
+            let Ok(stream) = StreamId::parse(&member) else {
+                continue;
+            };
+            if self.origin(&stream).await?.is_some() {
+                live.push(stream);
+            } else {
+                let _: Result<(), _> = redis::cmd("SREM")
+                    .arg(self.live_key())
+                    .arg(&member)
+                    .query_async(&mut redis)
+                    .await;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Takes `role`'s work on `stream` for `node` if nobody holds it (or renews it if `node`
+    /// does); true when `node` holds it now.
+    pub async fn take_work(
+        &self,
+        role: &str,
+        stream: &StreamId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        let key = self.work_key(role, stream.as_str());
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(node)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)?;
+        if taken.is_some() {
+            return Ok(true);
+        }
+        self.renew(&key, node, lease).await
+    }
+
+    /// Gives up `role`'s work on `stream` if `node` holds it.
+    pub async fn drop_work(
+        &self,
+        role: &str,
+        stream: &StreamId,
+        node: &str,
+    ) -> Result<(), RegistryError> {
+        self.release(&self.work_key(role, stream.as_str()), node)
+            .await
+    }
+
+    async fn renew(&self, key: &str, node: &str, lease: Duration) -> Result<bool, RegistryError> {
+        let renewed: i64 = redis::cmd("EVAL")
+            .arg(RENEW)
+            .arg(1)
+            .arg(key)
+            .arg(node)
+            .arg(millis(lease))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)?;
+        Ok(renewed == 1)
+    }
+
+    async fn release(&self, key: &str, node: &str) -> Result<(), RegistryError> {
+        redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(key)
+            .arg(node)
+            .query_async::<i64>(&mut self.redis.clone())
+            .await
+            .map(drop)
+            .map_err(failed)
+    }
+
     /// Publishes this node's entry for `ttl`.
     pub async fn announce(&self, node: &NodeInfo, ttl: Duration) -> Result<(), RegistryError> {
         let json = serde_json::to_string(node).map_err(failed)?;
@@ -186,11 +286,17 @@ impl Registry {
         node: &str,
         lease: Duration,
     ) -> Result<(), RegistryError> {
-        redis::cmd("SET")
+        redis::pipe()
+            .cmd("SET")
             .arg(self.origin_key(stream))
             .arg(node)
             .arg("PX")
             .arg(millis(lease))
+            .ignore()
+            .cmd("SADD")
+            .arg(self.live_key())
+            .arg(stream.as_str())
+            .ignore()
             .query_async::<()>(&mut self.redis.clone())
             .await
             .map_err(failed)
@@ -203,29 +309,13 @@ impl Registry {
         node: &str,
         lease: Duration,
     ) -> Result<bool, RegistryError> {
-        let renewed: i64 = redis::cmd("EVAL")
-            .arg(RENEW)
-            .arg(1)
-            .arg(self.origin_key(stream))
-            .arg(node)
-            .arg(millis(lease))
-            .query_async(&mut self.redis.clone())
-            .await
-            .map_err(failed)?;
-        Ok(renewed == 1)
+        self.renew(&self.origin_key(stream), node, lease).await
     }
 
-    /// Gives up `node`'s lease on `stream` (its publisher stopped); another node's is kept.
+    /// Gives up `node`'s lease on `stream` (its publisher stopped); another node's is kept, and
+    /// the stream stays listed as live until its origin is gone.
     pub async fn release_origin(&self, stream: &StreamId, node: &str) -> Result<(), RegistryError> {
-        redis::cmd("EVAL")
-            .arg(RELEASE)
-            .arg(1)
-            .arg(self.origin_key(stream))
-            .arg(node)
-            .query_async::<i64>(&mut self.redis.clone())
-            .await
-            .map(drop)
-            .map_err(failed)
+        self.release(&self.origin_key(stream), node).await
     }
 
     /// The id of the node holding `stream`'s publisher, if any holds it.

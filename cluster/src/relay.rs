@@ -10,8 +10,8 @@
 //! lets go of the old one: the local router sees a new source generation, and its viewers'
 //! legs continue their sequence numbers without renegotiating.
 //!
-//! **Must never:** run while the stream's publisher is on this node, or outlive its viewers by
-//! more than the idle grace.
+//! **Must never:** run while the stream's publisher is on this node, or outlive its consumers
+//! (viewers, and the taps of the HLS role) by more than the idle grace.
 
 use crate::token::Grant;
 use crate::{Inner, now_unix};
@@ -227,7 +227,7 @@ pub(crate) async fn run(
             continue;
         }
         let now = tokio::time::Instant::now();
-        if router.viewers() > 0 {
+        if router.consumers() > 0 {
             idle_since = None;
         } else if now - *idle_since.get_or_insert(now) >= inner.config.relay_idle {
             break "no viewers";

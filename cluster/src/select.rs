@@ -25,7 +25,7 @@ pub fn choose<'n>(nodes: &'n [NodeInfo], s: Selection<'_>) -> Option<&'n NodeInf
     nodes
         .iter()
         .filter(|n| !n.draining && n.region == s.region)
-        .filter(|n| n.roles.iter().any(|r| r == "web" || r == "media"))
+        .filter(|n| n.roles.iter().any(|r| r == "media"))
         .filter(|n| n.load.sessions() < s.max_load)
         .filter(|n| s.include_me || n.id != s.me)
         .min_by_key(|n| (n.load.sessions(), n.id != s.me, n.id.clone()))
@@ -42,7 +42,7 @@ mod tests {
             region: region.into(),
             url: format!("http://{id}:8080"),
             public_url: format!("https://{id}.example"),
-            roles: vec!["web".into()],
+            roles: vec!["api".into(), "media".into(), "hls".into()],
             draining: false,
             load: Load {
                 publishers: 0,

@@ -100,6 +100,11 @@ impl Router {
             .count()
     }
 
+    /// Number of legs of every kind, viewers and taps (a relay with none is idle).
+    pub fn consumers(&self) -> usize {
+        self.legs.read().expect("legs lock").len()
+    }
+
     pub fn is_live(&self) -> bool {
         self.source.borrow().live
     }

@@ -64,11 +64,24 @@ async fn offer(
                 tracing::debug!(%client, %stream, %refusal, "viewer turned away");
             })?
     };
+    let router = sfu.routers.get_or_create(&stream);
     // A relay asks the origin, which never relays it further; a viewer's node may have to.
     if let (false, Some(cluster)) = (relay, sfu.upstream()) {
-        let router = sfu.routers.get_or_create(&stream);
         cluster.serve(&stream, &router).await;
     }
+    // A publisher that has just attached has not sent its first packets: its codecs are not
+    // known yet, and the leg must be negotiated with its video codec.
+    let mut source = router.source();
+    let _ = tokio::time::timeout(
+        crate::upstream::RELAY_SOURCE_WAIT,
+        source.wait_for(|s| {
+            !s.live
+                || s.codecs
+                    .iter()
+                    .any(|c| c.codec.kind() == crate::codec::MediaKind::Video)
+        }),
+    )
+    .await;
     // Nodes reach each other over the operator's internal network: a relay's candidates are
     // private addresses even where viewers' are filtered.
     let policy = if relay {

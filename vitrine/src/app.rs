@@ -67,6 +67,8 @@ pub struct AppState {
     pub captions: Option<Arc<LiveCaptions>>,
     /// Trusted proxies, per-address limits, who may read `/metrics`.
     pub edge: Arc<EdgeConfig>,
+    /// What this node serves.
+    pub roles: crate::roles::Roles,
     registry: Arc<Registry>,
     public_url: Arc<OnceLock<String>>,
 }
@@ -253,49 +255,55 @@ fn metrics_router(state: AppState) -> Router {
 }
 
 pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
+    // WHIP and WHEP on every node: one without the media role sends clients to a media node.
     let media = vitrine_ingest::whip::routes(Arc::clone(&state.ingest))
         .merge(vitrine_sfu::whep::routes(Arc::clone(&state.sfu)))
         .layer(axum::middleware::from_fn(media_cors));
-    let per_address =
-        axum::middleware::from_fn_with_state(state.clone(), api::ip_limits::per_address);
-    let mut app = Router::new()
-        .merge(api::routes(&state))
-        .merge(crate::oauth::routes().route_layer(per_address.clone()))
-        .merge(crate::portal::routes().route_layer(per_address))
-        .route("/healthz", get(healthz));
+    let mut app = Router::new().route("/healthz", get(healthz));
     if state.edge.metrics.listen.is_none() {
         app = app.route("/metrics", get(metrics));
     }
-    app.route(
-        "/api/openapi.json",
-        get(|| async {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                crate::openapi::document(),
-            )
-        }),
-    )
-    .with_state(state.clone())
-    .merge(media)
-    .merge(vitrine_chat::routes::routes(state.chat.clone()))
-    .merge(vitrine_web_demo::routes())
-    .merge(admin)
-    .merge(
-        state
-            .hls
-            .clone()
-            .map(vitrine_transcode::routes::routes)
-            .unwrap_or_default(),
-    )
-    .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(axum::middleware::from_fn_with_state(
-        edge,
-        crate::edge::edge,
-    ))
-    .layer(TraceLayer::new_for_http())
+    let mut app = app.with_state(state.clone()).merge(media).merge(admin);
+    if state.roles.api {
+        app = app.merge(api_role_routes(&state));
+    }
+    if state.roles.hls
+        && let Some(hls) = state.hls.clone()
+    {
+        app = app.merge(vitrine_transcode::routes::routes(hls));
+    }
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            crate::edge::edge,
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// What the `api` role serves: the API and its OpenAPI document, OAuth2, sign-in and the
+/// portal, the chat, and the pages.
+fn api_role_routes(state: &AppState) -> Router {
+    let per_address =
+        axum::middleware::from_fn_with_state(state.clone(), api::ip_limits::per_address);
+    Router::new()
+        .merge(api::routes(state))
+        .merge(crate::oauth::routes().route_layer(per_address.clone()))
+        .merge(crate::portal::routes().route_layer(per_address))
+        .route(
+            "/api/openapi.json",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    crate::openapi::document(),
+                )
+            }),
+        )
+        .with_state(state.clone())
+        .merge(vitrine_chat::routes::routes(state.chat.clone()))
+        .merge(vitrine_web_demo::routes())
 }
 
 /// Payouts in the background: payouts in transit are checked with the rail, and on schedule
@@ -346,7 +354,7 @@ async fn spawn_replay_subtitles(
         None if worker.is_some() => Arc::new(MemoryQueue::default()),
         None => return Ok(()),
     };
-    if config.roles.web {
+    if config.roles.hls {
         let mut replays = hls.replays.subscribe();
         let queue = Arc::clone(&queue);
         let stop = background.clone();
@@ -425,12 +433,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             None => Arc::new(LocalDisk::new(config.data_dir.join("hls"))),
         };
         let mut hls_config = config.hls.clone();
-        if pool.is_some() && config.roles.web {
+        if pool.is_some() && config.roles.media {
             hls_config.subtitle_languages = captions::languages(&config.subtitles);
         }
         let hls = Hls::new(hls_config, media, hls_metrics)
             .context("starting HLS (turn it off with --no-hls)")?;
-        if config.roles.web {
+        if config.roles.hls {
             hls.spawn(sfu.went_live.subscribe());
         }
         Some(hls)
@@ -501,7 +509,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     events.connect(Arc::new(chat.clone()));
     let background = CancellationToken::new();
-    let captions = match (&pool, config.roles.web) {
+    let captions = match (&pool, config.roles.media) {
         (Some(pool), true) => {
             let live = captions::live(&config.subtitles, Arc::clone(pool), &chat, hls.as_ref())?;
             live.spawn(sfu.went_live.subscribe());
@@ -565,6 +573,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         hls,
         captions,
         edge: Arc::new(config.edge.clone()),
+        roles: config.roles,
         registry: Arc::new(registry),
         public_url: Arc::new(OnceLock::new()),
     };

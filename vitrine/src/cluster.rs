@@ -147,13 +147,7 @@ pub async fn join(
     sfu: &Arc<vitrine_sfu::Sfu>,
     metrics: vitrine_cluster::ClusterMetrics,
 ) -> anyhow::Result<vitrine_cluster::Cluster> {
-    let mut roles = Vec::new();
-    if config.roles.web {
-        roles.push("web".to_owned());
-    }
-    if config.roles.subtitles {
-        roles.push("subtitles".to_owned());
-    }
+    let roles = config.roles.names();
     let cluster = vitrine_cluster::Cluster::join(
         vitrine_cluster::ClusterConfig {
             name: settings.name.clone(),
@@ -180,6 +174,10 @@ pub async fn join(
     .await
     .context("joining the cluster")?;
     sfu.set_upstream(Arc::new(cluster.clone()));
+    if config.roles.hls && config.hls.enabled {
+        // Streams published on nodes that do not package HLS are packaged here.
+        cluster.consume_live("hls", Arc::clone(&sfu.routers), sfu.went_live.clone());
+    }
     tracing::info!(node = cluster.node_id(), cluster = %settings.name, "joined the media cluster");
     Ok(cluster)
 }

@@ -87,9 +87,10 @@ pub struct ServeArgs {
     /// Do not transcode live streams to HLS (WebRTC viewers only, no recordings).
     #[arg(long, env = "VITRINE_NO_HLS")]
     pub no_hls: bool,
-    /// What this process does: `web` (API, pages, chat, WebRTC, HLS, live captions) and
-    /// `subtitles` (replay subtitle jobs; with --redis, taken from a queue every process
-    /// shares). Comma separated; default both.
+    /// What this process does: `api` (API, pages, chat), `media` (WHIP, WHEP, SFU, live
+    /// captions), `hls` (HLS packaging, recordings), `web` (all three) and `subtitles` (replay
+    /// subtitle jobs; with --redis, taken from a queue every process shares). Comma separated;
+    /// default web and subtitles. `api` or `hls` without `media` needs a cluster.
     #[arg(long, env = "VITRINE_ROLES", value_delimiter = ',')]
     pub roles: Option<Vec<Role>>,
     /// Do not caption live streams or subtitle replays (no Whisper model loaded).
@@ -149,41 +150,7 @@ struct FileConfig {
     cluster: crate::cluster::FileCluster,
 }
 
-/// A role of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Web,
-    Subtitles,
-}
-
-/// The roles this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles {
-    pub web: bool,
-    pub subtitles: bool,
-}
-
-impl Default for Roles {
-    fn default() -> Self {
-        Self {
-            web: true,
-            subtitles: true,
-        }
-    }
-}
-
-impl Roles {
-    fn of(list: &[Role]) -> anyhow::Result<Self> {
-        if list.is_empty() {
-            bail!("roles: name at least one of web, subtitles");
-        }
-        Ok(Self {
-            web: list.contains(&Role::Web),
-            subtitles: list.contains(&Role::Subtitles),
-        })
-    }
-}
+pub use crate::roles::{Role, Roles};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -752,6 +719,16 @@ impl Config {
         if cluster.is_some() && redis_url.is_none() {
             bail!("a cluster member needs Redis (--redis): the cluster's directory is there");
         }
+        let roles = match args.roles.or(file.roles) {
+            Some(list) => Roles::of(&list)?,
+            None => Roles::default(),
+        };
+        if roles.need_a_cluster() && cluster.is_none() {
+            bail!(
+                "api or hls without media works only in a cluster \
+                 (--cluster-secret-file and --redis)"
+            );
+        }
         Ok(Self {
             cluster,
             listen: args
@@ -800,10 +777,7 @@ impl Config {
             },
             hls: file.hls.resolve(args.no_hls)?,
             subtitles: file.subtitles.resolve(args.no_subtitles)?,
-            roles: match args.roles.or(file.roles) {
-                Some(list) => Roles::of(&list)?,
-                None => Roles::default(),
-            },
+            roles,
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
             demo: args.demo,
             edge: crate::edge::EdgeConfig::resolve(

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod pages;
 pub mod portal;
+pub mod roles;
 pub mod sale_shares;
 pub mod store;
 pub mod telemetry;

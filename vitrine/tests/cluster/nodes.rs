@@ -98,6 +98,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts nodes `ids` one after the other (the first migrates the shared database).
     pub async fn start(ids: &[&str]) -> Self {
+        let nodes: Vec<(&str, &[&str])> = ids.iter().map(|id| (*id, &["--no-hls"][..])).collect();
+        Self::start_with(&nodes).await
+    }
+
+    /// Starts nodes given as (id, extra `serve` arguments), one after the other.
+    pub async fn start_with(nodes: &[(&str, &[&str])]) -> Self {
         let database = TestDatabase::create(Backend::Postgres).await.unwrap();
         let mut dir = tempfile::tempdir().unwrap();
         // Keeps the nodes' logs for a look after a failure.
@@ -117,15 +123,15 @@ impl Cluster {
             dir,
             name,
         };
-        for id in ids {
-            let node = cluster.spawn(id).await;
+        for (id, args) in nodes {
+            let node = cluster.spawn(id, args).await;
             cluster.nodes.push(node);
         }
         cluster
     }
 
-    /// Starts one more node named `id` and waits until it answers.
-    pub async fn spawn(&self, id: &str) -> Node {
+    /// Starts one more node named `id` with extra `args` and waits until it answers.
+    pub async fn spawn(&self, id: &str, args: &[&str]) -> Node {
         let port = free_port();
         let data = self.dir.path().join(id);
         let log = self.dir.path().join(format!("{id}.log"));
@@ -138,10 +144,11 @@ impl Cluster {
             .arg("--cluster-secret-file")
             .arg(self.dir.path().join("cluster.secret"))
             .args(["--node-id", id, "--cluster-name", &self.name])
-            .args(["--no-hls", "--no-subtitles", "--no-ip-limits"])
+            .args(["--no-subtitles", "--no-ip-limits"])
             .args(["--ice-bind", "127.0.0.1"])
             .arg("--config")
             .arg(self.config())
+            .args(args)
             .env("RUST_LOG", "info,webrtc=warn,rtc=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -164,7 +171,7 @@ impl Cluster {
         if !path.exists() {
             std::fs::write(
                 &path,
-                "[cluster]\nheartbeat_ms = 500\norigin_lease_ms = 1500\nrelay_idle_secs = 2\nrelay_check_ms = 200\n",
+                "[cluster]\nheartbeat_ms = 500\norigin_lease_ms = 1500\nrelay_idle_secs = 2\nrelay_check_ms = 200\n\n[hls]\nencoder = \"x264\"\nx264_preset = \"ultrafast\"\n\n[[hls.renditions]]\nheight = 240\nbitrate_kbps = 300\nfps = 30\n",
             )
             .unwrap();
         }
