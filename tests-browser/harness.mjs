@@ -13,9 +13,10 @@ export const WAIT = 30_000;
 
 // `config` (TOML text), when given, is written to a file the server reads. Captions are off
 // unless it has a [subtitles] table (Whisper would caption every test's fake microphone).
-export async function startServer(config = '') {
+// `extra` flags are added to `vitrine serve` (a cluster node's, for example).
+export async function startServer(config = '', extra = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
-  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo'];
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo', ...extra];
   const toml = /^\[subtitles\]/m.test(config) ? config : `${config}\n[subtitles]\nenabled = false\n`;
   writeFileSync(join(dataDir, 'vitrine.toml'), toml);
   args.push('--config', join(dataDir, 'vitrine.toml'));
@@ -33,7 +34,7 @@ export async function startServer(config = '') {
       const token = out.match(/Seller API token:\s+(\S+)/);
       if (studio && watch && token) {
         clearTimeout(timer);
-        resolve({ studio: studio[1], watch: watch[1], sellerToken: token[1], base: new URL(watch[1]).origin });
+        resolve({ studio: studio[1], watch: watch[1], sellerToken: token[1], base: new URL(watch[1]).origin, dataDir });
       }
     });
     server.on('exit', (code) => reject(new Error(`server exited early with ${code}: ${out}`)));

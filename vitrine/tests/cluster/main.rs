@@ -14,6 +14,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::{TestPublisher, TestSubscriber, assert_continuous};
 
+/// The longest a move may take here: several times what it takes (printed by each test), and
+/// less than the WebRTC stack's own timeouts, which a client or relay that was not told of the
+/// move would wait out.
+const MOVE_BOUND: Duration = Duration::from_secs(4);
+
 /// Creates a stream of a new seller through node `on`; returns (stream id, stream key).
 async fn stream(cluster: &Cluster, on: &str) -> (String, String) {
     let token = cluster.seller("Ann's boutique").await;
@@ -208,7 +213,9 @@ async fn a_drained_node_sends_its_viewers_and_its_publisher_to_other_nodes() {
     assert_ne!(viewer.node(), b);
     let gap = clients::longest_gap(&moved);
     eprintln!("drain of an edge node: video gap {gap:?}");
-    assert!(gap <= Duration::from_secs(2), "gap {gap:?}");
+    // The figure (2 s or less) is the benchmark's to check; this bound catches a move that
+    // waited out a timeout instead of being told (ICE's 5 s, the 10 s grace).
+    assert!(gap <= MOVE_BOUND, "gap {gap:?}");
     assert_eq!(viewer.reconnects.load(Ordering::SeqCst), 1);
     assert!(cluster.node_mut("b").exited().await.success());
 
@@ -230,7 +237,9 @@ async fn a_drained_node_sends_its_viewers_and_its_publisher_to_other_nodes() {
     let after = packets_across_a_move(&mut viewer, last, 50).await;
     let gap = clients::longest_gap(&after);
     eprintln!("drain of the origin: video gap {gap:?}");
-    assert!(gap <= Duration::from_secs(2), "gap {gap:?}");
+    // The figure (2 s or less) is the benchmark's to check; this bound catches a move that
+    // waited out a timeout instead of being told (ICE's 5 s, the 10 s grace).
+    assert!(gap <= MOVE_BOUND, "gap {gap:?}");
     assert_eq!(publisher.republished.load(Ordering::SeqCst), 1);
     assert!(cluster.node_mut("a").exited().await.success());
     assert_ne!(viewer.node(), a);
@@ -279,9 +288,9 @@ async fn a_killed_origin_fails_over_to_another_node() {
     eprintln!(
         "kill -9 of the origin: re-published after {republished:?}, viewers recovered after {recovered:?}"
     );
-    assert!(republished <= Duration::from_secs(5), "{republished:?}");
+    assert!(republished <= MOVE_BOUND, "{republished:?}");
     for r in &recovered {
-        assert!(*r <= republished + Duration::from_secs(5), "{r:?}");
+        assert!(*r <= republished + MOVE_BOUND, "{r:?}");
     }
     assert_ne!(publisher.node(), cluster.node("a").base);
     assert_eq!(
