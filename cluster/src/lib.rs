@@ -216,6 +216,17 @@ impl Cluster {
         &self.inner.registry
     }
 
+    /// Every stream published in the cluster now, with its origin node.
+    pub async fn streams(&self) -> Result<Vec<(StreamId, String)>, registry::RegistryError> {
+        let mut out = Vec::new();
+        for stream in self.inner.registry.live_streams().await? {
+            if let Some(origin) = self.inner.registry.origin(&stream).await? {
+                out.push((stream, origin));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every live node of the cluster.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, registry::RegistryError> {
         self.inner.registry.nodes().await

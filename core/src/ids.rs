@@ -149,6 +149,11 @@ id_type!(
     SessionId,
     "ss"
 );
+id_type!(
+    /// One of the platform's operators (the cluster page, draining nodes), never a seller.
+    OperatorId,
+    "op"
+);
 
 #[cfg(test)]
 mod tests {

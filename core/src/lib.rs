@@ -23,8 +23,8 @@ pub use commerce::{
 };
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
 pub use ids::{
-    ApiKeyId, AppId, BuyerId, GrantId, IdError, OrderId, PinId, ProductId, SellerId, SessionId,
-    StreamId,
+    ApiKeyId, AppId, BuyerId, GrantId, IdError, OperatorId, OrderId, PinId, ProductId, SellerId,
+    SessionId, StreamId,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;

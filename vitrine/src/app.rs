@@ -617,7 +617,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // The peer's address reaches the edge middleware, which decides the client's.
     let drain_requested = CancellationToken::new();
     let admin = cluster.clone().map_or_else(Router::new, |c| {
-        crate::cluster::admin_routes(c, drain_requested.clone())
+        crate::cluster::admin_routes(c, state.store.clone(), drain_requested.clone())
     });
     let app =
         router(state.clone(), edge, admin).into_make_service_with_connect_info::<SocketAddr>();

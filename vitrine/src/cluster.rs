@@ -203,24 +203,32 @@ pub async fn hand_over(state: &crate::app::AppState, cluster: &vitrine_cluster::
 #[derive(Clone)]
 struct Admin {
     cluster: vitrine_cluster::Cluster,
+    /// Where operators' tokens are.
+    store: crate::store::Store,
     /// Cancelled to ask the process to drain and exit.
     drain: tokio_util::sync::CancellationToken,
 }
 
-/// The operator's routes of a clustered node, authenticated with a token derived from the
-/// cluster secret (`vitrine drain` makes one): `POST /admin/drain`, `GET /admin/cluster`.
+/// The operator's routes of a clustered node, authenticated with an operator's token (`vitrine
+/// operators create`) or one derived from the cluster secret (`vitrine drain` makes one):
+/// `POST /admin/drain`, `GET /admin/cluster`.
 pub fn admin_routes(
     cluster: vitrine_cluster::Cluster,
+    store: crate::store::Store,
     drain: tokio_util::sync::CancellationToken,
 ) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/admin/drain", post(drain_node))
         .route("/admin/cluster", get(cluster_view))
-        .with_state(Admin { cluster, drain })
+        .with_state(Admin {
+            cluster,
+            store,
+            drain,
+        })
 }
 
-fn operator(
+async fn operator(
     admin: &Admin,
     headers: &axum::http::HeaderMap,
 ) -> Result<(), axum::response::Response> {
@@ -228,6 +236,15 @@ fn operator(
     let token = vitrine_sfu::signaling::bearer(headers).unwrap_or_default();
     if admin.cluster.is_admin(token) {
         return Ok(());
+    }
+    let presented = vitrine_core::Secret::from_presented(token);
+    match crate::operators::by_token(&admin.store, &presented).await {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "operator lookup failed");
+            return Err(vitrine_core::Problem::internal().into_response());
+        }
     }
     let mut r = vitrine_core::Problem::unauthorized("an operator token of this cluster is needed")
         .into_response();
@@ -244,7 +261,7 @@ async fn drain_node(
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(refused) = operator(&admin, &headers) {
+    if let Err(refused) = operator(&admin, &headers).await {
         return refused;
     }
     tracing::info!("drain requested by an operator");
@@ -265,13 +282,22 @@ async fn cluster_view(
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(refused) = operator(&admin, &headers) {
+    if let Err(refused) = operator(&admin, &headers).await {
         return refused;
     }
-    match admin.cluster.nodes().await {
-        Ok(nodes) => axum::Json(serde_json::json!({
+    let view = async {
+        let nodes = admin.cluster.nodes().await?;
+        let streams = admin.cluster.streams().await?;
+        Ok::<_, vitrine_cluster::registry::RegistryError>((nodes, streams))
+    };
+    match view.await {
+        Ok((nodes, streams)) => axum::Json(serde_json::json!({
             "node": admin.cluster.node_id(),
             "nodes": nodes,
+            "streams": streams
+                .into_iter()
+                .map(|(stream, origin)| serde_json::json!({ "id": stream, "origin": origin }))
+                .collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(e) => vitrine_core::Problem::new(

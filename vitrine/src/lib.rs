@@ -10,6 +10,7 @@ pub mod edge;
 pub mod models;
 pub mod oauth;
 pub mod openapi;
+pub mod operators;
 pub mod pages;
 pub mod portal;
 pub mod roles;

@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: SellersCommand,
     },
+    /// Manage the platform's operators (the cluster view, draining nodes).
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
+    },
     /// Manage third-party apps (operator actions).
     Apps {
         #[command(subcommand)]
@@ -126,6 +131,21 @@ enum SubtitlesCommand {
 #[derive(Subcommand)]
 enum SellersCommand {
     /// Create a seller; prints {"seller_id", "api_token"} as one JSON line.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "VITRINE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "VITRINE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "VITRINE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorsCommand {
+    /// Create an operator; prints {"operator_id", "token"} as one JSON line.
     Create {
         #[arg(long)]
         name: String,
@@ -261,6 +281,24 @@ async fn main() -> anyhow::Result<()> {
             );
             store.close().await;
             Ok(())
+        }
+        Command::Operators {
+            command:
+                OperatorsCommand::Create {
+                    name,
+                    data_dir,
+                    config,
+                    database_url,
+                },
+        } => {
+            let config = Config::resolve(ServeArgs {
+                data_dir,
+                config,
+                database_url,
+                ..Default::default()
+            })?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            vitrine::operators::create_command(&config.database_url, &name).await
         }
         Command::Apps {
             command:

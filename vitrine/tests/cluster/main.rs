@@ -106,6 +106,44 @@ async fn any_node_serves_a_stream_through_one_relay_per_node_that_follows_its_pu
         })
         .await;
     assert_continuous(&viewers[2].video(30).await);
+
+    // The operator's view of the cluster, from any node: its nodes and where the stream is.
+    let operator = cluster.operator("Ops").await;
+    let seller = cluster.seller("Another shop").await;
+    let view = format!("{}/admin/cluster", b.base);
+    for (token, status) in [
+        (Some(seller.as_str()), 401),
+        (None, 401),
+        (Some(&operator), 200),
+    ] {
+        let mut req = http.get(&view);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status);
+        if status == 200 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            let ids: Vec<&str> = v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, ["a", "b", "c"]);
+            assert_eq!(
+                v["streams"],
+                serde_json::json!([{ "id": id, "origin": "c" }])
+            );
+        }
+    }
+    let r = http
+        .post(format!("{}/admin/drain", b.base))
+        .bearer_auth(&seller)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a seller never drains a node");
     drop(moved);
 }
 

@@ -201,6 +201,24 @@ impl Cluster {
         self.dir.path().join("cluster.secret")
     }
 
+    /// An operator created with the CLI; its token.
+    pub async fn operator(&self, name: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["operators", "create", "--name", name])
+            .args(["--database-url", &self.database.url])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("cli"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["token"].as_str().unwrap().to_owned()
+    }
+
     pub fn node(&self, id: &str) -> &Node {
         self.nodes.iter().find(|n| n.id == id).unwrap()
     }
