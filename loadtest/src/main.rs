@@ -98,6 +98,10 @@ pub struct WhepArgs {
     /// JSON-lines file each measured step is appended to.
     #[arg(long, default_value = "whep-report.jsonl")]
     pub out: std::path::PathBuf,
+    /// Base URLs of the nodes viewers subscribe through, round robin (a cluster: the stream is
+    /// published on `--server`, watched on these). Default: the stream's own WHEP URL.
+    #[arg(long, value_delimiter = ',')]
+    pub viewer_servers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -148,10 +152,18 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         .to_owned();
 
     let publisher = client::Publisher::start(&http, &whip, &key, args.kbps).await?;
+    let id = stream["id"].as_str().context("id")?.to_owned();
     let mut subscribers = Vec::new();
     for &n in &args.subscribers {
         while subscribers.len() < n {
-            subscribers.push(client::Subscriber::start(&http, &whep).await?);
+            let url = match args.viewer_servers.as_slice() {
+                [] => whep.clone(),
+                nodes => format!(
+                    "{}/whep/{id}",
+                    nodes[subscribers.len() % nodes.len()].trim_end_matches('/')
+                ),
+            };
+            subscribers.push(client::Subscriber::start(&http, &url).await?);
         }
         // Let every subscriber receive its first keyframe before measuring.
         client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
