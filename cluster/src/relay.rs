@@ -67,7 +67,7 @@ impl Hop {
         stream: &StreamId,
         router: &Arc<Router>,
     ) -> Result<Self, HopError> {
-        let (pc, mut events) = inner.factory.build_for(PortUse::Publisher).await?;
+        let (pc, mut events) = inner.factory.build_outbound(PortUse::Publisher).await?;
         match Self::negotiate(inner, origin, stream, &pc, &mut events).await {
             Ok(resource) => {
                 let link = Arc::new(router.attach_publisher());

@@ -8,6 +8,10 @@
 //! offers and trickle fragments it receives. Connectivity does not suffer: a public server is
 //! reached on its public address, and it learns each client's address from the client's checks.
 //!
+//! With a shared ICE port (see [`crate::udpmux`]), the same policy also moves the candidates of
+//! the server's own descriptions onto that port: the connection only knows the ephemeral
+//! address that labels its path.
+//!
 //! Pure text processing, tested at the SDP level; it must never resolve a host name.
 
 use crate::peer::IceConfig;
@@ -17,6 +21,8 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CandidatePolicy {
     filter_internal: bool,
+    /// The node's shared ICE port, which every UDP candidate of its own descriptions carries.
+    shared_port: Option<u16>,
 }
 
 /// Whether `ip` is not reachable from the internet: loopback, private (RFC 1918, IPv6 unique
@@ -60,7 +66,34 @@ fn candidate_address(line: &str) -> Option<&str> {
 impl CandidatePolicy {
     /// Filters internal candidates or not, as told.
     pub fn new(filter_internal: bool) -> Self {
-        Self { filter_internal }
+        Self {
+            filter_internal,
+            shared_port: None,
+        }
+    }
+
+    /// This policy for a node whose sessions all answer on `port` (`None`: their own ports).
+    pub fn with_shared_port(self, port: Option<u16>) -> Self {
+        Self {
+            shared_port: port.or(self.shared_port),
+            ..self
+        }
+    }
+
+    pub fn shared_port(&self) -> Option<u16> {
+        self.shared_port
+    }
+
+    /// This server's own description (an answer, a restart's new local description) as the
+    /// client gets it: filtered as [`Self::filter_sdp`] does, and with every UDP candidate and
+    /// media port moved to the shared port when there is one. Never apply it to what a client
+    /// sent: the client's ports are its own.
+    pub fn local_sdp(&self, sdp: &str) -> String {
+        let filtered = self.filter_sdp(sdp);
+        match self.shared_port {
+            Some(port) => with_candidate_port(&filtered, port),
+            None => filtered,
+        }
     }
 
     /// The policy of a deployment: public when it says so (`ice.public`) or when it announces
@@ -104,6 +137,37 @@ impl CandidatePolicy {
             })
             .collect()
     }
+}
+
+/// `sdp` with the port of every UDP `a=candidate` line set to `port`, and of every `m=` line
+/// that has one (neither 0, a rejected section, nor 9, the discard port of trickle ICE).
+pub fn with_candidate_port(sdp: &str, port: u16) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        let mut fields: Vec<&str> = body.split(' ').collect();
+        let port_text = port.to_string();
+        let at = if body.starts_with("a=candidate:")
+            && fields.len() > 5
+            && fields[2].eq_ignore_ascii_case("udp")
+        {
+            Some(5)
+        } else if body.starts_with("m=") && fields.len() > 1 && !matches!(fields[1], "0" | "9") {
+            Some(1)
+        } else {
+            None
+        };
+        match at {
+            Some(i) => {
+                fields[i] = &port_text;
+                out.push_str(&fields.join(" "));
+                out.push_str(ending);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -168,6 +232,35 @@ mod tests {
         let laptop = CandidatePolicy::of(&IceConfig::default());
         assert!(!laptop.filters());
         assert_eq!(laptop.filter_sdp(ANSWER), ANSWER);
+    }
+
+    #[test]
+    fn a_shared_port_moves_the_servers_own_candidates_only() {
+        let policy = CandidatePolicy::of(&ice(true, &[], false)).with_shared_port(Some(40_000));
+        let local = policy.local_sdp(ANSWER);
+        assert_eq!(kept(&local), vec![1, 6, 8], "still filtered");
+        assert!(local.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host\r\n"));
+        assert!(local.contains("a=candidate:6 1 udp 2130706431 2001:db8::7 40000 typ host\r\n"));
+        assert!(
+            local.contains("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"),
+            "the discard port stays"
+        );
+        assert!(!local.contains(" 50000 "));
+        // What a client sends is never rewritten, and without a shared port nothing moves.
+        assert_eq!(
+            policy.filter_sdp(ANSWER),
+            CandidatePolicy::of(&ice(true, &[], false)).filter_sdp(ANSWER)
+        );
+        let laptop = CandidatePolicy::of(&IceConfig::default());
+        assert_eq!(laptop.local_sdp(ANSWER), ANSWER);
+        let moved = with_candidate_port(
+            "m=audio 50123 UDP/TLS/RTP/SAVPF 111\nm=video 0 UDP/TLS/RTP/SAVPF 96\na=candidate:1 1 tcp 1 10.0.0.1 9 typ host tcptype active\n",
+            7,
+        );
+        assert_eq!(
+            moved,
+            "m=audio 7 UDP/TLS/RTP/SAVPF 111\nm=video 0 UDP/TLS/RTP/SAVPF 96\na=candidate:1 1 tcp 1 10.0.0.1 9 typ host tcptype active\n"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod feedback;
 pub mod ice_servers;
 pub mod keyframe;
+pub mod liveness;
 pub mod metrics;
 pub mod offer;
 pub mod peer;
@@ -23,6 +24,7 @@ pub mod session;
 pub mod signaling;
 pub mod source;
 pub mod subscriber;
+pub mod udpmux;
 pub mod upstream;
 pub mod whep;
 
@@ -82,11 +84,12 @@ impl Sfu {
         metrics: Arc<metrics::SfuMetrics>,
     ) -> Arc<Self> {
         let admissions = admission::Admissions::new(ice.viewers.clone(), ice.connect_timeout);
+        let factory = peer::PeerFactory::with_counters(ice, metrics.ice_mux.clone());
         Arc::new(Self {
             admissions,
             directory,
             routers: Arc::new(router::Routers::new(metrics)),
-            factory: Arc::new(peer::PeerFactory::new(ice)),
+            factory: Arc::new(factory),
             whep_sessions: Arc::default(),
             went_live: tokio::sync::broadcast::Sender::new(WENT_LIVE_CAPACITY),
             upstream: OnceLock::new(),

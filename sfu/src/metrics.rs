@@ -25,6 +25,9 @@ pub struct SfuMetrics {
     pub sessions_reaped: Counter,
     /// Subscriber legs serving other nodes' relays (this node is their origin).
     pub relay_legs: Gauge,
+    /// Drops of the shared ICE socket (`--ice-udp-port`): unroutable datagrams, checks with
+    /// a bad integrity, full session queues.
+    pub ice_mux: crate::udpmux::MuxCounters,
 }
 
 impl SfuMetrics {
@@ -89,6 +92,21 @@ impl SfuMetrics {
             "relay_legs",
             "Subscriber legs serving another node's relay",
             self.relay_legs.clone(),
+        );
+        r.register(
+            "ice_mux_unroutable",
+            "Datagrams on the shared ICE port that belonged to no session",
+            self.ice_mux.unroutable.clone(),
+        );
+        r.register(
+            "ice_mux_refused",
+            "ICE checks on the shared port whose integrity did not verify",
+            self.ice_mux.refused.clone(),
+        );
+        r.register(
+            "ice_mux_queue_full",
+            "Datagrams dropped because their session's queue on the shared ICE port was full",
+            self.ice_mux.queue_full.clone(),
         );
     }
 }

@@ -1,18 +1,26 @@
 //! Building WebRTC peer connections the way both media roles need them: the codecs Vitrine
 //! forwards, NACK and RTCP reports, the ICE addresses an operator configured, and an event
 //! handler that turns callbacks into channels the session tasks can `select!` on.
+//!
+//! Two kinds of connection: server sessions ([`PeerFactory::build_for`]: WHIP publishers and
+//! WHEP viewers, which answer a client's offer) and connections this node opens itself
+//! ([`PeerFactory::build_outbound`]: relay legs, test and load clients). With a shared ICE port
+//! (`IceConfig::udp_port`), server sessions are ICE-lite on the node's [`UdpMux`]; outbound
+//! connections always run full ICE on their own sockets, as two ICE-lite ends never connect.
 
 use crate::candidates::CandidatePolicy;
 use crate::codec::Codec;
+pub use crate::liveness::{DISCONNECTED_GRACE, Liveness, LivenessWatch};
 use crate::ports::{PortPlan, PortUse};
+use crate::udpmux::{MuxCounters, Registration, UdpMux};
 use rtc::interceptor::{Registry, Slot};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -25,9 +33,6 @@ use webrtc::peer_connection::{
 /// How long an answer may wait for ICE gathering (host candidates take milliseconds; this bound
 /// only matters when an interface misbehaves).
 const GATHERING_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How long a connection may stay ICE-disconnected before its session is ended.
-pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(10);
 
 /// Tracks a publisher can announce before the session task takes them (one audio, one video).
 const TRACK_QUEUE: usize = 4;
@@ -42,8 +47,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct IceConfig {
     /// Local addresses to bind; `0.0.0.0` means every non-loopback interface.
     pub bind_ips: Vec<IpAddr>,
-    /// UDP ports to use (inclusive); `None` picks ephemeral ports.
+    /// UDP ports to use (inclusive); `None` picks ephemeral ports. With `udp_port`, only the
+    /// connections this node opens itself (relay legs) use it.
     pub port_range: Option<(u16, u16)>,
+    /// One UDP port that every server session (WHIP and WHEP) shares, per bind address
+    /// (`Some(0)`: any free port, the same on every address). `None`: a port per session.
+    pub udp_port: Option<u16>,
     /// Public addresses announced instead of the bound ones (1:1 NAT, cloud VMs).
     pub announced_ips: Vec<String>,
     /// Ports at the top of `port_range` that only publishers use, so that viewers (anonymous)
@@ -74,6 +83,7 @@ impl Default for IceConfig {
         Self {
             bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
             port_range: None,
+            udp_port: None,
             announced_ips: Vec::new(),
             publisher_ports: None,
             connect_timeout: CONNECT_TIMEOUT,
@@ -96,6 +106,8 @@ pub enum PeerError {
     Gathering,
     #[error("no local description after negotiation")]
     NoLocalDescription,
+    #[error("the shared ICE port is not available: {0}")]
+    Mux(String),
 }
 
 /// Creates peer connections with the operator's ICE settings.
@@ -106,6 +118,8 @@ pub struct PeerFactory {
     next_viewer_port: AtomicUsize,
     next_publisher_port: AtomicUsize,
     candidates: CandidatePolicy,
+    /// The shared ICE sockets, or why they could not be bound (`None` without `udp_port`).
+    mux: Option<Result<Arc<UdpMux>, String>>,
 }
 
 /// Callbacks of one peer connection, as channels.
@@ -113,101 +127,75 @@ pub struct PeerEvents {
     pub state: watch::Receiver<RTCPeerConnectionState>,
     pub gathering: watch::Receiver<RTCIceGatheringState>,
     pub tracks: mpsc::Receiver<Arc<dyn TrackRemote>>,
+    /// The shared port the connection's own candidates are moved to (see
+    /// [`CandidatePolicy::local_sdp`]); `None` on a connection with its own sockets.
+    pub shared_port: Option<u16>,
 }
 
 struct Handler {
     state: watch::Sender<RTCPeerConnectionState>,
     gathering: watch::Sender<RTCIceGatheringState>,
     tracks: mpsc::Sender<Arc<dyn TrackRemote>>,
+    mux: Option<MuxHook>,
+}
+
+/// What a server session on the shared port tells the mux: the ICE credentials of each
+/// generation, read from the local description when gathering completes (before the answer
+/// leaves, and again after an ICE restart), and its end.
+struct MuxHook {
+    registration: Arc<Registration>,
+    /// Set once the connection is built; weak, as the connection owns this handler.
+    pc: OnceLock<Weak<dyn PeerConnection>>,
+}
+
+impl MuxHook {
+    async fn learn_credentials(&self) {
+        let Some(pc) = self.pc.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let Some(local) = pc.local_description().await else {
+            return;
+        };
+        match crate::sdpfrag::ice_credentials(&local.sdp) {
+            Some((ufrag, pwd)) => {
+                if let Err(e) = self.registration.add_credentials(&ufrag, &pwd) {
+                    tracing::error!(error = %e, "session left off the shared ICE port");
+                }
+            }
+            None => tracing::warn!("local description without ICE credentials"),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "peer connection state");
+        if let Some(mux) = &self.mux
+            && matches!(
+                state,
+                RTCPeerConnectionState::Closed | RTCPeerConnectionState::Failed
+            )
+        {
+            mux.registration.end();
+        }
         self.state.send_replace(state);
     }
 
+    /// Gathering complete: the mux learns the credentials before anyone waiting for the
+    /// answer sees the state, so a client's first check already finds its session.
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if let Some(mux) = &self.mux
+            && state == RTCIceGatheringState::Complete
+        {
+            mux.learn_credentials().await;
+        }
         self.gathering.send_replace(state);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         if self.tracks.try_send(track).is_err() {
             tracing::warn!("peer announced more tracks than a session takes; ignoring one");
-        }
-    }
-}
-
-/// What a session task needs to know about its connection's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// The connection is (again) up.
-    Connected,
-    /// Failed, closed, or disconnected for longer than [`DISCONNECTED_GRACE`]: end the session.
-    Gone,
-    /// Not connected within the connect timeout: reap the session.
-    NeverConnected,
-}
-
-/// Follows a connection's state and reports [`Liveness`] changes; cancel-safe, so it can sit in
-/// a session task's `select!`.
-pub struct LivenessWatch {
-    state: watch::Receiver<RTCPeerConnectionState>,
-    disconnected_since: Option<tokio::time::Instant>,
-    /// Until the first connection: when the session is reaped if it has not connected.
-    connect_by: Option<tokio::time::Instant>,
-}
-
-impl LivenessWatch {
-    /// Watches a new session that must connect within `connect_timeout`.
-    pub fn new(state: watch::Receiver<RTCPeerConnectionState>, connect_timeout: Duration) -> Self {
-        Self {
-            state,
-            disconnected_since: None,
-            connect_by: Some(tokio::time::Instant::now() + connect_timeout),
-        }
-    }
-
-    pub async fn next(&mut self) -> Liveness {
-        loop {
-            let grace = self.disconnected_since.map(|at| at + DISCONNECTED_GRACE);
-            let connect_by = self.connect_by;
-            let deadline = async {
-                match (grace, connect_by) {
-                    (_, Some(by)) => {
-                        tokio::time::sleep_until(by).await;
-                        Liveness::NeverConnected
-                    }
-                    (Some(at), None) => {
-                        tokio::time::sleep_until(at).await;
-                        Liveness::Gone
-                    }
-                    (None, None) => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                verdict = deadline => return verdict,
-                changed = self.state.changed() => {
-                    if changed.is_err() {
-                        return Liveness::Gone;
-                    }
-                    match *self.state.borrow_and_update() {
-                        RTCPeerConnectionState::Connected => {
-                            self.disconnected_since = None;
-                            self.connect_by = None;
-                            return Liveness::Connected;
-                        }
-                        RTCPeerConnectionState::Disconnected => {
-                            self.disconnected_since.get_or_insert_with(tokio::time::Instant::now);
-                        }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                            return Liveness::Gone;
-                        }
-                        _ => self.disconnected_since = None,
-                    }
-                }
-            }
         }
     }
 }
@@ -301,13 +289,41 @@ pub fn supported(params: &[RTCRtpCodecParameters]) -> Vec<(Codec, u8)> {
         .collect()
 }
 
+/// How a connection is built: its ICE port and whether it is a server session on the mux.
+enum Binding {
+    /// Its own sockets on `port` (0: ephemeral) of every bind address; full ICE.
+    Own(u16),
+    /// A server session on the shared sockets; ICE-lite.
+    Shared(Arc<Registration>),
+}
+
 impl PeerFactory {
+    /// A factory for clients and tests: a shared port in `ice` is bound now (inside a tokio
+    /// runtime), its drops counted nowhere.
     pub fn new(ice: IceConfig) -> Self {
+        Self::with_counters(ice, MuxCounters::default())
+    }
+
+    /// The node's factory, counting the shared port's drops in `counters`. A shared port that
+    /// cannot be bound is logged and kept as the error every server session then reports (see
+    /// [`Self::check`]).
+    pub fn with_counters(ice: IceConfig, counters: MuxCounters) -> Self {
+        let mux = ice.udp_port.map(|port| {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err("the shared ICE port needs a tokio runtime".to_owned());
+            }
+            UdpMux::bind(&ice.bind_ips, port, counters).map_err(|e| {
+                tracing::error!(error = %e, "the shared ICE port could not be bound");
+                e.to_string()
+            })
+        });
+        let shared_port = mux.as_ref().and_then(|m| m.as_ref().ok()).map(|m| m.port());
         Self {
-            candidates: CandidatePolicy::of(&ice),
+            candidates: CandidatePolicy::of(&ice).with_shared_port(shared_port),
             ice,
             next_viewer_port: AtomicUsize::new(0),
             next_publisher_port: AtomicUsize::new(0),
+            mux,
         }
     }
 
@@ -315,25 +331,66 @@ impl PeerFactory {
         &self.ice
     }
 
-    /// Which candidates this deployment exchanges.
+    /// Which candidates this deployment exchanges (and the shared port its answers carry).
     pub fn candidates(&self) -> CandidatePolicy {
         self.candidates
     }
 
-    /// A new peer connection for a viewer (or a client) and the channels its events arrive on.
-    pub async fn build(&self) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
-        self.build_for(PortUse::Viewer).await
+    /// The shared ICE sockets, when server sessions use them.
+    pub fn mux(&self) -> Option<&Arc<UdpMux>> {
+        self.mux.as_ref().and_then(|m| m.as_ref().ok())
     }
 
-    /// A new peer connection on a port `who` may use. [`PeerError::NoPort`] when every such
-    /// port is taken.
+    /// Whether server sessions can be built: the error of a shared port that is configured
+    /// but could not be bound (a start should stop on it).
+    pub fn check(&self) -> Result<(), PeerError> {
+        match &self.mux {
+            Some(Err(e)) => Err(PeerError::Mux(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A new peer connection for a client this node runs (tests, load generators): full ICE
+    /// on an ephemeral port.
+    pub async fn build(&self) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        self.build_outbound(PortUse::Viewer).await
+    }
+
+    /// A server session (it answers a client's offer) for `who`: on the shared port when
+    /// there is one, else on a port of the range `who` may use ([`PeerError::NoPort`] when
+    /// every such port is taken).
     pub async fn build_for(
+        &self,
+        who: PortUse,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        match &self.mux {
+            Some(Ok(mux)) => {
+                let configuration = RTCConfigurationBuilder::new().build();
+                self.try_build(Binding::Shared(mux.register()), configuration)
+                    .await
+            }
+            Some(Err(e)) => Err(PeerError::Mux(e.clone())),
+            None => self.build_in_range(who).await,
+        }
+    }
+
+    /// A connection this node opens itself (a relay leg making an offer to another node):
+    /// full ICE on its own port of the range, never on the shared port, because the other
+    /// end may be ICE-lite.
+    pub async fn build_outbound(
+        &self,
+        who: PortUse,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        self.build_in_range(who).await
+    }
+
+    async fn build_in_range(
         &self,
         who: PortUse,
     ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
         let Some(range) = self.ice.port_range else {
             return self
-                .try_build(0, RTCConfigurationBuilder::new().build())
+                .try_build(Binding::Own(0), RTCConfigurationBuilder::new().build())
                 .await;
         };
         let plan = PortPlan::new(range, self.ice.publisher_ports);
@@ -345,7 +402,7 @@ impl PeerFactory {
         let mut last_err = None;
         for port in ports {
             match self
-                .try_build(port, RTCConfigurationBuilder::new().build())
+                .try_build(Binding::Own(port), RTCConfigurationBuilder::new().build())
                 .await
             {
                 Ok(built) => return Ok(built),
@@ -371,7 +428,7 @@ impl PeerFactory {
             configuration = configuration
                 .with_ice_transport_policy(webrtc::peer_connection::RTCIceTransportPolicy::Relay);
         }
-        self.try_build(0, configuration.build()).await
+        self.try_build(Binding::Own(0), configuration.build()).await
     }
 
     fn addresses(&self, port: u16) -> Vec<SocketAddr> {
@@ -382,19 +439,12 @@ impl PeerFactory {
             .collect()
     }
 
-    async fn try_build(
-        &self,
-        port: u16,
-        configuration: webrtc::peer_connection::RTCConfiguration,
-    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
-        let mut media = MediaEngine::default();
-        for (codec, kind) in codec_parameters() {
-            media.register_codec(codec, kind)?;
-        }
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media)).with(
-            Slot::from(crate::feedback::SLOT),
-            crate::feedback::KeyframeRequestsToApplication::default(),
-        );
+    /// The ICE settings of every connection, and for a server session on the shared port
+    /// ICE-lite (the client is controlling and the server never sends a check, so the
+    /// client only sees the shared port), the DTLS server role (a lite answerer that had to
+    /// start DTLS would wait for a nomination it does not see), and no mDNS (its socket would
+    /// be taken for an ICE path).
+    fn settings(&self, shared: bool) -> SettingEngineBuilder {
         let loopback = self.ice.bind_ips.iter().any(|ip| ip.is_loopback());
         let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(loopback);
         if let Some(disconnected) = self.ice.ice_disconnected_timeout {
@@ -409,29 +459,74 @@ impl PeerFactory {
             settings = settings
                 .with_nat_1to1_ips(self.ice.announced_ips.clone(), RTCIceCandidateType::Host);
         }
+        if shared {
+            settings = settings
+                .with_lite(true)
+                .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        }
+        settings
+    }
+
+    async fn try_build(
+        &self,
+        binding: Binding,
+        configuration: webrtc::peer_connection::RTCConfiguration,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        let mut media = MediaEngine::default();
+        for (codec, kind) in codec_parameters() {
+            media.register_codec(codec, kind)?;
+        }
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media)).with(
+            Slot::from(crate::feedback::SLOT),
+            crate::feedback::KeyframeRequestsToApplication::default(),
+        );
+        let settings = self.settings(matches!(binding, Binding::Shared(_)));
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathering_tx, gathering) = watch::channel(RTCIceGatheringState::New);
         let (tracks_tx, tracks) = mpsc::channel(TRACK_QUEUE);
+        let mux = match &binding {
+            Binding::Shared(registration) => Some(MuxHook {
+                registration: Arc::clone(registration),
+                pc: OnceLock::new(),
+            }),
+            Binding::Own(_) => None,
+        };
         let handler = Arc::new(Handler {
             state: state_tx,
             gathering: gathering_tx,
             tracks: tracks_tx,
+            mux,
         });
-        let pc = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_media_engine(media)
             .with_setting_engine(settings.build())
             .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(self.addresses(port))
-            .build()
-            .await?;
+            .with_handler(Arc::clone(&handler) as Arc<dyn PeerConnectionEventHandler>);
+        let shared_port = match &binding {
+            Binding::Own(port) => {
+                builder = builder.with_udp_addrs(self.addresses(*port));
+                None
+            }
+            Binding::Shared(registration) => {
+                builder = builder
+                    .with_runtime(registration.runtime())
+                    .with_udp_addrs(self.addresses(0));
+                self.mux().map(|m| m.port())
+            }
+        };
+        let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await?);
+        if let Some(hook) = &handler.mux {
+            let _ = hook.pc.set(Arc::downgrade(&pc));
+        }
         Ok((
-            Arc::new(pc),
+            pc,
             PeerEvents {
                 state,
                 gathering,
                 tracks,
+                shared_port,
             },
         ))
     }
@@ -450,7 +545,7 @@ pub async fn answer(
         .await?;
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
-    gathered(pc, events, policy).await
+    gathered(pc, events, policy.with_shared_port(events.shared_port)).await
 }
 
 /// Makes an offer on `pc` (a client's: a relay subscribing to another node) and returns it
@@ -484,67 +579,6 @@ async fn gathered(
     }
     pc.local_description()
         .await
-        .map(|d| policy.filter_sdp(&d.sdp))
+        .map(|d| policy.local_sdp(&d.sdp))
         .ok_or(PeerError::NoLocalDescription)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_disconnected_too_long_is_gone() {
-        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
-        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
-        tx.send_replace(RTCPeerConnectionState::Connected);
-        assert_eq!(live.next().await, Liveness::Connected);
-
-        // A short outage that recovers keeps the session.
-        tx.send_replace(RTCPeerConnectionState::Disconnected);
-        let recovered = tokio::time::timeout(DISCONNECTED_GRACE / 2, live.next()).await;
-        assert!(recovered.is_err(), "still waiting inside the grace period");
-        tx.send_replace(RTCPeerConnectionState::Connected);
-        assert_eq!(live.next().await, Liveness::Connected);
-
-        // An outage longer than the grace period ends it, on the virtual clock.
-        tx.send_replace(RTCPeerConnectionState::Disconnected);
-        let started = tokio::time::Instant::now();
-        assert_eq!(live.next().await, Liveness::Gone);
-        assert!(tokio::time::Instant::now() - started >= DISCONNECTED_GRACE);
-    }
-
-    #[tokio::test]
-    async fn failure_and_a_dropped_connection_are_gone_at_once() {
-        let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
-        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
-        tx.send_replace(RTCPeerConnectionState::Failed);
-        assert_eq!(live.next().await, Liveness::Gone);
-        let (tx, rx) = watch::channel(RTCPeerConnectionState::Connected);
-        let mut live = LivenessWatch::new(rx, CONNECT_TIMEOUT);
-        drop(tx);
-        assert_eq!(live.next().await, Liveness::Gone);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_session_that_never_connects_is_reaped_at_its_deadline() {
-        let timeout = Duration::from_secs(10);
-        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
-        let mut live = LivenessWatch::new(rx, timeout);
-        let started = tokio::time::Instant::now();
-        // Checking (ICE in progress) does not extend the deadline.
-        tx.send_replace(RTCPeerConnectionState::Connecting);
-        assert_eq!(live.next().await, Liveness::NeverConnected);
-        assert_eq!(tokio::time::Instant::now() - started, timeout);
-
-        // A session that connects in time is no longer subject to the deadline.
-        let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
-        let mut live = LivenessWatch::new(rx, timeout);
-        tx.send_replace(RTCPeerConnectionState::Connected);
-        assert_eq!(live.next().await, Liveness::Connected);
-        let later = tokio::time::timeout(timeout * 3, live.next()).await;
-        assert!(
-            later.is_err(),
-            "a connected session outlives the connect timeout"
-        );
-    }
 }

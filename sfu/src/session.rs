@@ -151,7 +151,7 @@ impl Session {
         self.pc
             .current_local_description()
             .await
-            .map(|d| policy.filter_sdp(&d.sdp))
+            .map(|d| policy.local_sdp(&d.sdp))
             .ok_or(PeerError::NoLocalDescription)
     }
 

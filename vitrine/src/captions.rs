@@ -77,6 +77,24 @@ pub async fn load_model(config: &SubtitlesConfig, data_dir: &Path) -> anyhow::Re
         .context("loading the Whisper model")
 }
 
+/// The Whisper pool when subtitles are on and the model loads; without it the server runs
+/// uncaptioned (said once in the log).
+pub async fn load_pool(
+    config: &crate::config::Config,
+    registry: &mut Registry,
+) -> Option<Arc<Pool>> {
+    if !config.subtitles.enabled {
+        return None;
+    }
+    match load_model(&config.subtitles, &config.data_dir).await {
+        Ok(t) => Some(pool(&config.subtitles, t, registry)),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "subtitles are off (turn them off explicitly with --no-subtitles)");
+            None
+        }
+    }
+}
+
 /// The Transcriber pool around a loaded model: live captions and replay jobs share it.
 pub fn pool(
     config: &SubtitlesConfig,

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// UDP port range for WebRTC, e.g. 50000-50199.
     #[arg(long, env = "VITRINE_ICE_PORT_RANGE")]
     pub ice_port_range: Option<String>,
+    /// One UDP port that every WHIP and WHEP session shares (per bind address), e.g. 50000;
+    /// unset, each session takes its own port (from --ice-port-range when given).
+    #[arg(long, env = "VITRINE_ICE_UDP_PORT")]
+    pub ice_udp_port: Option<u16>,
     /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
     #[arg(long, env = "VITRINE_ICE_ANNOUNCE", value_delimiter = ',')]
     pub ice_announce: Option<Vec<String>>,
@@ -506,6 +510,7 @@ struct FileCheckout {
 struct FileIce {
     bind: Option<Vec<IpAddr>>,
     port_range: Option<String>,
+    udp_port: Option<u16>,
     announce: Option<Vec<String>>,
     publisher_ports: Option<u16>,
     connect_timeout_secs: Option<f64>,
@@ -710,6 +715,7 @@ impl Config {
                 .or(file.ice.bind)
                 .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
             port_range,
+            udp_port: args.ice_udp_port.or(file.ice.udp_port),
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
             ice_servers,
             ..admission
@@ -838,6 +844,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shared_ice_port_comes_from_the_flag_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("vitrine-udp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v.toml");
+        std::fs::write(&path, "[ice]\nudp_port = 50000\n").unwrap();
+        let file = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(file.ice.udp_port, Some(50000));
+        let flag = Config::resolve(ServeArgs {
+            config: Some(path),
+            ice_udp_port: Some(40000),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flag.ice.udp_port, Some(40000));
+    }
+
+    #[test]
     fn flags_override_file_which_overrides_defaults() {
         let dir = std::env::temp_dir().join(format!("vitrine-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -856,6 +883,7 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.ice.port_range, Some((50000, 50010)));
+        assert_eq!(c.ice.udp_port, None, "a port per session unless asked");
         assert!(c.database_url.starts_with("sqlite:///tmp/y/vitrine.db"));
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::resolve(ServeArgs {

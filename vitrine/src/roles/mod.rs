@@ -8,6 +8,11 @@
 //! existing deployments run as before. A node without `media` still answers WHIP and WHEP: in a
 //! cluster it sends each client to a media node (307).
 
+pub mod api;
+pub mod commerce;
+pub mod hls;
+pub mod media;
+
 use anyhow::bail;
 use serde::Deserialize;
 

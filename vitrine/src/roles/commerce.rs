@@ -1,0 +1,153 @@
+//! Commerce: checkout (payments, cards, webhooks' sealing key) and its background jobs, the
+//! reservation reaper, the webhook dispatcher, the exchange-rate follower and payouts, started
+//! with the node and joined on shutdown. Every node runs them: the jobs lease their rows, so
+//! several nodes share the work.
+
+use crate::config::{Config, PayoutsConfig};
+use crate::store::Store;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vitrine_checkout::reaper::spawn_reaper;
+use vitrine_checkout::webhooks::TargetPolicy;
+use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
+use vitrine_checkout::webhooks::schedule::RetrySchedule;
+use vitrine_checkout::webhooks::sealing::SecretBox;
+use vitrine_checkout::{Checkout, SandboxProvider};
+use vitrine_core::EventRelay;
+
+/// How often expired stock reservations are looked for.
+const REAPER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Checkout and its running jobs.
+pub struct Commerce {
+    pub checkout: Checkout,
+    pub jobs: Jobs,
+}
+
+/// The background jobs, stopped by the node's background token.
+pub struct Jobs {
+    reaper: JoinHandle<()>,
+    /// Delivers the webhook outbox.
+    dispatcher: JoinHandle<()>,
+    /// Reconciles payouts in transit and runs the scheduled payouts.
+    payouts: JoinHandle<()>,
+}
+
+impl Jobs {
+    /// Waits for every job to have stopped (after the background token is cancelled).
+    pub async fn join(self) {
+        let _ = self.reaper.await;
+        let _ = self.dispatcher.await;
+        let _ = self.payouts.await;
+    }
+}
+
+/// Builds checkout with its keys and starts its jobs until `background` is cancelled.
+pub fn start(
+    config: &Config,
+    store: &Store,
+    events: &Arc<EventRelay>,
+    registry: &mut Registry,
+    background: &CancellationToken,
+) -> anyhow::Result<Commerce> {
+    let checkout = checkout(config, store, events)?;
+    checkout.job_metrics().register(registry);
+    let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
+    let dispatch_metrics = DispatchMetrics::default();
+    dispatch_metrics.register(registry);
+    let dispatcher = checkout.webhook_dispatcher(
+        DispatchConfig {
+            schedule: RetrySchedule::new(config.webhooks.retry_schedule.clone()),
+            timeout: config.webhooks.timeout,
+            ..Default::default()
+        },
+        dispatch_metrics,
+    )?;
+    let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+    if let Some((source, every)) = &config.rates {
+        tokio::spawn(
+            checkout
+                .rates()
+                .clone()
+                .follow(source.clone(), *every, background.clone()),
+        );
+    }
+    let payouts = tokio::spawn(run_payouts(
+        checkout.clone(),
+        config.payouts.clone(),
+        background.clone(),
+    ));
+    Ok(Commerce {
+        checkout,
+        jobs: Jobs {
+            reaper,
+            dispatcher,
+            payouts,
+        },
+    })
+}
+
+/// Checkout with the sandbox payment provider, the webhook secrets' sealing key and the card
+/// fingerprint key (files under the data dir unless configured; every node must share them).
+fn checkout(config: &Config, store: &Store, events: &Arc<EventRelay>) -> anyhow::Result<Checkout> {
+    let payments = Arc::new(SandboxProvider::new(
+        store.pool().clone(),
+        config.sandbox_latency,
+    ));
+    let key_file = config
+        .webhooks
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("webhook-secrets.key"));
+    let sealing = SecretBox::load_or_create(&key_file)?;
+    let card_key_file = config
+        .checkout
+        .card_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("card-fingerprint.key"));
+    let card_key = vitrine_checkout::card::CardKey::load_or_create(&card_key_file)?;
+    Ok(Checkout::new(
+        store.pool().clone(),
+        payments,
+        events.clone(),
+        config.checkout.clone(),
+    )
+    .with_webhooks(
+        sealing,
+        TargetPolicy {
+            allow_private: config.webhooks.allow_private_targets,
+        },
+    )
+    .with_card_key(card_key))
+}
+
+/// Payouts in the background: payouts in transit are checked with the rail, and on schedule
+/// each seller's available balance is paid out.
+async fn run_payouts(checkout: Checkout, config: PayoutsConfig, stop: CancellationToken) {
+    let mut reconcile = tokio::time::interval(config.reconcile_every);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let schedule = config
+        .scheduled_every
+        .unwrap_or(Duration::from_secs(365 * 86_400));
+    let mut scheduled = tokio::time::interval_at(tokio::time::Instant::now() + schedule, schedule);
+    scheduled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = reconcile.tick() => {
+                if let Err(e) = checkout.reconcile_payouts().await {
+                    tracing::warn!(error = %e, "payout reconciliation failed");
+                }
+            }
+            _ = scheduled.tick(), if config.scheduled_every.is_some() => {
+                match checkout.run_scheduled_payouts(config.minimum).await {
+                    Ok(made) => tracing::info!(payouts = made.len(), "scheduled payouts"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled payouts failed"),
+                }
+            }
+        }
+    }
+}

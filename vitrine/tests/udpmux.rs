@@ -1,0 +1,182 @@
+//! One UDP port per node (`--ice-udp-port`): every WHIP and WHEP session of a server answers
+//! on one shared socket, demultiplexed by STUN username and then by remote address, and a check
+//! that does not verify with a session's password takes nothing from it.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use support::*;
+use vitrine_sfu::peer::IceConfig;
+use vitrine_sfu::sdpfrag::ice_credentials;
+use vitrine_sfu::udpmux::{UdpMux, stun};
+
+const VIEWERS: usize = 50;
+
+fn shared_port_server() -> IceConfig {
+    IceConfig {
+        bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
+        udp_port: Some(0),
+        viewers: vitrine_sfu::admission::ViewerLimits {
+            // Every test viewer is 127.0.0.1, and they all negotiate at once.
+            pending_per_ip: VIEWERS + 1,
+            ..Default::default()
+        },
+        ..IceConfig::default()
+    }
+}
+
+fn mux(server: &TestServer) -> Arc<UdpMux> {
+    let running = server.running.as_ref().unwrap();
+    Arc::clone(running.state.sfu.factory.mux().expect("a shared ICE port"))
+}
+
+/// The ports of an SDP's UDP candidates.
+fn candidate_ports(sdp: &str) -> Vec<u16> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f[2].eq_ignore_ascii_case("udp"))
+        .map(|f| f[5].parse().unwrap())
+        .collect()
+}
+
+/// UDP sockets of this process bound to local port `port` (from /proc/self/net/udp and udp6).
+fn sockets_on(port: u16) -> usize {
+    let wanted = format!(":{port:04X}");
+    ["/proc/self/net/udp", "/proc/self/net/udp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .filter(|local| local.ends_with(&wanted))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_viewers_and_a_publisher_share_one_udp_port() {
+    let server = TestServer::with_ice(shared_port_server()).await;
+    let mux = mux(&server);
+    let port = mux.port();
+    assert_eq!(
+        mux.local_addrs(),
+        vec![SocketAddr::from(([127, 0, 0, 1], port))]
+    );
+    let token = server.seller("shop").await;
+    let stream = server.stream(&token, "One port").await;
+    let (whip, whep) = (
+        stream["whip_url"].as_str().unwrap(),
+        stream["whep_url"].as_str().unwrap(),
+    );
+    let key = stream["stream_key"].as_str().unwrap();
+    let publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
+    let viewers = futures::future::join_all(
+        (0..VIEWERS).map(|_| TestSubscriber::start(&server.http, &server.base, whep)),
+    )
+    .await;
+    let mut viewers = viewers;
+    for viewer in &mut viewers {
+        assert_continuous(&viewer.video(10).await);
+    }
+
+    // Every answer, the publisher's included, names the one port, and only it.
+    let mut answers = vec![publisher.pc.current_remote_description().await.unwrap().sdp];
+    for viewer in &viewers {
+        answers.push(viewer.pc.current_remote_description().await.unwrap().sdp);
+    }
+    let mut ufrags = std::collections::HashSet::new();
+    for answer in &answers {
+        let ports = candidate_ports(answer);
+        assert!(!ports.is_empty(), "{answer}");
+        assert!(ports.iter().all(|p| *p == port), "{answer}");
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        ufrags.insert(ice_credentials(answer).unwrap().0);
+    }
+    assert_eq!(ufrags.len(), VIEWERS + 1, "a ufrag per session");
+    assert_eq!(mux.sessions(), VIEWERS + 1);
+    // The server bound exactly one socket on that port (one bind address).
+    assert_eq!(sockets_on(port), 1);
+
+    // Sessions that end leave the table.
+    let gone = viewers.pop().unwrap();
+    let r = server.http.delete(&gone.location).send().await.unwrap();
+    assert!(r.status().is_success());
+    eventually("the deleted viewer left the mux", || {
+        mux.sessions() == VIEWERS
+    })
+    .await;
+    assert_continuous(&viewers[0].video(10).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_with_a_wrong_integrity_does_not_take_a_session() {
+    let server = TestServer::with_ice(shared_port_server()).await;
+    let mux = mux(&server);
+    let counters = server
+        .running
+        .as_ref()
+        .unwrap()
+        .state
+        .sfu
+        .routers
+        .metrics()
+        .ice_mux
+        .clone();
+    let token = server.seller("shop").await;
+    let stream = server.stream(&token, "Spoof").await;
+    let key = stream["stream_key"].as_str().unwrap();
+    let _publisher = TestPublisher::start(
+        &server.http,
+        &server.base,
+        stream["whip_url"].as_str().unwrap(),
+        key,
+        "video/VP8",
+    )
+    .await;
+    let mut viewer = TestSubscriber::start(
+        &server.http,
+        &server.base,
+        stream["whep_url"].as_str().unwrap(),
+    )
+    .await;
+    viewer.video(5).await;
+    let answer = viewer.pc.current_remote_description().await.unwrap().sdp;
+    let (ufrag, _) = ice_credentials(&answer).unwrap();
+
+    // A stranger who read the viewer's ufrag sends a check signed with a guessed password,
+    // then media, from its own address.
+    let spoofer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let shared = SocketAddr::from(([127, 0, 0, 1], mux.port()));
+    let (refused, unroutable) = (counters.refused.get(), counters.unroutable.get());
+    let check =
+        stun::signed_binding_request(&format!("{ufrag}:evil"), "guessedguessedguessed", [3; 12]);
+    spoofer.send_to(&check, shared).await.unwrap();
+    eventually("the spoofed check was refused", || {
+        counters.refused.get() == refused + 1
+    })
+    .await;
+    spoofer
+        .send_to(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], shared)
+        .await
+        .unwrap();
+    eventually("the spoofer's media routed nowhere", || {
+        counters.unroutable.get() == unroutable + 1
+    })
+    .await;
+    let mut buf = [0u8; 1500];
+    assert!(
+        spoofer.try_recv_from(&mut buf).is_err(),
+        "no session answered the spoofer"
+    );
+    // The viewer's session keeps its address: fresh media still reaches it.
+    while viewer.packets.try_recv().is_ok() {}
+    assert_continuous(&viewer.video(20).await);
+    assert_eq!(mux.sessions(), 2);
+    server.stop().await;
+}
