@@ -145,7 +145,13 @@ impl Cluster {
             .arg(self.dir.path().join("cluster.secret"))
             .args(["--node-id", id, "--cluster-name", &self.name])
             .args(["--no-subtitles", "--no-ip-limits"])
-            .args(["--ice-bind", "127.0.0.1"])
+            // One UDP port per node for every WHIP and WHEP session, as in production.
+            .args([
+                "--ice-bind",
+                "127.0.0.1",
+                "--ice-udp-port",
+                &free_udp_port().to_string(),
+            ])
             .arg("--config")
             .arg(self.config())
             .args(args)
@@ -240,6 +246,14 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(80)..].join("\n")
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_port() -> u16 {
