@@ -101,17 +101,7 @@ const VIDEO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Announces the relay's router to the role once its video (or the wait's end) has come.
 async fn announce(router: Arc<Router>, went_live: broadcast::Sender<Arc<Router>>) {
-    let mut source = router.source();
-    let _ = tokio::time::timeout(
-        VIDEO_WAIT,
-        source.wait_for(|s| {
-            s.live
-                && s.codecs
-                    .iter()
-                    .any(|c| c.codec.kind() == vitrine_sfu::codec::MediaKind::Video)
-        }),
-    )
-    .await;
+    router.video_known(VIDEO_WAIT, false).await;
     // Nobody listening (the role is being shut down) is fine.
     let _ = went_live.send(router);
 }

@@ -398,17 +398,7 @@ impl Upstream for Cluster {
             tracing::info!(%stream, %origin, "relay started for a viewer");
         }
         // Answer once the origin's codecs are known, so the viewer's leg negotiates them.
-        let mut source = router.source();
-        let _ = tokio::time::timeout(
-            RELAY_SOURCE_WAIT,
-            source.wait_for(|s| {
-                s.live
-                    && s.codecs
-                        .iter()
-                        .any(|c| c.codec.kind() == vitrine_sfu::codec::MediaKind::Video)
-            }),
-        )
-        .await;
+        router.video_known(RELAY_SOURCE_WAIT, false).await;
     }
 
     async fn publishing(&self, stream: &StreamId) {

@@ -109,6 +109,22 @@ impl Router {
         self.source.borrow().live
     }
 
+    /// Waits, at most `limit`, until the source's video codec is known (its first video packet
+    /// came); with `unless_idle`, returns at once when no publisher is attached. A leg or a
+    /// role planning its outputs from the codecs it sees asks this first: a publisher's (or a
+    /// relay's) audio usually arrives before its video.
+    pub async fn video_known(&self, limit: std::time::Duration, unless_idle: bool) {
+        let mut source = self.source();
+        let _ = tokio::time::timeout(
+            limit,
+            source.wait_for(|s| {
+                (unless_idle && !s.live)
+                    || (s.live && s.codecs.iter().any(|c| c.codec.kind() == MediaKind::Video))
+            }),
+        )
+        .await;
+    }
+
     /// Watches the current source (publisher changes, codecs).
     pub fn source(&self) -> watch::Receiver<SourceInfo> {
         self.source.subscribe()

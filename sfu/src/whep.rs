@@ -71,17 +71,9 @@ async fn offer(
     }
     // A publisher that has just attached has not sent its first packets: its codecs are not
     // known yet, and the leg must be negotiated with its video codec.
-    let mut source = router.source();
-    let _ = tokio::time::timeout(
-        crate::upstream::RELAY_SOURCE_WAIT,
-        source.wait_for(|s| {
-            !s.live
-                || s.codecs
-                    .iter()
-                    .any(|c| c.codec.kind() == crate::codec::MediaKind::Video)
-        }),
-    )
-    .await;
+    router
+        .video_known(crate::upstream::RELAY_SOURCE_WAIT, true)
+        .await;
     // Nodes reach each other over the operator's internal network: a relay's candidates are
     // private addresses even where viewers' are filtered.
     let policy = if relay {

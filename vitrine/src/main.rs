@@ -262,12 +262,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url,
                 },
         } => {
-            let config = Config::resolve(ServeArgs {
-                data_dir,
-                config,
-                database_url,
-                ..Default::default()
-            })?;
+            let config = operator_config(data_dir, config, database_url)?;
             let name = name.trim();
             if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
                 anyhow::bail!("--name must be 1 to {MAX_NAME_CHARS} characters");
@@ -291,12 +286,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url,
                 },
         } => {
-            let config = Config::resolve(ServeArgs {
-                data_dir,
-                config,
-                database_url,
-                ..Default::default()
-            })?;
+            let config = operator_config(data_dir, config, database_url)?;
             std::fs::create_dir_all(&config.data_dir)?;
             vitrine::operators::create_command(&config.database_url, &name).await
         }
@@ -310,12 +300,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url,
                 },
         } => {
-            let config = Config::resolve(ServeArgs {
-                data_dir,
-                config,
-                database_url,
-                ..Default::default()
-            })?;
+            let config = operator_config(data_dir, config, database_url)?;
             if !config.rate_limits.contains(&tier) {
                 let known: Vec<_> = config.rate_limits.names().collect();
                 anyhow::bail!("no tier {tier:?}; the configured tiers are {known:?}");
@@ -516,6 +501,20 @@ async fn transcode(input: &Path, out: &Path, config: &Config, json: bool) -> any
         );
     }
     Ok(())
+}
+
+/// The configuration an operator command runs with: its flags over the file over the defaults.
+fn operator_config(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<Config> {
+    Config::resolve(ServeArgs {
+        data_dir,
+        config,
+        database_url,
+        ..Default::default()
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

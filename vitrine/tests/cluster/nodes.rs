@@ -186,8 +186,18 @@ impl Cluster {
 
     /// A seller created with the operator's CLI against the shared database; its token.
     pub async fn seller(&self, name: &str) -> String {
+        self.cli(&["sellers", "create", "--name", name], "api_token")
+    }
+
+    /// An operator created with the CLI; its token.
+    pub async fn operator(&self, name: &str) -> String {
+        self.cli(&["operators", "create", "--name", name], "token")
+    }
+
+    /// Runs an operator command against the shared database; `field` of the JSON it prints.
+    fn cli(&self, args: &[&str], field: &str) -> String {
         let out = Command::new(BIN)
-            .args(["sellers", "create", "--name", name])
+            .args(args)
             .args(["--database-url", &self.database.url])
             .arg("--data-dir")
             .arg(self.dir.path().join("cli"))
@@ -199,30 +209,12 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        line["api_token"].as_str().unwrap().to_owned()
+        line[field].as_str().unwrap().to_owned()
     }
 
     /// The shared secret file (the operator's credential for `vitrine drain`).
     pub fn secret(&self) -> PathBuf {
         self.dir.path().join("cluster.secret")
-    }
-
-    /// An operator created with the CLI; its token.
-    pub async fn operator(&self, name: &str) -> String {
-        let out = Command::new(BIN)
-            .args(["operators", "create", "--name", name])
-            .args(["--database-url", &self.database.url])
-            .arg("--data-dir")
-            .arg(self.dir.path().join("cli"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        line["token"].as_str().unwrap().to_owned()
     }
 
     pub fn node(&self, id: &str) -> &Node {
