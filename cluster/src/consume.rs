@@ -23,7 +23,8 @@ pub(crate) async fn run(
     went_live: broadcast::Sender<Arc<Router>>,
 ) {
     let mut working: HashSet<StreamId> = HashSet::new();
-    let mut tick = tokio::time::interval(inner.config.relay_check);
+    // Every heartbeat, not every relay check: each look costs a Redis round trip per live stream.
+    let mut tick = tokio::time::interval(inner.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -43,6 +43,8 @@ pub struct SourceInfo {
     pub generation: u64,
     pub live: bool,
     pub codecs: Vec<SourceCodec>,
+    /// When the current publisher attached (its codecs become known with its first packets).
+    pub attached_at: Option<tokio::time::Instant>,
 }
 
 type LegId = u64;
@@ -109,14 +111,20 @@ impl Router {
         self.source.borrow().live
     }
 
-    /// Waits, at most `limit`, until the source's video codec is known (its first video packet
-    /// came); with `unless_idle`, returns at once when no publisher is attached. A leg or a
-    /// role planning its outputs from the codecs it sees asks this first: a publisher's (or a
-    /// relay's) audio usually arrives before its video.
+    /// Waits until the source's video codec is known (its first video packet came), at most
+    /// until `limit` after the current publisher attached: a publisher's (or a relay's) audio
+    /// usually arrives before its video, and a leg or a role plans from the codecs it sees. An
+    /// audio-only stream therefore delays only the requests of its first `limit`. With
+    /// `unless_idle`, returns at once when no publisher is attached.
     pub async fn video_known(&self, limit: std::time::Duration, unless_idle: bool) {
         let mut source = self.source();
-        let _ = tokio::time::timeout(
-            limit,
+        let deadline = source
+            .borrow()
+            .attached_at
+            .unwrap_or_else(tokio::time::Instant::now)
+            + limit;
+        let _ = tokio::time::timeout_at(
+            deadline,
             source.wait_for(|s| {
                 (unless_idle && !s.live)
                     || (s.live && s.codecs.iter().any(|c| c.codec.kind() == MediaKind::Video))
@@ -187,6 +195,7 @@ impl Router {
             s.generation += 1;
             s.live = true;
             s.codecs.clear();
+            s.attached_at = Some(tokio::time::Instant::now());
             generation = s.generation;
         });
         self.current_generation.store(generation, Ordering::Release);

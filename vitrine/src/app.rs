@@ -317,8 +317,12 @@ async fn serve(
 
     // The peer's address reaches the edge middleware, which decides the client's.
     let drain_requested = CancellationToken::new();
+    // The operator's routes are limited per address like sign-in: a token can be guessed.
+    let per_address =
+        axum::middleware::from_fn_with_state(state.clone(), crate::api::ip_limits::per_address);
     let admin = cluster.clone().map_or_else(Router::new, |c| {
         crate::cluster::admin_routes(c, state.store.clone(), drain_requested.clone())
+            .route_layer(per_address)
     });
     let app =
         router(state.clone(), edge, admin).into_make_service_with_connect_info::<SocketAddr>();

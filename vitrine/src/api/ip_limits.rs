@@ -47,6 +47,10 @@ impl Class {
 
 /// The class of a request by its method and path.
 pub fn classify(method: &Method, path: &str) -> Class {
+    // The operator's routes take a token, whatever the method: guessing one is an auth attempt.
+    if path.starts_with("/admin/") {
+        return Class::Auth;
+    }
     if method != Method::POST {
         return Class::Public;
     }
@@ -249,6 +253,8 @@ mod tests {
         }
         assert_eq!(classify(&Method::GET, "/signin"), Class::Public);
         assert_eq!(classify(&post, "/api/v1/orders"), Class::Orders);
+        assert_eq!(classify(&Method::GET, "/admin/cluster"), Class::Auth);
+        assert_eq!(classify(&post, "/admin/drain"), Class::Auth);
         assert_eq!(
             classify(&Method::GET, "/api/v1/orders/ord_1"),
             Class::Public

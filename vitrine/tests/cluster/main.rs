@@ -464,8 +464,8 @@ async fn chat_spans_nodes_and_a_drain_loses_no_message_and_no_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_run_apart_and_an_api_node_sends_media_clients_to_a_media_node() {
     let cluster = Cluster::start_with(&[
-        ("m", &["--roles", "media", "--no-hls"][..]),
-        ("p", &["--roles", "api", "--no-hls"][..]),
+        ("m", &["--roles", "media", "--no-hls", "--no-ip-limits"][..]),
+        ("p", &["--roles", "api", "--no-hls", "--no-ip-limits"][..]),
     ])
     .await;
     let (media, api) = (
@@ -498,8 +498,11 @@ async fn roles_run_apart_and_an_api_node_sends_media_clients_to_a_media_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
     let cluster = Cluster::start_with(&[
-        ("m", &["--roles", "api,media", "--no-hls"][..]),
-        ("h", &["--roles", "hls"][..]),
+        (
+            "m",
+            &["--roles", "api,media", "--no-hls", "--no-ip-limits"][..],
+        ),
+        ("h", &["--roles", "hls", "--no-ip-limits"][..]),
     ])
     .await;
     let (media, hls) = (
@@ -539,4 +542,37 @@ async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_an_operator_token_is_limited_per_address() {
+    // Limits on (the default): the operator's routes count as sign-in attempts.
+    let cluster = Cluster::start_with(&[("a", &["--no-hls"][..])]).await;
+    let view = format!("{}/admin/cluster", cluster.node("a").base);
+    // An address of its own, so that no other test's attempts count here.
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 217]))
+        .build()
+        .unwrap();
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let r = http
+            .get(&view)
+            .bearer_auth(format!("vop_guess{n}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let problem: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(problem["status"], 429, "{problem}");
+            break;
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }

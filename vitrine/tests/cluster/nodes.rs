@@ -98,7 +98,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts nodes `ids` one after the other (the first migrates the shared database).
     pub async fn start(ids: &[&str]) -> Self {
-        let nodes: Vec<(&str, &[&str])> = ids.iter().map(|id| (*id, &["--no-hls"][..])).collect();
+        let nodes: Vec<(&str, &[&str])> = ids
+            .iter()
+            .map(|id| (*id, &["--no-hls", "--no-ip-limits"][..]))
+            .collect();
         Self::start_with(&nodes).await
     }
 
@@ -144,7 +147,7 @@ impl Cluster {
             .arg("--cluster-secret-file")
             .arg(self.dir.path().join("cluster.secret"))
             .args(["--node-id", id, "--cluster-name", &self.name])
-            .args(["--no-subtitles", "--no-ip-limits"])
+            .arg("--no-subtitles")
             // One UDP port per node for every WHIP and WHEP session, as in production.
             .args([
                 "--ice-bind",
