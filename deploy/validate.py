@@ -250,7 +250,7 @@ def port_range(text):
 
 
 def compose_node(name, service, doc, flags, errors):
-    """One vitrine node of the compose cluster; returns its UDP range and host HTTP port."""
+    """One vitrine node of the compose cluster; returns its UDP ports (a range) and host HTTP port."""
     where = f"compose.yaml: {name}"
     args = service.get("command", [])
     if not isinstance(args, list):
@@ -269,10 +269,17 @@ def compose_node(name, service, doc, flags, errors):
     secret = str(env.get("VITRINE_CLUSTER_SECRET_FILE", ""))
     if secret.removeprefix("/run/secrets/") not in service.get("secrets", []) or secret.removeprefix("/run/secrets/") not in doc.get("secrets", {}):
         errors.append(f"{where}: the cluster secret file is not one of its compose secrets")
-    udp = port_range(flag_value(args, "ice-port-range"))
     ports = [str(p) for p in service.get("ports", [])]
-    if udp is None or f"{udp[0]}-{udp[1]}:{udp[0]}-{udp[1]}/udp" not in ports:
-        errors.append(f"{where}: its --ice-port-range must be published one to one for UDP")
+    shared = flag_value(args, "ice-udp-port")
+    if shared is not None:
+        # The one port every session shares (the default mode), published as it is.
+        udp = (int(shared), int(shared)) if shared.isdigit() and 0 < int(shared) < 65536 else None
+        if udp is None or f"{shared}:{shared}/udp" not in ports:
+            errors.append(f"{where}: its --ice-udp-port must be a port published one to one for UDP")
+    else:
+        udp = port_range(flag_value(args, "ice-port-range"))
+        if udp is None or f"{udp[0]}-{udp[1]}:{udp[0]}-{udp[1]}/udp" not in ports:
+            errors.append(f"{where}: give it --ice-udp-port (or --ice-port-range), published one to one for UDP")
     http = [p.split(":")[0] for p in ports if p.endswith(":8080")]
     if len(http) != 1:
         errors.append(f"{where}: publish port 8080 once")
@@ -307,7 +314,7 @@ def check_compose(path, schema_path, documented, flags, errors):
         seen_ids.add(node)
         seen_http.add(http)
         if udp and any(udp[0] <= b and a <= udp[1] for a, b in seen_udp):
-            errors.append(f"compose.yaml: {name}: its UDP range overlaps another node's")
+            errors.append(f"compose.yaml: {name}: its UDP port(s) overlap another node's")
         seen_udp += [udp] if udp else []
     for config in doc.get("configs", {}).values():
         file = path.parent / config.get("file", "")

@@ -50,7 +50,7 @@ url="$pg_base/vitrine_api_bench"
 node_pids=()
 start_node() { # $1 port, $2 name
   target/release/vitrine serve --no-ip-limits --listen "127.0.0.1:$1" --data-dir "$dir/$2" --config "$dir/bench.toml" \
-    --database-url "$url" --redis "$VITRINE_TEST_REDIS_URL" --no-hls --no-subtitles >"$dir/$2.log" 2>&1 &
+    --database-url "$url" --redis "$VITRINE_TEST_REDIS_URL" --ice-udp-port 0 --no-hls --no-subtitles >"$dir/$2.log" 2>&1 &
   node_pids+=("$!")
   pids+=("$!")
   wait_healthy "http://127.0.0.1:$1/healthz"

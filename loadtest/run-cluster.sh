@@ -45,7 +45,7 @@ for node in a b c; do
   target/release/vitrine serve --listen 127.0.0.1:$port --data-dir "$dir/$node" \
     --database-url "$database" --redis "$VITRINE_TEST_REDIS_URL" \
     --cluster-secret-file "$dir/cluster.secret" --cluster-name "bench$$" --node-id "$node" \
-    --ice-bind 127.0.0.1 --whep-pending-per-ip 100000 --no-ip-limits --no-hls --no-subtitles \
+    --ice-bind 127.0.0.1 --ice-udp-port $((port + 20000)) --whep-pending-per-ip 100000 --no-ip-limits --no-hls --no-subtitles \
     >"$dir/$node.log" 2>&1 &
   node_pid[$node]=$!
   pids+=("${node_pid[$node]}")

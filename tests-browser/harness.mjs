@@ -16,7 +16,9 @@ export const WAIT = 30_000;
 // `extra` flags are added to `vitrine serve` (a cluster node's, for example).
 export async function startServer(config = '', extra = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'vitrine-browser-'));
-  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo', ...extra];
+  // One shared ICE port per server, as by default, but any free one: test files run at once.
+  const port = extra.includes('--ice-udp-port') ? [] : ['--ice-udp-port', '0'];
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--demo', ...port, ...extra];
   const toml = /^\[subtitles\]/m.test(config) ? config : `${config}\n[subtitles]\nenabled = false\n`;
   writeFileSync(join(dataDir, 'vitrine.toml'), toml);
   args.push('--config', join(dataDir, 'vitrine.toml'));

@@ -44,6 +44,10 @@ pub struct ClusterConfig {
     /// Nodes with this many media sessions or more take no new publisher.
     pub max_load: u64,
     pub roles: Vec<String>,
+    /// The work this node does itself on the streams it is the origin of (`hls`,
+    /// `captions`): each one's work lease is taken with the origin lease, so that no other
+    /// node takes it (see [`Cluster::consume_live`]).
+    pub own_work: Vec<&'static str>,
     pub key: ClusterKey,
     /// How often the node refreshes its entry and its origin leases.
     pub heartbeat: Duration,
@@ -117,6 +121,19 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Takes (or renews) the work leases of the work this node does on its own `stream`.
+    async fn take_own_work(&self, stream: &StreamId) {
+        for work in &self.config.own_work {
+            let taken = self
+                .registry
+                .take_work(work, stream, &self.node.id, self.config.origin_lease)
+                .await;
+            if let Err(e) = taken {
+                tracing::warn!(%stream, work, error = %e, "could not take this node's own work lease");
+            }
+        }
+    }
+
     /// Starts the relay of `stream` into `router` unless one runs; true when started.
     fn start_relay(self: &Arc<Self>, stream: &StreamId, router: &Arc<Router>) -> bool {
         let mut relays = self.relays.lock().expect("relays lock");
@@ -287,9 +304,9 @@ impl Cluster {
         (chosen.id != inner.node.id).then(|| chosen.clone())
     }
 
-    /// Makes this node do `role`'s work (HLS) for streams published on other nodes that no
-    /// other node works on: their relays' routers are announced on `went_live`, as local
-    /// publishers are.
+    /// Makes this node do `role`'s work (`hls`, `captions`) for streams published on other
+    /// nodes that no other node works on: their relays' routers are announced on `went_live`
+    /// (a channel of the role's own, so that another role of this node does not take them).
     pub fn consume_live(
         &self,
         role: &'static str,
@@ -358,14 +375,7 @@ async fn heartbeat(inner: Arc<Inner>) {
                 .renew_origin(&stream, &inner.node.id, inner.config.origin_lease)
                 .await
             {
-                Ok(true) if inner.node.roles.iter().any(|r| r == "hls") => {
-                    let lease = inner.config.origin_lease;
-                    let _ = inner
-                        .registry
-                        .take_work("hls", &stream, &inner.node.id, lease)
-                        .await;
-                }
-                Ok(true) => {}
+                Ok(true) => inner.take_own_work(&stream).await,
                 Ok(false) => {
                     tracing::info!(%stream, "origin taken over by another node");
                     if inner.held.lock().expect("held lock").remove(&stream) {
@@ -406,15 +416,9 @@ impl Upstream for Cluster {
         if let Some(relay) = inner.relays.lock().expect("relays lock").remove(stream) {
             relay.cancel();
         }
-        if inner.node.roles.iter().any(|r| r == "hls") {
-            // This node packages its own streams: its lease is taken before the stream shows
-            // as live, so no other node takes them.
-            let lease = inner.config.origin_lease;
-            let _ = inner
-                .registry
-                .take_work("hls", stream, &inner.node.id, lease)
-                .await;
-        }
+        // This node works on its own streams: its leases are taken before the stream shows
+        // as live, so no other node takes them.
+        inner.take_own_work(stream).await;
         if let Err(e) = inner
             .registry
             .claim_origin(stream, &inner.node.id, inner.config.origin_lease)

@@ -52,6 +52,8 @@ pub struct AppState {
     /// The HLS role; `None` when turned off.
     pub hls: Option<Arc<Hls>>,
     pub captions: Option<Arc<LiveCaptions>>,
+    /// The languages the streams' captions come in (see [`caption_languages`]).
+    pub caption_languages: Arc<[String]>,
     /// Trusted proxies, per-address limits, who may read `/metrics`.
     pub edge: Arc<EdgeConfig>,
     /// What this node serves.
@@ -228,20 +230,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut registry = Registry::default();
     let media = roles::media::build(config, &store, &mut registry)?;
     let pool = captions::load_pool(config, &mut registry).await;
-    let hls = roles::hls::build(config, pool.as_ref(), &media.sfu, &mut registry)?;
+    let work = roles::ClusterWork::default();
+    let hls = roles::hls::build(config, pool.as_ref(), &media.sfu, &work, &mut registry)?;
     let events = Arc::new(EventRelay::default());
     let background = CancellationToken::new();
     let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
     let chat = roles::api::chat(config, &store, &commerce.checkout, &mut registry).await?;
     events.connect(Arc::new(chat.clone()));
-    let captions = match (&pool, config.roles.media) {
-        (Some(pool), true) => {
-            let live = captions::live(&config.subtitles, Arc::clone(pool), &chat, hls.as_ref())?;
-            live.spawn(media.sfu.went_live.subscribe());
-            Some(live)
-        }
-        _ => None,
-    };
+    let captions = captions::start(
+        config,
+        pool.as_ref(),
+        &chat,
+        hls.as_ref(),
+        &media.sfu,
+        &work,
+    )?;
     if let Some(hls) = &hls {
         roles::hls::spawn_replay_subtitles(config, hls, pool.as_ref(), &background).await?;
     }
@@ -262,23 +265,50 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sfu: media.sfu,
         ingest: media.ingest,
         hls,
+        caption_languages: caption_languages(config, captions.as_deref()).into(),
         captions,
         edge: Arc::new(config.edge.clone()),
         roles: config.roles,
         registry: Arc::new(registry),
         public_url: Arc::new(OnceLock::new()),
     };
-    serve(config, state, commerce.jobs, cluster_metrics, background).await
+    let started = Started {
+        jobs: commerce.jobs,
+        cluster_metrics,
+        work,
+        background,
+    };
+    serve(config, state, started).await
+}
+
+/// The languages streams list as captioned: this node's captions', else in a cluster with
+/// subtitles on, the configured ones (a subtitles node captions what no media node does).
+fn caption_languages(config: &Config, captions: Option<&LiveCaptions>) -> Vec<String> {
+    match captions {
+        Some(live) => live.languages(),
+        None if config.cluster.is_some() && config.subtitles.enabled => {
+            captions::languages(&config.subtitles)
+        }
+        None => Vec::new(),
+    }
+}
+
+/// What [`start`] hands to [`serve`] beside the state.
+struct Started {
+    jobs: roles::commerce::Jobs,
+    cluster_metrics: vitrine_cluster::ClusterMetrics,
+    work: roles::ClusterWork,
+    background: CancellationToken,
 }
 
 /// Binds the listener, joins the cluster if configured, and serves HTTP or HTTPS.
-async fn serve(
-    config: &Config,
-    state: AppState,
-    jobs: roles::commerce::Jobs,
-    cluster_metrics: vitrine_cluster::ClusterMetrics,
-    background: CancellationToken,
-) -> anyhow::Result<Running> {
+async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Result<Running> {
+    let Started {
+        jobs,
+        cluster_metrics,
+        work,
+        background,
+    } = started;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     listener.set_nonblocking(true)?;
@@ -304,7 +334,7 @@ async fn serve(
                 .clone()
                 .unwrap_or_else(|| base.clone());
             Some(
-                crate::cluster::join(config, settings, url, &base, &state.sfu, cluster_metrics)
+                crate::cluster::join(config, settings, url, &base, &state, work, cluster_metrics)
                     .await?,
             )
         }

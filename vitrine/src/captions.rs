@@ -1,6 +1,7 @@
 //! Wires live captions into the server: loads the Whisper model once, builds the Transcriber
 //! pool and the captions role, and hands every caption to the stream's chat room (`caption`
-//! events) and, finals only, to its HLS subtitle renditions.
+//! events, which reach every node of a cluster through the chat's Redis log) and, finals only,
+//! to its HLS subtitle renditions when this node packages the stream.
 
 use crate::config::SubtitlesConfig;
 use anyhow::Context;
@@ -120,6 +121,31 @@ fn translator(config: &SubtitlesConfig) -> anyhow::Result<Option<Arc<dyn Transla
         )?)),
         None => None,
     })
+}
+
+/// Live captions where this node runs them: for its own publishers when it has the media
+/// role, and for the streams of other nodes its cluster hands it when it has the subtitles
+/// role (see [`crate::roles::ClusterWork`]). `None` without a model or either role.
+pub fn start(
+    config: &crate::config::Config,
+    pool: Option<&Arc<Pool>>,
+    chat: &Chat,
+    hls: Option<&Arc<Hls>>,
+    sfu: &vitrine_sfu::Sfu,
+    work: &crate::roles::ClusterWork,
+) -> anyhow::Result<Option<Arc<LiveCaptions>>> {
+    let roles = config.roles;
+    let Some(pool) = pool.filter(|_| roles.media || roles.subtitles) else {
+        return Ok(None);
+    };
+    let live = live(&config.subtitles, Arc::clone(pool), chat, hls)?;
+    if roles.media {
+        live.spawn(sfu.went_live.subscribe());
+    }
+    if roles.subtitles {
+        live.spawn(work.captions.subscribe());
+    }
+    Ok(Some(live))
 }
 
 /// The live captions role (not started).

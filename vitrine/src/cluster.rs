@@ -144,10 +144,23 @@ pub async fn join(
     settings: &ClusterSettings,
     url: String,
     public_url: &str,
-    sfu: &Arc<vitrine_sfu::Sfu>,
+    state: &crate::app::AppState,
+    work: crate::roles::ClusterWork,
     metrics: vitrine_cluster::ClusterMetrics,
 ) -> anyhow::Result<vitrine_cluster::Cluster> {
+    let sfu = &state.sfu;
     let roles = config.roles.names();
+    let packages = config.roles.hls && config.hls.enabled;
+    // Captions run here for this node's publishers (media) and for other nodes' streams that
+    // nobody captions (subtitles).
+    let captions = state.captions.is_some();
+    let mut own_work = Vec::new();
+    if packages {
+        own_work.push("hls");
+    }
+    if captions && config.roles.media {
+        own_work.push("captions");
+    }
     let cluster = vitrine_cluster::Cluster::join(
         vitrine_cluster::ClusterConfig {
             name: settings.name.clone(),
@@ -157,6 +170,7 @@ pub async fn join(
             public_url: public_url.to_owned(),
             max_load: settings.max_load,
             roles,
+            own_work,
             key: settings.key.clone(),
             heartbeat: settings.heartbeat,
             origin_lease: settings.origin_lease,
@@ -174,9 +188,13 @@ pub async fn join(
     .await
     .context("joining the cluster")?;
     sfu.set_upstream(Arc::new(cluster.clone()));
-    if config.roles.hls && config.hls.enabled {
+    if packages {
         // Streams published on nodes that do not package HLS are packaged here.
-        cluster.consume_live("hls", Arc::clone(&sfu.routers), sfu.went_live.clone());
+        cluster.consume_live("hls", Arc::clone(&sfu.routers), work.hls);
+    }
+    if captions && config.roles.subtitles {
+        // Streams published on nodes that do not caption are captioned here.
+        cluster.consume_live("captions", Arc::clone(&sfu.routers), work.captions);
     }
     tracing::info!(node = cluster.node_id(), cluster = %settings.name, "joined the media cluster");
     Ok(cluster)

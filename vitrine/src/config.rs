@@ -15,6 +15,10 @@ use vitrine_sfu::peer::IceConfig;
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
 
 /// Flags of `vitrine serve`; each also reads its `VITRINE_*` variable.
+/// The UDP port every WHIP and WHEP session of a node shares by default (LiveKit's choice
+/// for its single-port mode: operators know to open it).
+pub const DEFAULT_ICE_UDP_PORT: u16 = 7882;
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on for HTTP(S).
@@ -44,8 +48,9 @@ pub struct ServeArgs {
     /// UDP port range for WebRTC, e.g. 50000-50199.
     #[arg(long, env = "VITRINE_ICE_PORT_RANGE")]
     pub ice_port_range: Option<String>,
-    /// One UDP port that every WHIP and WHEP session shares (per bind address), e.g. 50000;
-    /// unset, each session takes its own port (from --ice-port-range when given).
+    /// One UDP port that every WHIP and WHEP session shares (per bind address); 0 takes any
+    /// free one. Default 7882, unless --ice-port-range alone is given: then each session takes
+    /// its own port from the range.
     #[arg(long, env = "VITRINE_ICE_UDP_PORT")]
     pub ice_udp_port: Option<u16>,
     /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
@@ -93,7 +98,8 @@ pub struct ServeArgs {
     pub no_hls: bool,
     /// What this process does: `api` (API, pages, chat), `media` (WHIP, WHEP, SFU, live
     /// captions), `hls` (HLS packaging, recordings), `web` (all three) and `subtitles` (replay
-    /// subtitle jobs; with --redis, taken from a queue every process shares). Comma separated;
+    /// subtitle jobs; with --redis, taken from a queue every process shares; in a cluster,
+    /// also live captions of streams whose media node does not caption them). Comma separated;
     /// default web and subtitles. `api` or `hls` without `media` needs a cluster.
     #[arg(long, env = "VITRINE_ROLES", value_delimiter = ',')]
     pub roles: Option<Vec<Role>>,
@@ -714,8 +720,11 @@ impl Config {
                 .ice_bind
                 .or(file.ice.bind)
                 .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
+            udp_port: args
+                .ice_udp_port
+                .or(file.ice.udp_port)
+                .or(port_range.is_none().then_some(DEFAULT_ICE_UDP_PORT)),
             port_range,
-            udp_port: args.ice_udp_port.or(file.ice.udp_port),
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
             ice_servers,
             ..admission
@@ -862,6 +871,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(flag.ice.udp_port, Some(40000));
+        let neither = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(
+            neither.ice.udp_port,
+            Some(DEFAULT_ICE_UDP_PORT),
+            "one shared port unless asked otherwise"
+        );
+        assert_eq!(neither.ice.port_range, None);
     }
 
     #[test]
@@ -883,7 +899,7 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.ice.port_range, Some((50000, 50010)));
-        assert_eq!(c.ice.udp_port, None, "a port per session unless asked");
+        assert_eq!(c.ice.udp_port, None, "a range alone: a port per session");
         assert!(c.database_url.starts_with("sqlite:///tmp/y/vitrine.db"));
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::resolve(ServeArgs {

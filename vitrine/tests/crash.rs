@@ -56,6 +56,9 @@ async fn spawn(data_dir: &std::path::Path, database_url: &str) -> Server {
             "2",
             // The burst's buyers all come from this one address.
             "--no-ip-limits",
+            // Servers of tests running at once each take a free shared ICE port.
+            "--ice-udp-port",
+            "0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

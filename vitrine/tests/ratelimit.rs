@@ -184,7 +184,8 @@ async fn start_node(
         .port();
     let data = dir.join(name);
     let child = Command::new(BIN)
-        .args(["serve", "--no-hls", "--no-subtitles", "--listen"])
+        // Each process takes a free shared ICE port (two run at once).
+        .args(["serve", "--no-hls", "--no-subtitles", "--ice-udp-port", "0", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(&data)

@@ -205,11 +205,7 @@ impl AppState {
             watch_url: format!("{base}/watch/{id}"),
             hls_url: None,
             replay: None,
-            caption_languages: self
-                .captions
-                .as_ref()
-                .map(|c| c.languages())
-                .unwrap_or_default(),
+            caption_languages: self.caption_languages.to_vec(),
             studio_url,
             title: row.title,
             state: row.state,

@@ -16,12 +16,14 @@ use vitrine_transcode::object_media::ObjectMedia;
 use vitrine_transcode::{Hls, LocalDisk, MediaStore};
 
 /// Builds HLS when it is on (its storage, its subtitle languages when captions run here), and
-/// starts packaging every publisher `sfu` announces when this node has the role. A node with
+/// starts packaging every publisher `sfu` announces, and every stream of another node the
+/// cluster gives this node's `work`, when this node has the role. A node with
 /// HLS on but without the role (a `subtitles` worker) only reads recordings.
 pub fn build(
     config: &Config,
     pool: Option<&Arc<Pool>>,
     sfu: &Arc<Sfu>,
+    work: &super::ClusterWork,
     registry: &mut Registry,
 ) -> anyhow::Result<Option<Arc<Hls>>> {
     if !config.hls.enabled {
@@ -41,6 +43,7 @@ pub fn build(
         .context("starting HLS (turn it off with --no-hls)")?;
     if config.roles.hls {
         hls.spawn(sfu.went_live.subscribe());
+        hls.spawn(work.hls.subscribe());
     }
     Ok(Some(hls))
 }

@@ -26,9 +26,11 @@ pub fn build(config: &Config, store: &Store, registry: &mut Registry) -> anyhow:
     let metrics = Arc::new(SfuMetrics::default());
     metrics.register(registry);
     let sfu = Sfu::new(Arc::new(store.clone()), config.ice.clone(), metrics);
-    sfu.factory
-        .check()
-        .map_err(|e| anyhow::anyhow!("the shared ICE port: {e}"))?;
+    sfu.factory.check().map_err(|e| {
+        anyhow::anyhow!(
+            "the shared ICE port: {e} (choose another with --ice-udp-port; 0 takes any free one)"
+        )
+    })?;
     let ingest = Ingest::new(Arc::clone(&sfu));
     Ok(Media { sfu, ingest })
 }

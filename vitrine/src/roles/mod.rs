@@ -2,7 +2,8 @@
 //! - `api`: the seller and buyer API, OAuth2, the pages and the chat;
 //! - `media`: WHIP, WHEP and the SFU (publishers, viewers, relays);
 //! - `hls`: transcoding and packaging live streams to HLS, recordings and replays;
-//! - `subtitles`: the replay subtitle queue's worker.
+//! - `subtitles`: the replay subtitle queue's worker and, with a cluster, live captions of
+//!   streams whose origin does not caption them (audio over a relay, captions into the chat).
 //!
 //! `web` means `api` + `media` + `hls`, what one node ran before roles could be split, so
 //! existing deployments run as before. A node without `media` still answers WHIP and WHEP: in a
@@ -15,6 +16,28 @@ pub mod media;
 
 use anyhow::bail;
 use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use vitrine_sfu::router::Router;
+
+/// Streams published on other nodes that this node works on for its cluster, one channel per
+/// kind of work: once this node holds a stream's work lease, the cluster announces the router
+/// its relay feeds on the work's channel (a role's own, so that another role here does not take
+/// the stream as well). Local publishers are announced on the SFU's own `went_live`.
+#[derive(Clone)]
+pub struct ClusterWork {
+    pub hls: broadcast::Sender<Arc<Router>>,
+    pub captions: broadcast::Sender<Arc<Router>>,
+}
+
+impl Default for ClusterWork {
+    fn default() -> Self {
+        Self {
+            hls: broadcast::Sender::new(16),
+            captions: broadcast::Sender::new(16),
+        }
+    }
+}
 
 /// A role named on the command line or in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]

@@ -5,6 +5,7 @@
 
 mod clients;
 mod nodes;
+mod roles;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -459,89 +460,6 @@ async fn chat_spans_nodes_and_a_drain_loses_no_message_and_no_order() {
         .map(|o| o["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [placed["id"].as_str().unwrap()]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_run_apart_and_an_api_node_sends_media_clients_to_a_media_node() {
-    let cluster = Cluster::start_with(&[
-        ("m", &["--roles", "media", "--no-hls", "--no-ip-limits"][..]),
-        ("p", &["--roles", "api", "--no-hls", "--no-ip-limits"][..]),
-    ])
-    .await;
-    let (media, api) = (
-        cluster.node("m").base.clone(),
-        cluster.node("p").base.clone(),
-    );
-    let (id, key) = stream(&cluster, "p").await;
-
-    // The media node serves no API and no pages; the API node serves both.
-    let http = reqwest::Client::new();
-    for (base, status) in [(&media, 404), (&api, 200)] {
-        let r = http
-            .get(format!("{base}/api/openapi.json"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), status, "{base}");
-    }
-
-    // A seller and a viewer who reach the API node are sent to the media node, and media flows.
-    let publisher = Publisher::start(vec![format!("{api}/whip/{id}")], &key).await;
-    assert_eq!(publisher.node(), media);
-    let mut viewer = Viewer::start(vec![format!("{api}/whep/{id}")]).await;
-    viewer.video(20).await;
-    assert_eq!(viewer.node(), media);
-    assert_eq!(cluster.node("p").metric("vitrine_publishers").await, 0.0);
-    assert_eq!(cluster.node("m").metric("vitrine_publishers").await, 1.0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
-    let cluster = Cluster::start_with(&[
-        (
-            "m",
-            &["--roles", "api,media", "--no-hls", "--no-ip-limits"][..],
-        ),
-        ("h", &["--roles", "hls", "--no-ip-limits"][..]),
-    ])
-    .await;
-    let (media, hls) = (
-        cluster.node("m").base.clone(),
-        cluster.node("h").base.clone(),
-    );
-    let (id, key) = stream(&cluster, "m").await;
-    let http = reqwest::Client::new();
-    let _camera = support::MediaPublisher::start(
-        &http,
-        &media,
-        &format!("{media}/whip/{id}"),
-        &key,
-        support::MediaSource::camera("video/H264", 426, 240),
-    )
-    .await;
-
-    // The HLS node relays the stream from the media node and packages it.
-    let playlist = format!("{hls}/hls/{id}/240p/index.m3u8");
-    cluster
-        .until("the HLS node lists a segment", || async {
-            match http.get(&playlist).send().await {
-                Ok(r) if r.status() == 200 => r.text().await.unwrap().contains("#EXTINF"),
-                _ => false,
-            }
-        })
-        .await;
-    assert_eq!(
-        cluster.node("h").metric("vitrine_cluster_relays").await,
-        1.0
-    );
-    assert_eq!(cluster.node("m").metric("vitrine_relay_legs").await, 1.0);
-    // The media node packages nothing.
-    let r = http
-        .get(format!("{media}/hls/{id}/master.m3u8"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

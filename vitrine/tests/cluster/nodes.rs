@@ -138,6 +138,9 @@ impl Cluster {
         let port = free_port();
         let data = self.dir.path().join(id);
         let log = self.dir.path().join(format!("{id}.log"));
+        let captions = args
+            .windows(2)
+            .any(|w| w[0] == "--roles" && w[1].split(',').any(|r| r == "subtitles"));
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -147,7 +150,8 @@ impl Cluster {
             .arg("--cluster-secret-file")
             .arg(self.dir.path().join("cluster.secret"))
             .args(["--node-id", id, "--cluster-name", &self.name])
-            .arg("--no-subtitles")
+            // Whisper only where a test asks for captions (a subtitles node).
+            .args((!captions).then_some("--no-subtitles"))
             // One UDP port per node for every WHIP and WHEP session, as in production.
             .args([
                 "--ice-bind",

@@ -145,9 +145,11 @@ impl TestServer {
             tls: options
                 .tls
                 .then(|| (dir.path().join("cert.pem"), dir.path().join("key.pem"))),
+            // One shared ICE port, as `vitrine serve` has by default (any free one).
             ice: options.ice.clone().unwrap_or(IceConfig {
                 bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
                 port_range: None,
+                udp_port: Some(0),
                 announced_ips: vec![],
                 ..Default::default()
             }),
