@@ -185,7 +185,14 @@ async fn start_node(
     let data = dir.join(name);
     let child = Command::new(BIN)
         // Each process takes a free shared ICE port (two run at once).
-        .args(["serve", "--no-hls", "--no-subtitles", "--ice-udp-port", "0", "--listen"])
+        .args([
+            "serve",
+            "--no-hls",
+            "--no-subtitles",
+            "--ice-udp-port",
+            "0",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(&data)
