@@ -52,18 +52,13 @@ pub const RELAY_SOURCE_WAIT: Duration = Duration::from_secs(3);
 pub fn redirect(location: &str) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode, header};
     use axum::response::IntoResponse;
-    let mut response = (
+    let mut response = vitrine_core::Problem::new(
         StatusCode::TEMPORARY_REDIRECT,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::json!({
-            "type": "/docs/problems/another-node",
-            "title": "Another node serves this request",
-            "status": 307,
-            "detail": "repeat the request at the Location",
-        })
-        .to_string(),
+        "another-node",
+        "Another node serves this request",
     )
-        .into_response();
+    .with_detail("repeat the request at the Location")
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }

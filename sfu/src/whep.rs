@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use std::sync::Arc;
-use vitrine_core::ClientIp;
+use vitrine_core::{ClientIp, StreamId};
 
 /// Routes of the WHEP endpoint.
 pub fn routes(sfu: Arc<Sfu>) -> HttpRouter {
@@ -35,12 +35,7 @@ async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SignalingError> {
-    let stream = signaling::stream_id(&stream)?;
-    sfu.directory
-        .find(&stream)
-        .await
-        .map_err(|_| SignalingError::Directory)?
-        .ok_or(SignalingError::UnknownStream)?;
+    let stream = known_stream(&sfu, &stream).await?;
     signaling::require_content_type(&headers, SDP)?;
     let offer = signaling::offer_text(&body)?;
     let relay = match (sfu.upstream(), signaling::bearer(&headers)) {
@@ -93,18 +88,24 @@ async fn offer(
     .await)
 }
 
+/// The stream named in a WHEP path, when it exists.
+async fn known_stream(sfu: &Sfu, raw: &str) -> Result<StreamId, SignalingError> {
+    let stream = signaling::stream_id(raw)?;
+    sfu.directory
+        .find(&stream)
+        .await
+        .map_err(|_| SignalingError::Directory)?
+        .ok_or(SignalingError::UnknownStream)?;
+    Ok(stream)
+}
+
 /// `OPTIONS` on a stream's endpoint: the ICE servers (TURN credentials included) to anyone,
 /// as streams are public to watch; the credentials expire.
 async fn discover(
     State(sfu): State<Arc<Sfu>>,
     Path(stream): Path<String>,
 ) -> Result<Response, SignalingError> {
-    let stream = signaling::stream_id(&stream)?;
-    sfu.directory
-        .find(&stream)
-        .await
-        .map_err(|_| SignalingError::Directory)?
-        .ok_or(SignalingError::UnknownStream)?;
+    known_stream(&sfu, &stream).await?;
     Ok(signaling::options(Some(&sfu.factory.ice().ice_servers)))
 }
 

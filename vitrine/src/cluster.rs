@@ -236,52 +236,52 @@ pub fn admin_routes(
     drain: tokio_util::sync::CancellationToken,
 ) -> axum::Router {
     use axum::routing::{get, post};
+    let admin = Admin {
+        cluster,
+        store,
+        drain,
+    };
+    // Every route, present and future, behind the operator's credential.
     axum::Router::new()
         .route("/admin/drain", post(drain_node))
         .route("/admin/cluster", get(cluster_view))
-        .with_state(Admin {
-            cluster,
-            store,
-            drain,
-        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_operator,
+        ))
+        .with_state(admin)
 }
 
-async fn operator(
-    admin: &Admin,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), axum::response::Response> {
+/// Lets the request through when it carries an operator's token of this cluster; 401 else.
+async fn require_operator(
+    axum::extract::State(admin): axum::extract::State<Admin>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let token = vitrine_sfu::signaling::bearer(headers).unwrap_or_default();
+    let token = vitrine_sfu::signaling::bearer(request.headers()).unwrap_or_default();
     if admin.cluster.is_admin(token) {
-        return Ok(());
+        return next.run(request).await;
     }
     let presented = vitrine_core::Secret::from_presented(token);
     match crate::operators::by_token(&admin.store, &presented).await {
-        Ok(Some(_)) => return Ok(()),
-        Ok(None) => {}
+        Ok(Some(_)) => next.run(request).await,
+        Ok(None) => {
+            vitrine_core::Problem::unauthorized("an operator token of this cluster is needed")
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "operator lookup failed");
-            return Err(vitrine_core::Problem::internal().into_response());
+            vitrine_core::Problem::internal().into_response()
         }
     }
-    let mut r = vitrine_core::Problem::unauthorized("an operator token of this cluster is needed")
-        .into_response();
-    r.headers_mut().insert(
-        axum::http::header::WWW_AUTHENTICATE,
-        axum::http::HeaderValue::from_static("Bearer"),
-    );
-    Err(r)
 }
 
 /// Asks this node to drain and exit; answers at once (202), the drain runs after.
 async fn drain_node(
     axum::extract::State(admin): axum::extract::State<Admin>,
-    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(refused) = operator(&admin, &headers).await {
-        return refused;
-    }
     tracing::info!("drain requested by an operator");
     admin.drain.cancel();
     (
@@ -297,12 +297,8 @@ async fn drain_node(
 /// The cluster's nodes with their region, roles, load and whether they drain.
 async fn cluster_view(
     axum::extract::State(admin): axum::extract::State<Admin>,
-    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(refused) = operator(&admin, &headers).await {
-        return refused;
-    }
     let view = async {
         let nodes = admin.cluster.nodes().await?;
         let streams = admin.cluster.streams().await?;

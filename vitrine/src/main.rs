@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use vitrine::config::{Config, ServeArgs};
-use vitrine::store::{MAX_NAME_CHARS, Store};
+use vitrine::store::Store;
 use vitrine::{app, telemetry};
 
 #[derive(Parser)]
@@ -131,31 +131,13 @@ enum SubtitlesCommand {
 #[derive(Subcommand)]
 enum SellersCommand {
     /// Create a seller; prints {"seller_id", "api_token"} as one JSON line.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, env = "VITRINE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_DATABASE_URL")]
-        database_url: Option<String>,
-    },
+    Create(CreateArgs),
 }
 
 #[derive(Subcommand)]
 enum OperatorsCommand {
     /// Create an operator; prints {"operator_id", "token"} as one JSON line.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, env = "VITRINE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_DATABASE_URL")]
-        database_url: Option<String>,
-    },
+    Create(CreateArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,13 +147,41 @@ enum AppsCommand {
         /// The app's id (its OAuth2 client_id).
         app: String,
         tier: String,
-        #[arg(long, env = "VITRINE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, env = "VITRINE_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
+}
+
+/// Where a command that works on the database finds it, as `serve` would.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, env = "VITRINE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "VITRINE_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "VITRINE_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The configuration `serve` would resolve from these (and the file and environment).
+    fn resolve(self) -> anyhow::Result<Config> {
+        Config::resolve(ServeArgs {
+            data_dir: self.data_dir,
+            config: self.config,
+            database_url: self.database_url,
+            ..Default::default()
+        })
+    }
+}
+
+/// A seller or operator to create.
+#[derive(clap::Args)]
+struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[tokio::main]
@@ -254,19 +264,10 @@ async fn main() -> anyhow::Result<()> {
             transcode(&input, &out, &config, json).await
         }
         Command::Sellers {
-            command:
-                SellersCommand::Create {
-                    name,
-                    data_dir,
-                    config,
-                    database_url,
-                },
+            command: SellersCommand::Create(CreateArgs { name, store }),
         } => {
-            let config = operator_config(data_dir, config, database_url)?;
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-                anyhow::bail!("--name must be 1 to {MAX_NAME_CHARS} characters");
-            }
+            let config = store.resolve()?;
+            let name = vitrine::store::checked_name(&name)?;
             std::fs::create_dir_all(&config.data_dir)?;
             let store = Store::connect(&config.database_url).await?;
             let (seller, token) = store.create_seller(name).await?;
@@ -278,29 +279,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operators {
-            command:
-                OperatorsCommand::Create {
-                    name,
-                    data_dir,
-                    config,
-                    database_url,
-                },
+            command: OperatorsCommand::Create(CreateArgs { name, store }),
         } => {
-            let config = operator_config(data_dir, config, database_url)?;
+            let config = store.resolve()?;
             std::fs::create_dir_all(&config.data_dir)?;
             vitrine::operators::create_command(&config.database_url, &name).await
         }
         Command::Apps {
-            command:
-                AppsCommand::SetTier {
-                    app,
-                    tier,
-                    data_dir,
-                    config,
-                    database_url,
-                },
+            command: AppsCommand::SetTier { app, tier, store },
         } => {
-            let config = operator_config(data_dir, config, database_url)?;
+            let config = store.resolve()?;
             if !config.rate_limits.contains(&tier) {
                 let known: Vec<_> = config.rate_limits.names().collect();
                 anyhow::bail!("no tier {tier:?}; the configured tiers are {known:?}");
@@ -501,20 +489,6 @@ async fn transcode(input: &Path, out: &Path, config: &Config, json: bool) -> any
         );
     }
     Ok(())
-}
-
-/// The configuration an operator command runs with: its flags over the file over the defaults.
-fn operator_config(
-    data_dir: Option<PathBuf>,
-    config: Option<PathBuf>,
-    database_url: Option<String>,
-) -> anyhow::Result<Config> {
-    Config::resolve(ServeArgs {
-        data_dir,
-        config,
-        database_url,
-        ..Default::default()
-    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! (made by `vitrine operators create`, stored hashed) opens the cluster's view and drains its
 //! nodes; a seller's token never does, whatever its scopes.
 
-use crate::store::{MAX_NAME_CHARS, Store, StoreError};
+use crate::store::{Store, StoreError};
 use sqlx::Row;
 use vitrine_core::{OperatorId, Secret};
 
@@ -20,9 +20,7 @@ pub async fn create(store: &Store, name: &str) -> Result<(Operator, Secret), Sto
         name: name.to_owned(),
     };
     let token = Secret::generate("vop");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::store::now_ms();
     sqlx::query("INSERT INTO operators (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(operator.id.as_str())
         .bind(&operator.name)
@@ -51,10 +49,7 @@ pub async fn by_token(store: &Store, token: &Secret) -> Result<Option<Operator>,
 
 /// `vitrine operators create`: prints `{"operator_id", "token"}` as one JSON line.
 pub async fn create_command(database_url: &str, name: &str) -> anyhow::Result<()> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        anyhow::bail!("--name must be 1 to {MAX_NAME_CHARS} characters");
-    }
+    let name = crate::store::checked_name(name)?;
     let store = Store::connect(database_url).await?;
     let created = create(&store, name).await;
     store.close().await;

@@ -57,7 +57,16 @@ pub struct Store {
     pool: AnyPool,
 }
 
-fn now_ms() -> i64 {
+/// A seller's or operator's name given to the CLI, trimmed: 1 to [`MAX_NAME_CHARS`] characters.
+pub fn checked_name(raw: &str) -> anyhow::Result<&str> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        anyhow::bail!("--name must be 1 to {MAX_NAME_CHARS} characters");
+    }
+    Ok(name)
+}
+
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -59,23 +59,11 @@ async fn two_viewers_receive_and_survive_a_publisher_replacement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_publisher_reaches_a_viewer() {
     let server = TestServer::start().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "H264").await;
-    let key = stream["stream_key"].as_str().unwrap();
-    let _publisher = TestPublisher::start(
-        &server.http,
-        &server.base,
-        stream["whip_url"].as_str().unwrap(),
-        key,
-        "video/H264",
-    )
-    .await;
-    let mut viewer = TestSubscriber::start(
-        &server.http,
-        &server.base,
-        stream["whep_url"].as_str().unwrap(),
-    )
-    .await;
+    let stream = server.media_stream("H264").await;
+    let (whip, whep, key) = stream.endpoints();
+    let _publisher =
+        TestPublisher::start(&server.http, &server.base, whip, key, "video/H264").await;
+    let mut viewer = TestSubscriber::start(&server.http, &server.base, whep).await;
     let got = viewer.video(30).await;
     assert_continuous(&got);
     server.stop().await;

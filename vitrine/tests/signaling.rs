@@ -21,10 +21,8 @@ const VALID_OFFER_HEAD: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\
 #[tokio::test]
 async fn whip_refuses_bad_requests_with_problem_details() {
     let server = TestServer::start().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Errors").await;
-    let whip = stream["whip_url"].as_str().unwrap();
-    let key = stream["stream_key"].as_str().unwrap();
+    let stream = server.media_stream("Errors").await;
+    let (whip, _, key) = stream.endpoints();
     let http = &server.http;
 
     let (status, _, body) = post_offer(http, whip, Some("sk_wrong"), "x".into()).await;
@@ -81,7 +79,7 @@ async fn whip_refuses_bad_requests_with_problem_details() {
     let (status, _, _) = post_offer(http, &server.url("/whep/st_nope"), None, "x".into()).await;
     assert_eq!(status, 404);
     let r = http
-        .delete(server.url(&format!("/whep/{}/ss_nope", stream["id"].as_str().unwrap())))
+        .delete(server.url(&format!("/whep/{}/ss_nope", stream.id)))
         .send()
         .await
         .unwrap();
@@ -92,14 +90,8 @@ async fn whip_refuses_bad_requests_with_problem_details() {
 #[tokio::test]
 async fn trickle_patch_reaches_the_session_and_checks_its_body() {
     let server = TestServer::start().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Trickle").await;
-    let viewer = TestSubscriber::start(
-        &server.http,
-        &server.base,
-        stream["whep_url"].as_str().unwrap(),
-    )
-    .await;
+    let stream = server.media_stream("Trickle").await;
+    let viewer = TestSubscriber::start(&server.http, &server.base, &stream.whep).await;
     let patch = |ct: &'static str, body: &'static str| {
         server
             .http
@@ -166,13 +158,8 @@ fn assert_turn_links(headers: &reqwest::header::HeaderMap) {
 #[tokio::test]
 async fn answers_and_options_hand_out_ice_servers_and_an_etag() {
     let server = server_with_turn().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Links").await;
-    let (whip, whep) = (
-        stream["whip_url"].as_str().unwrap(),
-        stream["whep_url"].as_str().unwrap(),
-    );
-    let key = stream["stream_key"].as_str().unwrap();
+    let stream = server.media_stream("Links").await;
+    let (whip, whep, key) = stream.endpoints();
     let http = &server.http;
     let options = |url: &str, key: Option<&str>| {
         let mut r = http.request(reqwest::Method::OPTIONS, url);
@@ -304,12 +291,9 @@ async fn fresh_video(viewer: &mut TestSubscriber) -> Received {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ice_restarts_through_patch_with_if_match_and_media_goes_on() {
     let server = TestServer::start().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Restart").await;
-    let key = stream["stream_key"].as_str().unwrap();
+    let stream = server.media_stream("Restart").await;
+    let (whip, whep, key) = stream.endpoints();
     let http = &server.http;
-    let whep = stream["whep_url"].as_str().unwrap();
-    let whip = stream["whip_url"].as_str().unwrap();
     let publisher = TestPublisher::start(http, &server.base, whip, key, "video/VP8").await;
     let mut viewer = TestSubscriber::start(http, &server.base, whep).await;
     viewer.video(5).await;
@@ -370,11 +354,9 @@ async fn ice_restarts_through_patch_with_if_match_and_media_goes_on() {
 #[tokio::test]
 async fn cross_origin_pages_may_patch_and_delete_sessions_and_read_their_headers() {
     let server = TestServer::start().await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Cors").await;
+    let stream = server.media_stream("Cors").await;
     let http = &server.http;
-    let viewer =
-        TestSubscriber::start(http, &server.base, stream["whep_url"].as_str().unwrap()).await;
+    let viewer = TestSubscriber::start(http, &server.base, &stream.whep).await;
     let origin = "https://shop.example";
     let r = http
         .request(reqwest::Method::OPTIONS, &viewer.location)

@@ -57,13 +57,8 @@ async fn a_relay_only_viewer_watches_through_the_turn_server_of_the_link_header(
         ..Default::default()
     })
     .await;
-    let token = server.seller("shop").await;
-    let stream = server.stream(&token, "Relayed").await;
-    let (whip, whep) = (
-        stream["whip_url"].as_str().unwrap(),
-        stream["whep_url"].as_str().unwrap(),
-    );
-    let key = stream["stream_key"].as_str().unwrap();
+    let stream = server.media_stream("Relayed").await;
+    let (whip, whep, key) = stream.endpoints();
     let http = &server.http;
     let _publisher = TestPublisher::start(http, &server.base, whip, key, "video/VP8").await;
 

@@ -19,7 +19,7 @@
 pub mod demux;
 pub mod stun;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use demux::{Demux, Refused, SessionKey, UfragTaken};
 use prometheus_client::metrics::counter::Counter;
 use std::io::{self, IoSliceMut};
@@ -44,6 +44,10 @@ pub const SESSION_QUEUE: usize = 512;
 /// The largest datagram read: one Ethernet MTU with room to spare (ICE, DTLS and SRTP stay
 /// under 1500 bytes; a larger one is truncated, and then fails its integrity checks).
 const MAX_DATAGRAM: usize = 2048;
+
+/// How much the reader allocates at once: datagrams are read into it one after the other and
+/// handed out as slices of it, so a packet costs neither an allocation nor a copy.
+const RECEIVE_BLOCK: usize = 64 * 1024;
 
 /// A datagram and who sent it.
 type Datagram = (Bytes, SocketAddr);
@@ -208,13 +212,16 @@ async fn read(
     counters: MuxCounters,
     stop: CancellationToken,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf = BytesMut::with_capacity(RECEIVE_BLOCK);
     loop {
+        if buf.capacity() < MAX_DATAGRAM {
+            buf.reserve(RECEIVE_BLOCK);
+        }
         let received = tokio::select! {
             _ = stop.cancelled() => return,
-            r = io.recv_from(&mut buf) => r,
+            r = io.recv_buf_from(&mut buf) => r,
         };
-        let (n, from) = match received {
+        let (_, from) = match received {
             Ok(r) => r,
             // An ICMP error from one peer, or a signal: the socket is fine.
             Err(e) if transient(&e) => continue,
@@ -223,10 +230,13 @@ async fn read(
                 return;
             }
         };
-        let datagram = &buf[..n];
         let mut table = lock(&table);
-        match table.route(from, datagram) {
-            Ok(queue) => match queue.try_send((Bytes::copy_from_slice(datagram), from)) {
+        let route = table.route(from, &buf);
+        if route.is_err() {
+            buf.clear();
+        }
+        match route {
+            Ok(queue) => match queue.try_send((buf.split().freeze(), from)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     counters.queue_full.inc();

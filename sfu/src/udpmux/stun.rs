@@ -89,11 +89,7 @@ impl<'a> BindingRequest<'a> {
         ctx.update(&self.message[4..self.integrity_at]);
         let tag = ctx.sign();
         // Constant time: the comparison must not tell a prober how many bytes it got right.
-        tag.as_ref()
-            .iter()
-            .zip(self.integrity)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        vitrine_core::constant_time_eq(tag.as_ref(), self.integrity)
     }
 }
 

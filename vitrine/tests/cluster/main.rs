@@ -247,7 +247,7 @@ async fn a_drained_node_sends_its_viewers_and_its_publisher_to_other_nodes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let b = cluster.node("b").base.clone();
+    let b = cluster.base("b");
     let moved = packets_across_a_move(&mut viewer, last, 50).await;
     assert_ne!(viewer.node(), b);
     let gap = clients::longest_gap(&moved);
@@ -266,8 +266,8 @@ async fn a_drained_node_sends_its_viewers_and_its_publisher_to_other_nodes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = cluster.node("a").base.clone();
-    let c = cluster.node("c").base.clone();
+    let a = cluster.base("a");
+    let c = cluster.base("c");
     cluster
         .until("the publisher moves to C", || async {
             publisher.node() == c
@@ -386,10 +386,7 @@ async fn chat_spans_nodes_and_a_drain_loses_no_message_and_no_order() {
     let mut cluster = Cluster::start(&["b", "c"]).await;
     let seller = cluster.seller("Ann's boutique").await;
     let (id, _) = stream_of(&cluster, "c", &seller).await;
-    let (b, c) = (
-        cluster.node("b").base.clone(),
-        cluster.node("c").base.clone(),
-    );
+    let (b, c) = (cluster.base("b"), cluster.base("c"));
     let new = json!({ "sku": "HAT", "title": "Hat",
                       "price": { "amount": 2500, "currency": "EUR" }, "stock": 5 });
     let (s, product) = call(

@@ -105,6 +105,27 @@ impl Cluster {
         Self::start_with(&nodes).await
     }
 
+    /// Starts one node per (id, `--roles` value), limits per address lifted (every test client
+    /// is 127.0.0.1), HLS off where the roles do not name it.
+    pub async fn with_roles(nodes: &[(&str, &str)]) -> Self {
+        let args: Vec<Vec<&str>> = nodes
+            .iter()
+            .map(|(_, roles)| {
+                let mut args = vec!["--roles", *roles, "--no-ip-limits"];
+                if !roles.split(',').any(|r| r == "hls" || r == "web") {
+                    args.push("--no-hls");
+                }
+                args
+            })
+            .collect();
+        let nodes: Vec<(&str, &[&str])> = nodes
+            .iter()
+            .zip(&args)
+            .map(|((id, _), args)| (*id, &args[..]))
+            .collect();
+        Self::start_with(&nodes).await
+    }
+
     /// Starts nodes given as (id, extra `serve` arguments), one after the other.
     pub async fn start_with(nodes: &[(&str, &[&str])]) -> Self {
         let database = TestDatabase::create(Backend::Postgres).await.unwrap();
@@ -222,6 +243,11 @@ impl Cluster {
     /// The shared secret file (the operator's credential for `vitrine drain`).
     pub fn secret(&self) -> PathBuf {
         self.dir.path().join("cluster.secret")
+    }
+
+    /// The base URL of node `id`.
+    pub fn base(&self, id: &str) -> String {
+        self.node(id).base.clone()
     }
 
     pub fn node(&self, id: &str) -> &Node {

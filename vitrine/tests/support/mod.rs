@@ -66,6 +66,21 @@ pub struct ServerOptions {
     pub ice: Option<IceConfig>,
 }
 
+/// A stream's id, WHIP and WHEP URLs and key (see [`TestServer::media_stream`]).
+pub struct MediaStream {
+    pub id: String,
+    pub whip: String,
+    pub whep: String,
+    pub key: String,
+}
+
+impl MediaStream {
+    /// (WHIP URL, WHEP URL, stream key).
+    pub fn endpoints(&self) -> (&str, &str, &str) {
+        (&self.whip, &self.whep, &self.key)
+    }
+}
+
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(ServerOptions::default()).await
@@ -235,6 +250,19 @@ impl TestServer {
             .unwrap();
         assert_eq!(r.status(), 201);
         r.json().await.unwrap()
+    }
+
+    /// A stream of a new seller, as its publisher and viewers address it.
+    pub async fn media_stream(&self, title: &str) -> MediaStream {
+        let token = self.seller("shop").await;
+        let s = self.stream(&token, title).await;
+        let field = |k: &str| s[k].as_str().unwrap().to_owned();
+        MediaStream {
+            id: field("id"),
+            whip: field("whip_url"),
+            whep: field("whep_url"),
+            key: field("stream_key"),
+        }
     }
 
     /// Creates a product of `seller` from its JSON; returns the product.
