@@ -3,6 +3,8 @@
 # alternately (A B A B ...) with the same load generator: one synthetic ~1.5 Mbit/s VP8
 # publisher and N subscribers per step. Prints medians and ratios; writes JSON lines and a PNG.
 #   SUBSCRIBERS=50,100,200  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/whep  PEER=mediasoup|none
+#   PORT_PER_SESSION=1 also measures Vitrine with a UDP port per session (--ice-port-range, the
+#   mode before one shared port became the default), labelled vitrine-port-per-session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 subscribers=${SUBSCRIBERS:-50,100,200}
@@ -10,6 +12,7 @@ rounds=${ROUNDS:-2}
 step=${STEP_SECONDS:-10}
 out=${OUT:-loadtest/results/whep}
 peer=${PEER:-mediasoup}
+port_per_session=${PORT_PER_SESSION:-0}
 mkdir -p "$(dirname "$out")"
 rm -f "$out.jsonl"
 
@@ -32,6 +35,15 @@ vitrine_pid=$!
 pids+=("$vitrine_pid")
 wait_healthy "$vitrine_url/healthz"
 token=$(seller_token "$dir")
+if [ "$port_per_session" = 1 ]; then
+  mkdir -p "$dir/ports"
+  target/release/vitrine serve --listen 127.0.0.1:18081 --data-dir "$dir/ports" --ice-bind 127.0.0.1 \
+    --ice-port-range 40000-49999 --whep-pending-per-ip 100000 >"$dir/vitrine-ports.log" 2>&1 &
+  ports_pid=$!
+  pids+=("$ports_pid")
+  wait_healthy http://127.0.0.1:18081/healthz
+  ports_token=$(seller_token "$dir/ports")
+fi
 
 if [ "$peer" = mediasoup ]; then
   loadtest/peers/mediasoup/setup.sh
@@ -48,6 +60,11 @@ for n in "${counts[@]}"; do
     echo "== N=$n round $r: vitrine"
     "$lt" whep --label vitrine --server "$vitrine_url" --token "$token" --server-pid "$vitrine_pid" \
       --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+    if [ "$port_per_session" = 1 ]; then
+      echo "== N=$n round $r: vitrine, a port per session"
+      "$lt" whep --label vitrine-port-per-session --server http://127.0.0.1:18081 --token "$ports_token" \
+        --server-pid "$ports_pid" --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+    fi
     if [ "$peer" = mediasoup ]; then
       echo "== N=$n round $r: mediasoup"
       "$lt" whep --label mediasoup --server http://127.0.0.1:18090 --token none \

@@ -49,6 +49,11 @@ pub(crate) async fn run(
                 .take_work(role, &stream, &inner.node.id, lease)
                 .await
                 .unwrap_or(false);
+            if !ours && working.remove(&stream) {
+                // The origin claimed it (a publisher that moved to a node doing this work
+                // itself); this node's session ends with the relay.
+                tracing::warn!(%stream, role, "lost the stream's work lease to another node");
+            }
             if !ours || working.contains(&stream) {
                 continue;
             }
@@ -87,6 +92,10 @@ async fn finish_ended(inner: &Arc<Inner>, role: &str, working: &mut HashSet<Stre
     };
     for stream in ended {
         working.remove(&stream);
+        if inner.held.lock().expect("held lock").contains(&stream) {
+            // The publisher came to this node, whose own work lease it is now.
+            continue;
+        }
         let _ = inner
             .registry
             .drop_work(role, &stream, &inner.node.id)

@@ -121,16 +121,24 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Takes (or renews) the work leases of the work this node does on its own `stream`.
+    /// Claims (or renews) the work leases of the work this node does on its own `stream`:
+    /// the origin's claim wins over a node that worked on the stream while it was elsewhere.
     async fn take_own_work(&self, stream: &StreamId) {
         for work in &self.config.own_work {
             let taken = self
                 .registry
-                .take_work(work, stream, &self.node.id, self.config.origin_lease)
+                .claim_work(work, stream, &self.node.id, self.config.origin_lease)
                 .await;
             if let Err(e) = taken {
                 tracing::warn!(%stream, work, error = %e, "could not take this node's own work lease");
             }
+        }
+    }
+
+    /// Gives up the work leases of this node's own `stream` (its publisher left).
+    async fn drop_own_work(&self, stream: &StreamId) {
+        for work in &self.config.own_work {
+            let _ = self.registry.drop_work(work, stream, &self.node.id).await;
         }
     }
 
@@ -151,8 +159,12 @@ impl Inner {
         true
     }
 
-    fn relay_ended(&self, stream: &StreamId) {
-        self.relays.lock().expect("relays lock").remove(stream);
+    /// Forgets the relay of `stream` that `stop` stopped, unless it was cancelled: then whoever
+    /// cancelled it took it out already, and the entry may be a newer relay's.
+    fn relay_ended(&self, stream: &StreamId, stop: &CancellationToken) {
+        if !stop.is_cancelled() {
+            self.relays.lock().expect("relays lock").remove(stream);
+        }
     }
 
     fn info(&self) -> NodeInfo {
@@ -341,6 +353,7 @@ impl Cluster {
                 .registry
                 .release_origin(&stream, &self.inner.node.id)
                 .await;
+            self.inner.drop_own_work(&stream).await;
         }
         let _ = self.inner.registry.withdraw(&self.inner.node.id).await;
     }
@@ -395,6 +408,16 @@ impl Upstream for Cluster {
         if inner.held.lock().expect("held lock").contains(stream) {
             return;
         }
+        // A running relay already follows the origin: a viewer costs no directory lookup.
+        if inner
+            .relays
+            .lock()
+            .expect("relays lock")
+            .contains_key(stream)
+        {
+            router.video_known(RELAY_SOURCE_WAIT, false).await;
+            return;
+        }
         let origin = match inner.registry.origin(stream).await {
             Ok(Some(origin)) if origin != inner.node.id => origin,
             Ok(_) => return,
@@ -440,6 +463,7 @@ impl Upstream for Cluster {
         if let Err(e) = inner.registry.release_origin(stream, &inner.node.id).await {
             tracing::warn!(%stream, error = %e, "could not release the stream's origin lease");
         }
+        inner.drop_own_work(stream).await;
     }
 
     async fn place_publisher(&self, stream: &StreamId) -> Option<String> {
@@ -452,7 +476,7 @@ impl Upstream for Cluster {
             .issue(token::Grant::Placement, &node.id, stream, now_unix());
         Some(format!(
             "{}/whip/{stream}?placement={placement}",
-            node.public_url.trim_end_matches('/')
+            node.client_base()
         ))
     }
 
@@ -461,10 +485,7 @@ impl Upstream for Cluster {
             return None;
         }
         let node = self.elsewhere(false).await?;
-        Some(format!(
-            "{}/whep/{stream}",
-            node.public_url.trim_end_matches('/')
-        ))
+        Some(format!("{}/whep/{stream}", node.client_base()))
     }
 
     fn is_relay(&self, stream: &StreamId, bearer: &str) -> bool {

@@ -26,12 +26,26 @@ pub struct NodeInfo {
     pub region: String,
     /// Where other nodes reach this node's HTTP routes (WHEP for relays, the admin routes).
     pub url: String,
-    /// Where clients reach it (the base of the redirects that send them here).
+    /// Where clients reach it (the base of the redirects that send them here). Entries of
+    /// nodes from before it was announced have none: see [`NodeInfo::client_base`].
+    #[serde(default)]
     pub public_url: String,
     pub roles: Vec<String>,
     /// A draining node is taken out of selection; it still serves what it has.
     pub draining: bool,
     pub load: Load,
+}
+
+impl NodeInfo {
+    /// The base URL clients are sent to: the public one, else the one nodes use.
+    pub fn client_base(&self) -> &str {
+        let base = if self.public_url.is_empty() {
+            &self.url
+        } else {
+            &self.public_url
+        };
+        base.trim_end_matches('/')
+    }
 }
 
 /// A node's load, as last reported.
@@ -67,6 +81,10 @@ fn failed(e: impl std::fmt::Display) -> RegistryError {
 
 /// Renews `KEYS[1]` for `ARGV[2]` ms only while it holds `ARGV[1]`.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// [`RENEW`] for an origin lease, which also lists `ARGV[3]` in the live set `KEYS[2]`.
+const RENEW_ORIGIN: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     redis.call('SADD', KEYS[2], ARGV[3]); \
      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 /// Deletes `KEYS[1]` only while it holds `ARGV[1]`.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -162,6 +180,25 @@ impl Registry {
             return Ok(true);
         }
         self.renew(&key, node, lease).await
+    }
+
+    /// Takes `role`'s work on `stream` for `node` whoever holds it (the stream's origin, which
+    /// works on its own streams).
+    pub async fn claim_work(
+        &self,
+        role: &str,
+        stream: &StreamId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<(), RegistryError> {
+        redis::cmd("SET")
+            .arg(self.work_key(role, stream.as_str()))
+            .arg(node)
+            .arg("PX")
+            .arg(millis(lease))
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(failed)
     }
 
     /// Gives up `role`'s work on `stream` if `node` holds it.
@@ -302,14 +339,27 @@ impl Registry {
             .map_err(failed)
     }
 
-    /// Extends `node`'s lease on `stream`; false when another node holds it now (or nobody).
+    /// Extends `node`'s lease on `stream` and keeps the stream listed as live (a listing that
+    /// a concurrent prune of a moment without origin took away comes back); false when another
+    /// node holds it now (or nobody).
     pub async fn renew_origin(
         &self,
         stream: &StreamId,
         node: &str,
         lease: Duration,
     ) -> Result<bool, RegistryError> {
-        self.renew(&self.origin_key(stream), node, lease).await
+        let renewed: i64 = redis::cmd("EVAL")
+            .arg(RENEW_ORIGIN)
+            .arg(2)
+            .arg(self.origin_key(stream))
+            .arg(self.live_key())
+            .arg(node)
+            .arg(millis(lease))
+            .arg(stream.as_str())
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)?;
+        Ok(renewed == 1)
     }
 
     /// Gives up `node`'s lease on `stream` (its publisher stopped); another node's is kept, and
@@ -339,4 +389,22 @@ impl Registry {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_without_a_public_url_sends_clients_to_its_node_url() {
+        let old = r#"{"id":"a","region":"eu","url":"http://10.0.0.5:8080/","roles":["media"],
+            "draining":false,"load":{"publishers":0,"subscribers":0,"relays":0}}"#;
+        let node: NodeInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(node.client_base(), "http://10.0.0.5:8080");
+        let new = NodeInfo {
+            public_url: "https://a.example/".into(),
+            ..node
+        };
+        assert_eq!(new.client_base(), "https://a.example");
+    }
 }

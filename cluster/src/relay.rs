@@ -189,6 +189,9 @@ async fn forward_tracks(
 /// What the relay should do after a look at the directory and the router.
 enum Next {
     Stay,
+    /// Not published anywhere now: an existing hop stays (the origin's leg waits for a
+    /// publisher that comes back there).
+    Unpublished,
     MoveTo(NodeInfo),
     Stop(&'static str),
 }
@@ -226,14 +229,22 @@ pub(crate) async fn run(
             }
             continue;
         }
+        let step = next_step(&inner, &stream, hop.as_ref()).await;
+        // While the stream is published, a role's tap (HLS, captions) keeps the relay; once it
+        // is not, only viewers do: the roles end their work when the source ends, so a relay
+        // kept for them would keep them (and itself) going for ever.
+        let busy = match step {
+            Next::Unpublished => router.viewers() > 0,
+            _ => router.consumers() > 0,
+        };
         let now = tokio::time::Instant::now();
-        if router.consumers() > 0 {
+        if busy {
             idle_since = None;
         } else if now - *idle_since.get_or_insert(now) >= inner.config.relay_idle {
             break "no viewers";
         }
-        match next_step(&inner, &stream, hop.as_ref()).await {
-            Next::Stay => {}
+        match step {
+            Next::Stay | Next::Unpublished => {}
             Next::Stop(why) => break why,
             Next::MoveTo(origin) => match Hop::open(&inner, &origin, &stream, &router).await {
                 Ok(new) => {
@@ -255,7 +266,7 @@ pub(crate) async fn run(
         h.close(&inner).await;
     }
     inner.metrics.relays.dec();
-    inner.relay_ended(&stream);
+    inner.relay_ended(&stream, &stop);
     tracing::info!(%stream, reason, "relay closed");
 }
 
@@ -274,9 +285,7 @@ async fn next_step(inner: &Arc<Inner>, stream: &StreamId, hop: Option<&Hop>) -> 
             // The origin's entry is gone (it died): wait for its lease to pass to a live node.
             _ => Next::Stay,
         },
-        // Not published anywhere now: an existing hop stays (the origin's leg waits for a
-        // publisher that comes back there).
-        None => Next::Stay,
+        None => Next::Unpublished,
     }
 }
 

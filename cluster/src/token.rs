@@ -253,6 +253,20 @@ mod tests {
             key(1).verify_admin(&relay, 1_000),
             Err(TokenError::Malformed)
         );
+        // Shaped as the other kind (its number of parts), each is still refused by its prefix.
+        let (expires, tag) = t.split_once('.').unwrap().1.split_once('.').unwrap();
+        let as_relay = format!("vrl1.a.{expires}.{tag}");
+        assert_eq!(
+            key(1).verify(Grant::Relay, &as_relay, &stream("st_1"), 1_000),
+            Err(TokenError::BadMac),
+            "an admin MAC is no relay MAC"
+        );
+        let relay_tail = relay.splitn(3, '.').nth(2).unwrap();
+        assert_eq!(
+            key(1).verify_admin(&format!("{ADMIN_PREFIX}.{relay_tail}"), 1_000),
+            Err(TokenError::BadMac),
+            "a relay MAC is no admin MAC"
+        );
     }
 
     #[test]

@@ -118,11 +118,12 @@ impl Router {
     /// `unless_idle`, returns at once when no publisher is attached.
     pub async fn video_known(&self, limit: std::time::Duration, unless_idle: bool) {
         let mut source = self.source();
-        let deadline = source
-            .borrow()
-            .attached_at
-            .unwrap_or_else(tokio::time::Instant::now)
-            + limit;
+        // A detached publisher's attachment time is stale: the wait starts now.
+        let attached = {
+            let s = source.borrow();
+            s.attached_at.filter(|_| s.live)
+        };
+        let deadline = attached.unwrap_or_else(tokio::time::Instant::now) + limit;
         let _ = tokio::time::timeout_at(
             deadline,
             source.wait_for(|s| {

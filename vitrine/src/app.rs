@@ -189,7 +189,9 @@ fn metrics_router(state: AppState) -> Router {
 
 pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
     // WHIP and WHEP on every node: one without the media role sends clients to a media node.
-    let media = roles::media::routes(&state.sfu, &state.ingest);
+    let media = roles::media::routes(&state.sfu, &state.ingest).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), crate::api::ip_limits::media_options),
+    );
     let mut app = Router::new().route("/healthz", get(healthz));
     if state.edge.metrics.listen.is_none() {
         app = app.route("/metrics", get(metrics));
@@ -208,7 +210,13 @@ pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
             edge,
             crate::edge::edge,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// A request's span: its method and path, never its query, where credentials may travel (a
+/// WHIP redirect's placement token, an OAuth2 code).
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = request.uri().path())
 }
 
 /// This machine's name, for naming a queue consumer or a cluster node.

@@ -78,13 +78,15 @@ pub async fn load_model(config: &SubtitlesConfig, data_dir: &Path) -> anyhow::Re
         .context("loading the Whisper model")
 }
 
-/// The Whisper pool when subtitles are on and the model loads; without it the server runs
-/// uncaptioned (said once in the log).
+/// The Whisper pool when subtitles are on, a role of this node uses it and the model loads;
+/// without it the server runs uncaptioned (said once in the log).
 pub async fn load_pool(
     config: &crate::config::Config,
     registry: &mut Registry,
 ) -> Option<Arc<Pool>> {
-    if !config.subtitles.enabled {
+    // Only live captions (media, subtitles) and replay jobs (subtitles) use the model.
+    let uses_it = config.roles.media || config.roles.subtitles;
+    if !config.subtitles.enabled || !uses_it {
         return None;
     }
     match load_model(&config.subtitles, &config.data_dir).await {

@@ -1070,16 +1070,32 @@ mod tests {
                 .ice_servers
                 .is_empty()
         );
-        for bad in [
-            "[turn]\nurls = [\"turn:a.example.com\"]\n".to_owned(),
-            "[turn]\nurls = [\"http://a.example.com\"]\nsecret_file = \"/nonexistent\"\n"
-                .to_owned(),
-            format!(
-                "[turn]\nurls = [\"turn:a\"]\nsecret_file = \"{}/none\"\n",
-                dir.display()
+        // Each refused for its own reason: no secret, not a TURN URL, no secret file.
+        for (bad, why) in [
+            (
+                "[turn]\nurls = [\"turn:a.example.com\"]\n".to_owned(),
+                "secret",
+            ),
+            (
+                format!(
+                    "[turn]\nurls = [\"http://a.example.com\"]\nsecret_file = {:?}\n",
+                    secret.display().to_string()
+                ),
+                "not a turn:",
+            ),
+            (
+                format!(
+                    "[turn]\nurls = [\"turn:a\"]\nsecret_file = \"{}/none\"\n",
+                    dir.display()
+                ),
+                "reading the TURN secret",
             ),
         ] {
-            assert!(resolve(bad.clone(), ServeArgs::default()).is_err(), "{bad}");
+            let error = format!(
+                "{:#}",
+                resolve(bad.clone(), ServeArgs::default()).unwrap_err()
+            );
+            assert!(error.contains(why), "{bad}: {error}");
         }
     }
 }

@@ -157,6 +157,8 @@ export function keepConnected(live, onLost) {
   const { pc } = live;
   let timer = null;
   let done = false;
+  // A restart under way: its own deadline decides, whatever states the connection passes.
+  let restarting = false;
   const lost = () => {
     if (done) return;
     done = true;
@@ -165,6 +167,7 @@ export function keepConnected(live, onLost) {
     onLost();
   };
   const restart = async () => {
+    restarting = true;
     try {
       await live.restartIce();
       clearTimeout(timer);
@@ -175,9 +178,11 @@ export function keepConnected(live, onLost) {
   };
   function check() {
     const s = pc.connectionState;
+    if (s === 'connected') restarting = false;
+    if (s === 'closed') { lost(); return; }
+    if (restarting) return;
     clearTimeout(timer);
-    if (s === 'closed') lost();
-    else if (s === 'failed') restart();
+    if (s === 'failed') restart();
     else if (s === 'disconnected') timer = setTimeout(restart, DISCONNECTED_GRACE_MS);
   }
   pc.addEventListener('connectionstatechange', check);

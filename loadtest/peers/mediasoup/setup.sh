@@ -10,7 +10,8 @@ worker=node_modules/mediasoup/worker/out/Release/mediasoup-worker
 npm install --no-audit --no-fund --ignore-scripts
 sed -i 's/std::max(SIGSTKSZ, 65536)/std::max<long>(SIGSTKSZ, 65536)/' \
   node_modules/mediasoup/worker/deps/libwebrtc/deps/abseil-cpp/abseil-cpp/absl/debugging/failure_signal_handler.cc
-if ! command -v python2 >/dev/null 2>&1 && command -v pyenv >/dev/null 2>&1; then
+# A pyenv shim named python2 may exist with no 2.x version selected: ask it to run.
+if ! python2 --version >/dev/null 2>&1 && command -v pyenv >/dev/null 2>&1; then
   export PYENV_VERSION
   PYENV_VERSION=$(pyenv versions --bare | grep '^2\.' | head -1)
 fi

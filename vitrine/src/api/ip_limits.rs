@@ -85,6 +85,22 @@ pub async fn per_address(
     count(&state, ip, req, next).await
 }
 
+/// The media endpoints' `OPTIONS`, which hand anyone the ICE servers with TURN credentials
+/// (RFC 9725 §4.6): counted per address as public reads. Their other requests pass (offers
+/// go through the SFU's own viewer admission).
+pub async fn media_options(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == Method::OPTIONS {
+        count(&state, ip, req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
 /// Counts `req` against its address under its class; 429 when over. A 401 answer carries no
 /// RateLimit headers: the caller's policy, once it authenticates, is its tier's.
 pub async fn count(state: &AppState, ip: ClientIp, req: Request, next: Next) -> Response {

@@ -71,15 +71,8 @@ async fn refused(r: reqwest::Response, status: u16) -> (u64, serde_json::Value) 
 
 /// A seller's stream: (whip url, whep url, stream key, id).
 async fn stream(server: &TestServer, title: &str) -> (String, String, String, String) {
-    let token = server.seller("shop").await;
-    let s = server.stream(&token, title).await;
-    let field = |k: &str| s[k].as_str().unwrap().to_owned();
-    (
-        field("whip_url"),
-        field("whep_url"),
-        field("stream_key"),
-        field("id"),
-    )
+    let s = server.media_stream(title).await;
+    (s.whip, s.whep, s.key, s.id)
 }
 
 /// A VP8 publisher going live on `whip` with `key`.
@@ -361,4 +354,50 @@ async fn a_public_server_exchanges_no_private_candidates() {
         "{answer}"
     );
     lan.stop().await;
+}
+
+/// `OPTIONS` on a WHEP endpoint hands anyone the ICE servers, TURN credentials included (RFC
+/// 9725 §4.6): it is counted per client address like the public reads, so one address cannot
+/// mint credentials without end. Offers are not counted there (the SFU admits viewers itself),
+/// and another address is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_options_are_limited_per_address() {
+    let server = TestServer::with_edge(vitrine::edge::EdgeConfig {
+        ip_limits: vitrine::edge::IpLimits {
+            public: vitrine_platform::ratelimit::Limit::parse("1/h burst 3").unwrap(),
+            ..vitrine::edge::IpLimits::off()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (_, whep, _, _) = stream(&server, "Drop").await;
+    let options = |from: [u8; 4]| {
+        let whep = whep.clone();
+        async move {
+            client_from(from)
+                .request(reqwest::Method::OPTIONS, &whep)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(options([127, 0, 0, 1]).await.status(), 204);
+    }
+    let (retry, problem) = refused(options([127, 0, 0, 1]).await, 429).await;
+    assert!(retry > 60, "an hourly limit: Retry-After {retry}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("public"),
+        "{problem}"
+    );
+    assert_eq!(
+        options([127, 0, 0, 2]).await.status(),
+        204,
+        "another address"
+    );
+    // The limited address may still watch: offers go through the viewer admission.
+    let offer = reusable_offer().await;
+    let r = post_sdp(&client_from([127, 0, 0, 1]), &whep, &offer).await;
+    assert_eq!(r.status(), 201);
+    server.stop().await;
 }

@@ -9,15 +9,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_run_apart_and_an_api_node_sends_media_clients_to_a_media_node() {
-    let cluster = Cluster::start_with(&[
-        ("m", &["--roles", "media", "--no-hls", "--no-ip-limits"][..]),
-        ("p", &["--roles", "api", "--no-hls", "--no-ip-limits"][..]),
-    ])
-    .await;
-    let (media, api) = (
-        cluster.node("m").base.clone(),
-        cluster.node("p").base.clone(),
-    );
+    let cluster = Cluster::with_roles(&[("m", "media"), ("p", "api")]).await;
+    let (media, api) = (cluster.base("m"), cluster.base("p"));
     let (id, key) = stream(&cluster, "p").await;
 
     // The media node serves no API and no pages; the API node serves both.
@@ -43,21 +36,11 @@ async fn roles_run_apart_and_an_api_node_sends_media_clients_to_a_media_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
-    let cluster = Cluster::start_with(&[
-        (
-            "m",
-            &["--roles", "api,media", "--no-hls", "--no-ip-limits"][..],
-        ),
-        ("h", &["--roles", "hls", "--no-ip-limits"][..]),
-    ])
-    .await;
-    let (media, hls) = (
-        cluster.node("m").base.clone(),
-        cluster.node("h").base.clone(),
-    );
+    let cluster = Cluster::with_roles(&[("m", "api,media"), ("h", "hls")]).await;
+    let (media, hls) = (cluster.base("m"), cluster.base("h"));
     let (id, key) = stream(&cluster, "m").await;
     let http = reqwest::Client::new();
-    let _camera = support::MediaPublisher::start(
+    let camera = support::MediaPublisher::start(
         &http,
         &media,
         &format!("{media}/whip/{id}"),
@@ -88,6 +71,17 @@ async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+
+    // The seller stops: the relay, whose only consumer is the packaging, closes (the idle
+    // grace, 2 s here), and so does its leg on the media node.
+    camera.stop(&http).await;
+    let (h, m) = (cluster.node("h"), cluster.node("m"));
+    cluster
+        .until("the HLS node's relay closes", || async {
+            h.metric("vitrine_cluster_relays").await == 0.0
+                && m.metric("vitrine_relay_legs").await == 0.0
+        })
+        .await;
 }
 
 /// Said by the seller in the captions test, after a pause that leaves the subtitles node
@@ -133,18 +127,8 @@ fn speech(dir: &std::path::Path) -> std::path::PathBuf {
 async fn a_subtitles_node_captions_a_stream_published_on_a_media_node() {
     let dir = tempfile::tempdir().unwrap();
     let wav = speech(dir.path());
-    let cluster = Cluster::start_with(&[
-        (
-            "m",
-            &["--roles", "api,media", "--no-hls", "--no-ip-limits"][..],
-        ),
-        (
-            "s",
-            &["--roles", "subtitles", "--no-hls", "--no-ip-limits"][..],
-        ),
-    ])
-    .await;
-    let media = cluster.node("m").base.clone();
+    let cluster = Cluster::with_roles(&[("m", "api,media"), ("s", "subtitles")]).await;
+    let media = cluster.base("m");
     let (id, key) = stream(&cluster, "m").await;
     let (mut buyer, _) = support::ChatClient::join(&media, &id, None, None).await;
     let http = reqwest::Client::new();
