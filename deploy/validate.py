@@ -276,6 +276,10 @@ def compose_node(name, service, doc, flags, errors):
         udp = (int(shared), int(shared)) if shared.isdigit() and 0 < int(shared) < 65536 else None
         if udp is None or f"{shared}:{shared}/udp" not in ports:
             errors.append(f"{where}: its --ice-udp-port must be a port published one to one for UDP")
+        # ICE over TCP, on the UDP port's number unless told otherwise or turned off.
+        tcp = flag_value(args, "ice-tcp-port") or shared
+        if "--no-ice-tcp" not in args and f"{tcp}:{tcp}/tcp" not in ports:
+            errors.append(f"{where}: its ICE TCP port ({tcp}) must be published one to one for TCP (or --no-ice-tcp)")
     else:
         udp = port_range(flag_value(args, "ice-port-range"))
         if udp is None or f"{udp[0]}-{udp[1]}:{udp[0]}-{udp[1]}/udp" not in ports:

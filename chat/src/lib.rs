@@ -201,6 +201,15 @@ impl Chat {
         Ok(())
     }
 
+    /// The room's events from now on, appended on any node, for a server-side follower (an HLS
+    /// node placing captions made elsewhere); each is a serialised [`protocol::RoomEvent`].
+    pub async fn follow(
+        &self,
+        stream: &StreamId,
+    ) -> Result<tokio::sync::broadcast::Receiver<vitrine_core::LoggedEvent>, ChatError> {
+        Ok(self.inner.bus.subscribe(stream.as_str()).await?)
+    }
+
     /// Forgets the room of a stream that is gone: its log leaves the bus (a deleted stream has
     /// no replay whose chat could be wanted). Members still connected get nothing more.
     pub async fn remove_room(&self, stream: &StreamId) -> Result<(), ChatError> {

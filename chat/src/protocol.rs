@@ -283,6 +283,12 @@ pub enum RoomEvent {
         start_ms: u64,
         end_ms: u64,
         text: String,
+        /// When the captioning node received the first and the last word's audio (Unix time,
+        /// milliseconds): what a node packaging the stream's HLS places the cue by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wall_start_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wall_end_ms: Option<u64>,
     },
 }
 

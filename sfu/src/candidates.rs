@@ -10,7 +10,10 @@
 //!
 //! With a shared ICE port (see [`crate::udpmux`]), the same policy also moves the candidates of
 //! the server's own descriptions onto that port: the connection only knows the ephemeral
-//! address that labels its path.
+//! address that labels its path. With ICE over TCP on the shared TCP port, each UDP host
+//! candidate gets a passive TCP twin on that port (RFC 6544), at a lower priority, so a client
+//! that can reach the address only over TCP still can; its address is the UDP candidate's,
+//! announced address included.
 //!
 //! Pure text processing, tested at the SDP level; it must never resolve a host name.
 
@@ -21,9 +24,20 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CandidatePolicy {
     filter_internal: bool,
-    /// The node's shared ICE port, which every UDP candidate of its own descriptions carries.
-    shared_port: Option<u16>,
+    /// The node's shared ICE ports, which the candidates of its own descriptions carry.
+    shared_port: Option<SharedPorts>,
 }
+
+/// A node's shared ICE ports: UDP, and TCP when ICE over TCP is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedPorts {
+    pub udp: u16,
+    pub tcp: Option<u16>,
+}
+
+/// RFC 6544 §4.2 asks TCP candidates to rank below UDP ones: the type preference a host TCP
+/// candidate gets in place of 126 (the value browsers use).
+const TCP_HOST_TYPE_PREFERENCE: u32 = 90;
 
 /// Whether `ip` is not reachable from the internet: loopback, private (RFC 1918, IPv6 unique
 /// local), shared address space (RFC 6598, carrier-grade NAT), link-local, unspecified,
@@ -73,25 +87,26 @@ impl CandidatePolicy {
     }
 
     /// This policy for a node whose sessions all answer on `port` (`None`: their own ports).
-    pub fn with_shared_port(self, port: Option<u16>) -> Self {
+    pub fn with_shared_port(self, port: Option<SharedPorts>) -> Self {
         Self {
             shared_port: port.or(self.shared_port),
             ..self
         }
     }
 
-    pub fn shared_port(&self) -> Option<u16> {
+    pub fn shared_port(&self) -> Option<SharedPorts> {
         self.shared_port
     }
 
     /// This server's own description (an answer, a restart's new local description) as the
     /// client gets it: filtered as [`Self::filter_sdp`] does, and with every UDP candidate and
-    /// media port moved to the shared port when there is one. Never apply it to what a client
-    /// sent: the client's ports are its own.
+    /// media port moved to the shared port when there is one, and the TCP candidates those of
+    /// the shared TCP port (see [`with_tcp_twins`]). Never apply it to what a client sent: the
+    /// client's ports are its own.
     pub fn local_sdp(&self, sdp: &str) -> String {
         let filtered = self.filter_sdp(sdp);
         match self.shared_port {
-            Some(port) => with_candidate_port(&filtered, port),
+            Some(ports) => with_tcp_twins(&with_candidate_port(&filtered, ports.udp), ports.tcp),
             None => filtered,
         }
     }
@@ -170,6 +185,35 @@ pub fn with_candidate_port(sdp: &str, port: u16) -> String {
     out
 }
 
+/// `sdp` (a server's own description on the shared port) without the TCP candidates its
+/// connection gathered (their ports are the connection's own listeners', and an ICE-lite
+/// server never dials out), and, with a shared TCP port, with a passive TCP twin on that
+/// port after each UDP host candidate.
+pub fn with_tcp_twins(sdp: &str, tcp_port: Option<u16>) -> String {
+    let mut out = String::with_capacity(sdp.len() * 2);
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        let fields: Vec<&str> = body.split(' ').collect();
+        let candidate = body.starts_with("a=candidate:") && fields.len() >= 8;
+        if candidate && fields[2].eq_ignore_ascii_case("tcp") {
+            continue;
+        }
+        out.push_str(line);
+        let host_udp = candidate && fields[2].eq_ignore_ascii_case("udp") && fields[7] == "host";
+        if let (true, Some(port)) = (host_udp, tcp_port) {
+            let foundation = &fields[0]["a=candidate:".len()..];
+            let local = fields[3].parse::<u32>().unwrap_or(0) & 0x00ff_ffff;
+            let priority = (TCP_HOST_TYPE_PREFERENCE << 24) | local;
+            out.push_str(&format!(
+                "a=candidate:{foundation}t {} tcp {priority} {} {port} typ host tcptype passive{ending}",
+                fields[1], fields[4]
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +280,11 @@ mod tests {
 
     #[test]
     fn a_shared_port_moves_the_servers_own_candidates_only() {
-        let policy = CandidatePolicy::of(&ice(true, &[], false)).with_shared_port(Some(40_000));
+        let policy =
+            CandidatePolicy::of(&ice(true, &[], false)).with_shared_port(Some(SharedPorts {
+                udp: 40_000,
+                tcp: None,
+            }));
         let local = policy.local_sdp(ANSWER);
         assert_eq!(kept(&local), vec![1, 6, 8], "still filtered");
         assert!(local.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host\r\n"));
@@ -261,6 +309,44 @@ mod tests {
             moved,
             "m=audio 7 UDP/TLS/RTP/SAVPF 111\nm=video 0 UDP/TLS/RTP/SAVPF 96\na=candidate:1 1 tcp 1 10.0.0.1 9 typ host tcptype active\n"
         );
+    }
+
+    #[test]
+    fn a_shared_tcp_port_gives_each_host_candidate_a_passive_twin() {
+        let gathered = ANSWER.replace(
+            "a=end-of-candidates",
+            "a=candidate:9 1 tcp 2128609279 10.0.0.5 41234 typ host tcptype passive\r\n\
+             a=candidate:10 1 tcp 2124414975 10.0.0.5 9 typ host tcptype active\r\n\
+             a=end-of-candidates",
+        );
+        let policy =
+            CandidatePolicy::of(&ice(true, &[], false)).with_shared_port(Some(SharedPorts {
+                udp: 7882,
+                tcp: Some(7881),
+            }));
+        let local = policy.local_sdp(&gathered);
+        let tcp: Vec<&str> = local.lines().filter(|l| l.contains(" tcp ")).collect();
+        assert_eq!(
+            tcp,
+            vec![
+                "a=candidate:1t 1 tcp 1526726655 203.0.113.7 7881 typ host tcptype passive",
+                "a=candidate:6t 1 tcp 1526726655 2001:db8::7 7881 typ host tcptype passive",
+            ],
+            "public host candidates only, none of the connection's own listeners"
+        );
+        assert!(
+            local.contains(
+                "a=candidate:1 1 udp 2130706431 203.0.113.7 7882 typ host\r\na=candidate:1t "
+            ),
+            "each twin follows its UDP candidate"
+        );
+        assert!(1_526_726_655 < 2_130_706_431, "TCP ranks below UDP");
+        // Without a TCP port, the gathered TCP candidates still go.
+        let udp_only = CandidatePolicy::new(false).with_shared_port(Some(SharedPorts {
+            udp: 7882,
+            tcp: None,
+        }));
+        assert!(!udp_only.local_sdp(&gathered).contains(" tcp "));
     }
 
     #[test]

@@ -95,7 +95,8 @@ impl SfuMetrics {
         );
         r.register(
             "ice_mux_unroutable",
-            "Datagrams on the shared ICE port that belonged to no session",
+            "Datagrams on the shared ICE port that belonged to no session, and TCP connections \
+             whose first frame named none",
             self.ice_mux.unroutable.clone(),
         );
         r.register(
@@ -105,8 +106,14 @@ impl SfuMetrics {
         );
         r.register(
             "ice_mux_queue_full",
-            "Datagrams dropped because their session's queue on the shared ICE port was full",
+            "Datagrams dropped because their session's queue on the shared ICE port was full, \
+             and TCP connections closed because too many waited or their session held its maximum",
             self.ice_mux.queue_full.clone(),
+        );
+        r.register(
+            "ice_tcp_connections",
+            "ICE over TCP connections handed to the session their first check authenticated for",
+            self.ice_mux.tcp_accepted.clone(),
         );
     }
 }

@@ -8,7 +8,7 @@
 //! (`IceConfig::udp_port`), server sessions are ICE-lite on the node's [`UdpMux`]; outbound
 //! connections always run full ICE on their own sockets, as two ICE-lite ends never connect.
 
-use crate::candidates::CandidatePolicy;
+use crate::candidates::{CandidatePolicy, SharedPorts};
 use crate::codec::Codec;
 pub use crate::liveness::{DISCONNECTED_GRACE, Liveness, LivenessWatch};
 use crate::ports::{PortPlan, PortUse};
@@ -53,6 +53,10 @@ pub struct IceConfig {
     /// One UDP port that every server session (WHIP and WHEP) shares, per bind address
     /// (`Some(0)`: any free port, the same on every address). `None`: a port per session.
     pub udp_port: Option<u16>,
+    /// With `udp_port`: one TCP port for ICE over TCP (passive candidates, RFC 6544) that
+    /// every server session shares, per bind address (`Some(0)`: any free port). `None`: UDP
+    /// only.
+    pub tcp_port: Option<u16>,
     /// Public addresses announced instead of the bound ones (1:1 NAT, cloud VMs).
     pub announced_ips: Vec<String>,
     /// Ports at the top of `port_range` that only publishers use, so that viewers (anonymous)
@@ -84,6 +88,7 @@ impl Default for IceConfig {
             bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
             port_range: None,
             udp_port: None,
+            tcp_port: None,
             announced_ips: Vec::new(),
             publisher_ports: None,
             connect_timeout: CONNECT_TIMEOUT,
@@ -127,9 +132,9 @@ pub struct PeerEvents {
     pub state: watch::Receiver<RTCPeerConnectionState>,
     pub gathering: watch::Receiver<RTCIceGatheringState>,
     pub tracks: mpsc::Receiver<Arc<dyn TrackRemote>>,
-    /// The shared port the connection's own candidates are moved to (see
+    /// The shared ports the connection's own candidates are moved to (see
     /// [`CandidatePolicy::local_sdp`]); `None` on a connection with its own sockets.
-    pub shared_port: Option<u16>,
+    pub shared_port: Option<SharedPorts>,
 }
 
 struct Handler {
@@ -295,6 +300,8 @@ enum Binding {
     Own(u16),
     /// A server session on the shared sockets; ICE-lite.
     Shared(Arc<Registration>),
+    /// A client with no UDP socket: an active TCP candidate on each bind address.
+    TcpOnly,
 }
 
 impl PeerFactory {
@@ -312,12 +319,18 @@ impl PeerFactory {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err("the shared ICE port needs a tokio runtime".to_owned());
             }
-            UdpMux::bind(&ice.bind_ips, port, counters).map_err(|e| {
+            UdpMux::bind(&ice.bind_ips, port, ice.tcp_port, counters).map_err(|e| {
                 tracing::error!(error = %e, "the shared ICE port could not be bound");
                 e.to_string()
             })
         });
-        let shared_port = mux.as_ref().and_then(|m| m.as_ref().ok()).map(|m| m.port());
+        let shared_port = mux
+            .as_ref()
+            .and_then(|m| m.as_ref().ok())
+            .map(|m| SharedPorts {
+                udp: m.port(),
+                tcp: m.tcp_port(),
+            });
         Self {
             candidates: CandidatePolicy::of(&ice).with_shared_port(shared_port),
             ice,
@@ -431,6 +444,17 @@ impl PeerFactory {
         self.try_build(Binding::Own(0), configuration.build()).await
     }
 
+    /// A client's peer connection that reaches servers over TCP alone (an active candidate on
+    /// each bind address, no UDP socket), as a browser behind a firewall that lets no UDP
+    /// through would. It dials the server's passive TCP candidates given to it through
+    /// `add_ice_candidate`.
+    pub async fn build_tcp_client(
+        &self,
+    ) -> Result<(Arc<dyn PeerConnection>, PeerEvents), PeerError> {
+        self.try_build(Binding::TcpOnly, RTCConfigurationBuilder::new().build())
+            .await
+    }
+
     fn addresses(&self, port: u16) -> Vec<SocketAddr> {
         self.ice
             .bind_ips
@@ -490,7 +514,7 @@ impl PeerFactory {
                 registration: Arc::clone(registration),
                 pc: OnceLock::new(),
             }),
-            Binding::Own(_) => None,
+            Binding::Own(_) | Binding::TcpOnly => None,
         };
         let handler = Arc::new(Handler {
             state: state_tx,
@@ -509,11 +533,18 @@ impl PeerFactory {
                 builder = builder.with_udp_addrs(self.addresses(*port));
                 None
             }
+            Binding::TcpOnly => {
+                builder = builder.with_tcp_addrs(self.addresses(0));
+                None
+            }
             Binding::Shared(registration) => {
                 builder = builder
                     .with_runtime(registration.runtime())
                     .with_udp_addrs(self.addresses(0));
-                self.mux().map(|m| m.port())
+                if self.mux().and_then(|m| m.tcp_port()).is_some() {
+                    builder = builder.with_tcp_addrs(self.addresses(0));
+                }
+                self.candidates.shared_port()
             }
         };
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await?);

@@ -139,6 +139,12 @@ impl LiveCaptions {
         sessions.insert(stream, task);
     }
 
+    /// Whether a session captions `stream` here now.
+    pub fn is_captioning(&self, stream: &StreamId) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(stream).is_some_and(|task| !task.is_finished())
+    }
+
     /// Stops every session.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();

@@ -255,6 +255,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     )?;
     if let Some(hls) = &hls {
         roles::hls::spawn_replay_subtitles(config, hls, pool.as_ref(), &background).await?;
+        if roles::hls::places_remote_captions(config) {
+            for packaged in [media.sfu.went_live.subscribe(), work.hls.subscribe()] {
+                captions::follow_remote(&chat, hls, captions.clone(), packaged, background.clone());
+            }
+        }
     }
     let limiter = roles::api::limiter(config).await?;
     let api_metrics = Arc::new(ApiMetrics::default());

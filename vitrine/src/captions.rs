@@ -1,16 +1,22 @@
 //! Wires live captions into the server: loads the Whisper model once, builds the Transcriber
 //! pool and the captions role, and hands every caption to the stream's chat room (`caption`
 //! events, which reach every node of a cluster through the chat's Redis log) and, finals only,
-//! to its HLS subtitle renditions when this node packages the stream.
+//! to its HLS subtitle renditions when this node packages the stream. A node that packages a
+//! stream captioned elsewhere places that node's finals from the chat log ([`follow_remote`]).
 
 use crate::config::SubtitlesConfig;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use vitrine_chat::Chat;
 use vitrine_chat::protocol::{CaptionKind, RoomEvent};
-use vitrine_core::StreamId;
+use vitrine_core::{LoggedEvent, StreamId};
+use vitrine_sfu::router::Router;
 use vitrine_subtitles::captioner::{CaptionerConfig, CueKind};
 use vitrine_subtitles::live::{Caption, CaptionSink, LiveCaptions, LiveConfig, Translation};
 use vitrine_subtitles::metrics::SubtitleMetrics;
@@ -22,6 +28,28 @@ use vitrine_transcode::Hls;
 
 /// Captions into the stream's chat room.
 struct ChatCaptions(Chat);
+
+/// Milliseconds since the Unix epoch now.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The wall-clock time (Unix milliseconds) of `at`, given that `now` is `now_ms`.
+fn wall_ms(at: Instant, now: Instant, now_ms: u64) -> u64 {
+    now_ms.saturating_sub(now.saturating_duration_since(at).as_millis() as u64)
+}
+
+/// The instant of wall-clock time `unix_ms`, given that `now` is `now_ms` (`None` before this
+/// process's clock can tell).
+fn instant_of(unix_ms: u64, now: Instant, now_ms: u64) -> Option<Instant> {
+    if unix_ms <= now_ms {
+        now.checked_sub(Duration::from_millis(now_ms - unix_ms))
+    } else {
+        now.checked_add(Duration::from_millis(unix_ms - now_ms))
+    }
+}
 
 #[async_trait::async_trait]
 impl CaptionSink for ChatCaptions {
@@ -36,6 +64,8 @@ impl CaptionSink for ChatCaptions {
             start_ms: c.start_ms,
             end_ms: c.end_ms,
             text: c.text.clone(),
+            wall_start_ms: Some(wall_ms(c.started, Instant::now(), unix_now_ms())),
+            wall_end_ms: Some(wall_ms(c.ended, Instant::now(), unix_now_ms())),
         };
         if let Err(e) = self.0.publish(stream, None, &event).await {
             tracing::warn!(%stream, error = %e, "publishing a caption to chat");
@@ -150,6 +180,132 @@ pub fn start(
     Ok(Some(live))
 }
 
+/// How long a followed stream may stay off the air before its follower stops (as long as the
+/// HLS role waits before finalising a recording, by default).
+const REMOTE_GRACE: Duration = Duration::from_secs(30);
+
+/// Finals captioned on another node (a subtitles node, or the stream's own media node) into
+/// this node's HLS subtitle renditions: for every stream announced on `packaged` that this
+/// node does not caption itself (`local`), the stream's chat room is followed and each final
+/// placed on the media timeline by the wall-clock time its audio reached the captioning node.
+/// A follower stops once its stream has been off the air [`REMOTE_GRACE`].
+pub fn follow_remote(
+    chat: &Chat,
+    hls: &Arc<Hls>,
+    local: Option<Arc<LiveCaptions>>,
+    packaged: broadcast::Receiver<Arc<Router>>,
+    stop: CancellationToken,
+) {
+    let followers: Arc<Mutex<HashMap<StreamId, tokio::task::JoinHandle<()>>>> = Arc::default();
+    let (chat, hls) = (chat.clone(), Arc::clone(hls));
+    let each = stop.clone();
+    tokio::spawn(vitrine_sfu::each_publisher(
+        packaged,
+        each,
+        "remote captions",
+        move |router| {
+            let mut all = followers.lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(|_, task| !task.is_finished());
+            let stream = router.stream().clone();
+            if !all.contains_key(&stream) {
+                let follower = Follower {
+                    chat: chat.clone(),
+                    hls: Arc::clone(&hls),
+                    local: local.clone(),
+                    stream: stream.clone(),
+                };
+                let task = tokio::spawn(follower.run(router.source(), stop.clone()));
+                all.insert(stream, task);
+            }
+            std::future::ready(())
+        },
+    ));
+}
+
+/// Places one stream's remote finals.
+struct Follower {
+    chat: Chat,
+    hls: Arc<Hls>,
+    local: Option<Arc<LiveCaptions>>,
+    stream: StreamId,
+}
+
+impl Follower {
+    async fn run(
+        self,
+        source: tokio::sync::watch::Receiver<vitrine_sfu::router::SourceInfo>,
+        stop: CancellationToken,
+    ) {
+        let mut events = match self.chat.follow(&self.stream).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(stream = %self.stream, error = %e, "remote captions unavailable");
+                return;
+            }
+        };
+        let off_air = off_air(source);
+        tokio::pin!(off_air);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = &mut off_air => return,
+                event = events.recv() => match event {
+                    Ok(event) => self.place(&event),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(stream = %self.stream, missed = n, "remote captions missed");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// A final of another node, into the renditions; anything else is not this follower's.
+    fn place(&self, event: &LoggedEvent) {
+        if event.audience.is_some() {
+            return;
+        }
+        let Ok(RoomEvent::Caption {
+            kind: CaptionKind::Final,
+            lang,
+            text,
+            wall_start_ms: Some(start),
+            wall_end_ms: Some(end),
+            ..
+        }) = serde_json::from_str(&event.payload)
+        else {
+            return;
+        };
+        if self
+            .local
+            .as_ref()
+            .is_some_and(|l| l.is_captioning(&self.stream))
+        {
+            return; // this node's own captions reach HLS directly
+        }
+        let (now, now_ms) = (Instant::now(), unix_now_ms());
+        if let (Some(started), Some(ended)) =
+            (instant_of(start, now, now_ms), instant_of(end, now, now_ms))
+        {
+            self.hls.caption(&self.stream, &lang, started, ended, &text);
+        }
+    }
+}
+
+/// Resolves once the source has been off the air [`REMOTE_GRACE`] in a row, or its router is
+/// gone.
+async fn off_air(mut source: tokio::sync::watch::Receiver<vitrine_sfu::router::SourceInfo>) {
+    loop {
+        if source.wait_for(|s| !s.live).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(REMOTE_GRACE, source.wait_for(|s| s.live)).await {
+            Ok(Ok(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
 /// The live captions role (not started).
 pub fn live(
     config: &SubtitlesConfig,
@@ -208,4 +364,25 @@ pub fn replays(
         Some(config.language.clone()),
         translations,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_times_map_onto_this_process_clock_and_back() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let now_ms = 1_800_000_000_000;
+        let spoken = now - Duration::from_millis(1_250);
+        assert_eq!(wall_ms(spoken, now, now_ms), now_ms - 1_250);
+        assert_eq!(instant_of(now_ms - 1_250, now, now_ms), Some(spoken));
+        // Another node's clock a little ahead: the cue lands a little in the future.
+        assert_eq!(
+            instant_of(now_ms + 40, now, now_ms),
+            Some(now + Duration::from_millis(40))
+        );
+        // An instant after `now` has no age.
+        assert_eq!(wall_ms(now + Duration::from_secs(1), now, now_ms), now_ms);
+    }
 }

@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// its own port from the range.
     #[arg(long, env = "VITRINE_ICE_UDP_PORT")]
     pub ice_udp_port: Option<u16>,
+    /// One TCP port for ICE over TCP (passive candidates), for viewers whose network blocks
+    /// UDP; every session on the shared UDP port shares it. Default: the shared UDP port's
+    /// number (0: any free one).
+    #[arg(long, env = "VITRINE_ICE_TCP_PORT")]
+    pub ice_tcp_port: Option<u16>,
+    /// No ICE over TCP: sessions answer on UDP only.
+    #[arg(long, env = "VITRINE_NO_ICE_TCP", conflicts_with = "ice_tcp_port")]
+    pub no_ice_tcp: bool,
     /// Public IPs announced in ICE candidates (behind 1:1 NAT), comma separated.
     #[arg(long, env = "VITRINE_ICE_ANNOUNCE", value_delimiter = ',')]
     pub ice_announce: Option<Vec<String>>,
@@ -517,6 +525,9 @@ struct FileIce {
     bind: Option<Vec<IpAddr>>,
     port_range: Option<String>,
     udp_port: Option<u16>,
+    tcp_port: Option<u16>,
+    /// `false`: no ICE over TCP.
+    tcp: Option<bool>,
     announce: Option<Vec<String>>,
     publisher_ports: Option<u16>,
     connect_timeout_secs: Option<f64>,
@@ -715,15 +726,22 @@ impl Config {
                 ttl_secs: file.turn.ttl_secs,
             },
         )?;
+        let udp_port = args
+            .ice_udp_port
+            .or(file.ice.udp_port)
+            .or(port_range.is_none().then_some(DEFAULT_ICE_UDP_PORT));
+        let tcp_on = !args.no_ice_tcp && file.ice.tcp != Some(false);
+        let tcp_port = args.ice_tcp_port.or(file.ice.tcp_port);
+        if tcp_port.is_some() && udp_port.is_none() {
+            bail!("--ice-tcp-port serves the sessions of the shared UDP port: give --ice-udp-port");
+        }
         let ice = IceConfig {
             bind_ips: args
                 .ice_bind
                 .or(file.ice.bind)
                 .unwrap_or_else(|| vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])]),
-            udp_port: args
-                .ice_udp_port
-                .or(file.ice.udp_port)
-                .or(port_range.is_none().then_some(DEFAULT_ICE_UDP_PORT)),
+            udp_port,
+            tcp_port: udp_port.and_then(|udp| tcp_on.then_some(tcp_port.unwrap_or(udp))),
             port_range,
             announced_ips: args.ice_announce.or(file.ice.announce).unwrap_or_default(),
             ice_servers,
@@ -878,6 +896,35 @@ mod tests {
             "one shared port unless asked otherwise"
         );
         assert_eq!(neither.ice.port_range, None);
+        assert_eq!(
+            (flag.ice.tcp_port, neither.ice.tcp_port),
+            (Some(40000), Some(DEFAULT_ICE_UDP_PORT)),
+            "ICE over TCP on the UDP port's number"
+        );
+        let tcp = Config::resolve(ServeArgs {
+            ice_tcp_port: Some(443),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(tcp.ice.tcp_port, Some(443));
+        let off = Config::resolve(ServeArgs {
+            no_ice_tcp: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (off.ice.udp_port, off.ice.tcp_port),
+            (Some(DEFAULT_ICE_UDP_PORT), None)
+        );
+        let range = Config::resolve(ServeArgs {
+            ice_port_range: Some("50000-50010".into()),
+            ice_tcp_port: Some(7881),
+            ..Default::default()
+        });
+        assert!(
+            format!("{:#}", range.unwrap_err()).contains("--ice-udp-port"),
+            "TCP needs the shared UDP port"
+        );
     }
 
     #[test]
@@ -900,6 +947,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.ice.port_range, Some((50000, 50010)));
         assert_eq!(c.ice.udp_port, None, "a range alone: a port per session");
+        assert_eq!(c.ice.tcp_port, None, "and no ICE over TCP");
         assert!(c.database_url.starts_with("sqlite:///tmp/y/vitrine.db"));
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::resolve(ServeArgs {

@@ -135,17 +135,10 @@ impl<T> Demux<T> {
         {
             return Ok(&self.sessions[&key].sink);
         }
-        let request = BindingRequest::parse(datagram).ok_or(Refused::UnknownSource)?;
-        let ufrag = request.server_ufrag().ok_or(Refused::UnknownUfrag)?;
-        let key = *self.by_ufrag.get(ufrag).ok_or(Refused::UnknownUfrag)?;
-        let entry = self.sessions.get_mut(&key).ok_or(Refused::UnknownUfrag)?;
-        let verified = entry
-            .credentials
-            .iter()
-            .any(|(u, pwd)| u == ufrag && request.verify(pwd));
-        if !verified {
-            return Err(Refused::BadIntegrity);
-        }
+        let key = self.authenticate(datagram)?;
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return Err(Refused::UnknownUfrag);
+        };
         if entry.addresses.len() >= MAX_ADDRESSES
             && let Some(oldest) = entry.addresses.pop_front()
         {
@@ -154,6 +147,25 @@ impl<T> Demux<T> {
         entry.addresses.push_back(from);
         self.by_address.insert(from, key);
         Ok(&entry.sink)
+    }
+
+    /// The session `message` is a verified connectivity check of: a Binding request whose
+    /// USERNAME names a session by its server ufrag and whose MESSAGE-INTEGRITY verifies with
+    /// that session's password. Learns nothing (a TCP connection is its own path).
+    pub fn authenticate(&self, message: &[u8]) -> Result<SessionKey, Refused> {
+        let request = BindingRequest::parse(message).ok_or(Refused::UnknownSource)?;
+        let ufrag = request.server_ufrag().ok_or(Refused::UnknownUfrag)?;
+        let key = *self.by_ufrag.get(ufrag).ok_or(Refused::UnknownUfrag)?;
+        let entry = self.sessions.get(&key).ok_or(Refused::UnknownUfrag)?;
+        let verified = entry
+            .credentials
+            .iter()
+            .any(|(u, pwd)| u == ufrag && request.verify(pwd));
+        if verified {
+            Ok(key)
+        } else {
+            Err(Refused::BadIntegrity)
+        }
     }
 
     /// Sessions in the table.

@@ -18,6 +18,7 @@
 
 pub mod demux;
 pub mod stun;
+pub mod tcp;
 
 use bytes::{Bytes, BytesMut};
 use demux::{Demux, Refused, SessionKey, UfragTaken};
@@ -60,8 +61,11 @@ pub struct MuxCounters {
     pub unroutable: Counter,
     /// Checks whose MESSAGE-INTEGRITY did not verify with the named session's password.
     pub refused: Counter,
-    /// Datagrams dropped because their session's queue was full.
+    /// Datagrams dropped because their session's queue was full, and TCP connections closed
+    /// because too many waited for their first frame or their session held its maximum.
     pub queue_full: Counter,
+    /// TCP connections handed to the session their first check authenticated for.
+    pub tcp_accepted: Counter,
 }
 
 /// One shared socket and its table.
@@ -71,10 +75,14 @@ struct Shared {
     table: Arc<Mutex<Demux<mpsc::Sender<Datagram>>>>,
 }
 
-/// The node's shared ICE sockets (one per bind address, all on one port).
+/// The node's shared ICE sockets (one per bind address, all on one port) and, when ICE over
+/// TCP is on, its TCP listeners (one per bind address, on one TCP port).
 pub struct UdpMux {
     port: u16,
     sockets: Vec<Shared>,
+    /// The shared TCP port, and each session's TCP side (see [`tcp`]).
+    tcp_port: Option<u16>,
+    tcp_sessions: Mutex<std::collections::HashMap<SessionKey, Arc<tcp::SessionTcp>>>,
     next_key: AtomicU64,
     /// Stops the reader tasks when the mux is dropped.
     stop: CancellationToken,
@@ -112,13 +120,20 @@ fn bind_plan(ips: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 impl UdpMux {
-    /// Binds `port` on every address of `bind_ips` (port 0: one free port, the same on each)
-    /// and starts reading. Must run inside a tokio runtime.
-    pub fn bind(bind_ips: &[IpAddr], port: u16, counters: MuxCounters) -> io::Result<Arc<Self>> {
+    /// Binds UDP `port` on every address of `bind_ips` (port 0: one free port, the same on
+    /// each), and TCP `tcp_port` likewise when given, and starts reading. Must run inside a
+    /// tokio runtime.
+    pub fn bind(
+        bind_ips: &[IpAddr],
+        port: u16,
+        tcp_port: Option<u16>,
+        counters: MuxCounters,
+    ) -> io::Result<Arc<Self>> {
         let mut port = port;
         let mut sockets = Vec::new();
         let stop = CancellationToken::new();
-        for ip in bind_plan(bind_ips) {
+        let plan = bind_plan(bind_ips);
+        for ip in plan.iter().copied() {
             let std = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).map_err(|e| {
                 io::Error::new(e.kind(), format!("binding the ICE port {ip}:{port}: {e}"))
             })?;
@@ -141,12 +156,46 @@ impl UdpMux {
                 "no ICE bind address",
             ));
         }
-        Ok(Arc::new(Self {
+        let listeners = match tcp_port {
+            Some(tcp_port) => Some(tcp::bind(&plan, tcp_port)?),
+            None => None,
+        };
+        let tcp_port = match &listeners {
+            Some(l) => Some(l[0].local_addr()?.port()),
+            None => None,
+        };
+        let mux = Arc::new(Self {
             port,
             sockets,
+            tcp_port,
+            tcp_sessions: Mutex::default(),
             next_key: AtomicU64::new(1),
-            stop,
-        }))
+            stop: stop.clone(),
+        });
+        for listener in listeners.into_iter().flatten() {
+            tokio::spawn(tcp::accept(
+                listener,
+                Arc::downgrade(&mux),
+                counters.clone(),
+                stop.clone(),
+            ));
+        }
+        Ok(mux)
+    }
+
+    /// The shared TCP port every answer's passive TCP candidates carry (`None`: no ICE over
+    /// TCP).
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp_port
+    }
+
+    /// The TCP side of the session a connection's first frame (`check`) authenticates for.
+    fn tcp_session_for(&self, check: &[u8]) -> Result<Arc<tcp::SessionTcp>, Refused> {
+        let key = lock(&self.sockets[0].table).authenticate(check)?;
+        lock(&self.tcp_sessions)
+            .get(&key)
+            .cloned()
+            .ok_or(Refused::UnknownUfrag)
     }
 
     /// The shared port every answer advertises.
@@ -180,10 +229,15 @@ impl UdpMux {
                 Arc::new(Mutex::new(rx))
             })
             .collect();
+        let tcp = Arc::new(tcp::SessionTcp::default());
+        if self.tcp_port.is_some() {
+            lock(&self.tcp_sessions).insert(key, Arc::clone(&tcp));
+        }
         Arc::new(Registration {
             mux: Arc::clone(self),
             key,
             queues,
+            tcp,
             ended: AtomicBool::new(false),
         })
     }
@@ -275,6 +329,8 @@ pub struct Registration {
     key: SessionKey,
     /// The session's queue on each shared socket (index as `mux.sockets`).
     queues: Vec<Arc<Mutex<mpsc::Receiver<Datagram>>>>,
+    /// Its TCP listeners' queues (see [`tcp`]).
+    tcp: Arc<tcp::SessionTcp>,
     ended: AtomicBool,
 }
 
@@ -303,6 +359,7 @@ impl Registration {
         for shared in &self.mux.sockets {
             lock(&shared.table).remove(self.key);
         }
+        lock(&self.mux.tcp_sessions).remove(&self.key);
     }
 
     /// The runtime to build this session's peer connection with.
@@ -359,11 +416,18 @@ impl Runtime for MuxRuntime {
         }))
     }
 
+    /// Like [`Self::wrap_udp_socket`]: drops the connection's own listener and returns the
+    /// session's view of the shared TCP port, labelled with the dropped listener's address.
     fn wrap_tcp_listener(
         &self,
         listener: std::net::TcpListener,
     ) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        TokioRuntime.wrap_tcp_listener(listener)
+        if self.registration.mux.tcp_port.is_none() {
+            return TokioRuntime.wrap_tcp_listener(listener);
+        }
+        let label = listener.local_addr()?;
+        drop(listener);
+        Ok(self.registration.tcp.listener(label))
     }
 
     fn connect_tcp<'a>(
@@ -475,7 +539,7 @@ mod tests {
     async fn every_session_shares_one_socket_and_gets_only_its_datagrams() {
         let lo: IpAddr = [127, 0, 0, 1].into();
         let counters = MuxCounters::default();
-        let mux = UdpMux::bind(&[lo], 0, counters.clone()).unwrap();
+        let mux = UdpMux::bind(&[lo], 0, None, counters.clone()).unwrap();
         assert_eq!(mux.local_addrs().len(), 1);
         let (a, b) = (mux.register(), mux.register());
         a.add_credentials("ufragA", "passwordApasswordA").unwrap();

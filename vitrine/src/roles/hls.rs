@@ -36,7 +36,7 @@ pub fn build(
         None => Arc::new(LocalDisk::new(config.data_dir.join("hls"))),
     };
     let mut hls_config = config.hls.clone();
-    if pool.is_some() && config.roles.media {
+    if (pool.is_some() && config.roles.media) || places_remote_captions(config) {
         hls_config.subtitle_languages = captions::languages(&config.subtitles);
     }
     let hls = Hls::new(hls_config, media, hls_metrics)
@@ -46,6 +46,13 @@ pub fn build(
         hls.spawn(work.hls.subscribe());
     }
     Ok(Some(hls))
+}
+
+/// Whether this node's HLS subtitle renditions take captions made on other nodes: it packages
+/// streams in a cluster whose streams are captioned (subtitles on; the model loads only where a
+/// media or subtitles role runs captions, see `captions::load_pool`).
+pub fn places_remote_captions(config: &Config) -> bool {
+    config.roles.hls && config.cluster.is_some() && config.subtitles.enabled
 }
 
 /// Replay subtitles: the web role queues every recording that becomes a replay; the

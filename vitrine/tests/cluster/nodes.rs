@@ -159,9 +159,10 @@ impl Cluster {
         let port = free_port();
         let data = self.dir.path().join(id);
         let log = self.dir.path().join(format!("{id}.log"));
+        // Captions where a node makes them (subtitles) or places them in HLS (hls).
         let captions = args
             .windows(2)
-            .any(|w| w[0] == "--roles" && w[1].split(',').any(|r| r == "subtitles"));
+            .any(|w| w[0] == "--roles" && w[1].split(',').any(|r| r == "subtitles" || r == "hls"));
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -173,12 +174,15 @@ impl Cluster {
             .args(["--node-id", id, "--cluster-name", &self.name])
             // Whisper only where a test asks for captions (a subtitles node).
             .args((!captions).then_some("--no-subtitles"))
-            // One UDP port per node for every WHIP and WHEP session, as in production.
+            // One UDP port per node for every WHIP and WHEP session, as in production, and one
+            // TCP port (any free one: the UDP port's number may be another node's HTTP port).
             .args([
                 "--ice-bind",
                 "127.0.0.1",
                 "--ice-udp-port",
                 &free_udp_port().to_string(),
+                "--ice-tcp-port",
+                "0",
             ])
             .arg("--config")
             .arg(self.config())

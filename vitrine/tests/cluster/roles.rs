@@ -122,13 +122,15 @@ fn speech(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// A node with only the subtitles role captions a stream whose media node runs no Whisper:
 /// it takes the stream's captions work, receives its audio over one relay, and its captions
-/// reach a buyer chatting on the media node through the shared chat log.
+/// reach a buyer chatting on the media node through the shared chat log, and the WebVTT
+/// subtitle rendition of the HLS node that packages the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subtitles_node_captions_a_stream_published_on_a_media_node() {
     let dir = tempfile::tempdir().unwrap();
     let wav = speech(dir.path());
-    let cluster = Cluster::with_roles(&[("m", "api,media"), ("s", "subtitles")]).await;
-    let media = cluster.base("m");
+    let cluster =
+        Cluster::with_roles(&[("m", "api,media"), ("s", "subtitles"), ("h", "hls")]).await;
+    let (media, hls) = (cluster.base("m"), cluster.base("h"));
     let (id, key) = stream(&cluster, "m").await;
     let (mut buyer, _) = support::ChatClient::join(&media, &id, None, None).await;
     let http = reqwest::Client::new();
@@ -161,9 +163,70 @@ async fn a_subtitles_node_captions_a_stream_published_on_a_media_node() {
     let heard = finals.join(" ").to_lowercase();
     assert!(heard.contains("welcome"), "{finals:?}");
     // The subtitles node did the work over one relay; the media node has no Whisper.
-    let (m, s) = (cluster.node("m"), cluster.node("s"));
+    let (m, s, h) = (cluster.node("m"), cluster.node("s"), cluster.node("h"));
     assert!(s.metric("vitrine_subtitles_final_cues_total").await >= 1.0);
     assert_eq!(s.metric("vitrine_cluster_relays").await, 1.0);
-    assert_eq!(m.metric("vitrine_relay_legs").await, 1.0);
-    assert!(!m.metrics().await.contains("vitrine_subtitles_"));
+    assert_eq!(
+        m.metric("vitrine_relay_legs").await,
+        2.0,
+        "one to each role's node"
+    );
+    for node in [m, h] {
+        assert!(!node.metrics().await.contains("vitrine_subtitles_"));
+    }
+
+    // The HLS node, which runs no Whisper either, lists an English subtitle rendition and
+    // places the subtitles node's finals in it, on its own media timeline.
+    let master = format!("{hls}/hls/{id}/master.m3u8");
+    cluster
+        .until("the HLS node serves the master playlist", || async {
+            match http.get(&master).send().await {
+                Ok(r) if r.status() == 200 => {
+                    let text = r.text().await.unwrap();
+                    text.contains("TYPE=SUBTITLES") && text.contains("LANGUAGE=\"en\"")
+                }
+                _ => false,
+            }
+        })
+        .await;
+    let placed = std::sync::Mutex::new(String::new());
+    cluster
+        .until("the HLS node's subtitles hold the captions", || async {
+            let text = subtitle_text(&http, &hls, &id).await;
+            let done = text.to_lowercase().contains("welcome");
+            *placed.lock().unwrap() = text;
+            done
+        })
+        .await;
+    let placed = placed.into_inner().unwrap();
+    assert!(
+        finals.iter().any(|f| placed.contains(f.as_str())),
+        "a final as said in chat: {finals:?} / {placed}"
+    );
+}
+
+/// The cue text of every WebVTT segment the HLS node's English subtitle playlist lists.
+async fn subtitle_text(http: &reqwest::Client, base: &str, id: &str) -> String {
+    let url = format!("{base}/hls/{id}/subtitles-en/index.m3u8");
+    let Ok(r) = http.get(&url).send().await else {
+        return String::new();
+    };
+    let playlist = r.text().await.unwrap_or_default();
+    let mut text = String::new();
+    for name in playlist.lines().filter(|l| l.ends_with(".vtt")) {
+        let segment = http
+            .get(format!("{base}/hls/{id}/subtitles-en/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(segment.status(), 200);
+        let vtt = segment.text().await.unwrap();
+        for line in vtt.lines().filter(|l| {
+            !l.is_empty() && !l.contains("-->") && !l.starts_with("WEBVTT") && !l.starts_with("X-")
+        }) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
 }

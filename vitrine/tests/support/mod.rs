@@ -160,11 +160,13 @@ impl TestServer {
             tls: options
                 .tls
                 .then(|| (dir.path().join("cert.pem"), dir.path().join("key.pem"))),
-            // One shared ICE port, as `vitrine serve` has by default (any free one).
+            // One shared ICE port for UDP and one for TCP, as `vitrine serve` has by default (any
+            // free ones).
             ice: options.ice.clone().unwrap_or(IceConfig {
                 bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
                 port_range: None,
                 udp_port: Some(0),
+                tcp_port: Some(0),
                 announced_ips: vec![],
                 ..Default::default()
             }),
@@ -630,7 +632,14 @@ pub struct TestSubscriber {
 impl TestSubscriber {
     pub async fn start(http: &reqwest::Client, base: &str, whep_url: &str) -> Self {
         let (pc, events) = factory().build().await.unwrap();
-        Self::negotiate(http, base, whep_url, pc, events).await
+        Self::negotiate(http, base, whep_url, pc, events, false).await
+    }
+
+    /// A viewer whose network lets no UDP through: it has no UDP socket and dials the
+    /// answer's passive TCP candidates (trickled to it, as a browser learns them).
+    pub async fn start_over_tcp(http: &reqwest::Client, base: &str, whep_url: &str) -> Self {
+        let (pc, events) = factory().build_tcp_client().await.unwrap();
+        Self::negotiate(http, base, whep_url, pc, events, true).await
     }
 
     /// A viewer that gathers through `servers` (as a browser configured from the `Link`
@@ -643,7 +652,7 @@ impl TestSubscriber {
         relay_only: bool,
     ) -> Self {
         let (pc, events) = factory().build_client(servers, relay_only).await.unwrap();
-        Self::negotiate(http, base, whep_url, pc, events).await
+        Self::negotiate(http, base, whep_url, pc, events, false).await
     }
 
     async fn negotiate(
@@ -652,14 +661,33 @@ impl TestSubscriber {
         whep_url: &str,
         pc: Arc<dyn PeerConnection>,
         mut events: PeerEvents,
+        tcp: bool,
     ) -> Self {
         vitrine_sfu::peer::add_receivers(&pc).await.unwrap();
         let offer = local_offer(&pc, &mut events).await;
         let (status, location, answer) = post_offer(http, whep_url, None, offer).await;
         assert_eq!(status, 201, "whep answer: {answer}");
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        let (answer, passive): (Vec<&str>, Vec<&str>) = answer
+            .split_inclusive('\n')
+            .partition(|l| !(tcp && l.starts_with("a=candidate:") && l.contains(" tcp ")));
+        pc.set_remote_description(RTCSessionDescription::answer(answer.concat()).unwrap())
             .await
             .unwrap();
+        assert!(
+            !tcp || !passive.is_empty(),
+            "the answer has no TCP candidate"
+        );
+        for line in passive {
+            let candidate = line.trim_end().trim_start_matches("a=").to_owned();
+            pc.add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+                candidate,
+                sdp_mid: Some(String::new()),
+                sdp_mline_index: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
         let (tx, packets) = mpsc::unbounded_channel();
         let tracks = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&tracks);
