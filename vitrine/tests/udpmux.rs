@@ -27,6 +27,12 @@ fn shared_port_server() -> IceConfig {
     }
 }
 
+/// What the server's shared ports count.
+fn counters(server: &TestServer) -> vitrine_sfu::udpmux::MuxCounters {
+    let running = server.running.as_ref().unwrap();
+    running.state.sfu.routers.metrics().ice_mux.clone()
+}
+
 fn mux(server: &TestServer) -> Arc<UdpMux> {
     let running = server.running.as_ref().unwrap();
     Arc::clone(running.state.sfu.factory.mux().expect("a shared ICE port"))
@@ -114,16 +120,7 @@ async fn fifty_viewers_and_a_publisher_share_one_udp_port() {
 async fn a_check_with_a_wrong_integrity_does_not_take_a_session() {
     let server = TestServer::with_ice(shared_port_server()).await;
     let mux = mux(&server);
-    let counters = server
-        .running
-        .as_ref()
-        .unwrap()
-        .state
-        .sfu
-        .routers
-        .metrics()
-        .ice_mux
-        .clone();
+    let counters = counters(&server);
     let stream = server.media_stream("Spoof").await;
     let (whip, whep, key) = stream.endpoints();
     let _publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
@@ -204,16 +201,7 @@ async fn viewers_whose_network_blocks_udp_watch_over_the_shared_tcp_port() {
     let server = TestServer::with_ice(shared_port_server()).await;
     let mux = mux(&server);
     let tcp_port = mux.tcp_port().expect("ICE over TCP is on");
-    let counters = server
-        .running
-        .as_ref()
-        .unwrap()
-        .state
-        .sfu
-        .routers
-        .metrics()
-        .ice_mux
-        .clone();
+    let counters = counters(&server);
     let stream = server.media_stream("Over TCP").await;
     let (whip, whep, key) = stream.endpoints();
     let _publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
@@ -271,16 +259,7 @@ async fn a_tcp_connection_whose_first_frame_does_not_authenticate_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::with_ice(shared_port_server()).await;
     let mux = mux(&server);
-    let counters = server
-        .running
-        .as_ref()
-        .unwrap()
-        .state
-        .sfu
-        .routers
-        .metrics()
-        .ice_mux
-        .clone();
+    let counters = counters(&server);
     let stream = server.media_stream("TCP spoof").await;
     let (whip, whep, key) = stream.endpoints();
     let _publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
