@@ -368,13 +368,6 @@ async fn heartbeat(inner: Arc<Inner>) {
             _ = inner.stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = inner
-            .registry
-            .announce(&inner.info(), inner.config.heartbeat * 3)
-            .await
-        {
-            tracing::warn!(error = %e, "could not refresh this node's cluster entry");
-        }
         let held: Vec<_> = inner
             .held
             .lock()
@@ -382,20 +375,29 @@ async fn heartbeat(inner: Arc<Inner>) {
             .iter()
             .cloned()
             .collect();
-        for stream in held {
-            match inner
-                .registry
-                .renew_origin(&stream, &inner.node.id, inner.config.origin_lease)
-                .await
-            {
-                Ok(true) => inner.take_own_work(&stream).await,
-                Ok(false) => {
-                    tracing::info!(%stream, "origin taken over by another node");
-                    if inner.held.lock().expect("held lock").remove(&stream) {
-                        inner.metrics.origins.dec();
-                    }
+        let renewed = inner
+            .registry
+            .heartbeat(
+                &inner.info(),
+                inner.config.heartbeat * 3,
+                &held,
+                &inner.config.own_work,
+                inner.config.origin_lease,
+            )
+            .await;
+        let renewed = match renewed {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh this node's cluster entry and origin leases");
+                continue;
+            }
+        };
+        for (stream, renewed) in held.iter().zip(renewed) {
+            if !renewed {
+                tracing::info!(%stream, "origin taken over by another node");
+                if inner.held.lock().expect("held lock").remove(stream) {
+                    inner.metrics.origins.dec();
                 }
-                Err(e) => tracing::warn!(%stream, error = %e, "could not renew an origin lease"),
             }
         }
     }

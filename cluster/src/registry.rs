@@ -83,8 +83,10 @@ fn failed(e: impl std::fmt::Display) -> RegistryError {
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 /// [`RENEW`] for an origin lease, which also lists `ARGV[3]` in the live set `KEYS[2]`.
+/// `KEYS[3..]` are the holder's own work leases on the stream, set to it for as long.
 const RENEW_ORIGIN: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      redis.call('SADD', KEYS[2], ARGV[3]); \
+     for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end; \
      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 /// Deletes `KEYS[1]` only while it holds `ARGV[1]`.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -339,27 +341,66 @@ impl Registry {
             .map_err(failed)
     }
 
-    /// Extends `node`'s lease on `stream` and keeps the stream listed as live (a listing that
-    /// a concurrent prune of a moment without origin took away comes back); false when another
-    /// node holds it now (or nobody).
-    pub async fn renew_origin(
+    /// One heartbeat of `node` in one round trip, however many streams it holds: publishes
+    /// its entry for `ttl`, and for each of `origins` extends its lease by `lease`, keeps the
+    /// stream listed as live (a listing that a concurrent prune of a moment without origin
+    /// took away comes back) and takes the node's own `work` leases on it (the origin's claim
+    /// wins over a node that worked on the stream while it was elsewhere). One flag per
+    /// stream, in order: false when another node holds it now (or nobody), and then its work
+    /// leases are left alone.
+    pub async fn heartbeat(
         &self,
-        stream: &StreamId,
-        node: &str,
+        node: &NodeInfo,
+        ttl: Duration,
+        origins: &[StreamId],
+        work: &[&str],
         lease: Duration,
-    ) -> Result<bool, RegistryError> {
-        let renewed: i64 = redis::cmd("EVAL")
-            .arg(RENEW_ORIGIN)
-            .arg(2)
-            .arg(self.origin_key(stream))
-            .arg(self.live_key())
-            .arg(node)
-            .arg(millis(lease))
-            .arg(stream.as_str())
+    ) -> Result<Vec<bool>, RegistryError> {
+        let json = serde_json::to_string(node).map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.node_key(&node.id))
+            .arg(json)
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore()
+            .cmd("SADD")
+            .arg(self.nodes_key())
+            .arg(&node.id)
+            .ignore();
+        for stream in origins {
+            let works: Vec<String> = work
+                .iter()
+                .map(|role| self.work_key(role, stream.as_str()))
+                .collect();
+            pipe.cmd("EVAL")
+                .arg(RENEW_ORIGIN)
+                .arg(2 + works.len())
+                .arg(self.origin_key(stream))
+                .arg(self.live_key())
+                .arg(&works)
+                .arg(&node.id)
+                .arg(millis(lease))
+                .arg(stream.as_str());
+        }
+        let renewed: Vec<i64> = pipe
             .query_async(&mut self.redis.clone())
             .await
             .map_err(failed)?;
-        Ok(renewed == 1)
+        Ok(renewed.into_iter().map(|r| r == 1).collect())
+    }
+
+    /// The id of the node holding `role`'s work on `stream`, if any holds it.
+    pub async fn work_holder(
+        &self,
+        role: &str,
+        stream: &StreamId,
+    ) -> Result<Option<String>, RegistryError> {
+        redis::cmd("GET")
+            .arg(self.work_key(role, stream.as_str()))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(failed)
     }
 
     /// Gives up `node`'s lease on `stream` (its publisher stopped); another node's is kept, and
