@@ -3,6 +3,7 @@
 # alternately (A B A B ...) with the same load generator: one synthetic ~1.5 Mbit/s VP8
 # publisher and N subscribers per step. Prints medians and ratios; writes JSON lines and a PNG.
 #   SUBSCRIBERS=50,100,200  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/whep  PEER=mediasoup|none
+#   KBPS=1500 (the publisher's video bitrate: lower it to count sessions rather than bandwidth)
 #   PORT_PER_SESSION=1 also measures Vitrine with a UDP port per session (--ice-port-range, the
 #   mode before one shared port became the default), labelled vitrine-port-per-session.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 subscribers=${SUBSCRIBERS:-50,100,200}
 rounds=${ROUNDS:-2}
 step=${STEP_SECONDS:-10}
+kbps=${KBPS:-1500}
 out=${OUT:-loadtest/results/whep}
 peer=${PEER:-mediasoup}
 port_per_session=${PORT_PER_SESSION:-0}
@@ -59,16 +61,16 @@ for n in "${counts[@]}"; do
   for r in $(seq 1 "$rounds"); do
     echo "== N=$n round $r: vitrine"
     "$lt" whep --label vitrine --server "$vitrine_url" --token "$token" --server-pid "$vitrine_pid" \
-      --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+      --subscribers "$n" --seconds "$step" --kbps "$kbps" --out "$out.jsonl"
     if [ "$port_per_session" = 1 ]; then
       echo "== N=$n round $r: vitrine, a port per session"
       "$lt" whep --label vitrine-port-per-session --server http://127.0.0.1:18081 --token "$ports_token" \
-        --server-pid "$ports_pid" --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+        --server-pid "$ports_pid" --subscribers "$n" --seconds "$step" --kbps "$kbps" --out "$out.jsonl"
     fi
     if [ "$peer" = mediasoup ]; then
       echo "== N=$n round $r: mediasoup"
       "$lt" whep --label mediasoup --server http://127.0.0.1:18090 --token none \
-        --server-pid "$peer_pid,$worker_pid" --subscribers "$n" --seconds "$step" --out "$out.jsonl"
+        --server-pid "$peer_pid,$worker_pid" --subscribers "$n" --seconds "$step" --kbps "$kbps" --out "$out.jsonl"
     fi
   done
 done

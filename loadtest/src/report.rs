@@ -2,7 +2,7 @@
 
 use crate::WhepArgs;
 use crate::client::{Publisher, Subscriber};
-use crate::stats::{CpuUse, CpuWindow, percentile, rss_of};
+use crate::stats::{CpuUse, CpuWindow, percentile, rss_of, udp_sockets_of};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -22,6 +22,9 @@ pub struct Row {
     pub server_cpu_per_s: Option<f64>,
     pub server_cpu_per_100_subscribers: Option<f64>,
     pub server_rss_mb: Option<f64>,
+    /// UDP sockets the server held at the window's end (rows from before it have none).
+    #[serde(default)]
+    pub server_udp_sockets: Option<usize>,
     pub generator_cpu_per_s: f64,
 }
 
@@ -82,6 +85,7 @@ pub async fn measure(
         server_cpu_per_s: server_cpu,
         server_cpu_per_100_subscribers: server_cpu.map(|c| c * 100.0 / n as f64),
         server_rss_mb: rss_of(&args.server_pid),
+        server_udp_sockets: udp_sockets_of(&args.server_pid),
         generator_cpu_per_s: own_cpu,
     })
 }

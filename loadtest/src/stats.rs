@@ -43,6 +43,40 @@ pub fn rss_of(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|p| rss_mb(*p)).sum()
 }
 
+/// UDP sockets a set of processes hold: their descriptors whose socket inode is in the
+/// kernel's UDP tables (how many ports a media server's sessions take).
+pub fn udp_sockets_of(pids: &[u32]) -> Option<usize> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    for pid in pids {
+        let mut inodes = std::collections::HashSet::new();
+        for table in ["udp", "udp6"] {
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            inodes.extend(
+                text.lines()
+                    .skip(1)
+                    .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned)),
+            );
+        }
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            let inode = target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'));
+            if inode.is_some_and(|inode| inodes.contains(inode)) {
+                total += 1;
+            }
+        }
+    }
+    Some(total)
+}
+
 /// CPU use over a measurement window: the server's processes and this generator.
 pub struct CpuWindow<'a> {
     server_pids: &'a [u32],
