@@ -27,6 +27,8 @@ start() {
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v turnserver >/dev/null || need+=(coturn)
+  # nginx: the load balancer in front of a cluster in the browser failover test.
+  command -v nginx >/dev/null || need+=(nginx)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     $SUDO apt-get update -qq >&2

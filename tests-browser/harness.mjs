@@ -43,8 +43,15 @@ export async function startServer(config = '', extra = []) {
   });
   return {
     urls,
+    /** Kills the process the hard way (SIGKILL), as a crash would, and waits for it to go. */
+    async kill() {
+      if (server.exitCode !== null || server.signalCode !== null) return;
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      server.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
-      if (server.exitCode === null) {
+      if (server.exitCode === null && server.signalCode === null) {
         const exited = new Promise((resolve) => server.once('exit', resolve));
         server.kill('SIGTERM');
         const code = await exited;

@@ -116,6 +116,9 @@ pub(crate) struct Inner {
     held: Mutex<HashSet<StreamId>>,
     /// Running relays, by stream: what stops each.
     relays: Mutex<HashMap<StreamId, CancellationToken>>,
+    /// The origins of the cluster's live media nodes, as last listed: where a page may be sent
+    /// for WHIP/WHEP (its `connect-src`).
+    media_origins: Mutex<Vec<String>>,
     draining: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
@@ -132,6 +135,24 @@ impl Inner {
             if let Err(e) = taken {
                 tracing::warn!(%stream, work, error = %e, "could not take this node's own work lease");
             }
+        }
+    }
+
+    /// Lists the cluster's media nodes again for [`Cluster::media_origins`]; on a Redis error
+    /// the last list stays.
+    async fn refresh_media_origins(&self) {
+        match self.registry.nodes().await {
+            Ok(nodes) => {
+                let mut origins: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| n.roles.iter().any(|r| r == "media"))
+                    .filter_map(NodeInfo::client_origin)
+                    .collect();
+                origins.sort();
+                origins.dedup();
+                *self.media_origins.lock().expect("origins lock") = origins;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list the cluster's nodes"),
         }
     }
 
@@ -226,6 +247,7 @@ impl Cluster {
             metrics,
             held: Mutex::default(),
             relays: Mutex::default(),
+            media_origins: Mutex::default(),
             draining: Default::default(),
             stop: CancellationToken::new(),
         });
@@ -233,8 +255,20 @@ impl Cluster {
             .registry
             .announce(&inner.info(), inner.config.heartbeat * 3)
             .await?;
+        inner.refresh_media_origins().await;
         tokio::spawn(heartbeat(Arc::clone(&inner)));
         Ok(Self { inner })
+    }
+
+    /// The origins (`scheme://host[:port]`) of the cluster's live media nodes, this one's
+    /// included, as listed at the last heartbeat: the pages' `connect-src` names them, since a
+    /// WHIP or WHEP request may be redirected to any of them.
+    pub fn media_origins(&self) -> Vec<String> {
+        self.inner
+            .media_origins
+            .lock()
+            .expect("origins lock")
+            .clone()
     }
 
     pub fn node_id(&self) -> &str {
@@ -400,6 +434,7 @@ async fn heartbeat(inner: Arc<Inner>) {
                 }
             }
         }
+        inner.refresh_media_origins().await;
     }
 }
 

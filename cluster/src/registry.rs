@@ -46,6 +46,14 @@ impl NodeInfo {
         };
         base.trim_end_matches('/')
     }
+
+    /// The origin (`scheme://host[:port]`) of [`NodeInfo::client_base`]: what a page's
+    /// `connect-src` must name for a browser to follow a redirect here. None when the base is
+    /// not an http(s) URL.
+    pub fn client_origin(&self) -> Option<String> {
+        let url = reqwest::Url::parse(self.client_base()).ok()?;
+        matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
+    }
 }
 
 /// A node's load, as last reported.
@@ -447,5 +455,30 @@ mod tests {
             ..node
         };
         assert_eq!(new.client_base(), "https://a.example");
+    }
+
+    #[test]
+    fn a_nodes_client_origin_is_its_public_scheme_host_and_port() {
+        let node = |public: &str| NodeInfo {
+            id: "a".into(),
+            region: "eu".into(),
+            url: "http://10.0.0.5:8080".into(),
+            public_url: public.into(),
+            roles: vec!["media".into()],
+            draining: false,
+            load: Load::default(),
+        };
+        let origin = |public: &str| node(public).client_origin();
+        assert_eq!(
+            origin("https://A.example:443/live/"),
+            Some("https://a.example".into())
+        );
+        assert_eq!(
+            origin("http://[2001:db8::7]:8080/x"),
+            Some("http://[2001:db8::7]:8080".into())
+        );
+        assert_eq!(origin(""), Some("http://10.0.0.5:8080".into()));
+        assert_eq!(origin("ftp://a.example"), None);
+        assert_eq!(origin("not a url; script-src *"), None);
     }
 }

@@ -336,10 +336,6 @@ async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Re
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let _ = state.public_url.set(base.trim_end_matches('/').to_owned());
-    let edge = Arc::new(Edge {
-        trusted: config.edge.trusted_proxies.clone(),
-        https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
-    });
     let cluster = match &config.cluster {
         Some(settings) => {
             let url = settings
@@ -353,6 +349,11 @@ async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Re
         }
         None => None,
     };
+    let edge = Arc::new(Edge {
+        trusted: config.edge.trusted_proxies.clone(),
+        https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
+        cluster: cluster.clone(),
+    });
     let metrics_addr = match config.edge.metrics.listen {
         Some(at) => Some(serve_metrics(at, state.clone(), background.clone()).await?),
         None => None,

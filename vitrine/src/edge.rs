@@ -243,11 +243,34 @@ impl EdgeConfig {
 }
 
 /// What the outermost middleware knows of every request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Edge {
     pub trusted: TrustedProxies,
     /// The server itself speaks HTTPS, or its public URL is `https://`.
     pub https: bool,
+    /// The media cluster this node is a member of: its media nodes join the pages' policy.
+    pub cluster: Option<vitrine_cluster::Cluster>,
+}
+
+/// [`PAGE_CSP`] whose `connect-src` also names `origins` (a cluster's media nodes, where a
+/// WHIP or WHEP request may be redirected). Origins that are not plain `scheme://host[:port]`
+/// serialisations are left out.
+pub fn page_csp(origins: &[String]) -> HeaderValue {
+    let plain = |o: &&String| {
+        (o.starts_with("http://") || o.starts_with("https://"))
+            && o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/.-[]".contains(&b))
+    };
+    let sources: Vec<&str> = origins.iter().filter(plain).map(String::as_str).collect();
+    if sources.is_empty() {
+        return HeaderValue::from_static(PAGE_CSP);
+    }
+    let policy = PAGE_CSP.replacen(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {}", sources.join(" ")),
+        1,
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(PAGE_CSP))
 }
 
 /// Whether the request came over HTTPS (our TLS, an `https://` public URL, or a trusted
@@ -289,10 +312,12 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
             .contains_key(header::CONTENT_SECURITY_POLICY)
     {
         let h = response.headers_mut();
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(PAGE_CSP),
-        );
+        let origins = edge
+            .cluster
+            .as_ref()
+            .map(vitrine_cluster::Cluster::media_origins)
+            .unwrap_or_default();
+        h.insert(header::CONTENT_SECURITY_POLICY, page_csp(&origins));
         h.entry(header::X_CONTENT_TYPE_OPTIONS)
             .or_insert(HeaderValue::from_static("nosniff"));
         h.entry(header::REFERRER_POLICY)
@@ -304,6 +329,27 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pages_may_connect_to_the_clusters_media_nodes_and_nothing_else() {
+        assert_eq!(page_csp(&[]), PAGE_CSP);
+        let csp = page_csp(&[
+            "https://media-1.live.example".into(),
+            "http://10.0.0.5:8080".into(),
+            "http://[2001:db8::7]:8080".into(),
+            // Never in a serialised origin: a second directive, a wildcard, another scheme.
+            "https://x.example; script-src *".into(),
+            "https://*".into(),
+            "javascript:alert(1)".into(),
+        ]);
+        let csp = csp.to_str().unwrap();
+        assert!(csp.contains(
+            "connect-src 'self' https://media-1.live.example http://10.0.0.5:8080 \
+             http://[2001:db8::7]:8080; object-src"
+        ));
+        assert!(!csp.contains('*') && !csp.contains("javascript"), "{csp}");
+        assert_eq!(csp.matches("script-src").count(), 1, "{csp}");
+    }
 
     /// The configuration from `args` alone, the file saying nothing.
     fn resolve_args(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {

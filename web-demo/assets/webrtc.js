@@ -5,10 +5,17 @@
 
 const GATHER_TIMEOUT_MS = 2000;
 const SDPFRAG = 'application/trickle-ice-sdpfrag';
-// How long a connection may stay disconnected before ICE is restarted (a short outage often
-// heals by itself), and how long a restart may take before the session is given up.
-const DISCONNECTED_GRACE_MS = 2000;
+// How long a connection may stay disconnected before ICE is restarted (the browser says
+// "disconnected" only after seconds without an answer; a restart costs one PATCH, and
+// re-publishing soon after a node dies matters more), and how long a restart may take before
+// the session is given up.
+const DISCONNECTED_GRACE_MS = 500;
 const RESTART_TIMEOUT_MS = 5000;
+// A connection that receives nothing (no RTCP reports, which the server sends every second, no
+// media, no ICE answers) for this long is restarted though the browser still calls it
+// connected: it would take it several seconds more to notice that a node died.
+const SILENCE_MS = 2000;
+const SILENCE_CHECK_MS = 250;
 
 function iceGathered(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -79,7 +86,8 @@ async function negotiate(pc, url, token) {
     error.retryAfterMs = (Number(response.headers.get('Retry-After')) || 0) * 1000;
     throw error;
   }
-  const location = new URL(response.headers.get('Location'), url).toString();
+  // Relative to where the answer came from: a 307 may have sent the offer to another node.
+  const location = new URL(response.headers.get('Location'), response.url || url).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
   // Fresh TURN credentials for a later ICE restart.
   const servers = iceServersFromLinks(response.headers.get('Link'));
@@ -151,7 +159,9 @@ function session(pc, negotiated, token) {
 /**
  * Keeps `live` connected: after DISCONNECTED_GRACE_MS disconnected, or on failure, restarts ICE
  * through PATCH; `onLost()` is called (once) when that fails, does not reconnect within
- * RESTART_TIMEOUT_MS, or the connection closes, for the caller's full reconnect.
+ * RESTART_TIMEOUT_MS, or the connection closes, for the caller's full reconnect. A DTLS
+ * transport the server closed (its node drains and ends the session) is lost at once: no ICE
+ * restart brings it back, and the browser would report the connection as up for seconds.
  */
 export function keepConnected(live, onLost) {
   const { pc } = live;
@@ -163,6 +173,7 @@ export function keepConnected(live, onLost) {
     if (done) return;
     done = true;
     clearTimeout(timer);
+    clearInterval(silence);
     pc.removeEventListener('connectionstatechange', check);
     onLost();
   };
@@ -171,11 +182,34 @@ export function keepConnected(live, onLost) {
     try {
       await live.restartIce();
       clearTimeout(timer);
-      timer = setTimeout(() => { if (pc.connectionState !== 'connected') lost(); }, RESTART_TIMEOUT_MS);
+      timer = setTimeout(() => {
+        if (pc.connectionState !== 'connected') lost();
+        else restarting = false;
+      }, RESTART_TIMEOUT_MS);
     } catch {
       lost();
     }
   };
+  // Bytes received on the connection's transports, and when they last grew.
+  let received = -1;
+  let grew = Date.now();
+  const silence = setInterval(async () => {
+    let bytes = 0;
+    try {
+      (await pc.getStats()).forEach((s) => { if (s.type === 'transport') bytes += s.bytesReceived || 0; });
+    } catch {
+      return;
+    }
+    const now = Date.now();
+    if (bytes !== received) {
+      received = bytes;
+      grew = now;
+    } else if (!restarting && !done && pc.connectionState === 'connected' && now - grew >= SILENCE_MS) {
+      grew = now;
+      clearTimeout(timer);
+      restart();
+    }
+  }, SILENCE_CHECK_MS);
   function check() {
     const s = pc.connectionState;
     if (s === 'connected') restarting = false;
@@ -186,6 +220,12 @@ export function keepConnected(live, onLost) {
     else if (s === 'disconnected') timer = setTimeout(restart, DISCONNECTED_GRACE_MS);
   }
   pc.addEventListener('connectionstatechange', check);
+  const transports = new Set([...pc.getSenders(), ...pc.getReceivers()].map((x) => x.transport).filter(Boolean));
+  for (const transport of transports) {
+    transport.addEventListener('statechange', () => {
+      if (transport.state === 'closed' || transport.state === 'failed') lost();
+    });
+  }
 }
 
 /** Publishes `stream` (a MediaStream) to a WHIP endpoint. */
