@@ -167,6 +167,8 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         }
         // Let every subscriber receive its first keyframe before measuring.
         client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
+        // A profiler attached from outside starts on this line (loadtest/profile-whep.sh).
+        eprintln!("measuring {n} subscribers");
         let row = report::measure(&publisher, &subscribers, &args).await?;
         report::append(&args.out, &row)?;
     }
