@@ -1,5 +1,5 @@
-# Shared by the benchmark scripts (sourced, not run): waiting for a server, a seller token,
-# and stopping the processes a script started.
+# Shared by the benchmark scripts (sourced, not run): a scratch folder, waiting for a server, a
+# seller token, and stopping the processes a script started.
 
 # Processes to stop at exit; scripts append the PIDs they start.
 pids=()
@@ -8,6 +8,16 @@ stop_started() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
+
+# The run's scratch folder. At exit the started processes are stopped, then `cleanup_extra`
+# runs if the script defined one, then the folder is removed (KEEP=1 keeps it to look at).
+dir=$(mktemp -d)
+on_exit() {
+  stop_started
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+  [ -n "${KEEP:-}" ] || rm -rf "$dir"
+}
+trap on_exit EXIT
 
 # wait_healthy URL: waits up to 20 s for URL to answer with a 2xx.
 wait_healthy() {

@@ -18,13 +18,7 @@ command -v perf >/dev/null || { echo "perf is missing (Debian: linux-perf)" >&2;
 command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --version 0.12.8
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
-  [ -n "${KEEP:-}" ] || rm -rf "$dir"
-}
-trap cleanup EXIT
 
 url=http://127.0.0.1:18080
 target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 \

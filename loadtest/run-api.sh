@@ -19,14 +19,10 @@ scripts/setup.sh
 eval "$(scripts/services.sh start)"
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
-  rm -rf "$dir"
+cleanup_extra() {
   scripts/services.sh stop
 }
-trap cleanup EXIT
 
 # A tier far above the load, so every request is checked and none refused: the figures are the
 # cost of the check, not the limit.

@@ -18,12 +18,6 @@ rm -f "$out.jsonl"
 scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 source loadtest/lib.sh
-dir=$(mktemp -d)
-cleanup() {
-  stop_started
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 models=${VITRINE_MODELS:-$HOME/.cache/vitrine/models}
 python3 loadtest/speech.py "$dir"
 

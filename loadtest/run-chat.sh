@@ -20,14 +20,10 @@ ulimit -n "$(ulimit -Hn)"
 scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
+cleanup_extra() {
   [ "$peer" = nchan ] && loadtest/peers/nchan/stop.sh "$dir/nchan" 2>/dev/null || true
-  rm -rf "$dir"
 }
-trap cleanup EXIT
 
 # Members read only; publishers send one line a second, within the default per-member limits.
 target/release/vitrine serve --no-ip-limits --listen 127.0.0.1:18082 --data-dir "$dir" >"$dir/vitrine.log" 2>&1 &

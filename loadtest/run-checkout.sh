@@ -18,14 +18,10 @@ scripts/setup.sh
 eval "$(scripts/services.sh start)"
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
-  rm -rf "$dir"
+cleanup_extra() {
   scripts/services.sh stop
 }
-trap cleanup EXIT
 
 cat >"$dir/bench.toml" <<TOML
 [checkout]

@@ -23,17 +23,13 @@ scripts/setup.sh
 eval "$(scripts/services.sh start)"
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
 db="vitrine_bench_$$"
 psql "$VITRINE_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db"
 database="${VITRINE_TEST_POSTGRES_URL%/*}/$db"
-cleanup() {
-  stop_started
+cleanup_extra() {
   psql "$VITRINE_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
-  rm -rf "$dir"
 }
-trap cleanup EXIT
 head -c 32 /dev/urandom >"$dir/cluster.secret"
 
 declare -A node_pid node_url

@@ -16,13 +16,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 (cd tests-browser && npm ci --no-audit --no-fund >/dev/null)
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 target/release/vitrine serve --listen 127.0.0.1:18082 --data-dir "$dir" --demo >"$dir/vitrine.out" 2>"$dir/vitrine.log" &
 pids+=($!)

@@ -21,13 +21,7 @@ rm -f "$out.jsonl"
 scripts/setup.sh
 cargo build --release -p vitrine -p vitrine-loadtest
 lt=target/release/vitrine-loadtest
-dir=$(mktemp -d)
 source loadtest/lib.sh
-cleanup() {
-  stop_started
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 vitrine_url=http://127.0.0.1:18080
 # Every simulated viewer comes from 127.0.0.1: lift the per-address limit on pending viewers.

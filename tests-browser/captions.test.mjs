@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { useServerAndBrowser, WAIT } from './harness.mjs';
+import { useServerAndBrowser, goLive, WAIT } from './harness.mjs';
 
 const PHRASES = [
   'Welcome to the live sale.',
@@ -51,11 +51,7 @@ const trackSays = () => [...document.getElementById('player').textTracks]
 
 test('captions over WebRTC, then as an HLS subtitle track, then on the replay', async () => {
   const context = await env.browser.newContext();
-  const studio = await context.newPage();
-  await studio.goto(env.urls.studio);
-  await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
-  await studio.locator('#golive').click();
-  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  const studio = await goLive(context, env.urls.studio);
 
   // WebRTC: the captions menu offers English; picked, the seller's words appear over the video.
   const watch = await context.newPage();

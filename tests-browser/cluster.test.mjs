@@ -7,19 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, launchBrowser, WAIT } from './harness.mjs';
+import { startServer, launchBrowser, metric, goLive, keepsDecoding, WAIT } from './harness.mjs';
 
 const redis = process.env.VITRINE_TEST_REDIS_URL;
 let nodes = [];
 let browser;
 let dir;
-
-// The value of the sample named exactly `name` in a node's Prometheus text (0 when absent).
-async function metric(base, name) {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
 
 before(async () => {
   assert.ok(redis, 'VITRINE_TEST_REDIS_URL is set by the test command');
@@ -47,36 +40,14 @@ after(async () => {
 test('a watch page on another node plays the stream through one relay', async () => {
   const [b, a] = nodes;
   const context = await browser.newContext();
-  const studio = await context.newPage();
-  await studio.goto(a.urls.studio);
-  await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
-  await studio.locator('#golive').click();
-  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  await goLive(context, a.urls.studio);
 
   // Node A's demo stream, watched on node B.
   const stream = new URL(a.urls.watch).pathname.split('/').pop();
   const watch = await context.newPage();
   await watch.goto(`${b.urls.base}/watch/${stream}`);
   await watch.waitForFunction(() => document.getElementById('player').videoWidth > 0, null, { timeout: WAIT });
-  const frames = () => watch.evaluate(async () => {
-    let decoded = 0;
-    (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded || 0;
-    });
-    return decoded;
-  });
-  const first = await frames();
-  await watch.waitForFunction(
-    async (before) => {
-      let decoded = 0;
-      (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded || 0;
-      });
-      return decoded > before + 30;
-    },
-    first,
-    { timeout: WAIT, polling: 250 },
-  );
+  await keepsDecoding(watch);
   assert.equal(await metric(b.urls.base, 'vitrine_cluster_relays'), 1, 'node B runs one relay');
   assert.equal(await metric(a.urls.base, 'vitrine_relay_legs'), 1, 'node A serves one relay leg');
   assert.equal(await metric(a.urls.base, 'vitrine_subscribers'), 1, 'the viewer is on B, not on A');

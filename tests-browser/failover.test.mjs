@@ -12,7 +12,7 @@ import { writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, launchBrowser, BINARY, WAIT } from './harness.mjs';
+import { startServer, launchBrowser, metric, goLive, keepsDecoding, BINARY, WAIT } from './harness.mjs';
 
 const redis = process.env.VITRINE_TEST_REDIS_URL;
 let nodes = {};
@@ -21,13 +21,6 @@ let front;
 let browser;
 let dir;
 let secret;
-
-// The value of the sample named exactly `name` in a node's Prometheus text (0 when absent).
-async function metric(base, name) {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -123,30 +116,6 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-// Frames the watch page decoded so far.
-const decoded = (page) => page.evaluate(async () => {
-  let frames = 0;
-  (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
-  });
-  return frames;
-});
-
-async function keepsDecoding(page) {
-  const before = await decoded(page);
-  await page.waitForFunction(
-    async (n) => {
-      let frames = 0;
-      (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
-      });
-      return frames > n + 30;
-    },
-    before,
-    { timeout: WAIT, polling: 250 },
-  );
-}
-
 // Waits until the studio publishes live on a new session and `node` holds the stream; the time
 // it took. (The session's URL is the balancer's unless a node redirected the page.)
 async function republishedOn(studio, previous, node) {
@@ -167,12 +136,8 @@ async function republishedOn(studio, previous, node) {
 test('the studio behind a balancer re-publishes on another node when its node drains, then when it dies', async () => {
   const { a, b, c } = nodes;
   const context = await browser.newContext();
-  const studio = await context.newPage();
   const studioUrl = new URL(a.urls.studio);
-  await studio.goto(`${front}${studioUrl.pathname}${studioUrl.search}${studioUrl.hash}`);
-  await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
-  await studio.locator('#golive').click();
-  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  const studio = await goLive(context, `${front}${studioUrl.pathname}${studioUrl.search}${studioUrl.hash}`);
   const first = await studio.evaluate(() => window.vitrineStudio.session.location);
   assert.ok(first.startsWith(front), `A took the publisher the balancer sent it (${first})`);
   assert.equal(await metric(a.urls.base, 'vitrine_cluster_origins'), 1, 'A holds the stream');

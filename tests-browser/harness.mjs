@@ -98,3 +98,47 @@ export function useServerAndBrowser(config, browserOptions) {
   });
   return env;
 }
+
+// The value of the sample named exactly `name` in a server's Prometheus text (0 when absent).
+export async function metric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+// Opens the studio at `url` in `context`, goes live and waits until the page says it is.
+export async function goLive(context, url) {
+  const studio = await context.newPage();
+  await studio.goto(url);
+  await studio.waitForFunction(() => !document.getElementById('golive').disabled, null, { timeout: WAIT });
+  await studio.locator('#golive').click();
+  await studio.waitForFunction(() => document.getElementById('state').textContent === 'live', null, { timeout: WAIT });
+  return studio;
+}
+
+// Video frames a watch page's WebRTC session has decoded so far.
+export function framesDecoded(page) {
+  return page.evaluate(async () => {
+    let frames = 0;
+    (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+    });
+    return frames;
+  });
+}
+
+// Waits until a watch page has decoded `more` frames beyond those it has now.
+export async function keepsDecoding(page, more = 30) {
+  const before = await framesDecoded(page);
+  await page.waitForFunction(
+    async ([n, wanted]) => {
+      let frames = 0;
+      (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+      });
+      return frames > n + wanted;
+    },
+    [before, more],
+    { timeout: WAIT, polling: 250 },
+  );
+}

@@ -249,9 +249,17 @@ impl Registry {
 
     /// Publishes this node's entry for `ttl`.
     pub async fn announce(&self, node: &NodeInfo, ttl: Duration) -> Result<(), RegistryError> {
+        self.entry(node, ttl)?
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// A pipeline that writes `node`'s entry for `ttl` and lists it (both replies ignored).
+    fn entry(&self, node: &NodeInfo, ttl: Duration) -> Result<redis::Pipeline, RegistryError> {
         let json = serde_json::to_string(node).map_err(failed)?;
-        redis::pipe()
-            .cmd("SET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
             .arg(self.node_key(&node.id))
             .arg(json)
             .arg("PX")
@@ -260,10 +268,8 @@ impl Registry {
             .cmd("SADD")
             .arg(self.nodes_key())
             .arg(&node.id)
-            .ignore()
-            .query_async::<()>(&mut self.redis.clone())
-            .await
-            .map_err(failed)
+            .ignore();
+        Ok(pipe)
     }
 
     /// Removes this node's entry at once (a clean exit).
@@ -364,18 +370,7 @@ impl Registry {
         work: &[&str],
         lease: Duration,
     ) -> Result<Vec<bool>, RegistryError> {
-        let json = serde_json::to_string(node).map_err(failed)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.node_key(&node.id))
-            .arg(json)
-            .arg("PX")
-            .arg(millis(ttl))
-            .ignore()
-            .cmd("SADD")
-            .arg(self.nodes_key())
-            .arg(&node.id)
-            .ignore();
+        let mut pipe = self.entry(node, ttl)?;
         for stream in origins {
             let works: Vec<String> = work
                 .iter()
