@@ -116,29 +116,69 @@ export async function goLive(context, url) {
   return studio;
 }
 
-// Video frames a watch page's WebRTC session has decoded so far.
-export function framesDecoded(page) {
-  return page.evaluate(async () => {
-    let frames = 0;
-    (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
-    });
-    return frames;
+// Samples, every 50 ms, the video frames a watch page has decoded over all its WebRTC sessions
+// (a new session counts from zero again) into window.__decoded, and keeps the history as
+// [time, frames] pairs in window.__frames. Waits read these with synchronous predicates:
+// Playwright's waitForFunction takes a promise as a truthy answer, so an async predicate
+// would never wait.
+export async function trackFrames(page) {
+  await page.evaluate(() => {
+    if (window.__frames) return;
+    window.__frames = [];
+    window.__decoded = 0;
+    let seen = null;
+    let carried = 0;
+    let last = 0;
+    setInterval(async () => {
+      const pc = window.vitrineWatch.session?.pc;
+      let n = 0;
+      if (pc) {
+        try {
+          (await pc.getStats()).forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded || 0;
+          });
+        } catch {
+          return;
+        }
+      }
+      if (pc !== seen) {
+        carried += last;
+        seen = pc;
+        last = 0;
+      }
+      if (pc) last = n;
+      window.__decoded = carried + last;
+      window.__frames.push([Date.now(), window.__decoded]);
+    }, 50);
   });
+}
+
+// Video frames a watch page has decoded so far, all its sessions together.
+export async function framesDecoded(page) {
+  await trackFrames(page);
+  await page.waitForFunction(() => window.__frames.length > 0, null, { timeout: WAIT });
+  return page.evaluate(() => window.__decoded);
 }
 
 // Waits until a watch page has decoded `more` frames beyond those it has now.
 export async function keepsDecoding(page, more = 30) {
   const before = await framesDecoded(page);
-  await page.waitForFunction(
-    async ([n, wanted]) => {
-      let frames = 0;
-      (await window.vitrineWatch.session.pc.getStats()).forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
-      });
-      return frames > n + wanted;
-    },
-    [before, more],
-    { timeout: WAIT, polling: 250 },
-  );
+  await page.waitForFunction(([n, wanted]) => window.__decoded > n + wanted, [before, more], { timeout: WAIT });
+}
+
+// The longest time after `since` (ms since the epoch) that a tracked watch page decoded no new
+// frame (trackFrames must have been running since before `since`).
+export function longestFreeze(page, since) {
+  return page.evaluate((t0) => {
+    let longest = 0;
+    let changedAt = null;
+    let frames = -1;
+    for (const [t, n] of window.__frames) {
+      if (n === frames) continue;
+      if (changedAt !== null && t >= t0) longest = Math.max(longest, t - Math.max(changedAt, t0));
+      changedAt = t;
+      frames = n;
+    }
+    return longest;
+  }, since);
 }
