@@ -34,3 +34,17 @@ seller_token() {
   target/release/vitrine sellers create --name loadtest --data-dir "$1" ${2:+--database-url "$2"} |
     python3 -c 'import sys, json; print(json.load(sys.stdin)["api_token"])'
 }
+
+# serve_whep PORT DATA_DIR [FLAGS...]: starts the release Vitrine for a WHEP fan-out on loopback
+# (every simulated viewer comes from 127.0.0.1, so the per-address limit on pending viewers is
+# lifted), waits until it answers, and sets served_pid. Its log is DATA_DIR/vitrine.log.
+serve_whep() {
+  local port=$1 data=$2
+  shift 2
+  mkdir -p "$data"
+  target/release/vitrine serve --listen "127.0.0.1:$port" --data-dir "$data" --ice-bind 127.0.0.1 \
+    --whep-pending-per-ip 100000 "$@" >"$data/vitrine.log" 2>&1 &
+  served_pid=$!
+  pids+=("$served_pid")
+  wait_healthy "http://127.0.0.1:$port/healthz"
+}

@@ -21,11 +21,8 @@ lt=target/release/vitrine-loadtest
 source loadtest/lib.sh
 
 url=http://127.0.0.1:18080
-target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 \
-  --whep-pending-per-ip 100000 >"$dir/vitrine.log" 2>&1 &
-pid=$!
-pids+=("$pid")
-wait_healthy "$url/healthz"
+serve_whep 18080 "$dir"
+pid=$served_pid
 token=$(seller_token "$dir")
 
 # The generator measures for longer than perf samples: perf starts once every subscriber

@@ -24,20 +24,12 @@ lt=target/release/vitrine-loadtest
 source loadtest/lib.sh
 
 vitrine_url=http://127.0.0.1:18080
-# Every simulated viewer comes from 127.0.0.1: lift the per-address limit on pending viewers.
-target/release/vitrine serve --listen 127.0.0.1:18080 --data-dir "$dir" --ice-bind 127.0.0.1 \
-  --whep-pending-per-ip 100000 >"$dir/vitrine.log" 2>&1 &
-vitrine_pid=$!
-pids+=("$vitrine_pid")
-wait_healthy "$vitrine_url/healthz"
+serve_whep 18080 "$dir"
+vitrine_pid=$served_pid
 token=$(seller_token "$dir")
 if [ "$port_per_session" = 1 ]; then
-  mkdir -p "$dir/ports"
-  target/release/vitrine serve --listen 127.0.0.1:18081 --data-dir "$dir/ports" --ice-bind 127.0.0.1 \
-    --ice-port-range 40000-49999 --whep-pending-per-ip 100000 >"$dir/vitrine-ports.log" 2>&1 &
-  ports_pid=$!
-  pids+=("$ports_pid")
-  wait_healthy http://127.0.0.1:18081/healthz
+  serve_whep 18081 "$dir/ports" --ice-port-range 40000-49999
+  ports_pid=$served_pid
   ports_token=$(seller_token "$dir/ports")
 fi
 
