@@ -60,4 +60,5 @@ for n in "${counts[@]}"; do
     fi
   done
 done
-"$lt" chart --input "$out.jsonl" --png "$out.png" --subject vitrine
+"$lt" chart --input "$out.jsonl" --png "$out.png" --subject vitrine \
+  --title "WHEP fan-out, one ~$kbps kbit/s VP8 publisher"

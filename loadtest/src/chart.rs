@@ -216,7 +216,12 @@ pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
             .push(row);
     }
     print_table(&grouped, spec, &args.subject);
-    draw(&grouped, spec, &args.png)?;
+    draw(
+        &grouped,
+        spec,
+        args.title.as_deref().unwrap_or(spec.title),
+        &args.png,
+    )?;
     println!("chart: {}", args.png.display());
     Ok(())
 }
@@ -251,7 +256,7 @@ fn print_table(grouped: &Grouped, spec: &Spec, subject: &str) {
     }
 }
 
-fn draw(grouped: &Grouped, spec: &Spec, png: &std::path::Path) -> anyhow::Result<()> {
+fn draw(grouped: &Grouped, spec: &Spec, title: &str, png: &std::path::Path) -> anyhow::Result<()> {
     let font = std::fs::read(FONT).with_context(|| format!("reading font {FONT}"))?;
     plotters::style::register_font(
         "sans-serif",
@@ -261,7 +266,7 @@ fn draw(grouped: &Grouped, spec: &Spec, png: &std::path::Path) -> anyhow::Result
     .map_err(|_| anyhow::anyhow!("invalid font {FONT}"))?;
     let root = BitMapBackend::new(png, (1400, 900)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(spec.title, ("sans-serif", 28))?;
+    let root = root.titled(title, ("sans-serif", 28))?;
     let palette = [
         RGBColor(214, 39, 40),
         RGBColor(31, 119, 180),

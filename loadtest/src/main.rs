@@ -118,6 +118,9 @@ pub struct ChartArgs {
     /// The server the ratios are computed for, against every other label.
     #[arg(long, default_value = "vitrine")]
     pub subject: String,
+    /// The chart's title, when the run differs from what the kind's title says (a bitrate).
+    #[arg(long)]
+    pub title: Option<String>,
 }
 
 #[tokio::main]
