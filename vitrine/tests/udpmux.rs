@@ -38,6 +38,25 @@ fn mux(server: &TestServer) -> Arc<UdpMux> {
     Arc::clone(running.state.sfu.factory.mux().expect("a shared ICE port"))
 }
 
+/// A shared-port server whose stream has a publisher and one viewer receiving video (over
+/// ICE-TCP when `tcp`); the publisher must be kept for the stream to stay live. With the
+/// server ufrag of the viewer's session, which any observer of its answer knows.
+async fn one_viewer(title: &str, tcp: bool) -> (TestServer, TestPublisher, TestSubscriber, String) {
+    let server = TestServer::with_ice(shared_port_server()).await;
+    let stream = server.media_stream(title).await;
+    let (whip, whep, key) = stream.endpoints();
+    let publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
+    let mut viewer = if tcp {
+        TestSubscriber::start_over_tcp(&server.http, &server.base, whep).await
+    } else {
+        TestSubscriber::start(&server.http, &server.base, whep).await
+    };
+    viewer.video(5).await;
+    let answer = viewer.pc.current_remote_description().await.unwrap().sdp;
+    let (ufrag, _) = ice_credentials(&answer).unwrap();
+    (server, publisher, viewer, ufrag)
+}
+
 /// The ports of an SDP's UDP candidates.
 fn candidate_ports(sdp: &str) -> Vec<u16> {
     sdp.lines()
@@ -118,16 +137,9 @@ async fn fifty_viewers_and_a_publisher_share_one_udp_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_with_a_wrong_integrity_does_not_take_a_session() {
-    let server = TestServer::with_ice(shared_port_server()).await;
+    let (server, _publisher, mut viewer, ufrag) = one_viewer("Spoof", false).await;
     let mux = mux(&server);
     let counters = counters(&server);
-    let stream = server.media_stream("Spoof").await;
-    let (whip, whep, key) = stream.endpoints();
-    let _publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
-    let mut viewer = TestSubscriber::start(&server.http, &server.base, whep).await;
-    viewer.video(5).await;
-    let answer = viewer.pc.current_remote_description().await.unwrap().sdp;
-    let (ufrag, _) = ice_credentials(&answer).unwrap();
 
     // A stranger who read the viewer's ufrag sends a check signed with a guessed password,
     // then media, from its own address.
@@ -257,16 +269,9 @@ async fn viewers_whose_network_blocks_udp_watch_over_the_shared_tcp_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_connection_whose_first_frame_does_not_authenticate_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = TestServer::with_ice(shared_port_server()).await;
+    let (server, _publisher, mut viewer, ufrag) = one_viewer("TCP spoof", true).await;
     let mux = mux(&server);
     let counters = counters(&server);
-    let stream = server.media_stream("TCP spoof").await;
-    let (whip, whep, key) = stream.endpoints();
-    let _publisher = TestPublisher::start(&server.http, &server.base, whip, key, "video/VP8").await;
-    let mut viewer = TestSubscriber::start_over_tcp(&server.http, &server.base, whep).await;
-    viewer.video(5).await;
-    let answer = viewer.pc.current_remote_description().await.unwrap().sdp;
-    let (ufrag, _) = ice_credentials(&answer).unwrap();
     let shared = SocketAddr::from(([127, 0, 0, 1], mux.tcp_port().unwrap()));
     let framed = |m: &[u8]| {
         let mut f = (m.len() as u16).to_be_bytes().to_vec();

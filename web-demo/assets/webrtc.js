@@ -194,6 +194,11 @@ export function keepConnected(live, onLost) {
   let received = -1;
   let grew = Date.now();
   const silence = setInterval(async () => {
+    // A connection the page closed itself (stop, a switch to HLS) fires no event: stop here.
+    if (done || pc.signalingState === 'closed') {
+      clearInterval(silence);
+      return;
+    }
     let bytes = 0;
     try {
       (await pc.getStats()).forEach((s) => { if (s.type === 'transport') bytes += s.bytesReceived || 0; });
@@ -204,7 +209,7 @@ export function keepConnected(live, onLost) {
     if (bytes !== received) {
       received = bytes;
       grew = now;
-    } else if (!restarting && !done && pc.connectionState === 'connected' && now - grew >= SILENCE_MS) {
+    } else if (!restarting && pc.connectionState === 'connected' && now - grew >= SILENCE_MS) {
       grew = now;
       clearTimeout(timer);
       restart();
