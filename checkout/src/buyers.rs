@@ -6,7 +6,7 @@ use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
 use serde::Serialize;
 use sqlx::Row;
-use vitrine_core::{BuyerId, Secret};
+use vitrine_core::{BuyerId, Region, Secret};
 
 pub const MAX_DISPLAY_NAME_CHARS: usize = 40;
 
@@ -34,10 +34,10 @@ impl Checkout {
     /// Creates a guest buyer and returns its session token (shown once).
     pub async fn create_buyer(&self, display_name: &str) -> Result<(Buyer, Secret), CheckoutError> {
         let buyer = Buyer {
-            id: BuyerId::generate(),
+            id: BuyerId::generate_in(self.config.home.as_ref()),
             display_name: clean_display_name(display_name)?,
         };
-        let token = Secret::generate("bt");
+        let token = Secret::generate(&Region::tag(self.config.home.as_ref(), "bt"));
         sqlx::query(
             "INSERT INTO buyers (id, display_name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
         )

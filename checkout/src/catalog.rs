@@ -205,7 +205,7 @@ impl Checkout {
         new.validate()?;
         let now = now_ms();
         let product = Product {
-            id: ProductId::generate(),
+            id: ProductId::generate_in(self.config.home.as_ref()),
             seller_id: seller.clone(),
             sku: new.sku,
             title: new.title.trim().to_owned(),

@@ -71,6 +71,9 @@ pub struct CheckoutConfig {
     /// The key file of card fingerprints (see [`card::CardKey`]); the binary's default is
     /// `<data dir>/card-fingerprint.key`. Every node of a deployment needs the same file.
     pub card_key_file: Option<std::path::PathBuf>,
+    /// This node's region in a deployment of several: buyers, products and orders made here
+    /// carry it in their ids (and buyers' tokens), so other regions route their requests here.
+    pub home: Option<vitrine_core::Region>,
 }
 
 impl Default for CheckoutConfig {
@@ -83,6 +86,7 @@ impl Default for CheckoutConfig {
             rates_max_age: Duration::from_secs(24 * 3600),
             fees: FeePolicy::default(),
             card_key_file: None,
+            home: None,
         }
     }
 }

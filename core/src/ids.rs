@@ -58,6 +58,11 @@ macro_rules! id_type {
                 Self(random_id($prefix))
             }
 
+            /// A fresh random identifier tagged with its home region, when there is one.
+            pub fn generate_in(home: Option<&crate::Region>) -> Self {
+                Self(random_id(&crate::Region::tag(home, $prefix)))
+            }
+
             /// Validates an identifier received from outside.
             pub fn parse(raw: &str) -> Result<Self, IdError> {
                 validate(raw)?;

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod ids;
 pub mod money;
 pub mod problem;
+pub mod region;
 pub mod schema;
 pub mod secret;
 pub mod time;
@@ -28,5 +29,6 @@ pub use ids::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;
+pub use region::{Region, RegionError};
 pub use secret::{Secret, SecretHash, constant_time_eq};
 pub use time::{Timestamp, TimestampError};

@@ -8,7 +8,7 @@ use crate::{Platform, PlatformError, corrupt, now, valid_name};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use vitrine_core::{ApiKeyId, Secret, SellerId, Timestamp};
+use vitrine_core::{ApiKeyId, Region, Secret, SellerId, Timestamp};
 
 pub const MAX_KEY_NAME_CHARS: usize = 100;
 /// Most keys (not revoked) one account may hold.
@@ -99,8 +99,8 @@ fn key_from_row(r: &AnyRow) -> Result<(ApiKey, SellerId, SellerId), PlatformErro
     Ok((key, owner, seller))
 }
 
-fn new_secret(mode: Mode) -> (Secret, String) {
-    let secret = Secret::generate(&format!("vk_{}", mode.as_str()));
+fn new_secret(mode: Mode, home: Option<&Region>) -> (Secret, String) {
+    let secret = Secret::generate(&Region::tag(home, &format!("vk_{}", mode.as_str())));
     let raw = secret.expose();
     let hint = format!("{}…{}", &raw[..12], &raw[raw.len() - 4..]);
     (secret, hint)
@@ -134,7 +134,7 @@ impl Platform {
                 "an account may hold at most {MAX_KEYS_PER_OWNER} keys"
             )));
         }
-        let (secret, hint) = new_secret(new.mode);
+        let (secret, hint) = new_secret(new.mode, self.home.as_ref());
         let key = ApiKey {
             id: ApiKeyId::generate(),
             name,
@@ -196,7 +196,7 @@ impl Platform {
         id: &ApiKeyId,
     ) -> Result<(ApiKey, Secret), PlatformError> {
         let mut key = self.key_of(owner, id).await?;
-        let (secret, hint) = new_secret(key.mode);
+        let (secret, hint) = new_secret(key.mode, self.home.as_ref());
         sqlx::query("UPDATE api_keys SET key_hash = $1, key_hint = $2 WHERE id = $3")
             .bind(secret.hash().0)
             .bind(&hint)

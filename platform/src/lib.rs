@@ -46,11 +46,19 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> PlatformError {
 #[derive(Clone)]
 pub struct Platform {
     pub(crate) pool: AnyPool,
+    /// This node's region in a deployment of several: keys and tokens made here carry it.
+    pub(crate) home: Option<vitrine_core::Region>,
 }
 
 impl Platform {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, home: None }
+    }
+
+    /// Tags the keys and tokens made from now on with `home` (see `vitrine_core::region`).
+    pub fn with_home(mut self, home: Option<vitrine_core::Region>) -> Self {
+        self.home = home;
+        self
     }
 
     /// Runs the platform's migrations (versions 0300 and up) on a pool of either backend.

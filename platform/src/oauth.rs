@@ -14,7 +14,7 @@ use crate::scope::Scopes;
 use crate::{Platform, PlatformError, corrupt, now};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use vitrine_core::{AppId, GrantId, Secret, SellerId};
+use vitrine_core::{AppId, GrantId, Region, Secret, SellerId};
 
 /// How long an authorization code may wait to be exchanged.
 pub const CODE_TTL_MS: i64 = 60_000;
@@ -448,7 +448,7 @@ impl Platform {
             .bind(&hash.0)
             .execute(&mut *tx)
             .await?;
-        let response = issue_pair(&mut tx, &grant, scopes, now).await?;
+        let response = issue_pair(&mut tx, &grant, scopes, now, self.home.as_ref()).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -520,7 +520,7 @@ impl Platform {
                 asked
             }
         };
-        let response = issue_pair(&mut tx, &grant, scopes, now).await?;
+        let response = issue_pair(&mut tx, &grant, scopes, now, self.home.as_ref()).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -664,9 +664,10 @@ async fn issue_pair(
     grant: &GrantId,
     scopes: Scopes,
     now: i64,
+    home: Option<&Region>,
 ) -> Result<TokenResponse, sqlx::Error> {
-    let access = Secret::generate("vat");
-    let refresh = Secret::generate("vrt");
+    let access = Secret::generate(&Region::tag(home, "vat"));
+    let refresh = Secret::generate(&Region::tag(home, "vrt"));
     for (secret, kind, ttl) in [
         (&access, "access", ACCESS_TTL_MS),
         (&refresh, "refresh", REFRESH_TTL_MS),

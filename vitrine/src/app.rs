@@ -32,7 +32,7 @@ use vitrine_subtitles::live::LiveCaptions;
 use vitrine_transcode::Hls;
 
 /// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
-const MAX_BODY_BYTES: usize = 128 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 128 * 1024;
 /// How long in-flight requests may take to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +58,10 @@ pub struct AppState {
     pub edge: Arc<EdgeConfig>,
     /// What this node serves.
     pub roles: crate::roles::Roles,
+    /// The deployment's regions when it has several (requests of other regions go there).
+    pub homes: Option<crate::regions::Homes>,
+    /// Buyers by token, this region's and other regions' (asked of their home).
+    pub buyers: crate::regions::Buyers,
     registry: Arc<Registry>,
     public_url: Arc<OnceLock<String>>,
 }
@@ -205,12 +209,16 @@ pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
     {
         app = app.merge(vitrine_transcode::routes::routes(hls));
     }
-    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            edge,
-            crate::edge::edge,
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+    app.layer(axum::middleware::from_fn_with_state(
+        state.homes.clone(),
+        crate::regions::route_home,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(axum::middleware::from_fn_with_state(
+        edge,
+        crate::edge::edge,
+    ))
+    .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
 /// A request's span: its method and path, never its query, where credentials may travel (a
@@ -232,9 +240,12 @@ pub(crate) fn hostname() -> String {
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let homes = config.regions.clone().map(crate::regions::Homes::new);
+    let home = config.regions.as_ref().map(|r| r.here.clone());
     let store = Store::connect(&config.database_url)
         .await
-        .context("opening the database")?;
+        .context("opening the database")?
+        .with_home(home.clone());
     let mut registry = Registry::default();
     let media = roles::media::build(config, &store, &mut registry)?;
     let pool = captions::load_pool(config, &mut registry).await;
@@ -243,7 +254,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let events = Arc::new(EventRelay::default());
     let background = CancellationToken::new();
     let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
-    let chat = roles::api::chat(config, &store, &commerce.checkout, &mut registry).await?;
+    let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
+    let chat = roles::api::chat(config, &store, &commerce.checkout, &buyers, &mut registry).await?;
     events.connect(Arc::new(chat.clone()));
     let captions = captions::start(
         config,
@@ -269,7 +281,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         cluster_metrics.register(&mut registry);
     }
     let state = AppState {
-        platform: Platform::new(store.pool().clone()),
+        platform: Platform::new(store.pool().clone()).with_home(home),
+        buyers,
+        homes,
         store,
         checkout: commerce.checkout.clone(),
         limiter,

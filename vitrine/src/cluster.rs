@@ -47,6 +47,13 @@ pub struct FileCluster {
     max_load: Option<u64>,
 }
 
+impl FileCluster {
+    /// The region the file gives this node (the deployment's regions need it, clustered or not).
+    pub fn region(&self) -> Option<String> {
+        self.region.clone()
+    }
+}
+
 /// A clustered node's settings, before the listener is bound (the URL may come from it).
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {

@@ -166,6 +166,9 @@ struct FileConfig {
     metrics: crate::edge::FileMetrics,
     #[serde(default)]
     cluster: crate::cluster::FileCluster,
+    /// `[regions.<name>]`: a deployment of several regions, a database each.
+    #[serde(default)]
+    regions: std::collections::BTreeMap<String, crate::regions::FileRegion>,
 }
 
 pub use crate::roles::{Role, Roles};
@@ -660,6 +663,8 @@ pub struct Config {
     pub edge: crate::edge::EdgeConfig,
     /// Membership of a media cluster (needs Redis); `None` runs the node alone.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// The deployment's regions when it has several; `None` for one.
+    pub regions: Option<std::sync::Arc<crate::regions::Regions>>,
 }
 
 fn parse_port_range(raw: &str) -> anyhow::Result<(u16, u16)> {
@@ -679,17 +684,28 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let checkout = checkout_config(args.reservation_window_secs, &file)?;
+        let mut checkout = checkout_config(args.reservation_window_secs, &file)?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let database_url = args.database_url.or(file.database_url).unwrap_or_else(|| {
-            format!(
+        let here = args.cluster.region.clone().or(file.cluster.region());
+        let regions =
+            crate::regions::Regions::resolve(here, file.regions)?.map(std::sync::Arc::new);
+        let database_url = match (&regions, args.database_url.or(file.database_url)) {
+            (Some(_), Some(_)) => {
+                bail!(
+                    "with [regions], the database is the node's region's regions.<name>.database_url"
+                )
+            }
+            (Some(regions), None) => regions.local().database_url.clone(),
+            (None, Some(url)) => url,
+            (None, None) => format!(
                 "sqlite://{}?mode=rwc",
                 data_dir.join("vitrine.db").display()
-            )
-        });
+            ),
+        };
+        checkout.home = regions.as_ref().map(|r| r.here.clone());
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -764,6 +780,7 @@ impl Config {
         }
         Ok(Self {
             cluster,
+            regions,
             listen: args
                 .listen
                 .or(file.listen)
@@ -857,6 +874,8 @@ fn checkout_config(window_flag: Option<u64>, file: &FileConfig) -> anyhow::Resul
         )?,
         fees: PayoutsConfig::fees_from_file(&file.payouts)?,
         card_key_file: file.checkout.card_key_file.clone(),
+        // Set once the regions are known (see `Config::resolve`).
+        home: None,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod operators;
 pub mod pages;
 pub mod portal;
+pub mod regions;
 pub mod roles;
 pub mod sale_shares;
 pub mod store;

@@ -161,6 +161,9 @@ struct StoreArgs {
     config: Option<PathBuf>,
     #[arg(long, env = "VITRINE_DATABASE_URL")]
     database_url: Option<String>,
+    /// The region whose database to use, in a deployment of several (`[regions]`).
+    #[arg(long, env = "VITRINE_REGION")]
+    region: Option<String>,
 }
 
 impl StoreArgs {
@@ -170,6 +173,10 @@ impl StoreArgs {
             data_dir: self.data_dir,
             config: self.config,
             database_url: self.database_url,
+            cluster: vitrine::cluster::ClusterArgs {
+                region: self.region,
+                ..Default::default()
+            },
             ..Default::default()
         })
     }
@@ -269,7 +276,8 @@ async fn main() -> anyhow::Result<()> {
             let config = store.resolve()?;
             let name = vitrine::store::checked_name(&name)?;
             std::fs::create_dir_all(&config.data_dir)?;
-            let store = Store::connect(&config.database_url).await?;
+            let home = config.regions.as_ref().map(|r| r.here.clone());
+            let store = Store::connect(&config.database_url).await?.with_home(home);
             let (seller, token) = store.create_seller(name).await?;
             println!(
                 "{}",

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vitrine_checkout::Backend;
 use vitrine_checkout::webhooks::{EventType, outbox};
 use vitrine_core::{
-    DirectoryError, PinId, ProductId, Secret, SecretHash, SellerId, StreamDirectory, StreamId,
-    StreamRecord, StreamState,
+    DirectoryError, PinId, ProductId, Region, Secret, SecretHash, SellerId, StreamDirectory,
+    StreamId, StreamRecord, StreamState,
 };
 
 /// Longest stream title accepted.
@@ -55,6 +55,9 @@ pub struct StreamRow {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// This node's region in a deployment of several: sellers, their tokens and streams made
+    /// here carry it (see `vitrine_core::region`).
+    home: Option<Region>,
 }
 
 /// A seller's or operator's name given to the CLI, trimmed: 1 to [`MAX_NAME_CHARS`] characters.
@@ -101,7 +104,18 @@ impl Store {
         migrator.run(&pool).await?;
         vitrine_checkout::db::migrate(&pool, backend).await?;
         vitrine_platform::Platform::migrate(&pool, backend == Backend::Sqlite).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, home: None })
+    }
+
+    /// Tags the sellers, tokens and streams made from now on with `home`.
+    pub fn with_home(mut self, home: Option<Region>) -> Self {
+        self.home = home;
+        self
+    }
+
+    /// A new seller account token, tagged with this node's region.
+    fn seller_token(&self) -> Secret {
+        Secret::generate(&Region::tag(self.home.as_ref(), "vt"))
     }
 
     /// The pool, shared with checkout.
@@ -112,10 +126,10 @@ impl Store {
     /// Creates a seller and returns it with its API token (shown once, stored hashed).
     pub async fn create_seller(&self, name: &str) -> Result<(Seller, Secret), StoreError> {
         let seller = Seller {
-            id: SellerId::generate(),
+            id: SellerId::generate_in(self.home.as_ref()),
             name: name.to_owned(),
         };
-        let token = Secret::generate("vt");
+        let token = self.seller_token();
         sqlx::query(
             "INSERT INTO sellers (id, name, api_token_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -130,7 +144,7 @@ impl Store {
 
     /// Replaces a seller's API token (the old one stops working) and returns the new one.
     pub async fn rotate_seller_token(&self, seller: &SellerId) -> Result<Secret, StoreError> {
-        let token = Secret::generate("vt");
+        let token = self.seller_token();
         sqlx::query("UPDATE sellers SET api_token_hash = $1 WHERE id = $2")
             .bind(token.hash().0)
             .bind(seller.as_str())
@@ -171,7 +185,7 @@ impl Store {
             return Ok(s);
         }
         let sandbox = Seller {
-            id: SellerId::generate(),
+            id: SellerId::generate_in(self.home.as_ref()),
             name: format!("{} (test)", owner.name),
         };
         let inserted = sqlx::query(
@@ -201,7 +215,7 @@ impl Store {
         let key = Secret::generate("sk");
         let now = now_ms();
         let row = StreamRow {
-            id: StreamId::generate(),
+            id: StreamId::generate_in(self.home.as_ref()),
             seller_id: seller.clone(),
             title: title.to_owned(),
             state: StreamState::Idle,

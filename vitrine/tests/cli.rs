@@ -84,6 +84,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         demo: false,
         edge: Default::default(),
         cluster: None,
+        regions: None,
     };
     let running = app::start(&config).await.unwrap();
     assert!(running.state.public_url().starts_with("https://"));

@@ -198,7 +198,7 @@ impl Checkout {
     ) -> Order {
         let reserved_until = now + self.config.reservation_window.as_millis() as i64;
         Order {
-            id: OrderId::generate(),
+            id: OrderId::generate_in(self.config.home.as_ref()),
             status: OrderStatus::Pending,
             buyer_id: buyer.clone(),
             seller_id: priced.product.seller_id.clone(),

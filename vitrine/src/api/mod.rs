@@ -164,8 +164,8 @@ impl FromRequestParts<AppState> for AuthBuyer {
         let token = bearer(&parts.headers)
             .ok_or_else(|| Problem::unauthorized("missing bearer buyer token"))?;
         state
-            .checkout
-            .buyer_by_token(&Secret::from_presented(token))
+            .buyers
+            .by_token(&Secret::from_presented(token))
             .await?
             .map(AuthBuyer)
             .ok_or_else(|| Problem::unauthorized("invalid buyer token").into())
@@ -194,8 +194,8 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Self::Seller(principal.seller));
         }
         state
-            .checkout
-            .buyer_by_token(&Secret::from_presented(token))
+            .buyers
+            .by_token(&Secret::from_presented(token))
             .await?
             .map(Self::Buyer)
             .ok_or(ApiError::InvalidToken)

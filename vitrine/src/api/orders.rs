@@ -19,6 +19,7 @@ use vitrine_core::{BuyerId, OrderId, Problem};
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
     create_buyer,
+    current_buyer,
     list_orders,
     place_order,
     get_order,
@@ -31,6 +32,7 @@ pub struct Doc;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/buyers", post(create_buyer))
+        .route("/api/v1/buyers/me", get(current_buyer))
         .route("/api/v1/orders", get(list_orders).post(place_order))
         .route("/api/v1/orders/{id}", get(get_order))
         .route("/api/v1/orders/{id}/fulfil", post(fulfil))
@@ -77,6 +79,30 @@ async fn create_buyer(
             token: token.expose().to_owned(),
         }),
     ))
+}
+
+/// The buyer a token belongs to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CurrentBuyer {
+    buyer_id: BuyerId,
+    display_name: String,
+}
+
+/// The buyer of the bearer token (another region's node asks this of a buyer's home region)
+#[utoipa::path(
+    get,
+    path = "/api/v1/buyers/me",
+    responses(
+        (status = 200, description = "The buyer", body = CurrentBuyer),
+        (status = 401, description = "No valid buyer token", body = Problem)
+    ),
+    security(("buyerToken" = []))
+)]
+async fn current_buyer(AuthBuyer(buyer): AuthBuyer) -> Json<CurrentBuyer> {
+    Json(CurrentBuyer {
+        buyer_id: buyer.id,
+        display_name: buyer.display_name,
+    })
 }
 
 /// Buy: reserve stock atomically, charge the card, answer with the paid order

@@ -53,6 +53,7 @@ pub async fn chat(
     config: &Config,
     store: &Store,
     checkout: &Checkout,
+    buyers: &crate::regions::Buyers,
     registry: &mut Registry,
 ) -> anyhow::Result<Chat> {
     let bus: Arc<dyn Bus> = match &config.redis_url {
@@ -79,7 +80,7 @@ pub async fn chat(
         }),
         Arc::new(Tokens {
             store: store.clone(),
-            checkout: checkout.clone(),
+            buyers: buyers.clone(),
         }),
         Arc::new(store.clone()),
         Moderation::new(store.pool().clone()),
@@ -104,7 +105,8 @@ pub async fn limiter(config: &Config) -> anyhow::Result<RateLimiter> {
 /// Token resolution for the chat: seller API tokens from the store, buyer tokens from checkout.
 struct Tokens {
     store: Store,
-    checkout: Checkout,
+    /// This region's buyers, and other regions' asked of their home.
+    buyers: crate::regions::Buyers,
 }
 
 #[async_trait::async_trait]
@@ -124,8 +126,8 @@ impl Identities for Tokens {
             }));
         }
         Ok(self
-            .checkout
-            .buyer_by_token(&secret)
+            .buyers
+            .by_token(&secret)
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .map(|b| Identity::Buyer {

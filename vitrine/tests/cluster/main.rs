@@ -5,6 +5,7 @@
 
 mod clients;
 mod nodes;
+mod regions;
 mod roles;
 #[path = "../support/mod.rs"]
 mod support;

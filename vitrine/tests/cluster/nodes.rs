@@ -8,7 +8,7 @@ use std::time::Duration;
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::testing::{TestDatabase, redis_url};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
+pub const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
 
 /// One node: its process, its HTTP base and where its log goes.
 pub struct Node {
@@ -163,7 +163,8 @@ impl Cluster {
         let captions = args
             .windows(2)
             .any(|w| w[0] == "--roles" && w[1].split(',').any(|r| r == "subtitles" || r == "hls"));
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data)
@@ -174,32 +175,11 @@ impl Cluster {
             .args(["--node-id", id, "--cluster-name", &self.name])
             // Whisper only where a test asks for captions (a subtitles node).
             .args((!captions).then_some("--no-subtitles"))
-            // One UDP port per node for every WHIP and WHEP session, as in production, and one
-            // TCP port (any free one: the UDP port's number may be another node's HTTP port).
-            .args([
-                "--ice-bind",
-                "127.0.0.1",
-                "--ice-udp-port",
-                &free_udp_port().to_string(),
-                "--ice-tcp-port",
-                "0",
-            ])
+            .args(one_port_each())
             .arg("--config")
             .arg(self.config())
-            .args(args)
-            .env("RUST_LOG", "info,webrtc=warn,rtc=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let node = Node {
-            id: id.to_owned(),
-            base: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
-            log,
-        };
-        wait_healthy(&node).await;
-        node
+            .args(args);
+        launch(id, port, log, command).await
     }
 
     /// Settings every node of the test cluster shares: short heartbeats and leases so that
@@ -271,7 +251,41 @@ impl Cluster {
     }
 }
 
-fn tail(path: &Path) -> String {
+/// One UDP port per node for every WHIP and WHEP session, as in production, and one TCP port
+/// (any free one: the UDP port's number may be another node's HTTP port).
+pub fn one_port_each() -> Vec<String> {
+    [
+        "--ice-bind",
+        "127.0.0.1",
+        "--ice-udp-port",
+        &free_udp_port().to_string(),
+        "--ice-tcp-port",
+        "0",
+    ]
+    .map(str::to_owned)
+    .into()
+}
+
+/// Starts `command` (a `vitrine serve` listening on `port`) as node `id`, its log in `log`,
+/// and waits until it answers.
+pub async fn launch(id: &str, port: u16, log: PathBuf, mut command: Command) -> Node {
+    let child = command
+        .env("RUST_LOG", "info,webrtc=warn,rtc=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node {
+        id: id.to_owned(),
+        base: format!("http://127.0.0.1:{port}"),
+        child: Some(child),
+        log,
+    };
+    wait_healthy(&node).await;
+    node
+}
+
+pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(80)..].join("\n")
@@ -285,7 +299,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -210,6 +210,7 @@ impl TestServer {
                     ..Default::default()
                 }),
             cluster: None,
+            regions: None,
         };
         let running = app::start(&config).await.unwrap();
         let scheme = if options.tls { "https" } else { "http" };

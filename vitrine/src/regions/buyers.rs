@@ -1,0 +1,114 @@
+//! Buyers by token: this region's from its database; another region's asked of their home
+//! (`GET /api/v1/buyers/me` with the buyer's own token), remembered for a minute.
+
+use super::{Homes, RegionInfo};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vitrine_checkout::{Buyer, Checkout, CheckoutError};
+use vitrine_core::{BuyerId, Region, Secret, SecretHash};
+
+/// How long a buyer from another region, once confirmed by their home, is known here (a token
+/// revoked at home may be taken that much longer here).
+const REMOTE_BUYER_TTL: Duration = Duration::from_secs(60);
+/// Most remote buyers remembered at once.
+const REMOTE_BUYER_CACHE: usize = 10_000;
+
+/// Buyers by token, wherever their home is.
+#[derive(Clone)]
+pub struct Buyers {
+    checkout: Checkout,
+    homes: Option<Homes>,
+    /// Remote buyers confirmed recently, by token hash.
+    remote: Arc<Mutex<HashMap<String, (Buyer, Instant)>>>,
+}
+
+/// `GET /api/v1/buyers/me`'s body, as the home region answers it.
+#[derive(Deserialize)]
+struct Me {
+    buyer_id: BuyerId,
+    display_name: String,
+}
+
+impl Buyers {
+    pub fn new(checkout: Checkout, homes: Option<Homes>) -> Self {
+        Self {
+            checkout,
+            homes,
+            remote: Arc::default(),
+        }
+    }
+
+    /// The buyer a token belongs to: here, or in the region its tag names.
+    pub async fn by_token(&self, token: &Secret) -> Result<Option<Buyer>, CheckoutError> {
+        let Some(homes) = &self.homes else {
+            return self.checkout.buyer_by_token(token).await;
+        };
+        let Some((region, info)) = homes.regions.elsewhere(token.expose()) else {
+            return self.checkout.buyer_by_token(token).await;
+        };
+        let hash = token.hash();
+        if let Some(buyer) = self.remembered(&hash) {
+            return Ok(Some(buyer));
+        }
+        let buyer = ask_home(homes, region, info, token).await?;
+        if let Some(buyer) = &buyer {
+            self.remember(hash, buyer.clone());
+        }
+        Ok(buyer)
+    }
+
+    fn remembered(&self, hash: &SecretHash) -> Option<Buyer> {
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let (buyer, at) = remote.get(&hash.0)?;
+        (at.elapsed() < REMOTE_BUYER_TTL).then(|| buyer.clone())
+    }
+
+    fn remember(&self, hash: SecretHash, buyer: Buyer) {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if remote.len() >= REMOTE_BUYER_CACHE {
+            remote.retain(|_, (_, at)| at.elapsed() < REMOTE_BUYER_TTL);
+        }
+        if remote.len() < REMOTE_BUYER_CACHE {
+            remote.insert(hash.0, (buyer, Instant::now()));
+        }
+    }
+}
+
+/// Asks the buyer's home region, with the buyer's own token, who they are; `None` when it
+/// does not know the token.
+#[tracing::instrument(skip_all, fields(region = %region))]
+async fn ask_home(
+    homes: &Homes,
+    region: &Region,
+    info: &RegionInfo,
+    token: &Secret,
+) -> Result<Option<Buyer>, CheckoutError> {
+    let unavailable = |e: String| {
+        tracing::warn!(region = %region, error = %e, "a buyer's home region did not answer");
+        CheckoutError::Unavailable(format!("the buyer's home region {region} did not answer"))
+    };
+    let response = homes
+        .http
+        .get(format!("{}/api/v1/buyers/me", info.public_url))
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    match response.status() {
+        StatusCode::OK => {
+            let me: Me = response
+                .json()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            Ok(Some(Buyer {
+                id: me.buyer_id,
+                display_name: me.display_name,
+            }))
+        }
+        StatusCode::UNAUTHORIZED => Ok(None),
+        other => Err(unavailable(format!("status {other}"))),
+    }
+}

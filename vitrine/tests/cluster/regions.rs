@@ -1,0 +1,334 @@
+//! Two regions, a PostgreSQL database and a real `vitrine serve` node each: sellers and buyers
+//! live in the region that made them, an API call that belongs to the other region is answered
+//! there (a page is redirected there), and an order of a buyer from abroad is kept in the
+//! seller's region with nothing of the buyer but an id.
+
+use crate::nodes::{BIN, Node, free_port, launch, one_port_each};
+use crate::{buyer, call};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Row;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use vitrine_checkout::db::{Backend, connect};
+use vitrine_checkout::testing::TestDatabase;
+
+/// One region: its database and its node.
+struct Region {
+    name: &'static str,
+    database: TestDatabase,
+    node: Node,
+}
+
+struct Regions {
+    eu: Region,
+    us: Region,
+    dir: tempfile::TempDir,
+}
+
+impl Regions {
+    /// Databases first, then the file naming both regions, then one node per region.
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (eu_db, us_db) = (
+            TestDatabase::create(Backend::Postgres).await.unwrap(),
+            TestDatabase::create(Backend::Postgres).await.unwrap(),
+        );
+        let (eu_port, us_port) = (free_port(), free_port());
+        let file = format!(
+            "[regions.eu]\ndatabase_url = \"{}\"\npublic_url = \"http://127.0.0.1:{eu_port}\"\n\n\
+             [regions.us]\ndatabase_url = \"{}\"\npublic_url = \"http://127.0.0.1:{us_port}\"\n",
+            eu_db.url, us_db.url
+        );
+        std::fs::write(dir.path().join("regions.toml"), file).unwrap();
+        let eu = node(dir.path(), "eu", eu_port).await;
+        let us = node(dir.path(), "us", us_port).await;
+        Self {
+            eu: Region {
+                name: "eu",
+                database: eu_db,
+                node: eu,
+            },
+            us: Region {
+                name: "us",
+                database: us_db,
+                node: us,
+            },
+            dir,
+        }
+    }
+
+    /// A seller made with the operator's CLI in `region`; its account token.
+    fn seller(&self, region: &Region, name: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["sellers", "create", "--name", name, "--region", region.name])
+            .arg("--config")
+            .arg(self.dir.path().join("regions.toml"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("cli"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["api_token"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn node(dir: &Path, region: &str, port: u16) -> Node {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--region",
+            region,
+            "--no-hls",
+            "--no-subtitles",
+            "--no-ip-limits",
+        ])
+        .arg("--config")
+        .arg(dir.join("regions.toml"))
+        .arg("--data-dir")
+        .arg(dir.join(region))
+        .args(one_port_each());
+    let log: PathBuf = dir.join(format!("{region}.log"));
+    launch(region, port, log, command).await
+}
+
+/// Every row of every table of `database`, as text (PostgreSQL's row-to-text cast).
+async fn every_row(database: &TestDatabase) -> Vec<String> {
+    let (pool, _) = connect(&database.url).await.unwrap();
+    let tables: Vec<String> = sqlx::query(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert!(tables.len() > 20, "{tables:?}");
+    let mut rows = Vec::new();
+    for table in tables {
+        // Names from the catalog, quoted.
+        let sql = format!("SELECT t::text FROM \"{table}\" t");
+        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            rows.push(format!("{table}: {}", r.get::<String, _>(0)));
+        }
+    }
+    pool.close().await;
+    rows
+}
+
+async fn count(database: &TestDatabase, sql: &str) -> i64 {
+    let (pool, _) = connect(&database.url).await.unwrap();
+    let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    pool.close().await;
+    n
+}
+
+async fn product(base: &str, seller: &str, sku: &str) -> Value {
+    let new = json!({ "sku": sku, "title": sku, "stock": 5,
+                      "price": { "amount": 1500, "currency": "EUR" } });
+    let (s, p) = call(
+        base,
+        Method::POST,
+        "/api/v1/products",
+        Some(seller),
+        Some(new),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    p
+}
+
+fn order_of(product: &Value) -> Value {
+    json!({ "product_id": product["id"], "quantity": 1,
+            "payment": { "card_number": "4242424242424242" } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyers_data_stays_in_its_region() {
+    let mut regions = Regions::start().await;
+    let (eu, us) = (regions.eu.node.base.clone(), regions.us.node.base.clone());
+    let us_seller = regions.seller(&regions.us, "Boutique US");
+    let eu_seller = regions.seller(&regions.eu, "Boutique EU");
+    assert!(us_seller.starts_with("vt_us_"), "{us_seller}");
+
+    // The US seller works through the EU node: every call is answered by the US, and its
+    // product and stream are made (and tagged) there.
+    let hat = product(&eu, &us_seller, "HAT").await;
+    let (s, stream) = call(
+        &eu,
+        Method::POST,
+        "/api/v1/streams",
+        Some(&us_seller),
+        Some(json!({ "title": "Live" })),
+    )
+    .await;
+    assert_eq!(s, 201, "{stream}");
+    let stream = stream["id"].as_str().unwrap().to_owned();
+    assert!(stream.starts_with("st_us_"), "{stream}");
+    // Its watch page, asked of the EU, is a redirect to the US.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirects
+        .get(format!("{eu}/watch/{stream}?lang=fr"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 307);
+    assert_eq!(
+        page.headers()["location"],
+        format!("{us}/watch/{stream}?lang=fr").as_str()
+    );
+    assert!(hat["id"].as_str().unwrap().starts_with("pr_us_"), "{hat}");
+    let scarf = product(&eu, &eu_seller, "SCARF").await;
+    assert!(
+        scarf["id"].as_str().unwrap().starts_with("pr_eu_"),
+        "{scarf}"
+    );
+
+    // A buyer signs up in the EU and buys from both sellers, always through the EU node.
+    let alice = buyer(&eu, "Alice from Lyon").await;
+    assert!(alice.starts_with("bt_eu_"));
+    let (s, abroad) = call(
+        &eu,
+        Method::POST,
+        "/api/v1/orders",
+        Some(&alice),
+        Some(order_of(&hat)),
+    )
+    .await;
+    assert_eq!(s, 201, "{abroad}");
+    assert_eq!(abroad["status"], "paid");
+    let (s, home) = call(
+        &eu,
+        Method::POST,
+        "/api/v1/orders",
+        Some(&alice),
+        Some(order_of(&scarf)),
+    )
+    .await;
+    assert_eq!(s, 201, "{home}");
+    let alice_id = abroad["buyer_id"].as_str().unwrap().to_owned();
+    assert_eq!(home["buyer_id"], abroad["buyer_id"]);
+
+    // The US order is the seller's, in the US; the buyer's row, name and token hash never
+    // left the EU database.
+    let order = |o: &Value| {
+        format!(
+            "SELECT count(*) FROM orders WHERE id = '{}'",
+            o["id"].as_str().unwrap()
+        )
+    };
+    assert_eq!(count(&regions.us.database, &order(&abroad)).await, 1);
+    assert_eq!(count(&regions.eu.database, &order(&abroad)).await, 0);
+    assert_eq!(count(&regions.eu.database, &order(&home)).await, 1);
+    assert_eq!(count(&regions.us.database, &order(&home)).await, 0);
+    let token_hash = vitrine_core::Secret::from_presented(&alice).hash().0;
+    let us_rows = every_row(&regions.us.database).await;
+    let leaks: Vec<&String> = us_rows
+        .iter()
+        .filter(|r| r.contains("Alice") || r.contains(&token_hash) || r.starts_with("buyers:"))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the buyer's data reached the US: {leaks:?}"
+    );
+    assert!(
+        us_rows
+            .iter()
+            .any(|r| r.starts_with("orders:") && r.contains(&alice_id))
+    );
+    let eu_rows = every_row(&regions.eu.database).await;
+    assert!(
+        eu_rows
+            .iter()
+            .any(|r| r.starts_with("buyers:") && r.contains("Alice from Lyon"))
+    );
+    assert!(
+        !eu_rows.iter().any(|r| r.contains("HAT")),
+        "the US catalog is not copied to the EU"
+    );
+
+    // The buyer reads the US order through either node; the US seller sees it too.
+    for base in [&eu, &us] {
+        let path = format!("/api/v1/orders/{}", abroad["id"].as_str().unwrap());
+        let (s, seen) = call(base, Method::GET, &path, Some(&alice), None).await;
+        assert_eq!(s, 200, "{seen}");
+        assert_eq!(seen["buyer_id"], alice_id.as_str());
+    }
+    let (s, page) = call(&eu, Method::GET, "/api/v1/orders", Some(&us_seller), None).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["orders"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // A made-up EU token is refused by the US after asking the EU.
+    let forged = vitrine_core::Secret::generate("bt_eu");
+    let (s, refused) = call(
+        &us,
+        Method::POST,
+        "/api/v1/orders",
+        Some(forged.expose()),
+        Some(order_of(&hat)),
+    )
+    .await;
+    assert_eq!(s, 401, "{refused}");
+
+    // With the EU down, an EU buyer the US has not met cannot buy there (503, nothing
+    // charged); the US's own buyers still can.
+    let bob = buyer(&eu, "Bob").await;
+    regions.eu.node.kill();
+    let (s, down) = call(
+        &us,
+        Method::POST,
+        "/api/v1/orders",
+        Some(&bob),
+        Some(order_of(&hat)),
+    )
+    .await;
+    assert_eq!(s, 503, "{down}");
+    assert!(
+        down["detail"].as_str().unwrap().contains("home region eu"),
+        "{down}"
+    );
+    // And the EU's sellers cannot be served by the US for it: 503, not another region's SQL.
+    let (s, down) = call(&us, Method::GET, "/api/v1/products", Some(&eu_seller), None).await;
+    assert_eq!(s, 503, "{down}");
+    assert!(
+        down["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/region-unavailable"),
+        "{down}"
+    );
+    let carol = buyer(&us, "Carol").await;
+    assert!(carol.starts_with("bt_us_"));
+    let (s, local) = call(
+        &us,
+        Method::POST,
+        "/api/v1/orders",
+        Some(&carol),
+        Some(order_of(&hat)),
+    )
+    .await;
+    assert_eq!(s, 201, "{local}");
+    assert_eq!(
+        count(&regions.us.database, "SELECT count(*) FROM orders").await,
+        2
+    );
+}
