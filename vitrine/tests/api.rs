@@ -145,6 +145,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/streams/{id}/pins", "post"),
         ("/api/v1/streams/{id}/pins/{pin}", "delete"),
         ("/api/v1/buyers", "post"),
+        ("/api/v1/buyers/me", "get"),
         ("/api/v1/orders", "get"),
         ("/api/v1/orders", "post"),
         ("/api/v1/orders/{id}", "get"),
@@ -207,7 +208,7 @@ async fn openapi_documents_every_route() {
     }
     // And the documented paths are exactly those (no stale entries).
     let documented = doc["paths"].as_object().unwrap().len();
-    assert_eq!(documented, 55, "the routes above plus this document");
+    assert_eq!(documented, 56, "the routes above plus this document");
 
     // Every reference in the generated document resolves.
     fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {

@@ -230,12 +230,10 @@ pub(crate) fn reject(kind: RejectKind, detail: impl Into<String>) -> Rejection {
 mod tests {
     use super::*;
 
-    /// A response stored for an idempotent replay before the RFC 3339 twins existed still
-    /// reads back, and comes out with them.
-    #[test]
-    fn a_stored_order_without_iso_times_replays_with_them() {
+    /// A paid order created at `created_at` (Unix ms).
+    pub(crate) fn paid_at(created_at: i64) -> Order {
         let usd = Money::new(4900, Currency::parse("USD").unwrap()).unwrap();
-        let order = Order {
+        Order {
             id: OrderId::generate(),
             status: OrderStatus::Paid,
             buyer_id: BuyerId::generate(),
@@ -249,14 +247,21 @@ mod tests {
             failure: None,
             payment_id: Some("pay_1".into()),
             card_last4: "4242".into(),
-            reserved_until: 1_764_650_000_000,
-            created_at: 1_764_640_000_000,
-            updated_at: 1_764_645_000_000,
-            reserved_until_iso: Timestamp(1_764_650_000_000),
-            created_at_iso: Timestamp(1_764_640_000_000),
-            updated_at_iso: Timestamp(1_764_645_000_000),
+            reserved_until: created_at + 10_000_000,
+            created_at,
+            updated_at: created_at + 5_000_000,
+            reserved_until_iso: Timestamp(created_at + 10_000_000),
+            created_at_iso: Timestamp(created_at),
+            updated_at_iso: Timestamp(created_at + 5_000_000),
             presentment: None,
-        };
+        }
+    }
+
+    /// A response stored for an idempotent replay before the RFC 3339 twins existed still
+    /// reads back, and comes out with them.
+    #[test]
+    fn a_stored_order_without_iso_times_replays_with_them() {
+        let order = paid_at(1_764_640_000_000);
         let mut stored = serde_json::to_value(OrderResult::Created(order.clone())).unwrap();
         let fields = stored["created"].as_object_mut().unwrap();
         for old in ["reserved_until_iso", "created_at_iso", "updated_at_iso"] {

@@ -36,13 +36,45 @@ pub struct OrderQuery {
 }
 
 /// One page of orders, newest first; `next_cursor` is absent on the last page.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<Order>,
     /// Absent on the last page
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub next_cursor: Option<String>,
+}
+
+impl OrderPage {
+    /// The page of `q` over several disjoint sets of orders (one per region), from each set's
+    /// page of the same query: the newest of them, continuing after the last one kept. Exact,
+    /// because every set's page holds all of its orders that can be among the newest.
+    pub fn merge(pages: Vec<OrderPage>, q: &OrderQuery) -> Result<OrderPage, CheckoutError> {
+        let limit = page_limit(q)? as usize;
+        let more = pages.iter().any(|p| p.next_cursor.is_some());
+        let mut orders: Vec<Order> = pages.into_iter().flat_map(|p| p.orders).collect();
+        orders.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        let cut = orders.len() > limit;
+        orders.truncate(limit);
+        let next_cursor = if cut || more {
+            orders.last().map(cursor_of)
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders,
+            next_cursor,
+        })
+    }
+}
+
+/// A page's size: 200 by default, the page size this list had before it took a limit.
+fn page_limit(q: &OrderQuery) -> Result<i64, CheckoutError> {
+    match q.limit {
+        None => Ok(200),
+        Some(n @ 1..=200) => Ok(n),
+        Some(_) => Err(CheckoutError::Invalid("limit must be 1 to 200".into())),
+    }
 }
 
 /// The position after an order in newest-first order, opaque to clients.
@@ -80,12 +112,7 @@ impl Checkout {
         owner: OrderOwner<'_>,
         q: &OrderQuery,
     ) -> Result<OrderPage, CheckoutError> {
-        // 200 by default: the page size this list had before it took a limit.
-        let limit = match q.limit {
-            None => 200,
-            Some(n @ 1..=200) => n,
-            Some(_) => return Err(CheckoutError::Invalid("limit must be 1 to 200".into())),
-        };
+        let limit = page_limit(q)?;
         let mut clauses = vec![];
         let mut args = vec![];
         let mut add = |sql: &str, values: Vec<Arg>| {
@@ -163,4 +190,64 @@ impl Checkout {
 pub enum OrderOwner<'a> {
     Buyer(&'a BuyerId),
     Seller(&'a SellerId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::tests::paid_at;
+
+    /// Pages of one query over three regions, merged, walk every order once, newest first,
+    /// whatever the page size.
+    #[test]
+    fn merged_pages_walk_every_region_once_newest_first() {
+        let regions: Vec<Vec<Order>> = [[9, 5, 4, 1].as_slice(), &[8, 7, 3], &[6, 2]]
+            .iter()
+            .map(|times| times.iter().map(|t| paid_at(1_000 + t)).collect())
+            .collect();
+        // One region's page of `q`, as `orders_page` makes it.
+        let page_of = |orders: &[Order], q: &OrderQuery| {
+            let after = q.cursor.as_deref().map(|c| parse_cursor(c).unwrap());
+            let limit = page_limit(q).unwrap() as usize;
+            let mut left: Vec<Order> = orders
+                .iter()
+                .filter(|o| {
+                    after
+                        .as_ref()
+                        .is_none_or(|(at, id)| (o.created_at, &o.id) < (*at, id))
+                })
+                .cloned()
+                .collect();
+            let more = left.len() > limit;
+            left.truncate(limit);
+            let next_cursor = more.then(|| left.last().map(cursor_of)).flatten();
+            OrderPage {
+                orders: left,
+                next_cursor,
+            }
+        };
+        for limit in 1..=10 {
+            let mut q = OrderQuery {
+                limit: Some(limit),
+                ..Default::default()
+            };
+            let mut seen = vec![];
+            loop {
+                let pages = regions.iter().map(|r| page_of(r, &q)).collect();
+                let page = OrderPage::merge(pages, &q).unwrap();
+                assert!(page.orders.len() <= limit as usize);
+                seen.extend(page.orders.iter().map(|o| o.created_at - 1_000));
+                match page.next_cursor {
+                    Some(c) => q.cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, [9, 8, 7, 6, 5, 4, 3, 2, 1], "limit {limit}");
+        }
+        let q = OrderQuery {
+            limit: Some(0),
+            ..Default::default()
+        };
+        assert!(OrderPage::merge(vec![], &q).is_err());
+    }
 }

@@ -186,14 +186,36 @@ async fn place_order(
 async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     q: Result<Query<OrderQuery>, QueryRejection>,
 ) -> Result<Json<OrderPage>, ApiError> {
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
-    let owner = match &caller {
-        Caller::Seller(s) => OrderOwner::Seller(&s.id),
-        Caller::Buyer(b) => OrderOwner::Buyer(&b.id),
+    let buyer = match &caller {
+        Caller::Seller(s) => {
+            return Ok(Json(
+                state
+                    .checkout
+                    .orders_page(OrderOwner::Seller(&s.id), &q)
+                    .await?,
+            ));
+        }
+        Caller::Buyer(b) => b,
     };
-    Ok(Json(state.checkout.orders_page(owner, &q).await?))
+    let local = state
+        .checkout
+        .orders_page(OrderOwner::Buyer(&buyer.id), &q)
+        .await?;
+    // A buyer's orders abroad are kept in their sellers' regions: the buyer's home asks them.
+    let token = vitrine_sfu::signaling::bearer(&headers);
+    match (&state.homes, token) {
+        (Some(homes), Some(token)) if !crate::regions::orders::this_region_only(&headers) => {
+            let page =
+                crate::regions::orders::everywhere(homes, local, token, uri.query(), &q).await?;
+            Ok(Json(page))
+        }
+        _ => Ok(Json(local)),
+    }
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {

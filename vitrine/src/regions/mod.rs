@@ -14,6 +14,7 @@
 //! name and token hash never leave home, and the order keeps the buyer's id only.
 
 pub mod buyers;
+pub mod orders;
 pub mod proxy;
 
 pub use buyers::Buyers;
@@ -95,6 +96,11 @@ impl Regions {
         let tag = tag_of(raw)?;
         let (region, info) = self.all.iter().find(|(r, _)| r.as_str() == tag)?;
         (*region != self.here).then_some((region, info))
+    }
+
+    /// Every region but this one.
+    pub fn others(&self) -> impl Iterator<Item = (&Region, &RegionInfo)> {
+        self.all.iter().filter(|(r, _)| **r != self.here)
     }
 
     /// Whether `raw` carries this region's own tag.

@@ -18,7 +18,7 @@ use vitrine_core::{ClientIp, Problem, Region};
 
 /// Set on a request one region forwards to another: the receiver answers it itself, so two
 /// regions that disagree about a tag cannot bounce a request between them.
-const FORWARDED: &str = "vitrine-forwarded-from";
+pub(super) const FORWARDED: &str = "vitrine-forwarded-from";
 /// Names the region that answered, on every forwarded or redirected answer.
 const ANSWERED_BY: &str = "vitrine-region";
 /// Longest a forwarded call may take: an order waits for its payment (10 s by default).

@@ -273,6 +273,27 @@ async fn a_buyers_data_stays_in_its_region() {
         assert_eq!(s, 200, "{seen}");
         assert_eq!(seen["buyer_id"], alice_id.as_str());
     }
+    // Her order list, asked anywhere, holds both: her home merges the US's page into its own,
+    // a page at a time.
+    for base in [&eu, &us] {
+        let mut seen = Vec::new();
+        let mut path = "/api/v1/orders?limit=1".to_owned();
+        loop {
+            let (s, page) = call(base, Method::GET, &path, Some(&alice), None).await;
+            assert_eq!(s, 200, "{page}");
+            assert_eq!(page["orders"].as_array().unwrap().len(), 1, "{page}");
+            seen.push(page["orders"][0]["id"].as_str().unwrap().to_owned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/orders?limit=1&cursor={c}"),
+                None => break,
+            }
+        }
+        // Newest first: the order at home was placed second.
+        assert_eq!(
+            seen,
+            [&home["id"], &abroad["id"]].map(|v| v.as_str().unwrap().to_owned())
+        );
+    }
     let (s, page) = call(&eu, Method::GET, "/api/v1/orders", Some(&us_seller), None).await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(page["orders"].as_array().map(Vec::len), Some(1), "{page}");
@@ -330,5 +351,12 @@ async fn a_buyers_data_stays_in_its_region() {
     assert_eq!(
         count(&regions.us.database, "SELECT count(*) FROM orders").await,
         2
+    );
+    // Her list needs the EU's page too, which cannot be read: 503 rather than a short list.
+    let (s, list) = call(&us, Method::GET, "/api/v1/orders", Some(&carol), None).await;
+    assert_eq!(s, 503, "{list}");
+    assert!(
+        list["detail"].as_str().unwrap().contains("region eu"),
+        "{list}"
     );
 }

@@ -1,0 +1,77 @@
+//! A buyer's orders across regions. An order is kept in its seller's region, so a buyer who
+//! bought abroad has orders in several databases: their home asks every other region for its
+//! page of the same query (with the buyer's own token) and merges the pages, which keyset
+//! pagination on (created_at, id) makes exact.
+
+use super::Homes;
+use super::proxy::FORWARDED;
+use crate::api::ApiError;
+use axum::http::{HeaderMap, StatusCode};
+use vitrine_checkout::{OrderPage, OrderQuery};
+use vitrine_core::Problem;
+
+/// Set on a region's request for another region's page: that region answers with its own
+/// orders only (a buyer's call merely forwarded from another region wants them all).
+const THIS_REGION_ONLY: &str = "vitrine-this-region-only";
+
+/// Whether a request is another region's, for this region's orders only.
+pub fn this_region_only(headers: &HeaderMap) -> bool {
+    headers.contains_key(THIS_REGION_ONLY)
+}
+
+/// `local` (this region's page of `q`) merged with every other region's page of the query
+/// `raw_query`, asked with the buyer's `token`. A region that does not answer fails the whole
+/// page (503): a list that silently misses orders would look complete.
+pub async fn everywhere(
+    homes: &Homes,
+    local: OrderPage,
+    token: &str,
+    raw_query: Option<&str>,
+    q: &OrderQuery,
+) -> Result<OrderPage, ApiError> {
+    let here = homes.regions.here.as_str();
+    let asks = homes.regions.others().map(|(region, info)| async move {
+        let url = match raw_query {
+            Some(query) => format!("{}/api/v1/orders?{query}", info.public_url),
+            None => format!("{}/api/v1/orders", info.public_url),
+        };
+        let answer = homes
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header(FORWARDED, here)
+            .header(THIS_REGION_ONLY, "1")
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == StatusCode::OK => r.json::<OrderPage>().await.ok(),
+            Ok(r) => {
+                tracing::warn!(region = %region, status = %r.status(), "a region's orders");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(region = %region, error = %e, "a region's orders");
+                None
+            }
+        }
+        .ok_or(region)
+    });
+    let mut pages = vec![local];
+    for answer in futures::future::join_all(asks).await {
+        match answer {
+            Ok(page) => pages.push(page),
+            Err(region) => {
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "region-unavailable",
+                    "region unavailable",
+                )
+                .with_detail(format!(
+                    "the orders kept in region {region} could not be read; retry later"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(OrderPage::merge(pages, q)?)
+}
