@@ -222,12 +222,23 @@ impl Publisher {
 }
 
 /// Counts what one subscriber receives and the delay of each packet.
-#[derive(Default)]
 pub struct Tally {
     pub received: AtomicU64,
     /// (send stamp, delay) in microseconds of packets received while recording.
     pub delays: Mutex<Vec<(u64, u32)>>,
     pub recording: std::sync::atomic::AtomicBool,
+    /// When the subscriber sent its offer.
+    pub started: Instant,
+    /// How long its offer took to be answered (gathering its candidates, then the POST).
+    pub answered: Duration,
+    /// How long after its offer its first keyframe came (a decoder's first picture).
+    pub first_keyframe: std::sync::OnceLock<Duration>,
+}
+
+/// Whether a payload of [`Publisher`]'s starts a keyframe (VP8 frame tag, after the
+/// four-byte descriptor it writes).
+fn starts_keyframe(payload: &[u8]) -> bool {
+    payload.len() > 4 && payload[0] & 0x10 != 0 && payload[4] & 0x01 == 0
 }
 
 pub struct Subscriber {
@@ -239,6 +250,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub async fn start(http: &reqwest::Client, whep: &str) -> anyhow::Result<Self> {
+        let started = Instant::now();
         let (pc, mut gathering, mut tracks) = peer().await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
@@ -251,7 +263,14 @@ impl Subscriber {
             .await?;
         }
         let location = negotiate(http, &pc, &mut gathering, whep, None).await?;
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally {
+            received: AtomicU64::new(0),
+            delays: Mutex::default(),
+            recording: Default::default(),
+            started,
+            answered: started.elapsed(),
+            first_keyframe: Default::default(),
+        });
         let t = Arc::clone(&tally);
         tokio::spawn(async move {
             while let Some(track) = tracks.recv().await {
@@ -262,6 +281,9 @@ impl Subscriber {
                             && p.payload.len() >= STAMP_AT + 8
                         {
                             t.received.fetch_add(1, Ordering::Relaxed);
+                            if t.first_keyframe.get().is_none() && starts_keyframe(&p.payload) {
+                                let _ = t.first_keyframe.set(t.started.elapsed());
+                            }
                             if t.recording.load(Ordering::Relaxed) {
                                 let stamp = u64::from_be_bytes(
                                     p.payload[STAMP_AT..STAMP_AT + 8].try_into().unwrap(),
@@ -286,6 +308,18 @@ impl Subscriber {
         let _ = self.http.delete(&self.location).send().await;
         let _ = self.pc.close().await;
     }
+}
+
+/// Waits until a subscriber has its first keyframe.
+pub async fn wait_first_keyframe(sub: &Subscriber, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while sub.tally.first_keyframe.get().is_none() {
+        if Instant::now() > deadline {
+            bail!("the first subscriber got no keyframe in {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Waits until every subscriber has received a packet.

@@ -157,7 +157,12 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
     let publisher = client::Publisher::start(&http, &whip, &key, args.kbps).await?;
     let id = stream["id"].as_str().context("id")?.to_owned();
     let mut subscribers = Vec::new();
+    // Viewers join a stream that is already live: the first one waits for its first picture
+    // before the others come, and is left out of their time to first frame.
+    subscribers.push(client::Subscriber::start(&http, &whep).await?);
+    client::wait_first_keyframe(&subscribers[0], Duration::from_secs(30)).await?;
     for &n in &args.subscribers {
+        let before = subscribers.len();
         while subscribers.len() < n {
             let url = match args.viewer_servers.as_slice() {
                 [] => whep.clone(),
@@ -172,7 +177,7 @@ async fn whep(args: WhepArgs) -> anyhow::Result<()> {
         client::wait_all_receiving(&subscribers, Duration::from_secs(30)).await?;
         // A profiler attached from outside starts on this line (loadtest/profile-whep.sh).
         eprintln!("measuring {n} subscribers");
-        let row = report::measure(&publisher, &subscribers, &args).await?;
+        let row = report::measure(&publisher, &subscribers, &subscribers[before..], &args).await?;
         report::append(&args.out, &row)?;
     }
     for s in subscribers {

@@ -26,13 +26,36 @@ pub struct Row {
     #[serde(default)]
     pub server_udp_sockets: Option<usize>,
     pub generator_cpu_per_s: f64,
+    /// From a subscriber's offer to its first keyframe, over the subscribers this row added
+    /// (rows from before it have none).
+    #[serde(default)]
+    pub answered_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub first_frame_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub first_frame_p95_ms: Option<f64>,
 }
 
 pub async fn measure(
     publisher: &Publisher,
     subs: &[Subscriber],
+    added: &[Subscriber],
     args: &WhepArgs,
 ) -> anyhow::Result<Row> {
+    let times = |of: fn(&Subscriber) -> Option<&Duration>| {
+        let mut t: Vec<u32> = added
+            .iter()
+            .filter_map(of)
+            .map(|d| d.as_micros() as u32)
+            .collect();
+        t.sort_unstable();
+        t
+    };
+    let (answered, frame) = (
+        times(|s| Some(&s.tally.answered)),
+        times(|s| s.tally.first_keyframe.get()),
+    );
+    let at = |t: &[u32], q| (!t.is_empty()).then(|| percentile(t, q));
     for s in subs {
         s.tally.delays.lock().unwrap().clear();
         s.tally.recording.store(true, Ordering::Relaxed);
@@ -87,6 +110,9 @@ pub async fn measure(
         server_rss_mb: rss_of(&args.server_pid),
         server_udp_sockets: udp_sockets_of(&args.server_pid),
         generator_cpu_per_s: own_cpu,
+        answered_p50_ms: at(&answered, 0.50),
+        first_frame_p50_ms: at(&frame, 0.50),
+        first_frame_p95_ms: at(&frame, 0.95),
     })
 }
 

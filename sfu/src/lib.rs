@@ -10,6 +10,7 @@ pub mod admission;
 pub mod candidates;
 pub mod codec;
 pub mod feedback;
+pub mod gop;
 pub mod ice_servers;
 pub mod keyframe;
 pub mod liveness;

@@ -19,6 +19,8 @@ pub struct SfuMetrics {
     pub keyframe_requests: Counter,
     /// PLI sent to publishers (after coalescing).
     pub keyframe_requests_sent: Counter,
+    /// Viewers who joined with the stream's current pictures replayed (no keyframe asked).
+    pub gop_replays: Counter,
     /// WHEP offers turned away by the viewer limits (429 and 503).
     pub whep_refusals: Counter,
     /// Sessions (WHIP or WHEP) ended because they did not connect within the connect timeout.
@@ -72,6 +74,11 @@ impl SfuMetrics {
             "keyframe_requests",
             "Keyframe requests (PLI/FIR) received from subscribers",
             self.keyframe_requests.clone(),
+        );
+        r.register(
+            "gop_replays",
+            "Viewers who started from the cached keyframe and frames since, without a keyframe request",
+            self.gop_replays.clone(),
         );
         r.register(
             "keyframe_requests_sent",

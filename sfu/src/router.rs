@@ -1,12 +1,14 @@
 //! The per-stream router: fans the current publisher's RTP out to every subscriber leg.
 //!
 //! **Hot path contract:** [`PublisherLink::forward`] takes a snapshot of the leg list (one
-//! short read lock and an `Arc` clone, released before the loop), then `try_send`s a clone of the
-//! packet to each leg's bounded queue. A packet clone shares its payload buffer and, since ingest
+//! short read lock and an `Arc` clone, released before the loop; for video under the group of
+//! pictures' lock, one per packet, not per leg), then `try_send`s a clone of the packet to each
+//! leg's bounded queue. A packet clone shares its payload buffer and, since ingest
 //! strips header extensions, allocates nothing. A full queue drops the packet for that leg only
 //! and counts it: a slow subscriber never slows the publisher or the other subscribers.
 
 use crate::codec::{Codec, MediaKind};
+use crate::gop::Gop;
 use crate::keyframe::KeyframeRequests;
 use crate::metrics::SfuMetrics;
 use rtc::rtp;
@@ -68,6 +70,10 @@ pub struct Router {
     current_generation: AtomicU64,
     source: watch::Sender<SourceInfo>,
     keyframe_wanted: Notify,
+    /// The video since the last keyframe, replayed to a joining viewer. Held while the leg
+    /// list is read (forwarding) or changed (joining), so a joining viewer gets each packet
+    /// once: from the replay or live, never both, never neither.
+    gop: Mutex<Gop>,
     metrics: Arc<SfuMetrics>,
 }
 
@@ -80,6 +86,7 @@ impl Router {
             current_generation: AtomicU64::new(0),
             source: watch::Sender::new(SourceInfo::default()),
             keyframe_wanted: Notify::new(),
+            gop: Mutex::default(),
             metrics,
         })
     }
@@ -153,17 +160,32 @@ impl Router {
     fn attach_leg(self: &Arc<Self>, tap: bool) -> LegHandle {
         let id = self.next_leg.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(LEG_QUEUE_CAPACITY);
-        {
+        let replayed = {
+            let gop = self.gop.lock().expect("gop lock");
+            // A viewer starts from the current pictures when they are fresh; a tap (the
+            // transcoder) takes the stream as it comes.
+            let replay = (!tap)
+                .then(|| gop.replay(std::time::Instant::now()))
+                .flatten();
+            for item in replay.into_iter().flatten() {
+                // The queue is empty and holds more than a replay (see `gop::MAX_GOP_PACKETS`).
+                let _ = tx.try_send(item.clone());
+            }
             let mut legs = self.legs.write().expect("legs lock");
             let mut next: Vec<LegSlot> = legs.iter().cloned().collect();
             next.push(LegSlot { id, tx, tap });
             *legs = Arc::from(next);
-        }
+            replay.is_some()
+        };
         if !tap {
             self.metrics.subscribers.inc();
         }
-        // A new viewer needs a keyframe to start decoding.
-        self.request_keyframe();
+        if replayed {
+            self.metrics.gop_replays.inc();
+        } else {
+            // A new viewer needs a keyframe to start decoding.
+            self.request_keyframe();
+        }
         LegHandle {
             router: Arc::clone(self),
             id,
@@ -200,6 +222,7 @@ impl Router {
             generation = s.generation;
         });
         self.current_generation.store(generation, Ordering::Release);
+        self.gop.lock().expect("gop lock").clear();
         self.metrics.publishers.inc();
         PublisherLink {
             router: Arc::clone(self),
@@ -279,14 +302,20 @@ impl PublisherLink {
                 .expect("keyframe lock")
                 .keyframe_seen();
         }
-        let legs = Arc::clone(&self.router.legs.read().expect("legs lock"));
+        let item = Forwarded {
+            kind,
+            keyframe,
+            packet: packet.clone(),
+        };
+        let legs = if kind == MediaKind::Video {
+            let mut gop = self.router.gop.lock().expect("gop lock");
+            gop.push(&item, std::time::Instant::now());
+            Arc::clone(&self.router.legs.read().expect("legs lock"))
+        } else {
+            Arc::clone(&self.router.legs.read().expect("legs lock"))
+        };
         for leg in legs.iter() {
-            let item = Forwarded {
-                kind,
-                keyframe,
-                packet: packet.clone(),
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = leg.tx.try_send(item) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = leg.tx.try_send(item.clone()) {
                 metrics.rtp_packets_dropped.inc();
             }
         }
@@ -495,6 +524,57 @@ mod tests {
         assert_eq!(routers.len(), 2, "b was idle, a has a leg, c is new");
         assert!(routers.get(&b).is_none());
         drop(held);
+    }
+
+    /// A viewer who joins after a keyframe gets it and the frames since, then the live
+    /// packets, each once and in order, and no keyframe is asked of the publisher for it.
+    #[tokio::test]
+    async fn a_joining_viewer_starts_from_the_current_pictures() {
+        const KEY: &[u8] = &[0x10, 0x00];
+        const DELTA: &[u8] = &[0x10, 0x01];
+        let r = router();
+        let publisher = r.attach_publisher();
+        let mut early = r.join();
+        assert_eq!(
+            r.metrics().keyframe_requests.get(),
+            1,
+            "nothing to replay yet"
+        );
+        publisher.forward(MediaKind::Video, Codec::Vp8, &packet(1, DELTA));
+        let mut key = packet(2, KEY);
+        key.header.timestamp = 3000;
+        publisher.forward(MediaKind::Video, Codec::Vp8, &key);
+        publisher.forward(MediaKind::Audio, Codec::Opus, &packet(3, &[1]));
+        publisher.forward(MediaKind::Video, Codec::Vp8, &packet(4, DELTA));
+        let mut late = r.join();
+        publisher.forward(MediaKind::Video, Codec::Vp8, &packet(5, DELTA));
+        let mut got = vec![];
+        while let Ok(item) = late.rx.try_recv() {
+            got.push((item.packet.header.sequence_number, item.keyframe));
+        }
+        assert_eq!(got, [(2, true), (4, false), (5, false)]);
+        assert_eq!(
+            r.metrics().keyframe_requests.get(),
+            1,
+            "the late viewer asked nothing"
+        );
+        assert_eq!(r.metrics().gop_replays.get(), 1);
+        let mut early_got = vec![];
+        while let Ok(item) = early.rx.try_recv() {
+            early_got.push(item.packet.header.sequence_number);
+        }
+        assert_eq!(
+            early_got,
+            [1, 2, 3, 4, 5],
+            "nothing replayed to a viewer already there"
+        );
+        // A tap takes the stream as it comes; a new publisher's viewers wait for its keyframe.
+        let mut tap = r.join_tap();
+        assert!(tap.rx.try_recv().is_err());
+        let _next = r.attach_publisher();
+        let mut after = r.join();
+        assert!(after.rx.try_recv().is_err());
+        assert_eq!(r.metrics().keyframe_requests.get(), 3);
     }
 
     #[tokio::test(start_paused = true)]
