@@ -54,17 +54,23 @@ impl OrderPage {
         let more = pages.iter().any(|p| p.next_cursor.is_some());
         let mut orders: Vec<Order> = pages.into_iter().flat_map(|p| p.orders).collect();
         orders.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        let cut = orders.len() > limit;
-        orders.truncate(limit);
-        let next_cursor = if cut || more {
-            orders.last().map(cursor_of)
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders,
-            next_cursor,
-        })
+        Ok(first(orders, limit, more))
+    }
+}
+
+/// The first `limit` of `orders` (newest first) as a page that continues after the last one
+/// kept when there were more, or when `more` says there are more elsewhere.
+fn first(mut orders: Vec<Order>, limit: usize, more: bool) -> OrderPage {
+    let more = more || orders.len() > limit;
+    orders.truncate(limit);
+    let next_cursor = if more {
+        orders.last().map(cursor_of)
+    } else {
+        None
+    };
+    OrderPage {
+        orders,
+        next_cursor,
     }
 }
 
@@ -168,20 +174,12 @@ impl Checkout {
             };
         }
         let rows = sqlq.fetch_all(&self.pool).await?;
-        let mut orders = rows
+        let orders = rows
             .iter()
             .map(order_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if orders.len() as i64 > limit {
-            orders.pop();
-            orders.last().map(cursor_of)
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders,
-            next_cursor,
-        })
+        // One more than a page was fetched: whether there are more.
+        Ok(first(orders, limit as usize, false))
     }
 }
 

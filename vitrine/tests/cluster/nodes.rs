@@ -208,20 +208,13 @@ impl Cluster {
 
     /// Runs an operator command against the shared database; `field` of the JSON it prints.
     fn cli(&self, args: &[&str], field: &str) -> String {
-        let out = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .args(["--database-url", &self.database.url])
             .arg("--data-dir")
-            .arg(self.dir.path().join("cli"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        line[field].as_str().unwrap().to_owned()
+            .arg(self.dir.path().join("cli"));
+        printed(command, field)
     }
 
     /// The shared secret file (the operator's credential for `vitrine drain`).
@@ -249,6 +242,18 @@ impl Cluster {
             .map(|n| format!("--- {} ---\n{}", n.id, tail(&n.log)))
             .collect()
     }
+}
+
+/// Runs an operator command that prints one JSON object, which must succeed; its `field`.
+pub fn printed(mut command: Command, field: &str) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    line[field].as_str().unwrap().to_owned()
 }
 
 /// One UDP port per node for every WHIP and WHEP session, as in production, and one TCP port

@@ -3,7 +3,7 @@
 //! there (a page is redirected there), and an order of a buyer from abroad is kept in the
 //! seller's region with nothing of the buyer but an id.
 
-use crate::nodes::{BIN, Node, free_port, launch, one_port_each};
+use crate::nodes::{BIN, Node, free_port, launch, one_port_each, printed};
 use crate::{buyer, call};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -60,21 +60,14 @@ impl Regions {
 
     /// A seller made with the operator's CLI in `region`; its account token.
     fn seller(&self, region: &Region, name: &str) -> String {
-        let out = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["sellers", "create", "--name", name, "--region", region.name])
             .arg("--config")
             .arg(self.dir.path().join("regions.toml"))
             .arg("--data-dir")
-            .arg(self.dir.path().join("cli"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line: Value = serde_json::from_slice(&out.stdout).unwrap();
-        line["api_token"].as_str().unwrap().to_owned()
+            .arg(self.dir.path().join("cli"));
+        printed(command, "api_token")
     }
 }
 
