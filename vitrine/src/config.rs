@@ -890,6 +890,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_region_node_opens_its_regions_database_and_tags_what_it_makes() {
+        let dir = std::env::temp_dir().join(format!("vitrine-regions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v.toml");
+        let regions = "[regions.eu]\ndatabase_url = \"sqlite:///eu.db\"\npublic_url = \"https://eu.example\"\n\
+                       [regions.us]\ndatabase_url = \"sqlite:///us.db\"\npublic_url = \"https://us.example\"\n";
+        std::fs::write(&path, format!("[cluster]\nregion = \"us\"\n{regions}")).unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.database_url, "sqlite:///us.db");
+        assert_eq!(c.checkout.home.as_ref().map(|r| r.as_str()), Some("us"));
+        // The flag names the region over the file.
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        args.cluster.region = Some("eu".into());
+        assert_eq!(
+            Config::resolve(args).unwrap().database_url,
+            "sqlite:///eu.db"
+        );
+        // A database beside the regions' would leave the node's data ambiguous.
+        let both = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            database_url: Some("sqlite:///other.db".into()),
+            ..Default::default()
+        });
+        assert!(format!("{:#}", both.unwrap_err()).contains("regions.<name>.database_url"));
+        // A node outside every region named.
+        std::fs::write(&path, format!("[cluster]\nregion = \"mars\"\n{regions}")).unwrap();
+        let outside = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        });
+        assert!(format!("{:#}", outside.unwrap_err()).contains("mars"));
+    }
+
+    #[test]
     fn the_shared_ice_port_comes_from_the_flag_over_the_file() {
         let dir = std::env::temp_dir().join(format!("vitrine-udp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

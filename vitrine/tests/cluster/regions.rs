@@ -302,6 +302,35 @@ async fn a_buyers_data_stays_in_its_region() {
     )
     .await;
     assert_eq!(s, 401, "{refused}");
+    // A call one region forwarded is answered where it lands, never sent on: the EU does not
+    // know the US seller, and says so rather than bouncing the call back.
+    let client = reqwest::Client::new();
+    let bounced = client
+        .get(format!("{eu}/api/v1/products"))
+        .bearer_auth(&us_seller)
+        .header("vitrine-forwarded-from", "us")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bounced.status(), 401);
+    // A new order's body is read to find its product's region, within the body limit.
+    let huge = client
+        .post(format!("{eu}/api/v1/orders"))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    let problem: Value = huge.json().await.unwrap();
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/body-too-large"),
+        "{problem}"
+    );
 
     // With the EU down, an EU buyer the US has not met cannot buy there (503, nothing
     // charged); the US's own buyers still can.
