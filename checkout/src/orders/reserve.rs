@@ -1,5 +1,7 @@
 //! Step 1 of the order path: claim the idempotency key and take the units in one transaction,
-//! or store why not. Only conditional UPDATEs move stock; nothing here reads and then writes.
+//! or store why not. Only conditional UPDATEs move stock; nothing here reads and then writes
+//! (a product read as sold out is refused before the transaction, which stock that only goes
+//! down between restocks allows). The contended rows are written last, just before the commit.
 
 use super::{NewOrder, ORDER_COLUMNS, Order, OrderResult, Presentment, reject};
 use crate::Checkout;
@@ -83,24 +85,43 @@ impl Checkout {
             Ok(priced) => priced,
             Err(rejection) => return self.refuse(&claim, rejection).await,
         };
+        // Stock only goes down between restocks: a product seen sold out is refused without a
+        // transaction, which is what most requests are once a flash sale is over.
+        if priced.product.stock < i64::from(new.quantity) {
+            return self
+                .refuse(&claim, reject(RejectKind::SoldOut, "sold out"))
+                .await;
+        }
+        let order = self.new_order(buyer, &priced, new.quantity, card, now);
         let mut tx = self.pool.begin().await?;
-        let left = match take_units(&mut tx, &claim, &priced, new.quantity, now).await? {
-            Taken::Left(left) => left,
-            Taken::KeyHeld => {
-                tx.rollback().await?;
-                return Ok(Reserved::KeyTaken);
+        // Everything that is this buyer's alone first; the rows every buyer of the sale
+        // contends for (the product's stock, the pin's quantity) last, so their locks are held
+        // from their UPDATE to the commit and no longer.
+        let taken = match claim_and_check_limit(&mut tx, &claim, &priced, new.quantity, now).await?
+        {
+            Taken::Left(_) => {
+                insert_order(&mut tx, &order, &claim).await?;
+                let created =
+                    outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
+                        .await?;
+                match take_stock(&mut tx, &priced, new.quantity, now).await? {
+                    Taken::Left(left) => Ok((left, created.is_some())),
+                    other => Err(other),
+                }
             }
-            Taken::Refused(rejection) => {
+            other => Err(other),
+        };
+        let (left, mut outboxed) = match taken {
+            Ok(taken) => taken,
+            Err(Taken::Refused(rejection)) => {
                 tx.rollback().await?;
                 return self.refuse(&claim, rejection).await;
             }
+            Err(_) => {
+                tx.rollback().await?;
+                return Ok(Reserved::KeyTaken);
+            }
         };
-        let order = self.new_order(buyer, &priced, new.quantity, card, now);
-        insert_order(&mut tx, &order, &claim).await?;
-        let mut outboxed =
-            outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
-                .await?
-                .is_some();
         if left == 0 {
             let p = &priced.product;
             let sold_out = serde_json::json!({
@@ -275,9 +296,9 @@ struct Priced {
     presentment: Option<Presentment>,
 }
 
-/// Outcome of taking the units inside the reservation's transaction.
+/// Outcome of a step of the reservation's transaction.
 enum Taken {
-    /// Units taken; the product's stock left.
+    /// Done; after taking the stock, the product's stock left.
     Left(i64),
     /// An earlier request holds the idempotency key.
     KeyHeld,
@@ -285,9 +306,9 @@ enum Taken {
 }
 
 /// Claims the key (the first write: on SQLite it takes the write lock before anything else),
-/// then takes the units from the product, the pin's quantity and the buyer's per-pin limit,
-/// each with a conditional UPDATE. The caller rolls back on anything but `Left`.
-async fn take_units(
+/// then counts the units against the buyer's per-pin limit (a row of this buyer's only). The
+/// caller rolls back on anything but `Left`.
+async fn claim_and_check_limit(
     tx: &mut Tx<'_>,
     claim: &Claim<'_>,
     priced: &Priced,
@@ -307,6 +328,44 @@ async fn take_units(
     if claimed.rows_affected() == 0 {
         return Ok(Taken::KeyHeld);
     }
+    let Some((pin, limit)) = priced
+        .pin
+        .as_ref()
+        .and_then(|p| p.per_buyer_limit.map(|l| (p, l)))
+    else {
+        return Ok(Taken::Left(0));
+    };
+    let took = sqlx::query(
+        "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
+         ON CONFLICT (pin_id, buyer_id) DO UPDATE \
+         SET quantity = pin_buyers.quantity + excluded.quantity \
+         WHERE pin_buyers.quantity + excluded.quantity <= $4",
+    )
+    .bind(pin.id.as_str())
+    .bind(claim.buyer.as_str())
+    .bind(i64::from(quantity))
+    .bind(i64::from(limit))
+    .execute(&mut **tx)
+    .await?;
+    Ok(if took.rows_affected() == 0 {
+        Taken::Refused(reject(
+            RejectKind::LimitExceeded,
+            format!("at most {limit} per buyer"),
+        ))
+    } else {
+        Taken::Left(0)
+    })
+}
+
+/// Takes the units from the product's stock and the pin's quantity cap, each with a
+/// conditional UPDATE: the two rows every buyer of a sale contends for, so the last writes
+/// before the commit. The refusal when either is spent (or the sale ended meanwhile).
+async fn take_stock(
+    tx: &mut Tx<'_>,
+    priced: &Priced,
+    quantity: u32,
+    now: i64,
+) -> Result<Taken, CheckoutError> {
     let q = i64::from(quantity);
     let took = sqlx::query(
         "UPDATE products SET stock = stock - $1, updated_at = $2 \
@@ -321,23 +380,9 @@ async fn take_units(
         return Ok(Taken::Refused(reject(RejectKind::SoldOut, "sold out")));
     };
     let left: i64 = took.try_get(0)?;
-    if let Some(pin) = &priced.pin
-        && let Some(rejection) = take_from_pin(tx, pin, claim.buyer, q, now).await?
-    {
-        return Ok(Taken::Refused(rejection));
-    }
-    Ok(Taken::Left(left))
-}
-
-/// Takes `q` units from a pin's quantity cap and the buyer's per-pin limit; the refusal when
-/// either is spent (or the sale ended meanwhile).
-async fn take_from_pin(
-    tx: &mut Tx<'_>,
-    pin: &Pin,
-    buyer: &BuyerId,
-    q: i64,
-    now: i64,
-) -> Result<Option<Rejection>, CheckoutError> {
+    let Some(pin) = &priced.pin else {
+        return Ok(Taken::Left(left));
+    };
     let took = sqlx::query(
         "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
          AND (remaining IS NULL OR remaining >= $1) AND (ends_at IS NULL OR ends_at > $3)",
@@ -347,41 +392,21 @@ async fn take_from_pin(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    if took.rows_affected() == 0 {
-        let still_on = sqlx::query(
-            "SELECT 1 FROM pins WHERE id = $1 AND active = 1 AND (ends_at IS NULL OR ends_at > $2)",
-        )
-        .bind(pin.id.as_str())
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
-        return Ok(Some(if still_on {
-            reject(RejectKind::SoldOut, "the sale's quantity is sold out")
-        } else {
-            reject(RejectKind::SaleEnded, "the sale has ended")
-        }));
+    if took.rows_affected() > 0 {
+        return Ok(Taken::Left(left));
     }
-    let Some(limit) = pin.per_buyer_limit else {
-        return Ok(None);
-    };
-    let took = sqlx::query(
-        "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
-         ON CONFLICT (pin_id, buyer_id) DO UPDATE \
-         SET quantity = pin_buyers.quantity + excluded.quantity \
-         WHERE pin_buyers.quantity + excluded.quantity <= $4",
+    let still_on = sqlx::query(
+        "SELECT 1 FROM pins WHERE id = $1 AND active = 1 AND (ends_at IS NULL OR ends_at > $2)",
     )
     .bind(pin.id.as_str())
-    .bind(buyer.as_str())
-    .bind(q)
-    .bind(i64::from(limit))
-    .execute(&mut **tx)
-    .await?;
-    Ok((took.rows_affected() == 0).then(|| {
-        reject(
-            RejectKind::LimitExceeded,
-            format!("at most {limit} per buyer"),
-        )
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some();
+    Ok(Taken::Refused(if still_on {
+        reject(RejectKind::SoldOut, "the sale's quantity is sold out")
+    } else {
+        reject(RejectKind::SaleEnded, "the sale has ended")
     }))
 }
 
