@@ -189,6 +189,19 @@ async fn a_buyers_data_stays_in_its_region() {
         page.headers()["location"],
         format!("{us}/watch/{stream}?lang=fr").as_str()
     );
+    // So is a viewer's WHEP offer: its media comes from the stream's region.
+    let offer = no_redirects
+        .post(format!("{eu}/whep/{stream}"))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offer.status(), 307);
+    assert_eq!(
+        offer.headers()["location"],
+        format!("{us}/whep/{stream}").as_str()
+    );
     assert!(hat["id"].as_str().unwrap().starts_with("pr_us_"), "{hat}");
     let scarf = product(&eu, &eu_seller, "SCARF").await;
     assert!(
