@@ -3,6 +3,7 @@
 # to the database's own ceiling for the very conditional UPDATE the order path reserves stock
 # with, on SQLite and on PostgreSQL, alternately (A B C A B C ...) in one run.
 #   CONCURRENCY=8,32  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/checkout
+#   DB_CONNECTIONS=8 sizes Vitrine's PostgreSQL pool (--database-max-connections; default 16)
 # The sandbox card processor answers at once here (sandbox_latency_ms = 0) so that the figures
 # are the server's and the database's, not a simulated processor delay.
 set -euo pipefail
@@ -36,7 +37,7 @@ psql_admin() { psql "$VITRINE_TEST_POSTGRES_URL" -q -v ON_ERROR_STOP=1 "$@"; }
 
 start_vitrine() { # $1 database url
   target/release/vitrine serve --no-ip-limits --listen 127.0.0.1:18081 --data-dir "$dir" --config "$dir/bench.toml" \
-    --database-url "$1" >"$dir/vitrine.log" 2>&1 &
+    --database-url "$1" ${DB_CONNECTIONS:+--database-max-connections "$DB_CONNECTIONS"} >"$dir/vitrine.log" 2>&1 &
   vitrine_pid=$!
   pids+=("$vitrine_pid")
   wait_healthy http://127.0.0.1:18081/healthz

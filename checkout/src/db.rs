@@ -22,9 +22,21 @@ pub enum Backend {
     Postgres,
 }
 
-/// Opens a pool. SQLite gets WAL, foreign keys and a busy timeout so that concurrent writers
-/// queue instead of failing.
+/// Connections a PostgreSQL pool opens by default (SQLite: 4, its one writer at a time).
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Opens a pool of the default size (see [`connect_with`]).
 pub async fn connect(url: &str) -> Result<(AnyPool, Backend), DbError> {
+    connect_with(url, None).await
+}
+
+/// Opens a pool of at most `max_connections` (default: 4 for SQLite,
+/// [`DEFAULT_POSTGRES_CONNECTIONS`] for PostgreSQL). SQLite gets WAL, foreign keys and a busy
+/// timeout so that concurrent writers queue instead of failing.
+pub async fn connect_with(
+    url: &str,
+    max_connections: Option<u32>,
+) -> Result<(AnyPool, Backend), DbError> {
     install_default_drivers();
     let backend = if url.starts_with("sqlite:") {
         Backend::Sqlite
@@ -35,7 +47,11 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend), DbError> {
     };
     let sqlite = backend == Backend::Sqlite;
     let pool = AnyPoolOptions::new()
-        .max_connections(if sqlite { 4 } else { 16 })
+        .max_connections(max_connections.unwrap_or(if sqlite {
+            4
+        } else {
+            DEFAULT_POSTGRES_CONNECTIONS
+        }))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if sqlite {

@@ -242,7 +242,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let homes = config.regions.clone().map(crate::regions::Homes::new);
     let home = config.regions.as_ref().map(|r| r.here.clone());
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_with(&config.database_url, config.database_max_connections)
         .await
         .context("opening the database")?
         .with_home(home.clone());

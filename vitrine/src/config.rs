@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Database URL (sqlite://... or postgres://...); default: SQLite under the data dir.
     #[arg(long, env = "VITRINE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Most connections the node opens to its database (default 16 for PostgreSQL, 4 for
+    /// SQLite). Fewer often serve more: about twice the database's cores.
+    #[arg(long, env = "VITRINE_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// Base URL that links handed to users start with (default: derived from --listen).
     #[arg(long, env = "VITRINE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -131,6 +135,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_max_connections: Option<u32>,
     public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -640,6 +645,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// The pool's size; `None`: the driver's default.
+    pub database_max_connections: Option<u32>,
     /// `None`: derived from the bound address once listening.
     pub public_url: Option<String>,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -706,6 +713,12 @@ impl Config {
             ),
         };
         checkout.home = regions.as_ref().map(|r| r.here.clone());
+        let database_max_connections = args
+            .database_max_connections
+            .or(file.database_max_connections);
+        if database_max_connections.is_some_and(|n| !(1..=1000).contains(&n)) {
+            bail!("database_max_connections must be 1 to 1000");
+        }
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -787,6 +800,7 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             database_url,
+            database_max_connections,
             public_url: args.public_url.or(file.public_url),
             tls,
             ice,

@@ -90,7 +90,12 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Connects and runs the migrations: the binary's own (sellers, streams) and checkout's.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (pool, backend) = vitrine_checkout::db::connect(url).await?;
+        Self::connect_with(url, None).await
+    }
+
+    /// [`Store::connect`] with a pool of at most `max_connections` (default: the driver's).
+    pub async fn connect_with(url: &str, max_connections: Option<u32>) -> Result<Self, StoreError> {
+        let (pool, backend) = vitrine_checkout::db::connect_with(url, max_connections).await?;
         // One migration set per backend, kept in step; today their SQL is the same text, which
         // is why the two arms compile to the same code. Checkout's versions live in the same
         // table, hence `ignore_missing`.

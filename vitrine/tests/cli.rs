@@ -64,6 +64,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         database_url: format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display()),
+        database_max_connections: None,
         public_url: None,
         tls: Some((cert_path, key_path)),
         ice: Default::default(),

@@ -156,6 +156,7 @@ impl TestServer {
                 || format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display()),
                 |db| db.url.clone(),
             ),
+            database_max_connections: None,
             public_url: None,
             tls: options
                 .tls
