@@ -97,31 +97,18 @@ impl Checkout {
         // Everything that is this buyer's alone first; the rows every buyer of the sale
         // contends for (the product's stock, the pin's quantity) last, so their locks are held
         // from their UPDATE to the commit and no longer.
-        let taken = match claim_and_check_limit(&mut tx, &claim, &priced, new.quantity, now).await?
-        {
-            Taken::Left(_) => {
-                insert_order(&mut tx, &order, &claim).await?;
-                let created =
-                    outbox::record(&mut tx, &order.seller_id, EventType::OrderCreated, &order)
-                        .await?;
-                match take_stock(&mut tx, &priced, new.quantity, now).await? {
-                    Taken::Left(left) => Ok((left, created.is_some())),
-                    other => Err(other),
+        let (left, mut outboxed) =
+            match take_rows(&mut tx, &claim, &priced, &order, new.quantity, now).await? {
+                Ok(taken) => taken,
+                Err(Stop::Refused(rejection)) => {
+                    tx.rollback().await?;
+                    return self.refuse(&claim, rejection).await;
                 }
-            }
-            other => Err(other),
-        };
-        let (left, mut outboxed) = match taken {
-            Ok(taken) => taken,
-            Err(Taken::Refused(rejection)) => {
-                tx.rollback().await?;
-                return self.refuse(&claim, rejection).await;
-            }
-            Err(_) => {
-                tx.rollback().await?;
-                return Ok(Reserved::KeyTaken);
-            }
-        };
+                Err(Stop::KeyHeld) => {
+                    tx.rollback().await?;
+                    return Ok(Reserved::KeyTaken);
+                }
+            };
         if left == 0 {
             let p = &priced.product;
             let sold_out = serde_json::json!({
@@ -296,25 +283,43 @@ struct Priced {
     presentment: Option<Presentment>,
 }
 
-/// Outcome of a step of the reservation's transaction.
-enum Taken {
-    /// Done; after taking the stock, the product's stock left.
-    Left(i64),
+/// Why the reservation's transaction stops short (the caller rolls it back).
+enum Stop {
     /// An earlier request holds the idempotency key.
     KeyHeld,
     Refused(Rejection),
 }
 
+/// The reservation's writes, in their order: this buyer's own rows first, the rows every buyer
+/// of the sale contends for (the product's stock, the pin's quantity) last, so their locks last
+/// from their UPDATE to the commit. The stock left and whether the outbox got a row.
+async fn take_rows(
+    tx: &mut Tx<'_>,
+    claim: &Claim<'_>,
+    priced: &Priced,
+    order: &Order,
+    quantity: u32,
+    now: i64,
+) -> Result<Result<(i64, bool), Stop>, CheckoutError> {
+    if let Some(stop) = claim_and_check_limit(tx, claim, priced, quantity, now).await? {
+        return Ok(Err(stop));
+    }
+    insert_order(tx, order, claim).await?;
+    let created = outbox::record(tx, &order.seller_id, EventType::OrderCreated, order).await?;
+    Ok(take_stock(tx, priced, quantity, now)
+        .await?
+        .map(|left| (left, created.is_some())))
+}
+
 /// Claims the key (the first write: on SQLite it takes the write lock before anything else),
-/// then counts the units against the buyer's per-pin limit (a row of this buyer's only). The
-/// caller rolls back on anything but `Left`.
+/// then counts the units against the buyer's per-pin limit (a row of this buyer's only).
 async fn claim_and_check_limit(
     tx: &mut Tx<'_>,
     claim: &Claim<'_>,
     priced: &Priced,
     quantity: u32,
     now: i64,
-) -> Result<Taken, CheckoutError> {
+) -> Result<Option<Stop>, CheckoutError> {
     let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, created_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
@@ -326,14 +331,14 @@ async fn claim_and_check_limit(
     .execute(&mut **tx)
     .await?;
     if claimed.rows_affected() == 0 {
-        return Ok(Taken::KeyHeld);
+        return Ok(Some(Stop::KeyHeld));
     }
     let Some((pin, limit)) = priced
         .pin
         .as_ref()
         .and_then(|p| p.per_buyer_limit.map(|l| (p, l)))
     else {
-        return Ok(Taken::Left(0));
+        return Ok(None);
     };
     let took = sqlx::query(
         "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
@@ -347,25 +352,24 @@ async fn claim_and_check_limit(
     .bind(i64::from(limit))
     .execute(&mut **tx)
     .await?;
-    Ok(if took.rows_affected() == 0 {
-        Taken::Refused(reject(
+    Ok((took.rows_affected() == 0).then(|| {
+        Stop::Refused(reject(
             RejectKind::LimitExceeded,
             format!("at most {limit} per buyer"),
         ))
-    } else {
-        Taken::Left(0)
-    })
+    }))
 }
 
 /// Takes the units from the product's stock and the pin's quantity cap, each with a
 /// conditional UPDATE: the two rows every buyer of a sale contends for, so the last writes
-/// before the commit. The refusal when either is spent (or the sale ended meanwhile).
+/// before the commit. The product's stock left, or the refusal when either is spent (or the
+/// sale ended meanwhile).
 async fn take_stock(
     tx: &mut Tx<'_>,
     priced: &Priced,
     quantity: u32,
     now: i64,
-) -> Result<Taken, CheckoutError> {
+) -> Result<Result<i64, Stop>, CheckoutError> {
     let q = i64::from(quantity);
     let took = sqlx::query(
         "UPDATE products SET stock = stock - $1, updated_at = $2 \
@@ -377,11 +381,11 @@ async fn take_stock(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(took) = took else {
-        return Ok(Taken::Refused(reject(RejectKind::SoldOut, "sold out")));
+        return Ok(Err(Stop::Refused(reject(RejectKind::SoldOut, "sold out"))));
     };
     let left: i64 = took.try_get(0)?;
     let Some(pin) = &priced.pin else {
-        return Ok(Taken::Left(left));
+        return Ok(Ok(left));
     };
     let took = sqlx::query(
         "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
@@ -393,7 +397,7 @@ async fn take_stock(
     .execute(&mut **tx)
     .await?;
     if took.rows_affected() > 0 {
-        return Ok(Taken::Left(left));
+        return Ok(Ok(left));
     }
     let still_on = sqlx::query(
         "SELECT 1 FROM pins WHERE id = $1 AND active = 1 AND (ends_at IS NULL OR ends_at > $2)",
@@ -403,11 +407,11 @@ async fn take_stock(
     .fetch_optional(&mut **tx)
     .await?
     .is_some();
-    Ok(Taken::Refused(if still_on {
+    Ok(Err(Stop::Refused(if still_on {
         reject(RejectKind::SoldOut, "the sale's quantity is sold out")
     } else {
         reject(RejectKind::SaleEnded, "the sale has ended")
-    }))
+    })))
 }
 
 /// Inserts the pending order and ties the key to it.
