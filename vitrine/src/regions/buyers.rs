@@ -96,13 +96,13 @@ async fn ask_home(
         .bearer_auth(token.expose())
         .send()
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
     match response.status() {
         StatusCode::OK => {
             let me: Me = response
                 .json()
                 .await
-                .map_err(|e| unavailable(e.to_string()))?;
+                .map_err(|e| unavailable(e.without_url().to_string()))?;
             Ok(Some(Buyer {
                 id: me.buyer_id,
                 display_name: me.display_name,

@@ -109,6 +109,17 @@ impl Regions {
     }
 }
 
+/// The problem answered for a call whose data is kept in `region`, which did not answer:
+/// nobody else may act for it.
+pub fn region_unavailable(region: &Region, detail: String) -> vitrine_core::Problem {
+    vitrine_core::Problem::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "region-unavailable",
+        "region unavailable",
+    )
+    .with_detail(format!("{detail} (region {region}); retry later"))
+}
+
 /// Paths that are never sent to another region: the node's own (health, metrics, the cluster's
 /// operator routes and relays) and the pages' static files.
 fn node_local(path: &str) -> bool {

@@ -8,7 +8,6 @@ use super::proxy::FORWARDED;
 use crate::api::ApiError;
 use axum::http::{HeaderMap, StatusCode};
 use vitrine_checkout::{OrderPage, OrderQuery};
-use vitrine_core::Problem;
 
 /// Set on a region's request for another region's page: that region answers with its own
 /// orders only (a buyer's call merely forwarded from another region wants them all).
@@ -50,6 +49,7 @@ pub async fn everywhere(
                 None
             }
             Err(e) => {
+                let e = e.without_url();
                 tracing::warn!(region = %region, error = %e, "a region's orders");
                 None
             }
@@ -61,15 +61,8 @@ pub async fn everywhere(
         match answer {
             Ok(page) => pages.push(page),
             Err(region) => {
-                return Err(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "region-unavailable",
-                    "region unavailable",
-                )
-                .with_detail(format!(
-                    "the orders kept in region {region} could not be read; retry later"
-                ))
-                .into());
+                let detail = "the buyer's orders kept there could not be read".to_owned();
+                return Err(super::region_unavailable(region, detail).into());
             }
         }
     }

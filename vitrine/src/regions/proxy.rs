@@ -182,7 +182,7 @@ async fn forward(
         .await;
     let answer = match sent {
         Ok(answer) => answer,
-        Err(e) => return unreachable_region(region, &e),
+        Err(e) => return unreachable_region(region, e),
     };
     let status = answer.status();
     let mut headers = HeaderMap::new();
@@ -193,7 +193,7 @@ async fn forward(
     }
     let body = match answer.bytes().await {
         Ok(body) => body,
-        Err(e) => return unreachable_region(region, &e),
+        Err(e) => return unreachable_region(region, e),
     };
     let mut response = (status, body).into_response();
     *response.headers_mut() = headers;
@@ -201,18 +201,13 @@ async fn forward(
     response
 }
 
-/// The region that holds the data did not answer: nobody else may act for it.
-fn unreachable_region(region: &Region, error: &reqwest::Error) -> Response {
+/// The region that holds the data did not answer: a 503 that says so, with when to retry.
+fn unreachable_region(region: &Region, error: reqwest::Error) -> Response {
+    // Without the URL: its query may carry what a log must not (an OAuth2 request's state).
+    let error = error.without_url();
     tracing::warn!(region = %region, error = %error, "a home region did not answer");
-    let mut response = Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "region-unavailable",
-        "region unavailable",
-    )
-    .with_detail(format!(
-        "this belongs to region {region}, which did not answer; retry later"
-    ))
-    .into_response();
+    let problem = super::region_unavailable(region, "this call's data is kept there".into());
+    let mut response = problem.into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
