@@ -340,7 +340,17 @@ mod tests {
             ),
             "each twin follows its UDP candidate"
         );
-        assert!(1_526_726_655 < 2_130_706_431, "TCP ranks below UDP");
+        // The priority (fourth field) of the first candidate line of `transport` offered.
+        let priority = |transport: &str| -> u32 {
+            local
+                .lines()
+                .filter_map(|l| l.strip_prefix("a=candidate:"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f[2] == transport)
+                .and_then(|f| f[3].parse().ok())
+                .unwrap()
+        };
+        assert!(priority("tcp") < priority("udp"), "TCP ranks below UDP");
         // Without a TCP port, the gathered TCP candidates still go.
         let udp_only = CandidatePolicy::new(false).with_shared_port(Some(SharedPorts {
             udp: 7882,

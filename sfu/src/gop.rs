@@ -27,8 +27,8 @@ pub struct Gop {
 }
 
 impl Gop {
-    /// Records a packet the router forwards.
-    pub fn push(&mut self, item: &Forwarded, now: Instant) {
+    /// Records a packet the router forwards; `now` is asked only when it starts a group.
+    pub fn push(&mut self, item: &Forwarded, now: impl FnOnce() -> Instant) {
         if item.kind != MediaKind::Video {
             return;
         }
@@ -37,7 +37,7 @@ impl Gop {
             item.keyframe && self.keyframe.is_none_or(|(_, first)| first != timestamp);
         if new_keyframe {
             self.packets.clear();
-            self.keyframe = Some((now, timestamp));
+            self.keyframe = Some((now(), timestamp));
             self.overflowed = false;
         } else if self.keyframe.is_none() || self.overflowed {
             return;
@@ -96,18 +96,18 @@ mod tests {
     fn a_group_starts_at_its_keyframe_and_ends_at_the_next() {
         let t0 = Instant::now();
         let mut gop = Gop::default();
-        gop.push(&video(1, 0, false), t0);
+        gop.push(&video(1, 0, false), || t0);
         assert!(gop.replay(t0).is_none(), "no keyframe yet");
         // A keyframe in two packets (H.264: parameter sets, then the IDR), then a delta frame;
         // audio never enters.
-        gop.push(&video(2, 3000, true), t0);
-        gop.push(&video(3, 3000, true), t0);
-        gop.push(&video(4, 6000, false), t0);
+        gop.push(&video(2, 3000, true), || t0);
+        gop.push(&video(3, 3000, true), || t0);
+        gop.push(&video(4, 6000, false), || t0);
         let mut audio = video(9, 6000, true);
         audio.kind = MediaKind::Audio;
-        gop.push(&audio, t0);
+        gop.push(&audio, || t0);
         assert_eq!(seqs(gop.replay(t0).unwrap()), [2, 3, 4]);
-        gop.push(&video(5, 9000, true), t0);
+        gop.push(&video(5, 9000, true), || t0);
         assert_eq!(seqs(gop.replay(t0).unwrap()), [5]);
     }
 
@@ -115,19 +115,19 @@ mod tests {
     fn an_old_or_overlong_group_is_not_replayed() {
         let t0 = Instant::now();
         let mut gop = Gop::default();
-        gop.push(&video(0, 0, true), t0);
+        gop.push(&video(0, 0, true), || t0);
         assert!(gop.replay(t0 + MAX_GOP_AGE).is_some());
         assert!(
             gop.replay(t0 + MAX_GOP_AGE + Duration::from_millis(1))
                 .is_none()
         );
         for seq in 1..=MAX_GOP_PACKETS as u16 {
-            gop.push(&video(seq, u32::from(seq) * 3000, false), t0);
+            gop.push(&video(seq, u32::from(seq) * 3000, false), || t0);
         }
         assert!(gop.replay(t0).is_none(), "more than a leg's share");
-        gop.push(&video(1000, 1, false), t0);
+        gop.push(&video(1000, 1, false), || t0);
         assert!(gop.replay(t0).is_none(), "still overlong until a keyframe");
-        gop.push(&video(1001, 2, true), t0);
+        gop.push(&video(1001, 2, true), || t0);
         assert_eq!(seqs(gop.replay(t0).unwrap()), [1001]);
         gop.clear();
         assert!(gop.replay(t0).is_none());

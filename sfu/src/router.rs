@@ -307,13 +307,15 @@ impl PublisherLink {
             keyframe,
             packet: packet.clone(),
         };
-        let legs = if kind == MediaKind::Video {
+        // Video enters the group of pictures, and the leg list is read under its lock (see
+        // `Router::gop`); audio needs neither.
+        let gop = (kind == MediaKind::Video).then(|| {
             let mut gop = self.router.gop.lock().expect("gop lock");
-            gop.push(&item, std::time::Instant::now());
-            Arc::clone(&self.router.legs.read().expect("legs lock"))
-        } else {
-            Arc::clone(&self.router.legs.read().expect("legs lock"))
-        };
+            gop.push(&item, std::time::Instant::now);
+            gop
+        });
+        let legs = Arc::clone(&self.router.legs.read().expect("legs lock"));
+        drop(gop);
         for leg in legs.iter() {
             if let Err(mpsc::error::TrySendError::Full(_)) = leg.tx.try_send(item.clone()) {
                 metrics.rtp_packets_dropped.inc();
