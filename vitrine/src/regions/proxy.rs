@@ -70,14 +70,9 @@ pub async fn route_home(
                 return too_large();
             };
             let product = serde_json::from_slice::<ProductOf>(&bytes).ok();
-            let there = product.and_then(|p| {
-                homes
-                    .regions
-                    .elsewhere(&p.product_id)
-                    .map(|(r, i)| (r.clone(), i.clone()))
-            });
+            let there = product.and_then(|p| homes.regions.elsewhere(&p.product_id));
             match there {
-                Some((region, info)) => send(&homes, &region, &info, parts, bytes.into()).await,
+                Some((region, info)) => send(&homes, region, info, parts, bytes.into()).await,
                 None => next.run(Request::from_parts(parts, bytes.into())).await,
             }
         }
