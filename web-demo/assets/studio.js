@@ -58,34 +58,55 @@ async function replaceTracks() {
   }
 }
 
-async function goLive() {
+// After a lost connection, the studio publishes again: at once, then after these pauses (its
+// node may have just died, and the cluster takes a moment to stop sending publishers there).
+const REPUBLISH_PAUSES_MS = [1000, 2000, 4000, 8000];
+// Refusals that another try would only repeat (a bad or revoked key, an unknown stream).
+const FINAL_STATUSES = [400, 401, 403, 404, 415, 422];
+// Set while the studio tries to get back on air; the button cancels it.
+let reconnecting = null;
+
+// One publish of the stream (its id and key known); throws what refused it.
+async function connect() {
   $('error').textContent = '';
-  if (!streamId) streamId = $('stream-id').value.trim();
-  if (!streamKey) streamKey = $('stream-key').value.trim();
-  if (!streamId || !streamKey) { $('error').textContent = 'Enter the stream id and key.'; return; }
   $('golive').disabled = true;
   setState('connecting', 'connecting');
   try {
     live = await publish(`${location.origin}/whip/${encodeURIComponent(streamId)}`, streamKey, media);
-    const current = live;
-    current.pc.addEventListener('connectionstatechange', () => {
-      if (live !== current) return;
-      const s = current.pc.connectionState;
-      $('connection').textContent = s || '-';
-      if (s === 'connected') setState('live', 'live');
-      if (s === 'disconnected' || s === 'failed') setState('reconnecting', 'connecting');
-    });
-    // A lost connection first restarts ICE through the session (the stream stays live); when
-    // that fails, the studio publishes again from scratch, once.
-    keepConnected(current, () => republish(current));
-    $('golive').textContent = 'Stop';
-    $('golive').classList.add('secondary');
-  } catch (e) {
-    live = null;
-    setState('offline', '');
-    $('error').textContent = `Could not go live: ${e.message}`;
   } finally {
     $('golive').disabled = false;
+  }
+  const current = live;
+  current.pc.addEventListener('connectionstatechange', () => {
+    if (live !== current) return;
+    const s = current.pc.connectionState;
+    $('connection').textContent = s || '-';
+    if (s === 'connected') setState('live', 'live');
+    if (s === 'disconnected' || s === 'failed') setState('reconnecting', 'connecting');
+  });
+  // A lost connection first restarts ICE through the session (the stream stays live); when
+  // that fails, the studio publishes again from scratch.
+  keepConnected(current, () => republish(current));
+  $('golive').textContent = 'Stop';
+  $('golive').classList.add('secondary');
+}
+
+function offAir(state, message) {
+  live = null;
+  setState(state, '');
+  $('error').textContent = message;
+  $('golive').textContent = 'Go live';
+  $('golive').classList.remove('secondary');
+}
+
+async function goLive() {
+  if (!streamId) streamId = $('stream-id').value.trim();
+  if (!streamKey) streamKey = $('stream-key').value.trim();
+  if (!streamId || !streamKey) { $('error').textContent = 'Enter the stream id and key.'; return; }
+  try {
+    await connect();
+  } catch (e) {
+    offAir('offline', `Could not go live: ${e.message}`);
   }
 }
 
@@ -93,13 +114,27 @@ async function republish(lost) {
   if (live !== lost) return;
   live = null;
   lost.stop();
-  await goLive();
-  if (!live) {
-    setState('connection lost', '');
-    $('error').textContent = 'Connection lost. Press Go live to reconnect.';
-    $('golive').textContent = 'Go live';
-    $('golive').classList.remove('secondary');
+  const attempt = { cancelled: false };
+  reconnecting = attempt;
+  let last = null;
+  for (const pause of [0, ...REPUBLISH_PAUSES_MS]) {
+    if (pause) {
+      setState('reconnecting', 'connecting');
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+    if (attempt.cancelled) return;
+    try {
+      await connect();
+      reconnecting = null;
+      return;
+    } catch (e) {
+      last = e;
+      live = null;
+      if (FINAL_STATUSES.includes(e.status)) break;
+    }
   }
+  reconnecting = null;
+  offAir('connection lost', `Connection lost (${last?.message || 'no answer'}). Press Go live to reconnect.`);
 }
 
 async function stop() {
@@ -112,7 +147,15 @@ async function stop() {
   $('golive').classList.remove('secondary');
 }
 
-$('golive').addEventListener('click', () => (live ? stop() : goLive()));
+$('golive').addEventListener('click', () => {
+  if (reconnecting) {
+    reconnecting.cancelled = true;
+    reconnecting = null;
+    offAir('ended', '');
+    return;
+  }
+  return live ? stop() : goLive();
+});
 $('camera').addEventListener('change', () => openDevices().then(replaceTracks).catch((e) => { $('error').textContent = e.message; }));
 $('microphone').addEventListener('change', () => openDevices().then(replaceTracks).catch((e) => { $('error').textContent = e.message; }));
 window.addEventListener('pagehide', () => live?.stop());
