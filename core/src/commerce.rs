@@ -158,10 +158,16 @@ pub enum Identity {
     Seller { id: SellerId, name: String },
 }
 
-/// Token resolution for the chat (buyer session tokens and seller API tokens).
+/// Token resolution for the chat (buyer session tokens and seller API tokens), on behalf of
+/// the member connecting from `caller` (a token kept in another region is asked of its home,
+/// which counts the question against the caller's address).
 #[async_trait::async_trait]
 pub trait Identities: Send + Sync + 'static {
-    async fn identify(&self, token: &str) -> Result<Option<Identity>, CommerceError>;
+    async fn identify(
+        &self,
+        token: &str,
+        caller: crate::ClientIp,
+    ) -> Result<Option<Identity>, CommerceError>;
 }
 
 /// What checkout announces to the rooms. Delivery is best effort: the database is the record,

@@ -367,6 +367,7 @@ async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Re
         trusted: config.edge.trusted_proxies.clone(),
         https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
         cluster: cluster.clone(),
+        regions: config.regions.clone(),
     });
     let metrics_addr = match config.edge.metrics.listen {
         Some(at) => Some(serve_metrics(at, state.clone(), background.clone()).await?),

@@ -250,6 +250,8 @@ pub struct Edge {
     pub https: bool,
     /// The media cluster this node is a member of: its media nodes join the pages' policy.
     pub cluster: Option<vitrine_cluster::Cluster>,
+    /// The deployment's regions: a call another region's node forwards names its caller.
+    pub regions: Option<Arc<crate::regions::Regions>>,
 }
 
 /// [`PAGE_CSP`] whose `connect-src` also names `origins` (a cluster's media nodes, where a
@@ -293,9 +295,24 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| {
+    let mut ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| {
         client_ip(p, req.headers(), &edge.trusted)
     });
+    // Forwarded by another region's node, which vouches for its caller's address.
+    if let Some(regions) = &edge.regions {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let forwarded = crate::regions::proxy::FORWARDED;
+        let (method, path) = (req.method(), req.uri().path());
+        if let Some(vouched) = regions
+            .key
+            .vouched(req.headers(), forwarded, method, path, now)
+        {
+            ip = vouched.ip;
+            req.extensions_mut().insert(vouched);
+        }
+    }
     let https =
         edge.https || peer.is_some_and(|p| forwarded_https(p, req.headers(), &edge.trusted));
     req.extensions_mut().insert(ClientIp(ip));

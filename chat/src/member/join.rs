@@ -60,6 +60,7 @@ pub(super) async fn identify(
     chat: &Chat,
     stream: &StreamRecord,
     token: Option<String>,
+    caller: vitrine_core::ClientIp,
 ) -> Result<Member, Close> {
     let unavailable = |e: String| {
         tracing::warn!(error = %e, "identity lookup failed");
@@ -86,7 +87,7 @@ pub(super) async fn identify(
     match chat
         .inner
         .identities
-        .identify(&token)
+        .identify(&token, caller)
         .await
         .map_err(|e| unavailable(e.to_string()))?
     {

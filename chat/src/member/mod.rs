@@ -105,7 +105,7 @@ async fn run(
             format!("unsupported protocol version; this server speaks {PROTOCOL_VERSION}"),
         ));
     }
-    let mut member = identify(chat, stream, token).await?;
+    let mut member = identify(chat, stream, token, client).await?;
     member.client = Some(client);
     let unavailable = |e: ChatError| {
         tracing::warn!(error = %e, "chat unavailable");

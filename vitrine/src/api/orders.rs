@@ -186,6 +186,7 @@ async fn place_order(
 async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
+    vitrine_core::ClientIp(ip): vitrine_core::ClientIp,
     uri: axum::http::Uri,
     headers: HeaderMap,
     q: Result<Query<OrderQuery>, QueryRejection>,
@@ -210,8 +211,8 @@ async fn list_orders(
     let token = vitrine_sfu::signaling::bearer(&headers);
     match (&state.homes, token) {
         (Some(homes), Some(token)) if !crate::regions::orders::this_region_only(&headers) => {
-            let page =
-                crate::regions::orders::everywhere(homes, local, token, uri.query(), &q).await?;
+            let page = crate::regions::orders::everywhere(homes, ip, local, token, uri.query(), &q)
+                .await?;
             Ok(Json(page))
         }
         _ => Ok(Json(local)),

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// SQLite). Fewer often serve more: about twice the database's cores.
     #[arg(long, env = "VITRINE_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// A deployment of several regions: the secret (at least 32 bytes) every region's nodes
+    /// share, with which a node vouches for the callers whose calls it forwards.
+    #[arg(long, env = "VITRINE_REGIONS_SECRET_FILE")]
+    pub regions_secret_file: Option<PathBuf>,
     /// Base URL that links handed to users start with (default: derived from --listen).
     #[arg(long, env = "VITRINE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -141,6 +145,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_max_connections: Option<u32>,
+    regions_secret_file: Option<PathBuf>,
     public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -586,8 +591,9 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
         let here = args.cluster.region.clone().or(file.cluster.region());
-        let regions =
-            crate::regions::Regions::resolve(here, file.regions)?.map(std::sync::Arc::new);
+        let regions_secret = args.regions_secret_file.or(file.regions_secret_file);
+        let regions = crate::regions::Regions::resolve(here, file.regions, regions_secret)?
+            .map(std::sync::Arc::new);
         let database_url = match (&regions, args.database_url.or(file.database_url)) {
             (Some(_), Some(_)) => {
                 bail!(
@@ -748,9 +754,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vitrine-regions-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("v.toml");
-        let regions = "[regions.eu]\ndatabase_url = \"sqlite:///eu.db\"\npublic_url = \"https://eu.example\"\n\
+        let secret = dir.join("regions.secret");
+        std::fs::write(&secret, [3u8; 32]).unwrap();
+        let regions = format!("regions_secret_file = {secret:?}\n");
+        let regions = regions
+            + "[regions.eu]\ndatabase_url = \"sqlite:///eu.db\"\npublic_url = \"https://eu.example\"\n\
                        [regions.us]\ndatabase_url = \"sqlite:///us.db\"\npublic_url = \"https://us.example\"\n";
-        std::fs::write(&path, format!("[cluster]\nregion = \"us\"\n{regions}")).unwrap();
+        std::fs::write(&path, format!("{regions}[cluster]\nregion = \"us\"\n")).unwrap();
         let c = Config::resolve(ServeArgs {
             config: Some(path.clone()),
             ..Default::default()
@@ -776,7 +786,7 @@ mod tests {
         });
         assert!(format!("{:#}", both.unwrap_err()).contains("regions.<name>.database_url"));
         // A node outside every region named.
-        std::fs::write(&path, format!("[cluster]\nregion = \"mars\"\n{regions}")).unwrap();
+        std::fs::write(&path, format!("{regions}[cluster]\nregion = \"mars\"\n")).unwrap();
         let outside = Config::resolve(ServeArgs {
             config: Some(path),
             ..Default::default()

@@ -5,11 +5,14 @@ use super::{Homes, RegionInfo};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vitrine_checkout::{Buyer, Checkout, CheckoutError};
 use vitrine_core::{BuyerId, Region, Secret, SecretHash};
 
+/// The home region's route that says who a buyer token belongs to.
+const ME: &str = "/api/v1/buyers/me";
 /// How long a buyer from another region, once confirmed by their home, is known here (a token
 /// revoked at home may be taken that much longer here).
 const REMOTE_BUYER_TTL: Duration = Duration::from_secs(60);
@@ -41,8 +44,13 @@ impl Buyers {
         }
     }
 
-    /// The buyer a token belongs to: here, or in the region its tag names.
-    pub async fn by_token(&self, token: &Secret) -> Result<Option<Buyer>, CheckoutError> {
+    /// The buyer a token belongs to: here, or in the region its tag names (asked on behalf of
+    /// the caller at `caller`).
+    pub async fn by_token(
+        &self,
+        token: &Secret,
+        caller: IpAddr,
+    ) -> Result<Option<Buyer>, CheckoutError> {
         let Some(homes) = &self.homes else {
             return self.checkout.buyer_by_token(token).await;
         };
@@ -53,7 +61,7 @@ impl Buyers {
         if let Some(buyer) = self.remembered(&hash) {
             return Ok(Some(buyer));
         }
-        let buyer = ask_home(homes, region, info, token).await?;
+        let buyer = ask_home(homes, region, info, token, caller).await?;
         if let Some(buyer) = &buyer {
             self.remember(hash, buyer.clone());
         }
@@ -85,6 +93,7 @@ async fn ask_home(
     region: &Region,
     info: &RegionInfo,
     token: &Secret,
+    caller: IpAddr,
 ) -> Result<Option<Buyer>, CheckoutError> {
     let unavailable = |e: String| {
         tracing::warn!(region = %region, error = %e, "a buyer's home region did not answer");
@@ -92,7 +101,8 @@ async fn ask_home(
     };
     let response = homes
         .http
-        .get(format!("{}/api/v1/buyers/me", info.public_url))
+        .get(format!("{}{ME}", info.public_url))
+        .headers(homes.vouching(caller, &axum::http::Method::GET, ME))
         .bearer_auth(token.expose())
         .send()
         .await

@@ -16,6 +16,7 @@
 pub mod buyers;
 pub mod orders;
 pub mod proxy;
+pub mod vouch;
 
 pub use buyers::Buyers;
 pub use proxy::{Homes, route_home};
@@ -24,8 +25,10 @@ use anyhow::{Context, bail};
 use axum::http::Method;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use vitrine_core::Region;
 use vitrine_core::region::tag_of;
+use vouch::RegionsKey;
 
 /// A `[regions.<name>]` table of the configuration file.
 #[derive(Debug, Deserialize)]
@@ -50,15 +53,22 @@ pub struct RegionInfo {
 pub struct Regions {
     pub here: Region,
     all: BTreeMap<Region, RegionInfo>,
+    /// Shared by every region's nodes: vouches for the callers of forwarded calls.
+    pub key: RegionsKey,
 }
 
 impl Regions {
-    /// `None` without `[regions]` (one region, untagged ids, as before).
+    /// `None` without `[regions]` (one region, untagged ids, as before). `secret_file` holds
+    /// the secret every region's nodes share (at least 32 bytes).
     pub fn resolve(
         here: Option<String>,
         file: BTreeMap<String, FileRegion>,
+        secret_file: Option<PathBuf>,
     ) -> anyhow::Result<Option<Self>> {
         if file.is_empty() {
+            if secret_file.is_some() {
+                bail!("regions_secret_file without [regions]");
+            }
             return Ok(None);
         }
         let mut all = BTreeMap::new();
@@ -82,7 +92,19 @@ impl Regions {
             let known: Vec<&str> = all.keys().map(Region::as_str).collect();
             bail!("region {here} is not one of [regions] {known:?}");
         }
-        Ok(Some(Self { here, all }))
+        let secret_file = secret_file.context(
+            "a deployment with [regions] needs regions_secret_file (--regions-secret-file): \
+             the secret its nodes share to vouch for the callers they forward",
+        )?;
+        let secret = std::fs::read(&secret_file)
+            .with_context(|| format!("reading the regions' secret {}", secret_file.display()))?;
+        let key = RegionsKey::from_secret(&secret).with_context(|| {
+            format!(
+                "the regions' secret file must hold at least {} bytes",
+                vouch::MIN_SECRET_BYTES
+            )
+        })?;
+        Ok(Some(Self { here, all, key }))
     }
 
     /// This node's region's entry.
@@ -184,7 +206,16 @@ pub(super) mod tests {
                 )
             })
             .collect();
-        Regions::resolve(Some(here.into()), file).unwrap().unwrap()
+        let secret = secret_file(32);
+        Regions::resolve(Some(here.into()), file, Some(secret.path().into()))
+            .unwrap()
+            .unwrap()
+    }
+
+    pub(super) fn secret_file(bytes: usize) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), vec![9u8; bytes]).unwrap();
+        file
     }
 
     /// The other region a request belongs to; "product" for a new order.
@@ -259,10 +290,28 @@ pub(super) mod tests {
                 },
             )])
         };
-        assert!(Regions::resolve(Some("eu".into()), one("EU", "https://x")).is_err());
-        assert!(Regions::resolve(Some("eu".into()), one("eu", "ftp://x")).is_err());
-        assert!(Regions::resolve(None, one("eu", "https://x")).is_err());
-        assert!(Regions::resolve(Some("us".into()), one("eu", "https://x")).is_err());
-        assert!(Regions::resolve(None, BTreeMap::new()).unwrap().is_none());
+        let secret = secret_file(32);
+        let key = || Some(PathBuf::from(secret.path()));
+        let eu = || Some("eu".to_owned());
+        assert!(Regions::resolve(eu(), one("eu", "https://x"), key()).is_ok());
+        assert!(Regions::resolve(eu(), one("EU", "https://x"), key()).is_err());
+        assert!(Regions::resolve(eu(), one("eu", "ftp://x"), key()).is_err());
+        assert!(Regions::resolve(None, one("eu", "https://x"), key()).is_err());
+        assert!(Regions::resolve(Some("us".into()), one("eu", "https://x"), key()).is_err());
+        assert!(
+            Regions::resolve(None, BTreeMap::new(), None)
+                .unwrap()
+                .is_none()
+        );
+        // The shared secret: needed, long enough, and only with regions.
+        let err = |r: anyhow::Result<Option<Regions>>| format!("{:#}", r.unwrap_err());
+        assert!(
+            err(Regions::resolve(eu(), one("eu", "https://x"), None))
+                .contains("regions_secret_file")
+        );
+        let short = secret_file(31);
+        let short = Some(PathBuf::from(short.path()));
+        assert!(err(Regions::resolve(eu(), one("eu", "https://x"), short)).contains("32 bytes"));
+        assert!(err(Regions::resolve(None, BTreeMap::new(), key())).contains("without [regions]"));
     }
 }

@@ -4,7 +4,6 @@
 //! pagination on (created_at, id) makes exact.
 
 use super::Homes;
-use super::proxy::FORWARDED;
 use crate::api::ApiError;
 use axum::http::{HeaderMap, StatusCode};
 use vitrine_checkout::{OrderPage, OrderQuery};
@@ -23,38 +22,42 @@ pub fn this_region_only(headers: &HeaderMap) -> bool {
 /// page (503): a list that silently misses orders would look complete.
 pub async fn everywhere(
     homes: &Homes,
+    caller: std::net::IpAddr,
     local: OrderPage,
     token: &str,
     raw_query: Option<&str>,
     q: &OrderQuery,
 ) -> Result<OrderPage, ApiError> {
-    let here = homes.regions.here.as_str();
-    let asks = homes.regions.others().map(|(region, info)| async move {
-        let url = match raw_query {
-            Some(query) => format!("{}/api/v1/orders?{query}", info.public_url),
-            None => format!("{}/api/v1/orders", info.public_url),
-        };
-        let answer = homes
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .header(FORWARDED, here)
-            .header(THIS_REGION_ONLY, "1")
-            .send()
-            .await;
-        match answer {
-            Ok(r) if r.status() == StatusCode::OK => r.json::<OrderPage>().await.ok(),
-            Ok(r) => {
-                tracing::warn!(region = %region, status = %r.status(), "a region's orders");
-                None
+    let vouching = homes.vouching(caller, &axum::http::Method::GET, "/api/v1/orders");
+    let asks = homes.regions.others().map(|(region, info)| {
+        let vouching = vouching.clone();
+        async move {
+            let url = match raw_query {
+                Some(query) => format!("{}/api/v1/orders?{query}", info.public_url),
+                None => format!("{}/api/v1/orders", info.public_url),
+            };
+            let answer = homes
+                .http
+                .get(url)
+                .bearer_auth(token)
+                .headers(vouching)
+                .header(THIS_REGION_ONLY, "1")
+                .send()
+                .await;
+            match answer {
+                Ok(r) if r.status() == StatusCode::OK => r.json::<OrderPage>().await.ok(),
+                Ok(r) => {
+                    tracing::warn!(region = %region, status = %r.status(), "a region's orders");
+                    None
+                }
+                Err(e) => {
+                    let e = e.without_url();
+                    tracing::warn!(region = %region, error = %e, "a region's orders");
+                    None
+                }
             }
-            Err(e) => {
-                let e = e.without_url();
-                tracing::warn!(region = %region, error = %e, "a region's orders");
-                None
-            }
+            .ok_or(region)
         }
-        .ok_or(region)
     });
     let mut pages = vec![local];
     for answer in futures::future::join_all(asks).await {

@@ -3,22 +3,25 @@
 //! redirect to another origin, so a 307 would lose the credential), pages and media get a 307
 //! (no credential rides on them; WHIP and WHEP clients follow 307s, RFC 9725 §4.5).
 
+use super::vouch::{CLIENT_ADDRESS, Vouched};
 use super::{Home, RegionInfo, Regions, home_of};
 use crate::app::MAX_BODY_BYTES;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vitrine_core::{ClientIp, Problem, Region};
 
-/// Set on a request one region forwards to another: the receiver answers it itself, so two
-/// regions that disagree about a tag cannot bounce a request between them.
-pub(super) const FORWARDED: &str = "vitrine-forwarded-from";
+/// Set on a request one region forwards to another, with the caller's address vouched for
+/// ([`super::vouch`]): the receiver answers it itself, so two regions that disagree about a tag
+/// cannot bounce a request between them.
+pub const FORWARDED: &str = "vitrine-forwarded-from";
 /// Names the region that answered, on every forwarded or redirected answer.
 const ANSWERED_BY: &str = "vitrine-region";
 /// Longest a forwarded call may take: an order waits for its payment (10 s by default).
@@ -40,6 +43,23 @@ impl Homes {
             .unwrap_or_default();
         Self { regions, http }
     }
+
+    /// The headers of a call this node makes to another region on behalf of the caller at
+    /// `caller`: where it comes from, and the caller's address, vouched for (the home counts
+    /// the call against the caller's per-address limits, not this node's).
+    pub(super) fn vouching(&self, caller: IpAddr, method: &Method, path: &str) -> HeaderMap {
+        let here = &self.regions.here;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(here.as_str()) {
+            headers.insert(FORWARDED, v);
+        }
+        let voucher = self.regions.key.vouch(here, caller, now, method, path);
+        headers.insert(CLIENT_ADDRESS, voucher);
+        headers
+    }
 }
 
 /// The part of a new order's body that says where it belongs.
@@ -57,7 +77,8 @@ pub async fn route_home(
     let Some(homes) = homes else {
         return next.run(request).await;
     };
-    if request.headers().contains_key(FORWARDED) {
+    // Forwarded by another region's node (the edge checked its voucher): answered here.
+    if request.extensions().get::<Vouched>().is_some() {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -155,19 +176,14 @@ async fn forward(
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
-        if !hop_by_hop(name) && name.as_str() != "x-forwarded-for" {
+        let ours = [FORWARDED, CLIENT_ADDRESS, "x-forwarded-for", "forwarded"];
+        if !hop_by_hop(name) && !ours.contains(&name.as_str()) {
             headers.append(name, value.clone());
         }
     }
-    // The client's address, for a home region that trusts this one as a proxy.
-    if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>()
-        && let Ok(v) = HeaderValue::from_str(&ip.to_string())
-    {
-        headers.insert("x-forwarded-for", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(homes.regions.here.as_str()) {
-        headers.insert(FORWARDED, v);
-    }
+    let caller = parts.extensions.get::<ClientIp>().map(|c| c.0);
+    let caller = caller.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    headers.extend(homes.vouching(caller, &parts.method, parts.uri.path()));
     let sent = homes
         .http
         .request(parts.method.clone(), format!("{}{target}", info.public_url))

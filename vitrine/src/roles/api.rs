@@ -111,7 +111,11 @@ struct Tokens {
 
 #[async_trait::async_trait]
 impl Identities for Tokens {
-    async fn identify(&self, token: &str) -> Result<Option<Identity>, CommerceError> {
+    async fn identify(
+        &self,
+        token: &str,
+        caller: vitrine_core::ClientIp,
+    ) -> Result<Option<Identity>, CommerceError> {
         let secret = Secret::from_presented(token);
         let unavailable = |e: String| CommerceError::Unavailable(e);
         if let Some(seller) = self
@@ -127,7 +131,7 @@ impl Identities for Tokens {
         }
         Ok(self
             .buyers
-            .by_token(&secret)
+            .by_token(&secret, caller.0)
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .map(|b| Identity::Buyer {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use vitrine::regions::vouch::{CLIENT_ADDRESS, RegionsKey};
 use vitrine_checkout::db::{Backend, connect};
 use vitrine_checkout::testing::TestDatabase;
 
@@ -27,22 +28,30 @@ struct Regions {
 }
 
 impl Regions {
-    /// Databases first, then the file naming both regions, then one node per region.
+    /// Databases first, then the file naming both regions, then one node per region, with no
+    /// per-address limits.
     async fn start() -> Self {
+        Self::start_with(&["--no-ip-limits"]).await
+    }
+
+    /// [`Regions::start`] with `args` for both nodes.
+    async fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (eu_db, us_db) = (
             TestDatabase::create(Backend::Postgres).await.unwrap(),
             TestDatabase::create(Backend::Postgres).await.unwrap(),
         );
         let (eu_port, us_port) = (free_port(), free_port());
+        let secret = dir.path().join("regions.secret");
+        std::fs::write(&secret, [7u8; 32]).unwrap();
         let file = format!(
-            "[regions.eu]\ndatabase_url = \"{}\"\npublic_url = \"http://127.0.0.1:{eu_port}\"\n\n\
+            "regions_secret_file = {secret:?}\n\n[regions.eu]\ndatabase_url = \"{}\"\npublic_url = \"http://127.0.0.1:{eu_port}\"\n\n\
              [regions.us]\ndatabase_url = \"{}\"\npublic_url = \"http://127.0.0.1:{us_port}\"\n",
             eu_db.url, us_db.url
         );
         std::fs::write(dir.path().join("regions.toml"), file).unwrap();
-        let eu = node(dir.path(), "eu", eu_port).await;
-        let us = node(dir.path(), "us", us_port).await;
+        let eu = node(dir.path(), "eu", eu_port, args).await;
+        let us = node(dir.path(), "us", us_port, args).await;
         Self {
             eu: Region {
                 name: "eu",
@@ -71,17 +80,12 @@ impl Regions {
     }
 }
 
-async fn node(dir: &Path, region: &str, port: u16) -> Node {
+async fn node(dir: &Path, region: &str, port: u16, args: &[&str]) -> Node {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--region",
-            region,
-            "--no-hls",
-            "--no-subtitles",
-            "--no-ip-limits",
-        ])
+        .args(["--region", region, "--no-hls", "--no-subtitles"])
+        .args(args)
         .arg("--config")
         .arg(dir.join("regions.toml"))
         .arg("--data-dir")
@@ -315,17 +319,37 @@ async fn a_buyers_data_stays_in_its_region() {
     )
     .await;
     assert_eq!(s, 401, "{refused}");
-    // A call one region forwarded is answered where it lands, never sent on: the EU does not
-    // know the US seller, and says so rather than bouncing the call back.
+    // A call one region forwarded (vouched for with the regions' secret) is answered where it
+    // lands, never sent on: the EU does not know the US seller, and says so rather than
+    // bouncing the call back. Claiming to be forwarded without the secret changes nothing.
     let client = reqwest::Client::new();
+    let key = RegionsKey::from_secret(&[7; 32]).unwrap();
+    let us_region = vitrine_core::Region::parse("us").unwrap();
+    let voucher = key.vouch(
+        &us_region,
+        [198, 51, 100, 4].into(),
+        unix_now(),
+        &Method::GET,
+        "/api/v1/products",
+    );
     let bounced = client
+        .get(format!("{eu}/api/v1/products"))
+        .bearer_auth(&us_seller)
+        .header("vitrine-forwarded-from", "us")
+        .header(CLIENT_ADDRESS, voucher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bounced.status(), 401);
+    let claimed = client
         .get(format!("{eu}/api/v1/products"))
         .bearer_auth(&us_seller)
         .header("vitrine-forwarded-from", "us")
         .send()
         .await
         .unwrap();
-    assert_eq!(bounced.status(), 401);
+    assert_eq!(claimed.status(), 200);
+    assert_eq!(claimed.headers()["vitrine-region"], "us");
     // A new order's body is read to find its product's region, within the body limit.
     let huge = client
         .post(format!("{eu}/api/v1/orders"))
@@ -394,4 +418,72 @@ async fn a_buyers_data_stays_in_its_region() {
         list["detail"].as_str().unwrap().contains("region eu"),
         "{list}"
     );
+}
+
+/// A client whose requests leave from `address` (any of 127.0.0.0/8 reaches the nodes).
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .build()
+        .unwrap()
+}
+
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// The attack: callers of the EU node reading a US stream all reached the US from the EU
+/// node's address, so one caller used up every forwarded caller's per-address allowance
+/// there. Now each keeps its own, vouched for by the forwarding node, and a caller who
+/// claims to be forwarded without the regions' secret is counted at its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_callers_keep_their_own_address_at_home() {
+    let regions = Regions::start_with(&["--limit-public", "3/min burst 3"]).await;
+    let (eu, us) = (regions.eu.node.base.clone(), regions.us.node.base.clone());
+    let us_seller = regions.seller(&regions.us, "Boutique US");
+    let (s, stream) = call(
+        &us,
+        Method::POST,
+        "/api/v1/streams",
+        Some(&us_seller),
+        Some(json!({ "title": "Live" })),
+    )
+    .await;
+    assert_eq!(s, 201, "{stream}");
+    let public = format!("/api/v1/public/streams/{}", stream["id"].as_str().unwrap());
+
+    // One greedy caller through the EU uses up its own allowance at the US...
+    let greedy = client_from([127, 0, 0, 2]);
+    for _ in 0..3 {
+        assert_eq!(status_of(greedy.get(format!("{eu}{public}"))).await, 200);
+    }
+    assert_eq!(status_of(greedy.get(format!("{eu}{public}"))).await, 429);
+    // ...and nobody else's.
+    let other = client_from([127, 0, 0, 3]);
+    assert_eq!(status_of(other.get(format!("{eu}{public}"))).await, 200);
+
+    // A caller straight to the US claiming to be forwarded from the EU, for a new address
+    // each time, is counted at its own.
+    let forger = client_from([127, 0, 0, 4]);
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let forged = forger
+            .get(format!("{us}{public}"))
+            .header("vitrine-forwarded-from", "eu")
+            .header(
+                "vitrine-client-address",
+                format!("10.0.0.{n} {} 00ff", unix_now()),
+            )
+            .header("x-forwarded-for", format!("10.0.1.{n}"));
+        statuses.push(status_of(forged).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
