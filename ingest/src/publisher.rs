@@ -13,11 +13,13 @@ use vitrine_sfu::signaling::SignalingError;
 use vitrine_sfu::source::forward_track;
 use webrtc::peer_connection::PeerConnection;
 
-/// Negotiates a WHIP session for `stream` (already authenticated) and starts forwarding.
+/// Negotiates a WHIP session for `stream` (already authenticated) and starts forwarding;
+/// `capture` is the picture size the publisher says it captures, if it said.
 pub async fn publish(
     ingest: &Arc<Ingest>,
     stream: StreamId,
     offer: String,
+    capture: Option<(u32, u32)>,
 ) -> Result<(SessionId, String), SignalingError> {
     if ingest.sessions.is_full() {
         return Err(SignalingError::Full);
@@ -43,6 +45,9 @@ pub async fn publish(
 
     let router = sfu.routers.get_or_create(&stream);
     let link = Arc::new(router.attach_publisher());
+    if let Some((width, height)) = capture {
+        link.declare_capture(width, height);
+    }
     if let Some(cluster) = sfu.upstream() {
         cluster.publishing(&stream).await;
     }

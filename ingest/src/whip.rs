@@ -69,6 +69,7 @@ async fn offer(
         None => authorized(&ingest, &stream, &headers).await?,
     };
     signaling::require_content_type(&headers, SDP)?;
+    let capture = signaling::capture_size(&headers)?;
     let offer = signaling::offer_text(&body)?;
     // In a cluster, the least-loaded serving node takes new publishers (this one when tied);
     // a publisher another node sent here stays.
@@ -78,7 +79,7 @@ async fn offer(
     {
         return Ok(vitrine_sfu::upstream::redirect(&elsewhere));
     }
-    let (session, answer) = publish(&ingest, stream.clone(), offer).await?;
+    let (session, answer) = publish(&ingest, stream.clone(), offer, capture).await?;
     Ok(signaling::created(
         &ingest.sessions,
         &ingest.sfu.factory.ice().ice_servers,

@@ -47,6 +47,10 @@ pub struct SourceInfo {
     pub codecs: Vec<SourceCodec>,
     /// When the current publisher attached (its codecs become known with its first packets).
     pub attached_at: Option<tokio::time::Instant>,
+    /// The picture size the publisher says its camera captures (the studio page says it): a
+    /// browser starts small while its bandwidth estimate ramps up, so the first keyframe is no
+    /// guide to the ladder. `None` when it said nothing.
+    pub capture: Option<(u32, u32)>,
 }
 
 type LegId = u64;
@@ -218,6 +222,7 @@ impl Router {
             s.generation += 1;
             s.live = true;
             s.codecs.clear();
+            s.capture = None;
             s.attached_at = Some(tokio::time::Instant::now());
             generation = s.generation;
         });
@@ -284,6 +289,18 @@ impl PublisherLink {
             }
             s.codecs.push(codec);
             true
+        });
+    }
+
+    /// Records the picture size this publisher says it captures (see [`SourceInfo::capture`]).
+    pub fn declare_capture(&self, width: u32, height: u32) {
+        let generation = self.generation;
+        self.router.source.send_if_modified(|s| {
+            let changed = s.generation == generation && s.capture != Some((width, height));
+            if changed {
+                s.capture = Some((width, height));
+            }
+            changed
         });
     }
 

@@ -35,6 +35,8 @@ pub enum SignalingError {
     NotUtf8,
     #[error("{0}")]
     BadFragment(String),
+    #[error("{0}")]
+    BadCaptureSize(String),
     #[error("server is at its session limit")]
     Full,
     #[error(transparent)]
@@ -79,6 +81,7 @@ impl IntoResponse for SignalingError {
             Self::Offer(OfferError::NoMedia) => Problem::bad_request("no-media", detail),
             Self::Offer(_) | Self::NotUtf8 => Problem::bad_request("malformed-sdp", detail),
             Self::BadFragment(_) => Problem::bad_request("malformed-sdpfrag", detail),
+            Self::BadCaptureSize(_) => Problem::bad_request("invalid-capture-size", detail),
             Self::Full | Self::Negotiation(PeerError::NoPort) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "at-capacity",
@@ -362,9 +365,63 @@ pub async fn delete(
     Ok(StatusCode::OK.into_response())
 }
 
+/// The header in which a publisher says the picture size it captures, `<width>x<height>`.
+pub const CAPTURE_SIZE: &str = "vitrine-capture-size";
+
+/// The capture size a WHIP offer declares (see [`CAPTURE_SIZE`]); `None` when absent. Sizes
+/// from 16x16 to 7680x4320 (8K) are accepted.
+pub fn capture_size(headers: &HeaderMap) -> Result<Option<(u32, u32)>, SignalingError> {
+    let Some(raw) = headers.get(CAPTURE_SIZE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        SignalingError::BadCaptureSize(format!(
+            "{CAPTURE_SIZE} must be <width>x<height>, from 16x16 to 7680x4320"
+        ))
+    };
+    let (w, h) = raw
+        .to_str()
+        .map_err(|_| bad())?
+        .split_once('x')
+        .ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) {
+        return Err(bad());
+    }
+    Ok(Some((w, h)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_capture_size_is_read_within_bounds() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CAPTURE_SIZE, HeaderValue::from_str(v).unwrap());
+            capture_size(&h)
+        };
+        assert_eq!(capture_size(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(with("1280x720").unwrap(), Some((1280, 720)));
+        assert_eq!(with("7680x4320").unwrap(), Some((7680, 4320)));
+        for bad in [
+            "",
+            "1280",
+            "1280x",
+            "x720",
+            "1280x720x1",
+            "-1x720",
+            "15x720",
+            "1280x4321",
+            "1e3x720",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(matches!(e, SignalingError::BadCaptureSize(_)), "{bad:?}");
+            let response = e.into_response();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
 
     fn current() -> IceGeneration {
         IceGeneration {

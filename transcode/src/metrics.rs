@@ -14,6 +14,13 @@ pub struct TrackLabels {
     pub track: &'static str,
 }
 
+/// A stage of a live run, and the kind of track (see `stages`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+    pub track: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct HlsMetrics {
     /// Encoder pipelines running now.
@@ -25,6 +32,9 @@ pub struct HlsMetrics {
     /// Seconds from an RTP packet reaching the pipeline to the part holding its frame being
     /// listed, per encoded access unit, by track (`video` or `audio`).
     pub part_latency: Family<TrackLabels, Histogram>,
+    /// Seconds from an RTP packet reaching the pipeline to the end of each stage of its frame
+    /// (`jitter`, `decoded`, `encoded`, `packaged`, `listed`), by track.
+    pub stage_latency: Family<StageLabels, Histogram>,
     /// Blocking playlist reloads answered with 503 because nothing came in time.
     pub reload_timeouts: Counter,
     /// Recordings finalised as replays.
@@ -40,6 +50,11 @@ impl Default for HlsMetrics {
             segments: Counter::default(),
             part_latency: Family::new_with_constructor(|| {
                 Histogram::new([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0])
+            }),
+            stage_latency: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0,
+                ])
             }),
             reload_timeouts: Counter::default(),
             replays: Counter::default(),
@@ -66,6 +81,11 @@ impl HlsMetrics {
             "part_latency_seconds",
             "Seconds from a frame reaching the transcoder to its part being listed",
             self.part_latency.clone(),
+        );
+        r.register(
+            "stage_latency_seconds",
+            "Seconds from a frame reaching the transcoder to the end of each stage",
+            self.stage_latency.clone(),
         );
         r.register(
             "reload_timeouts",

@@ -6,7 +6,7 @@
 use crate::Hls;
 use crate::fmp4::{Sample, Track, TrackKind};
 use crate::media::{AUDIO, MANIFEST, MediaClock, POSTER, RunClock, StreamMedia};
-use crate::metrics::TrackLabels;
+use crate::metrics::{StageLabels, TrackLabels};
 use crate::pipeline::{Encoded, Output, Pipeline, PipelinePlan, TrackCaps};
 use crate::playlist::{MediaPlaylist, PartEntry, part_name, segment_name};
 use crate::segmenter::{Cut, Segmenter};
@@ -158,6 +158,16 @@ impl<'a> Packager<'a> {
         let Some(track) = self.tracks.get_mut(e.track) else {
             return;
         };
+        if pipeline.is_live()
+            && let Some(now) = pipeline.running_time_ns()
+        {
+            let labels = StageLabels {
+                stage: "packaged",
+                track: track_kind(&track.name),
+            };
+            let stage = self.hls.metrics.stage_latency.get_or_create(&labels);
+            stage.observe(crate::stages::lag_seconds(now, e.pts_ns));
+        }
         if let Some(caps) = &e.caps
             && track.segmenter.is_none()
         {
@@ -292,19 +302,25 @@ impl<'a> Packager<'a> {
                         }
                     });
                     self.hls.metrics.parts.inc();
-                    let kind = TrackLabels {
-                        track: if track.name == AUDIO {
-                            "audio"
-                        } else {
-                            "video"
-                        },
+                    let kind = track_kind(&track.name);
+                    let metrics = &self.hls.metrics;
+                    let latency = metrics
+                        .part_latency
+                        .get_or_create(&TrackLabels { track: kind });
+                    let listed = StageLabels {
+                        stage: "listed",
+                        track: kind,
                     };
-                    let latency = self.hls.metrics.part_latency.get_or_create(&kind);
-                    let now = pipeline.and_then(Pipeline::running_time_ns);
+                    let listed = metrics.stage_latency.get_or_create(&listed);
+                    let now = pipeline
+                        .filter(|p| p.is_live())
+                        .and_then(Pipeline::running_time_ns);
                     for _ in 0..samples {
                         let arrived = track.arrivals.pop_front();
                         if let (Some(now), Some(arrived)) = (now, arrived) {
-                            latency.observe(now.saturating_sub(arrived) as f64 / 1e9);
+                            let lag = crate::stages::lag_seconds(now, arrived);
+                            latency.observe(lag);
+                            listed.observe(lag);
                         }
                     }
                 }
@@ -418,4 +434,9 @@ pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) 
         }
         Err(e) => tracing::error!(error = %e, "serialising the HLS manifest"),
     }
+}
+
+/// The `track` label of a track's folder name.
+fn track_kind(name: &str) -> &'static str {
+    if name == AUDIO { "audio" } else { "video" }
 }

@@ -164,22 +164,23 @@ pub fn encoder_element(choice: EncoderChoice) -> &'static str {
     }
 }
 
-fn encoder_description(plan: &PipelinePlan, r: &Rendition) -> String {
+fn encoder_description(plan: &PipelinePlan, index: usize, r: &Rendition) -> String {
     let gop = r.fps * plan.segment.as_millis() as u32 / 1000;
+    let name = format!("{}{index}", crate::stages::VIDEO_ENCODER);
     match encoder_element(plan.encoder) {
         "nvh264enc" => format!(
-            "nvh264enc bitrate={} gop-size={gop} bframes=0 zerolatency=true rc-mode=cbr",
+            "nvh264enc name={name} bitrate={} gop-size={gop} bframes=0 zerolatency=true rc-mode=cbr",
             r.bitrate_kbps
         ),
         "vaapih264enc" => format!(
-            "vaapih264enc bitrate={} keyframe-period={gop} max-bframes=0 rate-control=cbr",
+            "vaapih264enc name={name} bitrate={} keyframe-period={gop} max-bframes=0 rate-control=cbr",
             r.bitrate_kbps
         ),
         // x264enc's own properties override its tune: the frame-type lookahead (40 frames by
         // default, 1.3 s of latency) and mb-tree must be turned off explicitly for zero latency,
         // as `-tune zerolatency` does in x264 itself.
         _ => format!(
-            "x264enc bitrate={} speed-preset={} tune=zerolatency key-int-max={gop} bframes=0 \
+            "x264enc name={name} bitrate={} speed-preset={} tune=zerolatency key-int-max={gop} bframes=0 \
              rc-lookahead=0 sync-lookahead=0 mb-tree=false sliced-threads=true \
              option-string=\"scenecut=0\"",
             r.bitrate_kbps, plan.x264_preset
@@ -206,7 +207,7 @@ pub fn describe(plan: &PipelinePlan) -> String {
                 r.width,
                 r.height,
                 r.fps,
-                encoder_description(plan, r),
+                encoder_description(plan, i, r),
             );
         }
         if let Some(top) = plan.renditions.first() {
@@ -222,7 +223,7 @@ pub fn describe(plan: &PipelinePlan) -> String {
         d += &audio_head(&plan.source);
         d += &format!(
             "! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 \
-             ! avenc_aac bitrate={} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
+             ! avenc_aac name=aenc bitrate={} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
              ! appsink name=out{} sync=false ",
             plan.audio_bitrate_kbps * 1000,
             plan.outputs().len() - 1,
@@ -251,7 +252,7 @@ fn video_head(source: &Source) -> String {
                 "appsrc name=vsrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
                  leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
                  encoding-name=(string){name},payload=(int){pt}\" \
-                 ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} "
+                 ! rtpjitterbuffer name=vjitter latency={JITTER_MS} ! {depay} ! {decode} name=vdecode "
             )
         }
         // Decoded frames wait here while the encoders catch up (bounded: the demuxer waits).
@@ -268,7 +269,7 @@ fn audio_head(source: &Source) -> String {
             "appsrc name=asrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
              leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
              encoding-name=(string)OPUS,payload=(int){pt}\" \
-             ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay ! opusdec plc=true "
+             ! rtpjitterbuffer name=ajitter latency={JITTER_MS} ! rtpopusdepay ! opusdec name=adecode plc=true "
         ),
         _ => {
             "dec. ! audio/x-raw ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ".into()
@@ -416,6 +417,16 @@ impl Pipeline {
         let duration = self.pipeline.query_duration::<gst::ClockTime>()?;
         (duration.nseconds() > 0)
             .then(|| (position.nseconds() as f64 / duration.nseconds() as f64).clamp(0.0, 1.0))
+    }
+
+    /// Observes each stage's latency into `metrics` (a live run's; see `stages`).
+    pub fn watch_stages(&self, metrics: &crate::metrics::HlsMetrics) {
+        crate::stages::watch(&self.pipeline, metrics);
+    }
+
+    /// Fed live from the SFU (not a file read as fast as it decodes).
+    pub fn is_live(&self) -> bool {
+        self.video_src.is_some() || self.audio_src.is_some()
     }
 
     /// The pipeline's running time now: the clock that stamps arriving RTP.

@@ -161,7 +161,10 @@ async fn run_once(
             }
         }
     }
-    let renditions = hls.plan_renditions(media, size, audio.is_some());
+    // A browser starts small while its bandwidth estimate ramps up: the size it says its
+    // camera captures, when larger, plans the ladder (whatever arrives is scaled into it).
+    let declared = video.as_ref().and(source.borrow().capture.or(info.capture));
+    let renditions = hls.plan_renditions(media, larger(size, declared), audio.is_some());
     let plan = PipelinePlan {
         source: Source::Rtp {
             video: video
@@ -187,6 +190,7 @@ async fn run_once(
         Ok(p) => p,
         Err(e) => return RunEnd::Failed(e.to_string()),
     };
+    pipeline.watch_stages(&hls.metrics);
     let Some(bus) = pipeline.bus() else {
         return RunEnd::Failed("pipeline without a bus".into());
     };
@@ -290,5 +294,29 @@ impl Hls {
             }
             m.variants.iter().map(|v| v.rendition.clone()).collect()
         })
+    }
+}
+
+/// The taller of a first keyframe's picture size and a declared capture size.
+fn larger(first: Option<(u32, u32)>, declared: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    match (first, declared) {
+        (Some(f), Some(d)) if d.1 > f.1 => Some(d),
+        (None, d) => d,
+        (f, _) => f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::larger;
+
+    #[test]
+    fn a_declared_size_plans_the_ladder_only_when_taller() {
+        let (small, camera) = (Some((320, 180)), Some((1280, 720)));
+        assert_eq!(larger(small, camera), camera);
+        assert_eq!(larger(camera, small), camera);
+        assert_eq!(larger(small, None), small);
+        assert_eq!(larger(None, camera), camera);
+        assert_eq!(larger(None, None), None);
     }
 }

@@ -72,10 +72,10 @@ async function newPeerConnection(url, token) {
   return new RTCPeerConnection({ iceServers: await discoverIceServers(url, token) });
 }
 
-async function negotiate(pc, url, token) {
+async function negotiate(pc, url, token, extraHeaders = {}) {
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc);
-  const headers = { 'Content-Type': 'application/sdp' };
+  const headers = { 'Content-Type': 'application/sdp', ...extraHeaders };
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
   if (response.status !== 201) {
@@ -238,8 +238,14 @@ export async function publish(url, streamKey, stream) {
   const pc = await newPeerConnection(url, streamKey);
   const senders = stream.getTracks().map((track) =>
     pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }).sender);
+  // The camera's size: the HLS ladder is planned from it, not from the first (small) frames
+  // a browser sends while its bandwidth estimate ramps up.
+  const settings = stream.getVideoTracks()[0]?.getSettings() || {};
+  const declared = settings.width && settings.height
+    ? { 'Vitrine-Capture-Size': `${settings.width}x${settings.height}` }
+    : {};
   try {
-    const location = await negotiate(pc, url, streamKey);
+    const location = await negotiate(pc, url, streamKey, declared);
     // Products are shown in detail: under a tight uplink, drop frames rather than pixels. This
     // also keeps the browser from starting at a reduced size while its bandwidth estimate ramps
     // up, which would cap the HLS ladder (planned from the first keyframe) below the camera.

@@ -52,7 +52,10 @@ impl utoipa::ToSchema for Binary {}
 #[utoipa::path(
     post,
     path = "/whip/{stream}",
-    params(("stream" = String, Path, description = "The stream's id")),
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("Vitrine-Capture-Size" = Option<String>, Header, description = "The camera's picture size, `<width>x<height>` (16x16 to 7680x4320): the HLS ladder is planned from it when the first frames are smaller (a browser starts small while its bandwidth estimate ramps up)")
+    ),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
     responses(
         (
@@ -66,6 +69,7 @@ impl utoipa::ToSchema for Binary {}
                 ("Link" = String, description = "One per STUN/TURN server the client may use: `<turn:...>; rel=\"ice-server\"; username=\"...\"; credential=\"...\"; credential-type=\"password\"` (RFC 9725 §4.6); TURN credentials expire")
             )
         ),
+        (status = 400, description = "A malformed offer, or a capture size out of bounds (`invalid-capture-size`)", body = Problem),
         (status = 401, description = "Invalid or missing stream key", body = Problem),
         (status = 404, description = "No such stream", body = Problem),
         (status = 415, description = "The body is not application/sdp", body = Problem),

@@ -71,7 +71,7 @@ async fn media_cors(
                 ),
                 (
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    "authorization, content-type, if-match",
+                    "authorization, content-type, if-match, vitrine-capture-size",
                 ),
                 (header::ACCESS_CONTROL_MAX_AGE, "600"),
             ],
