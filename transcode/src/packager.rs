@@ -232,9 +232,14 @@ impl<'a> Packager<'a> {
         let Some(origin) = pipeline.origin_ns(e.pts_ns) else {
             return;
         };
-        let Some(since) = e.dts_ns.min(e.pts_ns).checked_sub(origin) else {
+        let frame_ns = u64::from(duration) * 1_000_000_000 / timescale;
+        let Some(since) = since_origin(e.dts_ns.min(e.pts_ns), origin, frame_ns) else {
             return;
         };
+        // A video track starts at a keyframe: what comes before it is never listed.
+        if !segmenter.takes(e.keyframe) {
+            return;
+        }
         let dts_ns = since + self.offset_ns;
         if !self.clock_set && !self.prefix.is_empty() {
             self.clock_set = true;
@@ -439,4 +444,34 @@ pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) 
 /// The `track` label of a track's folder name.
 fn track_kind(name: &str) -> &'static str {
     if name == AUDIO { "audio" } else { "video" }
+}
+
+/// Nanoseconds from the run's origin to a sample starting at `start` (running time), `None`
+/// for a sample from before the run. The encoders' frame-rate converters put frames on their
+/// own grid, so the run's first frame may come out up to a frame (`frame_ns`) before the
+/// origin: it is the origin then (dropping it dropped the run's first keyframe, and with it
+/// the first segment's worth of video).
+fn since_origin(start: u64, origin: u64, frame_ns: u64) -> Option<u64> {
+    match start.checked_sub(origin) {
+        Some(since) => Some(since),
+        None if origin - start < frame_ns => Some(0),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_origin;
+
+    #[test]
+    fn a_first_frame_just_before_the_origin_is_kept() {
+        const FRAME: u64 = 33_333_333;
+        assert_eq!(since_origin(0, 131_131, FRAME), Some(0));
+        assert_eq!(
+            since_origin(2_000_000_000, 131_131, FRAME),
+            Some(1_999_868_869)
+        );
+        assert_eq!(since_origin(0, FRAME, FRAME), None, "a whole frame before");
+        assert_eq!(since_origin(0, 500_000_000, FRAME), None);
+    }
 }

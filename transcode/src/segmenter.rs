@@ -76,6 +76,11 @@ impl Segmenter {
         (dts / self.segment_ticks + 1) * self.segment_ticks
     }
 
+    /// Whether [`Self::push`] would keep a sample: a video track waits for its first keyframe.
+    pub fn takes(&self, keyframe: bool) -> bool {
+        self.boundary.is_some() || keyframe || !self.video
+    }
+
     /// Takes one sample (in decode order) and returns what it completed.
     pub fn push(&mut self, sample: Sample) -> Vec<Cut> {
         let mut cuts = Vec::new();
@@ -211,6 +216,20 @@ mod tests {
         assert_eq!(parts[0], (10, 0, true));
         assert_eq!(parts[1], (10, 1, false));
         assert_eq!(parts[4], (11, 0, true));
+    }
+
+    #[test]
+    fn a_video_track_takes_nothing_before_its_first_keyframe() {
+        let mut seg = Segmenter::new(
+            video(),
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+            0,
+        );
+        assert!(!seg.takes(false));
+        assert!(seg.takes(true));
+        assert!(seg.push(frame(0, true)).is_empty());
+        assert!(seg.takes(false), "once started, every frame");
     }
 
     #[test]
