@@ -201,7 +201,7 @@ pub fn describe(plan: &PipelinePlan) -> String {
         for (i, r) in plan.renditions.iter().enumerate() {
             d += &format!(
                 "vt. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 \
-                 ! videoscale ! videorate ! video/x-raw,width={},height={},framerate={}/1,\
+                 ! videoscale ! videorate skip-to-first=true ! video/x-raw,width={},height={},framerate={}/1,\
                  pixel-aspect-ratio=1/1 ! {} ! h264parse \
                  ! video/x-h264,stream-format=avc,alignment=au ! appsink name=out{i} sync=false ",
                 r.width,

@@ -72,6 +72,14 @@ impl Segmenter {
         (self.msn, self.part)
     }
 
+    /// How far before a grid line a video keyframe still starts the segment: the encoders
+    /// place the keyframe forced for a line on their own frame grid, which may be a frame or
+    /// two early (cutting only at or past the line would wait a whole GOP for the next one,
+    /// holding every part of the segment back that long). Keyframes come only on the grid.
+    fn early_ticks(&self) -> u64 {
+        if self.video { self.part_ticks / 2 } else { 0 }
+    }
+
     fn grid_after(&self, dts: u64) -> u64 {
         (dts / self.segment_ticks + 1) * self.segment_ticks
     }
@@ -91,9 +99,12 @@ impl Segmenter {
                 }
                 self.boundary = Some(self.grid_after(sample.dts));
             }
-            Some(boundary) if sample.dts >= boundary && (sample.keyframe || !self.video) => {
+            Some(boundary)
+                if sample.dts + self.early_ticks() >= boundary
+                    && (sample.keyframe || !self.video) =>
+            {
                 self.close_segment(&mut cuts);
-                self.boundary = Some(self.grid_after(sample.dts));
+                self.boundary = Some(self.grid_after(sample.dts + self.early_ticks()));
             }
             Some(_) => {}
         }
@@ -254,6 +265,61 @@ mod tests {
             .collect();
         // 10..63 (53 frames), 63..120 (57), 120..150 (30).
         assert_eq!(segments, vec![53.0 / 30.0, 57.0 / 30.0, 1.0]);
+    }
+
+    #[test]
+    fn a_keyframe_a_little_before_the_line_starts_the_segment() {
+        let mut seg = Segmenter::new(
+            video(),
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+            0,
+        );
+        // Keyframes two frames before each 2 s line (frames 58, 118): each starts a segment
+        // there, rather than the GOP after it.
+        let cuts = run(
+            &mut seg,
+            (0..150).map(|n| frame(n, n == 0 || n == 58 || n == 118)),
+        );
+        let segments: Vec<f64> = cuts
+            .iter()
+            .filter_map(|c| match c {
+                Cut::Segment { duration, .. } => Some(*duration),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(segments, vec![58.0 / 30.0, 2.0, 32.0 / 30.0]);
+        // Audio has no keyframes to wait for: it cuts at the line itself.
+        let mut audio = Segmenter::new(
+            crate::fmp4::Track {
+                timescale: 48_000,
+                kind: TrackKind::Audio {
+                    sample_rate: 48_000,
+                    channels: 2,
+                    asc: Bytes::from_static(&[0x11, 0x90]),
+                },
+            },
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+            0,
+        );
+        assert!(
+            audio
+                .push(Sample {
+                    dts: 0,
+                    duration: 1024,
+                    keyframe: true,
+                    data: Bytes::new()
+                })
+                .is_empty()
+        );
+        let early = audio.push(Sample {
+            dts: 95_000,
+            duration: 1024,
+            keyframe: true,
+            data: Bytes::new(),
+        });
+        assert!(!early.iter().any(|c| matches!(c, Cut::Segment { .. })));
     }
 
     #[test]

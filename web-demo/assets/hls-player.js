@@ -16,7 +16,13 @@ export function playHls(video, url, { quality, latency, onFatal } = {}) {
     }
     throw new Error('This browser cannot play HLS');
   }
-  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, enableWorker: true });
+  const hls = new Hls({
+    lowLatencyMode: true,
+    backBufferLength: 30,
+    enableWorker: true,
+    maxLiveSyncPlaybackRate: 1.5,
+    liveSyncOnStallIncrease: 0.25,
+  });
   let timer = null;
   const label = (level) => `${level.height}p`;
   hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
