@@ -24,6 +24,7 @@ mod session;
 pub mod stages;
 pub mod store;
 pub mod text_track;
+pub mod validate;
 
 pub use config::{EncoderChoice, HlsConfig, RenditionSpec};
 pub use store::{LocalDisk, MediaStore, StoreError};

@@ -109,6 +109,26 @@ impl MediaPlaylist {
             .map_or(0, |s| s.msn + 1)
     }
 
+    /// The newest listed part: its segment's sequence number and its index.
+    pub fn last_part(&self) -> Option<(u64, u32)> {
+        let with_parts =
+            |s: &SegmentEntry| (!s.parts.is_empty()).then(|| (s.msn, s.parts.len() as u32 - 1));
+        self.open
+            .as_ref()
+            .and_then(with_parts)
+            .or_else(|| self.segments.last().and_then(with_parts))
+    }
+
+    /// `EXT-X-RENDITION-REPORT` for this rendition at `uri`, seen from a sibling's live
+    /// playlist, so a player switching to it asks for its next part at once (RFC 8216bis
+    /// 4.4.5.4); `None` once ended or before its first part.
+    pub fn report(&self, uri: &str) -> Option<String> {
+        let (msn, part) = self.last_part().filter(|_| !self.ended)?;
+        Some(format!(
+            "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn},LAST-PART={part}\n"
+        ))
+    }
+
     /// A new encoder run begins: its segments use `init`, after a discontinuity unless it is
     /// the first run of the recording. Reopens an ended recording.
     pub fn begin_run(&mut self, init: String) {
@@ -390,6 +410,19 @@ mod tests {
         assert!(p.has(4, None) && p.has(5, Some(0)));
         assert!(!p.has(5, Some(1)) && !p.has(5, None));
         assert!(p.has_part(5, 0) && !p.has_part(5, 1) && !p.part_gone(5, 1));
+        assert_eq!(crate::validate::media_playlist(&text), vec![]);
+        // Seen from a sibling: its newest part.
+        assert_eq!(p.last_part(), Some((5, 0)));
+        assert_eq!(
+            p.report("../audio/index.m3u8").as_deref(),
+            Some("#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=5,LAST-PART=0\n")
+        );
+        p.end();
+        assert_eq!(
+            p.report("../audio/index.m3u8"),
+            None,
+            "no report once ended"
+        );
     }
 
     #[test]
@@ -416,6 +449,8 @@ mod tests {
         assert!(vod.ends_with("s2.m4s\n#EXT-X-ENDLIST\n"), "{vod}");
         assert!(!vod.contains("EXT-X-PART"));
         assert_eq!(vod.matches("#EXTINF").count(), 3);
+        assert_eq!(crate::validate::media_playlist(&live), vec![]);
+        assert_eq!(crate::validate::media_playlist(&vod), vec![]);
         assert!(p.has(99, Some(0)), "an ended recording answers at once");
     }
 

@@ -49,6 +49,15 @@ fn reply(content_type: &'static str, cache: &'static str, body: impl IntoRespons
         .into_response()
 }
 
+/// [`reply`] with a `Cache-Control` computed at run time.
+fn reply_owned(content_type: &'static str, cache: String, body: impl IntoResponse) -> Response {
+    let mut response = reply(content_type, "no-cache", body);
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        response.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    response
+}
+
 fn playlist_cache(media: &StreamMedia) -> &'static str {
     if media.read(|m| m.ended) {
         "public, max-age=10"
@@ -169,12 +178,36 @@ async fn playlist(
     }
     let text = media
         .read(|m| {
-            m.playlists
+            let mut text = m
+                .playlists
                 .get(&rendition)
-                .map(|p| p.render_with(&|msn| m.program_time(msn)))
+                .map(|p| p.render_with(&|msn| m.program_time(msn)))?;
+            if !m.ended {
+                // Every sibling's newest part, for a player switching renditions.
+                let siblings = m.playlists.iter().filter(|(name, _)| **name != rendition);
+                for (name, sibling) in siblings {
+                    text.extend(sibling.report(&format!("../{name}/index.m3u8")));
+                }
+            }
+            Some(text)
         })
         .ok_or_else(|| Problem::not_found("no such rendition"))?;
-    Ok(reply(PLAYLIST, playlist_cache(&media), text))
+    // An answer to a blocking reload never goes stale (it lists at least what was asked for):
+    // a CDN may keep it and answer every player asking for the same part from its cache.
+    let cache = match msn {
+        Some(_) if !media.read(|m| m.ended) => blocking_cache(target),
+        _ => playlist_cache(&media).to_owned(),
+    };
+    Ok(reply_owned(PLAYLIST, cache, text))
+}
+
+/// `Cache-Control` of a blocking reload's answer: six target durations, long past the time any
+/// live player asks for that part (the same URL is never asked for a different answer).
+fn blocking_cache(target_secs: f64) -> String {
+    format!(
+        "public, max-age={}",
+        (6.0 * target_secs).ceil().max(1.0) as u64
+    )
 }
 
 /// `p{msn}.{index}.m4s` → (msn, index).

@@ -188,6 +188,19 @@ async fn live_ladder_ll_hls_then_replay() {
     for d in extinf(&playlist) {
         assert!((d - 2.0).abs() <= 0.2, "segment of {d} s in\n{playlist}");
     }
+    // The RFC 8216bis rules hold, and the siblings' newest parts are reported.
+    assert_eq!(
+        vitrine_transcode::validate::media_playlist(&playlist),
+        vec![]
+    );
+    for sibling in ["240p", "audio"] {
+        let report = format!("#EXT-X-RENDITION-REPORT:URI=\"../{sibling}/index.m3u8\",LAST-MSN=");
+        assert!(playlist.contains(&report), "{sibling}: {playlist}");
+    }
+    assert!(
+        !playlist.contains("URI=\"../360p/index.m3u8\""),
+        "not itself"
+    );
 
     // An independent reader decodes every rendition with the expected size and codec.
     for (rendition, codec, size) in [
@@ -297,19 +310,17 @@ async fn live_ladder_ll_hls_then_replay() {
     let hinted = server.url(&format!("{base}/360p/{hint}"));
     let (reload, part) = tokio::join!(
         async {
-            server
-                .http
-                .get(&blocked)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            let r = server.http.get(&blocked).send().await.unwrap();
+            // Never stale: a CDN may answer every player asking for that part from its cache.
+            assert_eq!(r.headers()["cache-control"], "public, max-age=12");
+            r.text().await.unwrap()
         },
         bytes(&server, &hinted)
     );
     assert!(listed(&reload), "{reload}");
+    assert_eq!(vitrine_transcode::validate::media_playlist(&reload), vec![]);
+    let plain = server.http.get(&top).send().await.unwrap();
+    assert_eq!(plain.headers()["cache-control"], "no-cache");
     assert!(
         !part.is_empty(),
         "the preload-hinted part was served once it existed"
@@ -341,6 +352,8 @@ async fn live_ladder_ll_hls_then_replay() {
         p.contains("#EXT-X-ENDLIST")
     })
     .await;
+    assert_eq!(vitrine_transcode::validate::media_playlist(&vod), vec![]);
+    assert!(!vod.contains("RENDITION-REPORT"), "{vod}");
     assert!(
         vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && !vod.contains("#EXT-X-PART"),
         "{vod}"
