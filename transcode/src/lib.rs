@@ -21,6 +21,7 @@ pub mod probe;
 pub mod routes;
 pub mod segmenter;
 mod session;
+pub mod sinks;
 pub mod stages;
 pub mod store;
 pub mod text_track;
