@@ -1,12 +1,13 @@
 // Glass-to-glass latency: the studio page publishes a canvas whose frames carry the wall-clock
 // time (tests-browser/glass.mjs); a watch page plays it over WebRTC, then another over HLS
 // (hls.js), each for SECONDS after a warm-up, and reads the time back from every presented
-// frame. Prints one JSON line per mode: {"mode","samples","p50_ms","p95_ms"}.
-//   node loadtest/glass.mjs STUDIO_URL WATCH_URL [SECONDS]
+// frame. Prints one JSON line per mode: {"label" (the mode),"samples","p50_ms","p95_ms",...},
+// with the fields of the JSON object EXTRA added (the run's settings).
+//   node loadtest/glass.mjs STUDIO_URL WATCH_URL [SECONDS] [EXTRA]
 import { launchBrowser } from '../tests-browser/harness.mjs';
 import { installClockCamera, readClock, ages } from '../tests-browser/glass.mjs';
 
-const [studioUrl, watchUrl, seconds = '30'] = process.argv.slice(2);
+const [studioUrl, watchUrl, seconds = '30', extra = '{}'] = process.argv.slice(2);
 if (!studioUrl || !watchUrl) {
   console.error('usage: node loadtest/glass.mjs STUDIO_URL WATCH_URL [SECONDS]');
   process.exit(2);
@@ -81,7 +82,8 @@ for (const [mode, query] of [['webrtc', ''], ['hls', '?hls=1']]) {
       stalls: window.__stalls.length } : {};
   });
   const delivery = mode === 'hls' ? await partDelivery(watch) : {};
-  console.log(JSON.stringify({ mode, ...(await ages(watch)), ...player, ...(mode === 'hls' ? fetched : {}), ...delivery }));
+  const row = { label: mode, ...JSON.parse(extra), ...(await ages(watch)), ...player, ...(mode === 'hls' ? fetched : {}), ...delivery };
+  console.log(JSON.stringify(row));
   await watch.close();
 }
 await browser.close();

@@ -48,7 +48,8 @@ export async function installClockCamera(context) {
 }
 
 // Starts reading the clock in every frame `video` (a selector) presents on `page`; the ages
-// (milliseconds) pile up in window.__ages.
+// (milliseconds) pile up in window.__ages, and window.__lastClock is the time (low 32 bits of
+// the Unix milliseconds) in the frame on screen.
 export async function readClock(page, selector = '#player') {
   await page.evaluate(({ bits, selector }) => {
     window.__ages = [];
@@ -76,6 +77,7 @@ export async function readClock(page, selector = '#player') {
           t = t * 2 + (top > bottom ? 1 : 0);
         }
         if (ok) {
+          window.__lastClock = t;
           const age = (now % 2 ** 32) - t;
           if (age >= 0 && age < 60_000) window.__ages.push(age);
         }

@@ -60,6 +60,30 @@ test('live HLS plays in hls.js, then the replay plays to the end', async () => {
   console.log(`# glass to glass over HLS: p50 ${glass.p50_ms} ms, p95 ${glass.p95_ms} ms (${glass.samples} frames)`);
   assert.ok(glass.p50_ms <= 5_000, `glass to glass ${glass.p50_ms} ms`);
 
+  // The seller pins a product: the HLS viewer sees the card when the picture reaches the
+  // moment of the pin, not seconds before the seller is seen doing it.
+  await watch.evaluate(() => {
+    const card = document.getElementById('product');
+    new MutationObserver(() => {
+      if (!card.hidden && !window.__pinSeen) window.__pinSeen = { wall: Date.now(), clock: window.__lastClock };
+    }).observe(card, { attributes: true });
+  });
+  const auth = { Authorization: `Bearer ${env.urls.sellerToken}`, 'Content-Type': 'application/json' };
+  const { products } = await (await fetch(`${env.urls.base}/api/v1/products`, { headers: auth })).json();
+  const stream = new URL(env.urls.watch).pathname.split('/').pop();
+  const pinnedAt = Date.now();
+  const pinned = await fetch(`${env.urls.base}/api/v1/streams/${stream}/pins`, {
+    method: 'POST', headers: auth, body: JSON.stringify({ product_id: products[0].id }),
+  });
+  assert.equal(pinned.status, 201);
+  await watch.waitForFunction(() => window.__pinSeen, null, { timeout: WAIT });
+  const seen = await watch.evaluate(() => window.__pinSeen);
+  const onScreen = seen.clock - (pinnedAt % 2 ** 32);
+  console.log(`# the pin appeared ${seen.wall - pinnedAt} ms after it was made, the picture then at ${onScreen} ms from it`);
+  // The picture had reached the pin (a frame's leeway), and the card had waited for it.
+  assert.ok(onScreen >= -250, `the card ran ${-onScreen} ms ahead of the picture`);
+  assert.ok(seen.wall - pinnedAt >= glass.p50_ms / 2, `shown ${seen.wall - pinnedAt} ms after the pin`);
+
   // The seller stops: the recording becomes a replay, linked from the watch page.
   await goLive.click();
   await watch.waitForFunction(() => !document.getElementById('replay-link').hidden, null, { timeout: WAIT });

@@ -28,7 +28,23 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 9] = [
+const SPECS: [(&str, Spec); 10] = [
+    (
+        "glass",
+        Spec {
+            title: "Glass to glass, one publisher and one viewer (WebRTC, and LL-HLS in hls.js)",
+            x: "part_ms",
+            metrics: [
+                m("glass to glass p50 (ms)", "p50_ms"),
+                m("glass to glass p95 (ms)", "p95_ms"),
+                m("hls.js stalls while measured", "stalls"),
+                m(
+                    "a video part asked for, after its media ended (ms)",
+                    "video_part_asked_ms",
+                ),
+            ],
+        },
+    ),
     (
         "api",
         Spec {
@@ -194,7 +210,7 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
         bail!(
-            "unknown report kind {} (api, whep, chat, checkout, transcode, hls, whisper, captions, translate)",
+            "unknown report kind {} (glass, api, whep, chat, checkout, transcode, hls, whisper, captions, translate)",
             args.kind
         );
     };

@@ -44,7 +44,7 @@ pub struct HlsConfig {
     /// Segment length; also the GOP length, so every rendition's segments start on aligned
     /// keyframes.
     pub segment: Duration,
-    /// LL-HLS partial segment length (RFC 8216bis recommends 0.33 to 1 s).
+    /// LL-HLS partial segment length (default 0.4 s: players hold back three parts).
     pub part: Duration,
     /// Complete segments listed in a live playlist (the whole recording stays on storage).
     pub window_segments: usize,
@@ -91,7 +91,7 @@ impl Default for HlsConfig {
                 },
             ],
             segment: Duration::from_secs(2),
-            part: Duration::from_millis(500),
+            part: Duration::from_millis(400),
             window_segments: 6,
             encoder: EncoderChoice::Auto,
             x264_preset: "veryfast".into(),
@@ -172,7 +172,7 @@ mod tests {
     fn defaults_are_valid() {
         let c = HlsConfig::default();
         assert_eq!(c.validate(), Ok(()));
-        assert_eq!(c.parts_per_segment(), 4);
+        assert_eq!(c.parts_per_segment(), 5);
     }
 
     #[test]

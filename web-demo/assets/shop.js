@@ -1,6 +1,7 @@
 // The buyer's side of the show: the live chat, the pinned product card with live stock and
 // countdown, and the buy flow (card form, purchase over the chat, confirmation).
 import { ChatConnection, money, requestId, el, loadMinorUnits } from '/assets/chat.js';
+import { inSync } from '/assets/in-sync.js';
 
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
@@ -27,8 +28,12 @@ function guessCurrency(known) {
   return null;
 }
 
-// `onCaption` hears the room's live `caption` events.
-export function startShop(streamId, { onCaption } = {}) {
+// Room events shown in step with the picture (see in-sync.js); the rest at once.
+const SHOWN_IN_SYNC = ['chat', 'reaction', 'pin', 'purchase', 'moderation'];
+
+// `onCaption` hears the room's live `caption` events; `delayMs()` says how far behind real time
+// the viewer's picture is (0 over WebRTC).
+export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   let chat = null;
   let pin = null;
   let pending = null; // request id of the purchase in flight
@@ -133,12 +138,22 @@ export function startShop(streamId, { onCaption } = {}) {
     renderLocalPrice();
   }
 
+  // Availability as checkout has it now, by product: a pin shown late shows today's stock.
+  const liveStock = new Map();
+  const showInSync = inSync(delayMs, (m) => show(m));
+
   function onEvent(m) {
+    if (m.type === 'stock' || m.type === 'purchase') liveStock.set(m.product_id, m.available);
+    if (SHOWN_IN_SYNC.includes(m.type)) showInSync(m);
+    else show(m);
+  }
+
+  function show(m) {
     switch (m.type) {
       case 'welcome':
         if (!m.resumed) $('chat-log').replaceChildren();
         if (m.gap) system('Some messages were missed while you were away.');
-        for (const e of m.history) onEvent(e);
+        for (const e of m.history) show(e);
         renderPin(m.pin);
         if (m.you.role !== 'viewer') {
           $('join-form').hidden = true;
@@ -149,6 +164,7 @@ export function startShop(streamId, { onCaption } = {}) {
       case 'chat': chatLine(m); break;
       case 'caption': onCaption?.(m); break;
       case 'pin':
+        if (m.pin && liveStock.has(m.pin.product_id)) m.pin.available = liveStock.get(m.pin.product_id);
         renderPin(m.pin);
         if (m.pin) system(`Now showing: ${m.pin.title}`);
         break;

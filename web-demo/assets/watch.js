@@ -147,8 +147,14 @@ $('unmute').addEventListener('click', () => {
 $('transport').addEventListener('change', () => switchTo($('transport').value));
 window.addEventListener('pagehide', () => { session?.stop(); stopHls(); });
 const captions = startCaptions({ select: $('captions-lang'), box: $('captions') });
-const shop = startShop(streamId, { onCaption: (m) => captions.onCaption(m) });
-window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, get mode() { return mode; }, shop, hls: null, captions: captions.state };
+// How far behind real time the picture is: over HLS, now less the program date time of the
+// frame on screen (the server's wall clock when that frame reached it); over WebRTC, nothing.
+function pictureDelayMs() {
+  const shown = mode === 'hls' ? hlsPlayer?.hls?.playingDate : null;
+  return shown ? Math.max(0, Date.now() - shown.getTime()) : 0;
+}
+const shop = startShop(streamId, { onCaption: (m) => captions.onCaption(m), delayMs: pictureDelayMs });
+window.vitrineWatch = { get session() { return session; }, get state() { return lastState; }, get mode() { return mode; }, shop, hls: null, captions: captions.state, delayMs: pictureDelayMs };
 
 $('transport').value = mode;
 poll();
