@@ -189,14 +189,40 @@ mod tests {
         cuts
     }
 
-    #[test]
-    fn two_second_segments_of_four_parts_on_keyframes() {
-        let mut seg = Segmenter::new(
+    /// The durations of the segments `cuts` completed.
+    fn durations(cuts: &[Cut]) -> Vec<f64> {
+        cuts.iter()
+            .filter_map(|c| match c {
+                Cut::Segment { duration, .. } => Some(*duration),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Video in 2 s segments of 0.5 s parts, the first numbered `first_msn`.
+    fn two_second_video(first_msn: u64) -> Segmenter {
+        Segmenter::new(
             video(),
             Duration::from_secs(2),
             Duration::from_millis(500),
-            10,
-        );
+            first_msn,
+        )
+    }
+
+    fn audio() -> Track {
+        Track {
+            timescale: 48_000,
+            kind: TrackKind::Audio {
+                sample_rate: 48_000,
+                channels: 2,
+                asc: Bytes::from_static(&[0x11, 0x90]),
+            },
+        }
+    }
+
+    #[test]
+    fn two_second_segments_of_four_parts_on_keyframes() {
+        let mut seg = two_second_video(10);
         // 6 s at 30 fps, a keyframe every 60 frames.
         let cuts = run(&mut seg, (0..180).map(|n| frame(n, n % 60 == 0)));
         let segments: Vec<(u64, f64)> = cuts
@@ -231,12 +257,7 @@ mod tests {
 
     #[test]
     fn a_video_track_takes_nothing_before_its_first_keyframe() {
-        let mut seg = Segmenter::new(
-            video(),
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-            0,
-        );
+        let mut seg = two_second_video(0);
         assert!(!seg.takes(false));
         assert!(seg.takes(true));
         assert!(seg.push(frame(0, true)).is_empty());
@@ -245,60 +266,31 @@ mod tests {
 
     #[test]
     fn waits_for_a_keyframe_and_for_a_late_one() {
-        let mut seg = Segmenter::new(
-            video(),
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-            0,
-        );
+        let mut seg = two_second_video(0);
         // Starts mid-GOP at frame 5; the keyframe meant for 2 s comes at 2.1 s.
         let cuts = run(
             &mut seg,
             (5..150).map(|n| frame(n, n == 10 || n == 63 || n == 120)),
         );
-        let segments: Vec<f64> = cuts
-            .iter()
-            .filter_map(|c| match c {
-                Cut::Segment { duration, .. } => Some(*duration),
-                _ => None,
-            })
-            .collect();
+        let segments = durations(&cuts);
         // 10..63 (53 frames), 63..120 (57), 120..150 (30).
         assert_eq!(segments, vec![53.0 / 30.0, 57.0 / 30.0, 1.0]);
     }
 
     #[test]
     fn a_keyframe_a_little_before_the_line_starts_the_segment() {
-        let mut seg = Segmenter::new(
-            video(),
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-            0,
-        );
+        let mut seg = two_second_video(0);
         // Keyframes two frames before each 2 s line (frames 58, 118): each starts a segment
         // there, rather than the GOP after it.
         let cuts = run(
             &mut seg,
             (0..150).map(|n| frame(n, n == 0 || n == 58 || n == 118)),
         );
-        let segments: Vec<f64> = cuts
-            .iter()
-            .filter_map(|c| match c {
-                Cut::Segment { duration, .. } => Some(*duration),
-                _ => None,
-            })
-            .collect();
+        let segments = durations(&cuts);
         assert_eq!(segments, vec![58.0 / 30.0, 2.0, 32.0 / 30.0]);
         // Audio has no keyframes to wait for: it cuts at the line itself.
         let mut audio = Segmenter::new(
-            crate::fmp4::Track {
-                timescale: 48_000,
-                kind: TrackKind::Audio {
-                    sample_rate: 48_000,
-                    channels: 2,
-                    asc: Bytes::from_static(&[0x11, 0x90]),
-                },
-            },
+            audio(),
             Duration::from_secs(2),
             Duration::from_millis(500),
             0,
@@ -324,12 +316,7 @@ mod tests {
 
     #[test]
     fn parts_concatenate_into_their_segment() {
-        let mut seg = Segmenter::new(
-            video(),
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-            0,
-        );
+        let mut seg = two_second_video(0);
         let cuts = run(&mut seg, (0..60).map(|n| frame(n, n == 0)));
         let mut sequences = Vec::new();
         for c in &cuts {
@@ -351,15 +338,12 @@ mod tests {
 
     #[test]
     fn audio_cuts_on_the_grid_without_keyframes() {
-        let track = Track {
-            timescale: 48_000,
-            kind: TrackKind::Audio {
-                sample_rate: 48_000,
-                channels: 2,
-                asc: Bytes::from_static(&[0x11, 0x90]),
-            },
-        };
-        let mut seg = Segmenter::new(track, Duration::from_secs(2), Duration::from_millis(500), 0);
+        let mut seg = Segmenter::new(
+            audio(),
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+            0,
+        );
         let frames = (0..200u64).map(|n| Sample {
             dts: n * 1024,
             duration: 1024,

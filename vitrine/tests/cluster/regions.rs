@@ -151,6 +151,21 @@ async fn product(base: &str, seller: &str, sku: &str) -> Value {
     p
 }
 
+/// A new stream of `seller`, made through `base`; its id.
+async fn new_stream(base: &str, seller: &str) -> String {
+    let new = json!({ "title": "Live" });
+    let (s, stream) = call(
+        base,
+        Method::POST,
+        "/api/v1/streams",
+        Some(seller),
+        Some(new),
+    )
+    .await;
+    assert_eq!(s, 201, "{stream}");
+    stream["id"].as_str().unwrap().to_owned()
+}
+
 fn order_of(product: &Value) -> Value {
     json!({ "product_id": product["id"], "quantity": 1,
             "payment": { "card_number": "4242424242424242" } })
@@ -167,16 +182,7 @@ async fn a_buyers_data_stays_in_its_region() {
     // The US seller works through the EU node: every call is answered by the US, and its
     // product and stream are made (and tagged) there.
     let hat = product(&eu, &us_seller, "HAT").await;
-    let (s, stream) = call(
-        &eu,
-        Method::POST,
-        "/api/v1/streams",
-        Some(&us_seller),
-        Some(json!({ "title": "Live" })),
-    )
-    .await;
-    assert_eq!(s, 201, "{stream}");
-    let stream = stream["id"].as_str().unwrap().to_owned();
+    let stream = new_stream(&eu, &us_seller).await;
     assert!(stream.starts_with("st_us_"), "{stream}");
     // Its watch page, asked of the EU, is a redirect to the US.
     let no_redirects = reqwest::Client::builder()
@@ -441,16 +447,10 @@ async fn forwarded_callers_keep_their_own_address_at_home() {
     let regions = Regions::start_with(&["--limit-public", "3/min burst 3"]).await;
     let (eu, us) = (regions.eu.node.base.clone(), regions.us.node.base.clone());
     let us_seller = regions.seller(&regions.us, "Boutique US");
-    let (s, stream) = call(
-        &us,
-        Method::POST,
-        "/api/v1/streams",
-        Some(&us_seller),
-        Some(json!({ "title": "Live" })),
-    )
-    .await;
-    assert_eq!(s, 201, "{stream}");
-    let public = format!("/api/v1/public/streams/{}", stream["id"].as_str().unwrap());
+    let public = format!(
+        "/api/v1/public/streams/{}",
+        new_stream(&us, &us_seller).await
+    );
 
     // One greedy caller through the EU uses up its own allowance at the US...
     let greedy = client_from([127, 0, 0, 2]);
