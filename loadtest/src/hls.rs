@@ -27,6 +27,10 @@ pub struct HlsArgs {
     pub label: String,
     #[arg(long, default_value = "hls-report.jsonl")]
     pub out: std::path::PathBuf,
+    /// The origin's `/metrics`, when the viewers go through a cache: what reached the origin
+    /// is counted there (`vitrine_hls_requests_total`, against `vitrine_hls_parts_total`).
+    #[arg(long)]
+    pub origin_metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +50,62 @@ pub struct HlsRow {
     pub server_cpu_per_s: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub generator_cpu_per_s: f64,
+    /// Requests the origin answered per second (with `--origin-metrics`).
+    #[serde(default)]
+    pub origin_requests_per_s: Option<f64>,
+    /// Part fetches that reached the origin per part it listed (all renditions together):
+    /// about 1 behind a cache that collapses requests, the viewers' share without one.
+    #[serde(default)]
+    pub origin_part_fetches_per_part: Option<f64>,
+    /// The same for blocking playlist reloads.
+    #[serde(default)]
+    pub origin_reloads_per_part: Option<f64>,
+}
+
+/// The origin's counters at one instant: every HLS request, part fetches, blocking reloads,
+/// parts listed.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct OriginCounts {
+    requests: f64,
+    parts_fetched: f64,
+    reloads: f64,
+    parts_listed: f64,
+}
+
+impl OriginCounts {
+    /// Read from Prometheus text.
+    fn parse(text: &str) -> Self {
+        let mut c = Self::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            if name.starts_with("vitrine_hls_requests_total{") {
+                c.requests += v;
+            }
+            match name {
+                "vitrine_hls_requests_total{kind=\"part\"}" => c.parts_fetched = v,
+                "vitrine_hls_requests_total{kind=\"blocking\"}" => c.reloads = v,
+                "vitrine_hls_parts_total" => c.parts_listed = v,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    async fn read(http: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
+        let text = http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Self::parse(&text))
+    }
 }
 
 #[derive(Default)]
@@ -153,6 +213,10 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
     let playlists = variants(&http, &args.master).await?;
     for &n in &args.viewers {
         let tally = Arc::new(Tally::default());
+        let origin_before = match &args.origin_metrics {
+            Some(url) => Some(OriginCounts::read(&http, url).await?),
+            None => None,
+        };
         let cpu = CpuWindow::start(&args.server_pid);
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         if n == 0 {
@@ -166,6 +230,18 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
         }
         while tasks.join_next().await.is_some() {}
         let used = cpu.finish();
+        let origin = match (&args.origin_metrics, origin_before) {
+            (Some(url), Some(before)) => {
+                let after = OriginCounts::read(&http, url).await?;
+                let listed = (after.parts_listed - before.parts_listed).max(1.0);
+                Some((
+                    (after.requests - before.requests) / used.elapsed,
+                    (after.parts_fetched - before.parts_fetched) / listed,
+                    (after.reloads - before.reloads) / listed,
+                ))
+            }
+            _ => None,
+        };
         let mut fetch = std::mem::take(&mut *tally.fetch_us.lock().unwrap());
         let mut reload = std::mem::take(&mut *tally.reload_us.lock().unwrap());
         fetch.sort_unstable();
@@ -188,6 +264,9 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
             server_cpu_per_s: used.server_per_s,
             server_rss_mb: rss_of(&args.server_pid),
             generator_cpu_per_s: used.generator_per_s,
+            origin_requests_per_s: origin.map(|o| o.0),
+            origin_part_fetches_per_part: origin.map(|o| o.1),
+            origin_reloads_per_part: origin.map(|o| o.2),
         };
         crate::report::append(&args.out, &row)?;
     }
@@ -196,6 +275,25 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origin_counts_are_read_from_prometheus_text() {
+        let text = "# HELP vitrine_hls_requests HLS requests\n\
+            vitrine_hls_requests_total{kind=\"part\"} 40\n\
+            vitrine_hls_requests_total{kind=\"blocking\"} 38\n\
+            vitrine_hls_requests_total{kind=\"master\"} 2\n\
+            vitrine_hls_parts_total 20\n";
+        let c = super::OriginCounts::parse(text);
+        assert_eq!(
+            c,
+            super::OriginCounts {
+                requests: 80.0,
+                parts_fetched: 40.0,
+                reloads: 38.0,
+                parts_listed: 20.0
+            }
+        );
+    }
+
     #[test]
     fn preload_hint() {
         let p = "#EXTM3U\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p12.3.m4s\"\n";

@@ -14,6 +14,13 @@ pub struct TrackLabels {
     pub track: &'static str,
 }
 
+/// What an HLS request asked for: `master`, `playlist`, `blocking` (a playlist with
+/// `_HLS_msn`), `part`, `segment`, `init` or `other` (posters, subtitles).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: &'static str,
+}
+
 /// A stage of a live run, and the kind of track (see `stages`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
@@ -35,6 +42,9 @@ pub struct HlsMetrics {
     /// Seconds from an RTP packet reaching the pipeline to the end of each stage of its frame
     /// (`jitter`, `decoded`, `encoded`, `packaged`, `listed`), by track.
     pub stage_latency: Family<StageLabels, Histogram>,
+    /// HLS requests answered by this node, by what they asked for (behind a CDN: what
+    /// reached the origin).
+    pub requests: Family<RequestLabels, Counter>,
     /// Blocking playlist reloads answered with 503 because nothing came in time.
     pub reload_timeouts: Counter,
     /// Recordings finalised as replays.
@@ -56,6 +66,7 @@ impl Default for HlsMetrics {
                     0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0,
                 ])
             }),
+            requests: Family::default(),
             reload_timeouts: Counter::default(),
             replays: Counter::default(),
         }
@@ -86,6 +97,11 @@ impl HlsMetrics {
             "stage_latency_seconds",
             "Seconds from a frame reaching the transcoder to the end of each stage",
             self.stage_latency.clone(),
+        );
+        r.register(
+            "requests",
+            "HLS requests answered, by what they asked for",
+            self.requests.clone(),
         );
         r.register(
             "reload_timeouts",

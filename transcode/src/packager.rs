@@ -50,7 +50,7 @@ pub(crate) struct Packager<'a> {
     /// Media time where the first track's open segment starts (subtitle segments mirror it).
     text_cursor_ns: Option<u64>,
     /// Segments of the first track complete but not yet given subtitles: (msn, start, length).
-    /// Subtitles trail by one segment, so captions (which come after the speech) are in.
+    /// Segments whose subtitles are still to be published (see `publish_text`).
     text_due: VecDeque<(u64, u64, f64)>,
     /// The media clock was published for live captions.
     clock_set: bool,
@@ -361,8 +361,12 @@ impl<'a> Packager<'a> {
                     if index == 0 {
                         let start = self.text_cursor_ns.unwrap_or(self.offset_ns);
                         self.text_cursor_ns = Some(start + (duration * 1e9) as u64);
+                        // Published with the media segment, not a segment later: a low-latency
+                        // player is already inside this segment when the next one begins, and
+                        // hls.js loads no subtitle segment behind its position. A caption that
+                        // comes after its segment goes into the next with its true times.
                         self.text_due.push_back((msn, start, duration));
-                        while self.text_due.len() > 1 {
+                        while !self.text_due.is_empty() {
                             self.publish_text().await;
                         }
                         let end_ns = self.end_ns;

@@ -77,6 +77,7 @@ async fn master(
     State(hls): State<Arc<Hls>>,
     Path(stream): Path<String>,
 ) -> Result<Response, Problem> {
+    count(&hls, "master");
     let media = stream_media(&hls, &stream).await?;
     // A stream that just went live has no codec strings until its encoders produced a frame.
     if !media.read(|m| m.ended) {
@@ -116,8 +117,8 @@ async fn playlist(
 ) -> Result<Response, Problem> {
     let media = stream_media(&hls, &stream).await?;
     if rendition.starts_with(text_track::PREFIX) {
-        // Subtitle playlists are plain (no parts, no blocking reload): they trail the media
-        // by a segment, and players poll them.
+        // Subtitle playlists are plain (no parts, no blocking reload): a segment is listed
+        // with its media segment, and players poll them.
         let window = hls.config.window_segments;
         let text = media
             .read(|m| {
@@ -134,6 +135,14 @@ async fn playlist(
             .ok_or_else(|| Problem::not_found("no such rendition"))?;
         return Ok(reply(PLAYLIST, playlist_cache(&media), text));
     }
+    count(
+        &hls,
+        if d.msn.is_some() {
+            "blocking"
+        } else {
+            "playlist"
+        },
+    );
     let msn: Option<u64> = directive(d.msn.as_deref(), "_HLS_msn")?;
     let part: Option<u32> = directive(d.part.as_deref(), "_HLS_part")?;
     if part.is_some() && msn.is_none() {
@@ -210,6 +219,25 @@ fn blocking_cache(target_secs: f64) -> String {
     )
 }
 
+/// Counts a request for `kind` (see `metrics::RequestLabels`).
+fn count(hls: &Hls, kind: &'static str) {
+    let labels = crate::metrics::RequestLabels { kind };
+    hls.metrics.requests.get_or_create(&labels).inc();
+}
+
+/// What kind of media object `file` names.
+fn object_kind(file: &str) -> &'static str {
+    if parse_part(file).is_some() {
+        "part"
+    } else if file.starts_with('s') && file.ends_with(".m4s") {
+        "segment"
+    } else if file.starts_with("init") && file.ends_with(".mp4") {
+        "init"
+    } else {
+        "other"
+    }
+}
+
 /// `p{msn}.{index}.m4s` → (msn, index).
 fn parse_part(file: &str) -> Option<(u64, u32)> {
     let (msn, index) = file
@@ -223,6 +251,7 @@ async fn object(
     State(hls): State<Arc<Hls>>,
     Path((stream, rendition, file)): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
+    count(&hls, object_kind(&file));
     let media = stream_media(&hls, &stream).await?;
     let key = format!("{}/{rendition}/{file}", media.stream);
     let text = file.ends_with(".vtt");

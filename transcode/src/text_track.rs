@@ -109,7 +109,7 @@ impl TextTrack {
     }
 
     /// The playlist: while live, the segments from `first_msn` (where the media playlists'
-    /// window starts, so players line the two up; subtitles trail by a segment) or else the
+    /// window starts, so players line the two up) or else the
     /// last `window`; once `ended`, the whole file if there is one, else every segment.
     /// Segments get `EXT-X-PROGRAM-DATE-TIME` from `program_time`, as the media playlists do.
     pub fn render(
@@ -194,10 +194,13 @@ pub fn cue_text(text: &str) -> String {
         .join("\n")
 }
 
-/// A WebVTT file of `cues`, times on the media timeline: `X-TIMESTAMP-MAP` says that local
-/// time zero is media time zero (the fMP4 timeline's origin).
+/// The header of every WebVTT file: local time zero is media time zero (the fMP4 timeline's
+/// origin).
+pub const WEBVTT_HEADER: &str = "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n";
+
+/// A WebVTT file of `cues`, times on the media timeline (see [`WEBVTT_HEADER`]).
 pub fn webvtt(cues: &[TextCue]) -> String {
-    let mut out = String::from("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n");
+    let mut out = String::from(WEBVTT_HEADER);
     for c in cues {
         let text = cue_text(&c.text);
         if text.is_empty() {

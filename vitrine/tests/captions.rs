@@ -361,7 +361,7 @@ async fn collect_subtitles(server: &TestServer, id: &str, url: &str, until: &str
             assert_eq!(r.headers()["content-type"], "text/vtt; charset=utf-8");
             let vtt = r.text().await.unwrap();
             assert!(
-                vtt.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n"),
+                vtt.starts_with(vitrine_transcode::text_track::WEBVTT_HEADER),
                 "{vtt}"
             );
             if vtt.contains("-->") {
