@@ -46,6 +46,9 @@ target/release/vitrine-loadtest hls --master "$master" --viewers "$viewers" --se
 # blocking-reload answers for six target durations), and lets one request per object through
 # while the others wait for it (proxy_cache_lock).
 mkdir -p "$dir/nginx"
+# Run as root, nginx's workers take an unprivileged user: they need to reach and write here.
+chmod 755 "$dir"
+chmod 777 "$dir/nginx"
 cat >"$dir/nginx/nginx.conf" <<NGINX
 worker_processes 2;
 daemon off;
@@ -76,7 +79,7 @@ http {
   }
 }
 NGINX
-nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
+nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e stderr &
 pids+=($!)
 wait_healthy http://127.0.0.1:18090/healthz
 cached_master=${master/127.0.0.1:18082/127.0.0.1:18090}
