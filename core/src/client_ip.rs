@@ -249,19 +249,27 @@ impl ClientIp {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+impl ClientIp {
+    /// The client's address of a request, as the extractor finds it (for code that holds the
+    /// request's parts rather than extracting).
+    pub fn of(parts: &Parts) -> Self {
         if let Some(ip) = parts.extensions.get::<ClientIp>() {
-            return Ok(*ip);
+            return *ip;
         }
-        Ok(Self(
+        Self(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| canonical(c.0.ip())),
-        ))
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self::of(parts))
     }
 }
 

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use vitrine_core::{Problem, StreamId};
@@ -34,11 +35,23 @@ pub fn routes(hls: Arc<Hls>) -> Router {
         .with_state(hls)
 }
 
-fn reply(content_type: &'static str, cache: &'static str, body: impl IntoResponse) -> Response {
+/// An answer with its content type, `Cache-Control` (a fixed policy, or one computed at run
+/// time) and the CORS header every HLS answer carries.
+fn reply(
+    content_type: &'static str,
+    cache: impl Into<Cow<'static, str>>,
+    body: impl IntoResponse,
+) -> Response {
+    let cache = match cache.into() {
+        Cow::Borrowed(fixed) => HeaderValue::from_static(fixed),
+        Cow::Owned(computed) => {
+            HeaderValue::from_str(&computed).unwrap_or(HeaderValue::from_static("no-cache"))
+        }
+    };
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (header::CACHE_CONTROL, cache),
             (
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 HeaderValue::from_static("*"),
@@ -47,15 +60,6 @@ fn reply(content_type: &'static str, cache: &'static str, body: impl IntoRespons
         body,
     )
         .into_response()
-}
-
-/// [`reply`] with a `Cache-Control` computed at run time.
-fn reply_owned(content_type: &'static str, cache: String, body: impl IntoResponse) -> Response {
-    let mut response = reply(content_type, "no-cache", body);
-    if let Ok(v) = HeaderValue::from_str(&cache) {
-        response.headers_mut().insert(header::CACHE_CONTROL, v);
-    }
-    response
 }
 
 fn playlist_cache(media: &StreamMedia) -> &'static str {
@@ -203,11 +207,11 @@ async fn playlist(
         .ok_or_else(|| Problem::not_found("no such rendition"))?;
     // An answer to a blocking reload never goes stale (it lists at least what was asked for):
     // a CDN may keep it and answer every player asking for the same part from its cache.
-    let cache = match msn {
-        Some(_) if !media.read(|m| m.ended) => blocking_cache(target),
-        _ => playlist_cache(&media).to_owned(),
+    let cache: Cow<'static, str> = match msn {
+        Some(_) if !media.read(|m| m.ended) => blocking_cache(target).into(),
+        _ => playlist_cache(&media).into(),
     };
-    Ok(reply_owned(PLAYLIST, cache, text))
+    Ok(reply(PLAYLIST, cache, text))
 }
 
 /// `Cache-Control` of a blocking reload's answer: six target durations, long past the time any

@@ -94,7 +94,7 @@ impl Segmenter {
         let mut cuts = Vec::new();
         match self.boundary {
             None => {
-                if self.video && !sample.keyframe {
+                if !self.takes(sample.keyframe) {
                     return cuts; // a decoder can only start at a keyframe
                 }
                 self.boundary = Some(self.grid_after(sample.dts));

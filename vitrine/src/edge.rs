@@ -299,11 +299,11 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
         client_ip(p, req.headers(), &edge.trusted)
     });
     // Forwarded by another region's node, which vouches for its caller's address.
-    if let Some(regions) = &edge.regions {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let forwarded = crate::regions::proxy::FORWARDED;
+    let forwarded = crate::regions::proxy::FORWARDED;
+    if let Some(regions) = &edge.regions
+        && req.headers().contains_key(forwarded)
+    {
+        let now = crate::regions::vouch::now_secs();
         let (method, path) = (req.method(), req.uri().path());
         if let Some(vouched) = regions
             .key

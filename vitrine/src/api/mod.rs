@@ -165,19 +165,14 @@ impl FromRequestParts<AppState> for AuthBuyer {
             .ok_or_else(|| Problem::unauthorized("missing bearer buyer token"))?;
         state
             .buyers
-            .by_token(&Secret::from_presented(token), caller_ip(parts))
+            .by_token(
+                &Secret::from_presented(token),
+                vitrine_core::ClientIp::of(parts).0,
+            )
             .await?
             .map(AuthBuyer)
             .ok_or_else(|| Problem::unauthorized("invalid buyer token").into())
     }
-}
-
-/// The caller's address as the edge found it.
-fn caller_ip(parts: &Parts) -> std::net::IpAddr {
-    parts
-        .extensions
-        .get::<vitrine_core::ClientIp>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
 /// Either kind of caller, for routes both may use (their own orders): a seller credential
@@ -203,7 +198,10 @@ impl FromRequestParts<AppState> for Caller {
         }
         state
             .buyers
-            .by_token(&Secret::from_presented(token), caller_ip(parts))
+            .by_token(
+                &Secret::from_presented(token),
+                vitrine_core::ClientIp::of(parts).0,
+            )
             .await?
             .map(Self::Buyer)
             .ok_or(ApiError::InvalidToken)

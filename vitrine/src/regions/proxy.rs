@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use vitrine_core::{ClientIp, Problem, Region};
 
 /// Set on a request one region forwards to another, with the caller's address vouched for
@@ -49,9 +49,7 @@ impl Homes {
     /// the call against the caller's per-address limits, not this node's).
     pub(super) fn vouching(&self, caller: IpAddr, method: &Method, path: &str) -> HeaderMap {
         let here = &self.regions.here;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = super::vouch::now_secs();
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(here.as_str()) {
             headers.insert(FORWARDED, v);
@@ -181,8 +179,7 @@ async fn forward(
             headers.append(name, value.clone());
         }
     }
-    let caller = parts.extensions.get::<ClientIp>().map(|c| c.0);
-    let caller = caller.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let caller = ClientIp::of(parts).0;
     headers.extend(homes.vouching(caller, &parts.method, parts.uri.path()));
     let sent = homes
         .http

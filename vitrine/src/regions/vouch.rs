@@ -20,6 +20,11 @@ pub const FRESH_SECS: u64 = 60;
 /// The shortest regions' secret accepted.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Unix seconds now: the time a voucher is signed and checked at.
+pub fn now_secs() -> u64 {
+    (vitrine_core::time::Timestamp::now().millis() / 1000).max(0) as u64
+}
+
 /// The secret every region's nodes share, to vouch for forwarded callers.
 #[derive(Clone)]
 pub struct RegionsKey(Vec<u8>);
