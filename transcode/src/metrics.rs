@@ -40,7 +40,7 @@ pub struct HlsMetrics {
     /// listed, per encoded access unit, by track (`video` or `audio`).
     pub part_latency: Family<TrackLabels, Histogram>,
     /// Seconds from an RTP packet reaching the pipeline to the end of each stage of its frame
-    /// (`jitter`, `decoded`, `encoded`, `packaged`, `listed`), by track.
+    /// (`depayloaded`, `decoded`, `encoded`, `packaged`, `listed`), by track.
     pub stage_latency: Family<StageLabels, Histogram>,
     /// HLS requests answered by this node, by what they asked for (behind a CDN: what
     /// reached the origin).

@@ -239,12 +239,12 @@ fn video_head(source: &Source) -> String {
             let (name, depay, decode) = match codec {
                 Codec::Vp8 => (
                     "VP8",
-                    "rtpvp8depay request-keyframe=true wait-for-keyframe=true",
+                    "rtpvp8depay name=vdepay request-keyframe=true wait-for-keyframe=true",
                     "vp8dec",
                 ),
                 _ => (
                     "H264",
-                    "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse",
+                    "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse name=vdepay",
                     "avdec_h264",
                 ),
             };
@@ -252,7 +252,7 @@ fn video_head(source: &Source) -> String {
                 "appsrc name=vsrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
                  leaky-type=downstream caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
                  encoding-name=(string){name},payload=(int){pt}\" \
-                 ! rtpjitterbuffer name=vjitter latency={JITTER_MS} ! {depay} ! {decode} name=vdecode "
+                 ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {decode} name=vdecode "
             )
         }
         // Decoded frames wait here while the encoders catch up (bounded: the demuxer waits).
@@ -269,7 +269,7 @@ fn audio_head(source: &Source) -> String {
             "appsrc name=asrc is-live=true format=time max-bytes={APPSRC_MAX_BYTES} \
              leaky-type=downstream caps=\"application/x-rtp,media=(string)audio,clock-rate=(int)48000,\
              encoding-name=(string)OPUS,payload=(int){pt}\" \
-             ! rtpjitterbuffer name=ajitter latency={JITTER_MS} ! rtpopusdepay ! opusdec name=adecode plc=true "
+             ! rtpjitterbuffer latency={JITTER_MS} ! rtpopusdepay name=adepay ! opusdec name=adecode plc=true "
         ),
         _ => {
             "dec. ! audio/x-raw ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ".into()

@@ -1,5 +1,6 @@
-//! Where a live run's latency goes: pad probes at the end of each stage (`jitter`: out of the
-//! RTP jitter buffer, `decoded`, `encoded`) observe how far each buffer's running time lags
+//! Where a live run's latency goes: pad probes at the end of each stage (`depayloaded`: out of
+//! the RTP jitter buffer and depayloader, a frame at a time rather than a packet at a time,
+//! `decoded`, `encoded`) observe how far each buffer's running time lags
 //! the pipeline clock's, and the packager adds `packaged` (an access unit reached it) and
 //! `listed` (its part entered the playlist). A buffer's running time is when its first packet
 //! arrived, so each stage's figure is the time from arrival to the end of that stage.
@@ -12,9 +13,9 @@ use prometheus_client::metrics::histogram::Histogram;
 
 /// The elements a live run names for its stages: (element, stage, track).
 pub const PROBED: [(&str, &str, &str); 4] = [
-    ("vjitter", "jitter", "video"),
+    ("vdepay", "depayloaded", "video"),
     ("vdecode", "decoded", "video"),
-    ("ajitter", "jitter", "audio"),
+    ("adepay", "depayloaded", "audio"),
     ("adecode", "decoded", "audio"),
 ];
 
