@@ -143,7 +143,12 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   const showInSync = inSync(delayMs, (m) => show(m));
 
   function onEvent(m) {
-    if (m.type === 'stock' || m.type === 'purchase') liveStock.set(m.product_id, m.available);
+    // Stock is shown live, whatever else waits for the picture.
+    if (m.type === 'stock' || m.type === 'purchase') {
+      liveStock.set(m.product_id, m.available);
+      if (pin && m.product_id === pin.product_id) { pin.available = m.available; renderStock(m.available); }
+      if (m.type === 'stock') return;
+    }
     if (SHOWN_IN_SYNC.includes(m.type)) showInSync(m);
     else show(m);
   }
@@ -168,11 +173,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         renderPin(m.pin);
         if (m.pin) system(`Now showing: ${m.pin.title}`);
         break;
-      case 'stock':
-        if (pin && m.product_id === pin.product_id) { pin.available = m.available; renderStock(m.available); }
-        break;
       case 'purchase':
-        if (pin && m.product_id === pin.product_id) { pin.available = m.available; renderStock(m.available); }
         system(m.available > 0 ? `Someone just bought it - ${m.available} left` : 'Someone just bought the last one - sold out!', 'purchase');
         break;
       case 'moderation':
