@@ -6,16 +6,19 @@
 
 // How often held events are looked at.
 const TICK_MS = 50;
+// The longest an event is held: a paused or stalled player reads as far behind real time, and
+// the room must not fall silent (nor its held events pile up) for that long.
+const MAX_HOLD_MS = 10_000;
 
 /**
  * Returns `push(event)`: `dispatch(event)` runs once the picture, `delayMs()` behind real
- * time, shows the moment the event arrived.
+ * time, shows the moment the event arrived, and at the latest `maxHoldMs` after it arrived.
  */
-export function inSync(delayMs, dispatch) {
+export function inSync(delayMs, dispatch, { maxHoldMs = MAX_HOLD_MS } = {}) {
   const held = [];
   let timer = null;
   const release = () => {
-    const now = Date.now() - Math.max(0, delayMs() || 0);
+    const now = Date.now() - Math.min(maxHoldMs, Math.max(0, delayMs() || 0));
     while (held.length && held[0].at <= now) dispatch(held.shift().event);
     if (!held.length) { clearInterval(timer); timer = null; }
   };
