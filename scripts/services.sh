@@ -17,6 +17,10 @@ REDIS_PORT=6379
 TURN_PORT=3479
 TURN_RELAY_PORTS=(49160 49259)
 TURN_SECRET=vitrine-test-turn-secret
+# An S3-compatible object store (moto's server, from the test tools' virtual environment that
+# scripts/setup.sh installs): HLS origins share their media through it.
+S3_PORT=5055
+PYENV=${VITRINE_PYENV:-$HOME/.cache/vitrine/pyenv}
 
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
@@ -71,11 +75,28 @@ SQL
   fi
 
   start_turn
+  start_s3
 
   echo "export VITRINE_TEST_POSTGRES_URL=postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$port/postgres"
   echo "export VITRINE_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
   echo "export VITRINE_TEST_TURN_URL='turn:127.0.0.1:$TURN_PORT?transport=udp'"
   echo "export VITRINE_TEST_TURN_SECRET_FILE=$PWD/$state/turn-secret"
+  echo "export VITRINE_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+}
+
+# moto in server mode on loopback (keeps objects in its process; each test makes its own bucket).
+start_s3() {
+  if curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/"; then
+    return
+  fi
+  "$PYENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$state/s3.log" 2>&1 &
+  echo $! > "$state/s3.pid"
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/" && return
+    sleep 0.1
+  done
+  echo "the S3 test server did not start: $(tail -5 "$state/s3.log")" >&2
+  exit 1
 }
 
 # coturn on loopback with the TURN REST API secret. Loopback peers must be allowed: the test's
@@ -97,6 +118,10 @@ start_turn() {
 }
 
 stop() {
+  if [ -f "$state/s3.pid" ]; then
+    kill "$(cat "$state/s3.pid")" 2>/dev/null || true
+    rm -f "$state/s3.pid"
+  fi
   if [ -f "$state/turn.pid" ]; then
     kill "$(cat "$state/turn.pid")" 2>/dev/null || true
     rm -f "$state/turn.pid"

@@ -146,6 +146,55 @@ mod tests {
         ));
     }
 
+    /// The same contract against a real S3-compatible server (the test command starts one on
+    /// loopback), in a bucket of this test's own.
+    #[tokio::test]
+    async fn the_store_contract_over_an_s3_server() {
+        let endpoint = std::env::var("VITRINE_TEST_S3_ENDPOINT").expect(
+            "VITRINE_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh, or \
+             eval \"$(scripts/services.sh start)\" first",
+        );
+        let bucket = format!("t{}", std::process::id());
+        let made = reqwest::Client::new()
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(made.status().is_success(), "{}", made.status());
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap();
+        let store = ObjectMedia::new(Arc::new(s3), "live");
+        let segment = Bytes::from(vec![7u8; 300_000]);
+        store.put("s1/720p/s0.m4s", segment.clone()).await.unwrap();
+        store
+            .put("s1/audio/p0.0.m4s", Bytes::from_static(b"part"))
+            .await
+            .unwrap();
+        store
+            .put("s10/audio/s0.m4s", Bytes::from_static(b"other"))
+            .await
+            .unwrap();
+        assert_eq!(store.get("s1/720p/s0.m4s").await.unwrap().unwrap(), segment);
+        assert!(store.get("s1/720p/s9.m4s").await.unwrap().is_none());
+        store.delete("s1/audio/p0.0.m4s").await.unwrap();
+        store.delete("s1/audio/p0.0.m4s").await.unwrap();
+        assert!(store.get("s1/audio/p0.0.m4s").await.unwrap().is_none());
+        store.delete_prefix("s1").await.unwrap();
+        assert!(store.get("s1/720p/s0.m4s").await.unwrap().is_none());
+        assert_eq!(
+            store.get("s10/audio/s0.m4s").await.unwrap().unwrap(),
+            "other",
+            "s10 is not under s1/"
+        );
+    }
+
     #[test]
     fn s3_urls_are_checked() {
         assert!(ObjectMedia::s3("http://bucket").is_err());
