@@ -271,6 +271,11 @@ impl Cluster {
             .clone()
     }
 
+    /// How long a lease of this node's lasts without renewal (origin and work leases).
+    pub fn origin_lease(&self) -> std::time::Duration {
+        self.inner.config.origin_lease
+    }
+
     pub fn node_id(&self) -> &str {
         &self.inner.node.id
     }

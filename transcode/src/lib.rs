@@ -14,6 +14,7 @@ pub mod media;
 pub mod metrics;
 pub mod object_media;
 pub mod offline;
+pub mod origins;
 mod packager;
 pub mod pipeline;
 pub mod playlist;
@@ -33,8 +34,9 @@ pub use store::{LocalDisk, MediaStore, StoreError};
 use bytes::Bytes;
 use media::{AUDIO, MANIFEST, Manifest, StreamMedia};
 use metrics::HlsMetrics;
+use origins::{Alone, Origins, Producer};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -71,6 +73,20 @@ pub struct Hls {
     sessions: Mutex<HashMap<StreamId, SessionEntry>>,
     /// Announces every recording that became a replay (the subtitle jobs start from it).
     pub replays: broadcast::Sender<StreamId>,
+    /// The cluster's side (who produces a stream, the right to write its recording), set once
+    /// when the node joins one; [`Alone`] otherwise.
+    origins: OnceLock<Arc<dyn Origins>>,
+}
+
+/// How long after its last save an unfinished recording nobody produces may be taken for an
+/// orphan, beyond the grace its producer gives a publisher to come back.
+const ORPHAN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One encoder run's audio in a recording: an fMP4 file (init segment and media segments)
@@ -101,7 +117,27 @@ impl Hls {
             media: Mutex::default(),
             sessions: Mutex::default(),
             replays: broadcast::Sender::new(REPLAY_QUEUE),
+            origins: OnceLock::new(),
         }))
+    }
+
+    /// Makes this node one HLS origin of a cluster's (once; later calls change nothing).
+    pub fn set_origins(&self, origins: Arc<dyn Origins>) {
+        let _ = self.origins.set(origins);
+    }
+
+    pub(crate) fn origins(&self) -> &dyn Origins {
+        static ALONE: Alone = Alone;
+        self.origins.get().map_or(&ALONE, |o| o.as_ref())
+    }
+
+    /// Whether this node runs a session for `stream` (it produces its HLS).
+    pub fn producing(&self, stream: &StreamId) -> bool {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(stream)
+            .is_some_and(|s| !s.task.is_finished())
     }
 
     /// Starts a session for every publisher announced on `went_live`.
@@ -124,7 +160,7 @@ impl Hls {
 
     async fn on_live(self: &Arc<Self>, router: Arc<Router>) {
         let stream = router.stream().clone();
-        let Some(media) = self.media_or_new(&stream).await else {
+        let Some(media) = self.media_to_produce(&stream).await else {
             return;
         };
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -157,23 +193,17 @@ impl Hls {
         if let Some(m) = self.media.lock().expect("media lock").get(stream) {
             return Some(Arc::clone(m));
         }
-        let raw = self
-            .store
-            .get(&format!("{stream}/{MANIFEST}"))
-            .await
-            .ok()??;
-        let mut manifest: Manifest = match serde_json::from_slice(&raw) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(%stream, error = %e, "unreadable HLS manifest");
-                return None;
-            }
-        };
-        // Not in memory yet not final: the process that recorded it stopped (a restart or a
-        // crash) while the stream was live. Nothing else would finalise it; a publisher who
-        // comes back reopens it.
+        let mut manifest = self.load(stream).await.ok()??;
+        // Not in memory yet not final: produced on another node, being taken over, or left
+        // open by a process that stopped (a restart, a crash) while the stream was live. Only
+        // the last is finalised here, under the recording's lease; the others are what the
+        // store holds now, not kept.
         let orphan = !manifest.ended;
         if orphan {
+            if !self.may_finalise(stream, &manifest).await {
+                return Some(Arc::new(StreamMedia::new(stream.clone(), manifest)));
+            }
+            manifest.resume_after_loss(now_ms());
             manifest
                 .playlists
                 .values_mut()
@@ -194,18 +224,72 @@ impl Hls {
         if orphan {
             tracing::info!(%stream, "recording left open by an earlier process finalised");
             packager::save_manifest(self, &media, &format!("{stream}/")).await;
+            self.origins().release(stream).await;
         }
         Some(media)
     }
 
-    async fn media_or_new(&self, stream: &StreamId) -> Option<Arc<StreamMedia>> {
-        if let Some(m) = self.media(stream).await {
-            return Some(m);
+    /// The recording's manifest from the store (`None` when it has none).
+    async fn load(&self, stream: &StreamId) -> Result<Option<Manifest>, StoreError> {
+        let Some(raw) = self.store.get(&format!("{stream}/{MANIFEST}")).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&raw) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => {
+                tracing::error!(%stream, error = %e, "unreadable HLS manifest");
+                Ok(None)
+            }
         }
-        let mut all = self.media.lock().expect("media lock");
-        Some(Arc::clone(all.entry(stream.clone()).or_insert_with(|| {
-            Arc::new(StreamMedia::new(stream.clone(), Manifest::default()))
-        })))
+    }
+
+    /// Whether an unfinished recording read from the store is an orphan this node may end: its
+    /// producer would have saved it since (or ended it) were it alive, no node produces or
+    /// publishes the stream, and this node holds the recording's lease.
+    async fn may_finalise(&self, stream: &StreamId, manifest: &Manifest) -> bool {
+        let quiet = self.config.finalize_after + ORPHAN_MARGIN;
+        let origins = self.origins();
+        now_ms() - manifest.saved_ms > quiet.as_millis() as i64
+            && origins.producer(stream).await == Producer::Here
+            && !origins.live(stream).await
+            && origins.hold(stream).await
+    }
+
+    /// The media a new session of this node produces into: its own live media, else the
+    /// recording as the store has it now (another node's copy in memory may be older), its
+    /// numbers moved past those a lost producer may have used; a new recording when there is
+    /// none. `None` when the store cannot be read (starting afresh would reuse object names).
+    async fn media_to_produce(&self, stream: &StreamId) -> Option<Arc<StreamMedia>> {
+        if let Some(m) = self.media.lock().expect("media lock").get(stream) {
+            if !m.read(|m| m.ended) {
+                return Some(Arc::clone(m));
+            }
+        }
+        let manifest = match self.load(stream).await {
+            Ok(Some(mut m)) => {
+                if !m.ended {
+                    m.resume_after_loss(now_ms());
+                    tracing::info!(%stream, "continuing a recording another process left open");
+                }
+                m
+            }
+            Ok(None) => Manifest::default(),
+            Err(e) => {
+                tracing::error!(%stream, error = %e, "reading the recording's manifest: not packaging");
+                return None;
+            }
+        };
+        let media = Arc::new(StreamMedia::new(stream.clone(), manifest));
+        self.media
+            .lock()
+            .expect("media lock")
+            .insert(stream.clone(), Arc::clone(&media));
+        Some(media)
+    }
+
+    /// Drops the stream's media from memory (another node continues its recording).
+    pub(crate) fn forget(&self, stream: &StreamId) {
+        self.media.lock().expect("media lock").remove(stream);
     }
 
     /// A final caption of a live stream, spoken between `started` and `ended` (when that audio

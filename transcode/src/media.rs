@@ -53,7 +53,17 @@ pub struct Manifest {
     /// Where each encoder run's segments are in wall-clock time.
     #[serde(default)]
     pub clocks: Vec<RunClock>,
+    /// When the manifest was last saved (Unix milliseconds; 0 for a recording from before it
+    /// was kept).
+    #[serde(default)]
+    pub saved_ms: i64,
 }
+
+/// A producer saves the manifest every few segments: at most this many of its segments (and
+/// the open one) are unlisted when it stops unannounced.
+pub const UNSAVED_SEGMENTS: u64 = 4;
+/// The most sequence numbers a lost producer's unsaved segments are assumed to span.
+const MAX_LOST: u64 = 1_000_000;
 
 /// The wall-clock time of an encoder run's first segment; later ones follow on the segment
 /// grid (segments start at its lines).
@@ -145,6 +155,39 @@ impl Manifest {
     pub fn program_time(&self, msn: u64) -> Option<i64> {
         let run = self.clocks.iter().rev().find(|c| c.first_msn <= msn)?;
         Some(run.wall_ms + ((msn - run.first_msn) * run.segment_ms) as i64)
+    }
+
+    /// The recording was last saved by a producer that is gone (a crash, a dead node): the
+    /// segments it made after that save are not listed, but their objects may exist, cached
+    /// by CDNs under their names for a year. The next segments are numbered past every number
+    /// it can have used since: one per segment duration since the save (it made them in real
+    /// time), at least [`UNSAVED_SEGMENTS`]. Every rendition skips to the same number, and live
+    /// playlists start after the gap.
+    pub fn resume_after_loss(&mut self, now_ms: i64) {
+        let Some(segment_ms) = self
+            .playlists
+            .values()
+            .map(|p| (p.segment_target * 1000.0).max(1.0) as i64)
+            .max()
+        else {
+            return;
+        };
+        let by_time = if self.saved_ms > 0 {
+            ((now_ms - self.saved_ms).max(0) + segment_ms - 1) / segment_ms
+        } else {
+            0
+        } as u64;
+        let lost = by_time.max(UNSAVED_SEGMENTS).min(MAX_LOST) + 1;
+        let next = self
+            .playlists
+            .values()
+            .map(MediaPlaylist::next_msn)
+            .max()
+            .unwrap_or(0);
+        for p in self.playlists.values_mut() {
+            p.pause();
+            p.skip_to(next + lost);
+        }
     }
 
     /// Whether a player can start: the master playlist is known and every rendition lists a
@@ -244,6 +287,52 @@ mod tests {
             },
             codecs: Some("avc1.64001f".into()),
         }
+    }
+
+    /// A recording continued after its producer was lost skips, in every rendition alike, the
+    /// numbers the producer can have used since its last save.
+    #[test]
+    fn a_lost_producers_numbers_are_skipped() {
+        let mut m = Manifest::default();
+        for name in ["240p", AUDIO] {
+            let mut p = MediaPlaylist::new(2.0, 0.5, 6);
+            p.begin_run("init1.mp4".into());
+            for msn in 0..3 {
+                p.add_part(
+                    msn,
+                    crate::playlist::PartEntry {
+                        duration: 2.0,
+                        independent: true,
+                    },
+                );
+                p.finish_segment(msn, 2.0);
+            }
+            m.playlists.insert(name.into(), p);
+        }
+        m.playlists.get_mut(AUDIO).unwrap().add_part(
+            3,
+            crate::playlist::PartEntry {
+                duration: 0.5,
+                independent: true,
+            },
+        );
+        m.saved_ms = 1_000_000;
+        // Saved 13 s ago: up to 7 segments of 2 s since, past the open segment 3.
+        let mut later = m.clone();
+        later.resume_after_loss(1_013_000);
+        for p in later.playlists.values() {
+            assert_eq!(p.next_msn(), 4 + 7 + 1);
+            assert!(p.open.is_none() && p.hint.is_none());
+        }
+        // Saved a moment ago: still past the segments a save may have missed.
+        let mut soon = m.clone();
+        soon.resume_after_loss(1_000_100);
+        assert_eq!(soon.playlists[AUDIO].next_msn(), 4 + UNSAVED_SEGMENTS + 1);
+        assert_eq!(soon.playlists["240p"].next_msn(), 4 + UNSAVED_SEGMENTS + 1);
+        // A manifest without a save time (older) and a clock gone backwards: the least skip.
+        m.saved_ms = 0;
+        m.resume_after_loss(5);
+        assert_eq!(m.playlists[AUDIO].next_msn(), 4 + UNSAVED_SEGMENTS + 1);
     }
 
     #[test]

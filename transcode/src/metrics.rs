@@ -47,6 +47,8 @@ pub struct HlsMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Blocking playlist reloads answered with 503 because nothing came in time.
     pub reload_timeouts: Counter,
+    /// Requests this node passed to the stream's producer on another node.
+    pub forwarded: Counter,
     /// Recordings finalised as replays.
     pub replays: Counter,
 }
@@ -68,6 +70,7 @@ impl Default for HlsMetrics {
             }),
             requests: Family::default(),
             reload_timeouts: Counter::default(),
+            forwarded: Counter::default(),
             replays: Counter::default(),
         }
     }
@@ -102,6 +105,11 @@ impl HlsMetrics {
             "requests",
             "HLS requests answered, by what they asked for",
             self.requests.clone(),
+        );
+        r.register(
+            "forwarded",
+            "HLS requests passed to the node producing the stream",
+            self.forwarded.clone(),
         );
         r.register(
             "reload_timeouts",

@@ -435,7 +435,14 @@ impl<'a> Packager<'a> {
 
 /// Saves the recording's manifest under `prefix`.
 pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) {
-    let json = media.read(serde_json::to_vec);
+    if !hls.origins().hold(&media.stream).await {
+        tracing::warn!(stream = %media.stream, "another node holds this recording: its manifest is not written here");
+        return;
+    }
+    let json = media.update(|m| {
+        m.saved_ms = crate::now_ms();
+        serde_json::to_vec(m)
+    });
     match json {
         Ok(json) => {
             hls.put(&format!("{prefix}{MANIFEST}"), Bytes::from(json))

@@ -84,6 +84,9 @@ pub struct MediaPlaylist {
     pub ended: bool,
     /// Where the next part will go, once a pipeline runs (the preload hint).
     pub hint: Option<(u64, u32)>,
+    /// No later segment is numbered below it (numbers a lost producer may have used).
+    #[serde(default)]
+    floor: u64,
 }
 
 impl MediaPlaylist {
@@ -98,6 +101,7 @@ impl MediaPlaylist {
             init: String::new(),
             ended: false,
             hint: None,
+            floor: 0,
         }
     }
 
@@ -107,6 +111,29 @@ impl MediaPlaylist {
             .as_ref()
             .or(self.segments.last())
             .map_or(0, |s| s.msn + 1)
+            .max(self.floor)
+    }
+
+    /// Numbers later segments from `msn` on at least. The numbers skipped are never listed:
+    /// the live playlist starts after the gap (a player numbers segments by their position).
+    pub fn skip_to(&mut self, msn: u64) {
+        self.floor = self.floor.max(msn);
+    }
+
+    /// Index of the first segment the live playlist shows: the window, and nothing before a
+    /// gap in the numbers.
+    fn live_first(&self) -> usize {
+        let first = self.segments.len().saturating_sub(self.window);
+        let chain = |a: &SegmentEntry, b: &SegmentEntry| a.msn + 1 == b.msn;
+        if let (Some(last), Some(open)) = (self.segments.last(), &self.open)
+            && !chain(last, open)
+        {
+            return self.segments.len();
+        }
+        (first + 1..self.segments.len())
+            .rev()
+            .find(|&i| !chain(&self.segments[i - 1], &self.segments[i]))
+            .unwrap_or(first)
     }
 
     /// The newest listed part: its segment's sequence number and its index.
@@ -237,7 +264,7 @@ impl MediaPlaylist {
     /// The first segment the live playlist lists (subtitle playlists start at the same one,
     /// so players line them up).
     pub fn window_first_msn(&self) -> Option<u64> {
-        let first = self.segments.len().saturating_sub(self.window);
+        let first = self.live_first();
         self.segments
             .get(first)
             .or(self.open.as_ref())
@@ -246,7 +273,7 @@ impl MediaPlaylist {
 
     fn render_live(&self, program_time: ProgramTime) -> String {
         let target = self.target_duration();
-        let first = self.segments.len().saturating_sub(self.window);
+        let first = self.live_first();
         let shown = &self.segments[first..];
         let mut out = String::with_capacity(256 + 120 * shown.len());
         let _ = write!(
@@ -423,6 +450,64 @@ mod tests {
             None,
             "no report once ended"
         );
+    }
+
+    /// Numbers a lost producer may have used are skipped: the live playlist starts after the
+    /// gap (players number segments by position), the replay lists both sides.
+    #[test]
+    fn a_skip_in_the_numbers_starts_the_live_window_after_it() {
+        let mut p = MediaPlaylist::new(2.0, 0.5, 6);
+        p.begin_run("init1.mp4".into());
+        for msn in 0..3 {
+            segment(&mut p, msn);
+        }
+        p.pause();
+        p.skip_to(9);
+        p.skip_to(7);
+        assert_eq!(p.next_msn(), 9, "the floor only rises");
+        p.begin_run("init2.mp4".into());
+        p.add_part(9, part(true));
+        let live = p.render();
+        assert!(
+            live.contains(
+                "#EXT-X-MEDIA-SEQUENCE:9
+"
+            ),
+            "{live}"
+        );
+        assert!(live.contains(
+            "#EXT-X-DISCONTINUITY-SEQUENCE:0
+#EXT-X-DISCONTINUITY
+"
+        ));
+        assert!(!live.contains("s2.m4s"), "{live}");
+        assert_eq!(p.window_first_msn(), Some(9));
+        assert_eq!(crate::validate::media_playlist(&live), vec![]);
+        segment_rest(&mut p, 9);
+        segment(&mut p, 10);
+        let live = p.render();
+        assert!(
+            live.contains(
+                "#EXT-X-MEDIA-SEQUENCE:9
+"
+            ) && live.contains("s10.m4s")
+        );
+        assert_eq!(crate::validate::media_playlist(&live), vec![]);
+        p.end();
+        let vod = p.render();
+        assert!(
+            vod.contains("s2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init2.mp4\"\n"),
+            "{vod}"
+        );
+        assert!(vod.contains("s9.m4s") && vod.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+
+    /// The parts after the first of segment `msn`, and its end.
+    fn segment_rest(p: &mut MediaPlaylist, msn: u64) {
+        for _ in 1..4 {
+            p.add_part(msn, part(false));
+        }
+        p.finish_segment(msn, 2.0);
     }
 
     #[test]

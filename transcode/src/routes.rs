@@ -5,11 +5,12 @@
 
 use crate::Hls;
 use crate::media::{MANIFEST, POSTER, StreamMedia};
+use crate::origins::{FORWARDED, Producer};
 use crate::store::check_key;
 use crate::text_track;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -70,6 +71,26 @@ fn playlist_cache(media: &StreamMedia) -> &'static str {
     }
 }
 
+/// The producer's answer, when another node produces the stream (and this request was not
+/// already passed on by a node).
+async fn elsewhere(hls: &Hls, raw: &str, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    if headers.contains_key(FORWARDED) {
+        return None;
+    }
+    let stream = StreamId::parse(raw).ok()?;
+    if hls.producing(&stream) {
+        return None;
+    }
+    match hls.origins().producer(&stream).await {
+        Producer::Node(node) => {
+            hls.metrics.forwarded.inc();
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            Some(hls.origins().forward(&node, path).await)
+        }
+        Producer::Here => None,
+    }
+}
+
 async fn stream_media(hls: &Hls, raw: &str) -> Result<Arc<StreamMedia>, Problem> {
     let stream = StreamId::parse(raw).map_err(|_| Problem::not_found("no such stream"))?;
     hls.media(&stream)
@@ -80,8 +101,13 @@ async fn stream_media(hls: &Hls, raw: &str) -> Result<Arc<StreamMedia>, Problem>
 async fn master(
     State(hls): State<Arc<Hls>>,
     Path(stream): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     count(&hls, "master");
+    if let Some(answer) = elsewhere(&hls, &stream, &uri, &headers).await {
+        return Ok(answer);
+    }
     let media = stream_media(&hls, &stream).await?;
     // A stream that just went live has no codec strings until its encoders produced a frame.
     if !media.read(|m| m.ended) {
@@ -118,7 +144,12 @@ async fn playlist(
     State(hls): State<Arc<Hls>>,
     Path((stream, rendition)): Path<(String, String)>,
     Query(d): Query<Directives>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    if let Some(answer) = elsewhere(&hls, &stream, &uri, &headers).await {
+        return Ok(answer);
+    }
     let media = stream_media(&hls, &stream).await?;
     if rendition.starts_with(text_track::PREFIX) {
         // Subtitle playlists are plain (no parts, no blocking reload): a segment is listed
@@ -254,60 +285,88 @@ fn parse_part(file: &str) -> Option<(u64, u32)> {
 async fn object(
     State(hls): State<Arc<Hls>>,
     Path((stream, rendition, file)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     count(&hls, object_kind(&file));
-    let media = stream_media(&hls, &stream).await?;
-    let key = format!("{}/{rendition}/{file}", media.stream);
+    let key = format!("{stream}/{rendition}/{file}");
     let text = file.ends_with(".vtt");
+    let id = StreamId::parse(&stream).map_err(|_| Problem::not_found("no such stream"))?;
     if check_key(&key).is_err()
         || file == MANIFEST
         || !(file.ends_with(".m4s") || file.ends_with(".mp4") || text)
     {
         return Err(Problem::not_found("no such media object"));
     }
-    // The preload hint names a part before it exists: hold the request until it does.
-    if let Some((msn, index)) = parse_part(&file) {
-        let target = media.read(|m| {
+    if hls.producing(&id) {
+        wait_for_part(&hls, &stream, &rendition, &file).await?;
+    }
+    let reply_with = |bytes| {
+        if file == text_track::WHOLE {
+            // A replay's whole-recording subtitles may be rewritten (a later, better job).
+            reply(WEBVTT, "public, max-age=60", bytes)
+        } else if text {
+            reply(WEBVTT, IMMUTABLE, bytes)
+        } else {
+            reply("video/mp4", IMMUTABLE, bytes)
+        }
+    };
+    match stored(&hls, &key).await? {
+        Some(bytes) => Ok(reply_with(bytes)),
+        // Not stored (yet): a part the preload hint names is held by its producer until it
+        // exists; on a node whose storage is its own, the producer has every object.
+        None => match elsewhere(&hls, &stream, &uri, &headers).await {
+            Some(answer) => Ok(answer),
+            None => Err(Problem::not_found("no such media object")),
+        },
+    }
+}
+
+/// The preload hint names a part before it exists: hold the request until it does (or can no
+/// longer come).
+async fn wait_for_part(
+    hls: &Hls,
+    stream: &str,
+    rendition: &str,
+    file: &str,
+) -> Result<(), Problem> {
+    let Some((msn, index)) = parse_part(file) else {
+        return Ok(());
+    };
+    let media = stream_media(hls, stream).await?;
+    let target = media.read(|m| m.playlists.get(rendition).map_or(0.0, |p| p.segment_target));
+    let wait = Duration::from_secs_f64(3.0 * target.max(1.0));
+    media
+        .wait_for(wait, |m| {
             m.playlists
-                .get(&rendition)
-                .map_or(0.0, |p| p.segment_target)
-        });
-        let wait = Duration::from_secs_f64(3.0 * target.max(1.0));
-        media
-            .wait_for(wait, |m| {
-                m.playlists
-                    .get(&rendition)
-                    .is_none_or(|p| p.has_part(msn, index) || p.part_gone(msn, index))
-            })
-            .await;
-    }
-    match hls.get(&key).await {
-        // A replay's whole-recording subtitles may be rewritten (a later, better job).
-        Ok(Some(bytes)) if file == text_track::WHOLE => {
-            Ok(reply(WEBVTT, "public, max-age=60", bytes))
-        }
-        Ok(Some(bytes)) if text => Ok(reply(WEBVTT, IMMUTABLE, bytes)),
-        Ok(Some(bytes)) => Ok(reply("video/mp4", IMMUTABLE, bytes)),
-        Ok(None) => Err(Problem::not_found("no such media object")),
-        Err(e) => {
-            tracing::error!(%key, error = %e, "reading HLS media");
-            Err(Problem::internal())
-        }
-    }
+                .get(rendition)
+                .is_none_or(|p| p.has_part(msn, index) || p.part_gone(msn, index))
+        })
+        .await;
+    Ok(())
+}
+
+/// An object from the store; a failure to read is a 500, logged.
+async fn stored(hls: &Hls, key: &str) -> Result<Option<axum::body::Bytes>, Problem> {
+    hls.get(key).await.map_err(|e| {
+        tracing::error!(%key, error = %e, "reading HLS media");
+        Problem::internal()
+    })
 }
 
 async fn poster(
     State(hls): State<Arc<Hls>>,
     Path(stream): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let media = stream_media(&hls, &stream).await?;
-    match hls.get(&format!("{}/{POSTER}", media.stream)).await {
-        Ok(Some(bytes)) => Ok(reply("image/jpeg", "public, max-age=60", bytes)),
-        Ok(None) => Err(Problem::not_found("this stream has no poster yet")),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a poster");
-            Err(Problem::internal())
-        }
+    let id = StreamId::parse(&stream).map_err(|_| Problem::not_found("no such stream"))?;
+    match stored(&hls, &format!("{id}/{POSTER}")).await? {
+        Some(bytes) => Ok(reply("image/jpeg", "public, max-age=60", bytes)),
+        None => match elsewhere(&hls, &stream, &uri, &headers).await {
+            Some(answer) => Ok(answer),
+            None => Err(Problem::not_found("this stream has no poster yet")),
+        },
     }
 }
 

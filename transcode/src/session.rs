@@ -255,6 +255,13 @@ fn source_moved(source: &mut watch::Receiver<SourceInfo>, generation: u64) -> bo
 
 /// The publisher is gone for good: every playlist gets `EXT-X-ENDLIST`.
 async fn finalize(hls: &Hls, media: &StreamMedia) {
+    let stream = &media.stream;
+    if !hls.origins().hold(stream).await {
+        // The publisher went to another node, which continues the recording.
+        tracing::info!(%stream, "another node continues this recording");
+        hls.forget(stream);
+        return;
+    }
     let had_media = media.update(|m| {
         m.playlists.values_mut().for_each(MediaPlaylist::end);
         m.ended = true;
@@ -266,7 +273,8 @@ async fn finalize(hls: &Hls, media: &StreamMedia) {
         // Nobody listening (no subtitles role) is fine.
         let _ = hls.replays.send(media.stream.clone());
     }
-    tracing::info!(stream = %media.stream, "recording finalised as a replay");
+    hls.origins().release(stream).await;
+    tracing::info!(%stream, "recording finalised as a replay");
 }
 
 impl Hls {

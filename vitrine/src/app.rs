@@ -204,7 +204,9 @@ pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
     if state.roles.api {
         app = app.merge(roles::api::routes(&state));
     }
-    if state.roles.hls
+    // Players may ask any node serving the API or HLS: a stream produced on another node is
+    // read from the shared store or asked of its producer.
+    if (state.roles.hls || state.roles.api)
         && let Some(hls) = state.hls.clone()
     {
         app = app.merge(vitrine_transcode::routes::routes(hls));

@@ -195,6 +195,12 @@ pub async fn join(
     .await
     .context("joining the cluster")?;
     sfu.set_upstream(Arc::new(cluster.clone()));
+    if let Some(hls) = &state.hls {
+        // Every node answers for every stream's HLS; the one holding its lease produces it.
+        hls.set_origins(Arc::new(crate::hls_origins::ClusterOrigins::new(
+            cluster.clone(),
+        )));
+    }
     if packages {
         // Streams published on nodes that do not package HLS are packaged here.
         cluster.consume_live("hls", Arc::clone(&sfu.routers), work.hls);

@@ -7,6 +7,7 @@ pub mod captions;
 pub mod cluster;
 pub mod config;
 pub mod edge;
+pub mod hls_origins;
 pub mod models;
 pub mod oauth;
 pub mod openapi;

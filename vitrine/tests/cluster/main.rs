@@ -5,6 +5,7 @@
 
 mod clients;
 mod nodes;
+mod origins;
 mod regions;
 mod roles;
 #[path = "../support/mod.rs"]

@@ -93,6 +93,53 @@ pub struct Cluster {
     pub database: TestDatabase,
     dir: tempfile::TempDir,
     name: String,
+    /// The S3-compatible bucket every node keeps its HLS media in, when the test gave one.
+    pub bucket: Option<Bucket>,
+}
+
+/// A bucket of its own on the test command's S3-compatible server.
+pub struct Bucket {
+    pub endpoint: String,
+    pub name: String,
+}
+
+impl Bucket {
+    /// Makes a new bucket.
+    pub async fn create() -> Self {
+        let endpoint = std::env::var("VITRINE_TEST_S3_ENDPOINT").expect(
+            "VITRINE_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh, or \
+             eval \"$(scripts/services.sh start)\" first",
+        );
+        let name = format!("t{}", rand::random::<u32>());
+        let r = reqwest::Client::new()
+            .put(format!("{endpoint}/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "creating bucket: {}", r.status());
+        Self { endpoint, name }
+    }
+
+    /// An object's bytes under the nodes' prefix, read straight from the bucket (`None` when
+    /// absent).
+    pub async fn get(&self, key: &str) -> Option<bytes::Bytes> {
+        use object_store::ObjectStore;
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&self.name)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap();
+        let path = object_store::path::Path::from(format!("live/{key}"));
+        match s3.get(&path).await {
+            Ok(found) => Some(found.bytes().await.unwrap()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
 }
 
 impl Cluster {
@@ -128,6 +175,11 @@ impl Cluster {
 
     /// Starts nodes given as (id, extra `serve` arguments), one after the other.
     pub async fn start_with(nodes: &[(&str, &[&str])]) -> Self {
+        Self::start_in(nodes, None).await
+    }
+
+    /// [`Self::start_with`], the nodes' HLS media in `bucket` when given.
+    pub async fn start_in(nodes: &[(&str, &[&str])], bucket: Option<Bucket>) -> Self {
         let database = TestDatabase::create(Backend::Postgres).await.unwrap();
         let mut dir = tempfile::tempdir().unwrap();
         // Keeps the nodes' logs for a look after a failure.
@@ -146,6 +198,7 @@ impl Cluster {
             database,
             dir,
             name,
+            bucket,
         };
         for (id, args) in nodes {
             let node = cluster.spawn(id, args).await;
@@ -179,6 +232,14 @@ impl Cluster {
             .arg("--config")
             .arg(self.config())
             .args(args);
+        if let Some(bucket) = &self.bucket {
+            command
+                .env("AWS_ENDPOINT", &bucket.endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test");
+        }
         launch(id, port, log, command).await
     }
 
@@ -187,9 +248,16 @@ impl Cluster {
     fn config(&self) -> PathBuf {
         let path = self.dir.path().join("cluster.toml");
         if !path.exists() {
+            // With a bucket: media there, and a recording final 3 s after its publisher left.
+            let storage = self.bucket.as_ref().map_or(String::new(), |b| {
+                format!(
+                    "storage = \"s3://{}/live\"\nfinalize_after_secs = 3\n",
+                    b.name
+                )
+            });
             std::fs::write(
                 &path,
-                "[cluster]\nheartbeat_ms = 500\norigin_lease_ms = 1500\nrelay_idle_secs = 2\nrelay_check_ms = 200\n\n[hls]\nencoder = \"x264\"\nx264_preset = \"ultrafast\"\n\n[[hls.renditions]]\nheight = 240\nbitrate_kbps = 300\nfps = 30\n",
+                format!("[cluster]\nheartbeat_ms = 500\norigin_lease_ms = 1500\nrelay_idle_secs = 2\nrelay_check_ms = 200\n\n[hls]\nencoder = \"x264\"\nx264_preset = \"ultrafast\"\n{storage}\n[[hls.renditions]]\nheight = 240\nbitrate_kbps = 300\nfps = 30\n"),
             )
             .unwrap();
         }
