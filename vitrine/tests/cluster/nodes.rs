@@ -155,6 +155,11 @@ impl Cluster {
     /// Starts one node per (id, `--roles` value), limits per address lifted (every test client
     /// is 127.0.0.1), HLS off where the roles do not name it.
     pub async fn with_roles(nodes: &[(&str, &str)]) -> Self {
+        Self::with_roles_in(nodes, None).await
+    }
+
+    /// [`Self::with_roles`], the nodes' HLS media in `bucket` when given.
+    pub async fn with_roles_in(nodes: &[(&str, &str)], bucket: Option<Bucket>) -> Self {
         let args: Vec<Vec<&str>> = nodes
             .iter()
             .map(|(_, roles)| {
@@ -170,7 +175,7 @@ impl Cluster {
             .zip(&args)
             .map(|((id, _), args)| (*id, &args[..]))
             .collect();
-        Self::start_with(&nodes).await
+        Self::start_in(&nodes, bucket).await
     }
 
     /// Starts nodes given as (id, extra `serve` arguments), one after the other.

@@ -124,3 +124,87 @@ async fn any_node_serves_a_live_streams_hls_and_only_its_producer_writes_the_rec
         text(&http, &format!("{b}/hls/{index}")).await
     );
 }
+
+/// The newest segment a live playlist lists with its parts, or just parts of (the open one).
+fn newest_msn(playlist: &str) -> Option<u64> {
+    let parts = playlist
+        .lines()
+        .filter_map(|l| l.split("URI=\"p").nth(1)?.split('.').next()?.parse().ok());
+    parts.chain(segments(playlist)).max()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_producer_is_replaced_and_the_recording_goes_on_under_new_numbers() {
+    let bucket = Bucket::create().await;
+    let nodes = [("m", "api,media"), ("h1", "hls"), ("h2", "hls")];
+    let mut cluster = Cluster::with_roles_in(&nodes, Some(bucket)).await;
+    let media = cluster.base("m");
+    let (id, key) = stream(&cluster, "m").await;
+    let http = reqwest::Client::new();
+    let _camera = support::MediaPublisher::start(
+        &http,
+        &media,
+        &format!("{media}/whip/{id}"),
+        &key,
+        support::MediaSource::camera("video/H264", 426, 240),
+    )
+    .await;
+    let index = format!("{id}/240p/index.m3u8");
+    let bucket = cluster.bucket.as_ref().unwrap();
+    let manifest_key = format!("{id}/manifest.json");
+    cluster
+        .until(
+            "one HLS node produces the stream and saved its manifest",
+            || async {
+                let produced = cluster.node("h1").metric("vitrine_hls_pipelines").await
+                    + cluster.node("h2").metric("vitrine_hls_pipelines").await;
+                produced == 1.0 && bucket.get(&manifest_key).await.is_some()
+            },
+        )
+        .await;
+    let (dead, survivor) = if cluster.node("h1").metric("vitrine_hls_pipelines").await == 1.0 {
+        ("h1", "h2")
+    } else {
+        ("h2", "h1")
+    };
+    let survivor_base = cluster.base(survivor);
+    // Both answer; the last thing the producer listed before it dies.
+    let before = text(&http, &format!("{survivor_base}/hls/{index}")).await;
+    let last = text(&http, &format!("{}/hls/{index}", cluster.base(dead))).await;
+    let last_msn = newest_msn(&last).unwrap().max(newest_msn(&before).unwrap());
+    cluster.node_mut(dead).kill();
+
+    // The survivor takes the stream's work once the dead node's lease lapses and continues
+    // the same recording: new numbers past any the dead node can have used (its objects keep
+    // their names in the bucket and in caches), after a discontinuity, never ended.
+    let url = format!("{survivor_base}/hls/{index}");
+    cluster
+        .until("the survivor lists a segment of its own", || async {
+            match http.get(&url).send().await {
+                Ok(r) if r.status() == 200 => {
+                    let text = r.text().await.unwrap();
+                    segments(&text).iter().any(|&msn| msn > last_msn)
+                }
+                _ => false,
+            }
+        })
+        .await;
+    let continued = text(&http, &url).await;
+    assert_eq!(
+        cluster.node(survivor).metric("vitrine_hls_pipelines").await,
+        1.0
+    );
+    assert!(!continued.contains("#EXT-X-ENDLIST"), "{continued}");
+    assert!(continued.contains("#EXT-X-DISCONTINUITY\n"), "{continued}");
+    let listed = segments(&continued);
+    assert!(
+        listed.iter().all(|&msn| msn > last_msn + 1),
+        "the dead node listed up to {last_msn}; now:\n{continued}"
+    );
+    let violations = vitrine_transcode::validate::media_playlist(&continued);
+    assert!(violations.is_empty(), "{violations:?}\n{continued}");
+    // The survivor's segments are its own objects, not the dead node's.
+    let first = *listed.first().unwrap();
+    let segment = format!("{survivor_base}/hls/{id}/240p/s{first}.m4s");
+    assert_eq!(http.get(&segment).send().await.unwrap().status(), 200);
+}
