@@ -254,11 +254,45 @@ impl MediaPlaylist {
     /// (Unix milliseconds of its first sample): players line renditions up by it (subtitles
     /// with the media, in particular) and show wall-clock time.
     pub fn render_with(&self, program_time: ProgramTime) -> String {
+        self.render_delta(program_time, false)
+    }
+
+    /// [`Self::render_with`], as a delta update when `skip` (a player asked `_HLS_skip=YES`):
+    /// the live window's segments older than `CAN-SKIP-UNTIL` replaced by `EXT-X-SKIP` (RFC
+    /// 8216bis 6.2.5.1), which the player fills from its earlier copy. A full playlist when
+    /// the window offers no skip.
+    pub fn render_delta(&self, program_time: ProgramTime, skip: bool) -> String {
         if self.ended {
             self.render_vod(program_time)
         } else {
-            self.render_live(program_time)
+            self.render_live(program_time, skip)
         }
+    }
+
+    /// `CAN-SKIP-UNTIL`: six target durations (the least RFC 8216bis 4.4.3.8 allows), offered
+    /// only when the window is longer, so that a delta update has something to leave out.
+    pub fn can_skip_until(&self) -> Option<f64> {
+        let until = 6.0 * self.target_duration() as f64;
+        (self.window as f64 * self.segment_target > until).then_some(until)
+    }
+
+    /// How many of `shown` (oldest first) a delta update leaves out: those starting at least
+    /// `until` seconds before the playlist's end.
+    fn skippable(&self, shown: &[SegmentEntry], until: f64) -> usize {
+        let open: f64 = self
+            .open
+            .as_ref()
+            .map_or(0.0, |o| o.parts.iter().map(|p| p.duration).sum());
+        let mut from_end = open;
+        let mut keep = 0;
+        for s in shown.iter().rev() {
+            from_end += s.duration;
+            if from_end >= until {
+                break;
+            }
+            keep += 1;
+        }
+        shown.len() - keep
     }
 
     /// The first segment the live playlist lists (subtitle playlists start at the same one,
@@ -271,20 +305,26 @@ impl MediaPlaylist {
             .map(|s| s.msn)
     }
 
-    fn render_live(&self, program_time: ProgramTime) -> String {
+    fn render_live(&self, program_time: ProgramTime, skip: bool) -> String {
         let target = self.target_duration();
         let first = self.live_first();
         let shown = &self.segments[first..];
+        let can_skip = self.can_skip_until();
+        let skipped = match can_skip {
+            Some(until) if skip => self.skippable(shown, until),
+            _ => 0,
+        };
         let mut out = String::with_capacity(256 + 120 * shown.len());
         let _ = write!(
             out,
             "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{target}\n\
              #EXT-X-PART-INF:PART-TARGET={:.3}\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={:.3}\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={:.3}{}\n\
              #EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
             self.part_target,
             3.0 * self.part_target,
             3.0 * target as f64,
+            can_skip.map_or(String::new(), |c| format!(",CAN-SKIP-UNTIL={c:.3}")),
             shown
                 .first()
                 .or(self.open.as_ref())
@@ -294,10 +334,14 @@ impl MediaPlaylist {
                 .filter(|s| s.discontinuity)
                 .count(),
         );
+        if skipped > 0 {
+            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        }
         // Parts stay listed for the last segments only (about three target durations).
         let with_parts = shown.len().saturating_sub(2);
         let mut map = "";
-        for (i, s) in shown.iter().chain(self.open.as_ref()).enumerate() {
+        let listed = shown.iter().chain(self.open.as_ref()).enumerate();
+        for (i, s) in listed.skip(skipped) {
             // Tagged even first in the window, so the discontinuity sequence stays consistent.
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
@@ -500,6 +544,48 @@ mod tests {
             "{vod}"
         );
         assert!(vod.contains("s9.m4s") && vod.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+
+    /// A window longer than six target durations offers delta updates: asked for, the
+    /// segments older than that are replaced by EXT-X-SKIP; the parts and the hint stay.
+    #[test]
+    fn delta_updates_skip_the_old_part_of_a_long_window() {
+        let mut short = MediaPlaylist::new(2.0, 0.5, 6);
+        short.begin_run("init1.mp4".into());
+        for msn in 0..8 {
+            segment(&mut short, msn);
+        }
+        assert_eq!(
+            short.can_skip_until(),
+            None,
+            "a 12 s window has nothing to skip"
+        );
+        assert_eq!(short.render_delta(&|_| None, true), short.render());
+        let mut p = MediaPlaylist::new(2.0, 0.5, 20);
+        p.begin_run("init1.mp4".into());
+        for msn in 0..25 {
+            segment(&mut p, msn);
+        }
+        p.add_part(25, part(true));
+        let full = p.render();
+        assert!(full.contains("CAN-SKIP-UNTIL=12.000") && full.contains("s5.m4s\n"));
+        let delta = p.render_delta(&|msn| Some(msn as i64 * 2000), true);
+        // Window 5..=24 and the open 25 (0.5 s): the segments starting 12 s or more before
+        // the end (5..=19; 19 starts 12.5 s before it) are skipped, 20.. are listed.
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-SKIP:SKIPPED-SEGMENTS=15\n#EXT-X-MAP:URI=\"init1.mp4\"\n"), "{delta}");
+        assert!(
+            !delta.contains("s19.m4s") && delta.contains("s20.m4s"),
+            "{delta}"
+        );
+        assert!(delta.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p25.1.m4s\"\n"));
+        assert_eq!(crate::validate::media_playlist(&delta), vec![]);
+        assert_eq!(crate::validate::media_playlist(&full), vec![]);
+        p.end();
+        assert_eq!(
+            p.render_delta(&|_| None, true),
+            p.render(),
+            "a replay is whole"
+        );
     }
 
     /// The parts after the first of segment `msn`, and its end.

@@ -126,6 +126,21 @@ pub struct Directives {
     msn: Option<String>,
     #[serde(rename = "_HLS_part")]
     part: Option<String>,
+    #[serde(rename = "_HLS_skip")]
+    skip: Option<String>,
+}
+
+/// `_HLS_skip`: `YES` asks for a delta update (`v2` also asks to skip date ranges, of which
+/// these playlists have none).
+fn skip_directive(raw: Option<&str>) -> Result<bool, Problem> {
+    match raw {
+        None => Ok(false),
+        Some("YES" | "v2") => Ok(true),
+        Some(_) => Err(Problem::bad_request(
+            "invalid-directive",
+            "_HLS_skip must be YES or v2",
+        )),
+    }
 }
 
 fn directive<T: std::str::FromStr>(raw: Option<&str>, name: &str) -> Result<Option<T>, Problem> {
@@ -180,6 +195,7 @@ async fn playlist(
     );
     let msn: Option<u64> = directive(d.msn.as_deref(), "_HLS_msn")?;
     let part: Option<u32> = directive(d.part.as_deref(), "_HLS_part")?;
+    let skip = skip_directive(d.skip.as_deref())?;
     if part.is_some() && msn.is_none() {
         return Err(Problem::bad_request(
             "invalid-directive",
@@ -225,7 +241,7 @@ async fn playlist(
             let mut text = m
                 .playlists
                 .get(&rendition)
-                .map(|p| p.render_with(&|msn| m.program_time(msn)))?;
+                .map(|p| p.render_delta(&|msn| m.program_time(msn), skip))?;
             if !m.ended {
                 // Every sibling's newest part, for a player switching renditions.
                 let siblings = m.playlists.iter().filter(|(name, _)| **name != rendition);

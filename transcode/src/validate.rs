@@ -11,7 +11,7 @@ pub struct Violation {
 }
 
 /// Every rule checked, with the section of RFC 8216bis it comes from.
-pub const RULES: [(&str, &str); 16] = [
+pub const RULES: [(&str, &str); 17] = [
     ("extm3u", "4.4.1.1: the first line is #EXTM3U"),
     ("version", "4.4.1.2: exactly one EXT-X-VERSION"),
     ("target-duration", "4.4.3.1: one EXT-X-TARGETDURATION"),
@@ -47,6 +47,10 @@ pub const RULES: [(&str, &str); 16] = [
     (
         "can-skip-until",
         "4.4.3.8: CAN-SKIP-UNTIL >= 6 x target duration",
+    ),
+    (
+        "skip",
+        "4.4.5.2: at most one EXT-X-SKIP, with SKIPPED-SEGMENTS, before any segment, only where CAN-SKIP-UNTIL is offered",
     ),
     (
         "preload-hint",
@@ -154,6 +158,19 @@ pub fn media_playlist(text: &str) -> Vec<Violation> {
             first,
             "media before any EXT-X-MAP".into(),
         );
+    }
+    let can_skip =
+        tag("#EXT-X-SERVER-CONTROL:").any(|(_, c)| number(c, "CAN-SKIP-UNTIL").is_some());
+    let skips: Vec<_> = tag("#EXT-X-SKIP:").collect();
+    for (n, (line, a)) in skips.iter().enumerate() {
+        let counted = attribute(a, "SKIPPED-SEGMENTS").is_some_and(|c| c.parse::<u64>().is_ok());
+        if n > 0 || !counted || !can_skip || !before_media(*line) {
+            bad(
+                "skip",
+                *line,
+                "a second EXT-X-SKIP, one without SKIPPED-SEGMENTS or CAN-SKIP-UNTIL, or one after a segment".into(),
+            );
+        }
     }
     for (line, control) in tag("#EXT-X-SERVER-CONTROL:") {
         let (Some(t), hold) = (target, number(control, "HOLD-BACK")) else {
@@ -400,6 +417,14 @@ mod tests {
                 "can-skip-until",
             ),
             (
+                GOOD.replacen(
+                    "#EXT-X-MAP:",
+                    "#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n#EXT-X-MAP:",
+                    1,
+                ),
+                "skip",
+            ),
+            (
                 GOOD.to_owned() + "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p4.2.m4s\"\n",
                 "preload-hint",
             ),
@@ -420,6 +445,19 @@ mod tests {
         }
         // The last part of a segment, and an independent one, may be short.
         assert_eq!(rules(GOOD), Vec::<&str>::new());
+        // A skip where the server offers one.
+        let delta = GOOD
+            .replacen(
+                "HOLD-BACK=6.000",
+                "HOLD-BACK=6.000,CAN-SKIP-UNTIL=12.000",
+                1,
+            )
+            .replacen(
+                "#EXT-X-MAP:",
+                "#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n#EXT-X-MAP:",
+                1,
+            );
+        assert_eq!(rules(&delta), Vec::<&str>::new());
     }
 
     #[test]

@@ -321,6 +321,20 @@ async fn live_ladder_ll_hls_then_replay() {
     assert_eq!(vitrine_transcode::validate::media_playlist(&reload), vec![]);
     let plain = server.http.get(&top).send().await.unwrap();
     assert_eq!(plain.headers()["cache-control"], "no-cache");
+    // A delta update asked of a 12 s window (which offers none) is the whole playlist.
+    let delta = server
+        .http
+        .get(format!("{top}?_HLS_skip=YES"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delta.status(), 200);
+    let delta = delta.text().await.unwrap();
+    assert!(
+        !delta.contains("EXT-X-SKIP") && delta.contains("#EXTINF"),
+        "{delta}"
+    );
+    assert_eq!(vitrine_transcode::validate::media_playlist(&delta), vec![]);
     assert!(
         !part.is_empty(),
         "the preload-hinted part was served once it existed"
@@ -331,6 +345,7 @@ async fn live_ladder_ll_hls_then_replay() {
         far,
         format!("{top}?_HLS_msn=x"),
         format!("{top}?_HLS_part=1"),
+        format!("{top}?_HLS_skip=maybe"),
     ] {
         let r = server.http.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 400, "{url}");

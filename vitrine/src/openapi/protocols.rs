@@ -243,12 +243,14 @@ fn hls_master() {}
         ("stream" = String, Path, description = "The stream's id"),
         ("rendition" = String, Path, description = "`1080p`, `720p`, ..., or `audio`."),
         ("_HLS_msn" = Option<u64>, Query, minimum = 0, description = "Blocking reload: answer once this media sequence number is listed."),
-        ("_HLS_part" = Option<u32>, Query, minimum = 0, description = "With _HLS_msn: answer once this part of that segment is listed.")
+        ("_HLS_part" = Option<u32>, Query, minimum = 0, description = "With _HLS_msn: answer once this part of that segment is listed."),
+        ("_HLS_skip" = Option<String>, Query, description = "`YES` (or `v2`): a delta update, the segments older than the playlist's CAN-SKIP-UNTIL replaced by EXT-X-SKIP (offered when the live window is longer than six target durations).")
     ),
     responses(
         (status = 200, description = "OK", body = String, content_type = "application/vnd.apple.mpegurl"),
-        (status = 400, description = "A malformed directive, _HLS_part without _HLS_msn, or _HLS_msn too far ahead of the live edge", body = Problem),
+        (status = 400, description = "A malformed directive, _HLS_part without _HLS_msn, _HLS_msn too far ahead of the live edge, or _HLS_skip other than YES or v2", body = Problem),
         (status = 404, description = "No such stream or rendition", body = Problem),
+        (status = 502, description = "In a cluster: the node producing the stream did not answer", body = Problem),
         (status = 503, description = "The requested segment or part did not become available in time", body = Problem)
     )
 )]
