@@ -58,6 +58,9 @@ pub struct HlsConfig {
     /// Where media goes: `None` for the local disk under the data dir, or an S3-compatible
     /// bucket `s3://bucket[/prefix]` (see [`crate::object_media::ObjectMedia::s3`]).
     pub storage: Option<String>,
+    /// CDNs players reach the origin through, in the order they should prefer them: with any,
+    /// master playlists are steered (see [`crate::steering`]).
+    pub pathways: Vec<crate::steering::Pathway>,
     /// Languages of the WebVTT subtitle renditions live streams get (the live captions' and
     /// their translations'); set by the binary from the subtitles settings, empty without
     /// captions.
@@ -98,6 +101,7 @@ impl Default for HlsConfig {
             audio_bitrate_kbps: 128,
             finalize_after: Duration::from_secs(30),
             storage: None,
+            pathways: Vec::new(),
             subtitle_languages: Vec::new(),
         }
     }
@@ -120,6 +124,8 @@ pub enum ConfigError {
     BadWindow,
     #[error("hls: storage must be s3://bucket[/prefix]")]
     BadStorage,
+    #[error("hls: pathways: {0}")]
+    BadPathways(String),
 }
 
 impl HlsConfig {
@@ -155,6 +161,7 @@ impl HlsConfig {
         {
             return Err(ConfigError::BadStorage);
         }
+        crate::steering::check(&self.pathways).map_err(ConfigError::BadPathways)?;
         Ok(())
     }
 

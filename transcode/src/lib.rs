@@ -24,6 +24,7 @@ pub mod segmenter;
 mod session;
 pub mod sinks;
 pub mod stages;
+pub mod steering;
 pub mod store;
 pub mod text_track;
 pub mod validate;

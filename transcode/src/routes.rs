@@ -6,6 +6,7 @@
 use crate::Hls;
 use crate::media::{MANIFEST, POSTER, StreamMedia};
 use crate::origins::{FORWARDED, Producer};
+use crate::steering;
 use crate::store::check_key;
 use crate::text_track;
 use axum::Router;
@@ -31,6 +32,7 @@ pub fn routes(hls: Arc<Hls>) -> Router {
     Router::new()
         .route("/hls/{stream}/master.m3u8", get(master))
         .route("/hls/{stream}/poster.jpg", get(poster))
+        .route("/hls/{stream}/steering.json", get(steering_manifest))
         .route("/hls/{stream}/{rendition}/index.m3u8", get(playlist))
         .route("/hls/{stream}/{rendition}/{file}", get(object))
         .with_state(hls)
@@ -116,7 +118,22 @@ async fn master(
     let text = media
         .read(|m| m.master())
         .ok_or_else(|| Problem::not_found("this stream's HLS output is not ready"))?;
+    let text = steering::master(&text, media.stream.as_str(), &hls.config.pathways);
     Ok(reply(PLAYLIST, playlist_cache(&media), text))
+}
+
+/// The steering manifest the master playlist names when CDNs are configured as pathways
+/// (players add `_HLS_pathway` and `_HLS_throughput`, which do not change the answer).
+async fn steering_manifest(
+    State(hls): State<Arc<Hls>>,
+    Path(stream): Path<String>,
+) -> Result<Response, Problem> {
+    StreamId::parse(&stream).map_err(|_| Problem::not_found("no such stream"))?;
+    if hls.config.pathways.is_empty() {
+        return Err(Problem::not_found("no content steering on this server"));
+    }
+    let body = steering::manifest(&hls.config.pathways);
+    Ok(reply("application/json", "public, max-age=60", body))
 }
 
 /// The LL-HLS delivery directives of a playlist request (RFC 8216bis 6.2.5).

@@ -370,6 +370,12 @@ async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Re
         https: config.tls.is_some() || base.to_ascii_lowercase().starts_with("https://"),
         cluster: cluster.clone(),
         regions: config.regions.clone(),
+        cdn_origins: config
+            .hls
+            .pathways
+            .iter()
+            .map(|p| crate::edge::origin_of(&p.base))
+            .collect(),
     });
     let metrics_addr = match config.edge.metrics.listen {
         Some(at) => Some(serve_metrics(at, state.clone(), background.clone()).await?),

@@ -252,6 +252,20 @@ pub struct Edge {
     pub cluster: Option<vitrine_cluster::Cluster>,
     /// The deployment's regions: a call another region's node forwards names its caller.
     pub regions: Option<Arc<crate::regions::Regions>>,
+    /// Origins of the CDNs players reach HLS through (`[[hls.pathways]]`): a steered master
+    /// playlist sends the page's player to them.
+    pub cdn_origins: Vec<String>,
+}
+
+/// `scheme://host[:port]` of a URL (its path dropped).
+pub fn origin_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            format!("{scheme}://{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// [`PAGE_CSP`] whose `connect-src` also names `origins` (a cluster's media nodes, where a
@@ -329,11 +343,12 @@ pub async fn edge(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -
             .contains_key(header::CONTENT_SECURITY_POLICY)
     {
         let h = response.headers_mut();
-        let origins = edge
+        let mut origins = edge
             .cluster
             .as_ref()
             .map(vitrine_cluster::Cluster::media_origins)
             .unwrap_or_default();
+        origins.extend(edge.cdn_origins.iter().cloned());
         h.insert(header::CONTENT_SECURITY_POLICY, page_csp(&origins));
         h.entry(header::X_CONTENT_TYPE_OPTIONS)
             .or_insert(HeaderValue::from_static("nosniff"));
@@ -350,6 +365,11 @@ mod tests {
     #[test]
     fn the_pages_may_connect_to_the_clusters_media_nodes_and_nothing_else() {
         assert_eq!(page_csp(&[]), PAGE_CSP);
+        assert_eq!(
+            origin_of("https://cdn-a.example.com/live/"),
+            "https://cdn-a.example.com"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
         let csp = page_csp(&[
             "https://media-1.live.example".into(),
             "http://10.0.0.5:8080".into(),

@@ -40,6 +40,7 @@ fn hls_config() -> HlsConfig {
         audio_bitrate_kbps: 96,
         finalize_after: Duration::from_secs(3),
         storage: None,
+        pathways: Vec::new(),
         subtitle_languages: Vec::new(),
     }
 }

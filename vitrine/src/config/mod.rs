@@ -462,6 +462,8 @@ struct FileHls {
     finalize_after_secs: Option<u64>,
     renditions: Option<Vec<RenditionSpec>>,
     storage: Option<String>,
+    #[serde(default)]
+    pathways: Vec<vitrine_transcode::steering::Pathway>,
 }
 
 impl FileHls {
@@ -506,6 +508,7 @@ impl FileHls {
                 .finalize_after_secs
                 .map_or(d.finalize_after, Duration::from_secs),
             storage: self.storage,
+            pathways: self.pathways,
             subtitle_languages: Vec::new(),
         };
         config.validate()?;
@@ -955,7 +958,17 @@ mod tests {
         assert_eq!(c.hls.encoder, EncoderChoice::X264);
         let c = resolve("[hls]\nstorage = \"s3://media/live\"\n").unwrap();
         assert_eq!(c.hls.storage.as_deref(), Some("s3://media/live"));
+        let c = resolve(
+            "[[hls.pathways]]\nid = \"cdn-a\"\nbase = \"https://a.example\"\n\
+             [[hls.pathways]]\nid = \"cdn-b\"\nbase = \"https://b.example/\"\n",
+        )
+        .unwrap();
+        let ids: Vec<_> = c.hls.pathways.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["cdn-a", "cdn-b"]);
         for bad in [
+            "[[hls.pathways]]\nid = \"a b\"\nbase = \"https://a.example\"\n",
+            "[[hls.pathways]]\nid = \"a\"\nbase = \"a.example\"\n",
+            "[[hls.pathways]]\nid = \"a\"\n",
             "[hls]\nsegment_seconds = 2\npart_seconds = 0.3\n",
             "[hls]\nx264_preset = \"warp\"\n",
             "[hls]\nrenditions = []\n",

@@ -25,6 +25,7 @@ use vitrine_core::Problem;
     hls_playlist,
     hls_object,
     hls_poster,
+    hls_steering,
     chat,
     healthz,
     metrics,
@@ -286,6 +287,23 @@ fn hls_object() {}
 )]
 #[allow(dead_code)]
 fn hls_poster() {}
+
+/// The content steering manifest the master playlist names when CDNs are configured as pathways: `{"VERSION":1,"TTL":300,"PATHWAY-PRIORITY":["cdn-a","cdn-b"]}`
+#[utoipa::path(
+    get,
+    path = "/hls/{stream}/steering.json",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("_HLS_pathway" = Option<String>, Query, description = "The pathway the player uses now (does not change the answer)."),
+        ("_HLS_throughput" = Option<u64>, Query, description = "The player's measured throughput, bit/s (does not change the answer).")
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object, content_type = "application/json"),
+        (status = 404, description = "No pathways are configured", body = Problem)
+    )
+)]
+#[allow(dead_code)]
+fn hls_steering() {}
 
 /// The stream's chat room (websocket, protocol v1: docs/chat-protocol.md)
 ///
