@@ -86,13 +86,13 @@ SQL
 
 # moto in server mode on loopback (keeps objects in its process; each test makes its own bucket).
 start_s3() {
-  if curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/"; then
+  if curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/"; then
     return
   fi
   "$PYENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$state/s3.log" 2>&1 &
   echo $! > "$state/s3.pid"
   for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/" && return
+    curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/" && return
     sleep 0.1
   done
   echo "the S3 test server did not start: $(tail -5 "$state/s3.log")" >&2

@@ -69,8 +69,11 @@ impl Hop {
     ) -> Result<Self, HopError> {
         let (pc, mut events) = inner.factory.build_outbound(PortUse::Publisher).await?;
         match Self::negotiate(inner, origin, stream, &pc, &mut events).await {
-            Ok(resource) => {
+            Ok((resource, capture)) => {
                 let link = Arc::new(router.attach_publisher());
+                if let Some((width, height)) = capture {
+                    link.declare_capture(width, height);
+                }
                 let cancel = CancellationToken::new();
                 let connect_timeout = inner.factory.ice().connect_timeout;
                 tokio::spawn(forward_tracks(
@@ -95,14 +98,15 @@ impl Hop {
         }
     }
 
-    /// Offers to the origin's WHEP endpoint; returns the session resource's URL.
+    /// Offers to the origin's WHEP endpoint; returns the session resource's URL and the
+    /// capture size the publisher declared there, if it did.
     async fn negotiate(
         inner: &Arc<Inner>,
         origin: &NodeInfo,
         stream: &StreamId,
         pc: &Arc<dyn PeerConnection>,
         events: &mut PeerEvents,
-    ) -> Result<String, HopError> {
+    ) -> Result<(String, Option<(u32, u32)>), HopError> {
         peer::add_receivers(pc).await?;
         // Nodes talk over the operator's network: private candidates are the right ones here.
         let offer = peer::offer(pc, events, CandidatePolicy::new(false)).await?;
@@ -129,6 +133,10 @@ impl Hop {
             .get("location")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // A malformed size from the origin is ignored: the ladder then follows the picture.
+        let capture = vitrine_sfu::signaling::capture_size(response.headers())
+            .ok()
+            .flatten();
         let body = response.text().await.map_err(http_error)?;
         let (201, Some(location)) = (status, location) else {
             return Err(HopError::Refused {
@@ -139,11 +147,12 @@ impl Hop {
         };
         pc.set_remote_description(RTCSessionDescription::answer(body)?)
             .await?;
-        Ok(if location.starts_with('/') {
+        let resource = if location.starts_with('/') {
             format!("{base}{location}")
         } else {
             location
-        })
+        };
+        Ok((resource, capture))
     }
 
     /// Whether the connection to the origin is down now (disconnected, failed or closed).

@@ -77,7 +77,7 @@ async fn offer(
         sfu.factory.candidates()
     };
     let (session, answer) = subscribe(&sfu, stream.clone(), offer, slot, policy).await?;
-    Ok(signaling::created(
+    let mut created = signaling::created(
         &sfu.whep_sessions,
         &sfu.factory.ice().ice_servers,
         &stream,
@@ -85,7 +85,16 @@ async fn offer(
         format!("/whep/{stream}/{session}"),
         answer,
     )
-    .await)
+    .await;
+    // A relay carries the size the publisher said it captures, as the publisher's WHIP offer
+    // did: the HLS ladder on the relay's node is planned from it.
+    let capture = router.source().borrow().capture;
+    if let (true, Some((width, height))) = (relay, capture)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&format!("{width}x{height}"))
+    {
+        created.headers_mut().insert(signaling::CAPTURE_SIZE, v);
+    }
+    Ok(created)
 }
 
 /// The stream named in a WHEP path, when it exists.

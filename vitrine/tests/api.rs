@@ -161,6 +161,7 @@ async fn openapi_documents_every_route() {
         ("/hls/{stream}/{rendition}/index.m3u8", "get"),
         ("/hls/{stream}/{rendition}/{file}", "get"),
         ("/hls/{stream}/poster.jpg", "get"),
+        ("/hls/{stream}/steering.json", "get"),
         ("/api/v1/apps", "get"),
         ("/api/v1/apps", "post"),
         ("/api/v1/apps/{id}", "get"),
@@ -208,7 +209,7 @@ async fn openapi_documents_every_route() {
     }
     // And the documented paths are exactly those (no stale entries).
     let documented = doc["paths"].as_object().unwrap().len();
-    assert_eq!(documented, 56, "the routes above plus this document");
+    assert_eq!(documented, 57, "the routes above plus this document");
 
     // Every reference in the generated document resolves.
     fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {

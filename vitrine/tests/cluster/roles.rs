@@ -40,12 +40,22 @@ async fn an_hls_node_packages_a_stream_published_on_a_media_node() {
     let (media, hls) = (cluster.base("m"), cluster.base("h"));
     let (id, key) = stream(&cluster, "m").await;
     let http = reqwest::Client::new();
+    // The camera starts small (as a browser's does) and says it captures 426x240: the HLS
+    // node, which gets the stream through a relay, plans its ladder from the declared size
+    // (from the picture it would make one 120p rendition).
+    let declaring = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static("vitrine-capture-size"),
+            reqwest::header::HeaderValue::from_static("426x240"),
+        )]))
+        .build()
+        .unwrap();
     let camera = support::MediaPublisher::start(
-        &http,
+        &declaring,
         &media,
         &format!("{media}/whip/{id}"),
         &key,
-        support::MediaSource::camera("video/H264", 426, 240),
+        support::MediaSource::camera("video/H264", 214, 120),
     )
     .await;
 
