@@ -161,9 +161,9 @@ const SPECS: [(&str, Spec); 10] = [
             title: "LL-HLS viewers: blocking playlist reloads and part fetches",
             x: "viewers",
             metrics: [
-                m("requests per second", "requests_per_s"),
                 m("part fetch p99 (ms)", "fetch_p99_ms"),
                 m("server CPU s/s", "server_cpu_per_s"),
+                m("server runtime CPU s/s (serving)", "server_runtime_cpu_per_s"),
                 m("server resident memory (MB)", "server_rss_mb"),
             ],
         },

@@ -4,7 +4,10 @@
 //! listed part (the serving latency: the part exists when it is asked for), the blocking reload
 //! time (about one part long by design), and the server's CPU and memory.
 
-use crate::stats::{CpuWindow, percentile, rss_of};
+use crate::stats::{CpuWindow, percentile, rss_of, threads_cpu};
+
+/// The name the server's async runtime gives its threads, as /proc shows it.
+const RUNTIME_THREADS: &str = "tokio-runtime";
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -48,6 +51,10 @@ pub struct HlsRow {
     pub reload_p50_ms: f64,
     pub reload_p99_ms: f64,
     pub server_cpu_per_s: Option<f64>,
+    /// The server's async runtime threads alone (HTTP serving, storage reads, the SFU's
+    /// packets), without GStreamer's encoders: the origin's share of its CPU.
+    #[serde(default)]
+    pub server_runtime_cpu_per_s: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub generator_cpu_per_s: f64,
     /// Requests the origin answered per second (with `--origin-metrics`).
@@ -218,6 +225,7 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
             None => None,
         };
         let cpu = CpuWindow::start(&args.server_pid);
+        let runtime0 = threads_cpu(&args.server_pid, RUNTIME_THREADS);
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         if n == 0 {
             // The baseline: the server transcoding with nobody watching.
@@ -230,6 +238,10 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
         }
         while tasks.join_next().await.is_some() {}
         let used = cpu.finish();
+        let runtime = match (threads_cpu(&args.server_pid, RUNTIME_THREADS), runtime0) {
+            (Some(b), Some(a)) => Some((b - a) / used.elapsed),
+            _ => None,
+        };
         let origin = match (&args.origin_metrics, origin_before) {
             (Some(url), Some(before)) => {
                 let after = OriginCounts::read(&http, url).await?;
@@ -262,6 +274,7 @@ pub async fn run(args: HlsArgs) -> anyhow::Result<()> {
             reload_p50_ms: ms(&reload, 0.50),
             reload_p99_ms: ms(&reload, 0.99),
             server_cpu_per_s: used.server_per_s,
+            server_runtime_cpu_per_s: runtime,
             server_rss_mb: rss_of(&args.server_pid),
             generator_cpu_per_s: used.generator_per_s,
             origin_requests_per_s: origin.map(|o| o.0),
