@@ -7,7 +7,7 @@
 use crate::stats::{CpuWindow, percentile, rss_of, threads_cpu};
 
 /// The name the server's async runtime gives its threads, as /proc shows it.
-const RUNTIME_THREADS: &str = "tokio-runtime";
+const RUNTIME_THREADS: &str = "tokio-rt";
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

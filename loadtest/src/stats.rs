@@ -12,8 +12,8 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
 
 /// utime + stime, in seconds, of the threads of `pids` whose name starts with `prefix`
 /// (None when no pid was given or one is gone). The server's async runtime names its workers
-/// and blocking threads `tokio-runtime-worker` (`tokio-runtime-w` in /proc, cut to 15 bytes):
-/// HTTP serving and storage reads, apart from GStreamer's encoder threads.
+/// and blocking threads `tokio-rt-worker`: HTTP serving and storage reads, apart from
+/// GStreamer's encoder threads.
 pub fn threads_cpu(pids: &[u32], prefix: &str) -> Option<f64> {
     if pids.is_empty() {
         return None;
@@ -151,8 +151,8 @@ impl<'a> CpuWindow<'a> {
 mod tests {
     #[test]
     fn a_threads_ticks_are_read_by_its_name() {
-        let stat = "4242 (tokio-runtime-w) S 1 4242 4242 0 -1 4194368 100 0 0 0 37 5 0 0 20 0 9 0";
-        assert_eq!(super::thread_ticks(stat, "tokio-runtime"), Some(42.0));
+        let stat = "4242 (tokio-rt-worker) S 1 4242 4242 0 -1 4194368 100 0 0 0 37 5 0 0 20 0 9 0";
+        assert_eq!(super::thread_ticks(stat, "tokio-rt"), Some(42.0));
         assert_eq!(super::thread_ticks(stat, "x264"), None);
         let odd = "7 (a) b (c)) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0";
         assert_eq!(super::thread_ticks(odd, "a) b"), Some(7.0));
