@@ -17,6 +17,7 @@ pub mod policy;
 pub mod protocol;
 pub mod redis_bus;
 pub mod routes;
+pub mod timeline;
 
 use crate::admission::Admission;
 use crate::hub::Hub;

@@ -163,7 +163,10 @@ const SPECS: [(&str, Spec); 10] = [
             metrics: [
                 m("part fetch p99 (ms)", "fetch_p99_ms"),
                 m("server CPU s/s", "server_cpu_per_s"),
-                m("server runtime CPU s/s (serving)", "server_runtime_cpu_per_s"),
+                m(
+                    "server runtime CPU s/s (serving)",
+                    "server_runtime_cpu_per_s",
+                ),
                 m("server resident memory (MB)", "server_rss_mb"),
             ],
         },

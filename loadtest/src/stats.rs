@@ -20,7 +20,10 @@ pub fn threads_cpu(pids: &[u32], prefix: &str) -> Option<f64> {
     }
     let mut total = 0.0;
     for pid in pids {
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
             let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
                 continue; // the thread ended
             };

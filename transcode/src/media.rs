@@ -190,6 +190,30 @@ impl Manifest {
         }
     }
 
+    /// Where the recording's segments are, as a replay plays them back to back: for each
+    /// segment with a known program date time, (its first sample in Unix ms, its start in the
+    /// replay in ms, its length in ms), in order. Read from the first video rendition (or the
+    /// audio of an audio-only stream): every rendition's segment `n` covers the same time.
+    pub fn replay_positions(&self) -> Vec<(i64, u64, u64)> {
+        let reference = self
+            .variants
+            .first()
+            .and_then(|v| self.playlists.get(&v.rendition.name))
+            .or_else(|| self.playlists.get(AUDIO));
+        let Some(playlist) = reference else {
+            return Vec::new();
+        };
+        let mut at = 0.0;
+        let mut out = Vec::with_capacity(playlist.segments.len());
+        for s in &playlist.segments {
+            if let Some(wall) = self.program_time(s.msn) {
+                out.push((wall, (at * 1000.0) as u64, (s.duration * 1000.0) as u64));
+            }
+            at += s.duration;
+        }
+        out
+    }
+
     /// Whether a player can start: the master playlist is known and every rendition lists a
     /// complete segment (an empty live playlist makes players give up).
     pub fn playable(&self) -> bool {
@@ -197,6 +221,28 @@ impl Manifest {
             && !self.playlists.is_empty()
             && self.playlists.values().all(|p| !p.segments.is_empty())
     }
+}
+
+/// Where wall-clock time `wall_ms` is in a replay whose segments are at `positions` (see
+/// [`Manifest::replay_positions`]), in ms from its start: inside a segment, its offset there;
+/// while nothing was recorded (before the first segment, or between two runs while the
+/// publisher was away), the start of the next segment; after the last, its end. `None` when
+/// nothing is recorded.
+pub fn replay_ms(positions: &[(i64, u64, u64)], wall_ms: i64) -> Option<u64> {
+    let after = positions.partition_point(|&(wall, _, _)| wall <= wall_ms);
+    if after == 0 {
+        return positions.first().map(|&(_, at, _)| at);
+    }
+    let (wall, at, length) = positions[after - 1];
+    let into = (wall_ms - wall) as u64;
+    if into < length {
+        return Some(at + into);
+    }
+    Some(
+        positions
+            .get(after)
+            .map_or(at + length, |&(_, next, _)| next),
+    )
 }
 
 /// A stream's media, shared by its transcoding session (writer) and HTTP handlers (readers).
@@ -287,6 +333,27 @@ mod tests {
             },
             codecs: Some("avc1.64001f".into()),
         }
+    }
+
+    #[test]
+    fn wall_clock_times_map_onto_the_replay() {
+        // Two segments of 2 s from 10 000, then the publisher was away 20 s, then one more.
+        let positions = [
+            (10_000, 0, 2000),
+            (12_000, 2000, 2000),
+            (34_000, 4000, 2000),
+        ];
+        assert_eq!(replay_ms(&positions, 9_000), Some(0), "before: the start");
+        assert_eq!(replay_ms(&positions, 10_000), Some(0));
+        assert_eq!(replay_ms(&positions, 13_500), Some(3500));
+        assert_eq!(
+            replay_ms(&positions, 20_000),
+            Some(4000),
+            "in the gap: the next run"
+        );
+        assert_eq!(replay_ms(&positions, 35_000), Some(5000));
+        assert_eq!(replay_ms(&positions, 99_000), Some(6000), "after: the end");
+        assert_eq!(replay_ms(&[], 1), None);
     }
 
     /// A recording continued after its producer was lost skips, in every rendition alike, the

@@ -47,6 +47,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub api_metrics: Arc<ApiMetrics>,
     pub chat: Chat,
+    /// Every stream's room events that replays show again.
+    pub timeline: vitrine_chat::timeline::Timeline,
     pub sfu: Arc<Sfu>,
     pub ingest: Arc<Ingest>,
     /// The HLS role; `None` when turned off.
@@ -257,7 +259,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let background = CancellationToken::new();
     let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
-    let chat = roles::api::chat(config, &store, &commerce.checkout, &buyers, &mut registry).await?;
+    let (chat, timeline) =
+        roles::api::chat(config, &store, &commerce.checkout, &buyers, &mut registry).await?;
     events.connect(Arc::new(chat.clone()));
     let captions = captions::start(
         config,
@@ -283,6 +286,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         cluster_metrics.register(&mut registry);
     }
     let state = AppState {
+        timeline,
         platform: Platform::new(store.pool().clone()).with_home(home),
         buyers,
         homes,

@@ -12,6 +12,7 @@ pub mod moderation;
 pub mod orders;
 pub mod payouts;
 pub mod streams;
+pub mod timeline;
 pub mod webhooks;
 
 pub use auth::{AccountOwner, AuthSeller, Authorized, Principal};
@@ -40,6 +41,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(payouts::routes())
         .merge(fx::routes())
         .merge(moderation::routes())
+        .merge(timeline::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

@@ -318,6 +318,9 @@ async fn delete_stream(
     if let Err(e) = state.chat.remove_room(&row.id).await {
         tracing::warn!(stream = %row.id, error = %e, "chat room not pruned");
     }
+    if let Err(e) = state.timeline.remove(row.id.as_str()).await {
+        tracing::warn!(stream = %row.id, error = %e, "timeline not pruned");
+    }
     tracing::info!(stream = %row.id, "stream deleted");
     Ok(StatusCode::NO_CONTENT)
 }

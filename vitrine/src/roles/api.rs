@@ -17,6 +17,7 @@ use vitrine_chat::Chat;
 use vitrine_chat::metrics::ChatMetrics;
 use vitrine_chat::moderation::Moderation;
 use vitrine_chat::redis_bus::RedisBus;
+use vitrine_chat::timeline::{RecordingBus, Timeline};
 use vitrine_checkout::Checkout;
 use vitrine_core::{Bus, CommerceError, Identities, Identity, MemoryBus, Secret};
 use vitrine_platform::ratelimit::{LimitStore, MemoryLimits, RateLimiter, RedisLimits};
@@ -55,7 +56,7 @@ pub async fn chat(
     checkout: &Checkout,
     buyers: &crate::regions::Buyers,
     registry: &mut Registry,
-) -> anyhow::Result<Chat> {
+) -> anyhow::Result<(Chat, Timeline)> {
     let bus: Arc<dyn Bus> = match &config.redis_url {
         Some(url) => Arc::new(
             RedisBus::connect(url)
@@ -69,7 +70,15 @@ pub async fn chat(
         .context("chat migrations")?;
     let chat_metrics = Arc::new(ChatMetrics::default());
     chat_metrics.register(registry);
-    Ok(Chat::new(
+    // Every public room event is also kept on the stream's timeline (replays show it again).
+    let timeline = Timeline::start(store.pool().clone());
+    registry.register(
+        "vitrine_timeline_dropped",
+        "Room events not kept on their stream's timeline (queue or timeline full)",
+        timeline.dropped.clone(),
+    );
+    let bus: Arc<dyn Bus> = Arc::new(RecordingBus::new(bus, timeline.clone()));
+    let chat = Chat::new(
         bus,
         Arc::new(ChatPurchases {
             shares: SaleShares::new(
@@ -86,7 +95,8 @@ pub async fn chat(
         Moderation::new(store.pool().clone()),
         config.chat.clone(),
         chat_metrics,
-    ))
+    );
+    Ok((chat, timeline))
 }
 
 /// The API's rate limiter: state in Redis when configured (shared by every node), else here.

@@ -1,0 +1,300 @@
+//! A replay's timeline: a seller goes live (real WebRTC publisher, real HLS pipeline), buyers
+//! chat, a moderator deletes a line, the seller pins a flash sale; once the recording is a
+//! replay, `GET /api/v1/public/streams/{id}/timeline` gives those events on the recording's
+//! media time, paged, without the deleted line.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{ChatClient, MediaSource, ServerOptions, TestServer};
+use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
+
+fn config() -> HlsConfig {
+    HlsConfig {
+        renditions: vec![RenditionSpec {
+            height: 240,
+            bitrate_kbps: 300,
+            fps: 30,
+        }],
+        encoder: EncoderChoice::X264,
+        x264_preset: "ultrafast".into(),
+        finalize_after: Duration::from_secs(2),
+        ..HlsConfig::default()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Waits, with blocking reloads, until the playlist at `url` lists `n` segments; its text.
+async fn segments(server: &TestServer, url: &str, n: usize) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut next: Option<u64> = None;
+    loop {
+        let request = match next {
+            Some(msn) => server.http.get(format!("{url}?_HLS_msn={msn}")),
+            None => server.http.get(url),
+        };
+        let r = request.send().await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {n} segments at {url}"
+        );
+        if r.status() != 200 {
+            next = None;
+            continue;
+        }
+        let text = r.text().await.unwrap();
+        let listed = text.lines().filter(|l| l.starts_with("#EXTINF")).count();
+        if listed >= n {
+            return text;
+        }
+        let first: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        next = Some(first + listed as u64);
+    }
+}
+
+/// Waits, with blocking reloads for the next segment (answered when the playlist changes, or
+/// 503 after three target durations), until the playlist at `url` has ended; its text.
+async fn ended(server: &TestServer, url: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = server
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("#EXT-X-ENDLIST") {
+            return text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replay:\n{text}");
+        let first: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let listed = text.lines().filter(|l| l.starts_with("#EXTINF")).count() as u64;
+        let next = first + listed + 1;
+        let _ = server
+            .http
+            .get(format!("{url}?_HLS_msn={next}"))
+            .send()
+            .await;
+    }
+}
+
+async fn buyer(server: &TestServer, name: &str) -> String {
+    let r = server
+        .http
+        .post(server.url("/api/v1/buyers"))
+        .json(&json!({ "display_name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> Value {
+    let r = server
+        .http
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "POST {path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
+    let server = TestServer::start_with(ServerOptions {
+        hls: Some(config()),
+        ..Default::default()
+    })
+    .await;
+    let seller = server.seller("Ann's boutique").await;
+    let (stream, publisher) = support::go_live(
+        &server,
+        &seller,
+        "Flash sale",
+        MediaSource::camera("video/H264", 426, 240),
+    )
+    .await;
+    let id = stream["id"].as_str().unwrap().to_owned();
+    let playlist = server.url(&format!("/hls/{id}/240p/index.m3u8"));
+    segments(&server, &playlist, 1).await;
+
+    let fan = buyer(&server, "Fan").await;
+    let (mut host, _) = ChatClient::join(&server.base, &id, Some(&seller), None).await;
+    let (mut viewer, _) = ChatClient::join(&server.base, &id, Some(&fan), None).await;
+    let said_at = now_ms();
+    viewer
+        .send(json!({ "type": "chat", "text": "is it waterproof?" }))
+        .await;
+    host.next_of("chat").await;
+    viewer
+        .send(json!({ "type": "chat", "text": "spam spam" }))
+        .await;
+    let spam = host.next_of("chat").await;
+    host.send(json!({ "type": "moderate", "action": "delete", "message_id": spam["id"] }))
+        .await;
+    host.next_of("moderation").await;
+    let product = server
+        .product(
+            &seller,
+            json!({ "sku": "JKT", "title": "Rain jacket",
+                    "price": { "amount": 4900, "currency": "USD" }, "stock": 20 }),
+        )
+        .await;
+    let pinned_at = now_ms();
+    post(
+        &server,
+        &format!("/api/v1/streams/{id}/pins"),
+        &seller,
+        json!({ "product_id": product["id"], "quantity_cap": 10,
+                "sale_price": { "amount": 2900, "currency": "USD" } }),
+    )
+    .await;
+    host.next_of("pin").await;
+    let live = segments(&server, &playlist, 3).await;
+    assert!(!live.contains("#EXT-X-ENDLIST"));
+    publisher.stop(&server.http).await;
+    let replay = ended(&server, &playlist).await;
+    // The replay's first segment's wall-clock time: media time zero.
+    let start = replay
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .unwrap();
+    let length: f64 = replay
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+
+    let page = server
+        .get_json(&format!("/api/v1/public/streams/{id}/timeline"), None)
+        .await;
+    let events = page["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"chat") && kinds.contains(&"sale"), "{page}");
+    let texts: Vec<&str> = events.iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(
+        texts,
+        ["is it waterproof?"],
+        "the deleted line is gone: {page}"
+    );
+    let at = |kind: &str| {
+        events.iter().find(|e| e["type"] == kind).unwrap()["at_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    let ats: Vec<u64> = events
+        .iter()
+        .map(|e| e["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ats.windows(2).all(|w| w[0] <= w[1]),
+        "in media order: {ats:?}"
+    );
+    assert!((at("sale") as f64) < length * 1000.0, "{page}");
+    assert_eq!(
+        events.iter().find(|e| e["type"] == "sale").unwrap()["pin"]["sale_price"]["amount"],
+        2900
+    );
+    // On media time: the chat line and the pin sit where the replay shows the moments they
+    // were made (the recording has no gap), within the time their trip took.
+    let first_ms = chrono_ms(start);
+    for (kind, made) in [("chat", said_at), ("sale", pinned_at)] {
+        let expected = (made - first_ms) as f64;
+        let got = at(kind) as f64;
+        assert!(
+            (got - expected).abs() < 1000.0,
+            "{kind} at {got} ms, made at {expected} ms of the replay"
+        );
+    }
+
+    // Pages by media time.
+    let from = at("sale");
+    let later = server
+        .get_json(
+            &format!("/api/v1/public/streams/{id}/timeline?from_ms={from}"),
+            None,
+        )
+        .await;
+    assert_eq!(later["events"][0]["type"], "sale", "{later}");
+    let one = server
+        .get_json(
+            &format!("/api/v1/public/streams/{id}/timeline?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(one["events"].as_array().unwrap().len(), 1);
+    assert_eq!(one["next_from_ms"], json!(ats[1]));
+    // Bad queries and unknown streams.
+    for (query, status) in [
+        ("?limit=0", 400),
+        ("?limit=5000", 400),
+        ("?from_ms=9&to_ms=1", 400),
+        ("?from_ms=-1", 400),
+        ("?colour=red", 400),
+    ] {
+        let r = server
+            .http
+            .get(server.url(&format!("/api/v1/public/streams/{id}/timeline{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{query}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{query}"
+        );
+    }
+    let r = server
+        .http
+        .get(server.url("/api/v1/public/streams/st_000000000000000000000000/timeline"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+/// Unix milliseconds of an RFC 3339 UTC date-time with milliseconds (`2026-12-07T05:00:00.123Z`).
+fn chrono_ms(t: &str) -> i64 {
+    let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|v| v.parse().unwrap()).collect();
+    let (hms, ms) = time.split_once('.').unwrap();
+    let h: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + ms.parse::<i64>().unwrap()
+}
