@@ -77,6 +77,8 @@ pub struct Hls {
     /// The cluster's side (who produces a stream, the right to write its recording), set once
     /// when the node joins one; [`Alone`] otherwise.
     origins: OnceLock<Arc<dyn Origins>>,
+    /// Woken when a session starts producing a stream's media.
+    appeared: Notify,
 }
 
 /// How long after its last save an unfinished recording nobody produces may be taken for an
@@ -119,6 +121,7 @@ impl Hls {
             sessions: Mutex::default(),
             replays: broadcast::Sender::new(REPLAY_QUEUE),
             origins: OnceLock::new(),
+            appeared: Notify::new(),
         }))
     }
 
@@ -285,7 +288,27 @@ impl Hls {
             .lock()
             .expect("media lock")
             .insert(stream.clone(), Arc::clone(&media));
+        self.appeared.notify_waiters();
         Some(media)
+    }
+
+    /// [`Self::media`], waiting up to `wait` for a session to start when there is none yet (a
+    /// player asking the moment a publisher connects is ahead of the session by a few ms).
+    pub async fn media_soon(
+        &self,
+        stream: &StreamId,
+        wait: std::time::Duration,
+    ) -> Option<Arc<StreamMedia>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let appeared = self.appeared.notified();
+            tokio::pin!(appeared);
+            appeared.as_mut().enable();
+            if let Some(m) = self.media(stream).await {
+                return Some(m);
+            }
+            tokio::time::timeout_at(deadline, appeared).await.ok()?;
+        }
     }
 
     /// Drops the stream's media from memory (another node continues its recording).

@@ -25,6 +25,9 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const WEBVTT: &str = "text/vtt; charset=utf-8";
 /// How long a master playlist request waits for a stream that is starting.
 const MASTER_WAIT: Duration = Duration::from_secs(15);
+/// How long a master playlist request waits for a stream's session to start, when it has
+/// none (kept short: unknown streams are answered 404 after it).
+const MEDIA_APPEAR_WAIT: Duration = Duration::from_secs(2);
 /// Blocking requests ahead of the live edge by more than this many segments are refused.
 const MAX_MSN_AHEAD: u64 = 2;
 
@@ -110,7 +113,11 @@ async fn master(
     if let Some(answer) = elsewhere(&hls, &stream, &uri, &headers).await {
         return Ok(answer);
     }
-    let media = stream_media(&hls, &stream).await?;
+    let id = StreamId::parse(&stream).map_err(|_| Problem::not_found("no such stream"))?;
+    let media = hls
+        .media_soon(&id, MEDIA_APPEAR_WAIT)
+        .await
+        .ok_or_else(|| Problem::not_found("this stream has no HLS output"))?;
     // A stream that just went live has no codec strings until its encoders produced a frame.
     if !media.read(|m| m.ended) {
         media.wait_for(MASTER_WAIT, |m| m.playable()).await;

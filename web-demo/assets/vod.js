@@ -3,11 +3,12 @@
 import { streamStatus } from '/assets/webrtc.js';
 import { playHls } from '/assets/hls-player.js';
 import { languageName } from '/assets/captions.js';
+import { loadTimeline, followTimeline } from '/assets/replay-timeline.js';
 
 const $ = (id) => document.getElementById(id);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const player = $('player');
-window.vitrineVod = { hls: null, ready: false };
+window.vitrineVod = { hls: null, ready: false, timeline: null };
 
 function overlay(title, text) {
   $('overlay').hidden = !title;
@@ -38,8 +39,11 @@ async function load() {
     if (Number.isFinite(d)) $('length').textContent = `${Math.floor(d / 60)}:${String(Math.round(d % 60)).padStart(2, '0')}`;
   });
   const vod = playHls(player, s.replay.master_url, { quality: $('quality') });
-  window.vitrineVod = { hls: vod.hls, ready: true };
+  window.vitrineVod = { hls: vod.hls, ready: true, timeline: null };
   if (vod.hls) subtitles(vod.hls);
+  const events = await loadTimeline(streamId);
+  window.vitrineVod.timeline = events;
+  followTimeline(player, events);
 }
 
 // The replay's subtitle tracks (one per language), drawn by the browser once picked.

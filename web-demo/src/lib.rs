@@ -105,6 +105,10 @@ pub fn routes() -> Router {
             page!("text/javascript; charset=utf-8", "in-sync.js"),
         )
         .route(
+            "/assets/replay-timeline.js",
+            page!("text/javascript; charset=utf-8", "replay-timeline.js"),
+        )
+        .route(
             "/assets/studio-shop.js",
             page!("text/javascript; charset=utf-8", "studio-shop.js"),
         )
