@@ -4,40 +4,12 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use support::{ChatClient, ServerOptions, TestServer};
 use vitrine_chat::ChatConfig;
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::testing::TestDatabase;
-
-async fn buyer(server: &TestServer, name: &str) -> String {
-    let r = server
-        .http
-        .post(server.url("/api/v1/buyers"))
-        .json(&json!({ "display_name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> Value {
-    let r = server
-        .http
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "POST {path}");
-    r.json().await.unwrap()
-}
 
 /// A seller with a stream; returns (seller token, stream id).
 async fn show(server: &TestServer) -> (String, String) {
@@ -50,7 +22,7 @@ async fn show(server: &TestServer) -> (String, String) {
 async fn members_share_history_in_order_and_resume_what_they_missed() {
     let server = TestServer::start().await;
     let (_, stream) = show(&server).await;
-    let (ann_t, bob_t) = (buyer(&server, "Ann").await, buyer(&server, "Bob").await);
+    let (ann_t, bob_t) = (server.buyer("Ann").await, server.buyer("Bob").await);
     let (mut ann, welcome) = ChatClient::join(&server.base, &stream, Some(&ann_t), None).await;
     assert_eq!(welcome["you"]["name"], "Ann");
     assert_eq!(welcome["you"]["role"], "buyer");
@@ -96,7 +68,7 @@ async fn members_share_history_in_order_and_resume_what_they_missed() {
 async fn protocol_errors_get_documented_answers_and_the_server_stays_up() {
     let server = TestServer::start().await;
     let (_, stream) = show(&server).await;
-    let token = buyer(&server, "Eve").await;
+    let token = server.buyer("Eve").await;
 
     // No hello first.
     let mut c = ChatClient::connect(&server.base, &stream).await;
@@ -165,8 +137,8 @@ async fn protocol_errors_get_documented_answers_and_the_server_stays_up() {
 async fn the_seller_moderates_deletes_bans_and_slows_the_room() {
     let server = TestServer::start().await;
     let (seller_t, stream) = show(&server).await;
-    let troll_t = buyer(&server, "Troll").await;
-    let fan_t = buyer(&server, "Fan").await;
+    let troll_t = server.buyer("Troll").await;
+    let fan_t = server.buyer("Fan").await;
     let (mut seller, welcome) =
         ChatClient::join(&server.base, &stream, Some(&seller_t), None).await;
     assert_eq!(welcome["you"]["role"], "seller");
@@ -248,7 +220,7 @@ async fn a_member_that_cannot_keep_up_is_disconnected_without_slowing_the_room()
     })
     .await;
     let (_, stream) = show(&server).await;
-    let talker_t = buyer(&server, "Talker").await;
+    let talker_t = server.buyer("Talker").await;
     // The slow member joins and then reads nothing while the room talks; the talker reads
     // every line back as the room sends it.
     let mut slow = ChatClient::join_with_small_buffer(&server.base, &stream).await;
@@ -271,30 +243,30 @@ async fn a_member_that_cannot_keep_up_is_disconnected_without_slowing_the_room()
 async fn flash_sale_through_the_chat(backend: Backend) {
     let server = TestServer::on(backend).await;
     let (seller_t, stream) = show(&server).await;
-    let product = post(
-        &server,
-        "/api/v1/products",
-        &seller_t,
-        json!({ "sku": "JKT", "title": "Red jacket",
+    let product = server
+        .created(
+            "/api/v1/products",
+            &seller_t,
+            json!({ "sku": "JKT", "title": "Red jacket",
                 "price": { "amount": 4900, "currency": "USD" }, "stock": 500 }),
-    )
-    .await;
+        )
+        .await;
     let pid = product["id"].as_str().unwrap().to_owned();
-    post(
-        &server,
-        &format!("/api/v1/streams/{stream}/pins"),
-        &seller_t,
-        json!({ "product_id": pid, "quantity_cap": 50, "per_buyer_limit": 1,
+    server
+        .created(
+            &format!("/api/v1/streams/{stream}/pins"),
+            &seller_t,
+            json!({ "product_id": pid, "quantity_cap": 50, "per_buyer_limit": 1,
                 "sale_price": { "amount": 2900, "currency": "USD" } }),
-    )
-    .await;
+        )
+        .await;
     let (mut watcher, welcome) = ChatClient::join(&server.base, &stream, None, None).await;
     assert_eq!(welcome["pin"]["available"], 50);
 
     const BUYERS: usize = 300;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..BUYERS {
-        let token = buyer(&server, &format!("Buyer {i}")).await;
+        let token = server.buyer(&format!("Buyer {i}")).await;
         let (base, stream, pid) = (server.base.clone(), stream.clone(), pid.clone());
         tasks.spawn(async move {
             let (mut c, _) = ChatClient::join(&base, &stream, Some(&token), None).await;
@@ -391,8 +363,8 @@ async fn two_shards_over_redis_share_one_ordered_room() {
     let a = TestServer::start_with(options.clone()).await;
     let b = TestServer::start_with(options).await;
     let (seller_t, stream) = show(&a).await;
-    let ann_t = buyer(&a, "Ann").await;
-    let bob_t = buyer(&b, "Bob").await;
+    let ann_t = a.buyer("Ann").await;
+    let bob_t = b.buyer("Bob").await;
     let (mut ann, _) = ChatClient::join(&a.base, &stream, Some(&ann_t), None).await;
     let (mut bob, _) = ChatClient::join(&b.base, &stream, Some(&bob_t), None).await;
     let (mut watch_a, _) = ChatClient::join(&a.base, &stream, None, None).await;
@@ -419,17 +391,16 @@ async fn two_shards_over_redis_share_one_ordered_room() {
     );
 
     // A purchase on one server reaches the other's members.
-    let product = post(
-        &a,
-        "/api/v1/products",
-        &seller_t,
-        json!({ "sku": "MUG", "title": "Mug",
+    let product = a
+        .created(
+            "/api/v1/products",
+            &seller_t,
+            json!({ "sku": "MUG", "title": "Mug",
                 "price": { "amount": 1500, "currency": "EUR" }, "stock": 5 }),
-    )
-    .await;
+        )
+        .await;
     let pid = product["id"].as_str().unwrap();
-    post(
-        &a,
+    a.created(
         &format!("/api/v1/streams/{stream}/pins"),
         &seller_t,
         json!({ "product_id": pid }),
@@ -467,7 +438,7 @@ async fn a_deleted_streams_chat_room_is_pruned_from_the_bus() {
     })
     .await;
     let (seller, stream) = show(&server).await;
-    let ann = buyer(&server, "Ann").await;
+    let ann = server.buyer("Ann").await;
     let (mut c, _) = ChatClient::join(&server.base, &stream, Some(&ann), None).await;
     c.send(json!({ "type": "chat", "text": "is it waterproof?" }))
         .await;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::{ChatClient, MediaSource, ServerOptions, TestServer};
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
@@ -96,34 +96,6 @@ async fn ended(server: &TestServer, url: &str) -> String {
     }
 }
 
-async fn buyer(server: &TestServer, name: &str) -> String {
-    let r = server
-        .http
-        .post(server.url("/api/v1/buyers"))
-        .json(&json!({ "display_name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> Value {
-    let r = server
-        .http
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "POST {path}");
-    r.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
     let server = TestServer::start_with(ServerOptions {
@@ -143,7 +115,7 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
     let playlist = server.url(&format!("/hls/{id}/240p/index.m3u8"));
     segments(&server, &playlist, 1).await;
 
-    let fan = buyer(&server, "Fan").await;
+    let fan = server.buyer("Fan").await;
     let (mut host, _) = ChatClient::join(&server.base, &id, Some(&seller), None).await;
     let (mut viewer, _) = ChatClient::join(&server.base, &id, Some(&fan), None).await;
     let said_at = now_ms();
@@ -166,14 +138,14 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         )
         .await;
     let pinned_at = now_ms();
-    post(
-        &server,
-        &format!("/api/v1/streams/{id}/pins"),
-        &seller,
-        json!({ "product_id": product["id"], "quantity_cap": 10,
+    server
+        .created(
+            &format!("/api/v1/streams/{id}/pins"),
+            &seller,
+            json!({ "product_id": product["id"], "quantity_cap": 10,
                 "sale_price": { "amount": 2900, "currency": "USD" } }),
-    )
-    .await;
+        )
+        .await;
     host.next_of("pin").await;
     let live = segments(&server, &playlist, 3).await;
     assert!(!live.contains("#EXT-X-ENDLIST"));

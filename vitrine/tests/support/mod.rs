@@ -242,6 +242,20 @@ impl TestServer {
             .to_owned()
     }
 
+    /// POSTs `body` to `path` with `token`, which must answer 201; the answer.
+    pub async fn created(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = self
+            .call(reqwest::Method::POST, path, token, None, Some(body))
+            .await;
+        assert_eq!(status, 201, "POST {path}: {answer}");
+        answer
+    }
+
     /// Creates a stream; returns its JSON.
     pub async fn stream(&self, token: &str, title: &str) -> serde_json::Value {
         let r = self
