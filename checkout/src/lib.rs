@@ -35,7 +35,8 @@ pub use db::{Backend, DbError};
 pub use error::{CheckoutError, RejectKind, Rejection};
 pub use order_state::OrderStatus;
 pub use orders::{
-    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, Placed, Presentment,
+    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
+    Presentment,
 };
 pub use payment::PaymentProvider;
 pub use pins::{NewPin, Pin};

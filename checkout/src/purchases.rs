@@ -34,6 +34,8 @@ impl Checkout {
             payment: PaymentDetails {
                 card_number: request.card_number.into(),
             },
+            source: crate::orders::OrderSource::Live,
+            media_ms: None,
         };
         let placed = self
             .place_order(&request.buyer, &request.request_id, order)

@@ -120,6 +120,8 @@ fn order(product: &ProductId) -> NewOrder {
         payment: PaymentDetails {
             card_number: APPROVE.into(),
         },
+        source: Default::default(),
+        media_ms: None,
     }
 }
 

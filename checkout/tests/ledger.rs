@@ -54,6 +54,8 @@ impl Shop {
             payment: PaymentDetails {
                 card_number: "4242424242424242".into(),
             },
+            source: Default::default(),
+            media_ms: None,
         };
         match self
             .checkout

@@ -102,6 +102,8 @@ fn order(product: &ProductId, quantity: u32, card: &str) -> NewOrder {
         payment: PaymentDetails {
             card_number: card.into(),
         },
+        source: Default::default(),
+        media_ms: None,
     }
 }
 

@@ -85,6 +85,8 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
             payment: PaymentDetails {
                 card_number: "4242424242424242".into(),
             },
+            source: Default::default(),
+            media_ms: None,
         };
         let placed = checkout.place_order(&buyer.id, &format!("k{n}"), new).await;
         assert!(matches!(placed.unwrap().result, OrderResult::Created(_)));

@@ -147,6 +147,17 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         )
         .await;
     host.next_of("pin").await;
+    // The fan buys in the live room's chat: a live order.
+    viewer
+        .send(
+            json!({ "type": "buy", "request_id": "live-1", "product_id": product["id"],
+                      "card_number": "4242424242424242" }),
+        )
+        .await;
+    let live_order = viewer.next_of("order.confirmed").await["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let live = segments(&server, &playlist, 3).await;
     assert!(!live.contains("#EXT-X-ENDLIST"));
     publisher.stop(&server.http).await;
@@ -221,6 +232,83 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         .await;
     assert_eq!(one["events"].as_array().unwrap().len(), 1);
     assert_eq!(one["next_from_ms"], json!(ats[1]));
+    // Orders say where they were placed: the live room's, and one from the replay at the
+    // pin's moment, at the catalog price (the show's sale is over).
+    let get = reqwest::Method::GET;
+    let (status, live) = server
+        .call(
+            get,
+            &format!("/api/v1/orders/{live_order}"),
+            &fan,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(
+        (live["source"].clone(), live["unit_price"]["amount"].clone()),
+        (json!("live"), json!(2900))
+    );
+    assert!(live.get("media_ms").is_none(), "{live}");
+    let order = |extra: serde_json::Value| {
+        let mut body = json!({ "product_id": product["id"], "quantity": 1,
+                               "payment": { "card_number": "4242424242424242" } });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let post = reqwest::Method::POST;
+    let moment = at("sale");
+    let (status, replayed) = server
+        .call(
+            post.clone(),
+            "/api/v1/orders",
+            &fan,
+            Some("replay-1"),
+            Some(order(
+                json!({ "source": "replay", "stream_id": id, "media_ms": moment }),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{replayed}");
+    assert_eq!(replayed["source"], "replay");
+    assert_eq!(replayed["media_ms"], moment);
+    assert_eq!(replayed["stream_id"], id.as_str());
+    assert_eq!(replayed["unit_price"]["amount"], 4900);
+    assert!(replayed.get("pin_id").is_none(), "{replayed}");
+    let other_seller = server.seller("Bo's bazaar").await;
+    let other_stream = server.stream(&other_seller, "Other show").await;
+    for (i, (extra, status)) in [
+        (json!({ "source": "live", "stream_id": id }), 400),
+        (json!({ "media_ms": 5 }), 400),
+        (json!({ "source": "replay", "stream_id": id }), 400),
+        (json!({ "source": "replay", "media_ms": 5 }), 400),
+        (
+            json!({ "source": "replay", "stream_id": id, "media_ms": 700_000_000_000u64 }),
+            400,
+        ),
+        (
+            json!({ "source": "replay", "stream_id": other_stream["id"], "media_ms": 5 }),
+            404,
+        ),
+        (json!({ "source": "sideways" }), 400),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (got, body) = server
+            .call(
+                post.clone(),
+                "/api/v1/orders",
+                &fan,
+                Some(&format!("bad-{i}")),
+                Some(order(extra.clone())),
+            )
+            .await;
+        assert_eq!(got, status, "{extra}: {body}");
+    }
+
     // Bad queries and unknown streams.
     for (query, status) in [
         ("?limit=0", 400),

@@ -66,6 +66,44 @@ pub struct NewOrder {
     pub currency: Option<Currency>,
     #[schema(inline)]
     pub payment: PaymentDetails,
+    /// Where the buyer buys: `api` (the default) or `replay` (from the replay of `stream_id`,
+    /// at `media_ms`; at the catalog price, a past sale's pin does not apply). `live` is the
+    /// live room's own (a purchase in its chat).
+    #[serde(default)]
+    pub source: OrderSource,
+    /// With `replay`: the moment of the replay the buyer was at, ms from its start.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub media_ms: Option<u64>,
+}
+
+/// Where an order was placed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// In the live room's chat.
+    Live,
+    /// From a stream's replay.
+    Replay,
+    /// Through the API (a shop's own page or app).
+    #[default]
+    Api,
+}
+
+impl OrderSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Replay => "replay",
+            Self::Api => "api",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Live, Self::Replay, Self::Api]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -111,6 +149,13 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub presentment: Option<Presentment>,
+    /// Where it was placed (`api` for an order from before this was kept).
+    #[serde(default)]
+    pub source: OrderSource,
+    /// For a `replay` order: the moment of the replay the buyer was at, ms from its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0)]
+    pub media_ms: Option<u64>,
 }
 
 /// The price in the buyer's currency, locked when the order was placed, and the quote it came
@@ -179,7 +224,7 @@ pub struct Placed {
 
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
      quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
-     reserved_until, created_at, updated_at, presentment";
+     reserved_until, created_at, updated_at, presentment, source, media_ms";
 
 pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
     let status: String = r.try_get(1)?;
@@ -219,6 +264,14 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
             .try_get::<Option<String>, _>(17)?
             .map(|json| serde_json::from_str(&json).map_err(corrupt))
             .transpose()?,
+        source: {
+            let source: String = r.try_get(18)?;
+            OrderSource::parse(&source).ok_or_else(|| corrupt(source))?
+        },
+        media_ms: r
+            .try_get::<Option<i64>, _>(19)?
+            .map(|ms| u64::try_from(ms).map_err(corrupt))
+            .transpose()?,
     })
 }
 
@@ -254,6 +307,8 @@ mod tests {
             created_at_iso: Timestamp(created_at),
             updated_at_iso: Timestamp(created_at + 5_000_000),
             presentment: None,
+            source: OrderSource::Api,
+            media_ms: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! (a product read as sold out is refused before the transaction, which stock that only goes
 //! down between restocks allows). The contended rows are written last, just before the commit.
 
-use super::{NewOrder, ORDER_COLUMNS, Order, OrderResult, Presentment, reject};
+use super::{NewOrder, ORDER_COLUMNS, Order, OrderResult, OrderSource, Presentment, reject};
 use crate::Checkout;
 use crate::card::CardNumber;
 use crate::catalog::Product;
@@ -34,6 +34,10 @@ impl Checkout {
         new: &NewOrder,
         product: &Product,
     ) -> Result<Result<Option<Pin>, Rejection>, CheckoutError> {
+        if new.source == OrderSource::Replay {
+            // A replay sells at the catalog price: its show's pins are over.
+            return Ok(Ok(None));
+        }
         let row = if let Some(pin_id) = &new.pin_id {
             sqlx::query(sql(format!(
                 "SELECT {PIN_COLUMNS} FROM pins WHERE pins.id = $1"
@@ -92,7 +96,7 @@ impl Checkout {
                 .refuse(&claim, reject(RejectKind::SoldOut, "sold out"))
                 .await;
         }
-        let order = self.new_order(buyer, &priced, new.quantity, card, now);
+        let order = self.new_order(buyer, &priced, new, card, now);
         let mut tx = self.pool.begin().await?;
         // Everything that is this buyer's alone first; the rows every buyer of the sale
         // contends for (the product's stock, the pin's quantity) last, so their locks are held
@@ -200,7 +204,7 @@ impl Checkout {
         &self,
         buyer: &BuyerId,
         priced: &Priced,
-        quantity: u32,
+        new: &NewOrder,
         card: &CardNumber,
         now: i64,
     ) -> Order {
@@ -212,8 +216,11 @@ impl Checkout {
             seller_id: priced.product.seller_id.clone(),
             product_id: priced.product.id.clone(),
             pin_id: priced.pin.as_ref().map(|p| p.id.clone()),
-            stream_id: priced.pin.as_ref().map(|p| p.stream_id.clone()),
-            quantity,
+            stream_id: match new.source {
+                OrderSource::Replay => new.stream_id.clone(),
+                _ => priced.pin.as_ref().map(|p| p.stream_id.clone()),
+            },
+            quantity: new.quantity,
             unit_price: priced.unit,
             total: priced.total,
             failure: None,
@@ -226,6 +233,8 @@ impl Checkout {
             created_at_iso: Timestamp(now),
             updated_at_iso: Timestamp(now),
             presentment: priced.presentment.clone(),
+            source: new.source,
+            media_ms: new.media_ms.filter(|_| new.source == OrderSource::Replay),
         }
     }
 
@@ -422,7 +431,7 @@ async fn insert_order(
 ) -> Result<(), CheckoutError> {
     sqlx::query(sql(format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19)"
     )))
     .bind(order.id.as_str())
     .bind(order.status.as_str())
@@ -448,6 +457,8 @@ async fn insert_order(
             .transpose()
             .map_err(corrupt)?,
     )
+    .bind(order.source.as_str())
+    .bind(order.media_ms.map(|ms| ms as i64))
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE idempotency_keys SET order_id = $1 WHERE buyer_id = $2 AND idem_key = $3")

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vitrine_checkout::{NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult};
+use vitrine_checkout::{
+    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource,
+};
 use vitrine_core::{BuyerId, OrderId, Problem};
 
 /// The operations of this module, for the OpenAPI document.
@@ -121,6 +123,7 @@ async fn current_buyer(AuthBuyer(buyer): AuthBuyer) -> Json<CurrentBuyer> {
         (status = 201, description = "Paid", body = Order, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same key")
         )),
+        (status = 400, description = "invalid-source: `live`, `media_ms` without `replay`, or a replay order without its stream_id and media_ms", body = Problem),
         (status = 401, description = "No valid buyer token", body = Problem),
         (status = 402, description = "Card declined (type .../payment-declined)", body = Problem),
         (status = 404, description = "No such product", body = Problem),
@@ -149,8 +152,10 @@ async fn place_order(
             )
         })?
         .to_owned();
+    let new = body(new)?;
+    check_source(&state, &new).await?;
     // A flash sale's per-buyer limit holds per address too (see ip_limits::place_order).
-    let placed = super::ip_limits::place_order(&state, &ip, &buyer.id, &key, body(new)?).await?;
+    let placed = super::ip_limits::place_order(&state, &ip, &buyer.id, &key, new).await?;
     let mut response = match placed.result {
         OrderResult::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
         OrderResult::Rejected(rejection) => {
@@ -171,6 +176,44 @@ async fn place_order(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The longest replay a `media_ms` may point into (a week).
+const MAX_MEDIA_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Where an order over the API says it comes from: `api`, or `replay` with the replay's stream
+/// (which must exist and be the product's seller's) and the moment; `live` is the live room's.
+async fn check_source(state: &AppState, new: &NewOrder) -> Result<(), ApiError> {
+    let invalid = |detail: &str| Problem::bad_request("invalid-source", detail);
+    match new.source {
+        OrderSource::Live => Err(invalid("live orders are placed in the live room's chat").into()),
+        OrderSource::Api if new.media_ms.is_some() => {
+            Err(invalid("media_ms goes with source replay").into())
+        }
+        OrderSource::Api => Ok(()),
+        OrderSource::Replay => {
+            let (Some(stream), Some(ms)) = (&new.stream_id, new.media_ms) else {
+                return Err(invalid("a replay order names its stream_id and media_ms").into());
+            };
+            if new.pin_id.is_some() || ms > MAX_MEDIA_MS {
+                return Err(invalid(
+                    "a replay order buys at the catalog price (no pin_id), media_ms at most a week",
+                )
+                .into());
+            }
+            let row = state
+                .store
+                .stream(stream)
+                .await?
+                .ok_or_else(|| Problem::not_found("no such stream"))?;
+            // Another seller's product is "no such product", as for any order.
+            state
+                .checkout
+                .product(&row.seller_id, &new.product_id)
+                .await?;
+            Ok(())
+        }
+    }
 }
 
 /// Orders newest first, filtered, a page at a time: a buyer's own, or a seller's for their products
