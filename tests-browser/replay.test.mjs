@@ -2,7 +2,7 @@
 // something in the chat, the seller pins a product as a flash sale; after the seller stops,
 // the replay page lists the product with a link to its moment, and shows the chat line and
 // the pin card only once the video has reached the moments they were made at (seeking back
-// hides them again).
+// hides them again); the product on screen is bought from the replay, and the order says so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServerAndBrowser, goLive, WAIT } from './harness.mjs';
@@ -98,6 +98,22 @@ test('the replay shows the show\'s chat and pins at their moments, and jumps to 
   assert.match(await vod.locator('#replay-pin-sale').textContent(), /flash sale \(ended\)/);
   assert.equal(await vod.locator('#replay-chat li').count(), 1);
   assert.match(await vod.locator('#replay-chat li').textContent(), /does it come in blue\?/);
+  // The product on screen is bought from the replay: an order that says so, at that moment.
+  await vod.evaluate(() => document.getElementById('player').pause());
+  await vod.fill('#replay-buyer', 'Late fan');
+  await vod.fill('#replay-card', '4242 4242 4242 4242');
+  await vod.click('#replay-buy-button');
+  await vod.waitForFunction(() => document.getElementById('replay-buy-result').dataset.order, null, { timeout: WAIT });
+  const orderId = await vod.evaluate(() => document.getElementById('replay-buy-result').dataset.order);
+  const buyerToken = await vod.evaluate(() => JSON.parse(localStorage.getItem('vitrine.buyer')).token);
+  const order = await (await fetch(`${env.urls.base}/api/v1/orders/${orderId}`, {
+    headers: { Authorization: `Bearer ${buyerToken}` },
+  })).json();
+  assert.equal(order.source, 'replay');
+  assert.equal(order.stream_id, stream);
+  assert.equal(order.unit_price.amount, product.price.amount, 'the catalog price: the sale is over');
+  assert.ok(Math.abs(order.media_ms - pin.at_ms) < 3000, `bought at ${order.media_ms} ms, pin at ${pin.at_ms} ms`);
+
   // Back to before the chat line: the room is as it was then.
   await vod.evaluate((ms) => {
     const v = document.getElementById('player');

@@ -77,15 +77,64 @@ function showMoments(events, player) {
     }, `${clock(e.at_ms)} ${e.pin.title}`))));
 }
 
+const TOKEN_KEY = 'vitrine.buyer';
+
+// The buyer's token (the one the watch page keeps), a new guest buyer named `name` if none.
+async function buyerToken(name) {
+  try {
+    const saved = JSON.parse(localStorage.getItem(TOKEN_KEY));
+    if (saved?.token) return saved.token;
+  } catch { /* a new one below */ }
+  const r = await fetch('/api/v1/buyers', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ display_name: name }),
+  });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.detail || body.title);
+  localStorage.setItem(TOKEN_KEY, JSON.stringify({ token: body.token, name: body.display_name }));
+  return body.token;
+}
+
+// Buying the product on screen from the replay: an order at the catalog price, saying it came
+// from this replay at this moment.
+function buyFromReplay(streamId, player, current) {
+  $('replay-buy').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const pin = current();
+    if (!pin) return;
+    const result = $('replay-buy-result');
+    result.textContent = 'Paying...';
+    try {
+      const token = await buyerToken($('replay-buyer').value);
+      const r = await fetch('/api/v1/orders', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, 'Idempotency-Key': crypto.randomUUID() },
+        body: JSON.stringify({
+          product_id: pin.pin.product_id, quantity: 1, stream_id: streamId, source: 'replay',
+          media_ms: Math.floor(player.currentTime * 1000), payment: { card_number: $('replay-card').value },
+        }),
+      });
+      const body = await r.json();
+      if (!r.ok) throw new Error(body.detail || body.title);
+      result.textContent = `Paid ${money(body.total)}: order ${body.id}`;
+      result.dataset.order = body.id;
+    } catch (e) {
+      result.textContent = e.message;
+    }
+  });
+}
+
 // Follows `player`: the room as it was at the picture's moment.
-export function followTimeline(player, events) {
+export function followTimeline(player, events, streamId) {
+  let current = null;
+  buyFromReplay(streamId, player, () => current);
   showMoments(events, player);
   let shown = -1;
   const render = () => {
     const ms = Math.floor(player.currentTime * 1000);
     if (ms === shown) return;
     shown = ms;
-    showPin(pinAt(events, ms));
+    current = pinAt(events, ms);
+    showPin(current);
     showChat(events, ms);
   };
   for (const name of ['timeupdate', 'seeked', 'loadedmetadata']) player.addEventListener(name, render);

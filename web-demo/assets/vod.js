@@ -43,7 +43,7 @@ async function load() {
   if (vod.hls) subtitles(vod.hls);
   const events = await loadTimeline(streamId);
   window.vitrineVod.timeline = events;
-  followTimeline(player, events);
+  followTimeline(player, events, streamId);
 }
 
 // The replay's subtitle tracks (one per language), drawn by the browser once picked.
