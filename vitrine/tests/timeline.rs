@@ -309,6 +309,40 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         assert_eq!(got, status, "{extra}: {body}");
     }
 
+    // The seller's sales by minute of the show: the live order and the replay's, apart.
+    let (status, sales) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/streams/{id}/sales"),
+            &seller,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{sales}");
+    let minute = moment / 60_000;
+    let row = sales["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["minute"] == minute)
+        .unwrap_or_else(|| panic!("no minute {minute}: {sales}"));
+    assert_eq!(
+        (row["live_units"].clone(), row["replay_units"].clone()),
+        (json!(1), json!(1)),
+        "{sales}"
+    );
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/streams/{id}/sales"),
+            &other_seller,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "another seller's stream");
+
     // Bad queries and unknown streams.
     for (query, status) in [
         ("?limit=0", 400),

@@ -18,6 +18,7 @@ mod manage;
 mod page;
 mod place;
 mod reserve;
+mod sales;
 mod settle;
 
 pub use page::{OrderOwner, OrderPage, OrderQuery};
@@ -26,6 +27,7 @@ pub(crate) use settle::Change;
 use crate::card::CardInput;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::order_state::OrderStatus;
+pub use sales::StreamSale;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -99,7 +101,7 @@ impl OrderSource {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::Live, Self::Replay, Self::Api]
             .into_iter()
             .find(|v| v.as_str() == s)

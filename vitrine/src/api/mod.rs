@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod orders;
 pub mod payouts;
+pub mod sales;
 pub mod streams;
 pub mod timeline;
 pub mod webhooks;
@@ -42,6 +43,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(fx::routes())
         .merge(moderation::routes())
         .merge(timeline::routes())
+        .merge(sales::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

@@ -36,6 +36,7 @@ pub fn document() -> &'static str {
             crate::api::streams::Doc::openapi(),
             crate::api::moderation::Doc::openapi(),
             crate::api::timeline::Doc::openapi(),
+            crate::api::sales::Doc::openapi(),
             crate::api::catalog::Doc::openapi(),
             crate::api::orders::Doc::openapi(),
             crate::api::account::Doc::openapi(),
