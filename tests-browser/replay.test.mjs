@@ -2,7 +2,8 @@
 // something in the chat, the seller pins a product as a flash sale; after the seller stops,
 // the replay page lists the product with a link to its moment, and shows the chat line and
 // the pin card only once the video has reached the moments they were made at (seeking back
-// hides them again); the product on screen is bought from the replay, and the order says so.
+// hides them again); the product on screen is bought from the replay, the order says so, and
+// the studio's sales chart shows it in its minute.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServerAndBrowser, goLive, WAIT } from './harness.mjs';
@@ -113,6 +114,10 @@ test('the replay shows the show\'s chat and pins at their moments, and jumps to 
   assert.equal(order.stream_id, stream);
   assert.equal(order.unit_price.amount, product.price.amount, 'the catalog price: the sale is over');
   assert.ok(Math.abs(order.media_ms - pin.at_ms) < 3000, `bought at ${order.media_ms} ms, pin at ${pin.at_ms} ms`);
+
+  // The studio charts it: a unit sold from the replay in the minute of the pin.
+  const minute = Math.floor(order.media_ms / 60000);
+  await studio.waitForSelector(`#sales-chart .bar[data-minute="${minute}"] span.replay[data-units="1"]`, { timeout: WAIT });
 
   // Back to before the chat line: the room is as it was then.
   await vod.evaluate((ms) => {

@@ -53,6 +53,26 @@ export function startStudioShop(streamId, tokenFromLink) {
       el('td', {}, `#${o.id.slice(-6)}`), el('td', {}, o.quantity), el('td', {}, money(o.total)), el('td', {}, o.status))));
   }
 
+  // Units sold per minute of the show, live and from the replay, as stacked bars.
+  async function renderSales() {
+    let minutes;
+    try {
+      ({ minutes } = await api('GET', `/api/v1/streams/${encodeURIComponent(streamId)}/sales`));
+    } catch {
+      return;
+    }
+    const most = Math.max(1, ...minutes.map((m) => m.live_units + m.replay_units + m.api_units));
+    // Heights through the CSSOM: the page's policy refuses style attributes.
+    const part = (cls, units) => {
+      const span = el('span', { class: cls, 'data-units': units });
+      span.style.height = `${(100 * units) / most}%`;
+      return span;
+    };
+    const bar = (m) => el('div', { class: 'bar', 'data-minute': m.minute, title: `minute ${m.minute}: ${m.live_units} live, ${m.replay_units} replay` },
+      part('replay', m.replay_units), part('live', m.live_units + m.api_units), el('small', {}, String(m.minute)));
+    $('sales-chart').replaceChildren(...minutes.map(bar));
+  }
+
   async function load() {
     try {
       products = (await api('GET', '/api/v1/products')).products;
@@ -61,6 +81,7 @@ export function startStudioShop(streamId, tokenFromLink) {
         if (!o.stream_id || o.stream_id === streamId) orders.set(o.id, o);
       }
       renderOrders();
+      renderSales();
       $('token-box').hidden = true;
     } catch (e) {
       $('product-error').textContent = `Cannot load products: ${e.message}`;
@@ -74,7 +95,7 @@ export function startStudioShop(streamId, tokenFromLink) {
       if ((m.type === 'stock' || m.type === 'purchase') && pin && m.product_id === pin.product_id) {
         pin.available = m.available; renderPin();
       }
-      if (m.type === 'order') { orders.set(m.order.id, m.order); renderOrders(); }
+      if (m.type === 'order') { orders.set(m.order.id, m.order); renderOrders(); renderSales(); }
     });
   }
 
