@@ -96,6 +96,8 @@ test('the replay shows the show\'s chat and pins at their moments, and jumps to 
   const at = await vod.evaluate(() => document.getElementById('player').currentTime);
   assert.ok(Math.abs(at * 1000 - pin.at_ms) < 1500, `jumped to ${at} s for a pin at ${pin.at_ms} ms`);
   assert.equal(await vod.locator('#replay-pin-title').textContent(), product.title);
+  // Today's stock, not the show's.
+  await vod.waitForFunction(() => /\d+ left/.test(document.getElementById('replay-pin-stock').textContent), null, { timeout: WAIT });
   assert.match(await vod.locator('#replay-pin-sale').textContent(), /flash sale \(ended\)/);
   assert.equal(await vod.locator('#replay-chat li').count(), 1);
   assert.match(await vod.locator('#replay-chat li').textContent(), /does it come in blue\?/);

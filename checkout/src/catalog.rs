@@ -279,6 +279,11 @@ impl Checkout {
         row.as_ref().map(product_from_row).transpose()
     }
 
+    /// A product on sale (not archived), whoever sells it: what buyers may see of it.
+    pub async fn public_product(&self, id: &ProductId) -> Result<Option<Product>, CheckoutError> {
+        self.any_product(id).await
+    }
+
     /// The seller's products, newest first.
     pub async fn products_of(&self, seller: &SellerId) -> Result<Vec<Product>, CheckoutError> {
         let rows = sqlx::query(sql(format!(

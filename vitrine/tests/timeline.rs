@@ -309,6 +309,33 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         assert_eq!(got, status, "{extra}: {body}");
     }
 
+    // The product as buyers see it now: today's price and stock (20, less the two sold).
+    let now = server
+        .get_json(
+            &format!(
+                "/api/v1/public/products/{}",
+                product["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (now["price"]["amount"].clone(), now["available"].clone()),
+        (json!(4900), json!(18)),
+        "{now}"
+    );
+    assert!(
+        now.get("seller_id").is_none() && now.get("sku").is_none(),
+        "{now}"
+    );
+    let r = server
+        .http
+        .get(server.url("/api/v1/public/products/pr_000000000000000000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // The seller's sales by minute of the show: the live order and the replay's, apart.
     let (status, sales) = server
         .call(

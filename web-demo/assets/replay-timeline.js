@@ -43,6 +43,17 @@ function pinAt(events, ms) {
   return pin;
 }
 
+// A product's price and stock now (a replay sells at today's price), asked at most every 10 s.
+const known = new Map();
+async function productNow(id) {
+  const hit = known.get(id);
+  if (hit && Date.now() - hit.at < 10_000) return hit.product;
+  const r = await fetch(`/api/v1/public/products/${encodeURIComponent(id)}`);
+  const product = r.ok ? await r.json() : null;
+  known.set(id, { at: Date.now(), product });
+  return product;
+}
+
 function showPin(event) {
   const card = $('replay-pin');
   card.hidden = !event;
@@ -50,8 +61,20 @@ function showPin(event) {
   const p = event.pin;
   $('replay-pin-title').textContent = p.title;
   $('replay-pin-price').textContent = money(p.price);
+  $('replay-pin-stock').textContent = '';
   // A flash sale of the show is over: its price is shown as what it was.
   $('replay-pin-sale').textContent = p.sale_price ? `${money(p.sale_price)} in the show's flash sale (ended)` : '';
+  productNow(p.product_id).then((now) => {
+    if ($('replay-pin-title').textContent !== p.title) return; // another pin by now
+    if (!now) {
+      $('replay-pin-stock').textContent = 'No longer sold';
+      $('replay-buy-button').disabled = true;
+      return;
+    }
+    $('replay-pin-price').textContent = money(now.price);
+    $('replay-pin-stock').textContent = now.available > 0 ? `${now.available} left` : 'Sold out';
+    $('replay-buy-button').disabled = now.available <= 0;
+  }).catch(() => {});
 }
 
 function showChat(events, ms) {

@@ -12,6 +12,7 @@ pub mod moderation;
 pub mod orders;
 pub mod payouts;
 pub mod sales;
+pub mod showcase;
 pub mod streams;
 pub mod timeline;
 pub mod webhooks;
@@ -44,6 +45,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(moderation::routes())
         .merge(timeline::routes())
         .merge(sales::routes())
+        .merge(showcase::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

@@ -37,6 +37,7 @@ pub fn document() -> &'static str {
             crate::api::moderation::Doc::openapi(),
             crate::api::timeline::Doc::openapi(),
             crate::api::sales::Doc::openapi(),
+            crate::api::showcase::Doc::openapi(),
             crate::api::catalog::Doc::openapi(),
             crate::api::orders::Doc::openapi(),
             crate::api::account::Doc::openapi(),
