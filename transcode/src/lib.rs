@@ -79,7 +79,15 @@ pub struct Hls {
     origins: OnceLock<Arc<dyn Origins>>,
     /// Woken when a session starts producing a stream's media.
     appeared: Notify,
+    /// Unfinished recordings another node produces, as the store had them, kept briefly: every
+    /// viewer's page asks for its stream's status every second or two.
+    snapshots: Mutex<HashMap<StreamId, (std::time::Instant, Arc<StreamMedia>)>>,
 }
+
+/// How long a snapshot of a recording produced elsewhere is reused.
+const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Snapshots kept at most; beyond, they start over.
+const MAX_SNAPSHOTS: usize = 4096;
 
 /// How long after its last save an unfinished recording nobody produces may be taken for an
 /// orphan, beyond the grace its producer gives a publisher to come back.
@@ -122,6 +130,7 @@ impl Hls {
             replays: broadcast::Sender::new(REPLAY_QUEUE),
             origins: OnceLock::new(),
             appeared: Notify::new(),
+            snapshots: Mutex::default(),
         }))
     }
 
@@ -197,6 +206,11 @@ impl Hls {
         if let Some(m) = self.media.lock().expect("media lock").get(stream) {
             return Some(Arc::clone(m));
         }
+        if let Some((at, m)) = self.snapshots.lock().expect("snapshots lock").get(stream)
+            && at.elapsed() < SNAPSHOT_TTL
+        {
+            return Some(Arc::clone(m));
+        }
         let mut manifest = self.load(stream).await.ok()??;
         // Not in memory yet not final: produced on another node, being taken over, or left
         // open by a process that stopped (a restart, a crash) while the stream was live. Only
@@ -205,7 +219,16 @@ impl Hls {
         let orphan = !manifest.ended;
         if orphan {
             if !self.may_finalise(stream, &manifest).await {
-                return Some(Arc::new(StreamMedia::new(stream.clone(), manifest)));
+                let snapshot = Arc::new(StreamMedia::new(stream.clone(), manifest));
+                let mut snapshots = self.snapshots.lock().expect("snapshots lock");
+                if snapshots.len() >= MAX_SNAPSHOTS {
+                    snapshots.clear();
+                }
+                snapshots.insert(
+                    stream.clone(),
+                    (std::time::Instant::now(), Arc::clone(&snapshot)),
+                );
+                return Some(snapshot);
             }
             manifest.resume_after_loss(now_ms());
             manifest
@@ -288,6 +311,10 @@ impl Hls {
             .lock()
             .expect("media lock")
             .insert(stream.clone(), Arc::clone(&media));
+        self.snapshots
+            .lock()
+            .expect("snapshots lock")
+            .remove(stream);
         self.appeared.notify_waiters();
         Some(media)
     }
@@ -314,6 +341,10 @@ impl Hls {
     /// Drops the stream's media from memory (another node continues its recording).
     pub(crate) fn forget(&self, stream: &StreamId) {
         self.media.lock().expect("media lock").remove(stream);
+        self.snapshots
+            .lock()
+            .expect("snapshots lock")
+            .remove(stream);
     }
 
     /// A final caption of a live stream, spoken between `started` and `ended` (when that audio
@@ -449,7 +480,7 @@ impl Hls {
             s.task.abort();
             let _ = s.task.await;
         }
-        self.media.lock().expect("media lock").remove(stream);
+        self.forget(stream);
         self.store.delete_prefix(stream.as_str()).await
     }
 
@@ -489,6 +520,58 @@ impl Hls {
 mod tests {
     use super::*;
     use crate::playlist::{MediaPlaylist, PartEntry};
+
+    /// Another node produces the stream: this one's playlists come from it.
+    struct Elsewhere;
+
+    #[async_trait::async_trait]
+    impl Origins for Elsewhere {
+        async fn producer(&self, _: &StreamId) -> Producer {
+            Producer::Node("http://10.0.0.2:8080".into())
+        }
+        async fn live(&self, _: &StreamId) -> bool {
+            true
+        }
+        async fn hold(&self, _: &StreamId) -> bool {
+            false
+        }
+        async fn release(&self, _: &StreamId) {}
+        async fn forward(&self, _: &str, _: &str) -> axum::response::Response {
+            unreachable!("not asked here")
+        }
+    }
+
+    /// A recording another node is producing is read as the store has it, never ended here,
+    /// and the read is reused for a moment (every viewer's page asks for the status).
+    #[tokio::test]
+    async fn a_recording_produced_elsewhere_is_read_not_ended() {
+        let dir = std::env::temp_dir().join(format!("vitrine-elsewhere-{}", std::process::id()));
+        let store = Arc::new(LocalDisk::new(&dir));
+        let mut manifest = Manifest {
+            runs: 1,
+            saved_ms: 1,
+            ..Manifest::default()
+        };
+        manifest
+            .playlists
+            .insert("audio".into(), MediaPlaylist::new(2.0, 0.5, 6));
+        let raw = serde_json::to_vec(&manifest).unwrap();
+        store
+            .put("st3/manifest.json", Bytes::from(raw))
+            .await
+            .unwrap();
+        let hls = Hls::new(HlsConfig::default(), store.clone(), Arc::default()).unwrap();
+        hls.set_origins(Arc::new(Elsewhere));
+        let stream = StreamId::parse("st3").unwrap();
+        let first = hls.media(&stream).await.unwrap();
+        assert!(!first.read(|m| m.ended));
+        let again = hls.media(&stream).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "reused within its time");
+        let saved = store.get("st3/manifest.json").await.unwrap().unwrap();
+        let saved: Manifest = serde_json::from_slice(&saved).unwrap();
+        assert!(!saved.ended, "nothing written");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     /// A recording whose process stopped while it was live is final the next time it is read.
     #[tokio::test]
