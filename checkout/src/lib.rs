@@ -36,7 +36,7 @@ pub use error::{CheckoutError, RejectKind, Rejection};
 pub use order_state::OrderStatus;
 pub use orders::{
     NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
-    Presentment, StreamSale,
+    Presentment, Shipment, StreamSale,
 };
 pub use payment::PaymentProvider;
 pub use pins::{NewPin, Pin};

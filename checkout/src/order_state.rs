@@ -10,7 +10,10 @@ pub enum OrderStatus {
     /// Stock is reserved; payment is under way.
     Pending,
     Paid,
+    /// Shipped by the seller (with a carrier and tracking number when given).
     Fulfilled,
+    /// The seller says the buyer has it.
+    Delivered,
     Cancelled,
     Refunded,
 }
@@ -22,6 +25,7 @@ pub enum OrderEvent {
     /// Declined, timed out, expired reservation, or cancelled by buyer or seller before payment.
     Cancel,
     Fulfil,
+    Deliver,
     Refund,
 }
 
@@ -38,6 +42,7 @@ impl OrderStatus {
             Self::Pending => "pending",
             Self::Paid => "paid",
             Self::Fulfilled => "fulfilled",
+            Self::Delivered => "delivered",
             Self::Cancelled => "cancelled",
             Self::Refunded => "refunded",
         }
@@ -48,6 +53,7 @@ impl OrderStatus {
             "pending" => Self::Pending,
             "paid" => Self::Paid,
             "fulfilled" => Self::Fulfilled,
+            "delivered" => Self::Delivered,
             "cancelled" => Self::Cancelled,
             "refunded" => Self::Refunded,
             _ => return None,
@@ -62,7 +68,8 @@ impl OrderStatus {
             (Pending, PaymentSucceeded) => Ok(Paid),
             (Pending, Cancel) => Ok(Cancelled),
             (Paid, Fulfil) => Ok(Fulfilled),
-            (Paid | Fulfilled, Refund) => Ok(Refunded),
+            (Fulfilled, Deliver) => Ok(Delivered),
+            (Paid | Fulfilled | Delivered, Refund) => Ok(Refunded),
             (from, event) => Err(InvalidTransition { from, event }),
         }
     }
@@ -87,6 +94,8 @@ mod tests {
     fn the_happy_path_and_its_exits() {
         assert_eq!(Pending.apply(PaymentSucceeded), Ok(Paid));
         assert_eq!(Paid.apply(Fulfil), Ok(Fulfilled));
+        assert_eq!(Fulfilled.apply(Deliver), Ok(Delivered));
+        assert_eq!(Delivered.apply(Refund), Ok(Refunded));
         assert_eq!(Fulfilled.apply(Refund), Ok(Refunded));
         assert_eq!(Paid.apply(Refund), Ok(Refunded));
         assert_eq!(Pending.apply(Cancel), Ok(Cancelled));
@@ -95,7 +104,7 @@ mod tests {
     #[test]
     fn terminal_states_stay_terminal() {
         for from in [Cancelled, Refunded] {
-            for event in [PaymentSucceeded, Cancel, Fulfil, Refund] {
+            for event in [PaymentSucceeded, Cancel, Fulfil, Deliver, Refund] {
                 assert!(from.apply(event).is_err(), "{from:?} {event:?}");
             }
         }
@@ -105,12 +114,14 @@ mod tests {
             "a paid order is refunded, not cancelled"
         );
         assert!(Pending.apply(Refund).is_err());
+        assert!(Paid.apply(Deliver).is_err(), "shipped before delivered");
+        assert!(Delivered.apply(Deliver).is_err() && Delivered.apply(Fulfil).is_err());
         assert!(Cancelled.restocks() && Refunded.restocks() && !Paid.restocks());
     }
 
     #[test]
     fn names_round_trip() {
-        for s in [Pending, Paid, Fulfilled, Cancelled, Refunded] {
+        for s in [Pending, Paid, Fulfilled, Delivered, Cancelled, Refunded] {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(OrderStatus::parse("shipped"), None);

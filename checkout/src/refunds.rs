@@ -33,7 +33,7 @@ struct RefundRow {
 }
 
 impl Checkout {
-    /// The seller refunds a paid or fulfilled order in full; the units go back to stock. If the
+    /// The seller refunds a paid, fulfilled or delivered order in full; the units go back to stock. If the
     /// processor cannot be reached, the refund stays recorded and a retry (or the reconciler)
     /// finishes it with the same idempotency key.
     pub async fn refund(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
@@ -156,6 +156,7 @@ impl Checkout {
             failure: None,
             payment_id: None,
             rejection: None,
+            shipment: None,
         };
         let Some(moved) = self.transition_in(&mut tx, &order, &change).await? else {
             // The order moved under us (fulfilled meanwhile): the next try reads it again.

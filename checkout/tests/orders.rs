@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vitrine_checkout::CheckoutConfig;
+use vitrine_checkout::Shipment;
 use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider};
@@ -524,12 +525,54 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
     let a = created(&h.place(&buyer, "a", order(&p.id, 1, APPROVE)).await).clone();
     let b = created(&h.place(&buyer, "b", order(&p.id, 1, APPROVE)).await).clone();
     assert_eq!(stock(&h, &p.id).await, 1);
-    let fulfilled = h.checkout.fulfil(&h.seller, &a.id).await.unwrap();
+    assert!(
+        matches!(
+            h.checkout.deliver(&h.seller, &a.id).await,
+            Err(CheckoutError::Conflict(_))
+        ),
+        "shipped before delivered"
+    );
+    let shipment = Shipment::new(" DHL ", "JD014600006281230704").unwrap();
+    let fulfilled = h
+        .checkout
+        .fulfil(&h.seller, &a.id, Some(&shipment))
+        .await
+        .unwrap();
     assert_eq!(fulfilled.status, OrderStatus::Fulfilled);
+    assert_eq!(fulfilled.shipment.as_ref().unwrap().carrier, "DHL");
+    assert!(fulfilled.shipped_at.is_some() && fulfilled.delivered_at.is_none());
     assert!(matches!(
-        h.checkout.fulfil(&h.seller, &a.id).await,
+        h.checkout.fulfil(&h.seller, &a.id, None).await,
         Err(CheckoutError::Conflict(_))
     ));
+    let delivered = h.checkout.deliver(&h.seller, &a.id).await.unwrap();
+    assert_eq!(delivered.status, OrderStatus::Delivered);
+    assert!(delivered.delivered_at >= delivered.shipped_at);
+    // Read back: the shipment and the times were stored.
+    let stored = h
+        .checkout
+        .orders_of_seller(&h.seller)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.id == a.id)
+        .unwrap();
+    assert_eq!(stored, delivered);
+    assert!(matches!(
+        h.checkout.deliver(&h.seller, &a.id).await,
+        Err(CheckoutError::Conflict(_))
+    ));
+    for (carrier, tracking) in [
+        ("", "1Z999"),
+        ("UPS", ""),
+        ("UPS", "1Z 999\"'"),
+        ("UPS", &"9".repeat(65)),
+    ] {
+        assert!(
+            Shipment::new(carrier, tracking).is_err(),
+            "{carrier:?} {tracking:?}"
+        );
+    }
     let refunded = h.checkout.refund(&h.seller, &b.id).await.unwrap();
     assert_eq!(refunded.status, OrderStatus::Refunded);
     assert_eq!(stock(&h, &p.id).await, 2);
@@ -543,6 +586,10 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
             .await
             .is_err()
     );
+    // A delivered order can still be refunded (a return).
+    let returned = h.checkout.refund(&h.seller, &a.id).await.unwrap();
+    assert_eq!(returned.status, OrderStatus::Refunded);
+    assert_eq!(stock(&h, &p.id).await, 3);
     let payment = h.sandbox.retrieve(b.id.as_str()).await.unwrap().unwrap();
     assert_eq!(
         payment.status,

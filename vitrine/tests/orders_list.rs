@@ -151,6 +151,52 @@ async fn pages_filters_and_cancel(backend: Backend) {
     assert_eq!(fulfilled["status"], "fulfilled");
     let (s, _) = act("cancel", &ids[1]).await;
     assert_eq!(s, 409);
+    // Shipped, then delivered (once); a delivered order is not cancelled either.
+    let (s, delivered) = act("deliver", &ids[1]).await;
+    assert_eq!(
+        (s, delivered["status"].clone()),
+        (200, json!("delivered")),
+        "{delivered}"
+    );
+    assert!(delivered["delivered_at"].as_i64() >= delivered["shipped_at"].as_i64());
+    assert_eq!(act("deliver", &ids[1]).await.0, 409);
+    assert_eq!(act("deliver", &ids[2]).await.0, 409, "not shipped yet");
+    assert_eq!(act("cancel", &ids[1]).await.0, 409);
+    // A tracked shipment; a half or malformed one is refused.
+    let ship = |id: &str, body: serde_json::Value| {
+        let path = format!("/api/v1/orders/{id}/fulfil");
+        let (server, seller, post) = (&server, &seller, post.clone());
+        async move { server.call(post, &path, seller, None, Some(body)).await }
+    };
+    let (s, tracked) = ship(
+        &ids[2],
+        json!({ "carrier": "DHL", "tracking_number": "JD0146 0000 6281" }),
+    )
+    .await;
+    assert_eq!(s, 200, "{tracked}");
+    assert_eq!(
+        tracked["shipment"],
+        json!({ "carrier": "DHL", "tracking_number": "JD0146 0000 6281" })
+    );
+    for bad in [
+        json!({ "carrier": "DHL" }),
+        json!({ "carrier": "DHL", "tracking_number": "<script>" }),
+        json!({ "carrier": "", "tracking_number": "1Z" }),
+        json!({ "carrier": "DHL", "tracking_number": "1Z", "colour": "red" }),
+    ] {
+        let (s, body) = ship(&ids[3], bad.clone()).await;
+        assert_eq!(s, 400, "{bad}: {body}");
+    }
+    let (s, still) = server
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{}", ids[3]),
+            &seller,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, still["status"].clone()), (200, json!("paid")));
     server.stop().await;
 }
 

@@ -250,6 +250,30 @@ async fn every_event_arrives_signed_and_exactly_once_across_an_outage_and_a_rest
     );
     let last = shop.order(&buyer, &product, "4242424242424242").await;
     assert_eq!(last["status"], "paid");
+    // The last one ships with tracking and is delivered.
+    let last_id = last["id"].as_str().unwrap();
+    for (verb, body, status) in [
+        (
+            "fulfil",
+            json!({ "carrier": "DHL", "tracking_number": "JD0146" }),
+            "fulfilled",
+        ),
+        ("deliver", json!({}), "delivered"),
+    ] {
+        let (s, moved) = shop
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/orders/{last_id}/{verb}"),
+                &shop.seller,
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (s, moved["status"].as_str()),
+            (200, Some(status)),
+            "{moved}"
+        );
+    }
     store
         .set_stream_state(&stream_id, StreamState::Ended)
         .await
@@ -261,6 +285,8 @@ async fn every_event_arrives_signed_and_exactly_once_across_an_outage_and_a_rest
         "order.paid",
         "payment.failed",
         "product.sold_out",
+        "order.shipped",
+        "order.delivered",
         "stream.ended",
     ];
     let first = until(&log, "the first events", |e| {
@@ -274,6 +300,8 @@ async fn every_event_arrives_signed_and_exactly_once_across_an_outage_and_a_rest
         .find(|e| e["type"] == "product.sold_out")
         .unwrap();
     assert_eq!(sold_out["data"]["product_id"], product.as_str());
+    let shipped = first.iter().find(|e| e["type"] == "order.shipped").unwrap();
+    assert_eq!(shipped["data"]["shipment"]["tracking_number"], "JD0146");
 
     // The receiver goes down; meanwhile an order is refunded and another stream goes live.
     receiver.stop();
@@ -478,7 +506,7 @@ async fn endpoints_are_validated_scoped_and_isolated() {
             "private",
         ),
         (
-            json!({ "url": "https://erp.example.com/h", "event_types": ["order.shipped"] }),
+            json!({ "url": "https://erp.example.com/h", "event_types": ["order.lost"] }),
             "",
         ),
     ] {

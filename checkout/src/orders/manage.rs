@@ -1,6 +1,7 @@
 //! Reading orders and the seller's actions on them: fulfil, refund, cancel.
 
-use super::{ORDER_COLUMNS, Order, OrderOwner, OrderQuery, order_from_row};
+use super::settle::Change;
+use super::{ORDER_COLUMNS, Order, OrderOwner, OrderQuery, Shipment, order_from_row};
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
@@ -66,10 +67,30 @@ impl Checkout {
             .orders)
     }
 
-    /// The seller ships a paid order.
-    pub async fn fulfil(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
+    /// The seller ships a paid order, with its carrier and tracking number when given.
+    pub async fn fulfil(
+        &self,
+        seller: &SellerId,
+        id: &OrderId,
+        shipment: Option<&Shipment>,
+    ) -> Result<Order, CheckoutError> {
         let order = self.order_for_seller(seller, id).await?;
-        self.transition(&order, OrderEvent::Fulfil, None, None, None)
+        let change = Change {
+            event: OrderEvent::Fulfil,
+            failure: None,
+            payment_id: None,
+            rejection: None,
+            shipment,
+        };
+        self.apply_change(&order, &change)
+            .await?
+            .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
+    }
+
+    /// The seller marks a shipped order delivered.
+    pub async fn deliver(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
+        let order = self.order_for_seller(seller, id).await?;
+        self.transition(&order, OrderEvent::Deliver, None, None, None)
             .await?
             .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
     }

@@ -158,6 +158,53 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, minimum = 0)]
     pub media_ms: Option<u64>,
+    /// How it was shipped, when the seller gave a carrier and tracking number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub shipment: Option<Shipment>,
+    /// Unix milliseconds when it was fulfilled (shipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub shipped_at: Option<i64>,
+    /// Unix milliseconds when the seller marked it delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub delivered_at: Option<i64>,
+}
+
+/// A shipment's carrier and tracking number.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Shipment {
+    /// 1 to 64 characters.
+    pub carrier: String,
+    /// 1 to 64 of letters, digits, space, `-`, `_`, `.` and `/`.
+    pub tracking_number: String,
+}
+
+/// Longest carrier name and tracking number.
+const MAX_SHIPMENT_CHARS: usize = 64;
+
+impl Shipment {
+    /// A shipment with its fields trimmed and checked.
+    pub fn new(carrier: &str, tracking_number: &str) -> Result<Self, CheckoutError> {
+        let (carrier, tracking) = (carrier.trim(), tracking_number.trim());
+        let carrier_ok = (1..=MAX_SHIPMENT_CHARS).contains(&carrier.chars().count())
+            && !carrier.chars().any(char::is_control);
+        let tracking_ok = (1..=MAX_SHIPMENT_CHARS).contains(&tracking.len())
+            && tracking
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" -_./".contains(&b));
+        if !carrier_ok || !tracking_ok {
+            return Err(CheckoutError::Invalid(format!(
+                "carrier: 1 to {MAX_SHIPMENT_CHARS} characters; tracking_number: 1 to \
+                 {MAX_SHIPMENT_CHARS} of letters, digits, space, - _ . /"
+            )));
+        }
+        Ok(Self {
+            carrier: carrier.to_owned(),
+            tracking_number: tracking.to_owned(),
+        })
+    }
 }
 
 /// The price in the buyer's currency, locked when the order was placed, and the quote it came
@@ -226,7 +273,8 @@ pub struct Placed {
 
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
      quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
-     reserved_until, created_at, updated_at, presentment, source, media_ms";
+     reserved_until, created_at, updated_at, presentment, source, media_ms, carrier, \
+     tracking_number, shipped_at, delivered_at";
 
 pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
     let status: String = r.try_get(1)?;
@@ -274,6 +322,18 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
             .try_get::<Option<i64>, _>(19)?
             .map(|ms| u64::try_from(ms).map_err(corrupt))
             .transpose()?,
+        shipment: match (
+            r.try_get::<Option<String>, _>(20)?,
+            r.try_get::<Option<String>, _>(21)?,
+        ) {
+            (Some(carrier), Some(tracking_number)) => Some(Shipment {
+                carrier,
+                tracking_number,
+            }),
+            _ => None,
+        },
+        shipped_at: r.try_get(22)?,
+        delivered_at: r.try_get(23)?,
     })
 }
 
@@ -311,6 +371,9 @@ mod tests {
             presentment: None,
             source: OrderSource::Api,
             media_ms: None,
+            shipment: None,
+            shipped_at: None,
+            delivered_at: None,
         }
     }
 

@@ -235,6 +235,9 @@ impl Checkout {
             presentment: priced.presentment.clone(),
             source: new.source,
             media_ms: new.media_ms.filter(|_| new.source == OrderSource::Replay),
+            shipment: None,
+            shipped_at: None,
+            delivered_at: None,
         }
     }
 
@@ -431,7 +434,8 @@ async fn insert_order(
 ) -> Result<(), CheckoutError> {
     sqlx::query(sql(format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, \
+         NULL, NULL, NULL, NULL)"
     )))
     .bind(order.id.as_str())
     .bind(order.status.as_str())

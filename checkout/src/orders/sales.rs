@@ -1,5 +1,5 @@
 //! What a stream sold, order by order, for the seller's sales-by-moment chart: the orders of
-//! the stream that were paid (or fulfilled), with where and when each was placed.
+//! the stream that were paid (and perhaps shipped or delivered), with where and when each was placed.
 
 use super::OrderSource;
 use crate::Checkout;
@@ -30,7 +30,7 @@ impl Checkout {
     ) -> Result<Vec<StreamSale>, CheckoutError> {
         let rows = sqlx::query(
             "SELECT source, created_at, media_ms, quantity FROM orders \
-             WHERE seller_id = $1 AND stream_id = $2 AND status IN ('paid', 'fulfilled') \
+             WHERE seller_id = $1 AND stream_id = $2 AND status IN ('paid', 'fulfilled', 'delivered') \
              ORDER BY created_at LIMIT $3",
         )
         .bind(seller.as_str())

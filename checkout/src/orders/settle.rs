@@ -80,14 +80,25 @@ impl Checkout {
         payment_id: Option<&str>,
         rejection: Option<&Rejection>,
     ) -> Result<Option<Order>, CheckoutError> {
-        let mut tx = self.pool.begin().await?;
         let change = Change {
             event,
             failure,
             payment_id,
             rejection,
+            shipment: None,
         };
-        let Some(moved) = self.transition_in(&mut tx, order, &change).await? else {
+        self.apply_change(order, &change).await
+    }
+
+    /// Applies `change` to `order` in a transaction of its own; `None` when the order moved
+    /// meanwhile.
+    pub(crate) async fn apply_change(
+        &self,
+        order: &Order,
+        change: &Change<'_>,
+    ) -> Result<Option<Order>, CheckoutError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(moved) = self.transition_in(&mut tx, order, change).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
@@ -109,9 +120,13 @@ impl Checkout {
             .apply(change.event)
             .map_err(|e| CheckoutError::Conflict(e.to_string()))?;
         let now = now_ms();
+        let shipped_at = (next == OrderStatus::Fulfilled).then_some(now);
+        let delivered_at = (next == OrderStatus::Delivered).then_some(now);
         let moved = sqlx::query(
             "UPDATE orders SET status = $1, failure = COALESCE($2, failure), \
-             payment_id = COALESCE($3, payment_id), updated_at = $4 \
+             payment_id = COALESCE($3, payment_id), updated_at = $4, \
+             carrier = COALESCE($7, carrier), tracking_number = COALESCE($8, tracking_number), \
+             shipped_at = COALESCE($9, shipped_at), delivered_at = COALESCE($10, delivered_at) \
              WHERE id = $5 AND status = $6",
         )
         .bind(next.as_str())
@@ -120,6 +135,10 @@ impl Checkout {
         .bind(now)
         .bind(order.id.as_str())
         .bind(order.status.as_str())
+        .bind(change.shipment.map(|s| s.carrier.as_str()))
+        .bind(change.shipment.map(|s| s.tracking_number.as_str()))
+        .bind(shipped_at)
+        .bind(delivered_at)
         .execute(&mut **tx)
         .await?;
         if moved.rows_affected() == 0 {
@@ -138,6 +157,11 @@ impl Checkout {
         if let Some(p) = change.payment_id {
             settled.payment_id = Some(p.to_owned());
         }
+        if let Some(shipment) = change.shipment {
+            settled.shipment = Some(shipment.clone());
+        }
+        settled.shipped_at = shipped_at.or(settled.shipped_at);
+        settled.delivered_at = delivered_at.or(settled.delivered_at);
         let outboxed = record_webhook(tx, &settled, change).await?;
         ledger::post_for_order(tx, &settled, next, &self.config.fees, now).await?;
         if order.status == OrderStatus::Pending {
@@ -196,6 +220,8 @@ pub(crate) struct Change<'a> {
     pub payment_id: Option<&'a str>,
     /// The placement's answer, when the order leaves `pending` refused.
     pub rejection: Option<&'a Rejection>,
+    /// The carrier and tracking number, when the seller ships with them.
+    pub shipment: Option<&'a super::Shipment>,
 }
 
 /// An order after a transition, and whether it wrote to the webhook outbox.
@@ -243,6 +269,8 @@ async fn record_webhook(
     let webhook = match (change.event, settled.status) {
         (_, OrderStatus::Paid) => Some(EventType::OrderPaid),
         (_, OrderStatus::Refunded) => Some(EventType::OrderRefunded),
+        (_, OrderStatus::Fulfilled) => Some(EventType::OrderShipped),
+        (_, OrderStatus::Delivered) => Some(EventType::OrderDelivered),
         (OrderEvent::Cancel, _) if change.failure.is_some_and(|f| f.starts_with("payment_")) => {
             Some(EventType::PaymentFailed)
         }

@@ -11,6 +11,10 @@ pub enum EventType {
     OrderPaid,
     #[serde(rename = "order.refunded")]
     OrderRefunded,
+    #[serde(rename = "order.shipped")]
+    OrderShipped,
+    #[serde(rename = "order.delivered")]
+    OrderDelivered,
     #[serde(rename = "payment.failed")]
     PaymentFailed,
     #[serde(rename = "stream.started")]
@@ -22,10 +26,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::OrderCreated,
         EventType::OrderPaid,
         EventType::OrderRefunded,
+        EventType::OrderShipped,
+        EventType::OrderDelivered,
         EventType::PaymentFailed,
         EventType::StreamStarted,
         EventType::StreamEnded,
@@ -37,6 +43,8 @@ impl EventType {
             EventType::OrderCreated => "order.created",
             EventType::OrderPaid => "order.paid",
             EventType::OrderRefunded => "order.refunded",
+            EventType::OrderShipped => "order.shipped",
+            EventType::OrderDelivered => "order.delivered",
             EventType::PaymentFailed => "payment.failed",
             EventType::StreamStarted => "stream.started",
             EventType::StreamEnded => "stream.ended",
@@ -65,6 +73,6 @@ mod tests {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
             assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{e}\""));
         }
-        assert_eq!(EventType::parse("order.shipped"), None);
+        assert_eq!(EventType::parse("order.lost"), None);
     }
 }

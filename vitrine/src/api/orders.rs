@@ -26,6 +26,7 @@ use vitrine_core::{BuyerId, OrderId, Problem};
     place_order,
     get_order,
     fulfil,
+    deliver,
     refund,
     cancel
 ))]
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/orders", get(list_orders).post(place_order))
         .route("/api/v1/orders/{id}", get(get_order))
         .route("/api/v1/orders/{id}/fulfil", post(fulfil))
+        .route("/api/v1/orders/{id}/deliver", post(deliver))
         .route("/api/v1/orders/{id}/refund", post(refund))
         .route("/api/v1/orders/{id}/cancel", post(cancel))
 }
@@ -287,13 +289,31 @@ async fn get_order(
     Ok(Json(order))
 }
 
-/// Mark a paid order fulfilled
+/// How an order was shipped, given when fulfilling it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FulfilRequest {
+    /// 1 to 64 characters; with `tracking_number`.
+    #[schema(max_length = 64)]
+    #[serde(default)]
+    pub carrier: Option<String>,
+    /// 1 to 64 of letters, digits, space, `-`, `_`, `.` and `/`; with `carrier`.
+    #[schema(max_length = 64)]
+    #[serde(default)]
+    pub tracking_number: Option<String>,
+}
+
+/// Mark a paid order fulfilled (shipped), with its carrier and tracking number when given
+///
+/// The body is optional: without one the order is fulfilled without tracking. Sends the `order.shipped` webhook.
 #[utoipa::path(
     post,
     path = "/api/v1/orders/{id}/fulfil",
     params(("id" = String, Path, description = "Order id")),
+    request_body(content = Option<FulfilRequest>, description = "The shipment, when tracked"),
     responses(
         (status = 200, description = "Fulfilled", body = Order),
+        (status = 400, description = "A malformed body, or a carrier or tracking number out of bounds", body = Problem),
         (status = 409, description = "The order is not paid, or changed meanwhile", body = Problem)
     ),
     security(("oauth2" = ["orders:write"]))
@@ -302,9 +322,57 @@ async fn fulfil(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Order>, ApiError> {
+    let id = order_id(&id)?;
+    let shipment = if raw.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let asked: FulfilRequest = serde_json::from_slice(&raw)
+            .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
+        match (asked.carrier, asked.tracking_number) {
+            (None, None) => None,
+            (Some(carrier), Some(tracking)) => Some(
+                vitrine_checkout::Shipment::new(&carrier, &tracking)
+                    .map_err(|e| Problem::bad_request("invalid-shipment", e.to_string()))?,
+            ),
+            _ => {
+                return Err(Problem::bad_request(
+                    "invalid-shipment",
+                    "carrier and tracking_number go together",
+                )
+                .into());
+            }
+        }
+    };
+    Ok(Json(
+        state
+            .checkout
+            .fulfil(&seller.id, &id, shipment.as_ref())
+            .await?,
+    ))
+}
+
+/// Mark a shipped order delivered
+///
+/// Sends the `order.delivered` webhook.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/deliver",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Delivered", body = Order),
+        (status = 409, description = "The order is not shipped, or changed meanwhile", body = Problem)
+    ),
+    security(("oauth2" = ["orders:write"]))
+)]
+async fn deliver(
+    State(state): State<AppState>,
+    AuthSeller(seller, _): AuthSeller<OrdersWrite>,
+    Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     Ok(Json(
-        state.checkout.fulfil(&seller.id, &order_id(&id)?).await?,
+        state.checkout.deliver(&seller.id, &order_id(&id)?).await?,
     ))
 }
 
