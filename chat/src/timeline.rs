@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+use vitrine_core::time::Timestamp;
 use vitrine_core::{Bus, BusError, EventId, LoggedEvent};
 
 /// Events of one stream kept at most; later ones are dropped and counted.
@@ -86,12 +87,6 @@ fn step(stream: &str, event_id: &str, wall_ms: i64, payload: &str) -> Option<Ste
     }))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The timeline's store and its writer's queue; cheap to clone.
 #[derive(Clone)]
 pub struct Timeline {
@@ -115,7 +110,7 @@ impl Timeline {
     }
 
     fn record(&self, stream: &str, id: EventId, payload: &str) {
-        if let Some(step) = step(stream, &id.to_string(), now_ms(), payload)
+        if let Some(step) = step(stream, &id.to_string(), Timestamp::now().millis(), payload)
             && self.queue.try_send(step).is_err()
         {
             self.dropped.inc();
@@ -141,22 +136,22 @@ impl Timeline {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get(2)?;
-                Ok(Entry {
-                    stream: stream.to_owned(),
-                    event_id: r.try_get(0)?,
-                    wall_ms: r.try_get(1)?,
-                    kind: KINDS
-                        .iter()
-                        .find(|k| **k == kind)
-                        .copied()
-                        .unwrap_or("chat"),
-                    body: r.try_get(3)?,
-                })
-            })
-            .collect()
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let kind: String = r.try_get(2)?;
+            // Only this module writes the table: a kind it does not know is not shown.
+            let Some(kind) = KINDS.iter().find(|k| **k == kind).copied() else {
+                continue;
+            };
+            entries.push(Entry {
+                stream: stream.to_owned(),
+                event_id: r.try_get(0)?,
+                wall_ms: r.try_get(1)?,
+                kind,
+                body: r.try_get(3)?,
+            });
+        }
+        Ok(entries)
     }
 
     /// Forgets a deleted stream's timeline.

@@ -82,13 +82,6 @@ pub struct Hls {
     snapshots: Mutex<HashMap<StreamId, (std::time::Instant, Arc<StreamMedia>)>>,
 }
 
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// One encoder run's audio in a recording: an fMP4 file (init segment and media segments)
 /// whose first sample is at `start_ns` on the media timeline.
 #[derive(Debug, Clone)]

@@ -440,7 +440,7 @@ pub(crate) async fn save_manifest(hls: &Hls, media: &StreamMedia, prefix: &str) 
         return;
     }
     let json = media.update(|m| {
-        m.saved_ms = crate::now_ms();
+        m.saved_ms = vitrine_core::time::Timestamp::now().millis();
         serde_json::to_vec(m)
     });
     match json {

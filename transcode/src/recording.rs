@@ -5,9 +5,10 @@
 
 use crate::media::{MANIFEST, Manifest, StreamMedia};
 use crate::origins::Producer;
-use crate::{Hls, StoreError, now_ms, packager, playlist};
+use crate::{Hls, StoreError, packager, playlist};
 use std::sync::Arc;
 use vitrine_core::StreamId;
+use vitrine_core::time::Timestamp;
 
 /// Streams' media kept in memory; beyond it, replays are dropped and reloaded on demand.
 const MAX_CACHED_MEDIA: usize = 1024;
@@ -52,7 +53,7 @@ impl Hls {
                 );
                 return Some(snapshot);
             }
-            manifest.resume_after_loss(now_ms());
+            manifest.resume_after_loss(Timestamp::now().millis());
             manifest
                 .playlists
                 .values_mut()
@@ -98,7 +99,7 @@ impl Hls {
     async fn may_finalise(&self, stream: &StreamId, manifest: &Manifest) -> bool {
         let quiet = self.config.finalize_after + ORPHAN_MARGIN;
         let origins = self.origins();
-        now_ms() - manifest.saved_ms > quiet.as_millis() as i64
+        Timestamp::now().millis() - manifest.saved_ms > quiet.as_millis() as i64
             && origins.producer(stream).await == Producer::Here
             && !origins.live(stream).await
             && origins.hold(stream).await
@@ -117,7 +118,7 @@ impl Hls {
         let manifest = match self.load(stream).await {
             Ok(Some(mut m)) => {
                 if !m.ended {
-                    m.resume_after_loss(now_ms());
+                    m.resume_after_loss(Timestamp::now().millis());
                     tracing::info!(%stream, "continuing a recording another process left open");
                 }
                 m

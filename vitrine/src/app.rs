@@ -378,7 +378,7 @@ async fn serve(config: &Config, state: AppState, started: Started) -> anyhow::Re
             .hls
             .pathways
             .iter()
-            .map(|p| crate::edge::origin_of(&p.base))
+            .filter_map(|p| crate::edge::origin_of(&p.base))
             .collect(),
     });
     let metrics_addr = match config.edge.metrics.listen {

@@ -257,15 +257,10 @@ pub struct Edge {
     pub cdn_origins: Vec<String>,
 }
 
-/// `scheme://host[:port]` of a URL (its path dropped).
-pub fn origin_of(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            format!("{scheme}://{host}")
-        }
-        None => url.to_owned(),
-    }
+/// The origin (`scheme://host[:port]`) of an http(s) URL; `None` for anything else.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
 }
 
 /// [`PAGE_CSP`] whose `connect-src` also names `origins` (a cluster's media nodes, where a
@@ -366,10 +361,14 @@ mod tests {
     fn the_pages_may_connect_to_the_clusters_media_nodes_and_nothing_else() {
         assert_eq!(page_csp(&[]), PAGE_CSP);
         assert_eq!(
-            origin_of("https://cdn-a.example.com/live/"),
-            "https://cdn-a.example.com"
+            origin_of("https://cdn-a.example.com/live/").as_deref(),
+            Some("https://cdn-a.example.com")
         );
-        assert_eq!(origin_of("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
+        assert_eq!(
+            origin_of("http://127.0.0.1:8081").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(origin_of("ftp://cdn.example.com"), None);
         let csp = page_csp(&[
             "https://media-1.live.example".into(),
             "http://10.0.0.5:8080".into(),

@@ -9,7 +9,6 @@ use support::*;
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
 
 /// How long a test waits for media to appear (encoding runs on two shared cores).
-const MEDIA_WAIT: Duration = Duration::from_secs(90);
 
 fn hls_config() -> HlsConfig {
     HlsConfig {
@@ -53,60 +52,12 @@ async fn hls_server() -> TestServer {
     .await
 }
 
-/// `#EXT-X-MEDIA-SEQUENCE` plus the complete segments listed: the next segment's number.
-fn next_msn(playlist: &str) -> u64 {
-    let first: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    first
-        + playlist
-            .lines()
-            .filter(|l| l.starts_with("#EXTINF"))
-            .count() as u64
-}
-
 fn extinf(playlist: &str) -> Vec<f64> {
     playlist
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))
         .map(|v| v.trim_end_matches(',').parse().unwrap())
         .collect()
-}
-
-/// Polls a media playlist with LL-HLS blocking reloads (each asks for the next segment, so the
-/// server answers when it exists) until `ready` holds.
-async fn wait_playlist(
-    server: &TestServer,
-    url: &str,
-    what: &str,
-    ready: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
-    let mut next = None;
-    loop {
-        let r = match next {
-            Some(msn) => server.http.get(format!("{url}?_HLS_msn={msn}")),
-            None => server.http.get(url),
-        };
-        let r = r.send().await.unwrap();
-        // 503: nothing new within three target durations (the publisher is away): ask again
-        // without blocking.
-        if r.status() != 200 {
-            next = None;
-            continue;
-        }
-        let text = r.text().await.unwrap();
-        if ready(&text) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}:\n{text}"
-        );
-        next = Some(next_msn(&text));
-    }
 }
 
 async fn bytes(server: &TestServer, url: &str) -> Vec<u8> {

@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use support::{ChatClient, MediaSource, ServerOptions, TestServer};
 use vitrine_transcode::{EncoderChoice, HlsConfig, RenditionSpec};
 
@@ -25,75 +25,16 @@ fn config() -> HlsConfig {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    vitrine_core::time::Timestamp::now().millis()
 }
 
-/// Waits, with blocking reloads, until the playlist at `url` lists `n` segments; its text.
+/// Waits (LL-HLS blocking reloads) until the playlist at `url` lists `n` segments; its text.
 async fn segments(server: &TestServer, url: &str, n: usize) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut next: Option<u64> = None;
-    loop {
-        let request = match next {
-            Some(msn) => server.http.get(format!("{url}?_HLS_msn={msn}")),
-            None => server.http.get(url),
-        };
-        let r = request.send().await.unwrap();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {n} segments at {url}"
-        );
-        if r.status() != 200 {
-            next = None;
-            continue;
-        }
-        let text = r.text().await.unwrap();
-        let listed = text.lines().filter(|l| l.starts_with("#EXTINF")).count();
-        if listed >= n {
-            return text;
-        }
-        let first: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        next = Some(first + listed as u64);
-    }
-}
-
-/// Waits, with blocking reloads for the next segment (answered when the playlist changes, or
-/// 503 after three target durations), until the playlist at `url` has ended; its text.
-async fn ended(server: &TestServer, url: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = server
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains("#EXT-X-ENDLIST") {
-            return text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no replay:\n{text}");
-        let first: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let listed = text.lines().filter(|l| l.starts_with("#EXTINF")).count() as u64;
-        let next = first + listed + 1;
-        let _ = server
-            .http
-            .get(format!("{url}?_HLS_msn={next}"))
-            .send()
-            .await;
-    }
+    let what = format!("{n} segments");
+    support::wait_playlist(server, url, &what, |t| {
+        t.lines().filter(|l| l.starts_with("#EXTINF")).count() >= n
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +102,10 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
     let live = segments(&server, &playlist, 3).await;
     assert!(!live.contains("#EXT-X-ENDLIST"));
     publisher.stop(&server.http).await;
-    let replay = ended(&server, &playlist).await;
+    let replay = support::wait_playlist(&server, &playlist, "the replay", |t| {
+        t.contains("#EXT-X-ENDLIST")
+    })
+    .await;
     // The replay's first segment's wall-clock time: media time zero.
     let start = replay
         .lines()
@@ -205,7 +149,9 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
     );
     // On media time: the chat line and the pin sit where the replay shows the moments they
     // were made (the recording has no gap), within the time their trip took.
-    let first_ms = chrono_ms(start);
+    let first_ms = vitrine_core::time::Timestamp::parse(start)
+        .unwrap()
+        .millis();
     for (kind, made) in [("chat", said_at), ("sale", pinned_at)] {
         let expected = (made - first_ms) as f64;
         let got = at(kind) as f64;
@@ -398,24 +344,4 @@ async fn a_replays_timeline_has_chat_and_pins_on_media_time() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-}
-
-/// Unix milliseconds of an RFC 3339 UTC date-time with milliseconds (`2026-12-07T05:00:00.123Z`).
-fn chrono_ms(t: &str) -> i64 {
-    let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|v| v.parse().unwrap()).collect();
-    let (hms, ms) = time.split_once('.').unwrap();
-    let h: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + ms.parse::<i64>().unwrap()
 }

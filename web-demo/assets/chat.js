@@ -96,6 +96,25 @@ export function money(m, { signed = false } = {}) {
   return format.format(decimal(m.amount, digits));
 }
 
+// Where a guest buyer's token and name are kept (the watch and replay pages share it).
+export const BUYER_KEY = 'vitrine.buyer';
+
+// The guest buyer this browser is, if any: { token, name }.
+export function savedBuyer() {
+  try { return JSON.parse(localStorage.getItem(BUYER_KEY)); } catch { return null; }
+}
+
+// Becomes a new guest buyer named `name` (kept for the next visit); its token.
+export async function guestBuyer(name) {
+  const r = await fetch('/api/v1/buyers', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ display_name: name }),
+  });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.detail || body.title);
+  localStorage.setItem(BUYER_KEY, JSON.stringify({ token: body.token, name: body.display_name }));
+  return body.token;
+}
+
 // A request id for a purchase: the idempotency key that makes a double tap buy once.
 export function requestId() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;

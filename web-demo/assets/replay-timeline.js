@@ -2,7 +2,7 @@
 // the stream's timeline (their moments on the recording), shown as the video reaches them;
 // seeking shows the room as it was at that moment. A list of the products shown, each with a
 // link that jumps to the moment it was pinned.
-import { el, money } from '/assets/chat.js';
+import { el, money, savedBuyer, guestBuyer } from '/assets/chat.js';
 
 const $ = (id) => document.getElementById(id);
 // Pages fetched at most (a page is up to 1,000 events).
@@ -100,23 +100,6 @@ function showMoments(events, player) {
     }, `${clock(e.at_ms)} ${e.pin.title}`))));
 }
 
-const TOKEN_KEY = 'vitrine.buyer';
-
-// The buyer's token (the one the watch page keeps), a new guest buyer named `name` if none.
-async function buyerToken(name) {
-  try {
-    const saved = JSON.parse(localStorage.getItem(TOKEN_KEY));
-    if (saved?.token) return saved.token;
-  } catch { /* a new one below */ }
-  const r = await fetch('/api/v1/buyers', {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ display_name: name }),
-  });
-  const body = await r.json();
-  if (!r.ok) throw new Error(body.detail || body.title);
-  localStorage.setItem(TOKEN_KEY, JSON.stringify({ token: body.token, name: body.display_name }));
-  return body.token;
-}
-
 // Buying the product on screen from the replay: an order at the catalog price, saying it came
 // from this replay at this moment.
 function buyFromReplay(streamId, player, current) {
@@ -127,7 +110,7 @@ function buyFromReplay(streamId, player, current) {
     const result = $('replay-buy-result');
     result.textContent = 'Paying...';
     try {
-      const token = await buyerToken($('replay-buyer').value);
+      const token = savedBuyer()?.token || await guestBuyer($('replay-buyer').value);
       const r = await fetch('/api/v1/orders', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, 'Idempotency-Key': crypto.randomUUID() },

@@ -1,11 +1,10 @@
 // The buyer's side of the show: the live chat, the pinned product card with live stock and
 // countdown, and the buy flow (card form, purchase over the chat, confirmation).
-import { ChatConnection, money, requestId, el, loadMinorUnits } from '/assets/chat.js';
+import { ChatConnection, money, requestId, el, loadMinorUnits, BUYER_KEY, savedBuyer, guestBuyer } from '/assets/chat.js';
 import { inSync } from '/assets/in-sync.js';
 
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
-const TOKEN_KEY = 'vitrine.buyer';
 const CURRENCY_KEY = 'vitrine.currency';
 
 // The currency a region's buyers pay in, for the first guess from the browser's language; the
@@ -43,9 +42,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   let dialogQuote = 0; // which dialog update the shown total belongs to
   let quotedCurrency = null; // the currency the open dialog showed a total in
 
-  function buyer() {
-    try { return JSON.parse(localStorage.getItem(TOKEN_KEY)); } catch { return null; }
-  }
+  const buyer = savedBuyer;
 
   function line(node) {
     const log = $('chat-log');
@@ -207,19 +204,13 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
       $('chat-state').textContent = state === 'open' ? '' : state;
       if (state === 'refused') {
         system(reason || 'You cannot join this chat.');
-        if (reason === 'invalid token') { localStorage.removeItem(TOKEN_KEY); $('join-form').hidden = false; $('chat-form').hidden = true; }
+        if (reason === 'invalid token') { localStorage.removeItem(BUYER_KEY); $('join-form').hidden = false; $('chat-form').hidden = true; }
       }
     });
   }
 
   async function join(name) {
-    const r = await fetch('/api/v1/buyers', {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ display_name: name }),
-    });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.detail || body.title);
-    localStorage.setItem(TOKEN_KEY, JSON.stringify({ token: body.token, name: body.display_name }));
-    connect(body.token);
+    connect(await guestBuyer(name));
   }
 
   function openCheckout() {

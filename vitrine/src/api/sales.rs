@@ -92,13 +92,7 @@ async fn sales(
 ) -> Result<Json<StreamSales>, ApiError> {
     let row = super::owned_stream(&state, &seller, &id).await?;
     let sales = state.checkout.stream_sales(&seller.id, &row.id).await?;
-    let positions = match &state.hls {
-        Some(hls) => match hls.media(&row.id).await {
-            Some(media) => media.read(|m| m.replay_positions()),
-            None => Vec::new(),
-        },
-        None => Vec::new(),
-    };
+    let positions = super::timeline::replay_positions(&state, &row.id).await;
     Ok(Json(StreamSales {
         minutes: by_minute(&sales, &positions, row.created_at),
     }))

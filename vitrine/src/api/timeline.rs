@@ -27,6 +27,18 @@ const DEFAULT_LIMIT: usize = 500;
 /// Entries read from the store per page at most (some fall outside the asked range).
 const READ_AHEAD: usize = 4 * MAX_LIMIT;
 
+/// Where the stream's recording's segments are (see `Manifest::replay_positions`); empty
+/// without a recording.
+pub(super) async fn replay_positions(state: &AppState, id: &StreamId) -> Vec<(i64, u64, u64)> {
+    match &state.hls {
+        Some(hls) => match hls.media(id).await {
+            Some(media) => media.read(|m| m.replay_positions()),
+            None => Vec::new(),
+        },
+        None => Vec::new(),
+    }
+}
+
 /// Which part of the replay.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -88,12 +100,9 @@ async fn timeline(
         .stream(&id)
         .await?
         .ok_or_else(|| Problem::not_found("no such stream"))?;
-    let no_recording = || Problem::not_found("this stream has no recording");
-    let hls = state.hls.as_ref().ok_or_else(no_recording)?;
-    let media = hls.media(&id).await.ok_or_else(no_recording)?;
-    let positions = media.read(|m| m.replay_positions());
+    let positions = replay_positions(&state, &id).await;
     if positions.is_empty() {
-        return Err(no_recording().into());
+        return Err(Problem::not_found("this stream has no recording").into());
     }
     // Media time grows with wall time: read from the end of the segment before the one `from`
     // falls in (an event between the two maps to the latter's start).
@@ -102,9 +111,15 @@ async fn timeline(
         Some((wall, _, length)) => wall + length as i64,
         None => i64::MIN,
     };
+    // ...and ends before the first segment starting after `to` (events before it, in a gap,
+    // map to its start).
+    let after = positions.partition_point(|&(_, at, _)| at <= to);
+    let wall_to = positions
+        .get(after)
+        .map_or(i64::MAX, |&(wall, _, _)| wall - 1);
     let entries = state
         .timeline
-        .read(id.as_str(), wall_from, i64::MAX, READ_AHEAD)
+        .read(id.as_str(), wall_from, wall_to, READ_AHEAD)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "reading a timeline");

@@ -75,7 +75,8 @@ async fn assert_limited(r: reqwest::Response, what: &str) {
     assert_eq!(p["type"], "/docs/problems/rate-limited", "{what}: {p}");
 }
 
-/// Item 3: minting buyers, the OAuth2 token endpoint and order polling are limited per client
+/// Item 3: minting buyers, the OAuth2 token endpoint, order polling and the public reads of
+/// replays' timelines and products are limited per client
 /// address (429, Retry-After, problem JSON, the RateLimit headers); another address is not.
 #[tokio::test]
 async fn anonymous_routes_are_limited_per_client_address() {
@@ -131,6 +132,29 @@ async fn anonymous_routes_are_limited_per_client_address() {
         assert!(r.headers().contains_key("ratelimit"));
     }
     assert_limited(poll().await.unwrap(), "order polling").await;
+
+    // Scraping replays' timelines and products' stock: public reads, each address its own
+    // allowance (the ids need not exist: the limit comes before the handler).
+    for (i, path) in [
+        "/api/v1/public/streams/st_000000000000000000000000/timeline?limit=1000",
+        "/api/v1/public/products/pr_000000000000000000000000",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let from = format!("198.51.100.{}", 20 + i);
+        let read = || {
+            server
+                .http
+                .get(server.url(path))
+                .header("x-forwarded-for", &from)
+                .send()
+        };
+        for _ in 0..3 {
+            assert_eq!(read().await.unwrap().status(), 404, "{path}");
+        }
+        assert_limited(read().await.unwrap(), path).await;
+    }
     server.stop().await;
 }
 

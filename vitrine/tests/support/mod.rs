@@ -1218,3 +1218,54 @@ impl Drop for MediaPublisher {
         let _ = self.pipeline.set_state(gstreamer::State::Null);
     }
 }
+
+/// How long a test waits for the HLS pipeline's output (a ladder on a loaded 2-core machine).
+pub const MEDIA_WAIT: Duration = Duration::from_secs(90);
+
+/// `#EXT-X-MEDIA-SEQUENCE` plus the complete segments listed: the next segment's number.
+pub fn next_msn(playlist: &str) -> u64 {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    first
+        + playlist
+            .lines()
+            .filter(|l| l.starts_with("#EXTINF"))
+            .count() as u64
+}
+
+/// Polls a media playlist with LL-HLS blocking reloads (each asks for the next segment, so the
+/// server answers when it exists) until `ready` holds.
+pub async fn wait_playlist(
+    server: &TestServer,
+    url: &str,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    let mut next = None;
+    loop {
+        let r = match next {
+            Some(msn) => server.http.get(format!("{url}?_HLS_msn={msn}")),
+            None => server.http.get(url),
+        };
+        let r = r.send().await.unwrap();
+        // 503: nothing new within three target durations (the publisher is away): ask again
+        // without blocking.
+        if r.status() != 200 {
+            next = None;
+            continue;
+        }
+        let text = r.text().await.unwrap();
+        if ready(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        next = Some(next_msn(&text));
+    }
+}
