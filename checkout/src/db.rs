@@ -94,8 +94,37 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `rows` parenthesised groups of `width` numbered placeholders, for a multi-row VALUES:
+/// `value_rows(2, 3)` is `($1, $2, $3), ($4, $5, $6)`.
+pub(crate) fn value_rows(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// Marks a query built with `format!` as safe. Only ever used with column lists and table
 /// fragments that are constants of this crate; values always go through `bind`.
 pub(crate) fn sql(query: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(query)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn value_rows_numbers_placeholders_row_by_row() {
+        assert_eq!(super::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::value_rows(1, 1), "($1)");
+    }
 }

@@ -85,30 +85,6 @@ impl Checkout {
         .transpose()
     }
 
-    /// Claims a key with a final result in one statement (a request refused before it reserved
-    /// anything). False when the key was already taken.
-    pub(crate) async fn claim_key_with(
-        &self,
-        buyer: &BuyerId,
-        key: &str,
-        hash: &str,
-        result: &OrderResult,
-    ) -> Result<bool, CheckoutError> {
-        let json = serde_json::to_string(result).map_err(corrupt)?;
-        let done = sqlx::query(
-            "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
-        )
-        .bind(buyer.as_str())
-        .bind(key)
-        .bind(hash)
-        .bind(json)
-        .bind(crate::db::now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Marks the key's attempt as failed, so that a retry resumes it rather than waiting.
     pub(crate) async fn mark_attempt_failed(
         &self,

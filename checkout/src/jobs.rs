@@ -22,6 +22,10 @@ pub struct JobMetrics {
     pub row_errors: Family<JobLabel, Counter>,
     /// Rows deleted by the pruning job, by table.
     pub pruned: Family<JobLabel, Counter>,
+    /// Transactions of the order path's group commit, by step (`reserve`, `settle`).
+    pub batches: Family<JobLabel, Counter>,
+    /// Requests those transactions wrote (divided by `batches`: the mean batch size).
+    pub batched: Family<JobLabel, Counter>,
 }
 
 impl JobMetrics {
@@ -36,6 +40,32 @@ impl JobMetrics {
             "Rows deleted by the pruning job, by what they were",
             self.pruned.clone(),
         );
+        registry.register(
+            "vitrine_checkout_batches",
+            "Transactions of the order path's group commit, by step (reserve, settle)",
+            self.batches.clone(),
+        );
+        registry.register(
+            "vitrine_checkout_batched_requests",
+            "Requests written by those transactions (over batches: the mean batch size)",
+            self.batched.clone(),
+        );
+    }
+
+    /// Counts a group-commit batch of `n` requests of `step`.
+    pub(crate) fn note_batch(&self, step: &'static str, n: usize) {
+        let label = JobLabel { job: step };
+        self.batches.get_or_create(&label).inc();
+        self.batched.get_or_create(&label).inc_by(n as u64);
+    }
+
+    /// Batches and requests of `step` so far (for tests and the benchmark's report).
+    pub fn batches_of(&self, step: &'static str) -> (u64, u64) {
+        let label = JobLabel { job: step };
+        (
+            self.batches.get_or_create(&label).get(),
+            self.batched.get_or_create(&label).get(),
+        )
     }
 
     /// Logs and counts a row that failed; the caller goes on with the next row.

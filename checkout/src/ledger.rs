@@ -197,6 +197,98 @@ pub(crate) async fn post_for_order(
     Ok(())
 }
 
+/// Posts the sales of a batch of orders of one seller just paid (see [`post_for_order`]): the
+/// balance row locked once per currency, the debt repaid in order, the entries in one INSERT,
+/// their postings in another, the balance moved once. An order that already has its sale entry
+/// makes the whole call fail (the caller writes the batch again one order at a time).
+pub(crate) async fn post_sales(
+    tx: &mut Tx<'_>,
+    orders: &[&crate::Order],
+    fees: &crate::fees::FeePolicy,
+    now: i64,
+) -> Result<(), CheckoutError> {
+    let mut currencies: Vec<Currency> = orders.iter().map(|o| o.total.currency).collect();
+    currencies.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    currencies.dedup();
+    for currency in currencies {
+        let of_currency: Vec<&&crate::Order> = orders
+            .iter()
+            .filter(|o| o.total.currency == currency)
+            .collect();
+        let seller = &of_currency[0].seller_id;
+        let (_, mut debt) = locked_balance(tx, seller, currency).await?;
+        let mut entries = Vec::with_capacity(of_currency.len());
+        for order in of_currency {
+            let total = order.total.amount;
+            let postings = sale_postings(seller, total, fees.sale_fee(total), debt);
+            let postings: Vec<_> = postings.into_iter().filter(|(_, a)| *a != 0).collect();
+            if postings.len() < 2 {
+                continue;
+            }
+            let entry = Entry {
+                kind: EntryKind::Sale,
+                reference: order.id.to_string(),
+                seller: seller.clone(),
+                currency,
+                postings,
+            };
+            entry.check()?;
+            debt += entry.seller_deltas().2;
+            entries.push(entry);
+        }
+        post_many(tx, &entries, now).await?;
+    }
+    Ok(())
+}
+
+/// Writes entries of one seller and currency, their postings, and the balance's move by them.
+async fn post_many(tx: &mut Tx<'_>, entries: &[Entry], now: i64) -> Result<(), CheckoutError> {
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = entries.iter().map(|_| random_id("le")).collect();
+    let mut insert = sqlx::query(crate::db::sql(format!(
+        "INSERT INTO ledger_entries (id, kind, reference, seller_id, currency, created_at) \
+         VALUES {} ON CONFLICT (kind, reference) DO NOTHING",
+        crate::db::value_rows(entries.len(), 6)
+    )));
+    for (id, entry) in ids.iter().zip(entries) {
+        insert = insert
+            .bind(id.clone())
+            .bind(entry.kind.as_str())
+            .bind(entry.reference.clone())
+            .bind(entry.seller.to_string())
+            .bind(entry.currency.as_str())
+            .bind(now);
+    }
+    if insert.execute(&mut **tx).await?.rows_affected() != entries.len() as u64 {
+        return Err(CheckoutError::Conflict(
+            "an order of the batch already has its ledger entry".into(),
+        ));
+    }
+    let count: usize = entries.iter().map(|e| e.postings.len()).sum();
+    let mut postings = sqlx::query(crate::db::sql(format!(
+        "INSERT INTO ledger_postings (entry_id, account, amount) VALUES {}",
+        crate::db::value_rows(count, 3)
+    )));
+    let (mut available, mut in_transit, mut debt) = (0, 0, 0);
+    for (id, entry) in ids.iter().zip(entries) {
+        for (account, amount) in &entry.postings {
+            postings = postings.bind(id.clone()).bind(account.name()).bind(*amount);
+        }
+        let (a, t, d) = entry.seller_deltas();
+        (available, in_transit, debt) = (available + a, in_transit + t, debt + d);
+    }
+    postings.execute(&mut **tx).await?;
+    move_balance(
+        tx,
+        &first.seller,
+        first.currency,
+        (available, in_transit, debt),
+    )
+    .await
+}
+
 /// Writes an entry and its postings. Returns false (writing nothing) when an entry of this kind
 /// and reference exists: each order is a sale once, each payout paid once.
 pub(crate) async fn post_entry(
@@ -222,12 +314,9 @@ pub(crate) async fn post_entry(
         return Ok(false);
     }
     // All postings in one statement: one round trip, whatever their number.
-    let values: Vec<String> = (0..entry.postings.len())
-        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-        .collect();
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let mut insert = sqlx::query(crate::db::sql(format!(
         "INSERT INTO ledger_postings (entry_id, account, amount) VALUES {}",
-        values.join(", ")
+        crate::db::value_rows(entry.postings.len(), 3)
     )));
     for (account, amount) in &entry.postings {
         insert = insert.bind(id.clone()).bind(account.name()).bind(*amount);
@@ -241,7 +330,17 @@ pub(crate) async fn post(tx: &mut Tx<'_>, entry: &Entry, now: i64) -> Result<boo
     if !post_entry(tx, entry, now).await? {
         return Ok(false);
     }
-    let (available, in_transit, debt) = entry.seller_deltas();
+    move_balance(tx, &entry.seller, entry.currency, entry.seller_deltas()).await?;
+    Ok(true)
+}
+
+/// Moves a seller's balances by (available, in transit, debt), creating the row on first use.
+async fn move_balance(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    currency: Currency,
+    (available, in_transit, debt): (i64, i64, i64),
+) -> Result<(), CheckoutError> {
     sqlx::query(
         "INSERT INTO seller_balances (seller_id, currency, available, in_transit, debt) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seller_id, currency) DO UPDATE SET \
@@ -249,14 +348,14 @@ pub(crate) async fn post(tx: &mut Tx<'_>, entry: &Entry, now: i64) -> Result<boo
          in_transit = seller_balances.in_transit + excluded.in_transit, \
          debt = seller_balances.debt + excluded.debt",
     )
-    .bind(entry.seller.as_str())
-    .bind(entry.currency.as_str())
+    .bind(seller.as_str())
+    .bind(currency.as_str())
     .bind(available)
     .bind(in_transit)
     .bind(debt)
     .execute(&mut **tx)
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Claims `amount` of the seller's available balance for a payout, or returns false when the

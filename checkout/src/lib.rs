@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod fees;
 pub mod fx;
+pub(crate) mod group;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
@@ -113,7 +114,24 @@ pub struct Checkout {
     pub(crate) card_key: card::CardKey,
     /// Counters of the background jobs (rows that failed, rows pruned).
     pub(crate) jobs: jobs::JobMetrics,
+    /// The reserve step's group commit, per product.
+    pub(crate) reservations: group::Batcher<
+        vitrine_core::ProductId,
+        orders::ReserveJob,
+        Result<orders::Reserved, CheckoutError>,
+    >,
+    /// The settle step's group commit, per seller (whose balance row every sale moves).
+    pub(crate) settlements: group::Batcher<
+        vitrine_core::SellerId,
+        orders::SettleJob,
+        Result<orders::OrderResult, CheckoutError>,
+    >,
+    /// What each pin had left after this node's last reservation through it.
+    pub(crate) availability: orders::Availability,
 }
+
+/// Most requests written in one transaction of the order path.
+pub const MAX_BATCH: usize = 64;
 
 impl Checkout {
     pub fn new(
@@ -137,6 +155,9 @@ impl Checkout {
             rates: rates::Rates::new(config.rates_max_age),
             card_key: card::CardKey::ephemeral(),
             jobs: jobs::JobMetrics::default(),
+            reservations: group::Batcher::new(MAX_BATCH),
+            settlements: group::Batcher::new(MAX_BATCH),
+            availability: orders::Availability::default(),
             config,
         }
     }

@@ -110,10 +110,17 @@ impl PaymentProvider for SandboxProvider {
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
         let now = now_ms();
+        // With no latency the answer is final at once, as a processor that confirms
+        // synchronously answers (an outcome that never settles stays processing).
+        let status = match outcome {
+            "approve" if self.latency.is_zero() => "succeeded",
+            "decline" if self.latency.is_zero() => "declined",
+            _ => "processing",
+        };
         sqlx::query(
             "INSERT INTO sandbox_payments (id, reference, amount, currency, card_last4, outcome, \
              status, decline_code, settles_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'processing', $7, $8, $9) \
+             VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) \
              ON CONFLICT (reference) DO NOTHING",
         )
         .bind(format!("py_{}", hex::encode(id)))
@@ -125,6 +132,7 @@ impl PaymentProvider for SandboxProvider {
         .bind(decline)
         .bind(now + self.latency.as_millis() as i64)
         .bind(now)
+        .bind(status)
         .execute(&self.pool)
         .await
         .map_err(Self::unavailable)?;

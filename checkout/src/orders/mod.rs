@@ -14,15 +14,22 @@
 //! processor's own record once its reservation window has passed. This module holds the order's
 //! types and row mapping; it never talks to the processor itself.
 
+mod allocate;
+mod availability;
 mod manage;
 mod page;
 mod place;
 mod reserve;
+mod reserve_batch;
 mod sales;
 mod settle;
+mod settle_batch;
 
+pub(crate) use availability::Availability;
 pub use page::{OrderOwner, OrderPage, OrderQuery};
+pub(crate) use reserve::{ReserveJob, Reserved};
 pub(crate) use settle::Change;
+pub(crate) use settle_batch::SettleJob;
 
 use crate::card::CardInput;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};

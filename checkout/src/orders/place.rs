@@ -1,7 +1,8 @@
 //! Placing an order: the idempotency key's first request reserves and charges; a repeat is
 //! answered from what the key stored. Never touches stock itself (see `reserve`).
 
-use super::reserve::Reserved;
+use super::reserve::{ReserveJob, Reserved};
+use super::settle_batch::{SettleJob, SettleWriter};
 use super::{MAX_ORDER_QUANTITY, NewOrder, Order, OrderResult, Placed, reject};
 use crate::Checkout;
 use crate::card::CardNumber;
@@ -30,10 +31,16 @@ impl Checkout {
         let card = CardNumber::parse(new.payment.card_number.expose())
             .map_err(|e| CheckoutError::Invalid(e.to_string()))?;
         let hash = request_hash(&new, &card, &self.card_key);
-        if let Some(existing) = self.load_key(buyer, key).await? {
-            return self.replay(buyer, key, &hash, &card, existing).await;
-        }
-        let order = match self.reserve(buyer, key, &hash, &new, &card).await? {
+        let job = ReserveJob {
+            buyer: buyer.clone(),
+            key: key.to_owned(),
+            hash: hash.clone(),
+            card_last4: card.last4().to_owned(),
+            new,
+        };
+        // The key is claimed in the reservation's transaction; a repeat learns there that an
+        // earlier request holds it and is answered from what that one stored.
+        let order = match self.reserve(job).await? {
             Reserved::Order(order) => order,
             Reserved::Rejected(rejection) => {
                 return Ok(Placed {
@@ -49,7 +56,6 @@ impl Checkout {
                 return self.replay(buyer, key, &hash, &card, existing).await;
             }
         };
-        self.announce_stock(&order.product_id).await;
         let result = self.charge_for_key(buyer, key, order, &card).await?;
         Ok(Placed {
             result,
@@ -176,14 +182,26 @@ impl Checkout {
         // A processor that cannot be reached leaves the order pending: a retry with the key
         // resumes it, or the reaper asks again when the reservation expires, so a charge that
         // did go through is never lost.
-        self.payments.create(&request).await?;
-        let mut payment = self
-            .payments
-            .wait(&request.reference, self.config.payment_timeout)
-            .await?;
+        // A processor that confirms at once (the answer to `create` is final) is not asked
+        // again.
+        let mut payment = self.payments.create(&request).await?;
+        if payment.status == PaymentStatus::Processing {
+            payment = self
+                .payments
+                .wait(&request.reference, self.config.payment_timeout)
+                .await?;
+        }
         if payment.status == PaymentStatus::Processing {
             payment = self.payments.cancel(&request.reference).await?;
         }
-        self.settle(order, &payment).await
+        let seller = order.seller_id.clone();
+        self.settlements
+            .submit(
+                seller,
+                SettleJob { order, payment },
+                SettleWriter(self.clone()),
+            )
+            .await
+            .map_err(|_| CheckoutError::Unavailable("the settlement was lost; retry".into()))?
     }
 }

@@ -1,30 +1,51 @@
 //! Step 1 of the order path: claim the idempotency key and take the units in one transaction,
-//! or store why not. Only conditional UPDATEs move stock; nothing here reads and then writes
-//! (a product read as sold out is refused before the transaction, which stock that only goes
-//! down between restocks allows). The contended rows are written last, just before the commit.
+//! or store why not. This module prices a request and hands it to the product's batch writer
+//! ([`super::reserve_batch`]); only conditional UPDATEs move stock.
 
-use super::{NewOrder, ORDER_COLUMNS, Order, OrderResult, OrderSource, Presentment, reject};
+use super::reserve_batch::ReserveWriter;
+use super::{NewOrder, Order, OrderSource, Presentment, reject};
 use crate::Checkout;
-use crate::card::CardNumber;
 use crate::catalog::Product;
-use crate::db::{now_ms, sql};
-use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
-use crate::ledger::Tx;
+use crate::db::sql;
+use crate::error::{CheckoutError, RejectKind, Rejection};
 use crate::order_state::OrderStatus;
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
 use crate::rates::RatesUnavailable;
-use crate::webhooks::EventType;
-use crate::webhooks::outbox;
-use sqlx::Row;
-use vitrine_core::{BuyerId, Currency, Money, OrderId, Timestamp};
+use std::collections::HashMap;
+use vitrine_core::{BuyerId, Currency, Money, OrderId, PinId, StreamId, Timestamp};
+
+/// One request to reserve: the key it claims and what it buys.
+#[derive(Clone)]
+pub(crate) struct ReserveJob {
+    pub buyer: BuyerId,
+    pub key: String,
+    /// The request's fingerprint ([`crate::idempotency::request_hash`]).
+    pub hash: String,
+    pub new: NewOrder,
+    pub card_last4: String,
+}
 
 /// Outcome of the reserve step.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Reserved {
+pub(crate) enum Reserved {
+    /// The pending order.
     Order(Order),
     Rejected(Rejection),
     /// The key was claimed by an earlier request.
     KeyTaken,
+}
+
+/// A batch's pins, looked up once per (pin, stream, from a replay).
+pub(crate) type PinCache =
+    HashMap<(Option<PinId>, Option<StreamId>, bool), Result<Option<Pin>, Rejection>>;
+
+/// What a request buys, priced.
+pub(crate) struct Priced {
+    pub product: Product,
+    pub pin: Option<Pin>,
+    pub unit: Money,
+    pub total: Money,
+    pub presentment: Option<Presentment>,
 }
 
 impl Checkout {
@@ -74,100 +95,57 @@ impl Checkout {
         }
     }
 
-    /// Step 1: claim the key and take the units, or store why not.
-    pub(super) async fn reserve(
-        &self,
-        buyer: &BuyerId,
-        key: &str,
-        hash: &str,
-        new: &NewOrder,
-        card: &CardNumber,
-    ) -> Result<Reserved, CheckoutError> {
-        let now = now_ms();
-        let claim = Claim { buyer, key, hash };
-        let priced = match self.price(new, now).await? {
-            Ok(priced) => priced,
-            Err(rejection) => return self.refuse(&claim, rejection).await,
-        };
-        // Stock only goes down between restocks: a product seen sold out is refused without a
-        // transaction, which is what most requests are once a flash sale is over.
-        if priced.product.stock < i64::from(new.quantity) {
-            return self
-                .refuse(&claim, reject(RejectKind::SoldOut, "sold out"))
-                .await;
-        }
-        let order = self.new_order(buyer, &priced, new, card, now);
-        let mut tx = self.pool.begin().await?;
-        // Everything that is this buyer's alone first; the rows every buyer of the sale
-        // contends for (the product's stock, the pin's quantity) last, so their locks are held
-        // from their UPDATE to the commit and no longer.
-        let (left, mut outboxed) =
-            match take_rows(&mut tx, &claim, &priced, &order, new.quantity, now).await? {
-                Ok(taken) => taken,
-                Err(Stop::Refused(rejection)) => {
-                    tx.rollback().await?;
-                    return self.refuse(&claim, rejection).await;
-                }
-                Err(Stop::KeyHeld) => {
-                    tx.rollback().await?;
-                    return Ok(Reserved::KeyTaken);
-                }
-            };
-        if left == 0 {
-            let p = &priced.product;
-            let sold_out = serde_json::json!({
-                "product_id": p.id, "sku": p.sku, "title": p.title,
-            });
-            outboxed |= outbox::record(
-                &mut tx,
-                &order.seller_id,
-                EventType::ProductSoldOut,
-                &sold_out,
-            )
-            .await?
-            .is_some();
-        }
-        tx.commit().await?;
-        // The dispatcher is woken only when there is something for it: most orders have none.
-        if outboxed {
-            self.wake_webhooks();
-        }
-        tracing::debug!(order = %order.id, "stock reserved");
-        Ok(Reserved::Order(order))
+    /// Step 1: claim the key and take the units, or store why not. Requests for one product
+    /// are written together (see [`crate::group`]): the first alone, the ones that arrive
+    /// meanwhile as the next batch, in one transaction.
+    pub(super) async fn reserve(&self, job: ReserveJob) -> Result<Reserved, CheckoutError> {
+        let key = job.new.product_id.clone();
+        self.reservations
+            .submit(key, job, ReserveWriter(self.clone()))
+            .await
+            .map_err(|_| CheckoutError::Unavailable("the reservation was lost; retry".into()))?
     }
 
-    /// Stores a refusal as the key's final answer (unless an earlier request holds the key).
-    async fn refuse(
-        &self,
-        claim: &Claim<'_>,
-        rejection: Rejection,
-    ) -> Result<Reserved, CheckoutError> {
-        let result = OrderResult::Rejected(rejection.clone());
-        Ok(
-            if self
-                .claim_key_with(claim.buyer, claim.key, claim.hash, &result)
-                .await?
-            {
-                Reserved::Rejected(rejection)
-            } else {
-                Reserved::KeyTaken
-            },
-        )
-    }
-
-    /// What the request buys and at what price, or why it cannot be bought (read only).
-    async fn price(
+    /// Prices one request of a batch whose product is `product` (`None`: no such product on
+    /// sale), its pin looked up once per batch in `pins`.
+    pub(super) async fn price_in_batch(
         &self,
         new: &NewOrder,
+        product: Option<&Product>,
+        pins: &mut PinCache,
         now: i64,
     ) -> Result<Result<Priced, Rejection>, CheckoutError> {
-        let Some(product) = self.any_product(&new.product_id).await? else {
+        let Some(product) = product else {
             return Ok(Err(reject(RejectKind::ProductNotFound, "no such product")));
         };
-        let pin = match self.pin_for(new, &product).await? {
+        let slot = (
+            new.pin_id.clone(),
+            new.stream_id.clone(),
+            new.source == OrderSource::Replay,
+        );
+        let pin = match pins.get(&slot) {
+            Some(found) => found.clone(),
+            None => {
+                let found = self.pin_for(new, product).await?;
+                pins.insert(slot, found.clone());
+                found
+            }
+        };
+        let pin = match pin {
             Ok(pin) => pin,
             Err(rejection) => return Ok(Err(rejection)),
         };
+        self.price(new, product, pin, now)
+    }
+
+    /// What the request buys and at what price, or why it cannot be bought (no IO).
+    fn price(
+        &self,
+        new: &NewOrder,
+        product: &Product,
+        pin: Option<Pin>,
+        now: i64,
+    ) -> Result<Result<Priced, Rejection>, CheckoutError> {
         if let Some(pin) = &pin {
             if pin.ended(now) {
                 return Ok(Err(reject(RejectKind::SaleEnded, "the sale has ended")));
@@ -178,6 +156,11 @@ impl Checkout {
                     format!("at most {limit} per buyer"),
                 )));
             }
+        }
+        // Stock only goes down between restocks: a product seen sold out is refused before
+        // its row is locked, which is what most requests are once a flash sale is over.
+        if product.stock < i64::from(new.quantity) {
+            return Ok(Err(reject(RejectKind::SoldOut, "sold out")));
         }
         let unit = pin
             .as_ref()
@@ -191,7 +174,7 @@ impl Checkout {
             _ => None,
         };
         Ok(Ok(Priced {
-            product,
+            product: product.clone(),
             pin,
             unit,
             total,
@@ -200,14 +183,8 @@ impl Checkout {
     }
 
     /// The pending order a reservation makes.
-    fn new_order(
-        &self,
-        buyer: &BuyerId,
-        priced: &Priced,
-        new: &NewOrder,
-        card: &CardNumber,
-        now: i64,
-    ) -> Order {
+    pub(super) fn new_order(&self, job: &ReserveJob, priced: &Priced, now: i64) -> Order {
+        let (buyer, new) = (&job.buyer, &job.new);
         let reserved_until = now + self.config.reservation_window.as_millis() as i64;
         Order {
             id: OrderId::generate_in(self.config.home.as_ref()),
@@ -225,7 +202,7 @@ impl Checkout {
             total: priced.total,
             failure: None,
             payment_id: None,
-            card_last4: card.last4().to_owned(),
+            card_last4: job.card_last4.clone(),
             reserved_until,
             created_at: now,
             updated_at: now,
@@ -277,199 +254,4 @@ impl Checkout {
             as_of: table.as_of.clone(),
         })
     }
-}
-
-/// The idempotency key a reservation claims.
-struct Claim<'a> {
-    buyer: &'a BuyerId,
-    key: &'a str,
-    hash: &'a str,
-}
-
-/// What a request buys, priced.
-struct Priced {
-    product: Product,
-    pin: Option<Pin>,
-    unit: Money,
-    total: Money,
-    presentment: Option<Presentment>,
-}
-
-/// Why the reservation's transaction stops short (the caller rolls it back).
-enum Stop {
-    /// An earlier request holds the idempotency key.
-    KeyHeld,
-    Refused(Rejection),
-}
-
-/// The reservation's writes, in their order: this buyer's own rows first, the rows every buyer
-/// of the sale contends for (the product's stock, the pin's quantity) last, so their locks last
-/// from their UPDATE to the commit. The stock left and whether the outbox got a row.
-async fn take_rows(
-    tx: &mut Tx<'_>,
-    claim: &Claim<'_>,
-    priced: &Priced,
-    order: &Order,
-    quantity: u32,
-    now: i64,
-) -> Result<Result<(i64, bool), Stop>, CheckoutError> {
-    if let Some(stop) = claim_and_check_limit(tx, claim, priced, quantity, now).await? {
-        return Ok(Err(stop));
-    }
-    insert_order(tx, order, claim).await?;
-    let created = outbox::record(tx, &order.seller_id, EventType::OrderCreated, order).await?;
-    Ok(take_stock(tx, priced, quantity, now)
-        .await?
-        .map(|left| (left, created.is_some())))
-}
-
-/// Claims the key (the first write: on SQLite it takes the write lock before anything else),
-/// then counts the units against the buyer's per-pin limit (a row of this buyer's only).
-async fn claim_and_check_limit(
-    tx: &mut Tx<'_>,
-    claim: &Claim<'_>,
-    priced: &Priced,
-    quantity: u32,
-    now: i64,
-) -> Result<Option<Stop>, CheckoutError> {
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, created_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
-    )
-    .bind(claim.buyer.as_str())
-    .bind(claim.key)
-    .bind(claim.hash)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        return Ok(Some(Stop::KeyHeld));
-    }
-    let Some((pin, limit)) = priced
-        .pin
-        .as_ref()
-        .and_then(|p| p.per_buyer_limit.map(|l| (p, l)))
-    else {
-        return Ok(None);
-    };
-    let took = sqlx::query(
-        "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
-         ON CONFLICT (pin_id, buyer_id) DO UPDATE \
-         SET quantity = pin_buyers.quantity + excluded.quantity \
-         WHERE pin_buyers.quantity + excluded.quantity <= $4",
-    )
-    .bind(pin.id.as_str())
-    .bind(claim.buyer.as_str())
-    .bind(i64::from(quantity))
-    .bind(i64::from(limit))
-    .execute(&mut **tx)
-    .await?;
-    Ok((took.rows_affected() == 0).then(|| {
-        Stop::Refused(reject(
-            RejectKind::LimitExceeded,
-            format!("at most {limit} per buyer"),
-        ))
-    }))
-}
-
-/// Takes the units from the product's stock and the pin's quantity cap, each with a
-/// conditional UPDATE: the two rows every buyer of a sale contends for, so the last writes
-/// before the commit. The product's stock left, or the refusal when either is spent (or the
-/// sale ended meanwhile).
-async fn take_stock(
-    tx: &mut Tx<'_>,
-    priced: &Priced,
-    quantity: u32,
-    now: i64,
-) -> Result<Result<i64, Stop>, CheckoutError> {
-    let q = i64::from(quantity);
-    let took = sqlx::query(
-        "UPDATE products SET stock = stock - $1, updated_at = $2 \
-         WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
-    )
-    .bind(q)
-    .bind(now)
-    .bind(priced.product.id.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(took) = took else {
-        return Ok(Err(Stop::Refused(reject(RejectKind::SoldOut, "sold out"))));
-    };
-    let left: i64 = took.try_get(0)?;
-    let Some(pin) = &priced.pin else {
-        return Ok(Ok(left));
-    };
-    let took = sqlx::query(
-        "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND active = 1 \
-         AND (remaining IS NULL OR remaining >= $1) AND (ends_at IS NULL OR ends_at > $3)",
-    )
-    .bind(q)
-    .bind(pin.id.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if took.rows_affected() > 0 {
-        return Ok(Ok(left));
-    }
-    let still_on = sqlx::query(
-        "SELECT 1 FROM pins WHERE id = $1 AND active = 1 AND (ends_at IS NULL OR ends_at > $2)",
-    )
-    .bind(pin.id.as_str())
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?
-    .is_some();
-    Ok(Err(Stop::Refused(if still_on {
-        reject(RejectKind::SoldOut, "the sale's quantity is sold out")
-    } else {
-        reject(RejectKind::SaleEnded, "the sale has ended")
-    })))
-}
-
-/// Inserts the pending order and ties the key to it.
-async fn insert_order(
-    tx: &mut Tx<'_>,
-    order: &Order,
-    claim: &Claim<'_>,
-) -> Result<(), CheckoutError> {
-    sqlx::query(sql(format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, \
-         NULL, NULL, NULL, NULL)"
-    )))
-    .bind(order.id.as_str())
-    .bind(order.status.as_str())
-    .bind(order.buyer_id.as_str())
-    .bind(order.seller_id.as_str())
-    .bind(order.product_id.as_str())
-    .bind(order.pin_id.as_ref().map(|p| p.as_str().to_owned()))
-    .bind(order.stream_id.as_ref().map(|s| s.as_str().to_owned()))
-    .bind(i64::from(order.quantity))
-    .bind(order.unit_price.amount)
-    .bind(order.total.amount)
-    .bind(order.total.currency.as_str())
-    .bind(None::<String>)
-    .bind(None::<String>)
-    .bind(&order.card_last4)
-    .bind(order.reserved_until)
-    .bind(order.created_at)
-    .bind(
-        order
-            .presentment
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?,
-    )
-    .bind(order.source.as_str())
-    .bind(order.media_ms.map(|ms| ms as i64))
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE idempotency_keys SET order_id = $1 WHERE buyer_id = $2 AND idem_key = $3")
-        .bind(order.id.as_str())
-        .bind(claim.buyer.as_str())
-        .bind(claim.key)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

@@ -13,60 +13,44 @@ use crate::webhooks::outbox;
 use vitrine_core::{CommerceEvent, Timestamp};
 
 impl Checkout {
-    /// Step 3: apply the processor's answer to a pending order.
+    /// Step 3: apply the processor's answer to a pending order, in a transaction of its own
+    /// (the order path batches this, see `settle_batch`; this is its one-order form).
     pub(crate) async fn settle(
         &self,
         order: Order,
         payment: &Payment,
     ) -> Result<OrderResult, CheckoutError> {
-        let (event, failure) = match &payment.status {
-            PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
-            PaymentStatus::Declined { code } => (
-                OrderEvent::Cancel,
-                Some(reject(
-                    RejectKind::PaymentDeclined,
-                    format!("the card was declined ({code})"),
-                )),
-            ),
-            PaymentStatus::Processing | PaymentStatus::Cancelled | PaymentStatus::Refunded => (
-                OrderEvent::Cancel,
-                Some(reject(
-                    RejectKind::PaymentTimeout,
-                    "the card processor did not confirm in time; nothing was charged",
-                )),
-            ),
-        };
-        let reason = failure.as_ref().map(|r| match r.kind {
-            RejectKind::PaymentDeclined => "payment_declined",
-            _ => "payment_timeout",
-        });
-        match self
-            .transition(&order, event, reason, Some(&payment.id), failure.as_ref())
-            .await?
-        {
-            Some(settled) => Ok(match failure {
+        let change = change_for(payment);
+        match self.apply_change(&order, &change.as_change()).await? {
+            Some(settled) => Ok(match change.rejection {
                 None => OrderResult::Created(settled),
                 Some(rejection) => OrderResult::Rejected(rejection),
             }),
-            None => {
-                // Someone else settled it first (the reaper, after the reservation expired).
-                let current = self.order_by_id(&order.id).await?;
-                if current.status != OrderStatus::Paid && payment.status == PaymentStatus::Succeeded
-                {
-                    // Its own key: this is no seller's refund, and never one of the order's.
-                    let key = format!("{}-late-charge", payment.reference);
-                    self.payments.refund(&payment.reference, &key).await?;
-                }
-                Ok(if current.status == OrderStatus::Paid {
-                    OrderResult::Created(current)
-                } else {
-                    OrderResult::Rejected(reject(
-                        RejectKind::PaymentTimeout,
-                        "the reservation expired before the payment was confirmed",
-                    ))
-                })
-            }
+            None => self.settled_elsewhere(&order, payment).await,
         }
+    }
+
+    /// The answer for an order that someone else settled first (the reaper, after the
+    /// reservation expired): a charge that went through after all is refunded.
+    pub(crate) async fn settled_elsewhere(
+        &self,
+        order: &Order,
+        payment: &Payment,
+    ) -> Result<OrderResult, CheckoutError> {
+        let current = self.order_by_id(&order.id).await?;
+        if current.status != OrderStatus::Paid && payment.status == PaymentStatus::Succeeded {
+            // Its own key: this is no seller's refund, and never one of the order's.
+            let key = format!("{}-late-charge", payment.reference);
+            self.payments.refund(&payment.reference, &key).await?;
+        }
+        Ok(if current.status == OrderStatus::Paid {
+            OrderResult::Created(current)
+        } else {
+            OrderResult::Rejected(reject(
+                RejectKind::PaymentTimeout,
+                "the reservation expired before the payment was confirmed",
+            ))
+        })
     }
 
     /// Applies `event` to `order` if it is still in the state it was read in. Gives the units
@@ -209,6 +193,58 @@ impl Checkout {
                 available,
             });
         }
+    }
+}
+
+/// What a payment's answer does to its pending order.
+pub(crate) struct PaymentChange {
+    event: OrderEvent,
+    failure: Option<&'static str>,
+    payment_id: String,
+    /// The placement's refusal when the order did not sell.
+    pub rejection: Option<Rejection>,
+}
+
+impl PaymentChange {
+    pub(crate) fn as_change(&self) -> Change<'_> {
+        Change {
+            event: self.event,
+            failure: self.failure,
+            payment_id: Some(&self.payment_id),
+            rejection: self.rejection.as_ref(),
+            shipment: None,
+        }
+    }
+}
+
+/// The change a payment's answer makes: paid, or cancelled with why.
+pub(crate) fn change_for(payment: &Payment) -> PaymentChange {
+    let (event, rejection) = match &payment.status {
+        PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
+        PaymentStatus::Declined { code } => (
+            OrderEvent::Cancel,
+            Some(reject(
+                RejectKind::PaymentDeclined,
+                format!("the card was declined ({code})"),
+            )),
+        ),
+        PaymentStatus::Processing | PaymentStatus::Cancelled | PaymentStatus::Refunded => (
+            OrderEvent::Cancel,
+            Some(reject(
+                RejectKind::PaymentTimeout,
+                "the card processor did not confirm in time; nothing was charged",
+            )),
+        ),
+    };
+    let failure = rejection.as_ref().map(|r| match r.kind {
+        RejectKind::PaymentDeclined => "payment_declined",
+        _ => "payment_timeout",
+    });
+    PaymentChange {
+        event,
+        failure,
+        payment_id: payment.id.clone(),
+        rejection,
     }
 }
 

@@ -21,17 +21,53 @@ pub async fn record(
     kind: EventType,
     data: &impl Serialize,
 ) -> Result<Option<String>, sqlx::Error> {
-    let subscribed = sqlx::query(
+    if !subscribed(tx, seller, kind).await? {
+        return Ok(None);
+    }
+    insert(tx, seller, kind, data).await.map(Some)
+}
+
+/// Records one `kind` message per item of `data` (a batch of orders), asking once whether any
+/// endpoint subscribes; true when the outbox got messages.
+pub async fn record_all<T: Serialize>(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+    data: &[T],
+) -> Result<bool, sqlx::Error> {
+    if data.is_empty() || !subscribed(tx, seller, kind).await? {
+        return Ok(false);
+    }
+    for item in data {
+        insert(tx, seller, kind, item).await?;
+    }
+    Ok(true)
+}
+
+/// Whether an enabled endpoint of `seller` subscribes to `kind`.
+async fn subscribed(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
         "SELECT 1 FROM webhook_endpoints WHERE seller_id = $1 AND status = 'enabled' \
          AND deleted_at IS NULL AND (event_types = '[]' OR event_types LIKE $2) LIMIT 1",
     )
     .bind(seller.as_str())
     .bind(format!("%\"{}\"%", kind.as_str()))
     .fetch_optional(&mut **tx)
-    .await?;
-    if subscribed.is_none() {
-        return Ok(None);
-    }
+    .await?
+    .is_some())
+}
+
+/// Writes the message and one pending delivery per subscribed endpoint.
+async fn insert(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+    data: &impl Serialize,
+) -> Result<String, sqlx::Error> {
     // The Standard Webhooks message id (`msg_...`): receivers de-duplicate by it.
     let id = random_id("msg");
     let now = Timestamp::now();
@@ -61,5 +97,5 @@ pub async fn record(
     .bind(format!("%\"{}\"%", kind.as_str()))
     .execute(&mut **tx)
     .await?;
-    Ok(Some(id))
+    Ok(id)
 }

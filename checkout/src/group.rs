@@ -1,0 +1,269 @@
+//! Group commit: requests for one key (a product, a seller) queue while a batch of that key is
+//! being written, and the writer takes everything queued since (up to a bound) as its next
+//! batch, in one transaction. Nothing waits for a timer: a lone request is written at once as a
+//! batch of one, and batches grow only as fast as the database keeps the writer busy, which is
+//! when they pay (one commit, one lock of the hot row, a few multi-row statements for many
+//! buyers).
+//!
+//! The writer runs in a task of its own, so a request that gives up (its client went away)
+//! never strands the others queued behind it; a writer that panics drops the answers it owed,
+//! which its requests see as [`Lost`].
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::oneshot;
+
+/// Writes one batch: one answer per job, in the jobs' order.
+pub(crate) trait Writer<J, R>: Send + Sync + 'static {
+    fn write(&self, jobs: Vec<J>) -> impl Future<Output = Vec<R>> + Send;
+}
+
+/// The writer of a batch went away without answering (it panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lost;
+
+type Queue<J, R> = Vec<(J, oneshot::Sender<R>)>;
+
+/// Queues per key; a key is present exactly while a writer task runs for it.
+pub(crate) struct Batcher<K, J, R> {
+    queues: Arc<Mutex<HashMap<K, Queue<J, R>>>>,
+    max: usize,
+}
+
+impl<K, J, R> Clone for Batcher<K, J, R> {
+    fn clone(&self) -> Self {
+        Self {
+            queues: Arc::clone(&self.queues),
+            max: self.max,
+        }
+    }
+}
+
+impl<K, J, R> Batcher<K, J, R>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    J: Send + 'static,
+    R: Send + 'static,
+{
+    /// Batches of at most `max` jobs.
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            queues: Arc::default(),
+            max: max.max(1),
+        }
+    }
+
+    /// Queues `job` under `key` and waits for its answer; starts a writer (with `writer`) when
+    /// none runs for the key.
+    pub(crate) async fn submit<W: Writer<J, R>>(
+        &self,
+        key: K,
+        job: J,
+        writer: W,
+    ) -> Result<R, Lost> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            match queues.entry(key.clone()) {
+                Entry::Occupied(mut queue) => {
+                    queue.get_mut().push((job, tx));
+                    false
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(vec![(job, tx)]);
+                    true
+                }
+            }
+        };
+        if lead {
+            let drain = Drain {
+                queues: Arc::clone(&self.queues),
+                key: Some(key),
+                max: self.max,
+            };
+            tokio::spawn(drain.run(writer));
+        }
+        rx.await.map_err(|_| Lost)
+    }
+
+    /// Jobs queued under `key` now, the batch being written excluded (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn queued(&self, key: &K) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues.get(key).map_or(0, Vec::len)
+    }
+}
+
+/// The writer task of one key. Should it die, its key is removed with whatever was queued, so
+/// those requests learn it ([`Lost`]) and the next request starts a new writer.
+struct Drain<K: Hash + Eq, J, R> {
+    queues: Arc<Mutex<HashMap<K, Queue<J, R>>>>,
+    key: Option<K>,
+    max: usize,
+}
+
+impl<K: Hash + Eq, J, R> Drain<K, J, R> {
+    /// The next batch, or `None` (the key removed) when nothing is queued.
+    fn next_batch(&mut self) -> Option<Queue<J, R>> {
+        let key = self.key.as_ref()?;
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue = queues.get_mut(key)?;
+        if queue.is_empty() {
+            queues.remove(key);
+            self.key = None;
+            return None;
+        }
+        let n = queue.len().min(self.max);
+        Some(queue.drain(..n).collect())
+    }
+
+    async fn run<W: Writer<J, R>>(mut self, writer: W) {
+        while let Some(batch) = self.next_batch() {
+            let (jobs, answers): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            let results = writer.write(jobs).await;
+            debug_assert_eq!(results.len(), answers.len(), "one answer per job");
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The request may have gone away: its answer is dropped, its effect stands.
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq, J, R> Drop for Drain<K, J, R> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            queues.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Semaphore;
+
+    /// Records batch sizes; each batch waits for a permit, so a test decides when it ends.
+    #[derive(Clone)]
+    struct Gate {
+        permits: Arc<Semaphore>,
+        sizes: Arc<Mutex<Vec<usize>>>,
+        started: Arc<tokio::sync::Notify>,
+    }
+
+    impl Gate {
+        fn new() -> Self {
+            Self {
+                permits: Arc::new(Semaphore::new(0)),
+                sizes: Arc::default(),
+                started: Arc::default(),
+            }
+        }
+    }
+
+    impl Writer<u32, u32> for Gate {
+        async fn write(&self, jobs: Vec<u32>) -> Vec<u32> {
+            self.sizes.lock().unwrap().push(jobs.len());
+            self.started.notify_one();
+            self.permits.acquire().await.unwrap().forget();
+            jobs.into_iter().map(|j| j * 10).collect()
+        }
+    }
+
+    struct Panics;
+
+    impl Writer<u32, u32> for Panics {
+        async fn write(&self, _jobs: Vec<u32>) -> Vec<u32> {
+            panic!("the writer fails");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_queued_behind_a_batch_are_written_together_in_order() {
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(3);
+        let gate = Gate::new();
+        let first = tokio::spawn({
+            let (b, g) = (batcher.clone(), gate.clone());
+            async move { b.submit("p", 1, g).await }
+        });
+        gate.started.notified().await;
+        // Five more arrive while the first batch is being written.
+        let mut rest = Vec::new();
+        for job in 2..=6 {
+            let (b, g) = (batcher.clone(), gate.clone());
+            rest.push(tokio::spawn(async move { b.submit("p", job, g).await }));
+            while batcher.queued(&"p") < (job - 1) as usize {
+                tokio::task::yield_now().await;
+            }
+        }
+        gate.permits.add_permits(3);
+        assert_eq!(first.await.unwrap(), Ok(10));
+        let answers: Vec<_> = futures_join(rest).await;
+        assert_eq!(answers, vec![Ok(20), Ok(30), Ok(40), Ok(50), Ok(60)]);
+        // One alone, then the queue in batches of at most three.
+        assert_eq!(*gate.sizes.lock().unwrap(), vec![1, 3, 2]);
+        assert_eq!(batcher.queued(&"p"), 0);
+    }
+
+    #[tokio::test]
+    async fn keys_are_written_independently() {
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(8);
+        let gate = Gate::new();
+        gate.permits.add_permits(2);
+        let a = batcher.submit("a", 1, gate.clone());
+        let b = batcher.submit("b", 2, gate.clone());
+        let (a, b) = tokio::join!(a, b);
+        assert_eq!((a, b), (Ok(10), Ok(20)));
+        assert_eq!(*gate.sizes.lock().unwrap(), vec![1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_dies_loses_its_batch_and_the_next_request_starts_anew() {
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(8);
+        assert_eq!(batcher.submit("p", 1, Panics).await, Err(Lost));
+        let gate = Gate::new();
+        gate.permits.add_permits(1);
+        assert_eq!(batcher.submit("p", 2, gate.clone()).await, Ok(20));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_gives_up_leaves_the_others_answered() {
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(8);
+        let gate = Gate::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let given_up = {
+            let (b, g, c) = (batcher.clone(), gate.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                b.submit("p", 1, g).await
+            })
+        };
+        gate.started.notified().await;
+        given_up.abort();
+        let next = tokio::spawn({
+            let (b, g) = (batcher.clone(), gate.clone());
+            async move { b.submit("p", 2, g).await }
+        });
+        while batcher.queued(&"p") < 1 {
+            tokio::task::yield_now().await;
+        }
+        gate.permits.add_permits(2);
+        assert_eq!(next.await.unwrap(), Ok(20));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(*gate.sizes.lock().unwrap(), vec![1, 1]);
+    }
+
+    async fn futures_join(
+        handles: Vec<tokio::task::JoinHandle<Result<u32, Lost>>>,
+    ) -> Vec<Result<u32, Lost>> {
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+}

@@ -1,0 +1,523 @@
+//! The reserve step's transaction, for a batch of requests for one product (group commit, see
+//! [`crate::group`]): one multi-row INSERT claims every key, one inserts every order, the
+//! product's row and each pin's are locked once, shared out in arrival order
+//! ([`super::allocate`]) and moved by one conditional UPDATE each, and one commit ends it.
+//! A batch that fails as a whole (a deadlock, a lost connection) is written again one request
+//! at a time, so that one request's trouble is never its neighbours'.
+
+use super::allocate::{PinLeft, Shares, Want, allocate};
+use super::reserve::{PinCache, Priced, ReserveJob, Reserved};
+use super::{ORDER_COLUMNS, Order, OrderResult, reject};
+use crate::Checkout;
+use crate::catalog::Product;
+use crate::db::{now_ms, sql, value_rows};
+use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::group::Writer;
+use crate::ledger::Tx;
+use crate::webhooks::{EventType, outbox};
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use vitrine_core::{CommerceEvent, PinId, ProductId};
+
+/// Writes a product's batches of reservations.
+pub(crate) struct ReserveWriter(pub Checkout);
+
+impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
+    async fn write(&self, jobs: Vec<ReserveJob>) -> Vec<Result<Reserved, CheckoutError>> {
+        let n = jobs.len();
+        self.0.jobs.note_batch("reserve", n);
+        if n == 1 {
+            return vec![self.0.reserve_batch(jobs).await.map(one)];
+        }
+        match self.0.reserve_batch(jobs.clone()).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, batch = n, "a batch of reservations failed; writing them one at a time");
+                let mut out = Vec::with_capacity(n);
+                for job in jobs {
+                    out.push(self.0.reserve_batch(vec![job]).await.map(one));
+                }
+                out
+            }
+        }
+    }
+}
+
+fn one(mut done: Vec<Reserved>) -> Reserved {
+    done.swap_remove(0)
+}
+
+/// Where a request of the batch stands.
+#[allow(clippy::large_enum_variant)]
+enum Fate {
+    /// Refused before anything was taken; the key's claim stores the refusal.
+    Refused(Rejection),
+    /// Its key was claimed with a pending order; units not taken yet.
+    Pending(Priced, Order),
+    /// Claimed, then refused: the key's row still names the order and needs the refusal.
+    Late(Rejection, Option<Order>),
+    Taken(Order, i64),
+    KeyTaken,
+}
+
+impl Checkout {
+    /// Reserves a batch of requests for one product; one answer per request, in order.
+    pub(super) async fn reserve_batch(
+        &self,
+        jobs: Vec<ReserveJob>,
+    ) -> Result<Vec<Reserved>, CheckoutError> {
+        let now = now_ms();
+        let (product, mut fates) = self.plan(&jobs, now).await?;
+        let mut tx = self.pool.begin().await?;
+        // The keys first: the first write, which on SQLite takes the write lock up front.
+        claim_keys(&mut tx, &jobs, &mut fates, now).await?;
+        check_limits(&mut tx, &jobs, &mut fates).await?;
+        let pending: Vec<&Order> = fates
+            .iter()
+            .filter_map(|f| match f {
+                Fate::Pending(_, order) => Some(order),
+                _ => None,
+            })
+            .collect();
+        let mut outboxed = false;
+        if let (false, Some(product)) = (pending.is_empty(), &product) {
+            insert_orders(&mut tx, &pending).await?;
+            // The rows every buyer of the sale contends for, last: locked from here to the commit.
+            let took = take_stock(&mut tx, &product.id, &mut fates, now).await?;
+            undo_late(&mut tx, &jobs, &fates).await?;
+            outboxed = self
+                .record_reserved(&mut tx, &fates, &took, product)
+                .await?;
+        } else {
+            undo_late(&mut tx, &jobs, &fates).await?;
+        }
+        tx.commit().await?;
+        if outboxed {
+            self.wake_webhooks();
+        }
+        if let Some(product) = &product {
+            self.announce_reserved(&product.id, &fates).await;
+        }
+        Ok(fates.into_iter().map(Reserved::from).collect())
+    }
+
+    /// Prices every request (the product read once, each pin once); duplicates of a key
+    /// already in the batch are the earlier one's.
+    async fn plan(
+        &self,
+        jobs: &[ReserveJob],
+        now: i64,
+    ) -> Result<(Option<Product>, Vec<Fate>), CheckoutError> {
+        let product = self.any_product(&jobs[0].new.product_id).await?;
+        let mut pins = PinCache::new();
+        let mut seen = HashSet::new();
+        let mut fates = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !seen.insert((&job.buyer, &job.key)) {
+                fates.push(Fate::KeyTaken);
+                continue;
+            }
+            fates.push(
+                match self
+                    .price_in_batch(&job.new, product.as_ref(), &mut pins, now)
+                    .await?
+                {
+                    Ok(priced) => {
+                        let order = self.new_order(job, &priced, now);
+                        Fate::Pending(priced, order)
+                    }
+                    Err(rejection) => Fate::Refused(rejection),
+                },
+            );
+        }
+        Ok((product, fates))
+    }
+
+    /// Writes the batch's webhooks (`order.created`, and `product.sold_out` when it took the
+    /// last unit); true when the outbox got a message.
+    async fn record_reserved(
+        &self,
+        tx: &mut Tx<'_>,
+        fates: &[Fate],
+        took: &Took,
+        product: &Product,
+    ) -> Result<bool, CheckoutError> {
+        let taken: Vec<&Order> = fates
+            .iter()
+            .filter_map(|f| match f {
+                Fate::Taken(order, _) => Some(order),
+                _ => None,
+            })
+            .collect();
+        let Some(first) = taken.first() else {
+            return Ok(false);
+        };
+        let seller = &first.seller_id;
+        let mut outboxed = outbox::record_all(tx, seller, EventType::OrderCreated, &taken).await?;
+        if took.left == Some(0) && took.from_stock > 0 {
+            let sold_out = serde_json::json!({
+                "product_id": product.id, "sku": product.sku, "title": product.title,
+            });
+            outboxed |=
+                outbox::record_all(tx, seller, EventType::ProductSoldOut, &[sold_out]).await?;
+        }
+        Ok(outboxed)
+    }
+
+    /// Tells the rooms of the batch's pins what is left; a buy without a pin is announced from
+    /// the product's row (any stream that pins it).
+    async fn announce_reserved(&self, product: &ProductId, fates: &[Fate]) {
+        let mut told: HashSet<&PinId> = HashSet::new();
+        let mut unpinned = false;
+        // The last order through a pin carries what that pin has left after the batch.
+        for fate in fates.iter().rev() {
+            let Fate::Taken(order, available) = fate else {
+                continue;
+            };
+            match (&order.pin_id, &order.stream_id) {
+                (Some(pin), Some(stream)) if told.insert(pin) => {
+                    self.availability.set(pin, *available);
+                    self.events.emit(CommerceEvent::Stock {
+                        stream: stream.clone(),
+                        product: product.clone(),
+                        available: *available,
+                    });
+                }
+                (Some(_), _) => {}
+                (None, _) => unpinned = true,
+            }
+        }
+        if unpinned {
+            self.announce_stock(product).await;
+        }
+    }
+}
+
+impl From<Fate> for Reserved {
+    fn from(fate: Fate) -> Self {
+        match fate {
+            Fate::Taken(order, _) => Reserved::Order(order),
+            Fate::Refused(r) | Fate::Late(r, _) => Reserved::Rejected(r),
+            Fate::KeyTaken => Reserved::KeyTaken,
+            // Never left pending: `take_stock` settles every one.
+            Fate::Pending(..) => Reserved::KeyTaken,
+        }
+    }
+}
+
+/// Claims every new key in one INSERT: a pending request's with its order id, a refused one's
+/// with its final answer. Keys an earlier request holds become [`Fate::KeyTaken`].
+async fn claim_keys(
+    tx: &mut Tx<'_>,
+    jobs: &[ReserveJob],
+    fates: &mut [Fate],
+    now: i64,
+) -> Result<(), CheckoutError> {
+    let rows: Vec<usize> = (0..jobs.len())
+        .filter(|&i| !matches!(fates[i], Fate::KeyTaken))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let query = format!(
+        "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, order_id, response, \
+         created_at) VALUES {} ON CONFLICT (buyer_id, idem_key) DO NOTHING \
+         RETURNING buyer_id, idem_key",
+        value_rows(rows.len(), 6)
+    );
+    let mut insert = sqlx::query(sql(query));
+    for &i in &rows {
+        let (order_id, response) = match &fates[i] {
+            Fate::Pending(_, order) => (Some(order.id.to_string()), None),
+            Fate::Refused(r) => (
+                None,
+                Some(serde_json::to_string(&OrderResult::Rejected(r.clone())).map_err(corrupt)?),
+            ),
+            _ => (None, None),
+        };
+        let job = &jobs[i];
+        insert = insert
+            .bind(job.buyer.as_str().to_owned())
+            .bind(job.key.clone())
+            .bind(job.hash.clone())
+            .bind(order_id)
+            .bind(response)
+            .bind(now);
+    }
+    let claimed: HashSet<(String, String)> = insert
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    for &i in &rows {
+        let job = &jobs[i];
+        if !claimed.contains(&(job.buyer.as_str().to_owned(), job.key.clone())) {
+            fates[i] = Fate::KeyTaken;
+        }
+    }
+    Ok(())
+}
+
+/// Counts each pending request's units against its buyer's per-pin limit (rows of that buyer
+/// only); one over the limit is refused.
+async fn check_limits(
+    tx: &mut Tx<'_>,
+    jobs: &[ReserveJob],
+    fates: &mut [Fate],
+) -> Result<(), CheckoutError> {
+    for (job, fate) in jobs.iter().zip(fates.iter_mut()) {
+        let Fate::Pending(priced, _) = fate else {
+            continue;
+        };
+        let Some((pin, limit)) = priced
+            .pin
+            .as_ref()
+            .and_then(|p| p.per_buyer_limit.map(|l| (p, l)))
+        else {
+            continue;
+        };
+        let took = sqlx::query(
+            "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
+             ON CONFLICT (pin_id, buyer_id) DO UPDATE \
+             SET quantity = pin_buyers.quantity + excluded.quantity \
+             WHERE pin_buyers.quantity + excluded.quantity <= $4",
+        )
+        .bind(pin.id.as_str())
+        .bind(job.buyer.as_str())
+        .bind(i64::from(job.new.quantity))
+        .bind(i64::from(limit))
+        .execute(&mut **tx)
+        .await?;
+        if took.rows_affected() == 0 {
+            let why = reject(
+                RejectKind::LimitExceeded,
+                format!("at most {limit} per buyer"),
+            );
+            *fate = Fate::Late(why, None);
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the pending orders in one statement.
+async fn insert_orders(tx: &mut Tx<'_>, orders: &[&Order]) -> Result<(), CheckoutError> {
+    // 19 values a row; created_at doubles as updated_at; shipping columns start empty.
+    let rows: Vec<String> = (0..orders.len())
+        .map(|i| {
+            let p = |k: usize| format!("${}", 19 * i + k);
+            let first: Vec<String> = (1..=16).map(p).collect();
+            format!(
+                "({}, {}, {}, {}, {}, NULL, NULL, NULL, NULL)",
+                first.join(", "),
+                p(16),
+                p(17),
+                p(18),
+                p(19)
+            )
+        })
+        .collect();
+    let query = format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(sql(query));
+    for order in orders {
+        let presentment = order
+            .presentment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
+        insert = insert
+            .bind(order.id.to_string())
+            .bind(order.status.as_str())
+            .bind(order.buyer_id.to_string())
+            .bind(order.seller_id.to_string())
+            .bind(order.product_id.to_string())
+            .bind(order.pin_id.as_ref().map(|p| p.to_string()))
+            .bind(order.stream_id.as_ref().map(|s| s.to_string()))
+            .bind(i64::from(order.quantity))
+            .bind(order.unit_price.amount)
+            .bind(order.total.amount)
+            .bind(order.total.currency.as_str())
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(order.card_last4.clone())
+            .bind(order.reserved_until)
+            .bind(order.created_at)
+            .bind(presentment)
+            .bind(order.source.as_str())
+            .bind(order.media_ms.map(|ms| ms as i64));
+    }
+    insert.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Locks the product's row and the batch's pins (in id order), shares them out among the
+/// pending requests, and moves each by what the batch took with one conditional UPDATE.
+async fn take_stock(
+    tx: &mut Tx<'_>,
+    product: &ProductId,
+    fates: &mut [Fate],
+    now: i64,
+) -> Result<Took, CheckoutError> {
+    let locked =
+        sqlx::query("UPDATE products SET stock = stock WHERE id = $1 RETURNING stock, archived")
+            .bind(product.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let stock = match &locked {
+        Some(r) if r.try_get::<i64, _>(1)? == 0 => Some(r.try_get::<i64, _>(0)?),
+        _ => None,
+    };
+    let mut wants = Vec::new();
+    let mut pin_ids: Vec<PinId> = Vec::new();
+    for fate in fates.iter() {
+        if let Fate::Pending(priced, order) = fate {
+            let pin = priced.pin.as_ref().map(|p| p.id.clone());
+            pin_ids.extend(pin.clone());
+            wants.push(Want {
+                pin,
+                quantity: i64::from(order.quantity),
+            });
+        }
+    }
+    pin_ids.sort();
+    pin_ids.dedup();
+    let mut pins = HashMap::new();
+    for id in pin_ids {
+        if let Some(left) = lock_pin(tx, &id, now).await? {
+            pins.insert(id, left);
+        }
+    }
+    let shares = allocate(stock, &pins, &wants);
+    let took = Took {
+        from_stock: shares.from_stock,
+        left: apply_shares(tx, product, &pins, &shares, now)
+            .await?
+            .or(stock),
+    };
+    let mut each = shares.each.into_iter();
+    for fate in fates.iter_mut() {
+        if matches!(fate, Fate::Pending(..)) {
+            let Fate::Pending(_, order) = std::mem::replace(fate, Fate::KeyTaken) else {
+                unreachable!()
+            };
+            *fate = match each.next() {
+                Some(Ok(available)) => Fate::Taken(order, available),
+                Some(Err(why)) => Fate::Late(why, Some(order)),
+                None => Fate::Late(reject(RejectKind::SoldOut, "sold out"), Some(order)),
+            };
+        }
+    }
+    Ok(took)
+}
+
+/// What a batch took from the product's stock, and what it left.
+struct Took {
+    from_stock: i64,
+    left: Option<i64>,
+}
+
+/// A pin's cap and whether it still sells, with its row locked; `None` when it is gone.
+async fn lock_pin(tx: &mut Tx<'_>, id: &PinId, now: i64) -> Result<Option<PinLeft>, CheckoutError> {
+    let row = sqlx::query(
+        "UPDATE pins SET remaining = remaining WHERE id = $1 RETURNING remaining, active, ends_at",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let ends_at: Option<i64> = row.try_get(2)?;
+    Ok(Some(PinLeft {
+        remaining: row.try_get(0)?,
+        open: row.try_get::<i64, _>(1)? == 1 && ends_at.is_none_or(|t| t > now),
+    }))
+}
+
+/// Moves the product and the capped pins by what the batch took (conditional UPDATEs that hold
+/// under the locks just taken; one that does not is an error and the batch rolls back). The
+/// product's stock left, when the batch took any.
+async fn apply_shares(
+    tx: &mut Tx<'_>,
+    product: &ProductId,
+    pins: &HashMap<PinId, PinLeft>,
+    shares: &Shares,
+    now: i64,
+) -> Result<Option<i64>, CheckoutError> {
+    if shares.from_stock == 0 {
+        return Ok(None);
+    }
+    let left = sqlx::query(
+        "UPDATE products SET stock = stock - $1, updated_at = $2 \
+         WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
+    )
+    .bind(shares.from_stock)
+    .bind(now)
+    .bind(product.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| CheckoutError::Conflict("the product's stock moved under its lock".into()))?;
+    for (id, taken) in &shares.from_pins {
+        if pins.get(id).is_none_or(|p| p.remaining.is_none()) {
+            continue;
+        }
+        let done = sqlx::query(
+            "UPDATE pins SET remaining = remaining - $1 WHERE id = $2 AND remaining >= $1",
+        )
+        .bind(*taken)
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(CheckoutError::Conflict(
+                "a pin's quantity moved under its lock".into(),
+            ));
+        }
+    }
+    Ok(Some(left.try_get(0)?))
+}
+
+/// Undoes what requests refused after their claim left: their orders, their units counted
+/// against a per-buyer limit, and their keys get the refusal as final answer. Rare: only a
+/// batch that meets the end of the stock or of the sale has any.
+async fn undo_late(
+    tx: &mut Tx<'_>,
+    jobs: &[ReserveJob],
+    fates: &[Fate],
+) -> Result<(), CheckoutError> {
+    for (job, fate) in jobs.iter().zip(fates) {
+        let Fate::Late(why, order) = fate else {
+            continue;
+        };
+        if let Some(order) = order {
+            sqlx::query("DELETE FROM orders WHERE id = $1")
+                .bind(order.id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            if let Some(pin) = &order.pin_id {
+                sqlx::query(
+                    "UPDATE pin_buyers SET quantity = quantity - $1 \
+                     WHERE pin_id = $2 AND buyer_id = $3 AND quantity >= $1",
+                )
+                .bind(i64::from(order.quantity))
+                .bind(pin.as_str())
+                .bind(job.buyer.as_str())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        let answer = serde_json::to_string(&OrderResult::Rejected(why.clone())).map_err(corrupt)?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET order_id = NULL, response = $1 \
+             WHERE buyer_id = $2 AND idem_key = $3",
+        )
+        .bind(answer)
+        .bind(job.buyer.as_str())
+        .bind(job.key.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

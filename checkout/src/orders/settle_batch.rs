@@ -1,0 +1,225 @@
+//! The settle step for a batch of one seller's orders (group commit, see [`crate::group`]): the
+//! paid ones move in one conditional multi-row UPDATE, their sales are posted to the ledger
+//! with the seller's balance row locked and moved once, their results stored with their keys
+//! in one statement; an order that did not sell (declined, not confirmed in time) goes through
+//! the one-order transition in the same transaction. One commit ends the batch. A batch that
+//! fails as a whole is settled again one order at a time.
+
+use super::settle::Moved;
+use super::{Order, OrderResult};
+use crate::Checkout;
+use crate::db::{now_ms, sql, value_rows};
+use crate::error::{CheckoutError, corrupt};
+use crate::group::Writer;
+use crate::ledger::{self, Tx};
+use crate::order_state::OrderStatus;
+use crate::payment::{Payment, PaymentStatus};
+use crate::webhooks::{EventType, outbox};
+use sqlx::Row;
+use std::collections::HashSet;
+use vitrine_core::{CommerceEvent, Timestamp};
+
+/// One order whose payment has its answer.
+#[derive(Clone)]
+pub(crate) struct SettleJob {
+    pub order: Order,
+    pub payment: Payment,
+}
+
+/// Writes a seller's batches of settlements.
+pub(crate) struct SettleWriter(pub Checkout);
+
+impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
+    async fn write(&self, jobs: Vec<SettleJob>) -> Vec<Result<OrderResult, CheckoutError>> {
+        let n = jobs.len();
+        self.0.jobs.note_batch("settle", n);
+        if n > 1 {
+            match self.0.settle_batch(&jobs).await {
+                Ok(done) => return done,
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = n, "a batch of settlements failed; settling them one at a time");
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for job in jobs {
+            out.push(self.0.settle(job.order, &job.payment).await);
+        }
+        out
+    }
+}
+
+/// A batch's order after its transaction: moved (with what it wrote), or moved by someone else.
+enum Outcome {
+    Paid(Order),
+    Other(Order, Moved),
+    Raced,
+}
+
+impl Checkout {
+    /// Settles a batch of one seller's orders in one transaction; one answer per order.
+    async fn settle_batch(
+        &self,
+        jobs: &[SettleJob],
+    ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let paid: Vec<&SettleJob> = jobs
+            .iter()
+            .filter(|j| j.payment.status == PaymentStatus::Succeeded)
+            .collect();
+        let moved = mark_paid(&mut tx, &paid, now).await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(if job.payment.status == PaymentStatus::Succeeded {
+                if moved.contains(job.order.id.as_str()) {
+                    Outcome::Paid(paid_order(&job.order, &job.payment, now))
+                } else {
+                    Outcome::Raced
+                }
+            } else {
+                let change = super::settle::change_for(&job.payment);
+                match self
+                    .transition_in(&mut tx, &job.order, &change.as_change())
+                    .await?
+                {
+                    Some(moved) => Outcome::Other(job.order.clone(), moved),
+                    None => Outcome::Raced,
+                }
+            });
+        }
+        let sold: Vec<&Order> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Paid(order) => Some(order),
+                _ => None,
+            })
+            .collect();
+        let outboxed = if let Some(first) = sold.first() {
+            let outboxed =
+                outbox::record_all(&mut tx, &first.seller_id, EventType::OrderPaid, &sold).await?;
+            ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
+            store_results(&mut tx, &sold).await?;
+            outboxed
+        } else {
+            false
+        };
+        tx.commit().await?;
+        if outboxed {
+            self.wake_webhooks();
+        }
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            answers.push(self.after_settled(job, outcome).await);
+        }
+        Ok(answers)
+    }
+
+    /// Tells the rooms what a committed settlement changed and gives the request its answer.
+    async fn after_settled(
+        &self,
+        job: &SettleJob,
+        outcome: Outcome,
+    ) -> Result<OrderResult, CheckoutError> {
+        match outcome {
+            Outcome::Paid(order) => {
+                tracing::info!(order = %order.id, from = "pending", to = "paid", "order");
+                self.announce_paid(&order);
+                Ok(OrderResult::Created(order))
+            }
+            Outcome::Other(before, moved) => {
+                self.after_transition(&before, &moved).await;
+                Ok(match super::settle::change_for(&job.payment).rejection {
+                    Some(r) => OrderResult::Rejected(r),
+                    None => OrderResult::Created(moved.order),
+                })
+            }
+            Outcome::Raced => self.settled_elsewhere(&job.order, &job.payment).await,
+        }
+    }
+
+    /// Tells the buyer, the seller and the room of a paid order, with what the pin has left as
+    /// this node's reservations last saw it (no read after the commit).
+    fn announce_paid(&self, order: &Order) {
+        self.events.emit(CommerceEvent::Order {
+            stream: order.stream_id.clone(),
+            seller: order.seller_id.clone(),
+            buyer: order.buyer_id.clone(),
+            order: order.summary(),
+        });
+        let (Some(stream), Some(pin)) = (&order.stream_id, &order.pin_id) else {
+            return;
+        };
+        let Some(available) = self.availability.get(pin) else {
+            return;
+        };
+        self.events.emit(CommerceEvent::Purchase {
+            stream: stream.clone(),
+            product: order.product_id.clone(),
+            quantity: order.quantity,
+            available,
+        });
+    }
+}
+
+/// The order as the paid transition leaves it.
+fn paid_order(order: &Order, payment: &Payment, now: i64) -> Order {
+    let mut paid = order.clone();
+    paid.status = OrderStatus::Paid;
+    paid.payment_id = Some(payment.id.clone());
+    paid.updated_at = now;
+    paid.updated_at_iso = Timestamp(now);
+    paid
+}
+
+/// Moves the still-pending orders among `paid` to `paid` in one statement; the ids it moved.
+async fn mark_paid(
+    tx: &mut Tx<'_>,
+    paid: &[&SettleJob],
+    now: i64,
+) -> Result<HashSet<String>, CheckoutError> {
+    if paid.is_empty() {
+        return Ok(HashSet::new());
+    }
+    // The time goes last, after the rows' placeholders.
+    let query = format!(
+        "UPDATE orders SET status = 'paid', payment_id = v.column2, updated_at = ${} \
+         FROM (VALUES {}) AS v WHERE orders.id = v.column1 AND orders.status = 'pending' \
+         RETURNING orders.id",
+        2 * paid.len() + 1,
+        value_rows(paid.len(), 2)
+    );
+    let mut update = sqlx::query(sql(query));
+    for job in paid {
+        update = update
+            .bind(job.order.id.to_string())
+            .bind(job.payment.id.clone());
+    }
+    let update = update.bind(now);
+    update
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(CheckoutError::from))
+        .collect()
+}
+
+/// Stores each paid order as its key's final answer, in one statement.
+async fn store_results(tx: &mut Tx<'_>, sold: &[&Order]) -> Result<(), CheckoutError> {
+    let query = format!(
+        "UPDATE idempotency_keys SET response = v.column3 FROM (VALUES {}) AS v \
+         WHERE idempotency_keys.buyer_id = v.column1 AND idempotency_keys.order_id = v.column2",
+        value_rows(sold.len(), 3)
+    );
+    let mut update = sqlx::query(sql(query));
+    for order in sold {
+        let answer =
+            serde_json::to_string(&OrderResult::Created((*order).clone())).map_err(corrupt)?;
+        update = update
+            .bind(order.buyer_id.to_string())
+            .bind(order.id.to_string())
+            .bind(answer);
+    }
+    update.execute(&mut **tx).await?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The order path's group commit on SQLite and PostgreSQL: a burst of buyers of one flash sale,
+//! some paying with declined cards, some buying two, some tapping twice with one key, some
+//! through a sale that caps the units, is written in batches (several buyers to a
+//! transaction) and still sells exactly what there is, gives the declined units back, answers
+//! both taps alike and leaves the ledger balanced.
+
+use futures::future::join_all;
+use std::collections::HashMap;
+use std::time::Duration;
+use vitrine_checkout::db::Backend;
+use vitrine_checkout::orders::PaymentDetails;
+use vitrine_checkout::testing::fresh_checkout;
+use vitrine_checkout::{NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, RejectKind};
+use vitrine_core::{BuyerId, Currency, Money, SellerId, StreamId};
+
+const APPROVE: &str = "4242424242424242";
+const DECLINE: &str = "4000000000000002";
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").unwrap()).unwrap()
+}
+
+vitrine_checkout::on_both_backends!(a_burst_is_written_in_batches_and_sells_exactly_the_stock);
+
+async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Backend) {
+    let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
+        .await
+        .unwrap();
+    let seller = SellerId::generate();
+    let product = checkout
+        .create_product(
+            &seller,
+            NewProduct {
+                sku: "MUG".into(),
+                title: "Mug".into(),
+                description: String::new(),
+                image_url: None,
+                price: eur(1500),
+                stock: 100,
+            },
+        )
+        .await
+        .unwrap();
+    let stream = StreamId::generate();
+    checkout
+        .pin(
+            &seller,
+            &stream,
+            NewPin {
+                product_id: product.id.clone(),
+                sale_price: Some(eur(1000)),
+                per_buyer_limit: Some(2),
+                quantity_cap: Some(60),
+                ends_at: None,
+                ends_at_iso: None,
+            },
+        )
+        .await
+        .unwrap();
+    // 80 buyers want up to 108 units of a sale capped at 60: every third pays with a
+    // declined card, every fourth buys two, every fifth taps twice.
+    let requests: Vec<(usize, BuyerId, u32, &str)> = (0..80)
+        .flat_map(|i| {
+            let buyer = BuyerId::generate();
+            let quantity = if i % 4 == 0 { 2 } else { 1 };
+            let card = if i % 3 == 0 { DECLINE } else { APPROVE };
+            let taps = if i % 5 == 0 { 2 } else { 1 };
+            (0..taps).map(move |_| (i, buyer.clone(), quantity, card))
+        })
+        .collect();
+    let answers = join_all(requests.iter().map(|(i, buyer, quantity, card)| {
+        let checkout = &checkout;
+        let new = NewOrder {
+            product_id: product.id.clone(),
+            quantity: *quantity,
+            pin_id: None,
+            stream_id: Some(stream.clone()),
+            currency: None,
+            payment: PaymentDetails {
+                card_number: (*card).into(),
+            },
+            source: Default::default(),
+            media_ms: None,
+        };
+        async move {
+            let placed = checkout
+                .place_order(buyer, &format!("buy-{i}"), new)
+                .await
+                .unwrap();
+            (*i, placed.result)
+        }
+    }))
+    .await;
+
+    let mut by_buyer: HashMap<usize, Vec<OrderResult>> = HashMap::new();
+    for (i, result) in answers {
+        by_buyer.entry(i).or_default().push(result);
+    }
+    let (mut units_paid, mut paid_total) = (0, 0);
+    for (i, results) in &by_buyer {
+        assert!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "buyer {i}: taps disagree"
+        );
+        match &results[0] {
+            OrderResult::Created(order) => {
+                assert_ne!(i % 3, 0, "buyer {i} paid with a declined card");
+                assert_eq!(order.status, OrderStatus::Paid);
+                units_paid += i64::from(order.quantity);
+                paid_total += order.total.amount;
+            }
+            OrderResult::Rejected(r) if i % 3 == 0 => {
+                assert!(
+                    matches!(r.kind, RejectKind::PaymentDeclined | RejectKind::SoldOut),
+                    "buyer {i}: {r:?}"
+                );
+            }
+            OrderResult::Rejected(r) => assert_eq!(r.kind, RejectKind::SoldOut, "buyer {i}"),
+        }
+    }
+    // Never more than the cap, and what was paid is what left the shelf; the declined units
+    // came back: buyers after the burst get exactly the rest of the cap.
+    assert!(units_paid <= 60, "{units_paid} units sold of a cap of 60");
+    let product_now = checkout.product(&seller, &product.id).await.unwrap();
+    assert_eq!(product_now.stock, 100 - units_paid);
+    let mut late = 0;
+    loop {
+        let new = NewOrder {
+            product_id: product.id.clone(),
+            quantity: 1,
+            pin_id: None,
+            stream_id: Some(stream.clone()),
+            currency: None,
+            payment: PaymentDetails {
+                card_number: APPROVE.into(),
+            },
+            source: Default::default(),
+            media_ms: None,
+        };
+        let placed = checkout
+            .place_order(&BuyerId::generate(), "late", new)
+            .await
+            .unwrap();
+        match placed.result {
+            OrderResult::Created(o) => paid_total += o.total.amount,
+            OrderResult::Rejected(r) => {
+                assert_eq!(r.kind, RejectKind::SoldOut);
+                break;
+            }
+        }
+        late += 1;
+        assert!(late <= 60, "the cap never ran out");
+    }
+    assert_eq!(units_paid + late, 60);
+    let product_now = checkout.product(&seller, &product.id).await.unwrap();
+    assert_eq!(product_now.stock, 40);
+    let (pin, _) = checkout.active_pin(&stream).await.unwrap().unwrap();
+    assert_eq!(pin.remaining, Some(0));
+    let orders = checkout.orders_of_seller(&seller).await.unwrap();
+    assert!(orders.iter().all(|o| o.status != OrderStatus::Pending));
+    assert_eq!(
+        orders
+            .iter()
+            .filter(|o| o.status == OrderStatus::Paid)
+            .map(|o| i64::from(o.quantity))
+            .sum::<i64>(),
+        60
+    );
+    // The ledger: every sale posted once, balanced, the balance the sales less their fees.
+    assert!(checkout.ledger_check().await.unwrap().is_empty());
+    let fees = vitrine_checkout::fees::FeePolicy::default();
+    let net: i64 = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Paid)
+        .map(|o| o.total.amount - fees.sale_fee(o.total.amount))
+        .sum();
+    assert_eq!(paid_total, 60 * 1000);
+    let balance = checkout.balances(&seller).await.unwrap();
+    assert_eq!(balance[0].available, net);
+    // And it was group commit: more requests than transactions at both steps.
+    for step in ["reserve", "settle"] {
+        let (batches, requests) = checkout.job_metrics().batches_of(step);
+        assert!(
+            requests > batches,
+            "{step}: {requests} requests in {batches} batches"
+        );
+    }
+}
