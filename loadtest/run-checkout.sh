@@ -13,7 +13,7 @@ rounds=${ROUNDS:-2}
 step=${STEP_SECONDS:-10}
 out=${OUT:-loadtest/results/checkout}
 mkdir -p "$(dirname "$out")"
-rm -f "$out.jsonl"
+rm -f "$out.jsonl" "$out-breakdown.jsonl"
 
 scripts/setup.sh
 eval "$(scripts/services.sh start)"
@@ -42,6 +42,37 @@ start_vitrine() { # $1 database url
   pids+=("$vitrine_pid")
   wait_healthy http://127.0.0.1:18081/healthz
   token=$(seller_token "$dir" "$1")
+}
+
+# What one step cost the database and how the order path batched it: transactions committed
+# (PostgreSQL's own count) and group-commit batches per step (the server's metrics).
+snapshot() { # $1 database url ("" for SQLite)
+  local xact=0
+  [ -n "$1" ] && xact=$(psql "$1" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+  curl -s http://127.0.0.1:18081/metrics | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def m(name, step):
+    found = re.search(r"^%s_total\{job=\"%s\"\} (\d+)" % (name, step), text, re.M)
+    return int(found.group(1)) if found else 0
+print(" ".join(str(m(n, s)) for s in ("reserve", "settle") for n in ("vitrine_checkout_batches", "vitrine_checkout_batched_requests")), end="")
+'
+  echo " $xact"
+}
+
+breakdown_row() { # $1 label, $2 snapshot before, $3 snapshot after, $4 result lines before
+  python3 - "$1" "$2" "$3" "$out.jsonl" "$4" >>"$out-breakdown.jsonl" <<'PY'
+import json, sys
+label, before, after, rows, skip = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], int(sys.argv[5])
+d = [int(b) - int(a) for a, b in zip(before, after)]
+new = [json.loads(l) for l in open(rows).readlines()[skip:]]
+orders = sum(r["orders"] for r in new if r["label"] == label)
+print(json.dumps({"label": label, "orders": orders,
+    "reserve_batch_mean": d[1] / d[0] if d[0] else None,
+    "settle_batch_mean": d[3] / d[2] if d[2] else None,
+    "db_commits_per_order": d[4] / orders if orders and d[4] else None}))
+PY
+  tail -1 "$out-breakdown.jsonl"
 }
 
 stop_vitrine() {
@@ -79,10 +110,13 @@ for backend in sqlite postgres; do
   start_vitrine "$url"
   for r in $(seq 1 "$rounds"); do
     echo "== $backend round $r"
-    "$lt" checkout --via http --label "http-$backend" --server http://127.0.0.1:18081 --token "$token" \
-      --server-pid "$vitrine_pid" --concurrency "$concurrency" --seconds "$step" --out "$out.jsonl"
-    "$lt" checkout --via chat --label "chat-$backend" --server http://127.0.0.1:18081 --token "$token" \
-      --server-pid "$vitrine_pid" --concurrency "$concurrency" --seconds "$step" --out "$out.jsonl"
+    pg_url=""; [ "$backend" = postgres ] && pg_url=$url
+    for via in http chat; do
+      before=$(snapshot "$pg_url"); lines=$(wc -l <"$out.jsonl" 2>/dev/null || echo 0)
+      "$lt" checkout --via "$via" --label "$via-$backend" --server http://127.0.0.1:18081 --token "$token" \
+        --server-pid "$vitrine_pid" --concurrency "$concurrency" --seconds "$step" --out "$out.jsonl"
+      breakdown_row "$via-$backend" "$before" "$(snapshot "$pg_url")" "$lines"
+    done
     "$lt" db-ceiling --label "raw-$backend" --url "$url" --concurrency "$concurrency" \
       --seconds "$step" --out "$out.jsonl"
     if [ "$backend" = postgres ]; then

@@ -11,7 +11,7 @@
 //! | 4000 0000 0000 0119 | never settles (the caller's timeout path) |
 //! | any other valid number | declined (`test_mode_live_card`), as real sandboxes do |
 
-use crate::db::now_ms;
+use crate::db::{now_ms, sql};
 use crate::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus};
 use rand::RngCore;
 use sqlx::{AnyPool, Row};
@@ -28,6 +28,9 @@ fn outcome_of(digits: &str) -> (&'static str, Option<&'static str>) {
         _ => ("decline", Some("test_mode_live_card")),
     }
 }
+
+/// The columns a payment is read from.
+const PAYMENT_COLUMNS: &str = "id, reference, amount, currency, status, decline_code";
 
 pub struct SandboxProvider {
     pool: AnyPool,
@@ -61,16 +64,29 @@ impl SandboxProvider {
     }
 
     async fn load(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
-        let row = sqlx::query(
-            "SELECT id, reference, amount, currency, status, decline_code \
-             FROM sandbox_payments WHERE reference = $1",
-        )
+        let row = sqlx::query(sql(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments WHERE reference = $1"
+        )))
         .bind(reference)
         .fetch_optional(&self.pool)
         .await
         .map_err(Self::unavailable)?;
-        let Some(r) = row else { return Ok(None) };
-        let get = |i: usize| r.try_get::<String, _>(i).map_err(Self::unavailable);
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        self.settle(reference).await?;
+        self.load(reference).await
+    }
+}
+
+/// Reads a payment from `PAYMENT_COLUMNS`.
+fn payment_from_row(r: &sqlx::any::AnyRow) -> Result<Payment, PaymentError> {
+    {
+        let get = |i: usize| {
+            r.try_get::<String, _>(i)
+                .map_err(SandboxProvider::unavailable)
+        };
         let currency =
             Currency::parse(&get(3)?).map_err(|e| PaymentError::Unavailable(e.to_string()))?;
         let status = match get(4)?.as_str() {
@@ -79,27 +95,22 @@ impl SandboxProvider {
             "declined" => PaymentStatus::Declined {
                 code: r
                     .try_get::<Option<String>, _>(5)
-                    .map_err(Self::unavailable)?
+                    .map_err(SandboxProvider::unavailable)?
                     .unwrap_or_default(),
             },
             "cancelled" => PaymentStatus::Cancelled,
             "refunded" => PaymentStatus::Refunded,
             other => return Err(PaymentError::Unavailable(format!("bad status {other}"))),
         };
-        Ok(Some(Payment {
+        Ok(Payment {
             id: get(0)?,
             reference: get(1)?,
             amount: Money {
-                amount: r.try_get(2).map_err(Self::unavailable)?,
+                amount: r.try_get(2).map_err(SandboxProvider::unavailable)?,
                 currency,
             },
             status,
-        }))
-    }
-
-    async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
-        self.settle(reference).await?;
-        self.load(reference).await
+        })
     }
 }
 
@@ -117,12 +128,12 @@ impl PaymentProvider for SandboxProvider {
             "decline" if self.latency.is_zero() => "declined",
             _ => "processing",
         };
-        sqlx::query(
+        let created = sqlx::query(sql(format!(
             "INSERT INTO sandbox_payments (id, reference, amount, currency, card_last4, outcome, \
              status, decline_code, settles_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) \
-             ON CONFLICT (reference) DO NOTHING",
-        )
+             ON CONFLICT (reference) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
+        )))
         .bind(format!("py_{}", hex::encode(id)))
         .bind(&request.reference)
         .bind(request.amount.amount)
@@ -133,12 +144,17 @@ impl PaymentProvider for SandboxProvider {
         .bind(now + self.latency.as_millis() as i64)
         .bind(now)
         .bind(status)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(Self::unavailable)?;
-        self.load(&request.reference)
-            .await?
-            .ok_or(PaymentError::NotFound)
+        // A known reference (a retry) is answered from what it holds.
+        match created {
+            Some(row) => payment_from_row(&row),
+            None => self
+                .load(&request.reference)
+                .await?
+                .ok_or(PaymentError::NotFound),
+        }
     }
 
     async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
