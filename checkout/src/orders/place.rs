@@ -74,7 +74,7 @@ impl Checkout {
         order: Order,
         card: &CardNumber,
     ) -> Result<OrderResult, CheckoutError> {
-        match self.charge(order, card).await {
+        match self.charge(key, order, card).await {
             Ok(result) => Ok(result),
             Err(e) => {
                 if let Err(mark) = self.mark_attempt_failed(buyer, key).await {
@@ -171,7 +171,12 @@ impl Checkout {
     }
 
     /// Step 2: charge the card and wait for the confirmation, then settle.
-    async fn charge(&self, order: Order, card: &CardNumber) -> Result<OrderResult, CheckoutError> {
+    async fn charge(
+        &self,
+        key: &str,
+        order: Order,
+        card: &CardNumber,
+    ) -> Result<OrderResult, CheckoutError> {
         // The buyer pays in their currency when the order was priced in it; the processor
         // settles the seller in the product's, at the rate locked on the order.
         let request = ChargeRequest {
@@ -198,7 +203,11 @@ impl Checkout {
         self.settlements
             .submit(
                 seller,
-                SettleJob { order, payment },
+                SettleJob {
+                    key: key.to_owned(),
+                    order,
+                    payment,
+                },
                 SettleWriter(self.clone()),
             )
             .await

@@ -22,6 +22,8 @@ use vitrine_core::{CommerceEvent, Timestamp};
 /// One order whose payment has its answer.
 #[derive(Clone)]
 pub(crate) struct SettleJob {
+    /// The idempotency key that placed the order (its buyer's): the answer is stored with it.
+    pub key: String,
     pub order: Order,
     pub payment: Payment,
 }
@@ -99,7 +101,7 @@ impl Checkout {
             let outboxed =
                 outbox::record_all(&mut tx, &first.seller_id, EventType::OrderPaid, &sold).await?;
             ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
-            store_results(&mut tx, &sold).await?;
+            store_results(&mut tx, jobs, &sold).await?;
             outboxed
         } else {
             false
@@ -204,21 +206,35 @@ async fn mark_paid(
         .collect()
 }
 
-/// Stores each paid order as its key's final answer, in one statement.
-async fn store_results(tx: &mut Tx<'_>, sold: &[&Order]) -> Result<(), CheckoutError> {
+/// Stores each paid order as its key's final answer, in one statement (by the keys' primary
+/// key: a buyer with very many keys, a load generator say, must not make it a scan).
+async fn store_results(
+    tx: &mut Tx<'_>,
+    jobs: &[SettleJob],
+    sold: &[&Order],
+) -> Result<(), CheckoutError> {
+    let key_of: std::collections::HashMap<&str, &str> = jobs
+        .iter()
+        .map(|j| (j.order.id.as_str(), j.key.as_str()))
+        .collect();
     let query = format!(
         "UPDATE idempotency_keys SET response = v.column3 FROM (VALUES {}) AS v \
-         WHERE idempotency_keys.buyer_id = v.column1 AND idempotency_keys.order_id = v.column2",
-        value_rows(sold.len(), 3)
+         WHERE idempotency_keys.buyer_id = v.column1 AND idempotency_keys.idem_key = v.column2 \
+         AND idempotency_keys.order_id = v.column4",
+        value_rows(sold.len(), 4)
     );
     let mut update = sqlx::query(sql(query));
     for order in sold {
+        let key = key_of
+            .get(order.id.as_str())
+            .ok_or_else(|| CheckoutError::Corrupt("a settled order without its key".into()))?;
         let answer =
             serde_json::to_string(&OrderResult::Created((*order).clone())).map_err(corrupt)?;
         update = update
             .bind(order.buyer_id.to_string())
-            .bind(order.id.to_string())
-            .bind(answer);
+            .bind((*key).to_owned())
+            .bind(answer)
+            .bind(order.id.to_string());
     }
     update.execute(&mut **tx).await?;
     Ok(())

@@ -1,5 +1,5 @@
 //! Buyers by token: this region's from its database; another region's asked of their home
-//! (`GET /api/v1/buyers/me` with the buyer's own token), remembered for a minute.
+//! (`GET /api/v1/buyers/me` with the buyer's own token); either remembered for a minute.
 
 use super::{Homes, RegionInfo};
 use axum::http::StatusCode;
@@ -13,19 +13,20 @@ use vitrine_core::{BuyerId, Region, Secret, SecretHash};
 
 /// The home region's route that says who a buyer token belongs to.
 const ME: &str = "/api/v1/buyers/me";
-/// How long a buyer from another region, once confirmed by their home, is known here (a token
-/// revoked at home may be taken that much longer here).
-const REMOTE_BUYER_TTL: Duration = Duration::from_secs(60);
-/// Most remote buyers remembered at once.
-const REMOTE_BUYER_CACHE: usize = 10_000;
+/// How long a buyer, once found (here, or confirmed by their home region), is known without
+/// asking again. Buyer tokens are not revocable today; should they become so, this is how much
+/// longer a revoked one may be taken.
+const BUYER_TTL: Duration = Duration::from_secs(60);
+/// Most buyers remembered at once.
+const BUYER_CACHE: usize = 10_000;
 
 /// Buyers by token, wherever their home is.
 #[derive(Clone)]
 pub struct Buyers {
     checkout: Checkout,
     homes: Option<Homes>,
-    /// Remote buyers confirmed recently, by token hash.
-    remote: Arc<Mutex<HashMap<String, (Buyer, Instant)>>>,
+    /// Buyers found recently, by token hash.
+    known: Arc<Mutex<HashMap<String, (Buyer, Instant)>>>,
 }
 
 /// `GET /api/v1/buyers/me`'s body, as the home region answers it.
@@ -40,28 +41,31 @@ impl Buyers {
         Self {
             checkout,
             homes,
-            remote: Arc::default(),
+            known: Arc::default(),
         }
     }
 
     /// The buyer a token belongs to: here, or in the region its tag names (asked on behalf of
-    /// the caller at `caller`).
+    /// the caller at `caller`). A token once found is remembered for a minute: a buyer's row
+    /// never changes and a buyer token is never revoked, so every order of a flash sale need
+    /// not read it again.
     pub async fn by_token(
         &self,
         token: &Secret,
         caller: IpAddr,
     ) -> Result<Option<Buyer>, CheckoutError> {
-        let Some(homes) = &self.homes else {
-            return self.checkout.buyer_by_token(token).await;
-        };
-        let Some((region, info)) = homes.regions.elsewhere(token.expose()) else {
-            return self.checkout.buyer_by_token(token).await;
-        };
         let hash = token.hash();
         if let Some(buyer) = self.remembered(&hash) {
             return Ok(Some(buyer));
         }
-        let buyer = ask_home(homes, region, info, token, caller).await?;
+        let elsewhere = self
+            .homes
+            .as_ref()
+            .and_then(|homes| Some((homes, homes.regions.elsewhere(token.expose())?)));
+        let buyer = match elsewhere {
+            Some((homes, (region, info))) => ask_home(homes, region, info, token, caller).await?,
+            None => self.checkout.buyer_by_token(token).await?,
+        };
         if let Some(buyer) = &buyer {
             self.remember(hash, buyer.clone());
         }
@@ -69,18 +73,18 @@ impl Buyers {
     }
 
     fn remembered(&self, hash: &SecretHash) -> Option<Buyer> {
-        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        let (buyer, at) = remote.get(&hash.0)?;
-        (at.elapsed() < REMOTE_BUYER_TTL).then(|| buyer.clone())
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let (buyer, at) = known.get(&hash.0)?;
+        (at.elapsed() < BUYER_TTL).then(|| buyer.clone())
     }
 
     fn remember(&self, hash: SecretHash, buyer: Buyer) {
-        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        if remote.len() >= REMOTE_BUYER_CACHE {
-            remote.retain(|_, (_, at)| at.elapsed() < REMOTE_BUYER_TTL);
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= BUYER_CACHE {
+            known.retain(|_, (_, at)| at.elapsed() < BUYER_TTL);
         }
-        if remote.len() < REMOTE_BUYER_CACHE {
-            remote.insert(hash.0, (buyer, Instant::now()));
+        if known.len() < BUYER_CACHE {
+            known.insert(hash.0, (buyer, Instant::now()));
         }
     }
 }
