@@ -55,7 +55,11 @@ text = sys.stdin.read()
 def m(name, step):
     found = re.search(r"^%s_total\{job=\"%s\"\} (\d+)" % (name, step), text, re.M)
     return int(found.group(1)) if found else 0
+def f(name, step):
+    found = re.search(r"^%s_total\{job=\"%s\"\} ([0-9.e+-]+)" % (name, step), text, re.M)
+    return float(found.group(1)) if found else 0.0
 print(" ".join(str(m(n, s)) for s in ("reserve", "settle") for n in ("vitrine_checkout_batches", "vitrine_checkout_batched_requests")), end="")
+print("", " ".join(str(f("vitrine_checkout_batch_seconds", s)) for s in ("reserve", "settle")), end="")
 '
   echo " $xact"
 }
@@ -64,13 +68,15 @@ breakdown_row() { # $1 label, $2 snapshot before, $3 snapshot after, $4 result l
   python3 - "$1" "$2" "$3" "$out.jsonl" "$4" >>"$out-breakdown.jsonl" <<'PY'
 import json, sys
 label, before, after, rows, skip = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], int(sys.argv[5])
-d = [int(b) - int(a) for a, b in zip(before, after)]
+d = [float(b) - float(a) for a, b in zip(before, after)]
 new = [json.loads(l) for l in open(rows).readlines()[skip:]]
 orders = sum(r["orders"] for r in new if r["label"] == label)
 print(json.dumps({"label": label, "orders": orders,
     "reserve_batch_mean": d[1] / d[0] if d[0] else None,
     "settle_batch_mean": d[3] / d[2] if d[2] else None,
-    "db_commits_per_order": d[4] / orders if orders and d[4] else None}))
+    "reserve_tx_ms": 1000 * d[4] / d[0] if d[0] else None,
+    "settle_tx_ms": 1000 * d[5] / d[2] if d[2] else None,
+    "db_commits_per_order": d[6] / orders if orders and d[6] else None}))
 PY
   tail -1 "$out-breakdown.jsonl"
 }

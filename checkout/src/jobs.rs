@@ -26,6 +26,8 @@ pub struct JobMetrics {
     pub batches: Family<JobLabel, Counter>,
     /// Requests those transactions wrote (divided by `batches`: the mean batch size).
     pub batched: Family<JobLabel, Counter>,
+    /// Seconds those transactions took, from the first statement to the commit.
+    pub batch_seconds: Family<JobLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl JobMetrics {
@@ -50,6 +52,11 @@ impl JobMetrics {
             "Requests written by those transactions (over batches: the mean batch size)",
             self.batched.clone(),
         );
+        registry.register(
+            "vitrine_checkout_batch_seconds",
+            "Time those transactions took, from their first statement to the commit",
+            self.batch_seconds.clone(),
+        );
     }
 
     /// Counts a group-commit batch of `n` requests of `step`.
@@ -57,6 +64,14 @@ impl JobMetrics {
         let label = JobLabel { job: step };
         self.batches.get_or_create(&label).inc();
         self.batched.get_or_create(&label).inc_by(n as u64);
+    }
+
+    /// Adds the time a batch transaction of `step` took.
+    pub(crate) fn note_batch_time(&self, step: &'static str, took: std::time::Duration) {
+        let label = JobLabel { job: step };
+        self.batch_seconds
+            .get_or_create(&label)
+            .inc_by(took.as_secs_f64());
     }
 
     /// Batches and requests of `step` so far (for tests and the benchmark's report).

@@ -128,6 +128,8 @@ pub struct Checkout {
     >,
     /// What each pin had left after this node's last reservation through it.
     pub(crate) availability: orders::Availability,
+    /// The order path's writers queue here on SQLite (see [`db::WriteGate`]).
+    pub(crate) write_gate: db::WriteGate,
 }
 
 /// Most requests written in one transaction of the order path.
@@ -141,6 +143,7 @@ impl Checkout {
         config: CheckoutConfig,
     ) -> Self {
         let pool_for_payouts = pool.clone();
+        let write_gate = db::WriteGate::of(&pool);
         Self {
             pool,
             payments,
@@ -158,6 +161,7 @@ impl Checkout {
             reservations: group::Batcher::new(MAX_BATCH),
             settlements: group::Batcher::new(MAX_BATCH),
             availability: orders::Availability::default(),
+            write_gate,
             config,
         }
     }

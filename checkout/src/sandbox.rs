@@ -12,9 +12,12 @@
 //! | any other valid number | declined (`test_mode_live_card`), as real sandboxes do |
 
 use crate::db::{now_ms, sql};
+use crate::group::{Batcher, Writer};
 use crate::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus};
 use rand::RngCore;
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use vitrine_core::{Currency, Money};
 
@@ -35,15 +38,33 @@ const PAYMENT_COLUMNS: &str = "id, reference, amount, currency, status, decline_
 pub struct SandboxProvider {
     pool: AnyPool,
     latency: Duration,
+    /// New charges, written in batches.
+    creates: Batcher<(), ChargeRequest, Result<Payment, PaymentError>>,
+    writer: Arc<CreateWriter>,
 }
 
 impl SandboxProvider {
     /// `latency`: how long after creation a payment settles.
     pub fn new(pool: AnyPool, latency: Duration) -> Self {
-        Self { pool, latency }
+        let writer = Arc::new(CreateWriter {
+            pool: pool.clone(),
+            latency,
+            // Its writes queue with the order path's on SQLite.
+            gate: crate::db::WriteGate::of(&pool),
+        });
+        Self {
+            pool,
+            latency,
+            creates: Batcher::new(crate::MAX_BATCH),
+            writer,
+        }
     }
 
     fn unavailable(e: sqlx::Error) -> PaymentError {
+        PaymentError::Unavailable(e.to_string())
+    }
+
+    fn unavailable_text(e: &sqlx::Error) -> PaymentError {
         PaymentError::Unavailable(e.to_string())
     }
 
@@ -64,20 +85,25 @@ impl SandboxProvider {
     }
 
     async fn load(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
-        let row = sqlx::query(sql(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments WHERE reference = $1"
-        )))
-        .bind(reference)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Self::unavailable)?;
-        row.as_ref().map(payment_from_row).transpose()
+        load(&self.pool, reference).await
     }
 
     async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
         self.settle(reference).await?;
         self.load(reference).await
     }
+}
+
+/// The payment of `reference`, if one was created.
+async fn load(pool: &AnyPool, reference: &str) -> Result<Option<Payment>, PaymentError> {
+    let row = sqlx::query(sql(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments WHERE reference = $1"
+    )))
+    .bind(reference)
+    .fetch_optional(pool)
+    .await
+    .map_err(SandboxProvider::unavailable)?;
+    row.as_ref().map(payment_from_row).transpose()
 }
 
 /// Reads a payment from `PAYMENT_COLUMNS`.
@@ -114,47 +140,95 @@ fn payment_from_row(r: &sqlx::any::AnyRow) -> Result<Payment, PaymentError> {
     }
 }
 
-#[async_trait::async_trait]
-impl PaymentProvider for SandboxProvider {
-    async fn create(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
-        let (outcome, decline) = outcome_of(request.card.digits());
-        let mut id = [0u8; 12];
-        rand::rng().fill_bytes(&mut id);
+/// Writes batches of new charges for [`SandboxProvider::create`].
+struct CreateWriter {
+    pool: AnyPool,
+    latency: Duration,
+    gate: crate::db::WriteGate,
+}
+
+impl Writer<ChargeRequest, Result<Payment, PaymentError>> for Arc<CreateWriter> {
+    async fn write(&self, requests: Vec<ChargeRequest>) -> Vec<Result<Payment, PaymentError>> {
+        let created = match self.insert(&requests).await {
+            Ok(created) => created,
+            Err(e) => {
+                return requests
+                    .iter()
+                    .map(|_| Err(SandboxProvider::unavailable_text(&e)))
+                    .collect();
+            }
+        };
+        let mut out = Vec::with_capacity(requests.len());
+        for request in &requests {
+            // A known reference (a retry) is answered from what it holds.
+            out.push(match created.get(&request.reference) {
+                Some(payment) => Ok(payment.clone()),
+                None => load(&self.pool, &request.reference)
+                    .await
+                    .and_then(|p| p.ok_or(PaymentError::NotFound)),
+            });
+        }
+        out
+    }
+}
+
+impl CreateWriter {
+    /// Inserts the charges whose reference is new; the payments it created, by reference.
+    async fn insert(
+        &self,
+        requests: &[ChargeRequest],
+    ) -> Result<HashMap<String, Payment>, sqlx::Error> {
         let now = now_ms();
         // With no latency the answer is final at once, as a processor that confirms
         // synchronously answers (an outcome that never settles stays processing).
-        let status = match outcome {
-            "approve" if self.latency.is_zero() => "succeeded",
-            "decline" if self.latency.is_zero() => "declined",
-            _ => "processing",
-        };
-        let created = sqlx::query(sql(format!(
+        let mut insert = sqlx::query(sql(format!(
             "INSERT INTO sandbox_payments (id, reference, amount, currency, card_last4, outcome, \
-             status, decline_code, settles_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) \
-             ON CONFLICT (reference) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
-        )))
-        .bind(format!("py_{}", hex::encode(id)))
-        .bind(&request.reference)
-        .bind(request.amount.amount)
-        .bind(request.amount.currency.as_str())
-        .bind(request.card.last4())
-        .bind(outcome)
-        .bind(decline)
-        .bind(now + self.latency.as_millis() as i64)
-        .bind(now)
-        .bind(status)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Self::unavailable)?;
-        // A known reference (a retry) is answered from what it holds.
-        match created {
-            Some(row) => payment_from_row(&row),
-            None => self
-                .load(&request.reference)
-                .await?
-                .ok_or(PaymentError::NotFound),
+             status, decline_code, settles_at, created_at) VALUES {} \
+             ON CONFLICT (reference) DO NOTHING RETURNING {PAYMENT_COLUMNS}",
+            crate::db::value_rows(requests.len(), 10)
+        )));
+        for request in requests {
+            let (outcome, decline) = outcome_of(request.card.digits());
+            let status = match outcome {
+                "approve" if self.latency.is_zero() => "succeeded",
+                "decline" if self.latency.is_zero() => "declined",
+                _ => "processing",
+            };
+            let mut id = [0u8; 12];
+            rand::rng().fill_bytes(&mut id);
+            insert = insert
+                .bind(format!("py_{}", hex::encode(id)))
+                .bind(request.reference.clone())
+                .bind(request.amount.amount)
+                .bind(request.amount.currency.as_str())
+                .bind(request.card.last4().to_owned())
+                .bind(outcome)
+                .bind(status)
+                .bind(decline)
+                .bind(now + self.latency.as_millis() as i64)
+                .bind(now);
         }
+        let turn = self.gate.enter().await;
+        let rows = insert.fetch_all(&self.pool).await?;
+        drop(turn);
+        let mut created = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment =
+                payment_from_row(row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            created.insert(payment.reference.clone(), payment);
+        }
+        Ok(created)
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for SandboxProvider {
+    async fn create(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
+        // Charges arriving together are written together (group commit, one INSERT).
+        self.creates
+            .submit((), request.clone(), Arc::clone(&self.writer))
+            .await
+            .map_err(|_| PaymentError::Unavailable("the charge was lost; retry".into()))?
     }
 
     async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {

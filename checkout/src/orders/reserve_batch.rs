@@ -68,6 +68,8 @@ impl Checkout {
     ) -> Result<Vec<Reserved>, CheckoutError> {
         let now = now_ms();
         let (product, mut fates) = self.plan(&jobs, now).await?;
+        let turn = self.write_gate.enter().await;
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         // The keys first: the first write, which on SQLite takes the write lock up front.
         claim_keys(&mut tx, &jobs, &mut fates, now).await?;
@@ -92,6 +94,8 @@ impl Checkout {
             undo_late(&mut tx, &jobs, &fates).await?;
         }
         tx.commit().await?;
+        drop(turn);
+        self.jobs.note_batch_time("reserve", started.elapsed());
         if outboxed {
             self.wake_webhooks();
         }

@@ -65,6 +65,8 @@ impl Checkout {
         jobs: &[SettleJob],
     ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
         let now = now_ms();
+        let turn = self.write_gate.enter().await;
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let paid: Vec<&SettleJob> = jobs
             .iter()
@@ -107,6 +109,8 @@ impl Checkout {
             false
         };
         tx.commit().await?;
+        drop(turn);
+        self.jobs.note_batch_time("settle", started.elapsed());
         if outboxed {
             self.wake_webhooks();
         }
