@@ -41,17 +41,20 @@ impl Moderation {
 
     /// Runs the chat role's migrations (versions 0200 and up).
     pub async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), ModerationError> {
-        #[allow(clippy::if_same_then_else)]
-        let mut migrator = if sqlite {
+        // What both engines take alike once, the engine's own scripts where they differ.
+        let dialect = if sqlite {
             sqlx::migrate!("./migrations/sqlite")
         } else {
             sqlx::migrate!("./migrations/postgres")
         };
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(pool)
-            .await
-            .map_err(|e| ModerationError(sqlx::Error::Migrate(Box::new(e))))
+        let migrated = match vitrine_core::migrations::merged(
+            &sqlx::migrate!("./migrations/common"),
+            Some(&dialect),
+        ) {
+            Ok(migrator) => migrator.run(pool).await,
+            Err(e) => Err(e),
+        };
+        migrated.map_err(|e| ModerationError(sqlx::Error::Migrate(Box::new(e))))
     }
 
     pub async fn rules(&self, stream: &StreamId) -> Result<RoomRules, ModerationError> {

@@ -77,15 +77,15 @@ pub async fn connect_with(
 /// Runs checkout's migrations (versions 0100 and up). Other roles' migrations share the same
 /// table, hence `ignore_missing`.
 pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), DbError> {
-    // The two folders hold the same SQL today; they are separate so that they can diverge.
-    #[allow(clippy::if_same_then_else)]
-    let mut migrator = if backend == Backend::Sqlite {
+    // What both engines take alike once, the engine's own scripts where they differ.
+    let dialect = if backend == Backend::Sqlite {
         sqlx::migrate!("./migrations/sqlite")
     } else {
         sqlx::migrate!("./migrations/postgres")
     };
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
+    vitrine_core::migrations::merged(&sqlx::migrate!("./migrations/common"), Some(&dialect))?
+        .run(pool)
+        .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod commerce;
 pub mod directory;
 pub mod ids;
+pub mod migrations;
 pub mod money;
 pub mod problem;
 pub mod region;

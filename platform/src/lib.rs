@@ -61,17 +61,12 @@ impl Platform {
         self
     }
 
-    /// Runs the platform's migrations (versions 0300 and up) on a pool of either backend.
-    pub async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), PlatformError> {
-        // Same SQL in both folders today; separate so that they can diverge.
-        #[allow(clippy::if_same_then_else)]
-        let mut migrator = if sqlite {
-            sqlx::migrate!("./migrations/sqlite")
-        } else {
-            sqlx::migrate!("./migrations/postgres")
-        };
-        migrator.set_ignore_missing(true);
-        migrator.run(pool).await?;
+    /// Runs the platform's migrations (versions 0300 and up) on a pool of either backend: the
+    /// same SQL on both (see [`vitrine_core::migrations`]).
+    pub async fn migrate(pool: &AnyPool, _sqlite: bool) -> Result<(), PlatformError> {
+        vitrine_core::migrations::merged(&sqlx::migrate!("./migrations/common"), None)?
+            .run(pool)
+            .await?;
         Ok(())
     }
 }

@@ -96,17 +96,10 @@ impl Store {
     /// [`Store::connect`] with a pool of at most `max_connections` (default: the driver's).
     pub async fn connect_with(url: &str, max_connections: Option<u32>) -> Result<Self, StoreError> {
         let (pool, backend) = vitrine_checkout::db::connect_with(url, max_connections).await?;
-        // One migration set per backend, kept in step; today their SQL is the same text, which
-        // is why the two arms compile to the same code. Checkout's versions live in the same
-        // table, hence `ignore_missing`.
-        #[allow(clippy::if_same_then_else)]
-        let mut migrator = if backend == Backend::Sqlite {
-            sqlx::migrate!("./migrations/sqlite")
-        } else {
-            sqlx::migrate!("./migrations/postgres")
-        };
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        // The same SQL on both engines (see vitrine_core::migrations).
+        vitrine_core::migrations::merged(&sqlx::migrate!("./migrations/common"), None)?
+            .run(&pool)
+            .await?;
         vitrine_checkout::db::migrate(&pool, backend).await?;
         vitrine_platform::Platform::migrate(&pool, backend == Backend::Sqlite).await?;
         Ok(Self { pool, home: None })
