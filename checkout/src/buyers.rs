@@ -2,7 +2,6 @@
 //! in the chat and to see one's own orders, with no account to create.
 
 use crate::Checkout;
-use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
 use serde::Serialize;
 use sqlx::Row;
@@ -44,7 +43,7 @@ impl Checkout {
         .bind(buyer.id.as_str())
         .bind(&buyer.display_name)
         .bind(token.hash().0)
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok((buyer, token))

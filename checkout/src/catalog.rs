@@ -2,7 +2,6 @@
 //! so another seller's product is indistinguishable from one that does not exist.
 
 use crate::Checkout;
-use crate::db::now_ms;
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
@@ -203,7 +202,7 @@ impl Checkout {
         new: NewProduct,
     ) -> Result<Product, CheckoutError> {
         new.validate()?;
-        let now = now_ms();
+        let now = self.now();
         let product = Product {
             id: ProductId::generate_in(self.config.home.as_ref()),
             seller_id: seller.clone(),
@@ -346,7 +345,7 @@ impl Checkout {
             )
             .bind(set)
             .bind(delta)
-            .bind(now_ms())
+            .bind(self.now())
             .bind(id.as_str())
             .bind(seller.as_str())
             .bind(MAX_STOCK)
@@ -368,7 +367,7 @@ impl Checkout {
         .bind(patch.description)
         .bind(patch.image_url)
         .bind(patch.price.map(|p| p.amount))
-        .bind(now_ms())
+        .bind(self.now())
         .bind(id.as_str())
         .bind(seller.as_str())
         .execute(&mut *tx)
@@ -389,7 +388,7 @@ impl Checkout {
             "UPDATE products SET archived = 1, updated_at = $1 \
              WHERE id = $2 AND seller_id = $3 AND archived = 0",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .bind(id.as_str())
         .bind(seller.as_str())
         .execute(&self.pool)

@@ -95,7 +95,7 @@ impl Checkout {
             "UPDATE idempotency_keys SET failed_at = $1 \
              WHERE buyer_id = $2 AND idem_key = $3 AND response IS NULL",
         )
-        .bind(crate::db::now_ms())
+        .bind(self.now())
         .bind(buyer.as_str())
         .bind(key)
         .execute(&self.pool)
@@ -122,7 +122,7 @@ impl Checkout {
 
     /// Deletes finished keys older than the configured time to live.
     pub async fn expire_keys(&self) -> Result<u64, CheckoutError> {
-        self.expire_keys_at(crate::db::now_ms()).await
+        self.expire_keys_at(self.now()).await
     }
 
     /// [`Checkout::expire_keys`] as of `now` (Unix milliseconds): the pruning job's clock.

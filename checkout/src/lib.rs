@@ -130,6 +130,8 @@ pub struct Checkout {
     pub(crate) availability: orders::Availability,
     /// The order path's writers queue here on SQLite (see [`db::WriteGate`]).
     pub(crate) write_gate: db::WriteGate,
+    /// Where the order path's time comes from (reservations, their expiry, keys' age).
+    pub(crate) clock: Arc<dyn vitrine_core::time::Clock>,
 }
 
 /// Most requests written in one transaction of the order path.
@@ -162,8 +164,20 @@ impl Checkout {
             settlements: group::Batcher::new(MAX_BATCH),
             availability: orders::Availability::default(),
             write_gate,
+            clock: Arc::new(vitrine_core::time::SystemClock),
             config,
         }
+    }
+
+    /// Takes the order path's time from `clock` (tests move one by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn vitrine_core::time::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix milliseconds by the checkout's clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Keys card fingerprints with the deployment's secret (every node needs the same one).

@@ -4,7 +4,6 @@
 
 use crate::Checkout;
 use crate::catalog::{Product, product_at, product_columns_qualified};
-use crate::db::now_ms;
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
@@ -169,7 +168,7 @@ impl Checkout {
                 )));
             }
         }
-        let now = now_ms();
+        let now = self.now();
         let ends_at = new.ends_at()?;
         if ends_at.is_some_and(|t| t <= now) {
             return Err(CheckoutError::Invalid("ends_at is in the past".into()));
@@ -232,7 +231,7 @@ impl Checkout {
             "UPDATE pins SET active = 0, unpinned_at = $1 \
              WHERE id = $2 AND stream_id = $3 AND active = 1",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .bind(pin.as_str())
         .bind(stream.as_str())
         .execute(&self.pool)
@@ -254,7 +253,7 @@ impl Checkout {
         let done = sqlx::query(
             "UPDATE pins SET active = 0, unpinned_at = $1 WHERE stream_id = $2 AND active = 1",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .bind(stream.as_str())
         .execute(&self.pool)
         .await?;
@@ -276,7 +275,7 @@ impl Checkout {
         sqlx::query(
             "UPDATE pins SET active = 0, unpinned_at = $1 WHERE product_id = $2 AND active = 1",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .bind(product.as_str())
         .execute(&self.pool)
         .await?;

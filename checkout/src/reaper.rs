@@ -5,7 +5,6 @@
 //! is logged and counted, and the pass goes on: one bad row never stops the others.
 
 use crate::Checkout;
-use crate::db::now_ms;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
 use crate::order_state::{OrderEvent, OrderStatus};
@@ -26,7 +25,7 @@ impl Checkout {
             "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND reserved_until < $1 \
              ORDER BY reserved_until LIMIT $2"
         )))
-        .bind(now_ms())
+        .bind(self.now())
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
@@ -99,7 +98,7 @@ pub fn spawn_reaper(
                 Ok(n) => tracing::info!(refunds = n, "pending refunds finished"),
                 Err(e) => tracing::warn!(error = %e, "refund reconciliation failed"),
             }
-            if let Err(e) = checkout.prune_at(now_ms()).await {
+            if let Err(e) = checkout.prune_at(checkout.now()).await {
                 tracing::warn!(error = %e, "pruning failed");
             }
         }

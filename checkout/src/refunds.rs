@@ -13,7 +13,6 @@
 //! money itself and never settles without the processor's word.
 
 use crate::Checkout;
-use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::orders::Order;
@@ -56,7 +55,7 @@ impl Checkout {
     /// Step 1: the order's refund row, made now or found from an earlier try. A refund the
     /// processor refused before is tried again.
     async fn refund_intent(&self, order: &Order) -> Result<RefundRow, CheckoutError> {
-        let now = now_ms();
+        let now = self.now();
         sqlx::query(
             "INSERT INTO refunds (id, order_id, seller_id, status, attempts, created_at, \
              updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
@@ -90,7 +89,7 @@ impl Checkout {
     /// Step 2 and 3: asks the processor (keyed by the refund id), then settles.
     async fn push_refund(&self, refund: &RefundRow) -> Result<(), CheckoutError> {
         sqlx::query("UPDATE refunds SET attempts = attempts + 1, updated_at = $1 WHERE id = $2")
-            .bind(now_ms())
+            .bind(self.now())
             .bind(&refund.id)
             .execute(&self.pool)
             .await?;
@@ -126,7 +125,7 @@ impl Checkout {
              WHERE id = $4 AND status = 'pending'",
         )
         .bind(error)
-        .bind(now_ms())
+        .bind(self.now())
         .bind(i64::from(failed))
         .bind(&refund.id)
         .execute(&self.pool)
@@ -143,7 +142,7 @@ impl Checkout {
             "UPDATE refunds SET status = 'succeeded', last_error = NULL, updated_at = $1 \
              WHERE id = $2 AND status = 'pending'",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .bind(&refund.id)
         .execute(&mut *tx)
         .await?;

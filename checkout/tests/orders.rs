@@ -6,12 +6,15 @@ use vitrine_checkout::CheckoutConfig;
 use vitrine_checkout::Shipment;
 use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
-use vitrine_checkout::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider};
+use vitrine_checkout::payment::{
+    ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus,
+};
 use vitrine_checkout::testing::TestDatabase;
 use vitrine_checkout::{
     Checkout, CheckoutError, NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, ProductPatch,
     RejectKind, SandboxProvider,
 };
+use vitrine_core::time::ManualClock;
 use vitrine_core::{
     BuyerId, CommerceEvent, CommerceEvents, Currency, Money, ProductId, SellerId, StreamId,
 };
@@ -621,11 +624,13 @@ impl PaymentProvider for DiesAfterCharge {
 }
 
 async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
-    let config = CheckoutConfig {
-        reservation_window: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let h = harness_with(backend, config, |s| Arc::new(DiesAfterCharge(s))).await;
+    let mut h = harness_with(backend, CheckoutConfig::default(), |s| {
+        Arc::new(DiesAfterCharge(s))
+    })
+    .await;
+    // The reservations expire when the test moves the clock, not when it has waited.
+    let clock = Arc::new(ManualClock::now());
+    h.checkout = h.checkout.clone().with_clock(clock.clone());
     let p = h.product(jacket(5)).await;
     let buyer = BuyerId::generate();
     for (key, card) in [("charged", APPROVE), ("declined", DECLINE), ("hung", NEVER)] {
@@ -642,13 +647,21 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
         0,
         "not expired yet"
     );
-    // Wait for the reservations to expire, observing the database rather than sleeping blind.
-    let mut settled = 0;
-    while settled < 3 {
-        settled += h.checkout.release_expired().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(settled, 3);
+    // The processor confirms the approved charge in its own time (the sandbox's latency): the
+    // reaper must find it charged, so the test waits for the processor, not for the clock.
+    let pending = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    let charged = pending.iter().find(|o| o.card_last4 == "4242").unwrap();
+    let confirmed = h
+        .sandbox
+        .wait(charged.id.as_str(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, PaymentStatus::Succeeded);
+    // One moment short of the window nothing expires; past it, all three are settled at once.
+    clock.advance(CheckoutConfig::default().reservation_window - Duration::from_millis(1));
+    assert_eq!(h.checkout.release_expired().await.unwrap(), 0);
+    clock.advance(Duration::from_millis(2));
+    assert_eq!(h.checkout.release_expired().await.unwrap(), 3);
     let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
     let paid: Vec<_> = orders
         .iter()

@@ -197,3 +197,43 @@ mod tests {
         }
     }
 }
+
+/// Where time comes from, passed in so that deadlines (a reservation's expiry, say) are tested
+/// by moving a clock rather than by waiting.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        Timestamp::now().millis()
+    }
+}
+
+/// A clock that moves only when told: for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock at the system's time now.
+    pub fn now() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(Timestamp::now().millis()))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

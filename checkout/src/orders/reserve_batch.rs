@@ -10,7 +10,7 @@ use super::reserve::{PinCache, Priced, ReserveJob, Reserved};
 use super::{ORDER_COLUMNS, Order, OrderResult, reject};
 use crate::Checkout;
 use crate::catalog::Product;
-use crate::db::{now_ms, sql, value_rows};
+use crate::db::{sql, value_rows};
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::group::Writer;
 use crate::ledger::Tx;
@@ -66,7 +66,7 @@ impl Checkout {
         &self,
         jobs: Vec<ReserveJob>,
     ) -> Result<Vec<Reserved>, CheckoutError> {
-        let now = now_ms();
+        let now = self.now();
         let (product, mut fates) = self.plan(&jobs, now).await?;
         let turn = self.write_gate.enter().await;
         let started = std::time::Instant::now();

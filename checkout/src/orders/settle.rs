@@ -3,7 +3,6 @@
 
 use super::{Order, OrderResult, reject};
 use crate::Checkout;
-use crate::db::now_ms;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::ledger;
 use crate::order_state::{OrderEvent, OrderStatus};
@@ -103,7 +102,7 @@ impl Checkout {
             .status
             .apply(change.event)
             .map_err(|e| CheckoutError::Conflict(e.to_string()))?;
-        let now = now_ms();
+        let now = self.now();
         let shipped_at = (next == OrderStatus::Fulfilled).then_some(now);
         let delivered_at = (next == OrderStatus::Delivered).then_some(now);
         let moved = sqlx::query(

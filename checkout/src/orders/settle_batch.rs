@@ -8,7 +8,7 @@
 use super::settle::Moved;
 use super::{Order, OrderResult};
 use crate::Checkout;
-use crate::db::{now_ms, sql, value_rows};
+use crate::db::{sql, value_rows};
 use crate::error::{CheckoutError, corrupt};
 use crate::group::Writer;
 use crate::ledger::{self, Tx};
@@ -64,7 +64,7 @@ impl Checkout {
         &self,
         jobs: &[SettleJob],
     ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
-        let now = now_ms();
+        let now = self.now();
         let turn = self.write_gate.enter().await;
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
