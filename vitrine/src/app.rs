@@ -5,8 +5,10 @@
 use crate::api::metrics::ApiMetrics;
 use crate::captions;
 use crate::config::Config;
-use crate::edge::{Edge, EdgeConfig};
+use crate::edge::Edge;
 use crate::roles;
+pub use crate::state::AppState;
+use crate::state::MAX_BODY_BYTES;
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
@@ -21,59 +23,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
-use vitrine_chat::Chat;
-use vitrine_checkout::Checkout;
 use vitrine_core::EventRelay;
-use vitrine_ingest::Ingest;
 use vitrine_platform::Platform;
-use vitrine_platform::ratelimit::RateLimiter;
-use vitrine_sfu::Sfu;
 use vitrine_subtitles::live::LiveCaptions;
-use vitrine_transcode::Hls;
 
-/// Largest request body any route accepts (SDP offers are the largest legitimate bodies).
-pub(crate) const MAX_BODY_BYTES: usize = 128 * 1024;
 /// How long in-flight requests may take to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub checkout: Checkout,
-    /// Apps, API keys, OAuth2 grants and tokens, browser sessions.
-    pub platform: Platform,
-    /// Per-app rate limits of the seller API.
-    pub limiter: RateLimiter,
-    pub api_metrics: Arc<ApiMetrics>,
-    pub chat: Chat,
-    /// Every stream's room events that replays show again.
-    pub timeline: vitrine_chat::timeline::Timeline,
-    pub sfu: Arc<Sfu>,
-    pub ingest: Arc<Ingest>,
-    /// The HLS role; `None` when turned off.
-    pub hls: Option<Arc<Hls>>,
-    pub captions: Option<Arc<LiveCaptions>>,
-    /// The languages the streams' captions come in (see [`caption_languages`]).
-    pub caption_languages: Arc<[String]>,
-    /// Trusted proxies, per-address limits, who may read `/metrics`.
-    pub edge: Arc<EdgeConfig>,
-    /// What this node serves.
-    pub roles: crate::roles::Roles,
-    /// The deployment's regions when it has several (requests of other regions go there).
-    pub homes: Option<crate::regions::Homes>,
-    /// Buyers by token, this region's and other regions' (asked of their home).
-    pub buyers: crate::regions::Buyers,
-    registry: Arc<Registry>,
-    public_url: Arc<OnceLock<String>>,
-}
-
-impl AppState {
-    /// Base of the URLs handed out (configured, or derived from the bound address).
-    pub fn public_url(&self) -> &str {
-        self.public_url.get().map_or("", String::as_str)
-    }
-}
 
 /// A started server.
 pub struct Running {
@@ -229,15 +184,6 @@ pub fn router(state: AppState, edge: Arc<Edge>, admin: Router) -> Router {
 /// WHIP redirect's placement token, an OAuth2 code).
 fn request_span(request: &axum::extract::Request) -> tracing::Span {
     tracing::debug_span!("request", method = %request.method(), path = request.uri().path())
-}
-
-/// This machine's name, for naming a queue consumer or a cluster node.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "vitrine".into())
 }
 
 /// Opens the store, builds the roles and starts serving.

@@ -83,7 +83,7 @@ impl ClusterSettings {
         let node_id = args
             .node_id
             .or(file.node_id)
-            .unwrap_or_else(|| default_node_id(&crate::app::hostname()));
+            .unwrap_or_else(|| default_node_id(&crate::state::hostname()));
         if !vitrine_cluster::valid_node_id(&node_id) {
             bail!("node id {node_id:?}: 1 to 64 lower-case letters, digits and '-'");
         }

@@ -17,5 +17,6 @@ pub mod portal;
 pub mod regions;
 pub mod roles;
 pub mod sale_shares;
+pub mod state;
 pub mod store;
 pub mod telemetry;

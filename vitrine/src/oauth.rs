@@ -4,9 +4,9 @@
 //! revocation (`/oauth/revoke`). The rules themselves live in the platform crate.
 
 use crate::api::ApiError;
-use crate::app::AppState;
 use crate::pages::{esc, hidden, page};
 use crate::portal::{csrf_field, signed_in, signin_form};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -6,9 +6,9 @@
 //! sign-ins back off per address (`api::ip_limits`).
 
 use crate::api::ApiError;
-use crate::app::AppState;
 use crate::edge::Https;
 use crate::pages::{esc, hidden, html_response, page};
+use crate::state::AppState;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};

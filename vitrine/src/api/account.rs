@@ -4,7 +4,7 @@
 //! (`/api/v1/grants`). Secrets appear once, in the answer that creates or rolls them.
 
 use super::{AccountOwner, ApiError, body, path_id};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -10,7 +10,7 @@
 //! so a route cannot forget its check and the check cannot drift from the route.
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::Seller;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

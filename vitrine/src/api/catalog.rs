@@ -2,7 +2,7 @@
 
 use super::auth::{ProductsRead, ProductsWrite, StreamsRead, StreamsWrite};
 use super::{ApiError, AuthSeller, body, owned_stream, path_id};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -6,7 +6,7 @@
 //! answer 503 with a problem: they may come back.
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -11,8 +11,8 @@
 
 use super::ApiError;
 use super::limits::{add_headers, refused, store_failed};
-use crate::app::AppState;
 use crate::sale_shares::{SaleShares, Share};
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;

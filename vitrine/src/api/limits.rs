@@ -11,7 +11,7 @@
 //! credentials, flooding orders). The failure is logged, counted, and `/healthz` says so.
 
 use super::auth::{Principal, Via};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;

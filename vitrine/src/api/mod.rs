@@ -19,7 +19,7 @@ pub mod webhooks;
 
 pub use auth::{AccountOwner, AuthSeller, Authorized, Principal};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::{Seller, StoreError, StreamRow};
 use axum::Router;
 use axum::extract::rejection::JsonRejection;

@@ -5,7 +5,7 @@
 
 use super::auth::{StreamsRead, StreamsWrite};
 use super::{ApiError, AuthSeller, body, owned_stream};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::StreamRow;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};

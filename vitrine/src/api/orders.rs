@@ -4,7 +4,7 @@
 
 use super::auth::OrdersWrite;
 use super::{ApiError, AuthBuyer, AuthSeller, Caller, body, path_id};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

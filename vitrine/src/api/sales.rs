@@ -4,7 +4,7 @@
 
 use super::ApiError;
 use super::auth::{AuthSeller, OrdersRead};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};

@@ -2,7 +2,7 @@
 //! price and stock now, not the show's.
 
 use super::{ApiError, path_id};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -4,7 +4,7 @@
 
 use super::auth::{StreamsRead, StreamsWrite};
 use super::{ApiError, AuthSeller, body, owned_stream, path_id};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::{MAX_TITLE_CHARS, StreamRow};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

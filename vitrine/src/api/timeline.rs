@@ -2,7 +2,7 @@
 //! placed on the recording's media time (`at_ms` from the replay's start), paged by media time.
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;

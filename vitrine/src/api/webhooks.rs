@@ -4,7 +4,7 @@
 
 use super::auth::{WebhooksRead, WebhooksWrite};
 use super::{ApiError, AuthSeller, body};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -5,7 +5,7 @@
 
 use super::vouch::{CLIENT_ADDRESS, Vouched};
 use super::{Home, RegionInfo, Regions, home_of};
-use crate::app::MAX_BODY_BYTES;
+use crate::state::MAX_BODY_BYTES;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;

@@ -3,9 +3,9 @@
 //! API.
 
 use crate::api;
-use crate::app::AppState;
 use crate::config::Config;
 use crate::sale_shares::{ChatPurchases, SaleShares};
+use crate::state::AppState;
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;

@@ -100,7 +100,7 @@ pub async fn spawn_replay_subtitles(
     }
     if let Some(pool) = worker {
         let replays = captions::replays(&config.subtitles, Arc::clone(pool), Arc::clone(hls))?;
-        let consumer = format!("{}-{}", crate::app::hostname(), std::process::id());
+        let consumer = format!("{}-{}", crate::state::hostname(), std::process::id());
         tokio::spawn(jobs::work(
             queue,
             replays,
