@@ -213,20 +213,23 @@ pub enum CommerceError {
 }
 
 /// A [`CommerceEvents`] whose destination is connected after construction, for wiring two roles
-/// that each need the other (checkout emits to chat rooms; chat buys through checkout).
+/// that each need the other (checkout emits to chat rooms; chat buys through checkout). It holds
+/// its destination weakly: the destination reaches checkout, checkout holds this relay, and a
+/// strong reference back would be a cycle that is never freed. Whoever connects keeps the
+/// destination alive (the server's state does); once it is gone, events go nowhere.
 #[derive(Default)]
-pub struct EventRelay(std::sync::OnceLock<std::sync::Arc<dyn CommerceEvents>>);
+pub struct EventRelay(std::sync::OnceLock<std::sync::Weak<dyn CommerceEvents>>);
 
 impl EventRelay {
     /// Sets the destination; later calls are ignored.
-    pub fn connect(&self, sink: std::sync::Arc<dyn CommerceEvents>) {
-        let _ = self.0.set(sink);
+    pub fn connect(&self, sink: &std::sync::Arc<dyn CommerceEvents>) {
+        let _ = self.0.set(std::sync::Arc::downgrade(sink));
     }
 }
 
 impl CommerceEvents for EventRelay {
     fn emit(&self, event: CommerceEvent) {
-        if let Some(sink) = self.0.get() {
+        if let Some(sink) = self.0.get().and_then(std::sync::Weak::upgrade) {
             sink.emit(event);
         }
     }
@@ -235,6 +238,34 @@ impl CommerceEvents for EventRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default)]
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl CommerceEvents for Counted {
+        fn emit(&self, _event: CommerceEvent) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_relay_holds_its_destination_weakly() {
+        let relay = EventRelay::default();
+        let counted = std::sync::Arc::new(Counted::default());
+        let sink: std::sync::Arc<dyn CommerceEvents> = counted.clone();
+        relay.connect(&sink);
+        let event = || CommerceEvent::Pin {
+            stream: StreamId::generate(),
+            pin: None,
+        };
+        relay.emit(event());
+        assert_eq!(counted.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The relay alone does not keep the destination: no cycle through it.
+        drop(sink);
+        assert_eq!(std::sync::Arc::strong_count(&counted), 1);
+        drop(counted);
+        relay.emit(event());
+    }
 
     #[test]
     fn a_buy_request_prints_only_the_cards_last_four() {

@@ -207,7 +207,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
     let (chat, timeline) =
         roles::api::chat(config, &store, &commerce.checkout, &buyers, &mut registry).await?;
-    events.connect(Arc::new(chat.clone()));
+    // The state keeps the rooms' end of the relay alive; the relay holds it weakly.
+    let room_events: Arc<dyn vitrine_core::CommerceEvents> = Arc::new(chat.clone());
+    events.connect(&room_events);
     let captions = captions::start(
         config,
         pool.as_ref(),
@@ -232,6 +234,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         cluster_metrics.register(&mut registry);
     }
     let state = AppState {
+        _room_events: room_events,
         timeline,
         platform: Platform::new(store.pool().clone()).with_home(home),
         buyers,
