@@ -20,7 +20,89 @@ fn eur(amount: i64) -> Money {
     Money::new(amount, Currency::parse("EUR").unwrap()).unwrap()
 }
 
-vitrine_checkout::on_both_backends!(a_burst_is_written_in_batches_and_sells_exactly_the_stock);
+vitrine_checkout::on_both_backends!(
+    a_burst_is_written_in_batches_and_sells_exactly_the_stock,
+    one_buyers_requests_in_one_batch_are_held_to_the_per_buyer_limit,
+);
+
+async fn one_buyers_requests_in_one_batch_are_held_to_the_per_buyer_limit(backend: Backend) {
+    let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
+        .await
+        .unwrap();
+    let seller = SellerId::generate();
+    let product = checkout
+        .create_product(
+            &seller,
+            NewProduct {
+                sku: "CAP".into(),
+                title: "Cap".into(),
+                description: String::new(),
+                image_url: None,
+                price: eur(900),
+                stock: 50,
+            },
+        )
+        .await
+        .unwrap();
+    let stream = StreamId::generate();
+    checkout
+        .pin(
+            &seller,
+            &stream,
+            NewPin {
+                product_id: product.id.clone(),
+                sale_price: None,
+                per_buyer_limit: Some(2),
+                quantity_cap: None,
+                ends_at: None,
+                ends_at_iso: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Two buyers, each sending eight requests of one unit with eight keys at once: whatever
+    // batches they fall into, each gets exactly two.
+    let buyers = [BuyerId::generate(), BuyerId::generate()];
+    let answers = join_all((0..16).map(|n| {
+        let checkout = &checkout;
+        let buyer = &buyers[n % 2];
+        let new = NewOrder {
+            product_id: product.id.clone(),
+            quantity: 1,
+            pin_id: None,
+            stream_id: Some(stream.clone()),
+            currency: None,
+            payment: PaymentDetails {
+                card_number: APPROVE.into(),
+            },
+            source: Default::default(),
+            media_ms: None,
+        };
+        async move {
+            let placed = checkout
+                .place_order(buyer, &format!("cap-{n}"), new)
+                .await
+                .unwrap();
+            (n % 2, placed.result)
+        }
+    }))
+    .await;
+    for who in 0..2 {
+        let mine: Vec<_> = answers.iter().filter(|(b, _)| *b == who).collect();
+        let bought = mine
+            .iter()
+            .filter(|(_, r)| matches!(r, OrderResult::Created(_)))
+            .count();
+        assert_eq!(bought, 2, "buyer {who}");
+        for (_, r) in &mine {
+            if let OrderResult::Rejected(r) = r {
+                assert_eq!(r.kind, RejectKind::LimitExceeded);
+            }
+        }
+    }
+    let left = checkout.product(&seller, &product.id).await.unwrap().stock;
+    assert_eq!(left, 46);
+}
 
 async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Backend) {
     let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))

@@ -264,13 +264,19 @@ async fn claim_keys(
 }
 
 /// Counts each pending request's units against its buyer's per-pin limit (rows of that buyer
-/// only); one over the limit is refused.
+/// only); one over the limit is refused. One upsert per pin for the whole batch; a buyer with
+/// several requests in the batch has them counted in turn, one statement each (a statement may
+/// not move one row twice).
 async fn check_limits(
     tx: &mut Tx<'_>,
     jobs: &[ReserveJob],
     fates: &mut [Fate],
 ) -> Result<(), CheckoutError> {
-    for (job, fate) in jobs.iter().zip(fates.iter_mut()) {
+    // (turn, pin) -> the requests counted in that statement, with the pin's limit.
+    let mut rounds: std::collections::BTreeMap<(usize, PinId), (u32, Vec<usize>)> =
+        Default::default();
+    let mut turns: HashMap<(&PinId, &vitrine_core::BuyerId), usize> = HashMap::new();
+    for (i, fate) in fates.iter().enumerate() {
         let Fate::Pending(priced, _) = fate else {
             continue;
         };
@@ -281,27 +287,57 @@ async fn check_limits(
         else {
             continue;
         };
-        let took = sqlx::query(
-            "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES ($1, $2, $3) \
-             ON CONFLICT (pin_id, buyer_id) DO UPDATE \
-             SET quantity = pin_buyers.quantity + excluded.quantity \
-             WHERE pin_buyers.quantity + excluded.quantity <= $4",
-        )
-        .bind(pin.id.as_str())
-        .bind(job.buyer.as_str())
-        .bind(i64::from(job.new.quantity))
-        .bind(i64::from(limit))
-        .execute(&mut **tx)
-        .await?;
-        if took.rows_affected() == 0 {
-            let why = reject(
-                RejectKind::LimitExceeded,
-                format!("at most {limit} per buyer"),
-            );
-            *fate = Fate::Late(why, None);
+        let turn = turns.entry((&pin.id, &jobs[i].buyer)).or_insert(0);
+        rounds
+            .entry((*turn, pin.id.clone()))
+            .or_insert_with(|| (limit, Vec::new()))
+            .1
+            .push(i);
+        *turn += 1;
+    }
+    for ((_, pin), (limit, members)) in rounds {
+        let counted = count_units(tx, &pin, limit, jobs, &members).await?;
+        for i in members {
+            if !counted.contains(jobs[i].buyer.as_str()) {
+                let why = reject(
+                    RejectKind::LimitExceeded,
+                    format!("at most {limit} per buyer"),
+                );
+                fates[i] = Fate::Late(why, None);
+            }
         }
     }
     Ok(())
+}
+
+/// Adds each member's units to its buyer's count for `pin` where that stays within `limit`;
+/// the buyers whose count moved.
+async fn count_units(
+    tx: &mut Tx<'_>,
+    pin: &PinId,
+    limit: u32,
+    jobs: &[ReserveJob],
+    members: &[usize],
+) -> Result<HashSet<String>, CheckoutError> {
+    let query = format!(
+        "INSERT INTO pin_buyers (pin_id, buyer_id, quantity) VALUES {} \
+         ON CONFLICT (pin_id, buyer_id) DO UPDATE \
+         SET quantity = pin_buyers.quantity + excluded.quantity \
+         WHERE pin_buyers.quantity + excluded.quantity <= ${} RETURNING buyer_id",
+        value_rows(members.len(), 3),
+        3 * members.len() + 1
+    );
+    let mut upsert = sqlx::query(sql(query));
+    for &i in members {
+        upsert = upsert
+            .bind(pin.as_str().to_owned())
+            .bind(jobs[i].buyer.as_str().to_owned())
+            .bind(i64::from(jobs[i].new.quantity));
+    }
+    let rows = upsert.bind(i64::from(limit)).fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(CheckoutError::from))
+        .collect()
 }
 
 /// Inserts the pending orders in one statement.
