@@ -171,6 +171,9 @@ pub const KINDS: [&str; 6] = ["chat", "pin", "sale", "unpin", "stock", "caption"
 /// transaction, in order.
 async fn write(pool: AnyPool, mut steps: mpsc::Receiver<Step>, dropped: Counter) {
     let mut counts: HashMap<String, i64> = HashMap::new();
+    // On SQLite, queue for the one writer with the order path rather than in SQLite's busy
+    // handler (see vitrine_core::write_gate).
+    let gate = vitrine_core::write_gate::WriteGate::of(&pool);
     while let Some(first) = steps.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + GATHER;
@@ -180,7 +183,10 @@ async fn write(pool: AnyPool, mut steps: mpsc::Receiver<Step>, dropped: Counter)
                 _ => break,
             }
         }
-        if let Err(e) = apply(&pool, &batch, &mut counts, &dropped).await {
+        let turn = gate.enter().await;
+        let applied = apply(&pool, &batch, &mut counts, &dropped).await;
+        drop(turn);
+        if let Err(e) = applied {
             tracing::warn!(error = %e, events = batch.len(), "timeline events lost");
             dropped.inc_by(batch.len() as u64);
             counts.clear();

@@ -16,6 +16,7 @@ pub mod region;
 pub mod schema;
 pub mod secret;
 pub mod time;
+pub mod write_gate;
 
 pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
 pub use client_ip::{ClientIp, TrustedProxies, client_ip};
