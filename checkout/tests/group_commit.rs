@@ -10,11 +10,61 @@ use std::time::Duration;
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::testing::fresh_checkout;
-use vitrine_checkout::{NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, RejectKind};
+use vitrine_checkout::{
+    Checkout, NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, Product, RejectKind,
+};
 use vitrine_core::{BuyerId, Currency, Money, SellerId, StreamId};
 
 const APPROVE: &str = "4242424242424242";
 const DECLINE: &str = "4000000000000002";
+
+/// A seller's product of `stock` units at 15.00 EUR, pinned on a new stream as a sale at
+/// `sale_price` (if any) with the given per-buyer limit and cap.
+async fn flash_sale(
+    checkout: &Checkout,
+    stock: i64,
+    sale_price: Option<Money>,
+    per_buyer_limit: Option<u32>,
+    quantity_cap: Option<u32>,
+) -> (SellerId, Product, StreamId) {
+    let seller = SellerId::generate();
+    let new = NewProduct {
+        sku: "MUG".into(),
+        title: "Mug".into(),
+        description: String::new(),
+        image_url: None,
+        price: eur(1500),
+        stock,
+    };
+    let product = checkout.create_product(&seller, new).await.unwrap();
+    let stream = StreamId::generate();
+    let pin = NewPin {
+        product_id: product.id.clone(),
+        sale_price,
+        per_buyer_limit,
+        quantity_cap,
+        ends_at: None,
+        ends_at_iso: None,
+    };
+    checkout.pin(&seller, &stream, pin).await.unwrap();
+    (seller, product, stream)
+}
+
+/// `quantity` units through the stream's sale, paid with `card`.
+fn through(stream: &StreamId, product: &Product, quantity: u32, card: &str) -> NewOrder {
+    NewOrder {
+        product_id: product.id.clone(),
+        quantity,
+        pin_id: None,
+        stream_id: Some(stream.clone()),
+        currency: None,
+        payment: PaymentDetails {
+            card_number: card.into(),
+        },
+        source: Default::default(),
+        media_ms: None,
+    }
+}
 
 fn eur(amount: i64) -> Money {
     Money::new(amount, Currency::parse("EUR").unwrap()).unwrap()
@@ -29,55 +79,14 @@ async fn one_buyers_requests_in_one_batch_are_held_to_the_per_buyer_limit(backen
     let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
         .await
         .unwrap();
-    let seller = SellerId::generate();
-    let product = checkout
-        .create_product(
-            &seller,
-            NewProduct {
-                sku: "CAP".into(),
-                title: "Cap".into(),
-                description: String::new(),
-                image_url: None,
-                price: eur(900),
-                stock: 50,
-            },
-        )
-        .await
-        .unwrap();
-    let stream = StreamId::generate();
-    checkout
-        .pin(
-            &seller,
-            &stream,
-            NewPin {
-                product_id: product.id.clone(),
-                sale_price: None,
-                per_buyer_limit: Some(2),
-                quantity_cap: None,
-                ends_at: None,
-                ends_at_iso: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (seller, product, stream) = flash_sale(&checkout, 50, None, Some(2), None).await;
     // Two buyers, each sending eight requests of one unit with eight keys at once: whatever
     // batches they fall into, each gets exactly two.
     let buyers = [BuyerId::generate(), BuyerId::generate()];
     let answers = join_all((0..16).map(|n| {
         let checkout = &checkout;
         let buyer = &buyers[n % 2];
-        let new = NewOrder {
-            product_id: product.id.clone(),
-            quantity: 1,
-            pin_id: None,
-            stream_id: Some(stream.clone()),
-            currency: None,
-            payment: PaymentDetails {
-                card_number: APPROVE.into(),
-            },
-            source: Default::default(),
-            media_ms: None,
-        };
+        let new = through(&stream, &product, 1, APPROVE);
         async move {
             let placed = checkout
                 .place_order(buyer, &format!("cap-{n}"), new)
@@ -108,37 +117,8 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
     let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
         .await
         .unwrap();
-    let seller = SellerId::generate();
-    let product = checkout
-        .create_product(
-            &seller,
-            NewProduct {
-                sku: "MUG".into(),
-                title: "Mug".into(),
-                description: String::new(),
-                image_url: None,
-                price: eur(1500),
-                stock: 100,
-            },
-        )
-        .await
-        .unwrap();
-    let stream = StreamId::generate();
-    checkout
-        .pin(
-            &seller,
-            &stream,
-            NewPin {
-                product_id: product.id.clone(),
-                sale_price: Some(eur(1000)),
-                per_buyer_limit: Some(2),
-                quantity_cap: Some(60),
-                ends_at: None,
-                ends_at_iso: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (seller, product, stream) =
+        flash_sale(&checkout, 100, Some(eur(1000)), Some(2), Some(60)).await;
     // 80 buyers want up to 108 units of a sale capped at 60: every third pays with a
     // declined card, every fourth buys two, every fifth taps twice.
     let requests: Vec<(usize, BuyerId, u32, &str)> = (0..80)
@@ -152,18 +132,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         .collect();
     let answers = join_all(requests.iter().map(|(i, buyer, quantity, card)| {
         let checkout = &checkout;
-        let new = NewOrder {
-            product_id: product.id.clone(),
-            quantity: *quantity,
-            pin_id: None,
-            stream_id: Some(stream.clone()),
-            currency: None,
-            payment: PaymentDetails {
-                card_number: (*card).into(),
-            },
-            source: Default::default(),
-            media_ms: None,
-        };
+        let new = through(&stream, &product, *quantity, card);
         async move {
             let placed = checkout
                 .place_order(buyer, &format!("buy-{i}"), new)
@@ -207,18 +176,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
     assert_eq!(product_now.stock, 100 - units_paid);
     let mut late = 0;
     loop {
-        let new = NewOrder {
-            product_id: product.id.clone(),
-            quantity: 1,
-            pin_id: None,
-            stream_id: Some(stream.clone()),
-            currency: None,
-            payment: PaymentDetails {
-                card_number: APPROVE.into(),
-            },
-            source: Default::default(),
-            media_ms: None,
-        };
+        let new = through(&stream, &product, 1, APPROVE);
         let placed = checkout
             .place_order(&BuyerId::generate(), "late", new)
             .await
