@@ -44,3 +44,53 @@ impl WriteGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+    /// Polls `f` once: its output if it is ready at once.
+    fn ready<F: Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    fn sqlite(path: &std::path::Path) -> AnyPool {
+        AnyPoolOptions::new()
+            .connect_lazy(&format!("sqlite://{}?mode=rwc", path.display()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_gate_per_sqlite_database_held_in_turn_and_none_for_postgres() {
+        install_default_drivers();
+        let dir = std::env::temp_dir().join(format!("gate-{}", crate::ids::random_id("t")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, a_again, b) = (
+            WriteGate::of(&sqlite(&dir.join("a.db"))),
+            WriteGate::of(&sqlite(&dir.join("a.db"))),
+            WriteGate::of(&sqlite(&dir.join("b.db"))),
+        );
+        // Two pools on one file share the gate: while one writes, the other waits.
+        let turn = a.enter().await.expect("SQLite has a gate");
+        assert!(
+            ready(a_again.enter()).is_none(),
+            "a second writer of a.db went ahead"
+        );
+        // Another file's gate is free meanwhile.
+        assert!(matches!(ready(b.enter()), Some(Some(_))));
+        drop(turn);
+        assert!(matches!(ready(a_again.enter()), Some(Some(_))));
+        // PostgreSQL queues on its row locks: no gate.
+        let pg = AnyPoolOptions::new()
+            .connect_lazy("postgres://user@127.0.0.1:1/none")
+            .unwrap();
+        assert!(WriteGate::of(&pg).enter().await.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
