@@ -60,11 +60,7 @@ impl SandboxProvider {
         }
     }
 
-    fn unavailable(e: sqlx::Error) -> PaymentError {
-        PaymentError::Unavailable(e.to_string())
-    }
-
-    fn unavailable_text(e: &sqlx::Error) -> PaymentError {
+    fn unavailable(e: impl std::fmt::Display) -> PaymentError {
         PaymentError::Unavailable(e.to_string())
     }
 
@@ -154,7 +150,7 @@ impl Writer<ChargeRequest, Result<Payment, PaymentError>> for Arc<CreateWriter> 
             Err(e) => {
                 return requests
                     .iter()
-                    .map(|_| Err(SandboxProvider::unavailable_text(&e)))
+                    .map(|_| Err(SandboxProvider::unavailable(&e)))
                     .collect();
             }
         };

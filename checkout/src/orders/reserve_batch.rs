@@ -26,25 +26,20 @@ impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
     async fn write(&self, jobs: Vec<ReserveJob>) -> Vec<Result<Reserved, CheckoutError>> {
         let n = jobs.len();
         self.0.jobs.note_batch("reserve", n);
-        if n == 1 {
-            return vec![self.0.reserve_batch(jobs).await.map(one)];
-        }
-        match self.0.reserve_batch(jobs.clone()).await {
+        match self.0.reserve_batch(&jobs).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) if n == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::warn!(error = %e, batch = n, "a batch of reservations failed; writing them one at a time");
                 let mut out = Vec::with_capacity(n);
-                for job in jobs {
-                    out.push(self.0.reserve_batch(vec![job]).await.map(one));
+                for job in &jobs {
+                    let alone = self.0.reserve_batch(std::slice::from_ref(job)).await;
+                    out.push(alone.map(|mut done| done.swap_remove(0)));
                 }
                 out
             }
         }
     }
-}
-
-fn one(mut done: Vec<Reserved>) -> Reserved {
-    done.swap_remove(0)
 }
 
 /// Where a request of the batch stands.
@@ -64,16 +59,16 @@ impl Checkout {
     /// Reserves a batch of requests for one product; one answer per request, in order.
     pub(super) async fn reserve_batch(
         &self,
-        jobs: Vec<ReserveJob>,
+        jobs: &[ReserveJob],
     ) -> Result<Vec<Reserved>, CheckoutError> {
         let now = self.now();
-        let (product, mut fates) = self.plan(&jobs, now).await?;
+        let (product, mut fates) = self.plan(jobs, now).await?;
         let turn = self.write_gate.enter().await;
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         // The keys first: the first write, which on SQLite takes the write lock up front.
-        claim_keys(&mut tx, &jobs, &mut fates, now).await?;
-        check_limits(&mut tx, &jobs, &mut fates).await?;
+        claim_keys(&mut tx, jobs, &mut fates, now).await?;
+        check_limits(&mut tx, jobs, &mut fates).await?;
         let pending: Vec<&Order> = fates
             .iter()
             .filter_map(|f| match f {
@@ -81,18 +76,19 @@ impl Checkout {
                 _ => None,
             })
             .collect();
-        let mut outboxed = false;
+        let mut took = None;
         if let (false, Some(product)) = (pending.is_empty(), &product) {
             insert_orders(&mut tx, &pending).await?;
             // The rows every buyer of the sale contends for, last: locked from here to the commit.
-            let took = take_stock(&mut tx, &product.id, &mut fates, now).await?;
-            undo_late(&mut tx, &jobs, &fates).await?;
-            outboxed = self
-                .record_reserved(&mut tx, &fates, &took, product)
-                .await?;
-        } else {
-            undo_late(&mut tx, &jobs, &fates).await?;
+            took = Some(take_stock(&mut tx, &product.id, &mut fates, now).await?);
         }
+        undo_late(&mut tx, jobs, &fates).await?;
+        let outboxed = match (&took, &product) {
+            (Some(took), Some(product)) => {
+                self.record_reserved(&mut tx, &fates, took, product).await?
+            }
+            _ => false,
+        };
         tx.commit().await?;
         drop(turn);
         self.jobs.note_batch_time("reserve", started.elapsed());

@@ -35,12 +35,11 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
     async fn write(&self, jobs: Vec<SettleJob>) -> Vec<Result<OrderResult, CheckoutError>> {
         let n = jobs.len();
         self.0.jobs.note_batch("settle", n);
-        if n > 1 {
-            match self.0.settle_batch(&jobs).await {
-                Ok(done) => return done,
-                Err(e) => {
-                    tracing::warn!(error = %e, batch = n, "a batch of settlements failed; settling them one at a time");
-                }
+        match self.0.settle_batch(&jobs).await {
+            Ok(done) => return done,
+            Err(e) if n == 1 => return vec![Err(e)],
+            Err(e) => {
+                tracing::warn!(error = %e, batch = n, "a batch of settlements failed; settling them one at a time");
             }
         }
         let mut out = Vec::with_capacity(n);
