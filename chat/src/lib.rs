@@ -31,7 +31,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitrine_core::{
-    Bus, BusError, CommerceEvent, CommerceEvents, Identities, Purchases, StreamDirectory, StreamId,
+    AuctionMoment, Bus, BusError, CommerceEvent, CommerceEvents, Identities, Purchases,
+    StreamDirectory, StreamId,
 };
 
 /// Tunables; the defaults suit a live shopping room.
@@ -280,6 +281,19 @@ impl CommerceEvents for Chat {
                 RoomEvent::Order { order },
             ),
             CommerceEvent::Order { stream: None, .. } => return,
+            CommerceEvent::Auction {
+                stream,
+                moment,
+                auction,
+            } => (
+                stream,
+                None,
+                match moment {
+                    AuctionMoment::Started => RoomEvent::AuctionStarted { auction },
+                    AuctionMoment::Bid => RoomEvent::AuctionBid { auction },
+                    AuctionMoment::Ended => RoomEvent::AuctionEnded { auction },
+                },
+            ),
         };
         let Ok(payload) = serde_json::to_string(&event) else {
             return;

@@ -23,6 +23,8 @@ pub struct ChatMetrics {
     /// Checkout announcements dropped because the relay queue was full.
     pub announcements_dropped: Counter,
     pub purchases: Counter,
+    /// Auction bids received.
+    pub bids: Counter,
     /// Websocket connections refused before the upgrade (per-address or per-room cap).
     pub refusals: Counter,
 }
@@ -52,6 +54,7 @@ impl ChatMetrics {
             self.announcements_dropped.clone(),
         );
         r.register("purchases", "Buy commands received", self.purchases.clone());
+        r.register("bids", "Auction bids received", self.bids.clone());
         r.register(
             "refusals",
             "Connections refused at the per-address or per-room cap",

@@ -3,7 +3,9 @@
 //! panic.
 
 use serde::{Deserialize, Serialize};
-use vitrine_core::{EventId, OrderSummary, PinnedProduct, ProductId};
+use vitrine_core::{
+    AuctionId, AuctionView, EventId, Money, OrderSummary, PinnedProduct, ProductId,
+};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame accepted; a larger one closes the connection with 1009.
@@ -85,6 +87,13 @@ pub enum ClientMessage {
         /// when it is placed. Absent: the product's own currency.
         #[serde(default)]
         currency: Option<vitrine_core::Currency>,
+    },
+    /// A bid in the room's live auction (buyers only).
+    Bid {
+        request_id: String,
+        auction_id: AuctionId,
+        /// In the auction's currency, minor units.
+        amount: Money,
     },
     React {
         emoji: String,
@@ -179,7 +188,7 @@ impl DecodeError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["hello", "chat", "buy", "react", "moderate", "ping"];
+const CLIENT_TYPES: &[&str] = &["hello", "chat", "buy", "bid", "react", "moderate", "ping"];
 
 /// Decodes one text frame.
 pub fn decode(frame: &str) -> Result<ClientMessage, DecodeError> {
@@ -272,6 +281,18 @@ pub enum RoomEvent {
     Order {
         order: OrderSummary,
     },
+    /// The seller started an auction of the pinned product.
+    AuctionStarted {
+        auction: Box<AuctionView>,
+    },
+    /// A bid took the lead (the clock may have moved: `ends_at`).
+    AuctionBid {
+        auction: Box<AuctionView>,
+    },
+    /// The hammer fell: the winner and their order, or none.
+    AuctionEnded {
+        auction: Box<AuctionView>,
+    },
     /// A live caption of what the seller says. `partial` ones are replaced by the next caption
     /// of the same `utterance`; a `final` one settles it. One per language (translations of a
     /// final come as finals in their language). Times are milliseconds since the stream's
@@ -306,6 +327,8 @@ impl RoomEvent {
             || payload.starts_with(r#"{"type":"purchase""#)
             || payload.starts_with(r#"{"type":"moderation""#)
             || payload.starts_with(r#"{"type":"order""#)
+            || payload.starts_with(r#"{"type":"auction_started""#)
+            || payload.starts_with(r#"{"type":"auction_ended""#)
     }
 }
 
@@ -331,6 +354,9 @@ pub enum Reply<'a> {
         gap: bool,
         resumed: bool,
         pin: Option<PinnedProduct>,
+        /// The room's open auction, as it stands.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auction: Option<AuctionView>,
         slow_mode_seconds: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         last_event_id: Option<EventId>,
@@ -342,6 +368,17 @@ pub enum Reply<'a> {
     },
     #[serde(rename = "order.failed")]
     OrderFailed {
+        request_id: &'a str,
+        reason: &'static str,
+        detail: &'a str,
+    },
+    #[serde(rename = "bid.accepted")]
+    BidAccepted {
+        request_id: &'a str,
+        auction: &'a AuctionView,
+    },
+    #[serde(rename = "bid.refused")]
+    BidRefused {
         request_id: &'a str,
         reason: &'static str,
         detail: &'a str,

@@ -5,6 +5,7 @@
 //!
 //! [`Checkout`] is the service; each module adds the operations of one concern to it.
 
+pub mod auctions;
 pub mod buyers;
 pub mod card;
 pub mod catalog;
@@ -30,6 +31,7 @@ pub mod sandbox;
 pub mod testing;
 pub mod webhooks;
 
+pub use auctions::NewAuction;
 pub use buyers::Buyer;
 pub use catalog::{NewProduct, Product, ProductPatch};
 pub use db::{Backend, DbError};

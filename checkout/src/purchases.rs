@@ -4,7 +4,8 @@ use crate::Checkout;
 use crate::error::CheckoutError;
 use crate::orders::{NewOrder, OrderResult, PaymentDetails};
 use vitrine_core::{
-    BuyFailure, BuyOutcome, BuyRequest, CommerceError, PinnedProduct, Purchases, StreamId,
+    AuctionView, BidFailure, BidOutcome, BidRequest, BuyFailure, BuyOutcome, BuyRequest,
+    CommerceError, PinnedProduct, Purchases, StreamId,
 };
 
 #[async_trait::async_trait]
@@ -18,6 +19,33 @@ impl Purchases for Checkout {
             .await
             .map(|found| found.map(|(pin, product)| pin.card(&product)))
             .map_err(|e| CommerceError::Unavailable(e.to_string()))
+    }
+
+    async fn bid(&self, request: BidRequest) -> BidOutcome {
+        self.place_bid(&request).await.unwrap_or_else(bid_failed)
+    }
+
+    async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError> {
+        self.open_auction(stream)
+            .await
+            .map_err(|e| CommerceError::Unavailable(e.to_string()))
+    }
+}
+
+/// A bid that could not be written, as the bidder is told.
+pub fn bid_failed(e: CheckoutError) -> BidOutcome {
+    match e {
+        CheckoutError::Invalid(detail) => BidOutcome::Refused {
+            reason: BidFailure::Invalid,
+            detail,
+        },
+        e => {
+            tracing::warn!(error = %e, "bid failed");
+            BidOutcome::Refused {
+                reason: BidFailure::Unavailable,
+                detail: "checkout is unavailable; retry with the same request_id".into(),
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! checkout to buy through [`Purchases`] and to identify members through [`Identities`];
 //! checkout tells the rooms what changed through [`CommerceEvents`]. The binary wires both ends.
 
-use crate::{BuyerId, Money, OrderId, PinId, ProductId, SellerId, StreamId};
+use crate::{AuctionId, BuyerId, Money, OrderId, PinId, ProductId, SellerId, StreamId};
 use serde::{Deserialize, Serialize};
 
 /// The product a stream has pinned, as every member of the room sees it.
@@ -142,6 +142,117 @@ pub enum BuyOutcome {
     Failed { reason: BuyFailure, detail: String },
 }
 
+/// A live auction as every member of the room sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuctionView {
+    pub id: AuctionId,
+    pub stream_id: StreamId,
+    pub product_id: ProductId,
+    /// `open` until the hammer, then `ended`.
+    pub status: String,
+    pub start_price: Money,
+    pub min_increment: Money,
+    /// The highest bid so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_bid: Option<Money>,
+    /// The least the next bid may be: the start price, then the highest bid plus the increment.
+    pub next_min_bid: Money,
+    /// The highest bidder's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bidder: Option<String>,
+    pub bid_count: u32,
+    /// Unix milliseconds when the auction closes (late bids move it, unless sudden death).
+    pub ends_at: i64,
+    pub ends_at_iso: crate::Timestamp,
+    /// Seconds a bid in the last `extend_secs` adds back to the clock.
+    pub extend_secs: u32,
+    pub sudden_death: bool,
+    /// Once ended: the winner's order, at the hammer price (none when nobody bid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
+}
+
+/// Which moment of an auction a room event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuctionMoment {
+    Started,
+    Bid,
+    Ended,
+}
+
+/// A bid asked for in a chat room or through the API. Idempotent on (buyer, request id).
+#[derive(Debug, Clone)]
+pub struct BidRequest {
+    pub buyer: BuyerId,
+    /// How the room shows the bidder (their display name).
+    pub bidder_name: String,
+    pub auction: AuctionId,
+    /// In the room's chat: the room's stream (a bid for another stream's auction is refused).
+    pub stream: Option<StreamId>,
+    pub amount: Money,
+    pub request_id: String,
+}
+
+/// Why a bid was not taken; the wire names are the chat protocol's `reason`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BidFailure {
+    /// Less than the start price, or than the highest bid plus the increment.
+    TooLow,
+    /// The hammer has fallen (or the clock ran out and it is falling).
+    AuctionEnded,
+    /// The bidder already holds the highest bid.
+    AlreadyHighest,
+    /// No such auction (in this room).
+    NotFound,
+    /// Malformed: currency other than the auction's, request id reused with another amount.
+    Invalid,
+    /// Too many bids from this buyer; slow down.
+    RateLimited,
+    /// Checkout could not be reached; retry with the same request id.
+    Unavailable,
+}
+
+impl BidFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLow => "too_low",
+            Self::AuctionEnded => "auction_ended",
+            Self::AlreadyHighest => "already_highest",
+            Self::NotFound => "not_found",
+            Self::Invalid => "invalid",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::TooLow,
+            Self::AuctionEnded,
+            Self::AlreadyHighest,
+            Self::NotFound,
+            Self::Invalid,
+            Self::RateLimited,
+            Self::Unavailable,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == raw)
+    }
+}
+
+/// The answer to one [`BidRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidOutcome {
+    /// The bid leads; the auction as it stands after it.
+    Accepted(Box<AuctionView>),
+    Refused {
+        reason: BidFailure,
+        detail: String,
+    },
+}
+
 /// Checkout as the chat sees it.
 #[async_trait::async_trait]
 pub trait Purchases: Send + Sync + 'static {
@@ -149,6 +260,19 @@ pub trait Purchases: Send + Sync + 'static {
     async fn buy(&self, request: BuyRequest) -> BuyOutcome;
     /// The stream's current pin with live availability, if any.
     async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError>;
+    /// Bids in a live auction. Idempotent on (buyer, request id).
+    async fn bid(&self, request: BidRequest) -> BidOutcome {
+        let _ = request;
+        BidOutcome::Refused {
+            reason: BidFailure::Unavailable,
+            detail: "auctions are not available here".into(),
+        }
+    }
+    /// The stream's open auction, if any (what a member joining mid-auction sees).
+    async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError> {
+        let _ = stream;
+        Ok(None)
+    }
 }
 
 /// Who presented a token.
@@ -198,6 +322,12 @@ pub enum CommerceEvent {
         seller: SellerId,
         buyer: BuyerId,
         order: OrderSummary,
+    },
+    /// A live auction started, took a bid or ended.
+    Auction {
+        stream: StreamId,
+        moment: AuctionMoment,
+        auction: Box<AuctionView>,
     },
 }
 

@@ -155,6 +155,11 @@ id_type!(
     "ss"
 );
 id_type!(
+    /// One live auction of a pinned product: bids in the room's currency, a hammer, a winner.
+    AuctionId,
+    "au"
+);
+id_type!(
     /// One of the platform's operators (the cluster page, draining nodes), never a seller.
     OperatorId,
     "op"

@@ -21,13 +21,14 @@ pub mod write_gate;
 pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
 pub use client_ip::{ClientIp, TrustedProxies, client_ip};
 pub use commerce::{
-    BuyFailure, BuyOutcome, BuyRequest, CommerceError, CommerceEvent, CommerceEvents, EventRelay,
-    Identities, Identity, OrderSummary, PinnedProduct, Purchases,
+    AuctionMoment, AuctionView, BidFailure, BidOutcome, BidRequest, BuyFailure, BuyOutcome,
+    BuyRequest, CommerceError, CommerceEvent, CommerceEvents, EventRelay, Identities, Identity,
+    OrderSummary, PinnedProduct, Purchases,
 };
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
 pub use ids::{
-    ApiKeyId, AppId, BuyerId, GrantId, IdError, OperatorId, OrderId, PinId, ProductId, SellerId,
-    SessionId, StreamId,
+    ApiKeyId, AppId, AuctionId, BuyerId, GrantId, IdError, OperatorId, OrderId, PinId, ProductId,
+    SellerId, SessionId, StreamId,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use problem::Problem;

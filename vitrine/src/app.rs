@@ -205,8 +205,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let background = CancellationToken::new();
     let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
-    let (chat, timeline) =
-        roles::api::chat(config, &store, &commerce.checkout, &buyers, &mut registry).await?;
+    let limiter = roles::api::limiter(config).await?;
+    let (chat, timeline) = roles::api::chat(
+        config,
+        &store,
+        &commerce.checkout,
+        &buyers,
+        &limiter,
+        &mut registry,
+    )
+    .await?;
     // The state keeps the rooms' end of the relay alive; the relay holds it weakly.
     let room_events: Arc<dyn vitrine_core::CommerceEvents> = Arc::new(chat.clone());
     events.connect(&room_events);
@@ -226,7 +234,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             }
         }
     }
-    let limiter = roles::api::limiter(config).await?;
     let api_metrics = Arc::new(ApiMetrics::default());
     api_metrics.register(&mut registry);
     let cluster_metrics = vitrine_cluster::ClusterMetrics::default();

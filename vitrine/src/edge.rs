@@ -28,6 +28,7 @@ pub const DEFAULT_SIGNIN_FAILURES: &str = "1/min burst 5";
 pub const DEFAULT_SIGNIN_ACCOUNT: &str = "1/min burst 10";
 pub const DEFAULT_ORDERS: &str = "60/min burst 30";
 pub const DEFAULT_PUBLIC: &str = "30/s burst 150";
+pub const DEFAULT_BIDS: &str = "5/s burst 10";
 pub const DEFAULT_FLASH_SALE_BUYERS_PER_ADDRESS: u32 = 4;
 
 /// The policy of every HTML page that does not set a stricter one of its own: scripts, styles
@@ -66,6 +67,10 @@ pub struct EdgeArgs {
     /// Per-address limit on buyers' orders (default "60/min burst 30").
     #[arg(long, env = "VITRINE_LIMIT_ORDERS")]
     pub limit_orders: Option<String>,
+    /// Per-buyer limit on auction bids, in the chat and through the API together (default
+    /// "5/s burst 10").
+    #[arg(long, env = "VITRINE_LIMIT_BIDS")]
+    pub limit_bids: Option<String>,
     /// Per-address limit on every other request without a seller credential: public reads,
     /// buyers polling their orders (default "30/s burst 150").
     #[arg(long, env = "VITRINE_LIMIT_PUBLIC")]
@@ -104,6 +109,7 @@ pub struct FileIpLimits {
     signin_account: Option<String>,
     orders: Option<String>,
     public: Option<String>,
+    bids: Option<String>,
     flash_sale_buyers_per_address: Option<u32>,
 }
 
@@ -124,6 +130,8 @@ pub struct IpLimits {
     pub signin_account: Option<Limit>,
     pub orders: Option<Limit>,
     pub public: Option<Limit>,
+    /// Per buyer (not per address): a buyer's auction bids.
+    pub bids: Option<Limit>,
     /// A flash sale's per-buyer limit times this is what one address may buy in it; 0: off.
     pub flash_sale_buyers_per_address: u32,
 }
@@ -141,6 +149,7 @@ impl Default for IpLimits {
             signin_account: spec(DEFAULT_SIGNIN_ACCOUNT),
             orders: spec(DEFAULT_ORDERS),
             public: spec(DEFAULT_PUBLIC),
+            bids: spec(DEFAULT_BIDS),
             flash_sale_buyers_per_address: DEFAULT_FLASH_SALE_BUYERS_PER_ADDRESS,
         }
     }
@@ -156,6 +165,7 @@ impl IpLimits {
             signin_account: None,
             orders: None,
             public: None,
+            bids: None,
             flash_sale_buyers_per_address: 0,
         }
     }
@@ -221,6 +231,7 @@ impl EdgeConfig {
                 )?,
                 orders: one(args.limit_orders, limits.orders, DEFAULT_ORDERS, "orders")?,
                 public: one(args.limit_public, limits.public, DEFAULT_PUBLIC, "public")?,
+                bids: one(args.limit_bids, limits.bids, DEFAULT_BIDS, "bids")?,
                 flash_sale_buyers_per_address: args
                     .flash_sale_buyers_per_address
                     .or(limits.flash_sale_buyers_per_address)

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bids;
 pub mod captions;
 pub mod cluster;
 pub mod config;

@@ -11,8 +11,8 @@
 use crate::store::{Store, StoreError};
 use vitrine_checkout::Checkout;
 use vitrine_core::{
-    BuyFailure, BuyOutcome, BuyRequest, ClientIp, CommerceError, PinId, PinnedProduct, ProductId,
-    Purchases, StreamId,
+    AuctionView, BidOutcome, BidRequest, BuyFailure, BuyOutcome, BuyRequest, ClientIp,
+    CommerceError, PinId, PinnedProduct, ProductId, Purchases, StreamId,
 };
 
 /// The per-address shares of flash sales: `factor` times a sale's per-buyer limit per address.
@@ -95,9 +95,11 @@ impl SaleShares {
     }
 }
 
-/// Checkout as the chat reaches it, with the per-address share of flash sales in front.
+/// Checkout as the chat reaches it, with the per-address share of flash sales and the
+/// per-buyer rate of bids in front.
 pub struct ChatPurchases {
     pub shares: SaleShares,
+    pub bids: crate::bids::BidLimit,
     pub checkout: Checkout,
 }
 
@@ -148,5 +150,16 @@ impl Purchases for ChatPurchases {
 
     async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
         self.checkout.pinned(stream).await
+    }
+
+    async fn bid(&self, request: BidRequest) -> BidOutcome {
+        if let Err(held) = self.bids.admit(&request.buyer).await {
+            return held.outcome();
+        }
+        Purchases::bid(&self.checkout, request).await
+    }
+
+    async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError> {
+        Purchases::auction(&self.checkout, stream).await
     }
 }

@@ -2,6 +2,8 @@
 //! and their close codes, moderation, slow consumers, and the flash sale bought through the
 //! chat on SQLite and PostgreSQL.
 
+#[path = "chat/auctions.rs"]
+mod auctions;
 mod support;
 
 use serde_json::json;

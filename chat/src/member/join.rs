@@ -176,6 +176,12 @@ pub(super) async fn welcome(
         .pinned(&hub.stream)
         .await
         .unwrap_or(None);
+    let auction = chat
+        .inner
+        .purchases
+        .auction(&hub.stream)
+        .await
+        .unwrap_or(None);
     let text = Reply::Welcome {
         protocol: PROTOCOL_VERSION,
         you: &member.you,
@@ -183,6 +189,7 @@ pub(super) async fn welcome(
         gap,
         resumed,
         pin,
+        auction,
         slow_mode_seconds: hub.slow_mode_seconds(),
         last_event_id,
     }

@@ -2,6 +2,7 @@
 //! pin), then one loop that reads the client's frames, writes the room's frames and the
 //! member's own replies, and closes with a code and reason when something is wrong.
 
+mod bid;
 mod join;
 mod wire;
 
@@ -52,6 +53,13 @@ pub async fn serve(chat: Chat, stream: StreamRecord, socket: WebSocket, seat: Se
         })
         .await;
     }
+}
+
+/// A client request id: 1 to [`MAX_REQUEST_ID_CHARS`] visible ASCII characters.
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= MAX_REQUEST_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn error_text(code: &str, message: &str, retry_after: Option<Duration>) -> String {
@@ -340,10 +348,7 @@ async fn handle(
                     None,
                 )));
             };
-            if request_id.is_empty()
-                || request_id.chars().count() > MAX_REQUEST_ID_CHARS
-                || !request_id.bytes().all(|b| b.is_ascii_graphic())
-            {
+            if !valid_request_id(&request_id) {
                 return Ok(Some(error_text(
                     "invalid_message",
                     &format!(
@@ -392,6 +397,26 @@ async fn handle(
                 let _ = replies.send(text).await;
             });
             Ok(None)
+        }
+        ClientMessage::Bid {
+            request_id,
+            auction_id,
+            amount,
+        } => {
+            let frame = bid::BidFrame {
+                request_id,
+                auction_id,
+                amount,
+            };
+            Ok(bid::bid(
+                chat,
+                hub,
+                member,
+                frame,
+                chat_bucket,
+                replies,
+                pending_buys,
+            ))
         }
         ClientMessage::Moderate {
             action,

@@ -28,6 +28,7 @@ mod settle_batch;
 pub(crate) use availability::Availability;
 pub use page::{OrderOwner, OrderPage, OrderQuery};
 pub(crate) use reserve::{ReserveJob, Reserved};
+pub(crate) use reserve_batch::insert_orders;
 pub(crate) use settle::Change;
 pub(crate) use settle_batch::SettleJob;
 

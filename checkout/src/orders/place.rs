@@ -63,6 +63,57 @@ impl Checkout {
         })
     }
 
+    /// Pays an order made for `buyer` without a card (an auction's: the hammer created it),
+    /// idempotent per order: the first request charges, a repeat is answered from what the
+    /// order's key stored, one racing a charge under way is told to retry, and one that follows
+    /// a failed attempt (the processor unreachable) charges again under the same reference.
+    #[tracing::instrument(skip_all, fields(buyer = %buyer, order = %id))]
+    pub async fn pay_order(
+        &self,
+        buyer: &BuyerId,
+        id: &OrderId,
+        card_number: &str,
+    ) -> Result<Placed, CheckoutError> {
+        let card =
+            CardNumber::parse(card_number).map_err(|e| CheckoutError::Invalid(e.to_string()))?;
+        let mut order = self.order_by_id(id).await?;
+        if order.buyer_id != *buyer {
+            return Err(CheckoutError::NotFound("no such order"));
+        }
+        let key = crate::auctions::winner_key(id);
+        let Some(record) = self.load_key(buyer, &key).await? else {
+            return Err(CheckoutError::Conflict(
+                "this order was paid when it was placed".into(),
+            ));
+        };
+        if let Some(result) = record.response {
+            return Ok(Placed {
+                result,
+                replayed: true,
+            });
+        }
+        if !self.resume_failed(buyer, &key).await? {
+            return Ok(Placed {
+                result: OrderResult::Rejected(reject(
+                    RejectKind::RequestInProgress,
+                    "a payment of this order is under way; retry later",
+                )),
+                replayed: true,
+            });
+        }
+        order.card_last4 = card.last4().to_owned();
+        sqlx::query("UPDATE orders SET card_last4 = $1 WHERE id = $2 AND status = 'pending'")
+            .bind(order.card_last4.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        let result = self.charge_for_key(buyer, &key, order, &card).await?;
+        Ok(Placed {
+            result,
+            replayed: false,
+        })
+    }
+
     /// Charges the key's order; should that fail (the processor unreachable), marks the key so
     /// that the next request with it resumes this order instead of being told to wait. The
     /// order stays pending meanwhile, its charge keyed by the order id: resuming never charges

@@ -337,7 +337,7 @@ async fn count_units(
 }
 
 /// Inserts the pending orders in one statement.
-async fn insert_orders(tx: &mut Tx<'_>, orders: &[&Order]) -> Result<(), CheckoutError> {
+pub(crate) async fn insert_orders(tx: &mut Tx<'_>, orders: &[&Order]) -> Result<(), CheckoutError> {
     // 19 values a row; created_at doubles as updated_at; shipping columns start empty.
     let rows: Vec<String> = (0..orders.len())
         .map(|i| {

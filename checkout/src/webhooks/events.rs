@@ -23,10 +23,16 @@ pub enum EventType {
     StreamEnded,
     #[serde(rename = "product.sold_out")]
     ProductSoldOut,
+    #[serde(rename = "auction.started")]
+    AuctionStarted,
+    #[serde(rename = "auction.bid")]
+    AuctionBid,
+    #[serde(rename = "auction.ended")]
+    AuctionEnded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 12] = [
         EventType::OrderCreated,
         EventType::OrderPaid,
         EventType::OrderRefunded,
@@ -36,6 +42,9 @@ impl EventType {
         EventType::StreamStarted,
         EventType::StreamEnded,
         EventType::ProductSoldOut,
+        EventType::AuctionStarted,
+        EventType::AuctionBid,
+        EventType::AuctionEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +58,9 @@ impl EventType {
             EventType::StreamStarted => "stream.started",
             EventType::StreamEnded => "stream.ended",
             EventType::ProductSoldOut => "product.sold_out",
+            EventType::AuctionStarted => "auction.started",
+            EventType::AuctionBid => "auction.bid",
+            EventType::AuctionEnded => "auction.ended",
         }
     }
 

@@ -2,6 +2,7 @@
 //! authenticated caller, JSON bodies) and the routes of each resource, one module each.
 
 pub mod account;
+pub mod auctions;
 pub mod auth;
 pub mod catalog;
 pub mod fx;
@@ -45,6 +46,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(moderation::routes())
         .merge(timeline::routes())
         .merge(sales::routes())
+        .merge(auctions::routes())
         .merge(showcase::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

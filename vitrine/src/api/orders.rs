@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use vitrine_checkout::{
-    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource,
+    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
 };
 use vitrine_core::{BuyerId, OrderId, Problem};
 
@@ -158,6 +158,12 @@ async fn place_order(
     check_source(&state, &new).await?;
     // A flash sale's per-buyer limit holds per address too (see ip_limits::place_order).
     let placed = super::ip_limits::place_order(&state, &ip, &buyer.id, &key, new).await?;
+    Ok(placed_response(placed))
+}
+
+/// The answer to an order request: the order, or the refusal as a problem; marked when it is
+/// the stored answer to an earlier request.
+pub(super) fn placed_response(placed: Placed) -> Response {
     let mut response = match placed.result {
         OrderResult::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
         OrderResult::Rejected(rejection) => {
@@ -177,7 +183,7 @@ async fn place_order(
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 /// The longest replay a `media_ms` may point into (a week).

@@ -40,6 +40,7 @@ pub fn document() -> &'static str {
             crate::api::showcase::Doc::openapi(),
             crate::api::catalog::Doc::openapi(),
             crate::api::orders::Doc::openapi(),
+            crate::api::auctions::Doc::openapi(),
             crate::api::account::Doc::openapi(),
             crate::api::webhooks::Doc::openapi(),
             crate::api::payouts::Doc::openapi(),

@@ -55,6 +55,7 @@ pub async fn chat(
     store: &Store,
     checkout: &Checkout,
     buyers: &crate::regions::Buyers,
+    limiter: &RateLimiter,
     registry: &mut Registry,
 ) -> anyhow::Result<(Chat, Timeline)> {
     let bus: Arc<dyn Bus> = match &config.redis_url {
@@ -85,6 +86,7 @@ pub async fn chat(
                 store.clone(),
                 config.edge.ip_limits.flash_sale_buyers_per_address,
             ),
+            bids: crate::bids::BidLimit::new(limiter.clone(), config.edge.ip_limits.bids),
             checkout: checkout.clone(),
         }),
         Arc::new(Tokens {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vitrine_checkout::auctions::spawn_auction_closer;
 use vitrine_checkout::reaper::spawn_reaper;
 use vitrine_checkout::webhooks::TargetPolicy;
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
@@ -20,6 +21,8 @@ use vitrine_core::EventRelay;
 
 /// How often expired stock reservations are looked for.
 const REAPER_INTERVAL: Duration = Duration::from_secs(1);
+/// How often due auctions are looked for: the hammer falls at most this late.
+const HAMMER_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Checkout and its running jobs.
 pub struct Commerce {
@@ -30,6 +33,8 @@ pub struct Commerce {
 /// The background jobs, stopped by the node's background token.
 pub struct Jobs {
     reaper: JoinHandle<()>,
+    /// Brings the hammer down on auctions whose clock ran out.
+    auctions: JoinHandle<()>,
     /// Delivers the webhook outbox.
     dispatcher: JoinHandle<()>,
     /// Reconciles payouts in transit and runs the scheduled payouts.
@@ -40,6 +45,7 @@ impl Jobs {
     /// Waits for every job to have stopped (after the background token is cancelled).
     pub async fn join(self) {
         let _ = self.reaper.await;
+        let _ = self.auctions.await;
         let _ = self.dispatcher.await;
         let _ = self.payouts.await;
     }
@@ -56,6 +62,7 @@ pub fn start(
     let checkout = checkout(config, store, events)?;
     checkout.job_metrics().register(registry);
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
+    let auctions = spawn_auction_closer(checkout.clone(), HAMMER_INTERVAL, background.clone());
     let dispatch_metrics = DispatchMetrics::default();
     dispatch_metrics.register(registry);
     let dispatcher = checkout.webhook_dispatcher(
@@ -84,6 +91,7 @@ pub fn start(
         checkout,
         jobs: Jobs {
             reaper,
+            auctions,
             dispatcher,
             payouts,
         },

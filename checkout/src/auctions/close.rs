@@ -1,0 +1,178 @@
+//! The hammer: auctions whose clock ran out are closed, each in one transaction with its
+//! winner's order (pending their payment, at the hammer price, holding the unit the auction
+//! took from stock) and the key the winner pays it with, or with the unit given back.
+
+use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
+use crate::Checkout;
+use crate::db::sql;
+use crate::error::CheckoutError;
+use crate::order_state::OrderStatus;
+use crate::orders::{Order, OrderSource, insert_orders};
+use crate::webhooks::{EventType, outbox};
+use sqlx::Row;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vitrine_core::{AuctionMoment, CommerceEvent, Money, OrderId, Timestamp};
+
+/// Auctions closed per pass; the next pass takes the rest.
+const BATCH: i64 = 100;
+
+/// The idempotency key an auction's winner pays its order with.
+pub(crate) fn winner_key(order: &OrderId) -> String {
+    format!("auction:{order}")
+}
+
+impl Checkout {
+    /// Closes every auction whose clock has run out (up to a batch); returns how many this call
+    /// closed. Safe to run on every node at once: each auction closes once.
+    pub async fn close_due_auctions(&self) -> Result<usize, CheckoutError> {
+        let rows = sqlx::query(
+            "SELECT id FROM auctions WHERE status = 'open' AND ends_at <= $1 \
+             ORDER BY ends_at LIMIT $2",
+        )
+        .bind(self.now())
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut closed = 0;
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            match self.close_auction(&id).await {
+                Ok(done) => closed += usize::from(done),
+                Err(e) => self.jobs.row_failed("auctions", &id, &e),
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Closes one auction if its clock has run out; true when this call closed it.
+    async fn close_auction(&self, id: &str) -> Result<bool, CheckoutError> {
+        let now = self.now();
+        let turn = self.write_gate.enter().await;
+        let mut tx = self.pool.begin().await?;
+        let closed = sqlx::query(sql(format!(
+            "UPDATE auctions SET status = 'ended', ended_at = $1 \
+             WHERE id = $2 AND status = 'open' AND ends_at <= $1 RETURNING {AUCTION_COLUMNS}"
+        )))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut row) = closed.as_ref().map(auction_from_row).transpose()? else {
+            // Closed elsewhere, or a last bid moved the clock.
+            return Ok(false);
+        };
+        let order = match self.winner_order(&row, now) {
+            Some(order) => {
+                insert_orders(&mut tx, &[&order]).await?;
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, order_id, \
+                     created_at, failed_at) VALUES ($1, $2, 'auction', $3, $4, $4)",
+                )
+                .bind(order.buyer_id.as_str())
+                .bind(winner_key(&order.id))
+                .bind(order.id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE auctions SET order_id = $1 WHERE id = $2")
+                    .bind(order.id.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                row.order_id = Some(order.id.clone());
+                outbox::record(&mut tx, &row.seller_id, EventType::OrderCreated, &order).await?;
+                Some(order)
+            }
+            None => {
+                sqlx::query("UPDATE products SET stock = stock + 1, updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(row.product_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                None
+            }
+        };
+        outbox::record(
+            &mut tx,
+            &row.seller_id,
+            EventType::AuctionEnded,
+            &row.message(),
+        )
+        .await?;
+        tx.commit().await?;
+        drop(turn);
+        self.wake_webhooks();
+        self.announce_auction(&row, AuctionMoment::Ended);
+        match order {
+            Some(order) => self.events.emit(CommerceEvent::Order {
+                stream: order.stream_id.clone(),
+                seller: order.seller_id.clone(),
+                buyer: order.buyer_id.clone(),
+                order: order.summary(),
+            }),
+            None => self.announce_stock(&row.product_id).await,
+        }
+        Ok(true)
+    }
+
+    /// The order the hammer makes for the highest bidder, if anyone bid (no IO).
+    fn winner_order(&self, row: &AuctionRow, now: i64) -> Option<Order> {
+        let (buyer, amount) = (row.bidder_id.clone()?, row.current?);
+        let price = Money {
+            amount,
+            currency: row.currency,
+        };
+        let reserved_until = now + self.config.reservation_window.as_millis() as i64;
+        Some(Order {
+            id: OrderId::generate_in(self.config.home.as_ref()),
+            status: OrderStatus::Pending,
+            buyer_id: buyer,
+            seller_id: row.seller_id.clone(),
+            product_id: row.product_id.clone(),
+            pin_id: None,
+            stream_id: Some(row.stream_id.clone()),
+            quantity: 1,
+            unit_price: price,
+            total: price,
+            failure: None,
+            payment_id: None,
+            card_last4: String::new(),
+            reserved_until,
+            created_at: now,
+            updated_at: now,
+            reserved_until_iso: Timestamp(reserved_until),
+            created_at_iso: Timestamp(now),
+            updated_at_iso: Timestamp(now),
+            presentment: None,
+            source: OrderSource::Live,
+            media_ms: None,
+            shipment: None,
+            shipped_at: None,
+            delivered_at: None,
+        })
+    }
+}
+
+/// Closes due auctions every `every` until `shutdown`.
+pub fn spawn_auction_closer(
+    checkout: Checkout,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match checkout.close_due_auctions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(auctions = n, "auctions closed"),
+                Err(e) => tracing::warn!(error = %e, "closing auctions failed"),
+            }
+        }
+    })
+}
