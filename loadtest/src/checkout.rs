@@ -48,6 +48,10 @@ pub struct CeilingArgs {
     pub label: String,
     #[arg(long, default_value = "checkout-report.jsonl")]
     pub out: std::path::PathBuf,
+    /// Which statement: `reserve` (the order path's stock UPDATE) or `bid` (an auction bid's
+    /// UPDATE of the auction's row).
+    #[arg(long, default_value = "reserve")]
+    pub statement: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +254,59 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<()> {
 const RESERVE: &str = "UPDATE ceiling_products SET stock = stock - $1, updated_at = $2 \
                        WHERE id = $3 AND stock >= $1";
 
+/// A bid's statement (checkout's `auctions::bid`), against a scratch row of the same shape:
+/// every bid leads by the increment, from a bidder other than the leader.
+const BID: &str = "UPDATE ceiling_auctions SET current_amount = current_amount + increment_amount, \
+                   bidder_id = $1, bidder_name = $1, bid_count = bid_count + 1, \
+                   ends_at = CASE WHEN sudden_death = 0 AND ends_at - $2 < extend_ms \
+                             THEN $2 + extend_ms ELSE ends_at END \
+                   WHERE id = $3 AND status = 'open' AND ends_at > $2 \
+                   AND (bidder_id IS NULL OR bidder_id <> $1)";
+
+/// Creates the scratch table `statement` runs against.
+async fn scratch(pool: &sqlx::AnyPool, statement: &str) -> anyhow::Result<()> {
+    let setup: &[&'static str] = match statement {
+        "reserve" => &[
+            "DROP TABLE IF EXISTS ceiling_products",
+            "CREATE TABLE ceiling_products (id TEXT PRIMARY KEY, stock BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            "INSERT INTO ceiling_products (id, stock, updated_at) VALUES ('p', 1000000000000, 0)",
+        ],
+        "bid" => &[
+            "DROP TABLE IF EXISTS ceiling_auctions",
+            "CREATE TABLE ceiling_auctions (id TEXT PRIMARY KEY, current_amount BIGINT NOT NULL, \
+             increment_amount BIGINT NOT NULL, bidder_id TEXT, bidder_name TEXT, \
+             bid_count BIGINT NOT NULL, ends_at BIGINT NOT NULL, extend_ms BIGINT NOT NULL, \
+             sudden_death BIGINT NOT NULL, status TEXT NOT NULL)",
+            "INSERT INTO ceiling_auctions VALUES ('p', 100, 1, NULL, NULL, 0, 9000000000000000, 10000, 0, 'open')",
+        ],
+        other => anyhow::bail!("unknown --statement {other} (reserve, bid)"),
+    };
+    for sql in setup {
+        sqlx::query(*sql).execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// One run of `statement`; true when it moved the row.
+async fn once(pool: &sqlx::AnyPool, statement: &str) -> bool {
+    let done = if statement == "bid" {
+        sqlx::query(BID)
+            .bind(format!("by_{}", rand::random::<u64>()))
+            .bind(0i64)
+            .bind("p")
+            .execute(pool)
+            .await
+    } else {
+        sqlx::query(RESERVE)
+            .bind(1i64)
+            .bind(0i64)
+            .bind("p")
+            .execute(pool)
+            .await
+    };
+    done.is_ok_and(|d| d.rows_affected() == 1)
+}
+
 pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let sqlite = args.url.starts_with("sqlite:");
@@ -274,17 +331,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         .connect(&args.url)
         .await
         .context("connecting")?;
-    sqlx::query("DROP TABLE IF EXISTS ceiling_products")
-        .execute(&pool)
-        .await?;
-    sqlx::query("CREATE TABLE ceiling_products (id TEXT PRIMARY KEY, stock BIGINT NOT NULL, updated_at BIGINT NOT NULL)")
-        .execute(&pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO ceiling_products (id, stock, updated_at) VALUES ('p', 1000000000000, 0)",
-    )
-    .execute(&pool)
-    .await?;
+    scratch(&pool, &args.statement).await?;
     for &c in &args.concurrency {
         let tally = Arc::new(Tally::default());
         let cpu = CpuWindow::start(&[]);
@@ -292,16 +339,11 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..c {
             let (pool, tally) = (pool.clone(), Arc::clone(&tally));
+            let statement = args.statement.clone();
             tasks.spawn(async move {
                 while Instant::now() < deadline {
                     let started = Instant::now();
-                    let done = sqlx::query(RESERVE)
-                        .bind(1i64)
-                        .bind(0i64)
-                        .bind("p")
-                        .execute(&pool)
-                        .await;
-                    tally.record(done.is_ok_and(|d| d.rows_affected() == 1), started);
+                    tally.record(once(&pool, &statement).await, started);
                 }
             });
         }
@@ -311,7 +353,12 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         row.generator_cpu_per_s = used.generator_per_s;
         crate::report::append(&args.out, &row)?;
     }
-    sqlx::query("DROP TABLE ceiling_products")
+    let drop = if args.statement == "bid" {
+        "DROP TABLE ceiling_auctions"
+    } else {
+        "DROP TABLE ceiling_products"
+    };
+    sqlx::query(drop)
         .execute(&pool)
         .await?;
     Ok(())

@@ -17,9 +17,14 @@
 //! speech translation scored the same way.
 //!
 //! `checkout`: orders per second through the HTTP API or the chat, with latency percentiles;
-//! `db-ceiling`: the same conditional UPDATE the order path uses, straight to the database.
+//! `db-ceiling`: the same conditional UPDATE the order path uses (or a bid's), straight to the
+//! database.
+//!
+//! `auction`: N bidders in one room bidding in a live auction: bids answered and accepted per
+//! second, reply time, bid-to-broadcast latency at every member.
 
 mod api;
+mod auction;
 mod captions;
 mod chart;
 mod chat;
@@ -52,8 +57,10 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Orders per second through the API or the chat.
     Checkout(checkout::CheckoutArgs),
-    /// The database's own ceiling for the order path's conditional UPDATE.
+    /// The database's own ceiling for the order path's conditional UPDATE (or a bid's).
     DbCeiling(checkout::CeilingArgs),
+    /// N bidders in one room bidding in a live auction; bids/s and bid-to-broadcast latency.
+    Auction(auction::AuctionArgs),
     /// N LL-HLS viewers of one live stream (blocking reloads and parts).
     Hls(hls::HlsArgs),
     /// N live streams speaking known phrases; final-caption latency, coverage and WER.
@@ -132,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(args) => api::api(args).await,
         Command::Webhooks(args) => api::webhooks(args).await,
         Command::DbCeiling(args) => checkout::ceiling(args).await,
+        Command::Auction(args) => auction::run(args).await,
         Command::Hls(args) => hls::run(args).await,
         Command::Captions(args) => captions::run(&args).await,
         Command::WhisperRow(args) => whisper::run(&args),

@@ -2,6 +2,7 @@
 // countdown, and the buy flow (card form, purchase over the chat, confirmation).
 import { ChatConnection, money, requestId, el, loadMinorUnits, BUYER_KEY, savedBuyer, guestBuyer } from '/assets/chat.js';
 import { inSync } from '/assets/in-sync.js';
+import { startAuction } from '/assets/auction.js';
 
 const $ = (id) => document.getElementById(id);
 const REACTIONS = ['❤️', '🔥', '👏', '😂', '😮', '🛍️'];
@@ -43,6 +44,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   let quotedCurrency = null; // the currency the open dialog showed a total in
 
   const buyer = savedBuyer;
+  const auction = startAuction({ send: (m) => chat.send(m), system: (text, cls) => system(text, cls), buyer });
 
   function line(node) {
     const log = $('chat-log');
@@ -157,6 +159,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         if (m.gap) system('Some messages were missed while you were away.');
         for (const e of m.history) show(e);
         renderPin(m.pin);
+        auction.render(m.auction || null);
         if (m.you.role !== 'viewer') {
           $('join-form').hidden = true;
           $('chat-form').hidden = false;
@@ -194,7 +197,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
       case 'error':
         system(m.code === 'slow_mode' || m.code === 'rate_limited' ? `Slow down: try again in ${Math.ceil((m.retry_after_ms || 1000) / 1000)} s` : m.message);
         break;
-      default: break;
+      default: auction.onMessage(m); break;
     }
   }
 

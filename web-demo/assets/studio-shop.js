@@ -1,5 +1,6 @@
 // The seller's side of the show: products, pinning (flash sale price, quantity cap, per-buyer
-// limit, duration), and the live orders list fed by the chat's seller events.
+// limit, duration), auctions of the pinned product, and the live orders list fed by the chat's
+// seller events.
 import { ChatConnection, money, el } from '/assets/chat.js';
 
 const $ = (id) => document.getElementById(id);
@@ -47,6 +48,12 @@ export function startStudioShop(streamId, tokenFromLink) {
     $('unpin').disabled = !pin;
   }
 
+  function renderAuction(a) {
+    $('auction-state').textContent = !a ? 'none'
+      : a.status === 'open' ? `${a.current_bid ? `${money(a.current_bid)} by ${a.bidder}` : `from ${money(a.start_price)}`} (${a.bid_count} bids)`
+        : a.bidder ? `sold to ${a.bidder} for ${money(a.current_bid)}` : 'ended without bids';
+  }
+
   function renderOrders() {
     const rows = [...orders.values()].sort((a, b) => b.created_at - a.created_at).slice(0, 50);
     $('orders').replaceChildren(...rows.map((o) => el('tr', { 'data-order': o.id },
@@ -90,7 +97,8 @@ export function startStudioShop(streamId, tokenFromLink) {
     }
     chat?.close();
     chat = new ChatConnection(streamId, token, (m) => {
-      if (m.type === 'welcome') { pin = m.pin; renderPin(); }
+      if (m.type === 'welcome') { pin = m.pin; renderPin(); renderAuction(m.auction); }
+      if (m.type?.startsWith('auction_')) renderAuction(m.auction);
       if (m.type === 'pin') { pin = m.pin; renderPin(); }
       if ((m.type === 'stock' || m.type === 'purchase') && pin && m.product_id === pin.product_id) {
         pin.available = m.available; renderPin();
@@ -142,6 +150,26 @@ export function startStudioShop(streamId, tokenFromLink) {
       await api('POST', `/api/v1/streams/${encodeURIComponent(streamId)}/pins`, body);
     } catch (err) {
       $('pin-error').textContent = err.message;
+    }
+  });
+
+  $('auction-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('auction-error').textContent = '';
+    try {
+      const product = pin && products.find((p) => p.id === pin.product_id);
+      if (!product) throw new Error('pin the product to auction first');
+      const currency = product.price.currency;
+      await api('POST', `/api/v1/streams/${encodeURIComponent(streamId)}/auctions`, {
+        product_id: product.id,
+        start_price: { amount: minorUnits($('auction-start').value, currency), currency },
+        min_increment: { amount: minorUnits($('auction-increment').value, currency), currency },
+        duration_secs: Number($('auction-seconds').value),
+        extend_secs: Number($('auction-extend').value || 0),
+        sudden_death: $('auction-sudden').checked,
+      });
+    } catch (err) {
+      $('auction-error').textContent = err.message;
     }
   });
 

@@ -101,6 +101,10 @@ pub fn routes() -> Router {
             page!("text/javascript; charset=utf-8", "shop.js"),
         )
         .route(
+            "/assets/auction.js",
+            page!("text/javascript; charset=utf-8", "auction.js"),
+        )
+        .route(
             "/assets/in-sync.js",
             page!("text/javascript; charset=utf-8", "in-sync.js"),
         )
