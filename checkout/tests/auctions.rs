@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use vitrine_checkout::db::Backend;
 use vitrine_checkout::testing::fresh_checkout;
+use vitrine_checkout::webhooks::sealing::SecretBox;
+use vitrine_checkout::webhooks::{NewEndpoint, TargetPolicy};
 use vitrine_checkout::{
     Checkout, CheckoutError, NewAuction, NewPin, NewProduct, OrderResult, OrderStatus, Product,
     RejectKind,
@@ -31,6 +33,7 @@ vitrine_checkout::on_both_backends!(
 struct Sale {
     checkout: Checkout,
     clock: Arc<ManualClock>,
+    endpoint: String,
     seller: SellerId,
     product: Product,
     stream: StreamId,
@@ -42,8 +45,25 @@ struct Sale {
 async fn sale(backend: Backend, stock: i64) -> Sale {
     let (checkout, db) = fresh_checkout(backend, Duration::ZERO).await.unwrap();
     let clock = Arc::new(ManualClock::now());
-    let checkout = checkout.with_clock(clock.clone());
+    let checkout = checkout.with_clock(clock.clone()).with_webhooks(
+        SecretBox::ephemeral(),
+        TargetPolicy {
+            allow_private: true,
+        },
+    );
     let seller = SellerId::generate();
+    // An endpoint for every event: what the auction writes to the outbox is listed for it.
+    let (endpoint, _) = checkout
+        .create_endpoint(
+            &seller,
+            NewEndpoint {
+                url: "http://127.0.0.1:9/hooks".into(),
+                description: String::new(),
+                event_types: vec![],
+            },
+        )
+        .await
+        .unwrap();
     let new = NewProduct {
         sku: "WATCH".into(),
         title: "Vintage watch".into(),
@@ -66,6 +86,7 @@ async fn sale(backend: Backend, stock: i64) -> Sale {
     Sale {
         checkout,
         clock,
+        endpoint: endpoint.id,
         seller,
         product,
         stream,
@@ -207,6 +228,27 @@ async fn the_highest_bid_wins_at_the_hammer_price_and_the_winner_pays(backend: B
     assert_eq!(again.result, paid.result);
     assert_eq!(s.stock().await, 2, "the unit sold once, nothing else moved");
     assert!(s.checkout.ledger_check().await.unwrap().is_empty());
+    // The seller's systems heard all of it, once each, in the outbox.
+    let mut kinds: Vec<String> = s
+        .checkout
+        .deliveries(&s.seller, &s.endpoint, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_type.to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "auction.bid",
+            "auction.bid",
+            "auction.ended",
+            "auction.started",
+            "order.created",
+            "order.paid"
+        ]
+    );
 }
 
 async fn two_equal_bids_at_the_close_make_exactly_one_winner(backend: Backend) {

@@ -358,8 +358,6 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     } else {
         "DROP TABLE ceiling_products"
     };
-    sqlx::query(drop)
-        .execute(&pool)
-        .await?;
+    sqlx::query(drop).execute(&pool).await?;
     Ok(())
 }
