@@ -4,7 +4,7 @@
 // the auction panel, and the seller sees the auction sold and the paid order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServerAndBrowser, WAIT } from './harness.mjs';
+import { joinAsBuyer, useServerAndBrowser, WAIT } from './harness.mjs';
 
 const env = useServerAndBrowser('');
 
@@ -26,13 +26,7 @@ test('a live auction in the room: bids, the hammer, and the winner pays', async 
 
   const ann = await (await env.browser.newContext({ locale: 'en-US' })).newPage();
   const bob = await (await env.browser.newContext({ locale: 'en-US' })).newPage();
-  for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) {
-    await page.goto(env.urls.watch);
-    await page.locator('#product').waitFor({ state: 'visible', timeout: WAIT });
-    await page.fill('#display-name', name);
-    await page.click('#join');
-    await page.locator('#chat-form').waitFor({ state: 'visible', timeout: WAIT });
-  }
+  for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) await joinAsBuyer(page, env.urls.watch, name);
   assert.ok(await ann.locator('#auction').isHidden(), 'no auction yet');
 
   // The seller starts a 12-second auction from $10.00 in $1.00 steps; late bids add 3 s.

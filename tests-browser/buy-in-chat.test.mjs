@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { useServerAndBrowser, WAIT } from './harness.mjs';
+import { joinAsBuyer, useServerAndBrowser, WAIT } from './harness.mjs';
 
 const rates = join(mkdtempSync(join(tmpdir(), 'vitrine-rates-')), 'rates.json');
 writeFileSync(rates, JSON.stringify({
@@ -41,13 +41,7 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   // Two buyers, each in their own browser context (own storage, own guest identity).
   const ann = await (await env.browser.newContext({ locale: 'en-US' })).newPage();
   const bob = await (await env.browser.newContext({ locale: 'ja-JP' })).newPage();
-  for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) {
-    await page.goto(env.urls.watch);
-    await page.locator('#product').waitFor({ state: 'visible', timeout: WAIT });
-    await page.fill('#display-name', name);
-    await page.click('#join');
-    await page.locator('#chat-form').waitFor({ state: 'visible', timeout: WAIT });
-  }
+  for (const [page, name] of [[ann, 'Ann'], [bob, 'Bob']]) await joinAsBuyer(page, env.urls.watch, name);
   assert.equal(await text(bob, 'product-title'), 'Wool hat');
   assert.equal(await text(bob, 'product-stock'), '5 left');
   assert.match(await text(bob, 'product-price'), /19\.00/);

@@ -99,6 +99,15 @@ export function useServerAndBrowser(config, browserOptions) {
   return env;
 }
 
+// Opens the watch page at `url` in `page` and joins its chat as a guest buyer named `name`.
+export async function joinAsBuyer(page, url, name) {
+  await page.goto(url);
+  await page.locator('#product').waitFor({ state: 'visible', timeout: WAIT });
+  await page.fill('#display-name', name);
+  await page.click('#join');
+  await page.locator('#chat-form').waitFor({ state: 'visible', timeout: WAIT });
+}
+
 // The value of the sample named exactly `name` in a server's Prometheus text (0 when absent).
 export async function metric(base, name) {
   const text = await (await fetch(`${base}/metrics`)).text();

@@ -120,7 +120,7 @@ impl Checkout {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes finished keys older than the configured time to live.
+    /// Deletes finished keys (orders' and bids') older than the configured time to live.
     pub async fn expire_keys(&self) -> Result<u64, CheckoutError> {
         self.expire_keys_at(self.now()).await
     }
@@ -134,6 +134,11 @@ impl Checkout {
         .bind(cutoff)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let bids =
+            sqlx::query("DELETE FROM auction_bids WHERE created_at < $1 AND outcome IS NOT NULL")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() + bids.rows_affected())
     }
 }

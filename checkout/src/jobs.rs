@@ -159,3 +159,27 @@ impl Checkout {
         Ok(pruned)
     }
 }
+
+/// Runs `pass` every `every` (a late tick is not caught up) until `shutdown`: the loop of the
+/// background jobs.
+pub fn spawn_every<F, Fut>(
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            pass().await;
+        }
+    })
+}

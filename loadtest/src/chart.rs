@@ -28,7 +28,7 @@ const fn m(title: &'static str, field: &'static str) -> Metric {
     Metric { title, field }
 }
 
-const SPECS: [(&str, Spec); 10] = [
+const SPECS: [(&str, Spec); 11] = [
     (
         "glass",
         Spec {
@@ -156,6 +156,22 @@ const SPECS: [(&str, Spec); 10] = [
         },
     ),
     (
+        "auction",
+        Spec {
+            title: "Live auction: N bidders in one room, bids offered per second",
+            x: "offered_per_s",
+            metrics: [
+                m("bids answered per second", "answered_per_s"),
+                m("bids accepted (leading) per second", "accepted_per_s"),
+                m(
+                    "bid to broadcast p99, every member (ms)",
+                    "broadcast_p99_ms",
+                ),
+                m("server CPU s/s", "server_cpu_per_s"),
+            ],
+        },
+    ),
+    (
         "hls",
         Spec {
             title: "LL-HLS viewers: blocking playlist reloads and part fetches",
@@ -213,7 +229,7 @@ fn medians(grouped: &Grouped, metric: &Metric) -> BTreeMap<String, Vec<(usize, f
 pub fn run(args: &ChartArgs) -> anyhow::Result<()> {
     let Some((_, spec)) = SPECS.iter().find(|(k, _)| *k == args.kind) else {
         bail!(
-            "unknown report kind {} (glass, api, whep, chat, checkout, transcode, hls, whisper, captions, translate)",
+            "unknown report kind {} (glass, api, whep, chat, checkout, auction, transcode, hls, whisper, captions, translate)",
             args.kind
         );
     };

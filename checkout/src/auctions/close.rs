@@ -160,14 +160,9 @@ pub fn spawn_auction_closer(
     every: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+    crate::jobs::spawn_every(every, shutdown, move || {
+        let checkout = checkout.clone();
+        async move {
             match checkout.close_due_auctions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(auctions = n, "auctions closed"),
