@@ -1,15 +1,15 @@
-//! A member's `bid` frame: checked here (a buyer, a well-formed request id, the member's rate),
-//! written by checkout in a task of its own, answered with `bid.accepted` or `bid.refused`.
-//! The room learns of a bid that leads from checkout's `auction_bid` event, not from here.
+//! A member's `bid` frame: checked here (a buyer, a well-formed request id, room for one more
+//! pending answer), written by checkout in a task of its own, answered with `bid.accepted` or
+//! `bid.refused`. A bid does not take from the chat lines' rate: the buyer's bids are held to
+//! their own rate, across connections and the API, behind [`vitrine_core::Purchases::bid`]. The
+//! room learns of a bid that leads from checkout's `auction_bid` event, not from here.
 
 use super::join::Member;
 use super::{error_text, valid_request_id};
 use crate::Chat;
 use crate::hub::Hub;
-use crate::limits::TokenBucket;
 use crate::protocol::{MAX_REQUEST_ID_CHARS, Reply};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::{Semaphore, mpsc};
 use vitrine_core::{AuctionId, BidOutcome, BidRequest, Money};
 
@@ -27,7 +27,6 @@ pub(super) fn bid(
     hub: &Hub,
     member: &Member,
     frame: BidFrame,
-    bucket: &mut TokenBucket,
     replies: &mpsc::Sender<String>,
     pending: &Arc<Semaphore>,
 ) -> Option<String> {
@@ -44,9 +43,6 @@ pub(super) fn bid(
             &format!("request_id must be 1 to {MAX_REQUEST_ID_CHARS} visible ASCII characters"),
             None,
         ));
-    }
-    if let Err(wait) = bucket.take(Instant::now()) {
-        return Some(error_text("rate_limited", "slow down", Some(wait)));
     }
     let Ok(permit) = Arc::clone(pending).try_acquire_owned() else {
         return Some(error_text(

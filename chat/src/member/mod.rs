@@ -408,15 +408,7 @@ async fn handle(
                 auction_id,
                 amount,
             };
-            Ok(bid::bid(
-                chat,
-                hub,
-                member,
-                frame,
-                chat_bucket,
-                replies,
-                pending_buys,
-            ))
+            Ok(bid::bid(chat, hub, member, frame, replies, pending_buys))
         }
         ClientMessage::Moderate {
             action,

@@ -165,3 +165,79 @@ async fn an_auction_runs_in_the_room_and_the_winner_pays_the_hammer_price() {
     assert_eq!(missing.status(), 404);
     server.stop().await;
 }
+
+/// A buyer's bids are counted together, from the chat and from the API: past the rate, the chat
+/// answers `rate_limited` and the API 429 with `Retry-After`; another buyer is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyers_bids_are_held_to_one_rate_in_the_chat_and_the_api() {
+    let mut edge = vitrine::edge::EdgeConfig::default();
+    edge.ip_limits = vitrine::edge::IpLimits::off();
+    edge.ip_limits.bids = vitrine_platform::ratelimit::Limit::parse("1/min burst 3").unwrap();
+    let server = TestServer::with_edge(edge).await;
+    let (seller_t, stream) = show(&server).await;
+    let product = server
+        .created(
+            "/api/v1/products",
+            &seller_t,
+            json!({ "sku": "LAMP", "title": "Lamp",
+                "price": { "amount": 5000, "currency": "USD" }, "stock": 3 }),
+        )
+        .await;
+    let pid = product["id"].as_str().unwrap();
+    server
+        .created(
+            &format!("/api/v1/streams/{stream}/pins"),
+            &seller_t,
+            json!({ "product_id": pid }),
+        )
+        .await;
+    let started = server
+        .created(
+            &format!("/api/v1/streams/{stream}/auctions"),
+            &seller_t,
+            json!({ "product_id": pid, "start_price": usd(100), "min_increment": usd(10),
+                "duration_secs": 600 }),
+        )
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let ann_t = server.buyer("Ann").await;
+    let bob_t = server.buyer("Bob").await;
+    let (mut ann, _) = ChatClient::join(&server.base, &stream, Some(&ann_t), None).await;
+    let bids = format!("/api/v1/auctions/{id}/bids");
+    let chat_bid = |key: &str, amount: i64| json!({ "type": "bid", "request_id": key, "auction_id": id, "amount": usd(amount) });
+    // Three bids pass the rate (the second is refused on its merits, and still counts).
+    ann.send(chat_bid("a1", 100)).await;
+    assert_eq!(ann.next_of("bid.accepted").await["request_id"], "a1");
+    ann.send(chat_bid("a2", 200)).await;
+    assert_eq!(
+        ann.next_of("bid.refused").await["reason"],
+        "already_highest"
+    );
+    let body = json!({ "amount": usd(300) });
+    let (status, _) = post(&server, &bids, &ann_t, Some("a3"), body.clone()).await;
+    assert_eq!(status, 409, "already the highest, counted");
+    // The fourth, by either way, is held back before checkout sees it.
+    ann.send(chat_bid("a4", 400)).await;
+    assert_eq!(ann.next_of("bid.refused").await["reason"], "rate_limited");
+    let limited = server
+        .http
+        .post(server.url(&bids))
+        .bearer_auth(&ann_t)
+        .header("Idempotency-Key", "a5")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let (status, led) = post(
+        &server,
+        &bids,
+        &bob_t,
+        Some("b1"),
+        json!({ "amount": usd(110) }),
+    )
+    .await;
+    assert_eq!(status, 201, "another buyer bids: {led}");
+    server.stop().await;
+}
