@@ -128,6 +128,9 @@ pub struct Checkout {
         orders::SettleJob,
         Result<orders::OrderResult, CheckoutError>,
     >,
+    /// Bids' group commit, per auction (whose row every bid moves).
+    pub(crate) bids:
+        group::Batcher<vitrine_core::AuctionId, vitrine_core::BidRequest, auctions::BidAnswer>,
     /// What each pin had left after this node's last reservation through it.
     pub(crate) availability: orders::Availability,
     /// The order path's writers queue here on SQLite (see [`db::WriteGate`]).
@@ -164,6 +167,7 @@ impl Checkout {
             jobs: jobs::JobMetrics::default(),
             reservations: group::Batcher::new(MAX_BATCH),
             settlements: group::Batcher::new(MAX_BATCH),
+            bids: group::Batcher::new(MAX_BATCH),
             availability: orders::Availability::default(),
             write_gate,
             clock: Arc::new(vitrine_core::time::SystemClock),

@@ -1,5 +1,6 @@
 //! Live auctions on SQLite and PostgreSQL: bids must beat the last by the increment, late bids
-//! move the clock (unless sudden death), two equal bids at the close make exactly one winner,
+//! move the clock (unless sudden death), two equal bids at the close make exactly one winner
+//! (and bids arriving together are written together),
 //! a bid after the clock ran out is refused, the hammer sells the auctioned unit once at the
 //! hammer price, and an auction nobody bid on gives its unit back. Time is a manual clock.
 
@@ -270,6 +271,12 @@ async fn two_equal_bids_at_the_close_make_exactly_one_winner(backend: Backend) {
             .iter()
             .filter_map(refused)
             .all(|r| r == BidFailure::TooLow)
+    );
+    // Written together: fewer transactions than bids.
+    let (batches, requests) = s.checkout.job_metrics().batches_of("bid");
+    assert!(
+        requests == 12 && batches < requests,
+        "{requests} bids in {batches} batches"
     );
     let view = s.checkout.auction(&a.id).await.unwrap();
     assert_eq!(view.ends_at, a.ends_at, "sudden death: no extension");

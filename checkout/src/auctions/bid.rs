@@ -1,14 +1,13 @@
-//! A bid: its key claimed and the auction's row moved by one conditional UPDATE, in one
-//! transaction; a refused bid keeps why with its key, so a retry gets the same answer.
+//! A bid: checked, then handed to its auction's batch writer ([`super::bid_batch`]); a retry with
+//! the same key gets the answer the first one stored. [`refusal`] says why a bid cannot lead.
 
-use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
+use super::AuctionRow;
+use super::bid_batch::BidWriter;
 use crate::Checkout;
-use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::idempotency::validate_key;
-use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
-use vitrine_core::{AuctionMoment, BidFailure, BidOutcome, BidRequest, Money};
+use vitrine_core::{BidFailure, BidOutcome, BidRequest, Money};
 
 /// Longest bidder name kept with a bid.
 const MAX_BIDDER_NAME: usize = 64;
@@ -51,86 +50,57 @@ pub(crate) fn refusal(
     )
 }
 
+/// Applies `request` to `auction` as it stands at `now` if the bid leads (no IO): the new
+/// highest bid, its bidder, one more bid, and the clock put back to `extend` when the bid came
+/// in its last `extend` (unless sudden death); otherwise why not.
+pub(crate) fn take(
+    auction: &mut AuctionRow,
+    request: &BidRequest,
+    now: i64,
+) -> Result<(), (BidFailure, String)> {
+    let leads = auction.open
+        && auction.ends_at > now
+        && request
+            .stream
+            .as_ref()
+            .is_none_or(|s| *s == auction.stream_id)
+        && request.amount.currency == auction.currency
+        && auction.bidder_id.as_ref() != Some(&request.buyer)
+        && request.amount.amount >= auction.next_min();
+    if !leads {
+        return Err(refusal(Some(auction), request, now));
+    }
+    auction.current = Some(request.amount.amount);
+    auction.bidder_id = Some(request.buyer.clone());
+    auction.bidder_name = Some(request.bidder_name.clone());
+    auction.bid_count += 1;
+    if !auction.sudden_death && auction.ends_at - now < auction.extend_ms {
+        auction.ends_at = now + auction.extend_ms;
+    }
+    Ok(())
+}
+
 impl Checkout {
-    /// Bids `request.amount` for `request.buyer`; idempotent on (buyer, request id).
+    /// Bids `request.amount` for `request.buyer`; idempotent on (buyer, request id). Bids for
+    /// one auction are written together (see [`crate::group`]): the first alone, the ones that
+    /// arrive meanwhile as the next batch, in one transaction.
     #[tracing::instrument(skip_all, fields(buyer = %request.buyer, auction = %request.auction))]
     pub async fn place_bid(&self, request: &BidRequest) -> Result<BidOutcome, CheckoutError> {
         validate_key(&request.request_id)?;
-        let amount = Money::new(request.amount.amount, request.amount.currency)
+        Money::new(request.amount.amount, request.amount.currency)
             .map_err(|e| CheckoutError::Invalid(format!("amount: {e}")))?;
-        let name: String = request.bidder_name.chars().take(MAX_BIDDER_NAME).collect();
-        let now = self.now();
-        let turn = self.write_gate.enter().await;
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO auction_bids (buyer_id, idem_key, auction_id, amount, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (buyer_id, idem_key) DO NOTHING \
-             RETURNING buyer_id",
-        )
-        .bind(request.buyer.as_str())
-        .bind(request.request_id.as_str())
-        .bind(request.auction.as_str())
-        .bind(amount.amount)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            tx.rollback().await?;
-            drop(turn);
-            return self.replay_bid(request).await;
+        let mut job = request.clone();
+        job.bidder_name = request.bidder_name.chars().take(MAX_BIDDER_NAME).collect();
+        let answer = self
+            .bids
+            .submit(request.auction.clone(), job, BidWriter(self.clone()))
+            .await
+            .map_err(|_| CheckoutError::Unavailable("the bid was lost; retry".into()))??;
+        match answer {
+            Some(outcome) => Ok(outcome),
+            // An earlier bid holds the key: answered from what it stored.
+            None => self.replay_bid(request).await,
         }
-        let moved = sqlx::query(sql(format!(
-            "UPDATE auctions SET current_amount = $1, bidder_id = $2, bidder_name = $3, \
-             bid_count = bid_count + 1, \
-             ends_at = CASE WHEN sudden_death = 0 AND ends_at - $4 < extend_ms \
-                       THEN $4 + extend_ms ELSE ends_at END \
-             WHERE id = $5 AND status = 'open' AND ends_at > $4 AND currency = $6 \
-             AND (bidder_id IS NULL OR bidder_id <> $2) \
-             AND $1 >= COALESCE(current_amount + increment_amount, start_amount) \
-             AND ($7 IS NULL OR stream_id = $7) \
-             RETURNING {AUCTION_COLUMNS}"
-        )))
-        .bind(amount.amount)
-        .bind(request.buyer.as_str())
-        .bind(name)
-        .bind(now)
-        .bind(request.auction.as_str())
-        .bind(amount.currency.as_str())
-        .bind(request.stream.as_ref().map(|s| s.as_str().to_owned()))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (outcome, led) = match moved.as_ref().map(auction_from_row).transpose()? {
-            Some(row) => {
-                outbox::record(
-                    &mut tx,
-                    &row.seller_id,
-                    EventType::AuctionBid,
-                    &row.message(),
-                )
-                .await?;
-                ("accepted".to_owned(), Some(row))
-            }
-            None => {
-                let current = sqlx::query(sql(format!(
-                    "SELECT {AUCTION_COLUMNS} FROM auctions WHERE id = $1"
-                )))
-                .bind(request.auction.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let current = current.as_ref().map(auction_from_row).transpose()?;
-                let (reason, detail) = refusal(current.as_ref(), request, now);
-                store_answer(&mut tx, request, reason.as_str(), Some(&detail)).await?;
-                tx.commit().await?;
-                return Ok(BidOutcome::Refused { reason, detail });
-            }
-        };
-        store_answer(&mut tx, request, &outcome, None).await?;
-        tx.commit().await?;
-        drop(turn);
-        let row = led.expect("an accepted bid moved its auction");
-        self.wake_webhooks();
-        self.announce_auction(&row, AuctionMoment::Bid);
-        Ok(BidOutcome::Accepted(Box::new(row.view())))
     }
 
     /// The answer an earlier bid with the same key got: refused again with its reason, or
@@ -172,25 +142,6 @@ impl Checkout {
     }
 }
 
-/// Keeps the answer with the bid's key.
-async fn store_answer(
-    tx: &mut outbox::Tx<'_>,
-    request: &BidRequest,
-    outcome: &str,
-    detail: Option<&str>,
-) -> Result<(), CheckoutError> {
-    sqlx::query(
-        "UPDATE auction_bids SET outcome = $1, detail = $2 WHERE buyer_id = $3 AND idem_key = $4",
-    )
-    .bind(outcome)
-    .bind(detail)
-    .bind(request.buyer.as_str())
-    .bind(request.request_id.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +180,32 @@ mod tests {
             request_id: "r1".into(),
             bidder_name: "bo".into(),
         }
+    }
+
+    #[test]
+    fn bids_in_one_batch_lead_in_turn() {
+        let now = 1_000_000;
+        let mut a = auction(now);
+        let (first, mut equal, mut again) = (bid(&a, 1600), bid(&a, 1600), bid(&a, 1800));
+        assert_eq!(take(&mut a, &first, now), Ok(()));
+        assert_eq!((a.current, a.bid_count), (Some(1600), 4));
+        assert_eq!(a.ends_at, now + 10_000, "a late bid puts the clock back");
+        equal.buyer = BuyerId::generate();
+        assert_eq!(take(&mut a, &equal, now).unwrap_err().0, BidFailure::TooLow);
+        again.buyer = first.buyer.clone();
+        assert_eq!(
+            take(&mut a, &again, now).unwrap_err().0,
+            BidFailure::AlreadyHighest
+        );
+        a.sudden_death = true;
+        let late = bid(&a, 1700);
+        assert_eq!(take(&mut a, &late, now + 9_000), Ok(()));
+        assert_eq!(a.ends_at, now + 10_000, "sudden death keeps the clock");
+        let after = bid(&a, 9000);
+        assert_eq!(
+            take(&mut a, &after, now + 10_000).unwrap_err().0,
+            BidFailure::AuctionEnded
+        );
     }
 
     #[test]

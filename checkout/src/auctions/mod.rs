@@ -7,10 +7,11 @@
 //! - **Start** ([`Checkout::start_auction`], one transaction): the product must be the stream's
 //!   pinned one; one unit leaves stock for the auction (given back when nobody bids), so the
 //!   hammer can always sell it; at most one open auction per stream (a unique index).
-//! - **Bid** ([`bid`], one transaction): the bidder's key is claimed, then one conditional UPDATE
-//!   moves the auction's row only if the auction is open, its clock has not run out, the bid is
-//!   at least the next minimum and the bidder is not already the highest. Of two equal bids,
-//!   exactly one can pass it. A refused bid stores why with its key.
+//! - **Bid** ([`bid`], [`bid_batch`]): an auction's bids are written in batches (group commit),
+//!   one transaction each: the keys claimed, the auction's row locked and read once, each bid
+//!   taken in arrival order only if the auction is open, its clock has not run out, the bid is
+//!   at least the next minimum and the bidder is not already the highest, then the row written
+//!   once. Of two equal bids, exactly one leads. A refused bid stores why with its key.
 //! - **Hammer** ([`close`], one transaction per auction): the auction is closed with a
 //!   conditional UPDATE once its clock has run out (whichever node gets there first), and the
 //!   winner's order and its idempotency key are written with it. The winner pays with
@@ -21,7 +22,10 @@
 //! at the same amount, or sell the auctioned unit twice.
 
 mod bid;
+mod bid_batch;
 mod close;
+
+pub(crate) use bid_batch::BidAnswer;
 
 pub use close::spawn_auction_closer;
 pub(crate) use close::winner_key;
