@@ -260,6 +260,7 @@ impl CommerceEvents for Chat {
                 stream,
                 product,
                 quantity,
+                orders,
                 available,
             } => (
                 stream,
@@ -267,6 +268,7 @@ impl CommerceEvents for Chat {
                 RoomEvent::Purchase {
                     product_id: product,
                     quantity,
+                    orders,
                     available,
                 },
             ),

@@ -262,10 +262,13 @@ pub enum RoomEvent {
         product_id: ProductId,
         available: i64,
     },
-    /// Someone bought through the stream (anonymised).
+    /// Someone bought through the stream (anonymised); orders paid together are one event,
+    /// `quantity` their units and `orders` how many they are.
     Purchase {
         product_id: ProductId,
         quantity: u32,
+        #[serde(default = "one")]
+        orders: u32,
         available: i64,
     },
     Moderation {

@@ -309,11 +309,14 @@ pub enum CommerceEvent {
         product: ProductId,
         available: i64,
     },
-    /// Someone bought through the stream: announced to the room without saying who.
+    /// Someone bought through the stream: announced to the room without saying who. Orders
+    /// paid together (one settlement batch) are announced once: `quantity` is their units,
+    /// `orders` how many they are.
     Purchase {
         stream: StreamId,
         product: ProductId,
         quantity: u32,
+        orders: u32,
         available: i64,
     },
     /// An order changed; shown to its buyer and to the seller.

@@ -174,7 +174,10 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         if (m.pin) system(`Now showing: ${m.pin.title}`);
         break;
       case 'purchase':
-        system(m.available > 0 ? `Someone just bought it - ${m.available} left` : 'Someone just bought the last one - sold out!', 'purchase');
+        {
+          const who = (m.orders || 1) > 1 ? `${m.orders} people just bought it` : 'Someone just bought it';
+          system(m.available > 0 ? `${who} - ${m.available} left` : `${who} - sold out!`, 'purchase');
+        }
         break;
       case 'moderation':
         if (m.action === 'delete') document.querySelector(`#chat-log [data-id="${CSS.escape(m.message_id)}"]`)?.remove();

@@ -233,7 +233,8 @@ impl Checkout {
         new.check(product.price.currency)?;
         let now = self.now();
         let row = AuctionRow {
-            id: AuctionId::generate(),
+            // Tagged with this region, as orders are: other regions send its bids here.
+            id: AuctionId::generate_in(self.config.home.as_ref()),
             seller_id: seller.clone(),
             stream_id: stream.clone(),
             product_id: product.id.clone(),

@@ -189,6 +189,7 @@ impl Checkout {
                 stream: stream.clone(),
                 product: order.product_id.clone(),
                 quantity: order.quantity,
+                orders: 1,
                 available,
             });
         }

@@ -17,7 +17,7 @@ use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::collections::HashSet;
-use vitrine_core::{CommerceEvent, Timestamp};
+use vitrine_core::{CommerceEvent, PinId, ProductId, StreamId, Timestamp};
 
 /// One order whose payment has its answer.
 #[derive(Clone)]
@@ -107,12 +107,14 @@ impl Checkout {
         } else {
             false
         };
+        let purchases = purchases(&sold);
         tx.commit().await?;
         drop(turn);
         self.jobs.note_batch_time("settle", started.elapsed());
         if outboxed {
             self.wake_webhooks();
         }
+        self.announce_purchases(purchases);
         let mut answers = Vec::with_capacity(jobs.len());
         for (job, outcome) in jobs.iter().zip(outcomes) {
             answers.push(self.after_settled(job, outcome).await);
@@ -143,8 +145,8 @@ impl Checkout {
         }
     }
 
-    /// Tells the buyer, the seller and the room of a paid order, with what the pin has left as
-    /// this node's reservations last saw it (no read after the commit).
+    /// Tells the buyer and the seller of a paid order (the room hears of it with its batch's
+    /// purchase, [`Checkout::announce_purchases`]).
     fn announce_paid(&self, order: &Order) {
         self.events.emit(CommerceEvent::Order {
             stream: order.stream_id.clone(),
@@ -152,19 +154,59 @@ impl Checkout {
             buyer: order.buyer_id.clone(),
             order: order.summary(),
         });
-        let (Some(stream), Some(pin)) = (&order.stream_id, &order.pin_id) else {
-            return;
-        };
-        let Some(available) = self.availability.get(pin) else {
-            return;
-        };
-        self.events.emit(CommerceEvent::Purchase {
-            stream: stream.clone(),
-            product: order.product_id.clone(),
-            quantity: order.quantity,
-            available,
-        });
     }
+
+    /// Tells each room what its pin sold in the batch, once, with what the pin has left as
+    /// this node's reservations last saw it (no read after the commit): a room of thousands
+    /// hears of a busy sale's orders a batch at a time, not one frame per order.
+    fn announce_purchases(&self, sold: Vec<Sold>) {
+        for s in sold {
+            let Some(available) = self.availability.get(&s.pin) else {
+                continue;
+            };
+            self.events.emit(CommerceEvent::Purchase {
+                stream: s.stream,
+                product: s.product,
+                quantity: s.quantity,
+                orders: s.orders,
+                available,
+            });
+        }
+    }
+}
+
+/// What one pin sold in a batch.
+#[derive(Debug, PartialEq, Eq)]
+struct Sold {
+    stream: StreamId,
+    pin: PinId,
+    product: ProductId,
+    quantity: u32,
+    orders: u32,
+}
+
+/// The batch's paid orders through pins, by pin, in the order each pin first sold (no IO).
+fn purchases(sold: &[&Order]) -> Vec<Sold> {
+    let mut out: Vec<Sold> = Vec::new();
+    for order in sold {
+        let (Some(stream), Some(pin)) = (&order.stream_id, &order.pin_id) else {
+            continue;
+        };
+        match out.iter_mut().find(|s| s.pin == *pin) {
+            Some(s) => {
+                s.quantity = s.quantity.saturating_add(order.quantity);
+                s.orders += 1;
+            }
+            None => out.push(Sold {
+                stream: stream.clone(),
+                pin: pin.clone(),
+                product: order.product_id.clone(),
+                quantity: order.quantity,
+                orders: 1,
+            }),
+        }
+    }
+    out
 }
 
 /// The order as the paid transition leaves it.
@@ -241,4 +283,37 @@ async fn store_results(
     }
     update.execute(&mut **tx).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_announced_once_per_pin() {
+        let (stream, pin, other) = (StreamId::generate(), PinId::generate(), PinId::generate());
+        let through = |pin: Option<&PinId>, quantity: u32| {
+            let mut o = super::super::tests::paid_at(1_764_640_000_000);
+            o.stream_id = Some(stream.clone());
+            o.pin_id = pin.cloned();
+            o.quantity = quantity;
+            o
+        };
+        let orders = [
+            through(Some(&pin), 2),
+            through(Some(&other), 1),
+            through(None, 5),
+            through(Some(&pin), 1),
+        ];
+        let sold = purchases(&orders.iter().collect::<Vec<_>>());
+        assert_eq!(sold.len(), 2, "an order without a pin is not a room's sale");
+        assert_eq!(
+            (&sold[0].pin, sold[0].quantity, sold[0].orders),
+            (&pin, 3, 2)
+        );
+        assert_eq!(
+            (&sold[1].pin, sold[1].quantity, sold[1].orders),
+            (&other, 1, 1)
+        );
+    }
 }
