@@ -29,6 +29,7 @@ vitrine_checkout::on_both_backends!(
     an_auction_nobody_bid_on_gives_its_unit_back,
     an_unpaid_winners_order_expires_and_restocks,
     an_auction_is_started_only_on_the_pinned_product_with_stock,
+    two_nodes_bid_and_bring_the_hammer_down_once,
 );
 
 struct Sale {
@@ -410,4 +411,51 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
         Err(CheckoutError::Conflict(_))
     ));
     assert_eq!(s.stock().await, 0, "one unit taken, once");
+}
+
+/// Two checkouts on one database (two nodes): bids written by either node lead in turn, both
+/// nodes' closers race for the hammer, and the auction closes once with one winner's order.
+async fn two_nodes_bid_and_bring_the_hammer_down_once(backend: Backend) {
+    let s = sale(backend, 1).await;
+    let (pool, _) = vitrine_checkout::db::connect(&s._db.url).await.unwrap();
+    let other = Checkout::new(
+        pool.clone(),
+        Arc::new(vitrine_checkout::SandboxProvider::new(pool, Duration::ZERO)),
+        Arc::new(vitrine_core::EventRelay::default()),
+        Default::default(),
+    )
+    .with_clock(s.clock.clone());
+    let a = s.start(30, 10, false).await;
+    // Bidders on both nodes at once, each over the last: the amounts lead in some order, and
+    // the auction ends at the highest.
+    let bidders: Vec<BuyerId> = (0..8).map(|_| BuyerId::generate()).collect();
+    let bids = bidders.iter().enumerate().map(|(i, b)| {
+        let node = if i % 2 == 0 { &s.checkout } else { &other };
+        let request = BidRequest {
+            buyer: b.clone(),
+            bidder_name: format!("b{i}"),
+            auction: a.id.clone(),
+            stream: None,
+            amount: eur(1000 + 100 * i as i64),
+            request_id: "k".into(),
+        };
+        async move { node.place_bid(&request).await.unwrap() }
+    });
+    let outcomes = join_all(bids).await;
+    assert!(
+        refused(&outcomes[7]).is_none(),
+        "the highest bid always leads"
+    );
+    s.advance_secs(40);
+    let (here, there) = tokio::join!(s.checkout.close_due_auctions(), other.close_due_auctions());
+    assert_eq!(here.unwrap() + there.unwrap(), 1, "the hammer falls once");
+    let ended = s.checkout.auction(&a.id).await.unwrap();
+    assert_eq!(ended.current_bid, Some(eur(1700)));
+    let order = s
+        .checkout
+        .order_for_buyer(&bidders[7], ended.order_id.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(order.total, eur(1700));
+    assert_eq!(s.stock().await, 0, "one unit, sold once");
 }
