@@ -22,19 +22,23 @@ fn usd(amount: i64) -> serde_json::Value {
     json!({ "amount": amount, "currency": "USD" })
 }
 
+/// A product of the seller's at `price` USD minor units with `stock` units; its id.
+async fn product(server: &TestServer, seller_t: &str, sku: &str, price: i64, stock: i64) -> String {
+    let product = server
+        .created(
+            "/api/v1/products",
+            seller_t,
+            json!({ "sku": sku, "title": sku, "price": usd(price), "stock": stock }),
+        )
+        .await;
+    product["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auction_runs_in_the_room_and_the_winner_pays_the_hammer_price() {
     let server = TestServer::start().await;
     let (seller_t, stream) = show(&server).await;
-    let product = server
-        .created(
-            "/api/v1/products",
-            &seller_t,
-            json!({ "sku": "WATCH", "title": "Vintage watch",
-                "price": { "amount": 20000, "currency": "USD" }, "stock": 1 }),
-        )
-        .await;
-    let pid = product["id"].as_str().unwrap().to_owned();
+    let pid = product(&server, &seller_t, "WATCH", 20000, 1).await;
     let auctions = format!("/api/v1/streams/{stream}/auctions");
     let start = |body: serde_json::Value| post(&server, &auctions, &seller_t, None, body);
     let auction = json!({ "product_id": pid, "start_price": usd(1000),
@@ -175,15 +179,7 @@ async fn a_buyers_bids_are_held_to_one_rate_in_the_chat_and_the_api() {
     edge.ip_limits.bids = vitrine_platform::ratelimit::Limit::parse("1/min burst 3").unwrap();
     let server = TestServer::with_edge(edge).await;
     let (seller_t, stream) = show(&server).await;
-    let product = server
-        .created(
-            "/api/v1/products",
-            &seller_t,
-            json!({ "sku": "LAMP", "title": "Lamp",
-                "price": { "amount": 5000, "currency": "USD" }, "stock": 3 }),
-        )
-        .await;
-    let pid = product["id"].as_str().unwrap();
+    let pid = product(&server, &seller_t, "LAMP", 5000, 3).await;
     server
         .created(
             &format!("/api/v1/streams/{stream}/pins"),
