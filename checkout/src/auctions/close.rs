@@ -6,13 +6,14 @@ use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::CheckoutError;
+use crate::ledger::Tx;
 use crate::order_state::OrderStatus;
 use crate::orders::{Order, OrderSource, insert_orders};
 use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vitrine_core::{AuctionMoment, CommerceEvent, Money, OrderId, Timestamp};
+use vitrine_core::{AuctionId, AuctionMoment, CommerceEvent, Money, OrderId, Timestamp};
 
 /// Auctions closed per pass; the next pass takes the rest.
 const BATCH: i64 = 100;
@@ -62,37 +63,14 @@ impl Checkout {
             // Closed elsewhere, or a last bid moved the clock.
             return Ok(false);
         };
-        let order = match self.winner_order(&row, now) {
+        let order = self.winner_order(&row, now);
+        match &order {
             Some(order) => {
-                insert_orders(&mut tx, &[&order]).await?;
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, order_id, \
-                     created_at, failed_at) VALUES ($1, $2, 'auction', $3, $4, $4)",
-                )
-                .bind(order.buyer_id.as_str())
-                .bind(winner_key(&order.id))
-                .bind(order.id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE auctions SET order_id = $1 WHERE id = $2")
-                    .bind(order.id.as_str())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sell(&mut tx, &row.id, order, now).await?;
                 row.order_id = Some(order.id.clone());
-                outbox::record(&mut tx, &row.seller_id, EventType::OrderCreated, &order).await?;
-                Some(order)
             }
-            None => {
-                sqlx::query("UPDATE products SET stock = stock + 1, updated_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(row.product_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                None
-            }
-        };
+            None => give_back(&mut tx, &row, now).await?,
+        }
         outbox::record(
             &mut tx,
             &row.seller_id,
@@ -152,6 +130,44 @@ impl Checkout {
             delivered_at: None,
         })
     }
+}
+
+/// Writes the winner's order, the key they pay it with (born "failed": to be charged) and the
+/// auction's link to it.
+async fn sell(
+    tx: &mut Tx<'_>,
+    auction: &AuctionId,
+    order: &Order,
+    now: i64,
+) -> Result<(), CheckoutError> {
+    insert_orders(tx, &[order]).await?;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (buyer_id, idem_key, request_hash, order_id, created_at, \
+         failed_at) VALUES ($1, $2, 'auction', $3, $4, $4)",
+    )
+    .bind(order.buyer_id.as_str())
+    .bind(winner_key(&order.id))
+    .bind(order.id.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE auctions SET order_id = $1 WHERE id = $2")
+        .bind(order.id.as_str())
+        .bind(auction.as_str())
+        .execute(&mut **tx)
+        .await?;
+    outbox::record(tx, &order.seller_id, EventType::OrderCreated, order).await?;
+    Ok(())
+}
+
+/// Gives the auctioned unit back to stock: nobody bid.
+async fn give_back(tx: &mut Tx<'_>, row: &AuctionRow, now: i64) -> Result<(), CheckoutError> {
+    sqlx::query("UPDATE products SET stock = stock + 1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(row.product_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Closes due auctions every `every` until `shutdown`.
