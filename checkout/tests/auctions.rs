@@ -30,6 +30,7 @@ vitrine_checkout::on_both_backends!(
     an_unpaid_winners_order_expires_and_restocks,
     an_auction_is_started_only_on_the_pinned_product_with_stock,
     two_nodes_bid_and_bring_the_hammer_down_once,
+    racing_payments_of_a_won_order_charge_once,
 );
 
 struct Sale {
@@ -458,4 +459,39 @@ async fn two_nodes_bid_and_bring_the_hammer_down_once(backend: Backend) {
         .unwrap();
     assert_eq!(order.total, eur(1700));
     assert_eq!(s.stock().await, 0, "one unit, sold once");
+}
+
+/// The winner taps "Pay" on two devices at once: one request charges, the other is told a
+/// payment is under way (or gets the paid order once it is stored); the processor sees one
+/// charge and the ledger one sale.
+async fn racing_payments_of_a_won_order_charge_once(backend: Backend) {
+    let s = sale(backend, 1).await;
+    let a = s.start(10, 0, false).await;
+    let bo = BuyerId::generate();
+    assert_eq!(refused(&s.bid(&a, &bo, "b1", 1000).await), None);
+    s.advance_secs(10);
+    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
+    let order_id = s.checkout.auction(&a.id).await.unwrap().order_id.unwrap();
+    let (one, two) = tokio::join!(
+        s.checkout.pay_order(&bo, &order_id, APPROVE),
+        s.checkout.pay_order(&bo, &order_id, APPROVE)
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    let charged: Vec<_> = [&one, &two].into_iter().filter(|p| !p.replayed).collect();
+    assert_eq!(charged.len(), 1, "{one:?} {two:?}");
+    let other = if one.replayed { &two } else { &one };
+    match &other.result {
+        OrderResult::Rejected(r) => assert_eq!(r.kind, RejectKind::RequestInProgress),
+        created => assert_eq!(created, &charged[0].result),
+    }
+    let order = s.checkout.order_for_buyer(&bo, &order_id).await.unwrap();
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert!(s.checkout.ledger_check().await.unwrap().is_empty());
+    let balance = s.checkout.balances(&s.seller).await.unwrap();
+    let fees = vitrine_checkout::fees::FeePolicy::default();
+    assert_eq!(
+        balance[0].available,
+        1000 - fees.sale_fee(1000),
+        "one sale posted"
+    );
 }
