@@ -261,18 +261,9 @@ pub trait Purchases: Send + Sync + 'static {
     /// The stream's current pin with live availability, if any.
     async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError>;
     /// Bids in a live auction. Idempotent on (buyer, request id).
-    async fn bid(&self, request: BidRequest) -> BidOutcome {
-        let _ = request;
-        BidOutcome::Refused {
-            reason: BidFailure::Unavailable,
-            detail: "auctions are not available here".into(),
-        }
-    }
+    async fn bid(&self, request: BidRequest) -> BidOutcome;
     /// The stream's open auction, if any (what a member joining mid-auction sees).
-    async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError> {
-        let _ = stream;
-        Ok(None)
-    }
+    async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError>;
 }
 
 /// Who presented a token.

@@ -216,6 +216,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The `Idempotency-Key` header that `route` (named in the problem's detail) needs.
+pub fn idempotency_key(headers: &axum::http::HeaderMap, route: &str) -> Result<String, ApiError> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "idempotency-key-required",
+                format!("{route} needs an Idempotency-Key header"),
+            )
+            .into()
+        })
+}
+
 /// Parses a path id; a malformed id is a resource that does not exist.
 pub fn path_id<T>(
     raw: &str,

@@ -144,16 +144,7 @@ async fn place_order(
     headers: HeaderMap,
     new: Result<Json<NewOrder>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "idempotency-key-required",
-                "POST /api/v1/orders needs an Idempotency-Key header",
-            )
-        })?
-        .to_owned();
+    let key = super::idempotency_key(&headers, "POST /api/v1/orders")?;
     let new = body(new)?;
     check_source(&state, &new).await?;
     // A flash sale's per-buyer limit holds per address too (see ip_limits::place_order).

@@ -102,17 +102,15 @@ async fn request_payout(
     headers: HeaderMap,
     new: Result<Json<NewPayout>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Payout>), ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "idempotency-key-required",
-                "POST /api/v1/payouts needs an Idempotency-Key header (1 to 255 characters)",
-            )
-        })?
-        .to_owned();
+    let route = "POST /api/v1/payouts";
+    let key = super::idempotency_key(&headers, route)?;
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::bad_request(
+            "idempotency-key-required",
+            format!("{route} needs an Idempotency-Key header (1 to 255 characters)"),
+        )
+        .into());
+    }
     let payout = state
         .checkout
         .request_payout(&seller.id, Some(&key), body(new)?)
