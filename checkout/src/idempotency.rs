@@ -120,7 +120,7 @@ impl Checkout {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes finished keys (orders' and bids') older than the configured time to live.
+    /// Deletes finished keys older than the configured time to live.
     pub async fn expire_keys(&self) -> Result<u64, CheckoutError> {
         self.expire_keys_at(self.now()).await
     }
@@ -134,11 +134,17 @@ impl Checkout {
         .bind(cutoff)
         .execute(&self.pool)
         .await?;
-        let bids =
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes answered bids' keys older than the idempotency keys' time to live, as of `now`.
+    pub(crate) async fn expire_bid_keys_at(&self, now: i64) -> Result<u64, CheckoutError> {
+        let cutoff = now - self.config.idempotency_ttl.as_millis() as i64;
+        let done =
             sqlx::query("DELETE FROM auction_bids WHERE created_at < $1 AND outcome IS NOT NULL")
                 .bind(cutoff)
                 .execute(&self.pool)
                 .await?;
-        Ok(done.rows_affected() + bids.rows_affected())
+        Ok(done.rows_affected())
     }
 }

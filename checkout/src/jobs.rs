@@ -103,6 +103,8 @@ impl JobMetrics {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
     pub idempotency_keys: u64,
+    /// Auction bids' keys, on the same time to live.
+    pub bid_keys: u64,
     pub webhook_deliveries: u64,
     pub webhook_attempts: u64,
     pub webhook_events: u64,
@@ -115,6 +117,7 @@ impl Checkout {
     /// Pending and failed deliveries are kept: a seller may still replay them.
     pub async fn prune_at(&self, now: i64) -> Result<Pruned, CheckoutError> {
         let idempotency_keys = self.expire_keys_at(now).await?;
+        let bid_keys = self.expire_bid_keys_at(now).await?;
         let cutoff = now - self.config.webhook_retention.as_millis() as i64;
         let mut tx = self.pool.begin().await?;
         let webhook_attempts = sqlx::query(
@@ -144,12 +147,14 @@ impl Checkout {
         tx.commit().await?;
         let pruned = Pruned {
             idempotency_keys,
+            bid_keys,
             webhook_deliveries,
             webhook_attempts,
             webhook_events,
         };
         for (what, n) in [
             ("idempotency_keys", idempotency_keys),
+            ("bid_keys", bid_keys),
             ("webhook_deliveries", webhook_deliveries),
             ("webhook_attempts", webhook_attempts),
             ("webhook_events", webhook_events),

@@ -412,6 +412,25 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
         Err(CheckoutError::Conflict(_))
     ));
     assert_eq!(s.stock().await, 0, "one unit taken, once");
+    // Pinned on another stream too, with nothing left to auction.
+    let elsewhere = StreamId::generate();
+    let pin = NewPin {
+        product_id: s.product.id.clone(),
+        sale_price: None,
+        per_buyer_limit: None,
+        quantity_cap: None,
+        ends_at: None,
+        ends_at_iso: None,
+    };
+    s.checkout.pin(&s.seller, &elsewhere, pin).await.unwrap();
+    let sold_out = s
+        .checkout
+        .start_auction(&s.seller, &elsewhere, new(&s.product, "EUR", 30))
+        .await;
+    assert!(
+        matches!(&sold_out, Err(CheckoutError::Conflict(why)) if why.contains("sold out")),
+        "{sold_out:?}"
+    );
 }
 
 /// Two checkouts on one database (two nodes): bids written by either node lead in turn, both

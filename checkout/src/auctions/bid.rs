@@ -1,5 +1,5 @@
 //! A bid: checked, then handed to its auction's batch writer ([`super::bid_batch`]); a retry with
-//! the same key gets the answer the first one stored. [`refusal`] says why a bid cannot lead.
+//! the same key gets the answer the first one stored. [`check`] says whether a bid leads, and why not.
 
 use super::AuctionRow;
 use super::bid_batch::BidWriter;
@@ -7,47 +7,54 @@ use crate::Checkout;
 use crate::error::CheckoutError;
 use crate::idempotency::validate_key;
 use sqlx::Row;
-use vitrine_core::{BidFailure, BidOutcome, BidRequest, Money};
+use vitrine_core::{BidFailure, BidOutcome, BidRequest};
 
 /// Longest bidder name kept with a bid.
 const MAX_BIDDER_NAME: usize = 64;
 
-/// Why `request` cannot lead `auction` as it stands at `now` (no IO): what a refused bid is told.
-pub(crate) fn refusal(
-    auction: Option<&AuctionRow>,
-    request: &BidRequest,
-    now: i64,
-) -> (BidFailure, String) {
-    let Some(a) = auction.filter(|a| request.stream.as_ref().is_none_or(|s| *s == a.stream_id))
-    else {
-        return (BidFailure::NotFound, "no such auction in this room".into());
-    };
+/// Why a bid cannot lead: its reason and what the bidder is told.
+pub(crate) type Refusal = (BidFailure, String);
+
+/// Answers a bid for an auction that does not exist (in the bid's room).
+pub(crate) fn not_found() -> Refusal {
+    (BidFailure::NotFound, "no such auction in this room".into())
+}
+
+/// Whether `request` leads `auction` as it stands at `now` (no IO); if not, why not.
+pub(crate) fn check(auction: &AuctionRow, request: &BidRequest, now: i64) -> Result<(), Refusal> {
+    let a = auction;
+    if request.stream.as_ref().is_some_and(|s| *s != a.stream_id) {
+        return Err(not_found());
+    }
     if !a.open || a.ends_at <= now {
-        return (
+        return Err((
             BidFailure::AuctionEnded,
             "the auction has ended: the hammer has fallen".into(),
-        );
+        ));
     }
     if request.amount.currency != a.currency {
-        return (
+        return Err((
             BidFailure::Invalid,
             format!("bids are in {}", a.currency.as_str()),
-        );
+        ));
     }
     if a.bidder_id.as_ref() == Some(&request.buyer) {
-        return (
+        return Err((
             BidFailure::AlreadyHighest,
             "you already hold the highest bid".into(),
-        );
+        ));
     }
-    (
-        BidFailure::TooLow,
-        format!(
-            "the next bid must be at least {} {}",
-            a.next_min(),
-            a.currency.as_str()
-        ),
-    )
+    if request.amount.amount < a.next_min() {
+        return Err((
+            BidFailure::TooLow,
+            format!(
+                "the next bid must be at least {} {}",
+                a.next_min(),
+                a.currency.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies `request` to `auction` as it stands at `now` if the bid leads (no IO): the new
@@ -57,19 +64,8 @@ pub(crate) fn take(
     auction: &mut AuctionRow,
     request: &BidRequest,
     now: i64,
-) -> Result<(), (BidFailure, String)> {
-    let leads = auction.open
-        && auction.ends_at > now
-        && request
-            .stream
-            .as_ref()
-            .is_none_or(|s| *s == auction.stream_id)
-        && request.amount.currency == auction.currency
-        && auction.bidder_id.as_ref() != Some(&request.buyer)
-        && request.amount.amount >= auction.next_min();
-    if !leads {
-        return Err(refusal(Some(auction), request, now));
-    }
+) -> Result<(), Refusal> {
+    check(auction, request, now)?;
     auction.current = Some(request.amount.amount);
     auction.bidder_id = Some(request.buyer.clone());
     auction.bidder_name = Some(request.bidder_name.clone());
@@ -87,7 +83,9 @@ impl Checkout {
     #[tracing::instrument(skip_all, fields(buyer = %request.buyer, auction = %request.auction))]
     pub async fn place_bid(&self, request: &BidRequest) -> Result<BidOutcome, CheckoutError> {
         validate_key(&request.request_id)?;
-        Money::new(request.amount.amount, request.amount.currency)
+        request
+            .amount
+            .validated()
             .map_err(|e| CheckoutError::Invalid(format!("amount: {e}")))?;
         let mut job = request.clone();
         job.bidder_name = request.bidder_name.chars().take(MAX_BIDDER_NAME).collect();
@@ -135,8 +133,9 @@ impl Checkout {
                 reason: BidFailure::parse(reason).unwrap_or(BidFailure::Invalid),
                 detail: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
             }),
-            None => Err(CheckoutError::Unavailable(
-                "the first bid with this request id is still being written; retry".into(),
+            // A key is claimed and answered in one transaction: never seen unanswered.
+            None => Err(CheckoutError::Corrupt(
+                "a bid's key without its answer".into(),
             )),
         }
     }
@@ -145,7 +144,7 @@ impl Checkout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vitrine_core::{AuctionId, BuyerId, Currency, ProductId, SellerId, StreamId};
+    use vitrine_core::{AuctionId, BuyerId, Currency, Money, ProductId, SellerId, StreamId};
 
     fn auction(now: i64) -> AuctionRow {
         AuctionRow {
@@ -212,23 +211,29 @@ mod tests {
     fn a_refused_bid_is_told_why() {
         let now = 1_000_000;
         let a = auction(now);
-        let (reason, detail) = refusal(Some(&a), &bid(&a, 1550), now);
+        let (reason, detail) = check(&a, &bid(&a, 1550), now).unwrap_err();
         assert_eq!(reason, BidFailure::TooLow);
         assert!(detail.contains("1600"), "{detail}");
-        assert_eq!(refusal(None, &bid(&a, 9999), now).0, BidFailure::NotFound);
+        assert_eq!(check(&a, &bid(&a, 1600), now), Ok(()));
         let mut elsewhere = bid(&a, 9999);
         elsewhere.stream = Some(StreamId::generate());
-        assert_eq!(refusal(Some(&a), &elsewhere, now).0, BidFailure::NotFound);
+        assert_eq!(
+            check(&a, &elsewhere, now).unwrap_err().0,
+            BidFailure::NotFound
+        );
         // The clock, not the hammer's row, ends an auction.
         assert_eq!(
-            refusal(Some(&a), &bid(&a, 9999), a.ends_at).0,
+            check(&a, &bid(&a, 9999), a.ends_at).unwrap_err().0,
             BidFailure::AuctionEnded
         );
         let mut mine = bid(&a, 9999);
         mine.buyer = a.bidder_id.clone().unwrap();
-        assert_eq!(refusal(Some(&a), &mine, now).0, BidFailure::AlreadyHighest);
+        assert_eq!(
+            check(&a, &mine, now).unwrap_err().0,
+            BidFailure::AlreadyHighest
+        );
         let mut euros = bid(&a, 9999);
         euros.amount.currency = Currency::parse("EUR").unwrap();
-        assert_eq!(refusal(Some(&a), &euros, now).0, BidFailure::Invalid);
+        assert_eq!(check(&a, &euros, now).unwrap_err().0, BidFailure::Invalid);
     }
 }

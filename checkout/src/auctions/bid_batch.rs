@@ -5,7 +5,7 @@
 //! outbox and, after the commit, to the room, in order. A bid after the clock ran out is
 //! refused by the clock read under the lock, whether or not the hammer has been written.
 
-use super::bid::take;
+use super::bid::{not_found, take};
 use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
 use crate::Checkout;
 use crate::db::{sql, value_rows};
@@ -51,11 +51,13 @@ impl Checkout {
         jobs: &[BidRequest],
     ) -> Result<Vec<Option<BidOutcome>>, CheckoutError> {
         let started = std::time::Instant::now();
-        let now = self.now();
         let turn = self.write_gate.enter().await;
         let mut tx = self.pool.begin().await?;
-        let claimed = claim_keys(&mut tx, jobs, now).await?;
+        let claimed = claim_keys(&mut tx, jobs, self.now()).await?;
         let mut auction = lock(&mut tx, &jobs[0].auction).await?;
+        // The clock is read under the auction's lock: a batch that waited for the lock (or
+        // SQLite's writer) takes no bid after the end.
+        let now = self.now();
         let mut answers: Vec<Option<BidOutcome>> = Vec::with_capacity(jobs.len());
         let mut led: Vec<AuctionRow> = Vec::new();
         for (job, claimed) in jobs.iter().zip(&claimed) {
@@ -64,7 +66,10 @@ impl Checkout {
                 continue;
             }
             let outcome = match auction.as_mut() {
-                None => refused(BidFailure::NotFound, "no such auction in this room".into()),
+                None => {
+                    let (reason, detail) = not_found();
+                    refused(reason, detail)
+                }
                 Some(row) => match take(row, job, now) {
                     Ok(()) => {
                         led.push(row.clone());

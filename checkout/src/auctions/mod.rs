@@ -97,7 +97,8 @@ impl NewAuction {
                     currency.as_str()
                 ));
             }
-            Money::new(price.amount, price.currency)
+            price
+                .validated()
                 .map_err(|e| CheckoutError::Invalid(format!("{name}: {e}")))?;
         }
         if self.min_increment.amount < 1 {

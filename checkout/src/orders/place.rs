@@ -76,7 +76,7 @@ impl Checkout {
     ) -> Result<Placed, CheckoutError> {
         let card =
             CardNumber::parse(card_number).map_err(|e| CheckoutError::Invalid(e.to_string()))?;
-        let mut order = self.order_by_id(id).await?;
+        let order = self.order_by_id(id).await?;
         if order.buyer_id != *buyer {
             return Err(CheckoutError::NotFound("no such order"));
         }
@@ -101,17 +101,41 @@ impl Checkout {
                 replayed: true,
             });
         }
-        order.card_last4 = card.last4().to_owned();
-        sqlx::query("UPDATE orders SET card_last4 = $1 WHERE id = $2 AND status = 'pending'")
-            .bind(order.card_last4.as_str())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        let result = self.charge_for_key(buyer, &key, order, &card).await?;
-        Ok(Placed {
-            result,
-            replayed: false,
-        })
+        // This request holds the key now. The payment runs in a task of its own, so a client
+        // that hangs up mid-payment does not leave the key held with no answer.
+        let (this, buyer, card) = (self.clone(), buyer.clone(), card.clone());
+        tokio::spawn(async move { this.pay_with_key(&buyer, &key, record, &card).await })
+            .await
+            .map_err(|_| CheckoutError::Unavailable("the payment was lost; retry".into()))?
+    }
+
+    /// The card a won order is paid with becomes the order's, then the order path's resume
+    /// charges it (or answers what settled it meanwhile). Should the card's write fail, the
+    /// key is freed again for a retry.
+    async fn pay_with_key(
+        &self,
+        buyer: &BuyerId,
+        key: &str,
+        record: KeyRecord,
+        card: &CardNumber,
+    ) -> Result<Placed, CheckoutError> {
+        let order = record
+            .order_id
+            .as_deref()
+            .ok_or(CheckoutError::NotFound("idempotency key has no order"))?;
+        let written =
+            sqlx::query("UPDATE orders SET card_last4 = $1 WHERE id = $2 AND status = 'pending'")
+                .bind(card.last4())
+                .bind(order)
+                .execute(&self.pool)
+                .await;
+        if let Err(e) = written {
+            if let Err(mark) = self.mark_attempt_failed(buyer, key).await {
+                tracing::warn!(error = %mark, "a failed attempt could not free its key");
+            }
+            return Err(e.into());
+        }
+        self.resume(buyer, key, &record, card).await
     }
 
     /// Charges the key's order; should that fail (the processor unreachable), marks the key so
