@@ -3,8 +3,8 @@
 //! one announced so far. Reported: bids answered and accepted per second, the reply time (bid
 //! frame sent -> `bid.accepted`/`bid.refused`), and bid-to-broadcast latency: from a bid's frame
 //! sent to the `auction_bid` event announcing it, at every member of the room.
-//! `auction-ceiling`: the bid's conditional UPDATE straight to the database, on one row, at the
-//! given concurrency: the ceiling a room's bids are written against.
+//! Its peer is `db-ceiling --statement bid` (in `checkout`): the bid's conditional UPDATE straight
+//! to the database, on one row: the ceiling a room's bids are written against.
 
 use crate::stats::{CpuWindow, percentile};
 use anyhow::Context;
@@ -128,6 +128,8 @@ async fn member(
     let name = format!("b{me}");
     let phase = Duration::from_micros(rand::random::<u64>() % every.as_micros().max(1) as u64);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+    // Ticks missed while leading are not fired in a burst once outbid.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: HashMap<String, Instant> = HashMap::new();
     let (mut replies, mut broadcasts) = (Vec::new(), Vec::new());
     let mut n = 0u64;

@@ -206,12 +206,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
     let limiter = roles::api::limiter(config).await?;
+    let api_metrics = Arc::new(ApiMetrics::default());
+    api_metrics.register(&mut registry);
+    // One per-buyer bid limit for the chat's bids and the API's.
+    let bids = crate::bids::BidLimit::new(
+        limiter.clone(),
+        config.edge.ip_limits.bids,
+        api_metrics.limiter_errors.clone(),
+    );
     let (chat, timeline) = roles::api::chat(
         config,
         &store,
         &commerce.checkout,
         &buyers,
-        &limiter,
+        &bids,
         &mut registry,
     )
     .await?;
@@ -234,8 +242,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             }
         }
     }
-    let api_metrics = Arc::new(ApiMetrics::default());
-    api_metrics.register(&mut registry);
     let cluster_metrics = vitrine_cluster::ClusterMetrics::default();
     if config.cluster.is_some() {
         cluster_metrics.register(&mut registry);
@@ -248,6 +254,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         homes,
         store,
         checkout: commerce.checkout.clone(),
+        bids,
         limiter,
         api_metrics,
         chat,

@@ -5,6 +5,7 @@
 //! What this module must never do: let a bid through when the limiter cannot be asked (a bid
 //! is a write), or decide a bid (checkout does).
 
+use prometheus_client::metrics::counter::Counter;
 use vitrine_core::{BidFailure, BidOutcome, BuyerId};
 use vitrine_platform::ratelimit::{Decision, Limit, RateLimiter};
 
@@ -14,6 +15,8 @@ pub struct BidLimit {
     limiter: RateLimiter,
     /// `None`: off.
     limit: Option<Limit>,
+    /// The limiter's failures (`vitrine_api_limiter_errors`, with the API's own).
+    errors: Counter,
 }
 
 /// Why a bid was held back before checkout saw it.
@@ -44,8 +47,12 @@ impl Held {
 }
 
 impl BidLimit {
-    pub fn new(limiter: RateLimiter, limit: Option<Limit>) -> Self {
-        Self { limiter, limit }
+    pub fn new(limiter: RateLimiter, limit: Option<Limit>, errors: Counter) -> Self {
+        Self {
+            limiter,
+            limit,
+            errors,
+        }
     }
 
     /// Counts one bid of `buyer`.
@@ -62,6 +69,7 @@ impl BidLimit {
             Ok(d) => Err(Held::Limited(d)),
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiter unavailable; bid refused");
+                self.errors.inc();
                 Err(Held::Unavailable)
             }
         }

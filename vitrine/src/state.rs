@@ -28,6 +28,8 @@ pub struct AppState {
     pub platform: Platform,
     /// Per-app rate limits of the seller API.
     pub limiter: RateLimiter,
+    /// Buyers' bids per second, shared with the chat's bids.
+    pub bids: crate::bids::BidLimit,
     pub api_metrics: Arc<ApiMetrics>,
     pub chat: Chat,
     /// Every stream's room events that replays show again.

@@ -103,6 +103,7 @@ export function startAuction({ send, system, buyer }) {
         return true;
       case 'auction_bid':
         if (!auction || auction.id === m.auction.id) render(m.auction);
+        if (m.auction.bidder !== buyer()?.name) $('auction-result').textContent = '';
         return true;
       case 'auction_ended':
         render(m.auction);
@@ -112,7 +113,8 @@ export function startAuction({ send, system, buyer }) {
         if (m.request_id === pending) pending = null;
         $('auction-result').textContent = 'You lead!';
         $('auction-result').className = 'buy-result ok';
-        render(m.auction);
+        // The room's announcements may already be ahead of this reply.
+        if (!auction || m.auction.bid_count >= auction.bid_count) render(m.auction);
         return true;
       case 'bid.refused':
         if (m.request_id === pending) pending = null;

@@ -159,7 +159,9 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         if (m.gap) system('Some messages were missed while you were away.');
         for (const e of m.history) show(e);
         renderPin(m.pin);
-        auction.render(m.auction || null);
+        // Only an open auction comes with the welcome; an ended one stays as the history left it
+        // (the winner's "pay now" with it).
+        if (m.auction) auction.render(m.auction);
         if (m.you.role !== 'viewer') {
           $('join-form').hidden = true;
           $('chat-form').hidden = false;

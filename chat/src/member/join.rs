@@ -170,18 +170,12 @@ pub(super) async fn welcome(
     if !resumed && history.len() > chat.inner.config.history {
         history.drain(..history.len() - chat.inner.config.history);
     }
-    let pin = chat
-        .inner
-        .purchases
-        .pinned(&hub.stream)
-        .await
-        .unwrap_or(None);
-    let auction = chat
-        .inner
-        .purchases
-        .auction(&hub.stream)
-        .await
-        .unwrap_or(None);
+    let purchases = &chat.inner.purchases;
+    let (pin, auction) = tokio::join!(
+        purchases.pinned(&hub.stream),
+        purchases.auction(&hub.stream)
+    );
+    let (pin, auction) = (pin.unwrap_or(None), auction.unwrap_or(None));
     let text = Reply::Welcome {
         protocol: PROTOCOL_VERSION,
         you: &member.you,

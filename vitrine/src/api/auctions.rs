@@ -6,7 +6,7 @@
 
 use super::auth::StreamsWrite;
 use super::{ApiError, AuthBuyer, AuthSeller, body, owned_stream, path_id};
-use crate::bids::{BidLimit, Held};
+use crate::bids::Held;
 use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -125,10 +125,9 @@ async fn place_bid(
     new: Result<Json<NewBid>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let auction = path_id(&id, AuctionId::parse, "no such auction")?;
-    let key = idempotency_key(&headers, "POST /api/v1/auctions/{id}/bids")?;
+    let key = super::idempotency_key(&headers, "POST /api/v1/auctions/{id}/bids")?;
     let new = body(new)?;
-    let limit = BidLimit::new(state.limiter.clone(), state.edge.ip_limits.bids);
-    if let Err(held) = limit.admit(&buyer.id).await {
+    if let Err(held) = state.bids.admit(&buyer.id).await {
         return Ok(match held {
             Held::Limited(decision) => {
                 super::limits::refused(&state, &decision, "too many bids from this buyer".into())
@@ -183,21 +182,6 @@ fn bid_problem(reason: BidFailure, detail: String) -> Problem {
         ),
     };
     Problem::new(status, slug, title).with_detail(detail)
-}
-
-/// The `Idempotency-Key` header, which `route` needs.
-fn idempotency_key(headers: &HeaderMap, route: &str) -> Result<String, ApiError> {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "idempotency-key-required",
-                format!("{route} needs an Idempotency-Key header"),
-            )
-            .into()
-        })
 }
 
 /// What paying an order takes.

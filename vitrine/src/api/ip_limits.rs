@@ -60,6 +60,8 @@ pub fn classify(method: &Method, path: &str) -> Class {
             Class::Auth
         }
         "/api/v1/orders" => Class::Orders,
+        // Paying an order (an auction's) charges a card, as placing one does.
+        pay if pay.starts_with("/api/v1/orders/") && pay.ends_with("/pay") => Class::Orders,
         _ => Class::Public,
     }
 }
@@ -276,5 +278,7 @@ mod tests {
             Class::Public
         );
         assert_eq!(classify(&post, "/api/v1/products"), Class::Public);
+        assert_eq!(classify(&post, "/api/v1/orders/or_1/pay"), Class::Orders);
+        assert_eq!(classify(&post, "/api/v1/orders/or_1/refund"), Class::Public);
     }
 }

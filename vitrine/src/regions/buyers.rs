@@ -82,10 +82,12 @@ impl Buyers {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= BUYER_CACHE {
             known.retain(|_, (_, at)| at.elapsed() < BUYER_TTL);
+            // Full of live entries: start over rather than scan again on every miss.
+            if known.len() >= BUYER_CACHE {
+                known.clear();
+            }
         }
-        if known.len() < BUYER_CACHE {
-            known.insert(hash.0, (buyer, Instant::now()));
-        }
+        known.insert(hash.0, (buyer, Instant::now()));
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn chat(
     store: &Store,
     checkout: &Checkout,
     buyers: &crate::regions::Buyers,
-    limiter: &RateLimiter,
+    bids: &crate::bids::BidLimit,
     registry: &mut Registry,
 ) -> anyhow::Result<(Chat, Timeline)> {
     let bus: Arc<dyn Bus> = match &config.redis_url {
@@ -86,7 +86,7 @@ pub async fn chat(
                 store.clone(),
                 config.edge.ip_limits.flash_sale_buyers_per_address,
             ),
-            bids: crate::bids::BidLimit::new(limiter.clone(), config.edge.ip_limits.bids),
+            bids: bids.clone(),
             checkout: checkout.clone(),
         }),
         Arc::new(Tokens {

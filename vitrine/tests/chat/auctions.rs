@@ -55,7 +55,7 @@ async fn an_auction_runs_in_the_room_and_the_winner_pays_the_hammer_price() {
         )
         .await;
     let (mut watcher, _) = ChatClient::join(&server.base, &stream, None, None).await;
-    let (ann_t, ann_id) = server.buyer_with_id("Ann").await;
+    let ann_t = server.buyer("Ann").await;
     let (bob_t, bob_id) = server.buyer_with_id("Bob").await;
     let (mut ann, _) = ChatClient::join(&server.base, &stream, Some(&ann_t), None).await;
     let (status, started) = start(auction.clone()).await;
@@ -156,7 +156,6 @@ async fn an_auction_runs_in_the_room_and_the_winner_pays_the_hammer_price() {
         .get_json(&format!("/api/v1/auctions/{id}"), None)
         .await;
     assert_eq!(read["order_id"], order_id.as_str());
-    assert_ne!(ann_id, bob_id);
     // Bad input is a problem, never a panic.
     let (status, _) = bid(&bob_t, "b9", -5).await;
     assert_eq!(status, 400);
