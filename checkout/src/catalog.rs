@@ -372,10 +372,9 @@ impl Checkout {
         .bind(seller.as_str())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        let product = self.product(seller, id).await?;
-        self.announce_stock(id).await;
-        Ok(product)
+        let facts = crate::pins::stock_facts(&mut tx, id).await?;
+        self.facts.commit(tx, facts, self.now()).await?;
+        self.product(seller, id).await
     }
 
     /// Archives a product: it can no longer be bought or pinned; its orders keep pointing at it.

@@ -108,11 +108,14 @@ pub struct Pruned {
     pub webhook_deliveries: u64,
     pub webhook_attempts: u64,
     pub webhook_events: u64,
+    /// Commerce facts older than [`crate::facts::FACT_RETENTION_MS`] (long delivered).
+    pub commerce_facts: u64,
 }
 
 impl Checkout {
     /// Deletes what has served its purpose as of `now` (Unix milliseconds): idempotency keys
-    /// with a result past their time to live, and webhook messages delivered longer ago than
+    /// with a result past their time to live, commerce facts older than an hour, and webhook
+    /// messages delivered longer ago than
     /// the retention (with their attempt logs, and their events once no delivery is left).
     /// Pending and failed deliveries are kept: a seller may still replay them.
     pub async fn prune_at(&self, now: i64) -> Result<Pruned, CheckoutError> {
@@ -145,12 +148,18 @@ impl Checkout {
         .await?
         .rows_affected();
         tx.commit().await?;
+        let commerce_facts = sqlx::query("DELETE FROM commerce_facts WHERE created_at < $1")
+            .bind(now - crate::facts::FACT_RETENTION_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         let pruned = Pruned {
             idempotency_keys,
             bid_keys,
             webhook_deliveries,
             webhook_attempts,
             webhook_events,
+            commerce_facts,
         };
         for (what, n) in [
             ("idempotency_keys", idempotency_keys),
@@ -158,6 +167,7 @@ impl Checkout {
             ("webhook_deliveries", webhook_deliveries),
             ("webhook_attempts", webhook_attempts),
             ("webhook_events", webhook_events),
+            ("commerce_facts", commerce_facts),
         ] {
             self.jobs.count_pruned(what, n);
         }

@@ -11,6 +11,7 @@ pub mod card;
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod facts;
 pub mod fees;
 pub mod fx;
 pub(crate) mod group;
@@ -100,7 +101,8 @@ impl Default for CheckoutConfig {
 pub struct Checkout {
     pub(crate) pool: AnyPool,
     pub(crate) payments: Arc<dyn PaymentProvider>,
-    pub(crate) events: Arc<dyn CommerceEvents>,
+    /// What committed transactions tell the rooms (see [`facts`]).
+    pub(crate) facts: facts::Facts,
     pub(crate) config: CheckoutConfig,
     /// Seals webhook signing secrets at rest.
     pub(crate) secrets: SecretBox,
@@ -143,18 +145,13 @@ pub struct Checkout {
 pub const MAX_BATCH: usize = 64;
 
 impl Checkout {
-    pub fn new(
-        pool: AnyPool,
-        payments: Arc<dyn PaymentProvider>,
-        events: Arc<dyn CommerceEvents>,
-        config: CheckoutConfig,
-    ) -> Self {
+    pub fn new(pool: AnyPool, payments: Arc<dyn PaymentProvider>, config: CheckoutConfig) -> Self {
         let pool_for_payouts = pool.clone();
         let write_gate = db::WriteGate::of(&pool);
         Self {
             pool,
             payments,
-            events,
+            facts: facts::Facts::default(),
             secrets: SecretBox::ephemeral(),
             webhook_targets: TargetPolicy::default(),
             webhooks_wake: Arc::new(Notify::new()),
@@ -195,6 +192,21 @@ impl Checkout {
     /// The background jobs' counters, for `/metrics`.
     pub fn job_metrics(&self) -> &jobs::JobMetrics {
         &self.jobs
+    }
+
+    /// The stream of commerce facts (its pump's counters, and [`facts::Facts::flush`]).
+    pub fn facts(&self) -> &facts::Facts {
+        &self.facts
+    }
+
+    /// Hands what this node's transactions commit to `rooms`, in commit order, until
+    /// `shutdown` (see [`facts`]).
+    pub fn spawn_fact_pump(
+        &self,
+        rooms: Arc<dyn CommerceEvents>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        self.facts.spawn_pump(self.pool.clone(), rooms, shutdown)
     }
 
     /// The exchange rates in force (empty until a source loads them).

@@ -217,73 +217,77 @@ impl Checkout {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        self.events.emit(CommerceEvent::Pin {
+        let fact = CommerceEvent::Pin {
             stream: stream.clone(),
             pin: Some(pin.card(&product)),
-        });
+        };
+        self.facts.commit(tx, vec![fact], now).await?;
         Ok(pin)
     }
 
     /// Ends the stream's active pin if it is `pin`.
     pub async fn unpin(&self, stream: &StreamId, pin: &PinId) -> Result<(), CheckoutError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE pins SET active = 0, unpinned_at = $1 \
              WHERE id = $2 AND stream_id = $3 AND active = 1",
         )
-        .bind(self.now())
+        .bind(now)
         .bind(pin.as_str())
         .bind(stream.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(CheckoutError::NotFound("no such active pin"));
         }
-        self.events.emit(CommerceEvent::Pin {
+        let fact = CommerceEvent::Pin {
             stream: stream.clone(),
             pin: None,
-        });
-        Ok(())
+        };
+        self.facts.commit(tx, vec![fact], now).await
     }
 
-    /// Ends every active pin of a product (it was archived).
     /// Ends a deleted stream's sale: its active pin stops, so neither the stream nor the pin's
     /// id buys at the sale price any more. Called when the stream is deleted.
     pub async fn end_stream_sales(&self, stream: &StreamId) -> Result<(), CheckoutError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE pins SET active = 0, unpinned_at = $1 WHERE stream_id = $2 AND active = 1",
         )
-        .bind(self.now())
+        .bind(now)
         .bind(stream.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let mut facts = Vec::new();
         if done.rows_affected() > 0 {
-            self.events.emit(CommerceEvent::Pin {
+            facts.push(CommerceEvent::Pin {
                 stream: stream.clone(),
                 pin: None,
             });
         }
-        Ok(())
+        self.facts.commit(tx, facts, now).await
     }
 
+    /// Ends every active pin of a product (it was archived).
     pub(crate) async fn unpin_product(&self, product: &ProductId) -> Result<(), CheckoutError> {
-        let streams =
-            sqlx::query("SELECT stream_id FROM pins WHERE product_id = $1 AND active = 1")
-                .bind(product.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-        sqlx::query(
-            "UPDATE pins SET active = 0, unpinned_at = $1 WHERE product_id = $2 AND active = 1",
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let streams = sqlx::query(
+            "UPDATE pins SET active = 0, unpinned_at = $1 WHERE product_id = $2 AND active = 1 \
+             RETURNING stream_id",
         )
-        .bind(self.now())
+        .bind(now)
         .bind(product.as_str())
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        let mut facts = Vec::with_capacity(streams.len());
         for r in streams {
             let stream = StreamId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
-            self.events.emit(CommerceEvent::Pin { stream, pin: None });
+            facts.push(CommerceEvent::Pin { stream, pin: None });
         }
-        Ok(())
+        self.facts.commit(tx, facts, now).await
     }
 
     /// The stream's active pin and its product.
@@ -291,19 +295,7 @@ impl Checkout {
         &self,
         stream: &StreamId,
     ) -> Result<Option<(Pin, Product)>, CheckoutError> {
-        let product_cols = product_columns_qualified();
-        let row = sqlx::query(sql(format!(
-            "SELECT {PIN_COLUMNS}, {product_cols} FROM pins \
-             JOIN products ON products.id = pins.product_id \
-             WHERE pins.stream_id = $1 AND pins.active = 1"
-        )))
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let product = product_at(&row, PIN_COLUMN_COUNT)?;
-        let pin = pin_from_row(&row, &product)?;
-        Ok(Some((pin, product)))
+        active_pin_on(&self.pool, stream).await
     }
 
     /// The stream's pins, newest first (history of a show).
@@ -321,34 +313,52 @@ impl Checkout {
             .map(|r| pin_from_row(r, &product_at(r, PIN_COLUMN_COUNT)?))
             .collect()
     }
+}
 
-    /// Tells every stream that pins `product` its new availability.
-    pub(crate) async fn announce_stock(&self, product: &ProductId) {
-        let rows = sqlx::query(
-            "SELECT pins.stream_id, products.stock, pins.remaining FROM pins \
-             JOIN products ON products.id = pins.product_id \
-             WHERE pins.product_id = $1 AND pins.active = 1",
-        )
-        .bind(product.as_str())
-        .fetch_all(&self.pool)
-        .await;
-        let Ok(rows) = rows else { return };
-        for r in rows {
-            let (Ok(stream), Ok(stock), Ok(remaining)) = (
-                r.try_get::<String, _>(0),
-                r.try_get::<i64, _>(1),
-                r.try_get::<Option<i64>, _>(2),
-            ) else {
-                continue;
-            };
-            let Ok(stream) = StreamId::parse(&stream) else {
-                continue;
-            };
-            self.events.emit(CommerceEvent::Stock {
-                stream,
-                product: product.clone(),
-                available: remaining.map_or(stock, |r| r.min(stock)).max(0),
-            });
-        }
+/// What every stream that pins `product` has left, read in the transaction that moved its stock
+/// (after the move, with the rows still locked), as facts for the rooms.
+pub(crate) async fn stock_facts(
+    tx: &mut crate::ledger::Tx<'_>,
+    product: &ProductId,
+) -> Result<Vec<CommerceEvent>, CheckoutError> {
+    let rows = sqlx::query(
+        "SELECT pins.stream_id, products.stock, pins.remaining FROM pins \
+         JOIN products ON products.id = pins.product_id \
+         WHERE pins.product_id = $1 AND pins.active = 1",
+    )
+    .bind(product.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut facts = Vec::with_capacity(rows.len());
+    for r in rows {
+        let stream = StreamId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
+        let stock: i64 = r.try_get(1)?;
+        let remaining: Option<i64> = r.try_get(2)?;
+        facts.push(CommerceEvent::Stock {
+            stream,
+            product: product.clone(),
+            available: remaining.map_or(stock, |r| r.min(stock)).max(0),
+        });
     }
+    Ok(facts)
+}
+
+/// The stream's active pin and its product, read through `on` (the pool, or a transaction).
+pub(crate) async fn active_pin_on<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    stream: &StreamId,
+) -> Result<Option<(Pin, Product)>, CheckoutError> {
+    let product_cols = product_columns_qualified();
+    let row = sqlx::query(sql(format!(
+        "SELECT {PIN_COLUMNS}, {product_cols} FROM pins \
+         JOIN products ON products.id = pins.product_id \
+         WHERE pins.stream_id = $1 AND pins.active = 1"
+    )))
+    .bind(stream.as_str())
+    .fetch_optional(on)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let product = product_at(&row, PIN_COLUMN_COUNT)?;
+    let pin = pin_from_row(&row, &product)?;
+    Ok(Some((pin, product)))
 }

@@ -164,9 +164,11 @@ impl Checkout {
                 "the order changed meanwhile; retry".into(),
             ));
         };
-        tx.commit().await?;
+        self.facts
+            .commit(tx, moved.facts.clone(), moved.order.updated_at)
+            .await?;
         tracing::info!(refund = %refund.id, order = %order.id, "refund settled");
-        self.after_transition(&order, &moved).await;
+        self.after_transition(&order, &moved);
         Ok(())
     }
 

@@ -82,7 +82,7 @@ macro_rules! on_both_backends {
 }
 
 /// A checkout on a fresh, migrated database with the sandbox card processor answering after
-/// `latency`, relaying its commerce events nowhere; keep the database for the test's length.
+/// `latency`, its commerce facts written but pumped nowhere; keep the database for the test's length.
 pub async fn fresh_checkout(
     backend: Backend,
     latency: std::time::Duration,
@@ -91,7 +91,6 @@ pub async fn fresh_checkout(
     let (pool, backend) = connect(&db.url).await?;
     crate::db::migrate(&pool, backend).await?;
     let payments = std::sync::Arc::new(crate::SandboxProvider::new(pool.clone(), latency));
-    let events = std::sync::Arc::new(vitrine_core::EventRelay::default());
-    let checkout = crate::Checkout::new(pool, payments, events, crate::CheckoutConfig::default());
+    let checkout = crate::Checkout::new(pool, payments, crate::CheckoutConfig::default());
     Ok((checkout, db))
 }

@@ -441,7 +441,6 @@ async fn two_nodes_bid_and_bring_the_hammer_down_once(backend: Backend) {
     let other = Checkout::new(
         pool.clone(),
         Arc::new(vitrine_checkout::SandboxProvider::new(pool, Duration::ZERO)),
-        Arc::new(vitrine_core::EventRelay::default()),
         Default::default(),
     )
     .with_clock(s.clock.clone());

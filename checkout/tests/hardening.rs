@@ -19,7 +19,7 @@ use vitrine_checkout::{
     Checkout, CheckoutConfig, CheckoutError, NewOrder, NewProduct, OrderResult, OrderStatus,
     SandboxProvider,
 };
-use vitrine_core::{BuyerId, Currency, EventRelay, Money, OrderId, ProductId, SellerId};
+use vitrine_core::{BuyerId, Currency, Money, OrderId, ProductId, SellerId};
 
 const APPROVE: &str = "4242424242424242";
 
@@ -81,13 +81,7 @@ async fn shop_with(backend: Backend, config: CheckoutConfig) -> Shop {
     let sandbox = Arc::new(SandboxProvider::new(pool.clone(), Duration::from_millis(5)));
     let faults = Arc::new(Faults::default());
     let provider = Arc::new(Flaky(sandbox, Arc::clone(&faults)));
-    let checkout = Checkout::new(
-        pool.clone(),
-        provider,
-        Arc::new(EventRelay::default()),
-        config,
-    )
-    .with_webhooks(
+    let checkout = Checkout::new(pool.clone(), provider, config).with_webhooks(
         SecretBox::ephemeral(),
         TargetPolicy {
             allow_private: true,

@@ -30,7 +30,9 @@ impl CommerceEvents for Recorded {
 
 struct Harness {
     checkout: Checkout,
+    /// What the rooms heard, from the commerce facts' pump.
     events: Arc<Recorded>,
+    _pump: tokio_util::sync::DropGuard,
     sandbox: Arc<SandboxProvider>,
     seller: SellerId,
     _db: TestDatabase,
@@ -49,10 +51,14 @@ async fn harness_with(
         Duration::from_millis(20),
     ));
     let events = Arc::new(Recorded::default());
-    let checkout = Checkout::new(pool, wrap(sandbox.clone()), events.clone(), config);
+    let checkout = Checkout::new(pool, wrap(sandbox.clone()), config);
+    // The harness's token stops the pump when the test ends.
+    let pump = tokio_util::sync::CancellationToken::new();
+    checkout.spawn_fact_pump(events.clone(), pump.clone());
     Harness {
         checkout,
         events,
+        _pump: pump.drop_guard(),
         sandbox,
         seller: SellerId::generate(),
         _db: db,
@@ -323,6 +329,7 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
     );
     let charged = h.sandbox.retrieve(o.id.as_str()).await.unwrap().unwrap();
     assert_eq!(charged.amount, usd(9800));
+    h.checkout.facts().flush().await;
     assert!(
         h.events
             .0

@@ -1,6 +1,7 @@
 //! The contract between the chat and checkout roles, which never import each other: chat asks
 //! checkout to buy through [`Purchases`] and to identify members through [`Identities`];
-//! checkout tells the rooms what changed through [`CommerceEvents`]. The binary wires both ends.
+//! checkout's stream of commerce facts tells the rooms what changed through [`CommerceEvents`]. The
+//! binary wires both ends.
 
 use crate::{AuctionId, BuyerId, Money, OrderId, PinId, ProductId, SellerId, StreamId};
 use serde::{Deserialize, Serialize};
@@ -285,9 +286,11 @@ pub trait Identities: Send + Sync + 'static {
     ) -> Result<Option<Identity>, CommerceError>;
 }
 
-/// What checkout announces to the rooms. Delivery is best effort: the database is the record,
-/// these only keep screens live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What checkout announces to the rooms. Each is written with the transaction whose change it
+/// reports (checkout's stream of commerce facts) and delivered after that transaction commits,
+/// in commit order; delivery to the screens is best effort, the database is the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CommerceEvent {
     /// The stream's pin changed (`None`: unpinned).
     Pin {
@@ -336,60 +339,9 @@ pub enum CommerceError {
     Unavailable(String),
 }
 
-/// A [`CommerceEvents`] whose destination is connected after construction, for wiring two roles
-/// that each need the other (checkout emits to chat rooms; chat buys through checkout). It holds
-/// its destination weakly: the destination reaches checkout, checkout holds this relay, and a
-/// strong reference back would be a cycle that is never freed. Whoever connects keeps the
-/// destination alive (the server's state does); once it is gone, events go nowhere.
-#[derive(Default)]
-pub struct EventRelay(std::sync::OnceLock<std::sync::Weak<dyn CommerceEvents>>);
-
-impl EventRelay {
-    /// Sets the destination; later calls are ignored.
-    pub fn connect(&self, sink: &std::sync::Arc<dyn CommerceEvents>) {
-        let _ = self.0.set(std::sync::Arc::downgrade(sink));
-    }
-}
-
-impl CommerceEvents for EventRelay {
-    fn emit(&self, event: CommerceEvent) {
-        if let Some(sink) = self.0.get().and_then(std::sync::Weak::upgrade) {
-            sink.emit(event);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Default)]
-    struct Counted(std::sync::atomic::AtomicUsize);
-
-    impl CommerceEvents for Counted {
-        fn emit(&self, _event: CommerceEvent) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn the_relay_holds_its_destination_weakly() {
-        let relay = EventRelay::default();
-        let counted = std::sync::Arc::new(Counted::default());
-        let sink: std::sync::Arc<dyn CommerceEvents> = counted.clone();
-        relay.connect(&sink);
-        let event = || CommerceEvent::Pin {
-            stream: StreamId::generate(),
-            pin: None,
-        };
-        relay.emit(event());
-        assert_eq!(counted.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // The relay alone does not keep the destination: no cycle through it.
-        drop(sink);
-        assert_eq!(std::sync::Arc::strong_count(&counted), 1);
-        drop(counted);
-        relay.emit(event());
-    }
 
     #[test]
     fn a_buy_request_prints_only_the_cards_last_four() {

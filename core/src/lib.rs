@@ -22,8 +22,8 @@ pub use bus::{Bus, BusError, EventId, LoggedEvent, MemoryBus};
 pub use client_ip::{ClientIp, TrustedProxies, client_ip};
 pub use commerce::{
     AuctionMoment, AuctionView, BidFailure, BidOutcome, BidRequest, BuyFailure, BuyOutcome,
-    BuyRequest, CommerceError, CommerceEvent, CommerceEvents, EventRelay, Identities, Identity,
-    OrderSummary, PinnedProduct, Purchases,
+    BuyRequest, CommerceError, CommerceEvent, CommerceEvents, Identities, Identity, OrderSummary,
+    PinnedProduct, Purchases,
 };
 pub use directory::{DirectoryError, StreamDirectory, StreamRecord, StreamState};
 pub use ids::{

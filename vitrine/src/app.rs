@@ -23,7 +23,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
-use vitrine_core::EventRelay;
 use vitrine_platform::Platform;
 use vitrine_subtitles::live::LiveCaptions;
 
@@ -69,6 +68,9 @@ impl Running {
         }
         self.task.await.context("server task")??;
         self.state.chat.drain(DRAIN_TIMEOUT).await;
+        // What the last purchases committed still reaches the rooms (their members on other
+        // nodes) before the pump stops.
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.state.checkout.facts().flush()).await;
         self.background.cancel();
         self.jobs.join().await;
         self.state.store.close().await;
@@ -201,9 +203,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let pool = captions::load_pool(config, &mut registry).await;
     let work = roles::ClusterWork::default();
     let hls = roles::hls::build(config, pool.as_ref(), &media.sfu, &work, &mut registry)?;
-    let events = Arc::new(EventRelay::default());
     let background = CancellationToken::new();
-    let commerce = roles::commerce::start(config, &store, &events, &mut registry, &background)?;
+    let commerce = roles::commerce::start(config, &store, &mut registry, &background)?;
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
     let limiter = roles::api::limiter(config).await?;
     let api_metrics = Arc::new(ApiMetrics::default());
@@ -223,9 +224,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         &mut registry,
     )
     .await?;
-    // The state keeps the rooms' end of the relay alive; the relay holds it weakly.
-    let room_events: Arc<dyn vitrine_core::CommerceEvents> = Arc::new(chat.clone());
-    events.connect(&room_events);
+    // What this node's transactions commit reaches the rooms, in commit order. The pump holds
+    // the chat, which holds checkout; checkout holds no way back.
+    let facts_pump = commerce
+        .checkout
+        .spawn_fact_pump(Arc::new(chat.clone()), background.clone());
     let captions = captions::start(
         config,
         pool.as_ref(),
@@ -247,7 +250,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         cluster_metrics.register(&mut registry);
     }
     let state = AppState {
-        _room_events: room_events,
         timeline,
         platform: Platform::new(store.pool().clone()).with_home(home),
         buyers,
@@ -269,7 +271,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         public_url: Arc::new(OnceLock::new()),
     };
     let started = Started {
-        jobs: commerce.jobs,
+        jobs: commerce.jobs.with_fact_pump(facts_pump),
         cluster_metrics,
         work,
         background,

@@ -49,8 +49,6 @@ pub struct AppState {
     pub homes: Option<crate::regions::Homes>,
     /// Buyers by token, this region's and other regions' (asked of their home).
     pub buyers: crate::regions::Buyers,
-    /// Where checkout's events reach the rooms (held here: checkout's relay holds it weakly).
-    pub(crate) _room_events: Arc<dyn vitrine_core::CommerceEvents>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) public_url: Arc<OnceLock<String>>,
 }

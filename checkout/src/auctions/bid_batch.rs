@@ -86,14 +86,12 @@ impl Checkout {
             outbox::record_all(&mut tx, &row.seller_id, EventType::AuctionBid, &messages).await?;
         }
         store_answers(&mut tx, jobs, &answers).await?;
-        tx.commit().await?;
+        let facts = led.iter().map(|row| row.fact(AuctionMoment::Bid)).collect();
+        self.facts.commit(tx, facts, now).await?;
         drop(turn);
         self.jobs.note_batch_time("bid", started.elapsed());
         if !led.is_empty() {
             self.wake_webhooks();
-        }
-        for row in &led {
-            self.announce_auction(row, AuctionMoment::Bid);
         }
         Ok(answers)
     }

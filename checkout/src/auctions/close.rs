@@ -13,7 +13,7 @@ use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vitrine_core::{AuctionId, AuctionMoment, CommerceEvent, Money, OrderId, Timestamp};
+use vitrine_core::{AuctionId, AuctionMoment, Money, OrderId, Timestamp};
 
 /// Auctions closed per pass; the next pass takes the rest.
 const BATCH: i64 = 100;
@@ -78,19 +78,14 @@ impl Checkout {
             &row.message(),
         )
         .await?;
-        tx.commit().await?;
+        let mut facts = vec![row.fact(AuctionMoment::Ended)];
+        match &order {
+            Some(order) => facts.push(crate::orders::order_fact(order)),
+            None => facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?),
+        }
+        self.facts.commit(tx, facts, now).await?;
         drop(turn);
         self.wake_webhooks();
-        self.announce_auction(&row, AuctionMoment::Ended);
-        match order {
-            Some(order) => self.events.emit(CommerceEvent::Order {
-                stream: order.stream_id.clone(),
-                seller: order.seller_id.clone(),
-                buyer: order.buyer_id.clone(),
-                order: order.summary(),
-            }),
-            None => self.announce_stock(&row.product_id).await,
-        }
         Ok(true)
     }
 

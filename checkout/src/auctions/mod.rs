@@ -201,6 +201,15 @@ impl AuctionRow {
         }
     }
 
+    /// The room's news of this moment of the auction.
+    pub(crate) fn fact(&self, moment: AuctionMoment) -> CommerceEvent {
+        CommerceEvent::Auction {
+            stream: self.stream_id.clone(),
+            moment,
+            auction: Box::new(self.view()),
+        }
+    }
+
     /// What a seller's webhook endpoint receives.
     fn message(&self) -> AuctionMessage {
         AuctionMessage {
@@ -289,13 +298,13 @@ impl Checkout {
         insert(&mut tx, &row, now).await?;
         let outboxed =
             outbox::record(&mut tx, seller, EventType::AuctionStarted, &row.message()).await?;
-        tx.commit().await?;
+        let mut facts = vec![row.fact(AuctionMoment::Started)];
+        facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?);
+        self.facts.commit(tx, facts, now).await?;
         drop(turn);
         if outboxed.is_some() {
             self.wake_webhooks();
         }
-        self.announce_auction(&row, AuctionMoment::Started);
-        self.announce_stock(&row.product_id).await;
         Ok(row.view())
     }
 
@@ -336,15 +345,6 @@ impl Checkout {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(auction_from_row).transpose()
-    }
-
-    /// Tells the auction's room.
-    fn announce_auction(&self, row: &AuctionRow, moment: AuctionMoment) {
-        self.events.emit(CommerceEvent::Auction {
-            stream: row.stream_id.clone(),
-            moment,
-            auction: Box::new(row.view()),
-        });
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) use availability::Availability;
 pub use page::{OrderOwner, OrderPage, OrderQuery};
 pub(crate) use reserve::{ReserveJob, Reserved};
 pub(crate) use reserve_batch::insert_orders;
-pub(crate) use settle::Change;
+pub(crate) use settle::{Change, order_fact};
 pub(crate) use settle_batch::SettleJob;
 
 use crate::card::CardInput;

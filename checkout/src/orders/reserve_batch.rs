@@ -83,20 +83,34 @@ impl Checkout {
             took = Some(take_stock(&mut tx, &product.id, &mut fates, now).await?);
         }
         undo_late(&mut tx, jobs, &fates).await?;
-        let outboxed = match (&took, &product) {
-            (Some(took), Some(product)) => {
-                self.record_reserved(&mut tx, &fates, took, product).await?
-            }
-            _ => false,
+        let (outboxed, left) = match (&took, &product) {
+            (Some(took), Some(product)) => (
+                self.record_reserved(&mut tx, &fates, took, product).await?,
+                left_after(&fates),
+            ),
+            _ => (false, Left::default()),
         };
-        tx.commit().await?;
+        let Left {
+            mut facts,
+            pins,
+            unpinned,
+        } = left;
+        if let (true, Some(product)) = (unpinned, &product) {
+            facts.extend(crate::pins::stock_facts(&mut tx, &product.id).await?);
+        }
+        // What the pins have left is noted as the facts are numbered: a settlement that
+        // announces it afterwards is numbered after this batch's stock.
+        let noted = || {
+            for (pin, available) in &pins {
+                self.availability.set(pin, *available);
+            }
+            facts
+        };
+        self.facts.commit_with(tx, now, noted).await?;
         drop(turn);
         self.jobs.note_batch_time("reserve", started.elapsed());
         if outboxed {
             self.wake_webhooks();
-        }
-        if let Some(product) = &product {
-            self.announce_reserved(&product.id, &fates).await;
         }
         Ok(fates.into_iter().map(Reserved::from).collect())
     }
@@ -163,34 +177,41 @@ impl Checkout {
         }
         Ok(outboxed)
     }
+}
 
-    /// Tells the rooms of the batch's pins what is left; a buy without a pin is announced from
-    /// the product's row (any stream that pins it).
-    async fn announce_reserved(&self, product: &ProductId, fates: &[Fate]) {
-        let mut told: HashSet<&PinId> = HashSet::new();
-        let mut unpinned = false;
-        // The last order through a pin carries what that pin has left after the batch.
-        for fate in fates.iter().rev() {
-            let Fate::Taken(order, available) = fate else {
-                continue;
-            };
-            match (&order.pin_id, &order.stream_id) {
-                (Some(pin), Some(stream)) if told.insert(pin) => {
-                    self.availability.set(pin, *available);
-                    self.events.emit(CommerceEvent::Stock {
-                        stream: stream.clone(),
-                        product: product.clone(),
-                        available: *available,
-                    });
-                }
-                (Some(_), _) => {}
-                (None, _) => unpinned = true,
+/// What a batch's pins have left after it, as the rooms hear it (no IO).
+#[derive(Default)]
+struct Left {
+    /// One `stock` fact per pin the batch sold through.
+    facts: Vec<CommerceEvent>,
+    /// What each of those pins has left, for [`super::Availability`].
+    pins: Vec<(PinId, i64)>,
+    /// Some order had no pin: the product's streams are told from its row.
+    unpinned: bool,
+}
+
+/// The last order through a pin carries what that pin has left after the batch.
+fn left_after(fates: &[Fate]) -> Left {
+    let mut left = Left::default();
+    let mut told: HashSet<&PinId> = HashSet::new();
+    for fate in fates.iter().rev() {
+        let Fate::Taken(order, available) = fate else {
+            continue;
+        };
+        match (&order.pin_id, &order.stream_id) {
+            (Some(pin), Some(stream)) if told.insert(pin) => {
+                left.facts.push(CommerceEvent::Stock {
+                    stream: stream.clone(),
+                    product: order.product_id.clone(),
+                    available: *available,
+                });
+                left.pins.push((pin.clone(), *available));
             }
-        }
-        if unpinned {
-            self.announce_stock(product).await;
+            (Some(_), _) => {}
+            (None, _) => left.unpinned = true,
         }
     }
+    left
 }
 
 impl From<Fate> for Reserved {

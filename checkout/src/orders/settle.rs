@@ -85,13 +85,15 @@ impl Checkout {
             tx.rollback().await?;
             return Ok(None);
         };
-        tx.commit().await?;
-        self.after_transition(order, &moved).await;
+        self.facts
+            .commit(tx, moved.facts.clone(), moved.order.updated_at)
+            .await?;
+        self.after_transition(order, &moved);
         Ok(Some(moved.order))
     }
 
-    /// [`Checkout::transition`] inside the caller's transaction; the caller commits, then calls
-    /// [`Checkout::after_transition`].
+    /// [`Checkout::transition`] inside the caller's transaction; the caller commits with the
+    /// move's facts, then calls [`Checkout::after_transition`].
     pub(crate) async fn transition_in(
         &self,
         tx: &mut ledger::Tx<'_>,
@@ -150,49 +152,58 @@ impl Checkout {
         if order.status == OrderStatus::Pending {
             store_result(tx, &settled, change.rejection).await?;
         }
+        let facts = order_facts(tx, &settled).await?;
         Ok(Some(Moved {
             order: settled,
             outboxed,
+            facts,
         }))
     }
 
-    /// What follows a committed transition: wake the webhook dispatcher, tell the rooms.
-    pub(crate) async fn after_transition(&self, before: &Order, moved: &Moved) {
+    /// What follows a committed transition: wake the webhook dispatcher (the rooms hear of it
+    /// from the facts committed with it).
+    pub(crate) fn after_transition(&self, before: &Order, moved: &Moved) {
         if moved.outboxed {
             self.wake_webhooks();
         }
         let to = moved.order.status.as_str();
         tracing::info!(order = %before.id, from = before.status.as_str(), to, "order");
-        self.announce_order(&moved.order).await;
     }
+}
 
-    /// Tells the rooms about an order that changed.
-    pub(super) async fn announce_order(&self, order: &Order) {
-        self.events.emit(CommerceEvent::Order {
-            stream: order.stream_id.clone(),
-            seller: order.seller_id.clone(),
-            buyer: order.buyer_id.clone(),
-            order: order.summary(),
+/// What the rooms hear of an order that moved, read in its transaction: the order itself (its
+/// buyer and the seller see it), and what its product has left when the units came back, or a
+/// purchase when it was paid through the stream's pin.
+async fn order_facts(
+    tx: &mut ledger::Tx<'_>,
+    order: &Order,
+) -> Result<Vec<CommerceEvent>, CheckoutError> {
+    let mut facts = vec![order_fact(order)];
+    if order.status.restocks() {
+        facts.extend(crate::pins::stock_facts(tx, &order.product_id).await?);
+    } else if order.status == OrderStatus::Paid
+        && let Some(stream) = &order.stream_id
+        && let Some((pin, product)) = crate::pins::active_pin_on(&mut **tx, stream).await?
+        && pin.product_id == order.product_id
+    {
+        facts.push(CommerceEvent::Purchase {
+            stream: stream.clone(),
+            product: order.product_id.clone(),
+            quantity: order.quantity,
+            orders: 1,
+            available: pin.available(&product),
         });
-        if order.status.restocks() {
-            self.announce_stock(&order.product_id).await;
-        } else if order.status == OrderStatus::Paid
-            && let Some(stream) = &order.stream_id
-        {
-            let available = match self.active_pin(stream).await {
-                Ok(Some((pin, product))) if pin.product_id == order.product_id => {
-                    pin.available(&product)
-                }
-                _ => return,
-            };
-            self.events.emit(CommerceEvent::Purchase {
-                stream: stream.clone(),
-                product: order.product_id.clone(),
-                quantity: order.quantity,
-                orders: 1,
-                available,
-            });
-        }
+    }
+    Ok(facts)
+}
+
+/// An order's new state, for its buyer and its seller.
+pub(crate) fn order_fact(order: &Order) -> CommerceEvent {
+    CommerceEvent::Order {
+        stream: order.stream_id.clone(),
+        seller: order.seller_id.clone(),
+        buyer: order.buyer_id.clone(),
+        order: order.summary(),
     }
 }
 
@@ -260,10 +271,12 @@ pub(crate) struct Change<'a> {
     pub shipment: Option<&'a super::Shipment>,
 }
 
-/// An order after a transition, and whether it wrote to the webhook outbox.
+/// An order after a transition, whether it wrote to the webhook outbox, and what the rooms are
+/// to hear of it once it commits.
 pub(crate) struct Moved {
     pub order: Order,
     pub outboxed: bool,
+    pub facts: Vec<CommerceEvent>,
 }
 
 /// Gives an order's units back to the product, its pin's quantity and the buyer's pin limit.

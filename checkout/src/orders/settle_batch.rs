@@ -107,14 +107,14 @@ impl Checkout {
         } else {
             false
         };
-        let purchases = purchases(&sold);
-        tx.commit().await?;
+        self.facts
+            .commit_with(tx, now, || self.settled_facts(&outcomes, &sold))
+            .await?;
         drop(turn);
         self.jobs.note_batch_time("settle", started.elapsed());
         if outboxed {
             self.wake_webhooks();
         }
-        self.announce_purchases(purchases);
         let mut answers = Vec::with_capacity(jobs.len());
         for (job, outcome) in jobs.iter().zip(outcomes) {
             answers.push(self.after_settled(job, outcome).await);
@@ -131,11 +131,10 @@ impl Checkout {
         match outcome {
             Outcome::Paid(order) => {
                 tracing::info!(order = %order.id, from = "pending", to = "paid", "order");
-                self.announce_paid(&order);
                 Ok(OrderResult::Created(order))
             }
             Outcome::Other(before, moved) => {
-                self.after_transition(&before, &moved).await;
+                self.after_transition(&before, &moved);
                 Ok(match super::settle::change_for(&job.payment).rejection {
                     Some(r) => OrderResult::Rejected(r),
                     None => OrderResult::Created(moved.order),
@@ -145,26 +144,24 @@ impl Checkout {
         }
     }
 
-    /// Tells the buyer and the seller of a paid order (the room hears of it with its batch's
-    /// purchase, [`Checkout::announce_purchases`]).
-    fn announce_paid(&self, order: &Order) {
-        self.events.emit(CommerceEvent::Order {
-            stream: order.stream_id.clone(),
-            seller: order.seller_id.clone(),
-            buyer: order.buyer_id.clone(),
-            order: order.summary(),
-        });
-    }
-
-    /// Tells each room what its pin sold in the batch, once, with what the pin has left as
-    /// this node's reservations last saw it (no read after the commit): a room of thousands
-    /// hears of a busy sale's orders a batch at a time, not one frame per order.
-    fn announce_purchases(&self, sold: Vec<Sold>) {
-        for s in sold {
+    /// What the rooms hear of the batch, in its order: each paid order (its buyer and the
+    /// seller see it), each other move's facts, then each pin's sale once, with what the pin
+    /// has left as this node's reservations last saw it: a room of thousands hears of a busy
+    /// sale's orders a batch at a time, not one frame per order.
+    fn settled_facts(&self, outcomes: &[Outcome], sold: &[&Order]) -> Vec<CommerceEvent> {
+        let mut facts = Vec::with_capacity(outcomes.len() + 1);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Paid(order) => facts.push(super::settle::order_fact(order)),
+                Outcome::Other(_, moved) => facts.extend(moved.facts.iter().cloned()),
+                Outcome::Raced => {}
+            }
+        }
+        for s in purchases(sold) {
             let Some(available) = self.availability.get(&s.pin) else {
                 continue;
             };
-            self.events.emit(CommerceEvent::Purchase {
+            facts.push(CommerceEvent::Purchase {
                 stream: s.stream,
                 product: s.product,
                 quantity: s.quantity,
@@ -172,6 +169,7 @@ impl Checkout {
                 available,
             });
         }
+        facts
     }
 }
 

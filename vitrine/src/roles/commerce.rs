@@ -17,7 +17,6 @@ use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
 use vitrine_checkout::webhooks::schedule::RetrySchedule;
 use vitrine_checkout::webhooks::sealing::SecretBox;
 use vitrine_checkout::{Checkout, SandboxProvider};
-use vitrine_core::EventRelay;
 
 /// How often expired stock reservations are looked for.
 const REAPER_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,11 +38,22 @@ pub struct Jobs {
     dispatcher: JoinHandle<()>,
     /// Reconciles payouts in transit and runs the scheduled payouts.
     payouts: JoinHandle<()>,
+    /// Hands what this node commits to the rooms.
+    facts: Option<JoinHandle<()>>,
 }
 
 impl Jobs {
+    /// Adds the pump of the commerce facts (started once the rooms exist).
+    pub fn with_fact_pump(mut self, pump: JoinHandle<()>) -> Self {
+        self.facts = Some(pump);
+        self
+    }
+
     /// Waits for every job to have stopped (after the background token is cancelled).
     pub async fn join(self) {
+        if let Some(facts) = self.facts {
+            let _ = facts.await;
+        }
         let _ = self.reaper.await;
         let _ = self.auctions.await;
         let _ = self.dispatcher.await;
@@ -55,12 +65,12 @@ impl Jobs {
 pub fn start(
     config: &Config,
     store: &Store,
-    events: &Arc<EventRelay>,
     registry: &mut Registry,
     background: &CancellationToken,
 ) -> anyhow::Result<Commerce> {
-    let checkout = checkout(config, store, events)?;
+    let checkout = checkout(config, store)?;
     checkout.job_metrics().register(registry);
+    checkout.facts().metrics().register(registry);
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
     let auctions = spawn_auction_closer(checkout.clone(), HAMMER_INTERVAL, background.clone());
     let dispatch_metrics = DispatchMetrics::default();
@@ -94,13 +104,14 @@ pub fn start(
             auctions,
             dispatcher,
             payouts,
+            facts: None,
         },
     })
 }
 
 /// Checkout with the sandbox payment provider, the webhook secrets' sealing key and the card
 /// fingerprint key (files under the data dir unless configured; every node must share them).
-fn checkout(config: &Config, store: &Store, events: &Arc<EventRelay>) -> anyhow::Result<Checkout> {
+fn checkout(config: &Config, store: &Store) -> anyhow::Result<Checkout> {
     let payments = Arc::new(SandboxProvider::new(
         store.pool().clone(),
         config.sandbox_latency,
@@ -117,19 +128,16 @@ fn checkout(config: &Config, store: &Store, events: &Arc<EventRelay>) -> anyhow:
         .clone()
         .unwrap_or_else(|| config.data_dir.join("card-fingerprint.key"));
     let card_key = vitrine_checkout::card::CardKey::load_or_create(&card_key_file)?;
-    Ok(Checkout::new(
-        store.pool().clone(),
-        payments,
-        events.clone(),
-        config.checkout.clone(),
+    Ok(
+        Checkout::new(store.pool().clone(), payments, config.checkout.clone())
+            .with_webhooks(
+                sealing,
+                TargetPolicy {
+                    allow_private: config.webhooks.allow_private_targets,
+                },
+            )
+            .with_card_key(card_key),
     )
-    .with_webhooks(
-        sealing,
-        TargetPolicy {
-            allow_private: config.webhooks.allow_private_targets,
-        },
-    )
-    .with_card_key(card_key))
 }
 
 /// Payouts in the background: payouts in transit are checked with the rail, and on schedule

@@ -1,0 +1,331 @@
+//! The stream of commerce facts: what a committed transaction changed that the rooms must hear
+//! (a pin, what a pin has left, a batch's purchases, an order's new state, an auction's moment).
+//!
+//! A transaction of the order path collects its facts while it holds its rows' locks and writes
+//! them, as one row of `commerce_facts`, in the same transaction as the change: if it rolls back
+//! there is no fact, if it commits the fact is there with it. A pump reads the rows back after
+//! their commit and hands every fact to the rooms, in commit order, so that what a room hears
+//! is what the database holds: nothing is read again after the commit and nothing is announced
+//! that did not commit.
+//!
+//! Order. Each node numbers the rows it writes (`origin`, a name drawn when the process starts,
+//! and `seq`, counted from 1) at the moment the transaction has its rows locked, so two
+//! transactions that touch the same product, pin or auction take their numbers in the order
+//! they commit. Numbers of transactions still open are known in the process ([`Tickets`]): the
+//! pump only reads up to the last number below which every transaction has finished (committed
+//! or rolled back), so a row that commits late is never skipped. A node delivers its own rows
+//! (the chat fans them out to every node); rows of a process that died are not announced after
+//! it (the rooms' welcome reads the state from the database again).
+
+use crate::error::CheckoutError;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use sqlx::{Any, AnyPool, Row};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use vitrine_core::ids::random_id;
+use vitrine_core::{CommerceEvent, CommerceEvents};
+
+/// Most rows the pump reads at once.
+const READ_LIMIT: i64 = 256;
+
+/// How long facts are kept after they were written (the pruning job deletes older ones).
+pub const FACT_RETENTION_MS: i64 = 3_600_000;
+
+/// Numbers of the rows this process writes: which are taken, which transactions still hold
+/// theirs. No IO.
+#[derive(Debug)]
+pub(crate) struct Tickets {
+    next: i64,
+    open: BTreeSet<i64>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            open: BTreeSet::new(),
+        }
+    }
+}
+
+impl Tickets {
+    /// The next number, open until [`Self::finish`].
+    pub(crate) fn take(&mut self) -> i64 {
+        let n = self.next;
+        self.next += 1;
+        self.open.insert(n);
+        n
+    }
+
+    /// The transaction holding `n` committed or rolled back.
+    pub(crate) fn finish(&mut self, n: i64) {
+        self.open.remove(&n);
+    }
+
+    /// The highest number at or below which every transaction has finished.
+    pub(crate) fn ready(&self) -> i64 {
+        self.open.first().map_or(self.next - 1, |first| first - 1)
+    }
+}
+
+/// Counters of the pump.
+#[derive(Debug, Default, Clone)]
+pub struct FactMetrics {
+    /// Facts handed to the rooms.
+    pub delivered: Counter,
+    /// Reads of the stream that failed (retried).
+    pub read_errors: Counter,
+    /// Rows that could not be decoded (skipped; a bug or a newer writer).
+    pub undecodable: Counter,
+}
+
+impl FactMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vitrine_commerce_facts_delivered",
+            "Commerce facts (pins, stock, purchases, orders, auctions) handed to the rooms",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "vitrine_commerce_facts_read_errors",
+            "Reads of the commerce facts' stream that failed and were retried",
+            self.read_errors.clone(),
+        );
+        registry.register(
+            "vitrine_commerce_facts_undecodable",
+            "Rows of the commerce facts' stream that could not be decoded and were skipped",
+            self.undecodable.clone(),
+        );
+    }
+}
+
+/// This process's end of the stream: it numbers what the order path writes and wakes the
+/// pump. Cheap to clone.
+#[derive(Clone)]
+pub struct Facts(Arc<Inner>);
+
+struct Inner {
+    origin: String,
+    tickets: Mutex<Tickets>,
+    wake: Notify,
+    /// The highest number the pump has delivered up to.
+    delivered: watch::Sender<i64>,
+    metrics: FactMetrics,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Self(Arc::new(Inner {
+            origin: random_id("fo"),
+            tickets: Mutex::new(Tickets::default()),
+            wake: Notify::new(),
+            delivered: watch::Sender::new(0),
+            metrics: FactMetrics::default(),
+        }))
+    }
+}
+
+/// A number held by an open transaction; dropping it (after the commit, or with the rolled
+/// back transaction) frees the pump to read up to it.
+struct Ticket {
+    facts: Facts,
+    n: i64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.facts.tickets().finish(self.n);
+        self.facts.0.wake.notify_one();
+    }
+}
+
+impl Facts {
+    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.0.tickets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn metrics(&self) -> &FactMetrics {
+        &self.0.metrics
+    }
+
+    /// Writes `events` with the transaction and commits it. Call it where the transaction would
+    /// commit, with its rows still locked: that is what orders the facts.
+    pub(crate) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, Any>,
+        events: Vec<CommerceEvent>,
+        now: i64,
+    ) -> Result<(), CheckoutError> {
+        self.commit_with(tx, now, move || events).await
+    }
+
+    /// [`Self::commit`] with facts that `build` makes from state kept in the process (what a
+    /// pin has left, as this node's reservations last saw it): `build` runs as the number is
+    /// taken, under one lock, so that facts built from that state are numbered in the order the
+    /// state changed.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: sqlx::Transaction<'_, Any>,
+        now: i64,
+        build: impl FnOnce() -> Vec<CommerceEvent>,
+    ) -> Result<(), CheckoutError> {
+        let (events, n) = {
+            let mut tickets = self.tickets();
+            let events = build();
+            let n = (!events.is_empty()).then(|| tickets.take());
+            (events, n)
+        };
+        let Some(n) = n else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let ticket = Ticket {
+            n,
+            facts: self.clone(),
+        };
+        let payload = serde_json::to_string(&events)
+            .map_err(|e| CheckoutError::Corrupt(format!("encoding commerce facts: {e}")))?;
+        sqlx::query(
+            "INSERT INTO commerce_facts (origin, seq, events, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&self.0.origin)
+        .bind(ticket.n)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        drop(ticket);
+        Ok(())
+    }
+
+    /// Waits until every fact committed before this call has been handed to the rooms (for a
+    /// test's assertions, and for a node that drains).
+    pub async fn flush(&self) {
+        let target = self.tickets().ready();
+        let mut delivered = self.0.delivered.subscribe();
+        let _ = delivered.wait_for(|d| *d >= target).await;
+    }
+
+    /// Hands every fact this process commits to `sink`, in commit order, until `shutdown`.
+    pub fn spawn_pump(
+        &self,
+        pool: AnyPool,
+        sink: Arc<dyn CommerceEvents>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let facts = self.clone();
+        tokio::spawn(async move { facts.pump(pool, sink, shutdown).await })
+    }
+
+    async fn pump(self, pool: AnyPool, sink: Arc<dyn CommerceEvents>, shutdown: CancellationToken) {
+        let mut low = 0;
+        loop {
+            let ready = self.tickets().ready();
+            if ready > low {
+                match self.deliver(&pool, low, ready, sink.as_ref()).await {
+                    Ok(upto) => {
+                        low = upto;
+                        self.0.delivered.send_replace(low);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the commerce facts failed; retrying");
+                        self.0.metrics.read_errors.inc();
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.0.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Reads the rows numbered above `low` up to `ready`, hands their facts over in order and
+    /// says how far it got.
+    async fn deliver(
+        &self,
+        pool: &AnyPool,
+        low: i64,
+        ready: i64,
+        sink: &dyn CommerceEvents,
+    ) -> Result<i64, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT seq, events FROM commerce_facts \
+             WHERE origin = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(&self.0.origin)
+        .bind(low)
+        .bind(ready)
+        .bind(READ_LIMIT)
+        .fetch_all(pool)
+        .await?;
+        let mut last = low;
+        for row in &rows {
+            last = row.try_get::<i64, _>(0)?;
+            let payload: String = row.try_get(1)?;
+            match serde_json::from_str::<Vec<CommerceEvent>>(&payload) {
+                Ok(events) => {
+                    self.0.metrics.delivered.inc_by(events.len() as u64);
+                    events.into_iter().for_each(|e| sink.emit(e));
+                }
+                Err(e) => {
+                    tracing::error!(seq = last, error = %e, "an undecodable commerce fact was skipped");
+                    self.0.metrics.undecodable.inc();
+                }
+            }
+        }
+        // A full page may have more behind it; otherwise every number up to `ready` is done
+        // (the missing ones rolled back or wrote nothing).
+        Ok(if rows.len() as i64 == READ_LIMIT {
+            last
+        } else {
+            ready
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tickets;
+
+    #[test]
+    fn the_pump_reads_no_further_than_the_oldest_open_transaction() {
+        let mut t = Tickets::default();
+        assert_eq!(t.ready(), 0);
+        let a = t.take();
+        let b = t.take();
+        let c = t.take();
+        assert_eq!(t.ready(), 0);
+        // The later transactions finish first: the pump still waits for the first.
+        t.finish(c);
+        t.finish(b);
+        assert_eq!(t.ready(), 0);
+        t.finish(a);
+        assert_eq!(t.ready(), 3);
+        let d = t.take();
+        assert_eq!(t.ready(), 3);
+        t.finish(d);
+        assert_eq!(t.ready(), 4);
+    }
+
+    #[test]
+    fn a_rolled_back_number_does_not_hold_the_stream() {
+        let mut t = Tickets::default();
+        let a = t.take();
+        let b = t.take();
+        t.finish(a); // rolled back: its row never appears
+        assert_eq!(t.ready(), 1);
+        t.finish(b);
+        assert_eq!(t.ready(), 2);
+    }
+}
