@@ -7,7 +7,7 @@
 
 use crate::Checkout;
 use crate::card::{CardKey, CardNumber};
-use crate::error::{CheckoutError, corrupt};
+use crate::error::CheckoutError;
 use crate::orders::{NewOrder, OrderResult};
 use sqlx::Row;
 use vitrine_core::BuyerId;
@@ -74,12 +74,8 @@ impl Checkout {
                 failed: r.try_get::<Option<i64>, _>(3)?.is_some(),
                 request_hash: r.try_get(0)?,
                 response: response
-                    .map(|json| serde_json::from_str(&json).map_err(corrupt))
-                    .transpose()?
-                    .map(|stored| match stored {
-                        OrderResult::Created(o) => OrderResult::Created(o.with_iso_times()),
-                        rejected => rejected,
-                    }),
+                    .map(|text| crate::orders::StoredResult::decode(&text))
+                    .transpose()?,
             })
         })
         .transpose()

@@ -39,8 +39,8 @@ pub use db::{Backend, DbError};
 pub use error::{CheckoutError, RejectKind, Rejection};
 pub use order_state::OrderStatus;
 pub use orders::{
-    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
-    Presentment, Shipment, StreamSale,
+    NewOrder, Order, OrderBody, OrderMessage, OrderOwner, OrderPage, OrderQuery, OrderResult,
+    OrderSource, Placed, Presentment, Shipment, StreamSale,
 };
 pub use payment::PaymentProvider;
 pub use pins::{NewPin, Pin};

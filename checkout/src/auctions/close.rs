@@ -13,7 +13,7 @@ use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vitrine_core::{AuctionId, AuctionMoment, Money, OrderId, Timestamp};
+use vitrine_core::{AuctionId, AuctionMoment, Money, OrderId};
 
 /// Auctions closed per pass; the next pass takes the rest.
 const BATCH: i64 = 100;
@@ -114,9 +114,6 @@ impl Checkout {
             reserved_until,
             created_at: now,
             updated_at: now,
-            reserved_until_iso: Timestamp(reserved_until),
-            created_at_iso: Timestamp(now),
-            updated_at_iso: Timestamp(now),
             presentment: None,
             source: OrderSource::Live,
             media_ms: None,
@@ -151,7 +148,8 @@ async fn sell(
         .bind(auction.as_str())
         .execute(&mut **tx)
         .await?;
-    outbox::record(tx, &order.seller_id, EventType::OrderCreated, order).await?;
+    let message = crate::orders::OrderMessage::from(order);
+    outbox::record(tx, &order.seller_id, EventType::OrderCreated, &message).await?;
     Ok(())
 }
 

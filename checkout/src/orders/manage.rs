@@ -1,7 +1,7 @@
 //! Reading orders and the seller's actions on them: fulfil, refund, cancel.
 
 use super::settle::Change;
-use super::{ORDER_COLUMNS, Order, OrderOwner, OrderQuery, Shipment, order_from_row};
+use super::{MAX_PAGE, ORDER_COLUMNS, Order, OrderOwner, OrderQuery, Shipment, order_from_row};
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
@@ -51,20 +51,14 @@ impl Checkout {
 
     /// A buyer's newest orders (the first page of [`Checkout::orders_page`]).
     pub async fn orders_of_buyer(&self, buyer: &BuyerId) -> Result<Vec<Order>, CheckoutError> {
-        let first = OrderQuery::default();
-        Ok(self
-            .orders_page(OrderOwner::Buyer(buyer), &first)
-            .await?
-            .orders)
+        self.orders_after(OrderOwner::Buyer(buyer), &OrderQuery::default(), MAX_PAGE)
+            .await
     }
 
     /// A seller's newest orders (the first page of [`Checkout::orders_page`]).
     pub async fn orders_of_seller(&self, seller: &SellerId) -> Result<Vec<Order>, CheckoutError> {
-        let first = OrderQuery::default();
-        Ok(self
-            .orders_page(OrderOwner::Seller(seller), &first)
-            .await?
-            .orders)
+        self.orders_after(OrderOwner::Seller(seller), &OrderQuery::default(), MAX_PAGE)
+            .await
     }
 
     /// The seller ships a paid order, with its carrier and tracking number when given.

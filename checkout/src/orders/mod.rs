@@ -24,6 +24,7 @@ mod reserve_batch;
 mod sales;
 mod settle;
 mod settle_batch;
+pub mod wire;
 
 pub(crate) use availability::Availability;
 pub use page::{OrderOwner, OrderPage, OrderQuery};
@@ -31,6 +32,7 @@ pub(crate) use reserve::{ReserveJob, Reserved};
 pub(crate) use reserve_batch::insert_orders;
 pub(crate) use settle::{Change, order_fact};
 pub(crate) use settle_batch::SettleJob;
+pub use wire::{OrderBody, OrderMessage, StoredResult};
 
 use crate::card::CardInput;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
@@ -41,7 +43,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use vitrine_core::{
     BuyerId, Currency, Money, OrderId, OrderSummary, PinId, ProductId, SellerId, StreamId,
-    Timestamp,
 };
 
 /// Most units in one order.
@@ -116,67 +117,42 @@ impl OrderSource {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+/// An order as checkout keeps it: its row. What each surface shows of it is a type of its own
+/// ([`wire`]): the REST body, the webhook payload, the stored idempotent answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub id: OrderId,
     pub status: OrderStatus,
     pub buyer_id: BuyerId,
     pub seller_id: SellerId,
     pub product_id: ProductId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub pin_id: Option<PinId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub stream_id: Option<StreamId>,
     pub quantity: u32,
     pub unit_price: Money,
     pub total: Money,
     /// Why a cancelled order did not sell: `payment_declined`, `payment_timeout`,
     /// `reservation_expired` or `cancelled_by_seller`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub failure: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub payment_id: Option<String>,
     pub card_last4: String,
     /// Unix milliseconds until which the stock stays reserved for a pending order.
     pub reserved_until: i64,
-    /// Unix milliseconds (kept for existing clients; `created_at_iso` is the same instant).
+    /// Unix milliseconds.
     pub created_at: i64,
-    /// Unix milliseconds (kept for existing clients; `updated_at_iso` is the same instant).
+    /// Unix milliseconds.
     pub updated_at: i64,
-    // Filled from the millisecond fields when a response stored before they existed is read
-    // back (an idempotent replay): see `Order::with_iso_times`.
-    #[serde(default = "unset_time")]
-    pub reserved_until_iso: Timestamp,
-    #[serde(default = "unset_time")]
-    pub created_at_iso: Timestamp,
-    #[serde(default = "unset_time")]
-    pub updated_at_iso: Timestamp,
     /// The price in the buyer's currency, as quoted when the order was placed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub presentment: Option<Presentment>,
     /// Where it was placed (`api` for an order from before this was kept).
-    #[serde(default)]
     pub source: OrderSource,
     /// For a `replay` order: the moment of the replay the buyer was at, ms from its start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false, minimum = 0)]
     pub media_ms: Option<u64>,
     /// How it was shipped, when the seller gave a carrier and tracking number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub shipment: Option<Shipment>,
     /// Unix milliseconds when it was fulfilled (shipped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub shipped_at: Option<i64>,
     /// Unix milliseconds when the seller marked it delivered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub delivered_at: Option<i64>,
 }
 
@@ -229,19 +205,7 @@ pub struct Presentment {
     pub as_of: String,
 }
 
-fn unset_time() -> Timestamp {
-    Timestamp(0)
-}
-
 impl Order {
-    /// The RFC 3339 twins recomputed from the millisecond fields, which are the record.
-    pub(crate) fn with_iso_times(mut self) -> Self {
-        self.reserved_until_iso = Timestamp(self.reserved_until);
-        self.created_at_iso = Timestamp(self.created_at);
-        self.updated_at_iso = Timestamp(self.updated_at);
-        self
-    }
-
     /// What the buyer's card is charged: the locked price in their currency, or the total.
     pub fn charge_amount(&self) -> Money {
         self.presentment.as_ref().map_or(self.total, |p| p.total)
@@ -261,11 +225,11 @@ impl Order {
     }
 }
 
-/// The final answer to an order request, as stored with its idempotency key.
+/// The final answer to an order request (stored with its idempotency key as a
+/// [`wire::StoredResult`]).
 // One short-lived value per request: boxing the order would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderResult {
     Created(Order),
     Rejected(Rejection),
@@ -315,9 +279,6 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
         reserved_until: r.try_get(14)?,
         created_at: r.try_get(15)?,
         updated_at: r.try_get(16)?,
-        reserved_until_iso: Timestamp(r.try_get(14)?),
-        created_at_iso: Timestamp(r.try_get(15)?),
-        updated_at_iso: Timestamp(r.try_get(16)?),
         presentment: r
             .try_get::<Option<String>, _>(17)?
             .map(|json| serde_json::from_str(&json).map_err(corrupt))
@@ -347,59 +308,4 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
 
 pub(crate) fn reject(kind: RejectKind, detail: impl Into<String>) -> Rejection {
     Rejection::new(kind, detail)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A paid order created at `created_at` (Unix ms).
-    pub(crate) fn paid_at(created_at: i64) -> Order {
-        let usd = Money::new(4900, Currency::parse("USD").unwrap()).unwrap();
-        Order {
-            id: OrderId::generate(),
-            status: OrderStatus::Paid,
-            buyer_id: BuyerId::generate(),
-            seller_id: SellerId::generate(),
-            product_id: ProductId::generate(),
-            pin_id: None,
-            stream_id: None,
-            quantity: 1,
-            unit_price: usd,
-            total: usd,
-            failure: None,
-            payment_id: Some("pay_1".into()),
-            card_last4: "4242".into(),
-            reserved_until: created_at + 10_000_000,
-            created_at,
-            updated_at: created_at + 5_000_000,
-            reserved_until_iso: Timestamp(created_at + 10_000_000),
-            created_at_iso: Timestamp(created_at),
-            updated_at_iso: Timestamp(created_at + 5_000_000),
-            presentment: None,
-            source: OrderSource::Api,
-            media_ms: None,
-            shipment: None,
-            shipped_at: None,
-            delivered_at: None,
-        }
-    }
-
-    /// A response stored for an idempotent replay before the RFC 3339 twins existed still
-    /// reads back, and comes out with them.
-    #[test]
-    fn a_stored_order_without_iso_times_replays_with_them() {
-        let order = paid_at(1_764_640_000_000);
-        let mut stored = serde_json::to_value(OrderResult::Created(order.clone())).unwrap();
-        let fields = stored["created"].as_object_mut().unwrap();
-        for old in ["reserved_until_iso", "created_at_iso", "updated_at_iso"] {
-            assert!(fields.remove(old).is_some(), "{old}");
-        }
-        let read: OrderResult = serde_json::from_value(stored).unwrap();
-        let OrderResult::Created(read) = read else {
-            panic!("an order")
-        };
-        assert_ne!(read, order, "the twins are missing until filled");
-        assert_eq!(read.with_iso_times(), order);
-    }
 }

@@ -1,6 +1,6 @@
 //! `GET /api/v1/orders`: filters and keyset pagination over a buyer's or a seller's orders.
 
-use super::{ORDER_COLUMNS, Order, order_from_row};
+use super::{ORDER_COLUMNS, Order, OrderBody, order_from_row};
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::CheckoutError;
@@ -38,7 +38,7 @@ pub struct OrderQuery {
 /// One page of orders, newest first; `next_cursor` is absent on the last page.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPage {
-    pub orders: Vec<Order>,
+    pub orders: Vec<OrderBody>,
     /// Absent on the last page
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -52,7 +52,7 @@ impl OrderPage {
     pub fn merge(pages: Vec<OrderPage>, q: &OrderQuery) -> Result<OrderPage, CheckoutError> {
         let limit = page_limit(q)? as usize;
         let more = pages.iter().any(|p| p.next_cursor.is_some());
-        let mut orders: Vec<Order> = pages.into_iter().flat_map(|p| p.orders).collect();
+        let mut orders: Vec<OrderBody> = pages.into_iter().flat_map(|p| p.orders).collect();
         orders.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         Ok(first(orders, limit, more))
     }
@@ -60,7 +60,7 @@ impl OrderPage {
 
 /// The first `limit` of `orders` (newest first) as a page that continues after the last one
 /// kept when there were more, or when `more` says there are more elsewhere.
-fn first(mut orders: Vec<Order>, limit: usize, more: bool) -> OrderPage {
+fn first(mut orders: Vec<OrderBody>, limit: usize, more: bool) -> OrderPage {
     let more = more || orders.len() > limit;
     orders.truncate(limit);
     let next_cursor = if more {
@@ -84,7 +84,7 @@ fn page_limit(q: &OrderQuery) -> Result<i64, CheckoutError> {
 }
 
 /// The position after an order in newest-first order, opaque to clients.
-fn cursor_of(order: &Order) -> String {
+fn cursor_of(order: &OrderBody) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(format!("{}.{}", order.created_at, order.id))
@@ -119,6 +119,19 @@ impl Checkout {
         q: &OrderQuery,
     ) -> Result<OrderPage, CheckoutError> {
         let limit = page_limit(q)?;
+        let orders = self.orders_after(owner, q, limit + 1).await?;
+        let bodies = orders.iter().map(OrderBody::from).collect();
+        // One more than a page was fetched: whether there are more.
+        Ok(first(bodies, limit as usize, false))
+    }
+
+    /// Up to `limit` orders of the query, newest first.
+    pub(crate) async fn orders_after(
+        &self,
+        owner: OrderOwner<'_>,
+        q: &OrderQuery,
+        limit: i64,
+    ) -> Result<Vec<Order>, CheckoutError> {
         let mut clauses = vec![];
         let mut args = vec![];
         let mut add = |sql: &str, values: Vec<Arg>| {
@@ -159,7 +172,7 @@ impl Checkout {
                 ],
             );
         }
-        add("1 = 1 LIMIT ?", vec![Arg::Number(limit + 1)]);
+        add("1 = 1 LIMIT ?", vec![Arg::Number(limit)]);
         let (filters, tail) = clauses.split_at(clauses.len() - 1);
         let query = format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE {} ORDER BY created_at DESC, id DESC {}",
@@ -174,12 +187,7 @@ impl Checkout {
             };
         }
         let rows = sqlq.fetch_all(&self.pool).await?;
-        let orders = rows
-            .iter()
-            .map(order_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // One more than a page was fetched: whether there are more.
-        Ok(first(orders, limit as usize, false))
+        rows.iter().map(order_from_row).collect()
     }
 }
 
@@ -193,21 +201,26 @@ pub enum OrderOwner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::tests::paid_at;
+    use crate::orders::wire::tests::paid_at;
 
     /// Pages of one query over three regions, merged, walk every order once, newest first,
     /// whatever the page size.
     #[test]
     fn merged_pages_walk_every_region_once_newest_first() {
-        let regions: Vec<Vec<Order>> = [[9, 5, 4, 1].as_slice(), &[8, 7, 3], &[6, 2]]
+        let regions: Vec<Vec<OrderBody>> = [[9, 5, 4, 1].as_slice(), &[8, 7, 3], &[6, 2]]
             .iter()
-            .map(|times| times.iter().map(|t| paid_at(1_000 + t)).collect())
+            .map(|times| {
+                times
+                    .iter()
+                    .map(|t| OrderBody::from(&paid_at(1_000 + t)))
+                    .collect()
+            })
             .collect();
         // One region's page of `q`, as `orders_page` makes it.
-        let page_of = |orders: &[Order], q: &OrderQuery| {
+        let page_of = |orders: &[OrderBody], q: &OrderQuery| {
             let after = q.cursor.as_deref().map(|c| parse_cursor(c).unwrap());
             let limit = page_limit(q).unwrap() as usize;
-            let mut left: Vec<Order> = orders
+            let mut left: Vec<OrderBody> = orders
                 .iter()
                 .filter(|o| {
                     after

@@ -12,7 +12,7 @@ use crate::order_state::OrderStatus;
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
 use crate::rates::RatesUnavailable;
 use std::collections::HashMap;
-use vitrine_core::{BuyerId, Currency, Money, OrderId, PinId, StreamId, Timestamp};
+use vitrine_core::{BuyerId, Currency, Money, OrderId, PinId, StreamId};
 
 /// One request to reserve: the key it claims and what it buys.
 #[derive(Clone)]
@@ -206,9 +206,6 @@ impl Checkout {
             reserved_until,
             created_at: now,
             updated_at: now,
-            reserved_until_iso: Timestamp(reserved_until),
-            created_at_iso: Timestamp(now),
-            updated_at_iso: Timestamp(now),
             presentment: priced.presentment.clone(),
             source: new.source,
             media_ms: new.media_ms.filter(|_| new.source == OrderSource::Replay),

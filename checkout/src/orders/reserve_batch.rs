@@ -7,7 +7,7 @@
 
 use super::allocate::{PinLeft, Shares, Want, allocate};
 use super::reserve::{PinCache, Priced, ReserveJob, Reserved};
-use super::{ORDER_COLUMNS, Order, OrderResult, reject};
+use super::{ORDER_COLUMNS, Order, OrderMessage, OrderResult, StoredResult, reject};
 use crate::Checkout;
 use crate::catalog::Product;
 use crate::db::{sql, value_rows};
@@ -167,7 +167,10 @@ impl Checkout {
             return Ok(false);
         };
         let seller = &first.seller_id;
-        let mut outboxed = outbox::record_all(tx, seller, EventType::OrderCreated, &taken).await?;
+        let mut outboxed = outbox::record_each(tx, seller, EventType::OrderCreated, &taken, |o| {
+            OrderMessage::from(*o)
+        })
+        .await?;
         if took.left == Some(0) && took.from_stock > 0 {
             let sold_out = serde_json::json!({
                 "product_id": product.id, "sku": product.sku, "title": product.title,
@@ -252,7 +255,7 @@ async fn claim_keys(
             Fate::Pending(_, order) => (Some(order.id.to_string()), None),
             Fate::Refused(r) => (
                 None,
-                Some(serde_json::to_string(&OrderResult::Rejected(r.clone())).map_err(corrupt)?),
+                Some(StoredResult::encode(&OrderResult::Rejected(r.clone()))?),
             ),
             _ => (None, None),
         };
@@ -565,7 +568,7 @@ async fn undo_late(
                 .await?;
             }
         }
-        let answer = serde_json::to_string(&OrderResult::Rejected(why.clone())).map_err(corrupt)?;
+        let answer = StoredResult::encode(&OrderResult::Rejected(why.clone()))?;
         sqlx::query(
             "UPDATE idempotency_keys SET order_id = NULL, response = $1 \
              WHERE buyer_id = $2 AND idem_key = $3",

@@ -3,13 +3,13 @@
 
 use super::{Order, OrderResult, reject};
 use crate::Checkout;
-use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
+use crate::error::{CheckoutError, RejectKind, Rejection};
 use crate::ledger;
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::EventType;
 use crate::webhooks::outbox;
-use vitrine_core::{CommerceEvent, Timestamp};
+use vitrine_core::CommerceEvent;
 
 impl Checkout {
     /// Step 3: apply the processor's answer to a pending order, in a transaction of its own
@@ -135,7 +135,6 @@ impl Checkout {
         let mut settled = order.clone();
         settled.status = next;
         settled.updated_at = now;
-        settled.updated_at_iso = Timestamp(now);
         if let Some(f) = change.failure {
             settled.failure = Some(f.to_owned());
         }
@@ -326,9 +325,14 @@ async fn record_webhook(
         _ => None,
     };
     Ok(match webhook {
-        Some(kind) => outbox::record(tx, &settled.seller_id, kind, settled)
-            .await?
-            .is_some(),
+        Some(kind) => outbox::record(
+            tx,
+            &settled.seller_id,
+            kind,
+            &super::OrderMessage::from(settled),
+        )
+        .await?
+        .is_some(),
         None => false,
     })
 }
@@ -344,7 +348,7 @@ async fn store_result(
         None => OrderResult::Created(settled.clone()),
     };
     sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE buyer_id = $2 AND order_id = $3")
-        .bind(serde_json::to_string(&result).map_err(corrupt)?)
+        .bind(super::StoredResult::encode(&result)?)
         .bind(settled.buyer_id.as_str())
         .bind(settled.id.as_str())
         .execute(&mut **tx)

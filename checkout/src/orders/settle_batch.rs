@@ -9,7 +9,7 @@ use super::settle::Moved;
 use super::{Order, OrderResult};
 use crate::Checkout;
 use crate::db::{sql, value_rows};
-use crate::error::{CheckoutError, corrupt};
+use crate::error::CheckoutError;
 use crate::group::Writer;
 use crate::ledger::{self, Tx};
 use crate::order_state::OrderStatus;
@@ -17,7 +17,7 @@ use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::collections::HashSet;
-use vitrine_core::{CommerceEvent, PinId, ProductId, StreamId, Timestamp};
+use vitrine_core::{CommerceEvent, PinId, ProductId, StreamId};
 
 /// One order whose payment has its answer.
 #[derive(Clone)]
@@ -99,8 +99,14 @@ impl Checkout {
             })
             .collect();
         let outboxed = if let Some(first) = sold.first() {
-            let outboxed =
-                outbox::record_all(&mut tx, &first.seller_id, EventType::OrderPaid, &sold).await?;
+            let outboxed = outbox::record_each(
+                &mut tx,
+                &first.seller_id,
+                EventType::OrderPaid,
+                &sold,
+                |o| super::OrderMessage::from(*o),
+            )
+            .await?;
             ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
             store_results(&mut tx, jobs, &sold).await?;
             outboxed
@@ -213,7 +219,6 @@ fn paid_order(order: &Order, payment: &Payment, now: i64) -> Order {
     paid.status = OrderStatus::Paid;
     paid.payment_id = Some(payment.id.clone());
     paid.updated_at = now;
-    paid.updated_at_iso = Timestamp(now);
     paid
 }
 
@@ -271,8 +276,7 @@ async fn store_results(
         let key = key_of
             .get(order.id.as_str())
             .ok_or_else(|| CheckoutError::Corrupt("a settled order without its key".into()))?;
-        let answer =
-            serde_json::to_string(&OrderResult::Created((*order).clone())).map_err(corrupt)?;
+        let answer = super::StoredResult::encode(&OrderResult::Created((*order).clone()))?;
         update = update
             .bind(order.buyer_id.to_string())
             .bind((*key).to_owned())
@@ -291,7 +295,7 @@ mod tests {
     fn a_batch_is_announced_once_per_pin() {
         let (stream, pin, other) = (StreamId::generate(), PinId::generate(), PinId::generate());
         let through = |pin: Option<&PinId>, quantity: u32| {
-            let mut o = super::super::tests::paid_at(1_764_640_000_000);
+            let mut o = super::super::wire::tests::paid_at(1_764_640_000_000);
             o.stream_id = Some(stream.clone());
             o.pin_id = pin.cloned();
             o.quantity = quantity;

@@ -44,6 +44,24 @@ pub async fn record_all<T: Serialize>(
     Ok(true)
 }
 
+/// [`record_all`] with each item's payload made by `message` (the webhook's own shape of it),
+/// only once an endpoint is known to subscribe.
+pub async fn record_each<T, M: Serialize>(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+    data: &[T],
+    message: impl Fn(&T) -> M,
+) -> Result<bool, sqlx::Error> {
+    if data.is_empty() || !subscribed(tx, seller, kind).await? {
+        return Ok(false);
+    }
+    for item in data {
+        insert(tx, seller, kind, &message(item)).await?;
+    }
+    Ok(true)
+}
+
 /// Whether an enabled endpoint of `seller` subscribes to `kind`.
 async fn subscribed(
     tx: &mut Tx<'_>,

@@ -199,7 +199,7 @@ struct Payment {
     params(("id" = String, Path, description = "The order's id")),
     request_body = Payment,
     responses(
-        (status = 201, description = "Paid", body = vitrine_checkout::Order, headers(
+        (status = 201, description = "Paid", body = vitrine_checkout::OrderBody, headers(
             ("Idempotent-Replayed" = String, description = "`true` when the order was paid by an earlier request")
         )),
         (status = 401, description = "No valid buyer token", body = Problem),

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use vitrine_checkout::{
-    NewOrder, Order, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
+    NewOrder, Order, OrderBody, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
 };
 use vitrine_core::{BuyerId, OrderId, Problem};
 
@@ -122,7 +122,7 @@ async fn current_buyer(AuthBuyer(buyer): AuthBuyer) -> Json<CurrentBuyer> {
     )),
     request_body = NewOrder,
     responses(
-        (status = 201, description = "Paid", body = Order, headers(
+        (status = 201, description = "Paid", body = OrderBody, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same key")
         )),
         (status = 400, description = "invalid-source: `live`, `media_ms` without `replay`, or a replay order without its stream_id and media_ms", body = Problem),
@@ -156,7 +156,7 @@ async fn place_order(
 /// the stored answer to an earlier request.
 pub(super) fn placed_response(placed: Placed) -> Response {
     let mut response = match placed.result {
-        OrderResult::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
+        OrderResult::Created(order) => (StatusCode::CREATED, show(&order)).into_response(),
         OrderResult::Rejected(rejection) => {
             let (status, slug) = rejection.http();
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
@@ -270,20 +270,20 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     get,
     path = "/api/v1/orders/{id}",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, description = "The order", body = Order)),
+    responses((status = 200, description = "The order", body = OrderBody)),
     security(("oauth2" = ["orders:read"]), ("buyerToken" = []))
 )]
 async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Json<OrderBody>, ApiError> {
     let id = order_id(&id)?;
     let order = match caller {
         Caller::Seller(s) => state.checkout.order_for_seller(&s.id, &id).await?,
         Caller::Buyer(b) => state.checkout.order_for_buyer(&b.id, &id).await?,
     };
-    Ok(Json(order))
+    Ok(show(&order))
 }
 
 /// How an order was shipped, given when fulfilling it.
@@ -309,7 +309,7 @@ pub struct FulfilRequest {
     params(("id" = String, Path, description = "Order id")),
     request_body(content = Option<FulfilRequest>, description = "The shipment, when tracked"),
     responses(
-        (status = 200, description = "Fulfilled", body = Order),
+        (status = 200, description = "Fulfilled", body = OrderBody),
         (status = 400, description = "A malformed body, or a carrier or tracking number out of bounds", body = Problem),
         (status = 409, description = "The order is not paid, or changed meanwhile", body = Problem)
     ),
@@ -320,7 +320,7 @@ async fn fulfil(
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
     raw: axum::body::Bytes,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Json<OrderBody>, ApiError> {
     let id = order_id(&id)?;
     let shipment = if raw.iter().all(u8::is_ascii_whitespace) {
         None
@@ -342,8 +342,8 @@ async fn fulfil(
             }
         }
     };
-    Ok(Json(
-        state
+    Ok(show(
+        &state
             .checkout
             .fulfil(&seller.id, &id, shipment.as_ref())
             .await?,
@@ -358,7 +358,7 @@ async fn fulfil(
     path = "/api/v1/orders/{id}/deliver",
     params(("id" = String, Path, description = "Order id")),
     responses(
-        (status = 200, description = "Delivered", body = Order),
+        (status = 200, description = "Delivered", body = OrderBody),
         (status = 409, description = "The order is not shipped, or changed meanwhile", body = Problem)
     ),
     security(("oauth2" = ["orders:write"]))
@@ -367,9 +367,9 @@ async fn deliver(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state.checkout.deliver(&seller.id, &order_id(&id)?).await?,
+) -> Result<Json<OrderBody>, ApiError> {
+    Ok(show(
+        &state.checkout.deliver(&seller.id, &order_id(&id)?).await?,
     ))
 }
 
@@ -379,7 +379,7 @@ async fn deliver(
     path = "/api/v1/orders/{id}/cancel",
     params(("id" = String, Path, description = "Order id")),
     responses(
-        (status = 200, description = "The order", body = Order),
+        (status = 200, description = "The order", body = OrderBody),
         (status = 409, description = "The order cannot be cancelled in its state, or changed meanwhile", body = Problem),
         (status = 503, description = "Payment provider unreachable; retry", body = Problem)
     ),
@@ -389,9 +389,9 @@ async fn cancel(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state.checkout.cancel(&seller.id, &order_id(&id)?).await?,
+) -> Result<Json<OrderBody>, ApiError> {
+    Ok(show(
+        &state.checkout.cancel(&seller.id, &order_id(&id)?).await?,
     ))
 }
 
@@ -401,7 +401,7 @@ async fn cancel(
     path = "/api/v1/orders/{id}/refund",
     params(("id" = String, Path, description = "Order id")),
     responses(
-        (status = 200, description = "Refunded", body = Order),
+        (status = 200, description = "Refunded", body = OrderBody),
         (status = 409, description = "The order is not paid or fulfilled, its payment cannot be refunded, or it changed meanwhile", body = Problem),
         (status = 503, description = "Payment provider unreachable; retry", body = Problem)
     ),
@@ -411,8 +411,13 @@ async fn refund(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<OrdersWrite>,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state.checkout.refund(&seller.id, &order_id(&id)?).await?,
+) -> Result<Json<OrderBody>, ApiError> {
+    Ok(show(
+        &state.checkout.refund(&seller.id, &order_id(&id)?).await?,
     ))
+}
+
+/// An order as this API shows it.
+fn show(order: &Order) -> Json<OrderBody> {
+    Json(OrderBody::from(order))
 }
