@@ -94,3 +94,21 @@ pub async fn fresh_checkout(
     let checkout = crate::Checkout::new(pool, payments, crate::CheckoutConfig::default());
     Ok((checkout, db))
 }
+
+/// A room that keeps every commerce fact it hears, for a test's assertions (give it to
+/// [`crate::Checkout::spawn_fact_pump`]; [`crate::facts::Facts::flush`] before reading).
+#[derive(Default)]
+pub struct Heard(std::sync::Mutex<Vec<vitrine_core::CommerceEvent>>);
+
+impl vitrine_core::CommerceEvents for Heard {
+    fn emit(&self, event: vitrine_core::CommerceEvent) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+}
+
+impl Heard {
+    /// What was heard so far, in order.
+    pub fn all(&self) -> Vec<vitrine_core::CommerceEvent> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

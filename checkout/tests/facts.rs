@@ -1,33 +1,16 @@
 //! The stream of commerce facts against real databases: the rooms hear what committed, in the
 //! order it committed, once, from the node that wrote it; nothing that rolled back.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
-use vitrine_checkout::testing::TestDatabase;
+use vitrine_checkout::testing::{Heard, TestDatabase};
 use vitrine_checkout::{
     Checkout, CheckoutError, NewOrder, NewPin, NewProduct, OrderResult, SandboxProvider,
 };
-use vitrine_core::{
-    BuyerId, CommerceEvent, CommerceEvents, Currency, Money, PinId, ProductId, SellerId, StreamId,
-};
-
-#[derive(Default)]
-struct Heard(Mutex<Vec<CommerceEvent>>);
-
-impl CommerceEvents for Heard {
-    fn emit(&self, event: CommerceEvent) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Heard {
-    fn all(&self) -> Vec<CommerceEvent> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use vitrine_core::{BuyerId, CommerceEvent, Currency, Money, PinId, ProductId, SellerId, StreamId};
 
 /// A node: a checkout on the shared database with its pump feeding `heard`.
 struct Node {

@@ -1,6 +1,6 @@
 //! Checkout against real databases: every test runs on SQLite and on PostgreSQL.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use vitrine_checkout::CheckoutConfig;
 use vitrine_checkout::Shipment;
@@ -9,29 +9,18 @@ use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::payment::{
     ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus,
 };
-use vitrine_checkout::testing::TestDatabase;
+use vitrine_checkout::testing::{Heard, TestDatabase};
 use vitrine_checkout::{
     Checkout, CheckoutError, NewOrder, NewPin, NewProduct, OrderResult, OrderStatus, ProductPatch,
     RejectKind, SandboxProvider,
 };
 use vitrine_core::time::ManualClock;
-use vitrine_core::{
-    BuyerId, CommerceEvent, CommerceEvents, Currency, Money, ProductId, SellerId, StreamId,
-};
-
-#[derive(Default)]
-struct Recorded(Mutex<Vec<CommerceEvent>>);
-
-impl CommerceEvents for Recorded {
-    fn emit(&self, event: CommerceEvent) {
-        self.0.lock().unwrap().push(event);
-    }
-}
+use vitrine_core::{BuyerId, CommerceEvent, Currency, Money, ProductId, SellerId, StreamId};
 
 struct Harness {
     checkout: Checkout,
     /// What the rooms heard, from the commerce facts' pump.
-    events: Arc<Recorded>,
+    events: Arc<Heard>,
     _pump: tokio_util::sync::DropGuard,
     sandbox: Arc<SandboxProvider>,
     seller: SellerId,
@@ -50,7 +39,7 @@ async fn harness_with(
         pool.clone(),
         Duration::from_millis(20),
     ));
-    let events = Arc::new(Recorded::default());
+    let events = Arc::new(Heard::default());
     let checkout = Checkout::new(pool, wrap(sandbox.clone()), config);
     // The harness's token stops the pump when the test ends.
     let pump = tokio_util::sync::CancellationToken::new();
@@ -332,9 +321,7 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
     h.checkout.facts().flush().await;
     assert!(
         h.events
-            .0
-            .lock()
-            .unwrap()
+            .all()
             .iter()
             .any(|e| matches!(e, CommerceEvent::Order { order, .. } if order.id == o.id && order.status == "paid"))
     );

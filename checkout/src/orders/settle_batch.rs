@@ -53,7 +53,7 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
 /// A batch's order after its transaction: moved (with what it wrote), or moved by someone else.
 enum Outcome {
     Paid(Order),
-    Other(Order, Moved),
+    Other(Order, Box<Moved>),
     Raced,
 }
 
@@ -86,7 +86,7 @@ impl Checkout {
                     .transition_in(&mut tx, &job.order, &change.as_change())
                     .await?
                 {
-                    Some(moved) => Outcome::Other(job.order.clone(), moved),
+                    Some(moved) => Outcome::Other(job.order.clone(), Box::new(moved)),
                     None => Outcome::Raced,
                 }
             });
