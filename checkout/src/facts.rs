@@ -130,7 +130,8 @@ impl Default for Facts {
 
 /// A number held by an open transaction; dropping it (after the commit, or with the rolled
 /// back transaction) frees the pump to read up to it.
-struct Ticket {
+#[must_use = "hold it until the transaction has committed or rolled back"]
+pub(crate) struct Ticket {
     facts: Facts,
     n: i64,
 }
@@ -172,6 +173,22 @@ impl Facts {
         now: i64,
         build: impl FnOnce() -> Vec<CommerceEvent>,
     ) -> Result<(), CheckoutError> {
+        let ticket = self.write_with(&mut tx, now, build).await?;
+        tx.commit().await?;
+        drop(ticket);
+        Ok(())
+    }
+
+    /// Writes the facts `build` makes into the transaction, numbered now: for a transaction
+    /// whose facts are known before its last statements (a settlement's, before it moves the
+    /// seller's balance row), so that the INSERT is not made under that row's lock. Hold the
+    /// ticket until the transaction has committed or rolled back.
+    pub(crate) async fn write_with(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        now: i64,
+        build: impl FnOnce() -> Vec<CommerceEvent>,
+    ) -> Result<Option<Ticket>, CheckoutError> {
         let (events, n) = {
             let mut tickets = self.tickets();
             let events = build();
@@ -179,8 +196,7 @@ impl Facts {
             (events, n)
         };
         let Some(n) = n else {
-            tx.commit().await?;
-            return Ok(());
+            return Ok(None);
         };
         let ticket = Ticket {
             n,
@@ -195,11 +211,9 @@ impl Facts {
         .bind(ticket.n)
         .bind(&payload)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        drop(ticket);
-        Ok(())
+        Ok(Some(ticket))
     }
 
     /// Waits until every fact committed before this call has been handed to the rooms (for a

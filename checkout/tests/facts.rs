@@ -106,6 +106,7 @@ fn availability(heard: &[CommerceEvent]) -> Vec<i64> {
 vitrine_checkout::on_both_backends!(
     a_sale_is_heard_in_commit_order_once,
     what_rolls_back_is_never_heard,
+    an_order_without_a_pin_is_heard_by_every_room_of_the_product,
     each_node_announces_what_it_wrote,
     the_pump_holds_the_rooms_only_while_it_runs,
 );
@@ -202,6 +203,49 @@ async fn what_rolls_back_is_never_heard(backend: Backend) {
         ),
         "{heard:?}"
     );
+}
+
+/// An order placed through the API, not through a stream, still moves what the rooms that
+/// show the product have left: each hears it, capped by its own pin.
+async fn an_order_without_a_pin_is_heard_by_every_room_of_the_product(backend: Backend) {
+    let (pool, _db) = database(backend).await;
+    let node = Node::on(pool);
+    let seller = SellerId::generate();
+    let p = product(&node.checkout, &seller, 5).await;
+    let (open, capped) = (StreamId::generate(), StreamId::generate());
+    node.checkout
+        .pin(&seller, &open, pin_of(&p, None))
+        .await
+        .unwrap();
+    node.checkout
+        .pin(&seller, &capped, pin_of(&p, Some(2)))
+        .await
+        .unwrap();
+    let api = NewOrder {
+        stream_id: None,
+        ..buy(&open, &p)
+    };
+    let placed = node
+        .checkout
+        .place_order(&BuyerId::generate(), "k", api)
+        .await
+        .unwrap()
+        .result;
+    assert!(matches!(placed, OrderResult::Created(_)), "{placed:?}");
+    let stock: Vec<(StreamId, i64)> = node
+        .heard()
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            CommerceEvent::Stock {
+                stream, available, ..
+            } => Some((stream, available)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stock.len(), 2, "{stock:?}");
+    assert!(stock.contains(&(open, 4)), "{stock:?}");
+    assert!(stock.contains(&(capped, 2)), "{stock:?}");
 }
 
 /// Two nodes on one database: each room hears a change once, from the node that made it (the

@@ -21,6 +21,7 @@ mod page;
 mod place;
 mod reserve;
 mod reserve_batch;
+mod reserve_news;
 mod sales;
 mod settle;
 mod settle_batch;

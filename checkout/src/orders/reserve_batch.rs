@@ -7,6 +7,7 @@
 
 use super::allocate::{PinLeft, Shares, Want, allocate};
 use super::reserve::{PinCache, Priced, ReserveJob, Reserved};
+use super::reserve_news::{Left, PinShown, left_after, pins_shown};
 use super::{ORDER_COLUMNS, Order, OrderMessage, OrderResult, StoredResult, reject};
 use crate::Checkout;
 use crate::catalog::Product;
@@ -17,7 +18,7 @@ use crate::ledger::Tx;
 use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
-use vitrine_core::{CommerceEvent, PinId, ProductId};
+use vitrine_core::{PinId, ProductId};
 
 /// Writes a product's batches of reservations.
 pub(crate) struct ReserveWriter(pub Checkout);
@@ -79,25 +80,28 @@ impl Checkout {
         let mut took = None;
         if let (false, Some(product)) = (pending.is_empty(), &product) {
             insert_orders(&mut tx, &pending).await?;
+            // Asked before the lock, so that the time under it is not spent asking.
+            let subscriptions = outbox::Subscriptions::of(&mut tx, &product.seller_id).await?;
             // The rows every buyer of the sale contends for, last: locked from here to the commit.
-            took = Some(take_stock(&mut tx, &product.id, &mut fates, now).await?);
+            let taken = take_stock(&mut tx, &product.id, &mut fates, now).await?;
+            took = Some((taken, subscriptions));
         }
         undo_late(&mut tx, jobs, &fates).await?;
         let (outboxed, left) = match (&took, &product) {
-            (Some(took), Some(product)) => (
-                self.record_reserved(&mut tx, &fates, took, product).await?,
-                left_after(&fates),
+            (Some((took, subscriptions)), Some(product)) => (
+                record_reserved(&mut tx, subscriptions, &fates, took, product).await?,
+                left_after(
+                    fates.iter().filter_map(|f| match f {
+                        Fate::Taken(order, available) => Some((order, *available)),
+                        _ => None,
+                    }),
+                    took.left,
+                    &took.pins_shown,
+                ),
             ),
             _ => (false, Left::default()),
         };
-        let Left {
-            mut facts,
-            pins,
-            unpinned,
-        } = left;
-        if let (true, Some(product)) = (unpinned, &product) {
-            facts.extend(crate::pins::stock_facts(&mut tx, &product.id).await?);
-        }
+        let Left { facts, pins } = left;
         // What the pins have left is noted as the facts are numbered: a settlement that
         // announces it afterwards is numbered after this batch's stock.
         let noted = || {
@@ -146,75 +150,41 @@ impl Checkout {
         }
         Ok((product, fates))
     }
+}
 
-    /// Writes the batch's webhooks (`order.created`, and `product.sold_out` when it took the
-    /// last unit); true when the outbox got a message.
-    async fn record_reserved(
-        &self,
-        tx: &mut Tx<'_>,
-        fates: &[Fate],
-        took: &Took,
-        product: &Product,
-    ) -> Result<bool, CheckoutError> {
-        let taken: Vec<&Order> = fates
-            .iter()
-            .filter_map(|f| match f {
-                Fate::Taken(order, _) => Some(order),
-                _ => None,
-            })
-            .collect();
-        let Some(first) = taken.first() else {
-            return Ok(false);
-        };
-        let seller = &first.seller_id;
-        let mut outboxed = outbox::record_each(tx, seller, EventType::OrderCreated, &taken, |o| {
+/// Writes the batch's webhooks (`order.created`, and `product.sold_out` when it took the last
+/// unit) for the endpoints that want them; true when the outbox got a message.
+async fn record_reserved(
+    tx: &mut Tx<'_>,
+    subscriptions: &outbox::Subscriptions,
+    fates: &[Fate],
+    took: &Took,
+    product: &Product,
+) -> Result<bool, CheckoutError> {
+    let taken: Vec<&Order> = fates
+        .iter()
+        .filter_map(|f| match f {
+            Fate::Taken(order, _) => Some(order),
+            _ => None,
+        })
+        .collect();
+    let seller = &product.seller_id;
+    let mut outboxed = subscriptions
+        .record_each(tx, seller, EventType::OrderCreated, &taken, |o| {
             OrderMessage::from(*o)
         })
         .await?;
-        if took.left == Some(0) && took.from_stock > 0 {
-            let sold_out = serde_json::json!({
-                "product_id": product.id, "sku": product.sku, "title": product.title,
-            });
-            outboxed |=
-                outbox::record_all(tx, seller, EventType::ProductSoldOut, &[sold_out]).await?;
-        }
-        Ok(outboxed)
+    if !taken.is_empty() && took.left == Some(0) && took.from_stock > 0 {
+        let sold_out = serde_json::json!({
+            "product_id": product.id, "sku": product.sku, "title": product.title,
+        });
+        outboxed |= subscriptions
+            .record_each(tx, seller, EventType::ProductSoldOut, &[sold_out], |m| {
+                m.clone()
+            })
+            .await?;
     }
-}
-
-/// What a batch's pins have left after it, as the rooms hear it (no IO).
-#[derive(Default)]
-struct Left {
-    /// One `stock` fact per pin the batch sold through.
-    facts: Vec<CommerceEvent>,
-    /// What each of those pins has left, for [`super::Availability`].
-    pins: Vec<(PinId, i64)>,
-    /// Some order had no pin: the product's streams are told from its row.
-    unpinned: bool,
-}
-
-/// The last order through a pin carries what that pin has left after the batch.
-fn left_after(fates: &[Fate]) -> Left {
-    let mut left = Left::default();
-    let mut told: HashSet<&PinId> = HashSet::new();
-    for fate in fates.iter().rev() {
-        let Fate::Taken(order, available) = fate else {
-            continue;
-        };
-        match (&order.pin_id, &order.stream_id) {
-            (Some(pin), Some(stream)) if told.insert(pin) => {
-                left.facts.push(CommerceEvent::Stock {
-                    stream: stream.clone(),
-                    product: order.product_id.clone(),
-                    available: *available,
-                });
-                left.pins.push((pin.clone(), *available));
-            }
-            (Some(_), _) => {}
-            (None, _) => left.unpinned = true,
-        }
-    }
-    left
+    Ok(outboxed)
 }
 
 impl From<Fate> for Reserved {
@@ -422,14 +392,24 @@ async fn take_stock(
     fates: &mut [Fate],
     now: i64,
 ) -> Result<Took, CheckoutError> {
-    let locked =
-        sqlx::query("UPDATE products SET stock = stock WHERE id = $1 RETURNING stock, archived")
-            .bind(product.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
+    // The streams that show the product come back with the lock, for the rooms' news of an
+    // order without a pin (no statement more under the lock).
+    let locked = sqlx::query(
+        "UPDATE products SET stock = stock WHERE id = $1 RETURNING stock, archived, \
+         (SELECT string_agg(pins.id || ' ' || pins.stream_id || ' ' || \
+          COALESCE(CAST(pins.remaining AS TEXT), '-'), ',') \
+          FROM pins WHERE pins.product_id = $1 AND pins.active = 1)",
+    )
+    .bind(product.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
     let stock = match &locked {
         Some(r) if r.try_get::<i64, _>(1)? == 0 => Some(r.try_get::<i64, _>(0)?),
         _ => None,
+    };
+    let pins_shown = match &locked {
+        Some(r) => pins_shown(r.try_get::<Option<String>, _>(2)?.as_deref())?,
+        None => Vec::new(),
     };
     let mut wants = Vec::new();
     let mut pin_ids: Vec<PinId> = Vec::new();
@@ -453,6 +433,7 @@ async fn take_stock(
     }
     let shares = allocate(stock, &pins, &wants);
     let took = Took {
+        pins_shown,
         from_stock: shares.from_stock,
         left: apply_shares(tx, product, &pins, &shares, now)
             .await?
@@ -478,6 +459,8 @@ async fn take_stock(
 struct Took {
     from_stock: i64,
     left: Option<i64>,
+    /// The product's active pins as its row was locked.
+    pins_shown: Vec<PinShown>,
 }
 
 /// A pin's cap and whether it still sells, with its row locked; `None` when it is gone.

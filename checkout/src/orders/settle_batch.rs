@@ -98,24 +98,31 @@ impl Checkout {
                 _ => None,
             })
             .collect();
-        let outboxed = if let Some(first) = sold.first() {
-            let outboxed = outbox::record_each(
-                &mut tx,
-                &first.seller_id,
-                EventType::OrderPaid,
-                &sold,
-                |o| super::OrderMessage::from(*o),
-            )
+        let outboxed = match sold.first() {
+            Some(first) => {
+                outbox::record_each(
+                    &mut tx,
+                    &first.seller_id,
+                    EventType::OrderPaid,
+                    &sold,
+                    |o| super::OrderMessage::from(*o),
+                )
+                .await?
+            }
+            None => false,
+        };
+        // The facts before the seller's balance row is locked: the orders' rows, locked since
+        // they moved, order them; the balance row's lock is then held for two statements.
+        let ticket = self
+            .facts
+            .write_with(&mut tx, now, || self.settled_facts(&outcomes, &sold))
             .await?;
+        if !sold.is_empty() {
             ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
             store_results(&mut tx, jobs, &sold).await?;
-            outboxed
-        } else {
-            false
-        };
-        self.facts
-            .commit_with(tx, now, || self.settled_facts(&outcomes, &sold))
-            .await?;
+        }
+        tx.commit().await?;
+        drop(ticket);
         drop(turn);
         self.jobs.note_batch_time("settle", started.elapsed());
         if outboxed {
