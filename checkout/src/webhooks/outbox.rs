@@ -160,3 +160,22 @@ async fn insert(
     .await?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule read once is the deliveries' INSERT's: an empty list takes every event, a list
+    /// takes the events it names, and no endpoint takes nothing.
+    #[test]
+    fn subscriptions_read_once_want_what_the_endpoints_name() {
+        let none = Subscriptions(vec![]);
+        assert!(!none.wants(EventType::OrderCreated));
+        let all = Subscriptions(vec!["[]".into()]);
+        assert!(all.wants(EventType::ProductSoldOut));
+        let some = Subscriptions(vec![r#"["order.paid","product.sold_out"]"#.into()]);
+        assert!(some.wants(EventType::OrderPaid));
+        assert!(some.wants(EventType::ProductSoldOut));
+        assert!(!some.wants(EventType::OrderCreated));
+    }
+}
