@@ -31,6 +31,11 @@ use vitrine_core::{CommerceEvent, CommerceEvents};
 /// Most rows the pump reads at once.
 const READ_LIMIT: i64 = 256;
 
+/// Least time between two reads of the stream: under load one read takes what several
+/// transactions committed meanwhile (the rooms hear it up to this much later; the database
+/// answers far fewer reads).
+const READ_PACE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How long facts are kept after they were written (the pruning job deletes older ones).
 pub const FACT_RETENTION_MS: i64 = 3_600_000;
 
@@ -237,9 +242,16 @@ impl Facts {
 
     async fn pump(self, pool: AnyPool, sink: Arc<dyn CommerceEvents>, shutdown: CancellationToken) {
         let mut low = 0;
+        let mut last_read = tokio::time::Instant::now();
         loop {
-            let ready = self.tickets().ready();
-            if ready > low {
+            if self.tickets().ready() > low {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(last_read + READ_PACE) => {}
+                }
+                // What committed while the pace held is read with it.
+                let ready = self.tickets().ready();
+                last_read = tokio::time::Instant::now();
                 match self.deliver(&pool, low, ready, sink.as_ref()).await {
                     Ok(upto) => {
                         low = upto;
