@@ -22,11 +22,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use sqlx::{Any, AnyPool, Row};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use vitrine_core::ids::random_id;
-use vitrine_core::{CommerceEvent, CommerceEvents};
+use vitrine_core::{CommerceEvent, CommerceEvents, ProductId, StreamId};
 
 /// Most rows the pump reads at once.
 const READ_LIMIT: i64 = 256;
@@ -115,6 +116,9 @@ pub struct Facts(Arc<Inner>);
 struct Inner {
     origin: String,
     tickets: Mutex<Tickets>,
+    /// What each room last heard a product has left, from the `stock` facts as they are
+    /// numbered: a purchase announced later tells that figure (see [`Heard`]).
+    heard: Heard,
     wake: Notify,
     /// The highest number the pump has delivered up to.
     delivered: watch::Sender<i64>,
@@ -126,6 +130,7 @@ impl Default for Facts {
         Self(Arc::new(Inner {
             origin: random_id("fo"),
             tickets: Mutex::new(Tickets::default()),
+            heard: Heard::default(),
             wake: Notify::new(),
             delivered: watch::Sender::new(0),
             metrics: FactMetrics::default(),
@@ -139,12 +144,57 @@ impl Default for Facts {
 pub(crate) struct Ticket {
     facts: Facts,
     n: i64,
+    /// The rooms whose figure its facts set, forgotten if it does not commit.
+    heard: Vec<(StreamId, ProductId)>,
+    committed: bool,
+}
+
+impl Ticket {
+    /// Its transaction committed: its facts stand.
+    fn committed(mut self) {
+        self.committed = true;
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.facts.tickets().finish(self.n);
+        let mut tickets = self.facts.tickets();
+        if !self.committed {
+            // A later purchase must not tell a figure that never was.
+            self.heard
+                .iter()
+                .for_each(|key| self.facts.0.heard.forget(key));
+        }
+        tickets.finish(self.n);
+        drop(tickets);
         self.facts.0.wake.notify_one();
+    }
+}
+
+/// What each room last heard a product has left, per (stream, product). Bounded: a node that
+/// has seen very many forgets them all and learns again from the next `stock` fact.
+#[derive(Default)]
+pub(crate) struct Heard(Mutex<HashMap<(StreamId, ProductId), i64>>);
+
+/// Most rooms' figures remembered.
+const MAX_HEARD: usize = 10_000;
+
+impl Heard {
+    fn set(&self, key: (StreamId, ProductId), available: i64) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() >= MAX_HEARD && !all.contains_key(&key) {
+            all.clear();
+        }
+        all.insert(key, available);
+    }
+
+    pub(crate) fn get(&self, stream: &StreamId, product: &ProductId) -> Option<i64> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(&(stream.clone(), product.clone())).copied()
+    }
+
+    fn forget(&self, key: &(StreamId, ProductId)) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 
@@ -161,11 +211,11 @@ impl Facts {
     /// commit, with its rows still locked: that is what orders the facts.
     pub(crate) async fn commit(
         &self,
-        tx: sqlx::Transaction<'_, Any>,
+        tx: sqlx::Transaction<'static, Any>,
         events: Vec<CommerceEvent>,
         now: i64,
     ) -> Result<(), CheckoutError> {
-        self.commit_with(tx, now, move || events).await
+        self.commit_with(tx, now, move |_| events).await
     }
 
     /// [`Self::commit`] with facts that `build` makes from state kept in the process (what a
@@ -174,14 +224,12 @@ impl Facts {
     /// state changed.
     pub(crate) async fn commit_with(
         &self,
-        mut tx: sqlx::Transaction<'_, Any>,
+        mut tx: sqlx::Transaction<'static, Any>,
         now: i64,
-        build: impl FnOnce() -> Vec<CommerceEvent>,
+        build: impl FnOnce(&Heard) -> Vec<CommerceEvent>,
     ) -> Result<(), CheckoutError> {
         let ticket = self.write_with(&mut tx, now, build).await?;
-        tx.commit().await?;
-        drop(ticket);
-        Ok(())
+        finish(tx, ticket).await
     }
 
     /// Writes the facts `build` makes into the transaction, numbered now: for a transaction
@@ -192,13 +240,14 @@ impl Facts {
         &self,
         tx: &mut sqlx::Transaction<'_, Any>,
         now: i64,
-        build: impl FnOnce() -> Vec<CommerceEvent>,
+        build: impl FnOnce(&Heard) -> Vec<CommerceEvent>,
     ) -> Result<Option<Ticket>, CheckoutError> {
-        let (events, n) = {
+        let (events, n, heard) = {
             let mut tickets = self.tickets();
-            let events = build();
+            let mut events = build(&self.0.heard);
+            let heard = self.note_heard(&mut events);
             let n = (!events.is_empty()).then(|| tickets.take());
-            (events, n)
+            (events, n, heard)
         };
         let Some(n) = n else {
             return Ok(None);
@@ -206,6 +255,8 @@ impl Facts {
         let ticket = Ticket {
             n,
             facts: self.clone(),
+            heard,
+            committed: false,
         };
         let payload = serde_json::to_string(&events)
             .map_err(|e| CheckoutError::Corrupt(format!("encoding commerce facts: {e}")))?;
@@ -221,10 +272,43 @@ impl Facts {
         Ok(Some(ticket))
     }
 
+    /// Notes what each `stock` fact tells its room is left, and has each purchase tell what its
+    /// room last heard (a figure read without the product's lock could be older); the rooms
+    /// whose figure was set.
+    fn note_heard(&self, events: &mut [CommerceEvent]) -> Vec<(StreamId, ProductId)> {
+        let mut set = Vec::new();
+        for e in events {
+            match e {
+                CommerceEvent::Stock {
+                    stream,
+                    product,
+                    available,
+                } => {
+                    let key = (stream.clone(), product.clone());
+                    self.0.heard.set(key.clone(), *available);
+                    set.push(key);
+                }
+                CommerceEvent::Purchase {
+                    stream,
+                    product,
+                    available,
+                    ..
+                } => {
+                    if let Some(heard) = self.0.heard.get(stream, product) {
+                        *available = heard;
+                    }
+                }
+                _ => {}
+            }
+        }
+        set
+    }
+
     /// Waits until every fact committed before this call has been handed to the rooms (for a
     /// test's assertions, and for a node that drains).
     pub async fn flush(&self) {
-        let target = self.tickets().ready();
+        // Every number taken so far: those still open finish (commit or roll back) first.
+        let target = self.tickets().next - 1;
         let mut delivered = self.0.delivered.subscribe();
         let _ = delivered.wait_for(|d| *d >= target).await;
     }
@@ -298,8 +382,13 @@ impl Facts {
         let mut last = low;
         for row in &rows {
             last = row.try_get::<i64, _>(0)?;
-            let payload: String = row.try_get(1)?;
-            match serde_json::from_str::<Vec<CommerceEvent>>(&payload) {
+            let payload = row
+                .try_get::<String, _>(1)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    serde_json::from_str::<Vec<CommerceEvent>>(&p).map_err(|e| e.to_string())
+                });
+            match payload {
                 Ok(events) => {
                     self.0.metrics.delivered.inc_by(events.len() as u64);
                     events.into_iter().for_each(|e| sink.emit(e));
@@ -320,9 +409,98 @@ impl Facts {
     }
 }
 
+/// Commits `tx` and releases its ticket together, in a task of their own: a caller that stops
+/// waiting (a client gone mid-request) cannot release the number while the commit is still on
+/// its way, which would let the pump read past a row that becomes visible after.
+pub(crate) async fn finish(
+    tx: sqlx::Transaction<'static, Any>,
+    ticket: Option<Ticket>,
+) -> Result<(), CheckoutError> {
+    let Some(ticket) = ticket else {
+        tx.commit().await?;
+        return Ok(());
+    };
+    tokio::spawn(async move {
+        tx.commit().await?;
+        ticket.committed();
+        Ok(())
+    })
+    .await
+    .map_err(|e| CheckoutError::Unavailable(format!("committing: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Tickets;
+    use super::*;
+
+    #[test]
+    fn a_transaction_that_does_not_commit_takes_back_the_figures_it_set() {
+        let facts = Facts::default();
+        let key = (StreamId::generate(), ProductId::generate());
+        let ticket = |facts: &Facts, key: &(StreamId, ProductId)| Ticket {
+            n: facts.tickets().take(),
+            facts: facts.clone(),
+            heard: vec![key.clone()],
+            committed: false,
+        };
+        facts.0.heard.set(key.clone(), 3);
+        drop(ticket(&facts, &key)); // rolled back
+        assert_eq!(facts.0.heard.get(&key.0, &key.1), None);
+        facts.0.heard.set(key.clone(), 2);
+        ticket(&facts, &key).committed();
+        assert_eq!(facts.0.heard.get(&key.0, &key.1), Some(2));
+        assert_eq!(facts.tickets().ready(), 2, "both numbers are free");
+    }
+
+    /// A purchase tells what its room last heard is left, a stock fact before it in the same
+    /// transaction included; a room never heard of keeps the purchase's own figure.
+    #[test]
+    fn a_purchase_tells_what_its_room_last_heard() {
+        let facts = Facts::default();
+        let (room, other, product) = (
+            StreamId::generate(),
+            StreamId::generate(),
+            ProductId::generate(),
+        );
+        let purchase = |stream: &StreamId, available| CommerceEvent::Purchase {
+            stream: stream.clone(),
+            product: product.clone(),
+            quantity: 1,
+            orders: 1,
+            available,
+        };
+        let mut events = vec![
+            CommerceEvent::Stock {
+                stream: room.clone(),
+                product: product.clone(),
+                available: 3,
+            },
+            purchase(&room, 9),
+            purchase(&other, 9),
+        ];
+        let set = facts.note_heard(&mut events);
+        assert_eq!(set, vec![(room.clone(), product.clone())]);
+        assert_eq!(events[1], purchase(&room, 3));
+        assert_eq!(events[2], purchase(&other, 9));
+    }
+
+    #[test]
+    fn the_rooms_figures_are_bounded() {
+        let heard = Heard::default();
+        let product = ProductId::generate();
+        let first = StreamId::generate();
+        heard.set((first.clone(), product.clone()), 5);
+        heard.set((first.clone(), product.clone()), 4);
+        assert_eq!(heard.get(&first, &product), Some(4));
+        for _ in 1..MAX_HEARD {
+            heard.set((StreamId::generate(), product.clone()), 1);
+        }
+        assert_eq!(heard.get(&first, &product), Some(4));
+        let last = StreamId::generate();
+        heard.set((last.clone(), product.clone()), 7);
+        assert_eq!(heard.get(&first, &product), None);
+        assert_eq!(heard.get(&last, &product), Some(7));
+    }
 
     #[test]
     fn the_pump_reads_no_further_than_the_oldest_open_transaction() {

@@ -133,8 +133,6 @@ pub struct Checkout {
     /// Bids' group commit, per auction (whose row every bid moves).
     pub(crate) bids:
         group::Batcher<vitrine_core::AuctionId, vitrine_core::BidRequest, auctions::BidAnswer>,
-    /// What each pin had left after this node's last reservation through it.
-    pub(crate) availability: orders::Availability,
     /// The order path's writers queue here on SQLite (see [`db::WriteGate`]).
     pub(crate) write_gate: db::WriteGate,
     /// Where the order path's time comes from (reservations, their expiry, keys' age).
@@ -165,7 +163,6 @@ impl Checkout {
             reservations: group::Batcher::new(MAX_BATCH),
             settlements: group::Batcher::new(MAX_BATCH),
             bids: group::Batcher::new(MAX_BATCH),
-            availability: orders::Availability::default(),
             write_gate,
             clock: Arc::new(vitrine_core::time::SystemClock),
             config,

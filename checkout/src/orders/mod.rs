@@ -15,7 +15,6 @@
 //! types and row mapping; it never talks to the processor itself.
 
 mod allocate;
-mod availability;
 mod manage;
 mod page;
 mod place;
@@ -27,7 +26,6 @@ mod settle;
 mod settle_batch;
 pub mod wire;
 
-pub(crate) use availability::Availability;
 pub use page::{OrderOwner, OrderPage, OrderQuery};
 pub(crate) use reserve::{ReserveJob, Reserved};
 pub(crate) use reserve_batch::insert_orders;

@@ -101,16 +101,9 @@ impl Checkout {
             ),
             _ => (false, Left::default()),
         };
-        let Left { facts, pins } = left;
-        // What the pins have left is noted as the facts are numbered: a settlement that
-        // announces it afterwards is numbered after this batch's stock.
-        let noted = || {
-            for (pin, available) in &pins {
-                self.availability.set(pin, *available);
-            }
-            facts
-        };
-        self.facts.commit_with(tx, now, noted).await?;
+        // What the rooms hear is left is noted as the facts are numbered (facts::Heard): a
+        // settlement that announces a purchase afterwards is numbered after this stock.
+        self.facts.commit(tx, left.facts, now).await?;
         drop(turn);
         self.jobs.note_batch_time("reserve", started.elapsed());
         if outboxed {
@@ -392,24 +385,14 @@ async fn take_stock(
     fates: &mut [Fate],
     now: i64,
 ) -> Result<Took, CheckoutError> {
-    // The streams that show the product come back with the lock, for the rooms' news of an
-    // order without a pin (no statement more under the lock).
-    let locked = sqlx::query(
-        "UPDATE products SET stock = stock WHERE id = $1 RETURNING stock, archived, \
-         (SELECT string_agg(pins.id || ' ' || pins.stream_id || ' ' || \
-          COALESCE(CAST(pins.remaining AS TEXT), '-'), ',') \
-          FROM pins WHERE pins.product_id = $1 AND pins.active = 1)",
-    )
-    .bind(product.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
+    let locked =
+        sqlx::query("UPDATE products SET stock = stock WHERE id = $1 RETURNING stock, archived")
+            .bind(product.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
     let stock = match &locked {
         Some(r) if r.try_get::<i64, _>(1)? == 0 => Some(r.try_get::<i64, _>(0)?),
         _ => None,
-    };
-    let pins_shown = match &locked {
-        Some(r) => pins_shown(r.try_get::<Option<String>, _>(2)?.as_deref())?,
-        None => Vec::new(),
     };
     let mut wants = Vec::new();
     let mut pin_ids: Vec<PinId> = Vec::new();
@@ -432,12 +415,14 @@ async fn take_stock(
         }
     }
     let shares = allocate(stock, &pins, &wants);
+    let moved = apply_shares(tx, product, &pins, &shares, now).await?;
     let took = Took {
-        pins_shown,
         from_stock: shares.from_stock,
-        left: apply_shares(tx, product, &pins, &shares, now)
-            .await?
-            .or(stock),
+        left: moved.as_ref().map(|m| m.0).or(stock),
+        pins_shown: match moved {
+            Some((_, shown)) => pins_shown(shown.as_deref())?,
+            None => Vec::new(),
+        },
     };
     let mut each = shares.each.into_iter();
     for fate in fates.iter_mut() {
@@ -459,7 +444,8 @@ async fn take_stock(
 struct Took {
     from_stock: i64,
     left: Option<i64>,
-    /// The product's active pins as its row was locked.
+    /// The product's active pins, read under the product's lock before the batch moved its own
+    /// (the others only move under that lock).
     pins_shown: Vec<PinShown>,
 }
 
@@ -481,20 +467,28 @@ async fn lock_pin(tx: &mut Tx<'_>, id: &PinId, now: i64) -> Result<Option<PinLef
 
 /// Moves the product and the capped pins by what the batch took (conditional UPDATEs that hold
 /// under the locks just taken; one that does not is an error and the batch rolls back). The
-/// product's stock left, when the batch took any.
+/// product's stock left, when the batch took any, and the product's active pins as they stood
+/// before the batch moved its own (`id stream remaining`, comma-separated).
 async fn apply_shares(
     tx: &mut Tx<'_>,
     product: &ProductId,
     pins: &HashMap<PinId, PinLeft>,
     shares: &Shares,
     now: i64,
-) -> Result<Option<i64>, CheckoutError> {
+) -> Result<Option<(i64, Option<String>)>, CheckoutError> {
     if shares.from_stock == 0 {
         return Ok(None);
     }
+    // The streams that show the product come back with the move, for the rooms' news of an
+    // order without a pin (no statement more under the lock). This statement starts after the
+    // lock was taken: on PostgreSQL its snapshot holds every batch that moved a pin before
+    // (the lock's own statement may have waited with an older one).
     let left = sqlx::query(
         "UPDATE products SET stock = stock - $1, updated_at = $2 \
-         WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock",
+         WHERE id = $3 AND archived = 0 AND stock >= $1 RETURNING stock, \
+         (SELECT string_agg(pins.id || ' ' || pins.stream_id || ' ' || \
+          COALESCE(CAST(pins.remaining AS TEXT), '-'), ',') \
+          FROM pins WHERE pins.product_id = $3 AND pins.active = 1)",
     )
     .bind(shares.from_stock)
     .bind(now)
@@ -519,7 +513,7 @@ async fn apply_shares(
             ));
         }
     }
-    Ok(Some(left.try_get(0)?))
+    Ok(Some((left.try_get(0)?, left.try_get(1)?)))
 }
 
 /// Undoes what requests refused after their claim left: their orders, their units counted

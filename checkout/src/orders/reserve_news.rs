@@ -45,13 +45,11 @@ pub(super) fn pins_shown(text: Option<&str>) -> Result<Vec<PinShown>, CheckoutEr
 pub(super) struct Left {
     /// One `stock` fact per pin that shows the product and was moved by the batch.
     pub facts: Vec<CommerceEvent>,
-    /// What each of those pins has left, for [`super::Availability`].
-    pub pins: Vec<(PinId, i64)>,
 }
 
 /// The last order through a pin carries what that pin has left after the batch. When some
 /// order had no pin, every other stream that pins the product hears it too: what its pin had
-/// when the product's row was locked (only a transaction holding that lock moves it), capped by
+/// under the product's lock (only a transaction holding that lock moves it), capped by
 /// the stock the batch left.
 pub(super) fn left_after<'a>(
     taken: impl DoubleEndedIterator<Item = (&'a Order, i64)>,
@@ -69,7 +67,6 @@ pub(super) fn left_after<'a>(
                     product: order.product_id.clone(),
                     available,
                 });
-                left.pins.push((pin.clone(), available));
             }
             (Some(_), _) => {}
             (None, _) => unpinned = Some(&order.product_id),
@@ -83,7 +80,6 @@ pub(super) fn left_after<'a>(
                 product: product.clone(),
                 available,
             });
-            left.pins.push((pin.id.clone(), available));
         }
     }
     left
@@ -148,7 +144,6 @@ mod tests {
             },
         ];
         let left = left_after([(&pinned, 4), (&unpinned, 7)].into_iter(), Some(7), &shown);
-        assert_eq!(left.pins, vec![(through, 4), (other, 7), (capped, 2)]);
         let heard: Vec<(StreamId, i64)> = left
             .facts
             .iter()

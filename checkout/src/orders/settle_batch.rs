@@ -10,6 +10,7 @@ use super::{Order, OrderResult};
 use crate::Checkout;
 use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
+use crate::facts::Heard;
 use crate::group::Writer;
 use crate::ledger::{self, Tx};
 use crate::order_state::OrderStatus;
@@ -115,14 +116,13 @@ impl Checkout {
         // they moved, order them; the balance row's lock is then held for two statements.
         let ticket = self
             .facts
-            .write_with(&mut tx, now, || self.settled_facts(&outcomes, &sold))
+            .write_with(&mut tx, now, |heard| settled_facts(&outcomes, &sold, heard))
             .await?;
         if !sold.is_empty() {
             ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
             store_results(&mut tx, jobs, &sold).await?;
         }
-        tx.commit().await?;
-        drop(ticket);
+        crate::facts::finish(tx, ticket).await?;
         drop(turn);
         self.jobs.note_batch_time("settle", started.elapsed());
         if outboxed {
@@ -156,34 +156,34 @@ impl Checkout {
             Outcome::Raced => self.settled_elsewhere(&job.order, &job.payment).await,
         }
     }
+}
 
-    /// What the rooms hear of the batch, in its order: each paid order (its buyer and the
-    /// seller see it), each other move's facts, then each pin's sale once, with what the pin
-    /// has left as this node's reservations last saw it: a room of thousands hears of a busy
-    /// sale's orders a batch at a time, not one frame per order.
-    fn settled_facts(&self, outcomes: &[Outcome], sold: &[&Order]) -> Vec<CommerceEvent> {
-        let mut facts = Vec::with_capacity(outcomes.len() + 1);
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Paid(order) => facts.push(super::settle::order_fact(order)),
-                Outcome::Other(_, moved) => facts.extend(moved.facts.iter().cloned()),
-                Outcome::Raced => {}
-            }
+/// What the rooms hear of the batch, in its order: each paid order (its buyer and the seller
+/// see it), each other move's facts, then each pin's sale once, with what the room last heard
+/// is left (no read after the commit, nor under the balance row's lock): a room of thousands
+/// hears of a busy sale's orders a batch at a time, not one frame per order.
+fn settled_facts(outcomes: &[Outcome], sold: &[&Order], heard: &Heard) -> Vec<CommerceEvent> {
+    let mut facts = Vec::with_capacity(outcomes.len() + 1);
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Paid(order) => facts.push(super::settle::order_fact(order)),
+            Outcome::Other(_, moved) => facts.extend(moved.facts.iter().cloned()),
+            Outcome::Raced => {}
         }
-        for s in purchases(sold) {
-            let Some(available) = self.availability.get(&s.pin) else {
-                continue;
-            };
-            facts.push(CommerceEvent::Purchase {
-                stream: s.stream,
-                product: s.product,
-                quantity: s.quantity,
-                orders: s.orders,
-                available,
-            });
-        }
-        facts
     }
+    for s in purchases(sold) {
+        let Some(available) = heard.get(&s.stream, &s.product) else {
+            continue;
+        };
+        facts.push(CommerceEvent::Purchase {
+            stream: s.stream,
+            product: s.product,
+            quantity: s.quantity,
+            orders: s.orders,
+            available,
+        });
+    }
+    facts
 }
 
 /// What one pin sold in a batch.
