@@ -38,10 +38,7 @@ pub async fn record_all<T: Serialize>(
     if data.is_empty() || !subscribed(tx, seller, kind).await? {
         return Ok(false);
     }
-    for item in data {
-        insert(tx, seller, kind, item).await?;
-    }
-    Ok(true)
+    insert_all(tx, seller, kind, data).await
 }
 
 /// [`record_all`] with each item's payload made by `message` (the webhook's own shape of it),
@@ -56,8 +53,19 @@ pub async fn record_each<T, M: Serialize>(
     if data.is_empty() || !subscribed(tx, seller, kind).await? {
         return Ok(false);
     }
-    for item in data {
-        insert(tx, seller, kind, &message(item)).await?;
+    let messages: Vec<M> = data.iter().map(message).collect();
+    insert_all(tx, seller, kind, messages).await
+}
+
+/// Writes one message per item; true (the outbox got messages).
+async fn insert_all<M: Serialize>(
+    tx: &mut Tx<'_>,
+    seller: &SellerId,
+    kind: EventType,
+    items: impl IntoIterator<Item = M>,
+) -> Result<bool, sqlx::Error> {
+    for item in items {
+        insert(tx, seller, kind, &item).await?;
     }
     Ok(true)
 }
@@ -98,10 +106,8 @@ impl Subscriptions {
         if data.is_empty() || !self.wants(kind) {
             return Ok(false);
         }
-        for item in data {
-            insert(tx, seller, kind, &message(item)).await?;
-        }
-        Ok(true)
+        let messages: Vec<M> = data.iter().map(message).collect();
+        insert_all(tx, seller, kind, messages).await
     }
 }
 
