@@ -50,11 +50,13 @@ pub async fn record_each<T, M: Serialize>(
     data: &[T],
     message: impl Fn(&T) -> M,
 ) -> Result<bool, sqlx::Error> {
-    if data.is_empty() || !subscribed(tx, seller, kind).await? {
+    if data.is_empty() {
         return Ok(false);
     }
-    let messages: Vec<M> = data.iter().map(message).collect();
-    insert_all(tx, seller, kind, messages).await
+    let subscriptions = Subscriptions::of(tx, seller).await?;
+    subscriptions
+        .record_each(tx, seller, kind, data, message)
+        .await
 }
 
 /// Writes one message per item; true (the outbox got messages).
