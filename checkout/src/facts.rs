@@ -211,31 +211,19 @@ impl Facts {
     /// commit, with its rows still locked: that is what orders the facts.
     pub(crate) async fn commit(
         &self,
-        tx: sqlx::Transaction<'static, Any>,
+        mut tx: sqlx::Transaction<'static, Any>,
         events: Vec<CommerceEvent>,
         now: i64,
     ) -> Result<(), CheckoutError> {
-        self.commit_with(tx, now, move |_| events).await
-    }
-
-    /// [`Self::commit`] with facts that `build` makes from state kept in the process (what a
-    /// pin has left, as this node's reservations last saw it): `build` runs as the number is
-    /// taken, under one lock, so that facts built from that state are numbered in the order the
-    /// state changed.
-    pub(crate) async fn commit_with(
-        &self,
-        mut tx: sqlx::Transaction<'static, Any>,
-        now: i64,
-        build: impl FnOnce(&Heard) -> Vec<CommerceEvent>,
-    ) -> Result<(), CheckoutError> {
-        let ticket = self.write_with(&mut tx, now, build).await?;
+        let ticket = self.write_with(&mut tx, now, move |_| events).await?;
         finish(tx, ticket).await
     }
 
-    /// Writes the facts `build` makes into the transaction, numbered now: for a transaction
-    /// whose facts are known before its last statements (a settlement's, before it moves the
-    /// seller's balance row), so that the INSERT is not made under that row's lock. Hold the
-    /// ticket until the transaction has committed or rolled back.
+    /// Writes the facts `build` makes into the transaction, numbered now, and hands back the
+    /// ticket to [`finish`] with the transaction. `build` runs under the lock that hands out the
+    /// numbers, with what each room last heard ([`Heard`]): facts built from it are numbered in
+    /// the order it changed. A settlement calls this before it locks the seller's balance row,
+    /// so that the INSERT is not made under that row's lock.
     pub(crate) async fn write_with(
         &self,
         tx: &mut sqlx::Transaction<'_, Any>,

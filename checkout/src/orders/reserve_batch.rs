@@ -90,14 +90,7 @@ impl Checkout {
         let (outboxed, left) = match (&took, &product) {
             (Some((took, subscriptions)), Some(product)) => (
                 record_reserved(&mut tx, subscriptions, &fates, took, product).await?,
-                left_after(
-                    fates.iter().filter_map(|f| match f {
-                        Fate::Taken(order, available) => Some((order, *available)),
-                        _ => None,
-                    }),
-                    took.left,
-                    &took.pins_shown,
-                ),
+                left_after(taken(&fates), took.left, &took.pins_shown),
             ),
             _ => (false, Left::default()),
         };
@@ -154,13 +147,7 @@ async fn record_reserved(
     took: &Took,
     product: &Product,
 ) -> Result<bool, CheckoutError> {
-    let taken: Vec<&Order> = fates
-        .iter()
-        .filter_map(|f| match f {
-            Fate::Taken(order, _) => Some(order),
-            _ => None,
-        })
-        .collect();
+    let taken: Vec<&Order> = taken(fates).map(|(order, _)| order).collect();
     let seller = &product.seller_id;
     let mut outboxed = subscriptions
         .record_each(tx, seller, EventType::OrderCreated, &taken, |o| {
@@ -178,6 +165,14 @@ async fn record_reserved(
             .await?;
     }
     Ok(outboxed)
+}
+
+/// The batch's orders that took their units, each with what its pin (or the product) has left.
+fn taken(fates: &[Fate]) -> impl DoubleEndedIterator<Item = (&Order, i64)> {
+    fates.iter().filter_map(|f| match f {
+        Fate::Taken(order, available) => Some((order, *available)),
+        _ => None,
+    })
 }
 
 impl From<Fate> for Reserved {

@@ -101,14 +101,13 @@ impl Checkout {
             .collect();
         let outboxed = match sold.first() {
             Some(first) => {
-                outbox::record_each(
-                    &mut tx,
-                    &first.seller_id,
-                    EventType::OrderPaid,
-                    &sold,
-                    |o| super::OrderMessage::from(*o),
-                )
-                .await?
+                let seller = &first.seller_id;
+                outbox::Subscriptions::of(&mut tx, seller)
+                    .await?
+                    .record_each(&mut tx, seller, EventType::OrderPaid, &sold, |o| {
+                        super::OrderMessage::from(*o)
+                    })
+                    .await?
             }
             None => false,
         };

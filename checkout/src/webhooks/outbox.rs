@@ -41,24 +41,6 @@ pub async fn record_all<T: Serialize>(
     insert_all(tx, seller, kind, data).await
 }
 
-/// [`record_all`] with each item's payload made by `message` (the webhook's own shape of it),
-/// only once an endpoint is known to subscribe.
-pub async fn record_each<T, M: Serialize>(
-    tx: &mut Tx<'_>,
-    seller: &SellerId,
-    kind: EventType,
-    data: &[T],
-    message: impl Fn(&T) -> M,
-) -> Result<bool, sqlx::Error> {
-    if data.is_empty() {
-        return Ok(false);
-    }
-    let subscriptions = Subscriptions::of(tx, seller).await?;
-    subscriptions
-        .record_each(tx, seller, kind, data, message)
-        .await
-}
-
 /// Writes one message per item; true (the outbox got messages).
 async fn insert_all<M: Serialize>(
     tx: &mut Tx<'_>,
@@ -96,7 +78,8 @@ impl Subscriptions {
         self.0.iter().any(|t| t == "[]" || t.contains(&quoted))
     }
 
-    /// [`record_each`] when some endpoint wants `kind`, without asking the database again.
+    /// One `kind` message per item of `data`, its payload made by `message` (the webhook's own
+    /// shape of it) only when some endpoint wants `kind`; true when the outbox got messages.
     pub async fn record_each<T, M: Serialize>(
         &self,
         tx: &mut Tx<'_>,
