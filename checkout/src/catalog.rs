@@ -399,3 +399,19 @@ impl Checkout {
         Ok(())
     }
 }
+
+/// Puts `units` back in a product's stock (an order that did not sell, an auction nobody won).
+pub(crate) async fn put_back(
+    tx: &mut crate::ledger::Tx<'_>,
+    product: &ProductId,
+    units: i64,
+    now: i64,
+) -> Result<(), CheckoutError> {
+    sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+        .bind(units)
+        .bind(now)
+        .bind(product.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

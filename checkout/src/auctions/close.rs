@@ -7,7 +7,6 @@ use crate::Checkout;
 use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::ledger::Tx;
-use crate::order_state::OrderStatus;
 use crate::orders::{Order, OrderSource, insert_orders};
 use crate::webhooks::{EventType, outbox};
 use sqlx::Row;
@@ -91,35 +90,15 @@ impl Checkout {
 
     /// The order the hammer makes for the highest bidder, if anyone bid (no IO).
     fn winner_order(&self, row: &AuctionRow, now: i64) -> Option<Order> {
-        let (buyer, amount) = (row.bidder_id.clone()?, row.current?);
+        let (buyer, amount) = (row.bidder_id.as_ref()?, row.current?);
         let price = Money {
             amount,
             currency: row.currency,
         };
-        let reserved_until = now + self.config.reservation_window.as_millis() as i64;
         Some(Order {
-            id: OrderId::generate_in(self.config.home.as_ref()),
-            status: OrderStatus::Pending,
-            buyer_id: buyer,
-            seller_id: row.seller_id.clone(),
-            product_id: row.product_id.clone(),
-            pin_id: None,
             stream_id: Some(row.stream_id.clone()),
-            quantity: 1,
-            unit_price: price,
-            total: price,
-            failure: None,
-            payment_id: None,
-            card_last4: String::new(),
-            reserved_until,
-            created_at: now,
-            updated_at: now,
-            presentment: None,
             source: OrderSource::Live,
-            media_ms: None,
-            shipment: None,
-            shipped_at: None,
-            delivered_at: None,
+            ..self.pending_order(buyer, &row.seller_id, &row.product_id, price, now)
         })
     }
 }
@@ -155,12 +134,7 @@ async fn sell(
 
 /// Gives the auctioned unit back to stock: nobody bid.
 async fn give_back(tx: &mut Tx<'_>, row: &AuctionRow, now: i64) -> Result<(), CheckoutError> {
-    sqlx::query("UPDATE products SET stock = stock + 1, updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(row.product_id.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    crate::catalog::put_back(tx, &row.product_id, 1, now).await
 }
 
 /// Closes due auctions every `every` until `shutdown`.

@@ -242,6 +242,45 @@ pub struct Placed {
     pub replayed: bool,
 }
 
+impl crate::Checkout {
+    /// A pending order of one unit at `price`, placed through the API, reserved for the
+    /// reservation window from `now`: what every new order starts from (reservations and an
+    /// auction's hammer set what differs).
+    pub(crate) fn pending_order(
+        &self,
+        buyer: &BuyerId,
+        seller: &SellerId,
+        product: &ProductId,
+        price: Money,
+        now: i64,
+    ) -> Order {
+        Order {
+            id: OrderId::generate_in(self.config.home.as_ref()),
+            status: OrderStatus::Pending,
+            buyer_id: buyer.clone(),
+            seller_id: seller.clone(),
+            product_id: product.clone(),
+            pin_id: None,
+            stream_id: None,
+            quantity: 1,
+            unit_price: price,
+            total: price,
+            failure: None,
+            payment_id: None,
+            card_last4: String::new(),
+            reserved_until: now + self.config.reservation_window.as_millis() as i64,
+            created_at: now,
+            updated_at: now,
+            presentment: None,
+            source: OrderSource::Api,
+            media_ms: None,
+            shipment: None,
+            shipped_at: None,
+            delivered_at: None,
+        }
+    }
+}
+
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
      quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
      reserved_until, created_at, updated_at, presentment, source, media_ms, carrier, \

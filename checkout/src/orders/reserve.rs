@@ -8,11 +8,10 @@ use crate::Checkout;
 use crate::catalog::Product;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
-use crate::order_state::OrderStatus;
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
 use crate::rates::RatesUnavailable;
 use std::collections::HashMap;
-use vitrine_core::{BuyerId, Currency, Money, OrderId, PinId, StreamId};
+use vitrine_core::{BuyerId, Currency, Money, PinId, StreamId};
 
 /// One request to reserve: the key it claims and what it buys.
 #[derive(Clone)]
@@ -184,34 +183,27 @@ impl Checkout {
 
     /// The pending order a reservation makes.
     pub(super) fn new_order(&self, job: &ReserveJob, priced: &Priced, now: i64) -> Order {
-        let (buyer, new) = (&job.buyer, &job.new);
-        let reserved_until = now + self.config.reservation_window.as_millis() as i64;
+        let new = &job.new;
+        let product = &priced.product;
         Order {
-            id: OrderId::generate_in(self.config.home.as_ref()),
-            status: OrderStatus::Pending,
-            buyer_id: buyer.clone(),
-            seller_id: priced.product.seller_id.clone(),
-            product_id: priced.product.id.clone(),
             pin_id: priced.pin.as_ref().map(|p| p.id.clone()),
             stream_id: match new.source {
                 OrderSource::Replay => new.stream_id.clone(),
                 _ => priced.pin.as_ref().map(|p| p.stream_id.clone()),
             },
             quantity: new.quantity,
-            unit_price: priced.unit,
             total: priced.total,
-            failure: None,
-            payment_id: None,
             card_last4: job.card_last4.clone(),
-            reserved_until,
-            created_at: now,
-            updated_at: now,
             presentment: priced.presentment.clone(),
             source: new.source,
             media_ms: new.media_ms.filter(|_| new.source == OrderSource::Replay),
-            shipment: None,
-            shipped_at: None,
-            delivered_at: None,
+            ..self.pending_order(
+                &job.buyer,
+                &product.seller_id,
+                &product.id,
+                priced.unit,
+                now,
+            )
         }
     }
 

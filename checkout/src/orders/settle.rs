@@ -281,12 +281,7 @@ pub(crate) struct Moved {
 /// Gives an order's units back to the product, its pin's quantity and the buyer's pin limit.
 async fn restock(tx: &mut ledger::Tx<'_>, order: &Order, now: i64) -> Result<(), CheckoutError> {
     let q = i64::from(order.quantity);
-    sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
-        .bind(q)
-        .bind(now)
-        .bind(order.product_id.as_str())
-        .execute(&mut **tx)
-        .await?;
+    crate::catalog::put_back(tx, &order.product_id, q, now).await?;
     if let Some(pin) = &order.pin_id {
         sqlx::query(
             "UPDATE pins SET remaining = remaining + $1 WHERE id = $2 AND remaining IS NOT NULL",
