@@ -373,7 +373,7 @@ impl Checkout {
         .execute(&mut *tx)
         .await?;
         let facts = crate::pins::stock_facts(&mut tx, id).await?;
-        self.facts.commit(tx, facts, self.now()).await?;
+        self.facts.commit(tx, facts, &[], self.now()).await?;
         self.product(seller, id).await
     }
 

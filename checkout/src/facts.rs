@@ -3,7 +3,9 @@
 //!
 //! A transaction of the order path collects its facts while it holds its rows' locks and writes
 //! them, as one row of `commerce_facts`, in the same transaction as the change: if it rolls back
-//! there is no fact, if it commits the fact is there with it. A pump reads the rows back after
+//! there is no fact, if it commits the fact is there with it. The row also carries the
+//! transaction's webhook messages, which any node's dispatcher expands into deliveries (see
+//! `crate::webhooks::outbox`). A pump reads the rows back after
 //! their commit and hands every fact to the rooms, in commit order, so that what a room hears
 //! is what the database holds: nothing is read again after the commit and nothing is announced
 //! that did not commit.
@@ -18,6 +20,7 @@
 //! it (the rooms' welcome reads the state from the database again).
 
 use crate::error::CheckoutError;
+use crate::webhooks::outbox::{self, Hook};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use sqlx::{Any, AnyPool, Row};
@@ -120,6 +123,8 @@ struct Inner {
     /// numbered: a purchase announced later tells that figure (see [`Heard`]).
     heard: Heard,
     wake: Notify,
+    /// Wakes the webhook dispatcher when a row with messages committed.
+    hooks_wake: Arc<Notify>,
     /// The highest number the pump has delivered up to.
     delivered: watch::Sender<i64>,
     metrics: FactMetrics,
@@ -127,11 +132,20 @@ struct Inner {
 
 impl Default for Facts {
     fn default() -> Self {
+        Self::new(Arc::new(Notify::new()))
+    }
+}
+
+impl Facts {
+    /// A new end of the stream, waking `hooks_wake` (the webhook dispatcher) when a row with
+    /// webhook messages commits.
+    pub(crate) fn new(hooks_wake: Arc<Notify>) -> Self {
         Self(Arc::new(Inner {
             origin: random_id("fo"),
             tickets: Mutex::new(Tickets::default()),
             heard: Heard::default(),
             wake: Notify::new(),
+            hooks_wake,
             delivered: watch::Sender::new(0),
             metrics: FactMetrics::default(),
         }))
@@ -146,6 +160,8 @@ pub(crate) struct Ticket {
     n: i64,
     /// The rooms whose figure its facts set, forgotten if it does not commit.
     heard: Vec<(StreamId, ProductId)>,
+    /// Its row carries webhook messages (the dispatcher is woken when it commits).
+    hooks: bool,
     committed: bool,
 }
 
@@ -153,6 +169,9 @@ impl Ticket {
     /// Its transaction committed: its facts stand.
     fn committed(mut self) {
         self.committed = true;
+        if self.hooks {
+            self.facts.0.hooks_wake.notify_one();
+        }
     }
 }
 
@@ -207,20 +226,24 @@ impl Facts {
         &self.0.metrics
     }
 
-    /// Writes `events` with the transaction and commits it. Call it where the transaction would
-    /// commit, with its rows still locked: that is what orders the facts.
+    /// Writes `events` and the webhook messages `hooks` with the transaction and commits it.
+    /// Call it where the transaction would commit, with its rows still locked: that is what
+    /// orders the facts.
     pub(crate) async fn commit(
         &self,
         mut tx: sqlx::Transaction<'static, Any>,
         events: Vec<CommerceEvent>,
+        hooks: &[Hook],
         now: i64,
     ) -> Result<(), CheckoutError> {
-        let ticket = self.write_with(&mut tx, now, move |_| events).await?;
+        let ticket = self
+            .write_with(&mut tx, now, hooks, move |_| events)
+            .await?;
         finish(tx, ticket).await
     }
 
-    /// Writes the facts `build` makes into the transaction, numbered now, and hands back the
-    /// ticket to [`finish`] with the transaction. `build` runs under the lock that hands out the
+    /// Writes the facts `build` makes, and the webhook messages `hooks`, into the transaction,
+    /// numbered now, and hands back the ticket to [`finish`] with the transaction. `build` runs under the lock that hands out the
     /// numbers, with what each room last heard ([`Heard`]): facts built from it are numbered in
     /// the order it changed. A settlement calls this before it locks the seller's balance row,
     /// so that the INSERT is not made under that row's lock.
@@ -228,13 +251,14 @@ impl Facts {
         &self,
         tx: &mut sqlx::Transaction<'_, Any>,
         now: i64,
+        hooks: &[Hook],
         build: impl FnOnce(&Heard) -> Vec<CommerceEvent>,
     ) -> Result<Option<Ticket>, CheckoutError> {
         let (events, n, heard) = {
             let mut tickets = self.tickets();
             let mut events = build(&self.0.heard);
             let heard = self.note_heard(&mut events);
-            let n = (!events.is_empty()).then(|| tickets.take());
+            let n = (!events.is_empty() || !hooks.is_empty()).then(|| tickets.take());
             (events, n, heard)
         };
         let Some(n) = n else {
@@ -244,17 +268,24 @@ impl Facts {
             n,
             facts: self.clone(),
             heard,
+            hooks: !hooks.is_empty(),
             committed: false,
         };
         let payload = serde_json::to_string(&events)
             .map_err(|e| CheckoutError::Corrupt(format!("encoding commerce facts: {e}")))?;
+        let messages = (!hooks.is_empty())
+            .then(|| outbox::encode(hooks))
+            .transpose()?;
         sqlx::query(
-            "INSERT INTO commerce_facts (origin, seq, events, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO commerce_facts (origin, seq, events, created_at, hooks, hooks_pending) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&self.0.origin)
         .bind(ticket.n)
         .bind(&payload)
         .bind(now)
+        .bind(messages)
+        .bind(i32::from(ticket.hooks))
         .execute(&mut **tx)
         .await?;
         Ok(Some(ticket))
@@ -429,6 +460,7 @@ mod tests {
             n: facts.tickets().take(),
             facts: facts.clone(),
             heard: vec![key.clone()],
+            hooks: false,
             committed: false,
         };
         facts.0.heard.set(key.clone(), 3);

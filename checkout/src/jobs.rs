@@ -148,11 +148,12 @@ impl Checkout {
         .await?
         .rows_affected();
         tx.commit().await?;
-        let commerce_facts = sqlx::query("DELETE FROM commerce_facts WHERE created_at < $1")
-            .bind(now - crate::facts::FACT_RETENTION_MS)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let commerce_facts =
+            sqlx::query("DELETE FROM commerce_facts WHERE created_at < $1 AND hooks_pending = 0")
+                .bind(now - crate::facts::FACT_RETENTION_MS)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         let pruned = Pruned {
             idempotency_keys,
             bid_keys,

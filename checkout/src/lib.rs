@@ -108,7 +108,8 @@ pub struct Checkout {
     pub(crate) secrets: SecretBox,
     /// Which URLs webhook endpoints may have.
     pub(crate) webhook_targets: TargetPolicy,
-    /// Wakes the webhook dispatcher when something is due now (a replay).
+    /// Wakes the webhook dispatcher when something is due now (a committed fact row with
+    /// messages, a replay).
     pub(crate) webhooks_wake: Arc<Notify>,
     /// The payout rail.
     pub(crate) payouts: Arc<dyn PayoutProvider>,
@@ -146,13 +147,14 @@ impl Checkout {
     pub fn new(pool: AnyPool, payments: Arc<dyn PaymentProvider>, config: CheckoutConfig) -> Self {
         let pool_for_payouts = pool.clone();
         let write_gate = db::WriteGate::of(&pool);
+        let webhooks_wake = Arc::new(Notify::new());
         Self {
             pool,
             payments,
-            facts: facts::Facts::default(),
+            facts: facts::Facts::new(Arc::clone(&webhooks_wake)),
             secrets: SecretBox::ephemeral(),
             webhook_targets: TargetPolicy::default(),
-            webhooks_wake: Arc::new(Notify::new()),
+            webhooks_wake,
             payouts: Arc::new(SandboxPayouts::new(
                 pool_for_payouts,
                 Duration::from_secs(2),
@@ -225,6 +227,20 @@ impl Checkout {
         self
     }
 
+    /// Expands every committed fact row's webhook messages into messages and deliveries now,
+    /// as a dispatcher's round would (for a test's assertions, or an operator's tool); how many
+    /// messages some endpoint took.
+    pub async fn expand_webhooks(&self) -> Result<usize, CheckoutError> {
+        let mut messages = 0;
+        loop {
+            let page = webhooks::outbox::expand(&self.pool, 256, &self.jobs).await?;
+            messages += page.messages;
+            if page.rows == 0 {
+                return Ok(messages);
+            }
+        }
+    }
+
     /// A dispatcher delivering this checkout's webhook outbox.
     pub fn webhook_dispatcher(
         &self,
@@ -240,10 +256,5 @@ impl Checkout {
             metrics,
             self.jobs.clone(),
         )
-    }
-
-    /// Wakes the dispatcher (after a transaction that wrote to the outbox committed).
-    pub(crate) fn wake_webhooks(&self) {
-        self.webhooks_wake.notify_one();
     }
 }

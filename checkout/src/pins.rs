@@ -221,7 +221,7 @@ impl Checkout {
             stream: stream.clone(),
             pin: Some(pin.card(&product)),
         };
-        self.facts.commit(tx, vec![fact], now).await?;
+        self.facts.commit(tx, vec![fact], &[], now).await?;
         Ok(pin)
     }
 
@@ -245,7 +245,7 @@ impl Checkout {
             stream: stream.clone(),
             pin: None,
         };
-        self.facts.commit(tx, vec![fact], now).await
+        self.facts.commit(tx, vec![fact], &[], now).await
     }
 
     /// Ends a deleted stream's sale: its active pin stops, so neither the stream nor the pin's
@@ -267,7 +267,7 @@ impl Checkout {
                 pin: None,
             });
         }
-        self.facts.commit(tx, facts, now).await
+        self.facts.commit(tx, facts, &[], now).await
     }
 
     /// Ends every active pin of a product (it was archived).
@@ -287,7 +287,7 @@ impl Checkout {
             let stream = StreamId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
             facts.push(CommerceEvent::Pin { stream, pin: None });
         }
-        self.facts.commit(tx, facts, now).await
+        self.facts.commit(tx, facts, &[], now).await
     }
 
     /// The stream's active pin and its product.

@@ -165,7 +165,12 @@ impl Checkout {
             ));
         };
         self.facts
-            .commit(tx, moved.facts.clone(), moved.order.updated_at)
+            .commit(
+                tx,
+                moved.facts.clone(),
+                &moved.hooks,
+                moved.order.updated_at,
+            )
             .await?;
         tracing::info!(refund = %refund.id, order = %order.id, "refund settled");
         self.after_transition(&order, &moved);

@@ -232,6 +232,7 @@ async fn the_highest_bid_wins_at_the_hammer_price_and_the_winner_pays(backend: B
     assert_eq!(s.stock().await, 2, "the unit sold once, nothing else moved");
     assert!(s.checkout.ledger_check().await.unwrap().is_empty());
     // The seller's systems heard all of it, once each, in the outbox.
+    assert_eq!(s.checkout.expand_webhooks().await.unwrap(), 6);
     let mut kinds: Vec<String> = s
         .checkout
         .deliveries(&s.seller, &s.endpoint, 50)

@@ -489,8 +489,9 @@ async fn one_bad_row_does_not_stop_the_webhook_dispatcher(backend: Backend) {
     assert_eq!(failing, 2, "the bad endpoint's deliveries wait for a retry");
 }
 
-/// Low: delivered webhooks and old idempotency keys are pruned after their retention, as of
-/// an explicit clock; undelivered messages stay.
+/// Low: delivered webhooks, old idempotency keys and old commerce facts are pruned after their
+/// retention, as of an explicit clock; undelivered messages stay, and so does a fact row whose
+/// messages no dispatcher has taken yet.
 async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
     let day = 86_400_000;
     let s = shop_with(
@@ -512,6 +513,14 @@ async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
     let dispatcher = s.sale_to_dispatch().await;
     dispatcher.round().await.unwrap();
     let now = vitrine_checkout::db::now_ms();
+    sqlx::query(
+        "INSERT INTO commerce_facts (origin, seq, events, created_at, hooks, hooks_pending) \
+         VALUES ('waiting', 1, '[]', $1, '[]', 1)",
+    )
+    .bind(now)
+    .execute(&s.pool)
+    .await
+    .unwrap();
     let young = s.checkout.prune_at(now).await.unwrap();
     assert_eq!(young, Default::default(), "nothing is old yet");
     let later = s.checkout.prune_at(now + 2 * day).await.unwrap();
@@ -528,4 +537,10 @@ async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
         2
     );
     assert_eq!(s.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    assert!(later.commerce_facts > 0, "the sale's facts were expanded");
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM commerce_facts").await,
+        1,
+        "only the row still waiting for a dispatcher"
+    );
 }

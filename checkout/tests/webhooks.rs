@@ -1,18 +1,21 @@
 //! Two dispatchers over one database race for the same outbox: every message reaches the
-//! receiver exactly once, with one attempt each in the log, on SQLite and PostgreSQL.
+//! receiver exactly once, with one attempt each in the log, on SQLite and PostgreSQL. The
+//! messages ride on the stream of commerce facts: those a node wrote before it died are
+//! delivered by another node's dispatcher, in the order they were written.
 
 use axum::http::HeaderMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vitrine_checkout::db::Backend;
+use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
-use vitrine_checkout::testing::fresh_checkout;
+use vitrine_checkout::testing::{TestDatabase, fresh_checkout};
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
 use vitrine_checkout::webhooks::sealing::SecretBox;
 use vitrine_checkout::webhooks::{NewEndpoint, TargetPolicy};
-use vitrine_checkout::{NewOrder, NewProduct, OrderResult};
-use vitrine_core::{Currency, Money, SellerId};
+use vitrine_checkout::{Checkout, NewOrder, NewProduct, OrderResult, Product, SandboxProvider};
+use vitrine_core::time::{Clock, ManualClock};
+use vitrine_core::{Currency, Money, SellerId, Timestamp};
 
 /// A receiver on loopback that answers 200 and keeps every `webhook-id` it was sent.
 async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -35,7 +38,169 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
-vitrine_checkout::on_both_backends!(two_dispatchers_send_each_message_once);
+vitrine_checkout::on_both_backends!(
+    two_dispatchers_send_each_message_once,
+    a_dead_nodes_messages_go_out_through_another_node_stamped_when_written,
+    an_undecodable_fact_row_is_counted_and_skipped,
+);
+
+/// A sale's seller with an endpoint on `url` taking every event, and a product on sale.
+async fn seller_on(checkout: &Checkout, url: String) -> (SellerId, String, Product) {
+    let seller = SellerId::generate();
+    let (endpoint, _) = checkout
+        .create_endpoint(
+            &seller,
+            NewEndpoint {
+                url,
+                description: String::new(),
+                event_types: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let product = checkout
+        .create_product(
+            &seller,
+            NewProduct {
+                sku: "TEE".into(),
+                title: "Tee".into(),
+                description: String::new(),
+                image_url: None,
+                price: Money::new(1500, Currency::parse("EUR").unwrap()).unwrap(),
+                stock: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    (seller, endpoint.id.to_string(), product)
+}
+
+fn buy(product: &Product) -> NewOrder {
+    NewOrder {
+        product_id: product.id.clone(),
+        quantity: 1,
+        pin_id: None,
+        stream_id: None,
+        currency: None,
+        payment: PaymentDetails {
+            card_number: "4242424242424242".into(),
+        },
+        source: Default::default(),
+        media_ms: None,
+    }
+}
+
+/// A fresh, migrated database.
+async fn database(backend: Backend) -> (sqlx::AnyPool, TestDatabase) {
+    let db = TestDatabase::create(backend).await.unwrap();
+    let (pool, backend) = connect(&db.url).await.unwrap();
+    migrate(&pool, backend).await.unwrap();
+    (pool, db)
+}
+
+/// A node on `pool`, sealing webhook secrets with the deployment's `key`.
+fn node(pool: &sqlx::AnyPool, key: &SecretBox) -> Checkout {
+    let payments = Arc::new(SandboxProvider::new(pool.clone(), Duration::ZERO));
+    Checkout::new(pool.clone(), payments, Default::default()).with_webhooks(
+        key.clone(),
+        TargetPolicy {
+            allow_private: true,
+        },
+    )
+}
+
+/// Node A sells and dies before any dispatcher ran: its messages are in its fact rows, and
+/// node B's dispatcher sends each once, each stamped with the time its transaction wrote it
+/// (what receivers order by), not the time it was sent. The endpoint's secret is sealed with
+/// the deployment's key, which every node shares.
+async fn a_dead_nodes_messages_go_out_through_another_node_stamped_when_written(backend: Backend) {
+    let (pool, _db) = database(backend).await;
+    let key = SecretBox::ephemeral();
+    let clock = Arc::new(ManualClock::now());
+    let a = node(&pool, &key).with_clock(clock.clone());
+    let (url, seen) = receiver().await;
+    let (seller, endpoint, product) = seller_on(&a, url).await;
+    let start = clock.now_ms();
+    let mut placed = Vec::new();
+    for n in 0..5 {
+        clock.advance(Duration::from_secs(1));
+        let (buyer, _) = a.create_buyer(&format!("B{n}")).await.unwrap();
+        let order = a
+            .place_order(&buyer.id, &format!("k{n}"), buy(&product))
+            .await;
+        let OrderResult::Created(order) = order.unwrap().result else {
+            panic!("refused")
+        };
+        placed.push(order.id.to_string());
+    }
+    drop(a);
+    let b = node(&pool, &key);
+    assert_eq!(
+        b.deliveries(&seller, &endpoint, 100).await.unwrap().len(),
+        0
+    );
+    let dispatcher = b
+        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+        .unwrap();
+    assert_eq!(dispatcher.round().await.unwrap(), 10);
+    assert_eq!(dispatcher.round().await.unwrap(), 0, "each message once");
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, payload FROM webhook_events")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut stamped = Vec::new();
+    for (kind, payload) in &events {
+        let body: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(body["type"], kind.as_str());
+        let at = Timestamp::parse(body["timestamp"].as_str().unwrap()).unwrap();
+        stamped.push((
+            at.millis(),
+            body["data"]["id"].as_str().unwrap().to_owned(),
+            kind.clone(),
+        ));
+    }
+    stamped.sort();
+    let mut expected = Vec::new();
+    for (n, id) in placed.iter().enumerate() {
+        let at = start + 1000 * (n as i64 + 1);
+        expected.push((at, id.clone(), "order.created".to_owned()));
+        expected.push((at, id.clone(), "order.paid".to_owned()));
+    }
+    assert_eq!(stamped, expected);
+}
+
+/// A fact row whose messages do not decode (a bug, or a newer writer) is counted and skipped;
+/// the rows after it still go out, and it is not tried again.
+async fn an_undecodable_fact_row_is_counted_and_skipped(backend: Backend) {
+    let (pool, _db) = database(backend).await;
+    let checkout = node(&pool, &SecretBox::ephemeral());
+    let (url, seen) = receiver().await;
+    let (_seller, _endpoint, product) = seller_on(&checkout, url).await;
+    sqlx::query(
+        "INSERT INTO commerce_facts (origin, seq, events, created_at, hooks, hooks_pending) \
+         VALUES ('broken', 1, '[]', 1, '{not json', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (buyer, _) = checkout.create_buyer("B").await.unwrap();
+    let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
+    assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
+    let dispatcher = checkout
+        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+        .unwrap();
+    assert_eq!(dispatcher.round().await.unwrap(), 2, "created and paid");
+    assert_eq!(checkout.job_metrics().row_errors_of("webhooks"), 1);
+    assert_eq!(dispatcher.round().await.unwrap(), 0);
+    assert_eq!(
+        checkout.job_metrics().row_errors_of("webhooks"),
+        1,
+        "not tried again"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
 
 async fn two_dispatchers_send_each_message_once(backend: Backend) {
     let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))

@@ -1,8 +1,8 @@
 //! An auction's bids written together: one transaction per batch. Every key is claimed in one
 //! INSERT, the auction's row is locked and read once, the bids are taken in arrival order in
 //! memory ([`super::bid::take`], sans-IO), the row is written once with where the batch left
-//! it, every answer is stored with its key in one UPDATE, and each leading bid goes to the
-//! outbox and, after the commit, to the room, in order. A bid after the clock ran out is
+//! it, every answer is stored with its key in one UPDATE, and each leading bid is written to
+//! the batch's fact row, for the room and the webhooks, in order. A bid after the clock ran out is
 //! refused by the clock read under the lock, whether or not the hammer has been written.
 
 use super::bid::{not_found, take};
@@ -12,7 +12,8 @@ use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
 use crate::group::Writer;
 use crate::ledger::Tx;
-use crate::webhooks::{EventType, outbox};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox::Hook;
 use sqlx::Row;
 use std::collections::HashSet;
 use vitrine_core::{AuctionId, AuctionMoment, BidFailure, BidOutcome, BidRequest};
@@ -82,17 +83,16 @@ impl Checkout {
         }
         if let (Some(row), false) = (&auction, led.is_empty()) {
             write_row(&mut tx, row).await?;
-            let messages: Vec<_> = led.iter().map(AuctionRow::message).collect();
-            outbox::record_all(&mut tx, &row.seller_id, EventType::AuctionBid, &messages).await?;
         }
         store_answers(&mut tx, jobs, &answers).await?;
+        let hooks = led
+            .iter()
+            .map(|row| Hook::new(&row.seller_id, EventType::AuctionBid, &row.message()))
+            .collect::<Result<Vec<_>, _>>()?;
         let facts = led.iter().map(|row| row.fact(AuctionMoment::Bid)).collect();
-        self.facts.commit(tx, facts, now).await?;
+        self.facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
         self.jobs.note_batch_time("bid", started.elapsed());
-        if !led.is_empty() {
-            self.wake_webhooks();
-        }
         Ok(answers)
     }
 }

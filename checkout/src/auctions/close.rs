@@ -8,7 +8,8 @@ use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::ledger::Tx;
 use crate::orders::{Order, OrderSource, insert_orders};
-use crate::webhooks::{EventType, outbox};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox::Hook;
 use sqlx::Row;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -63,28 +64,32 @@ impl Checkout {
             return Ok(false);
         };
         let order = self.winner_order(&row, now);
+        let mut hooks = Vec::with_capacity(2);
         match &order {
             Some(order) => {
                 sell(&mut tx, &row.id, order, now).await?;
                 row.order_id = Some(order.id.clone());
+                let message = crate::orders::OrderMessage::from(order);
+                hooks.push(Hook::new(
+                    &order.seller_id,
+                    EventType::OrderCreated,
+                    &message,
+                )?);
             }
             None => give_back(&mut tx, &row, now).await?,
         }
-        outbox::record(
-            &mut tx,
+        hooks.push(Hook::new(
             &row.seller_id,
             EventType::AuctionEnded,
             &row.message(),
-        )
-        .await?;
+        )?);
         let mut facts = vec![row.fact(AuctionMoment::Ended)];
         match &order {
             Some(order) => facts.push(crate::orders::order_fact(order)),
             None => facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?),
         }
-        self.facts.commit(tx, facts, now).await?;
+        self.facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
-        self.wake_webhooks();
         Ok(true)
     }
 
@@ -127,8 +132,6 @@ async fn sell(
         .bind(auction.as_str())
         .execute(&mut **tx)
         .await?;
-    let message = crate::orders::OrderMessage::from(order);
-    outbox::record(tx, &order.seller_id, EventType::OrderCreated, &message).await?;
     Ok(())
 }
 

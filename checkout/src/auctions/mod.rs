@@ -33,7 +33,8 @@ pub(crate) use close::winner_key;
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
-use crate::webhooks::{EventType, outbox};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox::{self, Hook};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -296,15 +297,15 @@ impl Checkout {
             ));
         }
         insert(&mut tx, &row, now).await?;
-        let outboxed =
-            outbox::record(&mut tx, seller, EventType::AuctionStarted, &row.message()).await?;
+        let hooks = [Hook::new(
+            seller,
+            EventType::AuctionStarted,
+            &row.message(),
+        )?];
         let mut facts = vec![row.fact(AuctionMoment::Started)];
         facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?);
-        self.facts.commit(tx, facts, now).await?;
+        self.facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
-        if outboxed.is_some() {
-            self.wake_webhooks();
-        }
         Ok(row.view())
     }
 

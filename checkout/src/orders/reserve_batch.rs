@@ -15,7 +15,8 @@ use crate::db::{sql, value_rows};
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::group::Writer;
 use crate::ledger::Tx;
-use crate::webhooks::{EventType, outbox};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox::Hook;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use vitrine_core::{PinId, ProductId};
@@ -80,28 +81,22 @@ impl Checkout {
         let mut took = None;
         if let (false, Some(product)) = (pending.is_empty(), &product) {
             insert_orders(&mut tx, &pending).await?;
-            // Asked before the lock, so that the time under it is not spent asking.
-            let subscriptions = outbox::Subscriptions::of(&mut tx, &product.seller_id).await?;
             // The rows every buyer of the sale contends for, last: locked from here to the commit.
-            let taken = take_stock(&mut tx, &product.id, &mut fates, now).await?;
-            took = Some((taken, subscriptions));
+            took = Some(take_stock(&mut tx, &product.id, &mut fates, now).await?);
         }
         undo_late(&mut tx, jobs, &fates).await?;
-        let (outboxed, left) = match (&took, &product) {
-            (Some((took, subscriptions)), Some(product)) => (
-                record_reserved(&mut tx, subscriptions, &fates, took, product).await?,
+        let (hooks, left) = match (&took, &product) {
+            (Some(took), Some(product)) => (
+                reserved_hooks(&fates, took, product)?,
                 left_after(taken(&fates), took.left, &took.pins_shown),
             ),
-            _ => (false, Left::default()),
+            _ => (Vec::new(), Left::default()),
         };
         // What the rooms hear is left is noted as the facts are numbered (facts::Heard): a
         // settlement that announces a purchase afterwards is numbered after this stock.
-        self.facts.commit(tx, left.facts, now).await?;
+        self.facts.commit(tx, left.facts, &hooks, now).await?;
         drop(turn);
         self.jobs.note_batch_time("reserve", started.elapsed());
-        if outboxed {
-            self.wake_webhooks();
-        }
         Ok(fates.into_iter().map(Reserved::from).collect())
     }
 
@@ -138,33 +133,24 @@ impl Checkout {
     }
 }
 
-/// Writes the batch's webhooks (`order.created`, and `product.sold_out` when it took the last
-/// unit) for the endpoints that want them; true when the outbox got a message.
-async fn record_reserved(
-    tx: &mut Tx<'_>,
-    subscriptions: &outbox::Subscriptions,
+/// The batch's webhook messages: `order.created` for each order that took its units, and
+/// `product.sold_out` when the batch took the last unit.
+fn reserved_hooks(
     fates: &[Fate],
     took: &Took,
     product: &Product,
-) -> Result<bool, CheckoutError> {
-    let taken: Vec<&Order> = taken(fates).map(|(order, _)| order).collect();
+) -> Result<Vec<Hook>, CheckoutError> {
     let seller = &product.seller_id;
-    let mut outboxed = subscriptions
-        .record_each(tx, seller, EventType::OrderCreated, &taken, |o| {
-            OrderMessage::from(*o)
-        })
-        .await?;
-    if !taken.is_empty() && took.left == Some(0) && took.from_stock > 0 {
+    let mut hooks = taken(fates)
+        .map(|(o, _)| Hook::new(seller, EventType::OrderCreated, &OrderMessage::from(o)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !hooks.is_empty() && took.left == Some(0) && took.from_stock > 0 {
         let sold_out = serde_json::json!({
             "product_id": product.id, "sku": product.sku, "title": product.title,
         });
-        outboxed |= subscriptions
-            .record_each(tx, seller, EventType::ProductSoldOut, &[sold_out], |m| {
-                m.clone()
-            })
-            .await?;
+        hooks.push(Hook::new(seller, EventType::ProductSoldOut, &sold_out)?);
     }
-    Ok(outboxed)
+    Ok(hooks)
 }
 
 /// The batch's orders that took their units, each with what its pin (or the product) has left.

@@ -1,5 +1,6 @@
 //! Step 3 of the order path and every later move of an order: apply a state change with a
-//! conditional UPDATE, give units back, post the ledger and the outbox in the same transaction.
+//! conditional UPDATE, give units back, post the ledger, and write the facts and webhook
+//! messages in the same transaction.
 
 use super::{Order, OrderResult, reject};
 use crate::Checkout;
@@ -8,7 +9,7 @@ use crate::ledger;
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::EventType;
-use crate::webhooks::outbox;
+use crate::webhooks::outbox::Hook;
 use vitrine_core::CommerceEvent;
 
 impl Checkout {
@@ -86,7 +87,12 @@ impl Checkout {
             return Ok(None);
         };
         self.facts
-            .commit(tx, moved.facts.clone(), moved.order.updated_at)
+            .commit(
+                tx,
+                moved.facts.clone(),
+                &moved.hooks,
+                moved.order.updated_at,
+            )
             .await?;
         self.after_transition(order, &moved);
         Ok(Some(moved.order))
@@ -146,7 +152,7 @@ impl Checkout {
         }
         settled.shipped_at = shipped_at.or(settled.shipped_at);
         settled.delivered_at = delivered_at.or(settled.delivered_at);
-        let outboxed = record_webhook(tx, &settled, change).await?;
+        let hooks = webhook_for(&settled, change)?.into_iter().collect();
         ledger::post_for_order(tx, &settled, next, &self.config.fees, now).await?;
         if order.status == OrderStatus::Pending {
             store_result(tx, &settled, change.rejection).await?;
@@ -154,17 +160,14 @@ impl Checkout {
         let facts = order_facts(tx, &settled).await?;
         Ok(Some(Moved {
             order: settled,
-            outboxed,
+            hooks,
             facts,
         }))
     }
 
-    /// What follows a committed transition: wake the webhook dispatcher (the rooms hear of it
-    /// from the facts committed with it).
+    /// What follows a committed transition (the rooms and the webhooks hear of it from the
+    /// fact row committed with it).
     pub(crate) fn after_transition(&self, before: &Order, moved: &Moved) {
-        if moved.outboxed {
-            self.wake_webhooks();
-        }
         let to = moved.order.status.as_str();
         tracing::info!(order = %before.id, from = before.status.as_str(), to, "order");
     }
@@ -270,11 +273,11 @@ pub(crate) struct Change<'a> {
     pub shipment: Option<&'a super::Shipment>,
 }
 
-/// An order after a transition, whether it wrote to the webhook outbox, and what the rooms are
-/// to hear of it once it commits.
+/// An order after a transition, and what the rooms and the webhooks are to hear of it once it
+/// commits (written with it by [`crate::facts::Facts::commit`]).
 pub(crate) struct Moved {
     pub order: Order,
-    pub outboxed: bool,
+    pub hooks: Vec<Hook>,
     pub facts: Vec<CommerceEvent>,
 }
 
@@ -303,12 +306,8 @@ async fn restock(tx: &mut ledger::Tx<'_>, order: &Order, now: i64) -> Result<(),
     Ok(())
 }
 
-/// Writes the webhook the new state calls for, if any; true when the outbox got a message.
-async fn record_webhook(
-    tx: &mut ledger::Tx<'_>,
-    settled: &Order,
-    change: &Change<'_>,
-) -> Result<bool, CheckoutError> {
+/// The webhook message the new state calls for, if any.
+fn webhook_for(settled: &Order, change: &Change<'_>) -> Result<Option<Hook>, CheckoutError> {
     let webhook = match (change.event, settled.status) {
         (_, OrderStatus::Paid) => Some(EventType::OrderPaid),
         (_, OrderStatus::Refunded) => Some(EventType::OrderRefunded),
@@ -319,17 +318,15 @@ async fn record_webhook(
         }
         _ => None,
     };
-    Ok(match webhook {
-        Some(kind) => outbox::record(
-            tx,
-            &settled.seller_id,
-            kind,
-            &super::OrderMessage::from(settled),
-        )
-        .await?
-        .is_some(),
-        None => false,
-    })
+    webhook
+        .map(|kind| {
+            Hook::new(
+                &settled.seller_id,
+                kind,
+                &super::OrderMessage::from(settled),
+            )
+        })
+        .transpose()
 }
 
 /// Stores the placement's final answer with its idempotency key.

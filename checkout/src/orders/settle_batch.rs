@@ -15,7 +15,8 @@ use crate::group::Writer;
 use crate::ledger::{self, Tx};
 use crate::order_state::OrderStatus;
 use crate::payment::{Payment, PaymentStatus};
-use crate::webhooks::{EventType, outbox};
+use crate::webhooks::EventType;
+use crate::webhooks::outbox::Hook;
 use sqlx::Row;
 use std::collections::HashSet;
 use vitrine_core::{CommerceEvent, PinId, ProductId, StreamId};
@@ -99,23 +100,14 @@ impl Checkout {
                 _ => None,
             })
             .collect();
-        let outboxed = match sold.first() {
-            Some(first) => {
-                let seller = &first.seller_id;
-                outbox::Subscriptions::of(&mut tx, seller)
-                    .await?
-                    .record_each(&mut tx, seller, EventType::OrderPaid, &sold, |o| {
-                        super::OrderMessage::from(*o)
-                    })
-                    .await?
-            }
-            None => false,
-        };
+        let hooks = settled_hooks(&outcomes)?;
         // The facts before the seller's balance row is locked: the orders' rows, locked since
         // they moved, order them; the balance row's lock is then held for two statements.
         let ticket = self
             .facts
-            .write_with(&mut tx, now, |heard| settled_facts(&outcomes, &sold, heard))
+            .write_with(&mut tx, now, &hooks, |heard| {
+                settled_facts(&outcomes, &sold, heard)
+            })
             .await?;
         if !sold.is_empty() {
             ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
@@ -124,9 +116,6 @@ impl Checkout {
         crate::facts::finish(tx, ticket).await?;
         drop(turn);
         self.jobs.note_batch_time("settle", started.elapsed());
-        if outboxed {
-            self.wake_webhooks();
-        }
         let mut answers = Vec::with_capacity(jobs.len());
         for (job, outcome) in jobs.iter().zip(outcomes) {
             answers.push(self.after_settled(job, outcome).await);
@@ -226,6 +215,24 @@ fn paid_order(order: &Order, payment: &Payment, now: i64) -> Order {
     paid.payment_id = Some(payment.id.clone());
     paid.updated_at = now;
     paid
+}
+
+/// The batch's webhook messages, in the order of its requests: `order.paid` for each sale,
+/// and what each other move calls for.
+fn settled_hooks(outcomes: &[Outcome]) -> Result<Vec<Hook>, CheckoutError> {
+    let mut hooks = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Paid(order) => hooks.push(Hook::new(
+                &order.seller_id,
+                EventType::OrderPaid,
+                &super::OrderMessage::from(order),
+            )?),
+            Outcome::Other(_, moved) => hooks.extend(moved.hooks.iter().cloned()),
+            Outcome::Raced => {}
+        }
+    }
+    Ok(hooks)
 }
 
 /// Moves the still-pending orders among `paid` to `paid` in one statement; the ids it moved.

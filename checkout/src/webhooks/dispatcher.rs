@@ -6,6 +6,7 @@
 
 use super::endpoints::{TargetPolicy, disable};
 pub use super::metrics::{DispatchMetrics, OutcomeLabel};
+use super::outbox;
 use super::resolver::PublicOnlyResolver;
 use super::schedule::RetrySchedule;
 use super::sealing::SecretBox;
@@ -71,6 +72,14 @@ struct Outcome {
 
 /// Most outcomes written in one transaction.
 const RECORD_BATCH: usize = 64;
+
+/// Most fact rows expanded in one transaction, and most such pages per round (a backlog
+/// after an outage is worked through over rounds, between deliveries).
+const EXPAND_LIMIT: i64 = 256;
+const EXPAND_PAGES: usize = 16;
+
+/// Least time between two rounds that a wake-up starts.
+const WAKE_PACE: Duration = Duration::from_millis(20);
 
 enum Result_ {
     Delivered(u16),
@@ -157,8 +166,11 @@ impl Dispatcher {
     }
 
     /// Runs until `stop`: each round delivers what is due, then waits for a wake-up or the poll.
+    /// A wake-up is taken at most once per [`WAKE_PACE`]: under a sale's load one round takes
+    /// what many transactions committed meanwhile.
     pub async fn run(self, stop: CancellationToken) {
         loop {
+            let started = tokio::time::Instant::now();
             match self.round().await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
@@ -169,13 +181,29 @@ impl Dispatcher {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(started + WAKE_PACE) => {}
+            }
         }
+    }
+
+    /// Expands the committed facts' webhook messages (see [`outbox::expand`]), then delivers
+    /// one batch of due messages; returns how many were attempted.
+    pub async fn round(&self) -> Result<usize, CheckoutError> {
+        for _ in 0..EXPAND_PAGES {
+            let page = outbox::expand(&self.pool, EXPAND_LIMIT, &self.jobs).await?;
+            if page.rows < EXPAND_LIMIT as usize {
+                break;
+            }
+        }
+        self.deliver_due().await
     }
 
     /// Delivers one batch of due messages; returns how many were attempted. Outcomes are
     /// written down as they arrive, several to a transaction, so a fast receiver is not held
     /// to one commit per message and a slow one does not hold up the others' bookkeeping.
-    pub async fn round(&self) -> Result<usize, CheckoutError> {
+    async fn deliver_due(&self) -> Result<usize, CheckoutError> {
         let claimed = self.claim(now_ms()).await?;
         let n = claimed.len();
         if n == 0 {
