@@ -51,10 +51,8 @@ use payouts::{PayoutProvider, SandboxPayouts};
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use vitrine_core::CommerceEvents;
 use webhooks::TargetPolicy;
-use webhooks::dispatcher::{DispatchConfig, DispatchMetrics, Dispatcher};
 use webhooks::sealing::SecretBox;
 
 /// Tunables of the order path.
@@ -104,13 +102,8 @@ pub struct Checkout {
     /// What committed transactions tell the rooms (see [`facts`]).
     pub(crate) facts: facts::Facts,
     pub(crate) config: CheckoutConfig,
-    /// Seals webhook signing secrets at rest.
-    pub(crate) secrets: SecretBox,
-    /// Which URLs webhook endpoints may have.
-    pub(crate) webhook_targets: TargetPolicy,
-    /// Wakes the webhook dispatcher when something is due now (a committed fact row with
-    /// messages, a replay).
-    pub(crate) webhooks_wake: Arc<Notify>,
+    /// Sellers' webhook endpoints and the dispatcher (see [`webhooks::Webhooks`]).
+    pub(crate) webhooks: webhooks::Webhooks,
     /// The payout rail.
     pub(crate) payouts: Arc<dyn PayoutProvider>,
     /// The exchange rates in force.
@@ -136,7 +129,8 @@ pub struct Checkout {
         group::Batcher<vitrine_core::AuctionId, vitrine_core::BidRequest, auctions::BidAnswer>,
     /// The order path's writers queue here on SQLite (see [`db::WriteGate`]).
     pub(crate) write_gate: db::WriteGate,
-    /// Where the order path's time comes from (reservations, their expiry, keys' age).
+    /// Where the order path's time comes from (reservations, their expiry, keys' age, the
+    /// webhooks' retry schedule).
     pub(crate) clock: Arc<dyn vitrine_core::time::Clock>,
 }
 
@@ -147,32 +141,33 @@ impl Checkout {
     pub fn new(pool: AnyPool, payments: Arc<dyn PaymentProvider>, config: CheckoutConfig) -> Self {
         let pool_for_payouts = pool.clone();
         let write_gate = db::WriteGate::of(&pool);
-        let webhooks_wake = Arc::new(Notify::new());
+        let jobs = jobs::JobMetrics::default();
+        let clock: Arc<dyn vitrine_core::time::Clock> = Arc::new(vitrine_core::time::SystemClock);
+        let webhooks = webhooks::Webhooks::new(pool.clone(), jobs.clone(), Arc::clone(&clock));
         Self {
             pool,
             payments,
-            facts: facts::Facts::new(Arc::clone(&webhooks_wake)),
-            secrets: SecretBox::ephemeral(),
-            webhook_targets: TargetPolicy::default(),
-            webhooks_wake,
+            facts: facts::Facts::new(Arc::clone(&webhooks.wake)),
+            webhooks,
             payouts: Arc::new(SandboxPayouts::new(
                 pool_for_payouts,
                 Duration::from_secs(2),
             )),
             rates: rates::Rates::new(config.rates_max_age),
             card_key: card::CardKey::ephemeral(),
-            jobs: jobs::JobMetrics::default(),
+            jobs,
             reservations: group::Batcher::new(MAX_BATCH),
             settlements: group::Batcher::new(MAX_BATCH),
             bids: group::Batcher::new(MAX_BATCH),
             write_gate,
-            clock: Arc::new(vitrine_core::time::SystemClock),
+            clock,
             config,
         }
     }
 
-    /// Takes the order path's time from `clock` (tests move one by hand).
+    /// Takes the order path's and the webhooks' time from `clock` (tests move one by hand).
     pub fn with_clock(mut self, clock: Arc<dyn vitrine_core::time::Clock>) -> Self {
+        self.webhooks.clock = Arc::clone(&clock);
         self.clock = clock;
         self
     }
@@ -222,39 +217,12 @@ impl Checkout {
     /// Webhook settings: the key that seals signing secrets (shared by every node of a
     /// deployment) and which endpoint URLs are allowed.
     pub fn with_webhooks(mut self, secrets: SecretBox, targets: TargetPolicy) -> Self {
-        self.secrets = secrets;
-        self.webhook_targets = targets;
+        self.webhooks = self.webhooks.configured(secrets, targets);
         self
     }
 
-    /// Expands every committed fact row's webhook messages into messages and deliveries now,
-    /// as a dispatcher's round would (for a test's assertions, or an operator's tool); how many
-    /// messages some endpoint took.
-    pub async fn expand_webhooks(&self) -> Result<usize, CheckoutError> {
-        let mut messages = 0;
-        loop {
-            let page = webhooks::outbox::expand(&self.pool, 256, &self.jobs).await?;
-            messages += page.messages;
-            if page.rows == 0 {
-                return Ok(messages);
-            }
-        }
-    }
-
-    /// A dispatcher delivering this checkout's webhook outbox.
-    pub fn webhook_dispatcher(
-        &self,
-        config: DispatchConfig,
-        metrics: DispatchMetrics,
-    ) -> Result<Dispatcher, CheckoutError> {
-        Dispatcher::new(
-            self.pool.clone(),
-            self.secrets.clone(),
-            config,
-            self.webhook_targets,
-            Arc::clone(&self.webhooks_wake),
-            metrics,
-            self.jobs.clone(),
-        )
+    /// Sellers' webhook endpoints, their delivery logs and the dispatcher.
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.webhooks
     }
 }

@@ -57,6 +57,7 @@ async fn sale(backend: Backend, stock: i64) -> Sale {
     let seller = SellerId::generate();
     // An endpoint for every event: what the auction writes to the outbox is listed for it.
     let (endpoint, _) = checkout
+        .webhooks()
         .create_endpoint(
             &seller,
             NewEndpoint {
@@ -232,9 +233,10 @@ async fn the_highest_bid_wins_at_the_hammer_price_and_the_winner_pays(backend: B
     assert_eq!(s.stock().await, 2, "the unit sold once, nothing else moved");
     assert!(s.checkout.ledger_check().await.unwrap().is_empty());
     // The seller's systems heard all of it, once each, in the outbox.
-    assert_eq!(s.checkout.expand_webhooks().await.unwrap(), 6);
+    assert_eq!(s.checkout.webhooks().expand_pending().await.unwrap(), 6);
     let mut kinds: Vec<String> = s
         .checkout
+        .webhooks()
         .deliveries(&s.seller, &s.endpoint, 50)
         .await
         .unwrap()

@@ -175,7 +175,8 @@ impl Shop {
         let product = self.product(1000).await;
         self.sell(&product, "k").await;
         self.checkout
-            .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+            .webhooks()
+            .dispatcher(DispatchConfig::default(), DispatchMetrics::default())
             .unwrap()
     }
 
@@ -453,6 +454,7 @@ async fn endpoint(s: &Shop, url: String) -> String {
         event_types: vec![],
     };
     s.checkout
+        .webhooks()
         .create_endpoint(&s.seller, new)
         .await
         .unwrap()

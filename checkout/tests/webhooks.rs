@@ -3,16 +3,18 @@
 //! messages ride on the stream of commerce facts: those a node wrote before it died are
 //! delivered by another node's dispatcher, in the order they were written.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::testing::{TestDatabase, fresh_checkout};
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
+use vitrine_checkout::webhooks::schedule::RetrySchedule;
 use vitrine_checkout::webhooks::sealing::SecretBox;
-use vitrine_checkout::webhooks::{NewEndpoint, TargetPolicy};
+use vitrine_checkout::webhooks::{EndpointStatus, NewEndpoint, TargetPolicy};
 use vitrine_checkout::{Checkout, NewOrder, NewProduct, OrderResult, Product, SandboxProvider};
 use vitrine_core::time::{Clock, ManualClock};
 use vitrine_core::{Currency, Money, SellerId, Timestamp};
@@ -42,12 +44,127 @@ vitrine_checkout::on_both_backends!(
     two_dispatchers_send_each_message_once,
     a_dead_nodes_messages_go_out_through_another_node_stamped_when_written,
     an_undecodable_fact_row_is_counted_and_skipped,
+    retries_and_disabling_follow_the_checkouts_clock,
 );
+
+/// A receiver on loopback that answers 503 to everything; how many posts it got.
+async fn failing_receiver() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&hits);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { StatusCode::SERVICE_UNAVAILABLE }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+/// The retry schedule and the disabling of an endpoint that keeps failing run on the
+/// checkout's clock, so they are tested by moving it: a failed message is not tried again
+/// before its delay, is tried once the clock passes it, and the endpoint is disabled on the
+/// first failure after it has failed for longer than allowed.
+async fn retries_and_disabling_follow_the_checkouts_clock(backend: Backend) {
+    let (pool, _db) = database(backend).await;
+    let clock = Arc::new(ManualClock::now());
+    let checkout = node(&pool, &SecretBox::ephemeral()).with_clock(clock.clone());
+    let (url, hits) = failing_receiver().await;
+    let (seller, endpoint, product) = seller_on(&checkout, url).await;
+    let (buyer, _) = checkout.create_buyer("B").await.unwrap();
+    let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
+    assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
+    let secs = Duration::from_secs;
+    let dispatcher = checkout
+        .webhooks()
+        .dispatcher(
+            DispatchConfig {
+                schedule: RetrySchedule::new(vec![secs(10), secs(60), secs(600)]),
+                disable_after: secs(120),
+                ..DispatchConfig::default()
+            },
+            DispatchMetrics::default(),
+        )
+        .unwrap();
+    let start = clock.now_ms();
+    let due_at = |after: i64| {
+        let checkout = checkout.clone();
+        let (seller, endpoint) = (seller.clone(), endpoint.clone());
+        async move {
+            let log = checkout
+                .webhooks()
+                .deliveries(&seller, &endpoint, 10)
+                .await
+                .unwrap();
+            assert_eq!(log.len(), 2);
+            for d in &log {
+                assert_eq!(d.status, "pending", "{d:?}");
+                assert_eq!(d.next_attempt_at, Some(Timestamp(start + after)), "{d:?}");
+            }
+        }
+    };
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        2,
+        "created and paid, both fail"
+    );
+    due_at(10_000).await;
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        0,
+        "not due before its delay"
+    );
+    clock.advance(secs(9));
+    assert_eq!(dispatcher.round().await.unwrap(), 0);
+    clock.advance(secs(1));
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        2,
+        "due once the delay passed"
+    );
+    due_at(10_000 + 60_000).await;
+    clock.advance(secs(60));
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        2,
+        "failing for 70 s of 120"
+    );
+    due_at(70_000 + 600_000).await;
+    clock.advance(secs(600));
+    assert_eq!(dispatcher.round().await.unwrap(), 2);
+    let now_disabled = checkout
+        .webhooks()
+        .endpoint(&seller, &endpoint)
+        .await
+        .unwrap();
+    assert_eq!(now_disabled.status, EndpointStatus::Disabled);
+    let log = checkout
+        .webhooks()
+        .deliveries(&seller, &endpoint, 10)
+        .await
+        .unwrap();
+    assert!(log.iter().all(|d| d.status == "failed"), "{log:?}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        8,
+        "four attempts of each message"
+    );
+    clock.advance(secs(3600));
+    assert_eq!(
+        dispatcher.round().await.unwrap(),
+        0,
+        "nothing after the disabling"
+    );
+}
 
 /// A sale's seller with an endpoint on `url` taking every event, and a product on sale.
 async fn seller_on(checkout: &Checkout, url: String) -> (SellerId, String, Product) {
     let seller = SellerId::generate();
     let (endpoint, _) = checkout
+        .webhooks()
         .create_endpoint(
             &seller,
             NewEndpoint {
@@ -136,11 +253,16 @@ async fn a_dead_nodes_messages_go_out_through_another_node_stamped_when_written(
     drop(a);
     let b = node(&pool, &key);
     assert_eq!(
-        b.deliveries(&seller, &endpoint, 100).await.unwrap().len(),
+        b.webhooks()
+            .deliveries(&seller, &endpoint, 100)
+            .await
+            .unwrap()
+            .len(),
         0
     );
     let dispatcher = b
-        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+        .webhooks()
+        .dispatcher(DispatchConfig::default(), DispatchMetrics::default())
         .unwrap();
     assert_eq!(dispatcher.round().await.unwrap(), 10);
     assert_eq!(dispatcher.round().await.unwrap(), 0, "each message once");
@@ -189,7 +311,8 @@ async fn an_undecodable_fact_row_is_counted_and_skipped(backend: Backend) {
     let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
     assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
     let dispatcher = checkout
-        .webhook_dispatcher(DispatchConfig::default(), DispatchMetrics::default())
+        .webhooks()
+        .dispatcher(DispatchConfig::default(), DispatchMetrics::default())
         .unwrap();
     assert_eq!(dispatcher.round().await.unwrap(), 2, "created and paid");
     assert_eq!(checkout.job_metrics().row_errors_of("webhooks"), 1);
@@ -215,6 +338,7 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
     let seller = SellerId::generate();
     let (url, seen) = receiver().await;
     let (endpoint, _) = checkout
+        .webhooks()
         .create_endpoint(
             &seller,
             NewEndpoint {
@@ -263,10 +387,12 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
         ..DispatchConfig::default()
     };
     let one = checkout
-        .webhook_dispatcher(config.clone(), DispatchMetrics::default())
+        .webhooks()
+        .dispatcher(config.clone(), DispatchMetrics::default())
         .unwrap();
     let two = checkout
-        .webhook_dispatcher(config, DispatchMetrics::default())
+        .webhooks()
+        .dispatcher(config, DispatchMetrics::default())
         .unwrap();
     let mut rounds = 0;
     loop {
@@ -279,6 +405,7 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
     }
 
     let log = checkout
+        .webhooks()
         .deliveries(&seller, &endpoint.id, 100)
         .await
         .unwrap();

@@ -139,7 +139,7 @@ async fn tenant(server: &TestServer, name: &str) -> Tenant {
         .to_string();
     // The order's messages are in its fact rows; expanded now rather than by the dispatcher's
     // next round, so that the query below does not race it.
-    state.checkout.expand_webhooks().await.unwrap();
+    state.checkout.webhooks().expand_pending().await.unwrap();
     let (event,): (String,) =
         sqlx::query_as("SELECT id FROM webhook_events WHERE seller_id = $1 LIMIT 1")
             .bind(seller.id.as_str())

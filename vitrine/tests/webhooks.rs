@@ -355,7 +355,7 @@ async fn every_event_arrives_signed_and_exactly_once_across_an_outage_and_a_rest
     // Whatever fact rows the first server had not expanded yet are expanded now, so that the
     // list below is every event.
     let state = &shop.server.running.as_ref().unwrap().state;
-    state.checkout.expand_webhooks().await.unwrap();
+    state.checkout.webhooks().expand_pending().await.unwrap();
     let all: Vec<(String, String)> =
         sqlx::query_as("SELECT id, event_type FROM webhook_events ORDER BY created_at")
             .fetch_all(&pool)

@@ -4,22 +4,18 @@
 //! next attempt per the retry schedule (later if the receiver sent `Retry-After`), and the
 //! endpoint disabled once it has failed without a success for longer than the schedule lasts.
 
-use super::endpoints::{TargetPolicy, disable};
+use super::Webhooks;
+use super::endpoints::disable;
 pub use super::metrics::{DispatchMetrics, OutcomeLabel};
 use super::outbox;
 use super::resolver::PublicOnlyResolver;
 use super::schedule::RetrySchedule;
-use super::sealing::SecretBox;
 use super::signature::{SigningSecret, signature_header};
-use crate::db::now_ms;
 use crate::error::CheckoutError;
-use crate::jobs::JobMetrics;
 use futures::StreamExt;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -92,15 +88,11 @@ enum Result_ {
 }
 
 pub struct Dispatcher {
-    pool: AnyPool,
+    /// The service's pool, secrets, target policy, wake-up, counters and clock.
+    service: Webhooks,
     http: reqwest::Client,
-    targets: TargetPolicy,
-    secrets: SecretBox,
     config: DispatchConfig,
-    wake: Arc<Notify>,
     metrics: DispatchMetrics,
-    /// Counts deliveries whose row could not be prepared (skipped, the round goes on).
-    jobs: JobMetrics,
 }
 
 /// What to send for one delivery, or why it cannot be sent (its endpoint's secret does not
@@ -130,14 +122,10 @@ fn refused_target(e: &reqwest::Error) -> Option<String> {
 }
 
 impl Dispatcher {
-    pub fn new(
-        pool: AnyPool,
-        secrets: SecretBox,
+    pub(crate) fn new(
+        service: Webhooks,
         config: DispatchConfig,
-        targets: TargetPolicy,
-        wake: Arc<Notify>,
         metrics: DispatchMetrics,
-        jobs: JobMetrics,
     ) -> Result<Self, CheckoutError> {
         // No proxy from the environment: a proxy would resolve the host itself, past the
         // resolver below.
@@ -146,7 +134,7 @@ impl Dispatcher {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Vitrine-Webhooks/", env!("CARGO_PKG_VERSION")));
-        if !targets.allow_private {
+        if !service.targets.allow_private {
             // Checked again at each connection: a name may point elsewhere since registration.
             http = http.dns_resolver(PublicOnlyResolver::shared());
         }
@@ -154,15 +142,15 @@ impl Dispatcher {
             .build()
             .map_err(|e| CheckoutError::Setup(format!("the webhook HTTP client: {e}")))?;
         Ok(Self {
-            pool,
+            service,
             http,
-            targets,
-            secrets,
             config,
-            wake,
             metrics,
-            jobs,
         })
+    }
+
+    fn now(&self) -> i64 {
+        self.service.now()
     }
 
     /// Runs until `stop`: each round delivers what is due, then waits for a wake-up or the poll.
@@ -178,7 +166,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = self.wake.notified() => {}
+                _ = self.service.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
             tokio::select! {
@@ -192,7 +180,13 @@ impl Dispatcher {
     /// one batch of due messages; returns how many were attempted.
     pub async fn round(&self) -> Result<usize, CheckoutError> {
         for _ in 0..EXPAND_PAGES {
-            let page = outbox::expand(&self.pool, EXPAND_LIMIT, &self.jobs).await?;
+            let page = outbox::expand(
+                &self.service.pool,
+                EXPAND_LIMIT,
+                self.now(),
+                &self.service.jobs,
+            )
+            .await?;
             if page.rows < EXPAND_LIMIT as usize {
                 break;
             }
@@ -204,7 +198,7 @@ impl Dispatcher {
     /// written down as they arrive, several to a transaction, so a fast receiver is not held
     /// to one commit per message and a slow one does not hold up the others' bookkeeping.
     async fn deliver_due(&self) -> Result<usize, CheckoutError> {
-        let claimed = self.claim(now_ms()).await?;
+        let claimed = self.claim(self.now()).await?;
         let n = claimed.len();
         if n == 0 {
             return Ok(0);
@@ -265,7 +259,7 @@ impl Dispatcher {
         .bind(lease_until)
         .bind(now)
         .bind(batch)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.service.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -304,15 +298,16 @@ impl Dispatcher {
         for due in dues {
             query = query.bind(&due.event_id).bind(&due.endpoint_id);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.service.pool).await?;
         let open = |sealed: &str| -> Result<SigningSecret, CheckoutError> {
             let plain = self
+                .service
                 .secrets
                 .open(sealed)
                 .map_err(|e| CheckoutError::Corrupt(e.to_string()))?;
             SigningSecret::parse(&plain).map_err(|e| CheckoutError::Corrupt(e.to_string()))
         };
-        let now = now_ms();
+        let now = self.now();
         let mut opened: HashMap<String, Result<Vec<SigningSecret>, String>> = HashMap::new();
         let mut targets = HashMap::with_capacity(rows.len());
         for r in rows {
@@ -324,7 +319,7 @@ impl Dispatcher {
                 Some(s) => s.clone(),
                 None => {
                     let secrets = self.row_secrets(&r, now, &open).map_err(|e| {
-                        self.jobs.row_failed("webhooks", &endpoint, &e);
+                        self.service.jobs.row_failed("webhooks", &endpoint, &e);
                         "the endpoint's signing secret cannot be opened".to_owned()
                     });
                     opened.insert(endpoint.clone(), secrets.clone());
@@ -396,14 +391,14 @@ impl Dispatcher {
 
     async fn post(&self, id: &str, target: &Target) -> Result_ {
         // An address written into the URL skips the resolver; the registration rules still hold.
-        if let Err(e) = self.targets.check(&target.url) {
+        if let Err(e) = self.service.targets.check(&target.url) {
             return Result_::Failed {
                 status: None,
                 error: e.to_string(),
                 retry_after: None,
             };
         }
-        let timestamp = now_ms() / 1000;
+        let timestamp = self.now() / 1000;
         let secrets: Vec<&SigningSecret> = target.secrets.iter().collect();
         let signature = signature_header(&secrets, id, timestamp, target.body.as_bytes());
         let sent = self
@@ -469,7 +464,7 @@ impl Dispatcher {
     }
 
     async fn record_together(&self, batch: &[Outcome]) -> Result<Vec<&'static str>, CheckoutError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.service.pool.begin().await?;
         let mut labels = Vec::with_capacity(batch.len());
         for outcome in batch {
             labels.extend(self.record_in(&mut tx, outcome).await?);
@@ -491,7 +486,7 @@ impl Dispatcher {
             result,
             took_ms,
         } = outcome;
-        let now = now_ms();
+        let now = self.now();
         // Takes the row (PostgreSQL locks it until the end) only while the lease is ours. A
         // success is written by that same statement, the common case in one round trip.
         let guard = match result {

@@ -2,10 +2,9 @@
 //! when made or rotated; after a rotation the previous secret keeps signing for a day so that
 //! receivers can switch without losing a message). Also the delivery log and manual replay.
 
+use super::Webhooks;
 use super::events::EventType;
 use super::signature::SigningSecret;
-use crate::Checkout;
-use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -156,14 +155,14 @@ fn types_json(types: &[EventType]) -> Result<String, CheckoutError> {
     serde_json::to_string(&t).map_err(corrupt)
 }
 
-impl Checkout {
+impl Webhooks {
     /// Adds an endpoint; returns it with its signing secret (shown once).
     pub async fn create_endpoint(
         &self,
         seller: &SellerId,
         new: NewEndpoint,
     ) -> Result<(Endpoint, SigningSecret), CheckoutError> {
-        self.webhook_targets.check(&new.url)?;
+        self.targets.check(&new.url)?;
         check_description(&new.description)?;
         let count: i64 = sqlx::query(
             "SELECT COUNT(*) FROM webhook_endpoints WHERE seller_id = $1 AND deleted_at IS NULL",
@@ -178,7 +177,7 @@ impl Checkout {
             )));
         }
         let secret = SigningSecret::generate();
-        let now = now_ms();
+        let now = self.now();
         let id = random_id("we");
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, seller_id, url, description, event_types, secret, \
@@ -228,7 +227,7 @@ impl Checkout {
     ) -> Result<Endpoint, CheckoutError> {
         let mut e = self.endpoint(seller, id).await?;
         if let Some(url) = patch.url {
-            self.webhook_targets.check(&url)?;
+            self.targets.check(&url)?;
             e.url = url;
         }
         if let Some(d) = patch.description {
@@ -257,7 +256,7 @@ impl Checkout {
             EndpointStatus::Disabled => "disabled",
         })
         .bind(i64::from(reenable))
-        .bind(now_ms())
+        .bind(self.now())
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -267,7 +266,7 @@ impl Checkout {
     /// Removes an endpoint; its pending deliveries are dropped.
     pub async fn delete_endpoint(&self, seller: &SellerId, id: &str) -> Result<(), CheckoutError> {
         self.endpoint(seller, id).await?;
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE webhook_endpoints SET deleted_at = $1, status = 'disabled' WHERE id = $2",
@@ -296,7 +295,7 @@ impl Checkout {
     ) -> Result<SigningSecret, CheckoutError> {
         self.endpoint(seller, id).await?;
         let secret = SigningSecret::generate();
-        let now = now_ms();
+        let now = self.now();
         sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = $1, \
              secret = $2, updated_at = $3 WHERE id = $4",
@@ -367,7 +366,7 @@ impl Checkout {
         if owned.is_none() {
             return Err(CheckoutError::NotFound("no such event"));
         }
-        let now = now_ms();
+        let now = self.now();
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, \
              leased_until = 0, updated_at = $1 WHERE event_id = $2 AND endpoint_id = $3",
@@ -388,7 +387,7 @@ impl Checkout {
             .execute(&self.pool)
             .await?;
         }
-        self.webhooks_wake.notify_one();
+        self.wake.notify_one();
         Ok(())
     }
 }

@@ -93,11 +93,12 @@ pub struct Expanded {
 }
 
 /// Claims up to `limit` committed fact rows with messages not yet expanded, oldest first, and
-/// writes their messages and deliveries, in one transaction. A row whose messages cannot be
-/// decoded (a bug, or a newer writer) is counted on `jobs` and skipped.
+/// writes their messages and deliveries (due at `now`), in one transaction. A row whose
+/// messages cannot be decoded (a bug, or a newer writer) is counted on `jobs` and skipped.
 pub(crate) async fn expand(
     pool: &AnyPool,
     limit: i64,
+    now: i64,
     jobs: &JobMetrics,
 ) -> Result<Expanded, CheckoutError> {
     let mut tx = pool.begin().await?;
@@ -148,7 +149,7 @@ pub(crate) async fn expand(
                 subscriptions.insert(hook.seller.clone(), read);
             }
             if subscriptions[&hook.seller].wants(hook.kind) {
-                insert(&mut tx, &hook, Timestamp(created_at)).await?;
+                insert(&mut tx, &hook, Timestamp(created_at), now).await?;
                 done.messages += 1;
             }
         }
@@ -180,12 +181,16 @@ impl Subscriptions {
     }
 }
 
-/// Writes the message, stamped with the time its transaction wrote it, and one pending
-/// delivery per subscribed endpoint.
-async fn insert(tx: &mut Tx<'_>, hook: &Hook, written: Timestamp) -> Result<(), sqlx::Error> {
+/// Writes the message, stamped with the time its transaction wrote it, and one delivery per
+/// subscribed endpoint, due at `now`.
+async fn insert(
+    tx: &mut Tx<'_>,
+    hook: &Hook,
+    written: Timestamp,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     // The Standard Webhooks message id (`msg_...`): receivers de-duplicate by it.
     let id = random_id("msg");
-    let now = Timestamp::now();
     let body =
         json!({ "type": hook.kind.as_str(), "timestamp": written, "data": hook.data }).to_string();
     sqlx::query(
@@ -208,7 +213,7 @@ async fn insert(tx: &mut Tx<'_>, hook: &Hook, written: Timestamp) -> Result<(), 
          AND (event_types = '[]' OR event_types LIKE $4)",
     )
     .bind(&id)
-    .bind(now.millis())
+    .bind(now)
     .bind(hook.seller.as_str())
     .bind(format!("%\"{}\"%", hook.kind.as_str()))
     .execute(&mut **tx)

@@ -118,6 +118,7 @@ async fn create_endpoint(
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
     let (endpoint, secret) = state
         .checkout
+        .webhooks()
         .create_endpoint(&seller.id, body(new)?)
         .await?;
     tracing::info!(seller = %seller.id, endpoint = %endpoint.id, "webhook endpoint added");
@@ -141,7 +142,7 @@ async fn list_endpoints(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<WebhooksRead>,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let endpoints = state.checkout.endpoints_of(&seller.id).await?;
+    let endpoints = state.checkout.webhooks().endpoints_of(&seller.id).await?;
     Ok(Json(EndpointList { endpoints }))
 }
 
@@ -158,7 +159,9 @@ async fn get_endpoint(
     AuthSeller(seller, _): AuthSeller<WebhooksRead>,
     Path(id): Path<String>,
 ) -> Result<Json<Endpoint>, ApiError> {
-    Ok(Json(state.checkout.endpoint(&seller.id, &id).await?))
+    Ok(Json(
+        state.checkout.webhooks().endpoint(&seller.id, &id).await?,
+    ))
 }
 
 /// Change an endpoint, or enable it again
@@ -178,6 +181,7 @@ async fn update_endpoint(
 ) -> Result<Json<Endpoint>, ApiError> {
     let e = state
         .checkout
+        .webhooks()
         .update_endpoint(&seller.id, &id, body(patch)?)
         .await?;
     Ok(Json(e))
@@ -196,7 +200,11 @@ async fn delete_endpoint(
     AuthSeller(seller, _): AuthSeller<WebhooksWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.checkout.delete_endpoint(&seller.id, &id).await?;
+    state
+        .checkout
+        .webhooks()
+        .delete_endpoint(&seller.id, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -215,6 +223,7 @@ async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let secret = state
         .checkout
+        .webhooks()
         .rotate_endpoint_secret(&seller.id, &id)
         .await?;
     Ok(Json(RotatedSecret {
@@ -250,6 +259,7 @@ async fn deliveries(
     }
     let log = state
         .checkout
+        .webhooks()
         .deliveries(&seller.id, &id, q.limit.unwrap_or(50))
         .await?;
     Ok(Json(DeliveryList { deliveries: log }))
@@ -276,6 +286,7 @@ async fn replay(
 ) -> Result<StatusCode, ApiError> {
     state
         .checkout
+        .webhooks()
         .replay_delivery(&seller.id, &id, &event)
         .await?;
     Ok(StatusCode::ACCEPTED)

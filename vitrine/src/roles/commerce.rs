@@ -75,7 +75,7 @@ pub fn start(
     let auctions = spawn_auction_closer(checkout.clone(), HAMMER_INTERVAL, background.clone());
     let dispatch_metrics = DispatchMetrics::default();
     dispatch_metrics.register(registry);
-    let dispatcher = checkout.webhook_dispatcher(
+    let dispatcher = checkout.webhooks().dispatcher(
         DispatchConfig {
             schedule: RetrySchedule::new(config.webhooks.retry_schedule.clone()),
             timeout: config.webhooks.timeout,
