@@ -1,7 +1,7 @@
 //! Guest buyers: a display name and a session token (stored hashed), enough to buy, to be named
 //! in the chat and to see one's own orders, with no account to create.
 
-use crate::Checkout;
+use crate::catalog::Catalog;
 use crate::error::{CheckoutError, corrupt};
 use serde::Serialize;
 use sqlx::Row;
@@ -29,14 +29,14 @@ pub fn clean_display_name(raw: &str) -> Result<String, CheckoutError> {
     Ok(name.to_owned())
 }
 
-impl Checkout {
+impl Catalog {
     /// Creates a guest buyer and returns its session token (shown once).
     pub async fn create_buyer(&self, display_name: &str) -> Result<(Buyer, Secret), CheckoutError> {
         let buyer = Buyer {
-            id: BuyerId::generate_in(self.config.home.as_ref()),
+            id: BuyerId::generate_in(self.home.as_ref()),
             display_name: clean_display_name(display_name)?,
         };
-        let token = Secret::generate(&Region::tag(self.config.home.as_ref(), "bt"));
+        let token = Secret::generate(&Region::tag(self.home.as_ref(), "bt"));
         sqlx::query(
             "INSERT INTO buyers (id, display_name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
         )

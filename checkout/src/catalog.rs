@@ -1,12 +1,18 @@
 //! Products: a seller's catalog with price and available stock. Every query is scoped by seller,
 //! so another seller's product is indistinguishable from one that does not exist.
+//!
+//! [`Catalog`] is the service of products, guest buyers (`crate::buyers`) and pins
+//! (`crate::pins`). The order path reads through it; it knows nothing of orders.
 
-use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
+use crate::facts::Facts;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::sync::Arc;
+use vitrine_core::Region;
+use vitrine_core::time::Clock;
 use vitrine_core::{Currency, Money, ProductId, SellerId, Timestamp};
 
 pub const MAX_SKU_CHARS: usize = 64;
@@ -195,7 +201,40 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-impl Checkout {
+/// The catalog service; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    pub(crate) pool: sqlx::AnyPool,
+    /// What pins and stock edits tell the rooms.
+    pub(crate) facts: Facts,
+    /// The region new ids are minted in.
+    pub(crate) home: Option<Region>,
+    /// Where the catalog's time comes from (pins' ends, edits; tests move it).
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Catalog {
+    pub(crate) fn new(
+        pool: sqlx::AnyPool,
+        facts: Facts,
+        home: Option<Region>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            pool,
+            facts,
+            home,
+            clock,
+        }
+    }
+
+    /// Unix milliseconds by the catalog's clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Catalog {
     pub async fn create_product(
         &self,
         seller: &SellerId,
@@ -204,7 +243,7 @@ impl Checkout {
         new.validate()?;
         let now = self.now();
         let product = Product {
-            id: ProductId::generate_in(self.config.home.as_ref()),
+            id: ProductId::generate_in(self.home.as_ref()),
             seller_id: seller.clone(),
             sku: new.sku,
             title: new.title.trim().to_owned(),

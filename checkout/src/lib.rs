@@ -3,7 +3,11 @@
 //! SQLite and PostgreSQL; stock only ever moves through conditional UPDATEs, never
 //! read-then-write.
 //!
-//! [`Checkout`] is the service; each module adds the operations of one concern to it.
+//! Services, layered one way: [`catalog::Catalog`] (products, guest buyers, pins),
+//! [`webhooks::Webhooks`] (endpoints, the expansion of the fact stream's messages, the
+//! dispatcher) and [`payouts::Payouts`] (requests, the scheduled run, reconciliation) know
+//! nothing of [`Checkout`], which is the order path (reserve, charge, settle, manage, refunds,
+//! auctions, the reaper) and holds the others (`catalog()`, `webhooks()`, `payouts()`).
 
 pub mod auctions;
 pub mod buyers;
@@ -47,7 +51,7 @@ pub use pins::{NewPin, Pin};
 pub use sandbox::SandboxProvider;
 
 use fees::FeePolicy;
-use payouts::{PayoutProvider, SandboxPayouts};
+use payouts::PayoutProvider;
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,10 +106,12 @@ pub struct Checkout {
     /// What committed transactions tell the rooms (see [`facts`]).
     pub(crate) facts: facts::Facts,
     pub(crate) config: CheckoutConfig,
+    /// Products, guest buyers and pins (see [`catalog::Catalog`]).
+    pub(crate) catalog: catalog::Catalog,
     /// Sellers' webhook endpoints and the dispatcher (see [`webhooks::Webhooks`]).
     pub(crate) webhooks: webhooks::Webhooks,
-    /// The payout rail.
-    pub(crate) payouts: Arc<dyn PayoutProvider>,
+    /// Sellers' payouts (see [`payouts::Payouts`]).
+    pub(crate) payouts: payouts::Payouts,
     /// The exchange rates in force.
     pub(crate) rates: rates::Rates,
     /// Keys card fingerprints (idempotency request hashes).
@@ -139,20 +145,26 @@ pub const MAX_BATCH: usize = 64;
 
 impl Checkout {
     pub fn new(pool: AnyPool, payments: Arc<dyn PaymentProvider>, config: CheckoutConfig) -> Self {
-        let pool_for_payouts = pool.clone();
         let write_gate = db::WriteGate::of(&pool);
         let jobs = jobs::JobMetrics::default();
         let clock: Arc<dyn vitrine_core::time::Clock> = Arc::new(vitrine_core::time::SystemClock);
         let webhooks = webhooks::Webhooks::new(pool.clone(), jobs.clone(), Arc::clone(&clock));
+        let payouts =
+            payouts::Payouts::new(pool.clone(), config.fees, jobs.clone(), Arc::clone(&clock));
+        let facts = facts::Facts::new(Arc::clone(&webhooks.wake));
+        let catalog = catalog::Catalog::new(
+            pool.clone(),
+            facts.clone(),
+            config.home.clone(),
+            Arc::clone(&clock),
+        );
         Self {
             pool,
             payments,
-            facts: facts::Facts::new(Arc::clone(&webhooks.wake)),
+            facts,
+            catalog,
             webhooks,
-            payouts: Arc::new(SandboxPayouts::new(
-                pool_for_payouts,
-                Duration::from_secs(2),
-            )),
+            payouts,
             rates: rates::Rates::new(config.rates_max_age),
             card_key: card::CardKey::ephemeral(),
             jobs,
@@ -165,9 +177,11 @@ impl Checkout {
         }
     }
 
-    /// Takes the order path's and the webhooks' time from `clock` (tests move one by hand).
+    /// Takes every service's time from `clock` (tests move one by hand).
     pub fn with_clock(mut self, clock: Arc<dyn vitrine_core::time::Clock>) -> Self {
         self.webhooks.clock = Arc::clone(&clock);
+        self.catalog.clock = Arc::clone(&clock);
+        self.payouts.clock = Arc::clone(&clock);
         self.clock = clock;
         self
     }
@@ -210,8 +224,13 @@ impl Checkout {
 
     /// Sends payouts through `rail` instead of the built-in sandbox.
     pub fn with_payouts(mut self, rail: Arc<dyn PayoutProvider>) -> Self {
-        self.payouts = rail;
+        self.payouts.rail = rail;
         self
+    }
+
+    /// Sellers' payouts: requests, the scheduled run, the reconciliation with the rail.
+    pub fn payouts(&self) -> &payouts::Payouts {
+        &self.payouts
     }
 
     /// Webhook settings: the key that seals signing secrets (shared by every node of a
@@ -219,6 +238,11 @@ impl Checkout {
     pub fn with_webhooks(mut self, secrets: SecretBox, targets: TargetPolicy) -> Self {
         self.webhooks = self.webhooks.configured(secrets, targets);
         self
+    }
+
+    /// Products, guest buyers and pins.
+    pub fn catalog(&self) -> &catalog::Catalog {
+        &self.catalog
     }
 
     /// Sellers' webhook endpoints, their delivery logs and the dispatcher.

@@ -7,16 +7,19 @@
 //! instant fee, come back). Standard payouts are free and arrive later; instant ones arrive at
 //! once for a fee. A scheduled run pays out each seller's whole available balance.
 
-use crate::Checkout;
 use crate::db::now_ms;
 use crate::error::{CheckoutError, corrupt};
+use crate::fees::FeePolicy;
+use crate::jobs::JobMetrics;
 use crate::ledger::{self, Account, Entry, EntryKind};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 use vitrine_core::ids::random_id;
+use vitrine_core::time::Clock;
 use vitrine_core::{Currency, Money, SellerId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -213,7 +216,38 @@ fn payout_from_row(r: &AnyRow) -> Result<Payout, CheckoutError> {
     })
 }
 
-impl Checkout {
+/// The payouts service: sellers' requests, the scheduled run and the reconciliation with the
+/// rail. It claims from the ledger's balances and knows nothing of the order path. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Payouts {
+    pool: AnyPool,
+    /// The rail payouts are sent through.
+    pub(crate) rail: Arc<dyn PayoutProvider>,
+    fees: FeePolicy,
+    /// Counts payouts a pass could not process.
+    jobs: JobMetrics,
+    /// Where the payouts' time comes from (tests move it).
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Payouts {
+    /// Payouts through the built-in sandbox rail.
+    pub(crate) fn new(
+        pool: AnyPool,
+        fees: FeePolicy,
+        jobs: JobMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            rail: Arc::new(SandboxPayouts::new(pool.clone(), Duration::from_secs(2))),
+            pool,
+            fees,
+            jobs,
+            clock,
+        }
+    }
+
     /// Requests a payout. `key` makes a retried request return the first one's payout.
     pub async fn request_payout(
         &self,
@@ -236,7 +270,7 @@ impl Checkout {
             return Ok(existing);
         }
         let fee = match new.method {
-            PayoutMethod::Instant => self.config.fees.instant_payout_fee(amount),
+            PayoutMethod::Instant => self.fees.instant_payout_fee(amount),
             PayoutMethod::Standard => 0,
         };
         let net = amount - fee;
@@ -247,7 +281,7 @@ impl Checkout {
         }
         let currency = new.amount.currency;
         let id = random_id("po");
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
         if !ledger::claim(&mut tx, seller, currency, amount, net).await? {
             tx.rollback().await?;
@@ -306,7 +340,7 @@ impl Checkout {
             amount: p.net,
             instant: p.method == PayoutMethod::Instant,
         };
-        match self.payouts.send(&request).await {
+        match self.rail.send(&request).await {
             Ok(status) => self.settle_payout(p, status).await,
             Err(e) => {
                 // Left in transit; the reconciler asks the rail again.
@@ -339,7 +373,7 @@ impl Checkout {
                 ("failed", Some(code.clone()), postings)
             }
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
             "UPDATE payouts SET status = $1, failure = $2, updated_at = $3 \
@@ -437,7 +471,7 @@ impl Checkout {
     /// Asks the rail about one payout in transit; true when it settled.
     async fn reconcile_one(&self, row: &AnyRow) -> Result<bool, CheckoutError> {
         let p = payout_from_row(row)?;
-        match self.payouts.status(&p.id).await {
+        match self.rail.status(&p.id).await {
             Ok(Some(RailStatus::InTransit)) => Ok(false),
             Ok(Some(status)) => {
                 self.settle_payout(&p, status).await?;

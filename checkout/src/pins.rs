@@ -2,8 +2,7 @@
 //! cap, per-buyer limit, end time). At most one pin per stream is active (a unique partial index
 //! enforces it); pinning another product ends the previous pin.
 
-use crate::Checkout;
-use crate::catalog::{Product, product_at, product_columns_qualified};
+use crate::catalog::{Catalog, Product, product_at, product_columns_qualified};
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
 use serde::{Deserialize, Serialize};
@@ -138,7 +137,7 @@ impl Pin {
     }
 }
 
-impl Checkout {
+impl Catalog {
     /// Pins a product of `seller` to `stream` (whose ownership the caller has checked), ending
     /// the stream's previous pin.
     pub async fn pin(

@@ -15,7 +15,8 @@ impl Purchases for Checkout {
     }
 
     async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
-        self.active_pin(stream)
+        self.catalog
+            .active_pin(stream)
             .await
             .map(|found| found.map(|(pin, product)| pin.card(&product)))
             .map_err(|e| CommerceError::Unavailable(e.to_string()))

@@ -76,7 +76,11 @@ async fn sale(backend: Backend, stock: i64) -> Sale {
         price: eur(2000),
         stock,
     };
-    let product = checkout.create_product(&seller, new).await.unwrap();
+    let product = checkout
+        .catalog()
+        .create_product(&seller, new)
+        .await
+        .unwrap();
     let stream = StreamId::generate();
     let pin = NewPin {
         product_id: product.id.clone(),
@@ -86,7 +90,7 @@ async fn sale(backend: Backend, stock: i64) -> Sale {
         ends_at: None,
         ends_at_iso: None,
     };
-    checkout.pin(&seller, &stream, pin).await.unwrap();
+    checkout.catalog().pin(&seller, &stream, pin).await.unwrap();
     Sale {
         checkout,
         clock,
@@ -136,6 +140,7 @@ impl Sale {
 
     async fn stock(&self) -> i64 {
         self.checkout
+            .catalog()
             .product(&self.seller, &self.product.id)
             .await
             .unwrap()
@@ -369,6 +374,7 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
     let s = sale(backend, 1).await;
     let other = s
         .checkout
+        .catalog()
         .create_product(
             &s.seller,
             NewProduct {
@@ -425,7 +431,11 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
         ends_at: None,
         ends_at_iso: None,
     };
-    s.checkout.pin(&s.seller, &elsewhere, pin).await.unwrap();
+    s.checkout
+        .catalog()
+        .pin(&s.seller, &elsewhere, pin)
+        .await
+        .unwrap();
     let sold_out = s
         .checkout
         .start_auction(&s.seller, &elsewhere, new(&s.product, "EUR", 30))

@@ -61,7 +61,12 @@ async fn product(checkout: &Checkout, seller: &SellerId, stock: i64) -> ProductI
         price: usd(1200),
         stock,
     };
-    checkout.create_product(seller, new).await.unwrap().id
+    checkout
+        .catalog()
+        .create_product(seller, new)
+        .await
+        .unwrap()
+        .id
 }
 
 fn pin_of(product: &ProductId, cap: Option<u32>) -> NewPin {
@@ -121,6 +126,7 @@ async fn a_sale_is_heard_in_commit_order_once(backend: Backend) {
     let stream = StreamId::generate();
     let p = product(&node.checkout, &seller, 500).await;
     node.checkout
+        .catalog()
         .pin(&seller, &stream, pin_of(&p, Some(40)))
         .await
         .unwrap();
@@ -174,13 +180,18 @@ async fn what_rolls_back_is_never_heard(backend: Backend) {
     let seller = SellerId::generate();
     let stream = StreamId::generate();
     let p = product(&node.checkout, &seller, 0).await;
-    let stale = node.checkout.unpin(&stream, &PinId::generate()).await;
+    let stale = node
+        .checkout
+        .catalog()
+        .unpin(&stream, &PinId::generate())
+        .await;
     assert!(
         matches!(stale, Err(CheckoutError::NotFound(_))),
         "{stale:?}"
     );
     let pin = node
         .checkout
+        .catalog()
         .pin(&seller, &stream, pin_of(&p, None))
         .await
         .unwrap();
@@ -191,7 +202,11 @@ async fn what_rolls_back_is_never_heard(backend: Backend) {
         .unwrap()
         .result;
     assert!(matches!(sold_out, OrderResult::Rejected(_)), "{sold_out:?}");
-    node.checkout.unpin(&stream, &pin.id).await.unwrap();
+    node.checkout
+        .catalog()
+        .unpin(&stream, &pin.id)
+        .await
+        .unwrap();
     let heard = node.heard().await;
     assert!(
         matches!(
@@ -214,10 +229,12 @@ async fn an_order_without_a_pin_is_heard_by_every_room_of_the_product(backend: B
     let p = product(&node.checkout, &seller, 5).await;
     let (open, capped) = (StreamId::generate(), StreamId::generate());
     node.checkout
+        .catalog()
         .pin(&seller, &open, pin_of(&p, None))
         .await
         .unwrap();
     node.checkout
+        .catalog()
         .pin(&seller, &capped, pin_of(&p, Some(2)))
         .await
         .unwrap();
@@ -257,10 +274,12 @@ async fn each_node_announces_what_it_wrote(backend: Backend) {
     let p = product(&a.checkout, &seller, 5).await;
     let (one, two) = (StreamId::generate(), StreamId::generate());
     a.checkout
+        .catalog()
         .pin(&seller, &one, pin_of(&p, None))
         .await
         .unwrap();
     b.checkout
+        .catalog()
         .pin(&seller, &two, pin_of(&p, None))
         .await
         .unwrap();
@@ -290,6 +309,7 @@ async fn the_pump_holds_the_rooms_only_while_it_runs(backend: Backend) {
     let seller = SellerId::generate();
     let p = product(&node.checkout, &seller, 1).await;
     node.checkout
+        .catalog()
         .pin(&seller, &StreamId::generate(), pin_of(&p, None))
         .await
         .unwrap();

@@ -36,7 +36,11 @@ async fn flash_sale(
         price: eur(1500),
         stock,
     };
-    let product = checkout.create_product(&seller, new).await.unwrap();
+    let product = checkout
+        .catalog()
+        .create_product(&seller, new)
+        .await
+        .unwrap();
     let stream = StreamId::generate();
     let pin = NewPin {
         product_id: product.id.clone(),
@@ -46,7 +50,7 @@ async fn flash_sale(
         ends_at: None,
         ends_at_iso: None,
     };
-    checkout.pin(&seller, &stream, pin).await.unwrap();
+    checkout.catalog().pin(&seller, &stream, pin).await.unwrap();
     (seller, product, stream)
 }
 
@@ -109,7 +113,12 @@ async fn one_buyers_requests_in_one_batch_are_held_to_the_per_buyer_limit(backen
             }
         }
     }
-    let left = checkout.product(&seller, &product.id).await.unwrap().stock;
+    let left = checkout
+        .catalog()
+        .product(&seller, &product.id)
+        .await
+        .unwrap()
+        .stock;
     assert_eq!(left, 46);
 }
 
@@ -172,7 +181,11 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
     // Never more than the cap, and what was paid is what left the shelf; the declined units
     // came back: buyers after the burst get exactly the rest of the cap.
     assert!(units_paid <= 60, "{units_paid} units sold of a cap of 60");
-    let product_now = checkout.product(&seller, &product.id).await.unwrap();
+    let product_now = checkout
+        .catalog()
+        .product(&seller, &product.id)
+        .await
+        .unwrap();
     assert_eq!(product_now.stock, 100 - units_paid);
     let mut late = 0;
     loop {
@@ -192,9 +205,18 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         assert!(late <= 60, "the cap never ran out");
     }
     assert_eq!(units_paid + late, 60);
-    let product_now = checkout.product(&seller, &product.id).await.unwrap();
+    let product_now = checkout
+        .catalog()
+        .product(&seller, &product.id)
+        .await
+        .unwrap();
     assert_eq!(product_now.stock, 40);
-    let (pin, _) = checkout.active_pin(&stream).await.unwrap().unwrap();
+    let (pin, _) = checkout
+        .catalog()
+        .active_pin(&stream)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(pin.remaining, Some(0));
     let orders = checkout.orders_of_seller(&seller).await.unwrap();
     assert!(orders.iter().all(|o| o.status != OrderStatus::Pending));

@@ -130,6 +130,7 @@ impl Shop {
             stock: 100,
         };
         self.checkout
+            .catalog()
             .create_product(&self.seller, new)
             .await
             .unwrap()
@@ -286,6 +287,7 @@ async fn a_refund_after_a_payout_is_booked_as_debt(backend: Backend) {
         method: PayoutMethod::Standard,
     };
     s.checkout
+        .payouts()
         .request_payout(&s.seller, None, payout)
         .await
         .unwrap();
@@ -400,6 +402,7 @@ async fn one_bad_row_does_not_stop_the_payout_reconciler(backend: Backend) {
     };
     let good = s
         .checkout
+        .payouts()
         .request_payout(&s.seller, None, payout)
         .await
         .unwrap();
@@ -418,8 +421,13 @@ async fn one_bad_row_does_not_stop_the_payout_reconciler(backend: Backend) {
         .execute(&s.pool)
         .await
         .unwrap();
-    assert_eq!(s.checkout.reconcile_payouts().await.unwrap(), 1);
-    let after = s.checkout.payout(&s.seller, &good.id).await.unwrap();
+    assert_eq!(s.checkout.payouts().reconcile_payouts().await.unwrap(), 1);
+    let after = s
+        .checkout
+        .payouts()
+        .payout(&s.seller, &good.id)
+        .await
+        .unwrap();
     assert_eq!(after.status, PayoutStatus::Paid);
     assert_eq!(s.checkout.job_metrics().row_errors_of("payouts"), 1);
     s.balanced().await;

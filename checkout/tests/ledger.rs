@@ -42,6 +42,7 @@ impl Shop {
     ) -> Option<vitrine_core::OrderId> {
         let (buyer, _) = self
             .checkout
+            .catalog()
             .create_buyer(&format!("Buyer {n}"))
             .await
             .unwrap();
@@ -86,6 +87,7 @@ impl Shop {
             stock,
         };
         self.checkout
+            .catalog()
             .create_product(&self.seller, new)
             .await
             .unwrap()
@@ -125,6 +127,7 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
     // A transfer of 40.13 is refused by the sandbox rail ("account_closed"): it comes back.
     let refused = s
         .checkout
+        .payouts()
         .request_payout(
             &s.seller,
             Some("refused"),
@@ -155,6 +158,7 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
         let seller = &s.seller;
         async move {
             checkout
+                .payouts()
                 .request_payout(
                     seller,
                     Some(&key),
@@ -180,11 +184,16 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
         }
     }
     assert!(paid > 0, "paid {paid}, failed {failed}");
-    s.checkout.reconcile_payouts().await.unwrap();
+    s.checkout.payouts().reconcile_payouts().await.unwrap();
     s.balanced().await;
 
     // What is left adds up: sales less fees, less refunds, less what left for the bank.
-    let payouts = s.checkout.payouts_of(&s.seller, 200).await.unwrap();
+    let payouts = s
+        .checkout
+        .payouts()
+        .payouts_of(&s.seller, 200)
+        .await
+        .unwrap();
     let out: i64 = payouts
         .iter()
         .filter(|p| p.status != PayoutStatus::Failed)
@@ -212,6 +221,7 @@ async fn racing_payouts_never_overdraw(backend: Backend) {
         let seller = &s.seller;
         async move {
             checkout
+                .payouts()
                 .request_payout(
                     seller,
                     Some(&key),
@@ -237,6 +247,7 @@ async fn racing_payouts_never_overdraw(backend: Backend) {
     // The same Idempotency-Key gives the same payout, not a second one.
     let again = s
         .checkout
+        .payouts()
         .request_payout(
             &s.seller,
             Some("race0"),
@@ -256,12 +267,18 @@ async fn scheduled_payouts_empty_the_balance_once_a_day(backend: Backend) {
     let s = shop(backend).await;
     let product = s.product("CAP", "Cap", 1999, 10).await;
     s.sell(&product.id, 0).await.unwrap();
-    let made = s.checkout.run_scheduled_payouts(100).await.unwrap();
+    let made = s
+        .checkout
+        .payouts()
+        .run_scheduled_payouts(100)
+        .await
+        .unwrap();
     assert_eq!(made.len(), 1);
     assert_eq!(made[0].amount, eur(1999 - 88));
     assert_eq!(s.available().await, 0);
     assert!(
         s.checkout
+            .payouts()
             .run_scheduled_payouts(100)
             .await
             .unwrap()

@@ -57,6 +57,7 @@ async fn harness_with(
 impl Harness {
     async fn product(&self, new: NewProduct) -> vitrine_checkout::Product {
         self.checkout
+            .catalog()
             .create_product(&self.seller, new)
             .await
             .unwrap()
@@ -132,7 +133,12 @@ fn created(result: &OrderResult) -> &vitrine_checkout::Order {
 }
 
 async fn stock(h: &Harness, product: &ProductId) -> i64 {
-    h.checkout.product(&h.seller, product).await.unwrap().stock
+    h.checkout
+        .catalog()
+        .product(&h.seller, product)
+        .await
+        .unwrap()
+        .stock
 }
 
 vitrine_checkout::on_both_backends!(
@@ -202,19 +208,35 @@ async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     let p = h.product(jacket(50)).await;
     assert_eq!(p.stock, 50);
     assert!(matches!(
-        h.checkout.create_product(&h.seller, jacket(1)).await,
+        h.checkout
+            .catalog()
+            .create_product(&h.seller, jacket(1))
+            .await,
         Err(CheckoutError::Conflict(_))
     ));
     let other = SellerId::generate();
     assert!(matches!(
-        h.checkout.product(&other, &p.id).await,
+        h.checkout.catalog().product(&other, &p.id).await,
         Err(CheckoutError::NotFound(_))
     ));
     // Another seller may use the same SKU.
-    h.checkout.create_product(&other, jacket(1)).await.unwrap();
-    assert_eq!(h.checkout.products_of(&h.seller).await.unwrap().len(), 1);
+    h.checkout
+        .catalog()
+        .create_product(&other, jacket(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.checkout
+            .catalog()
+            .products_of(&h.seller)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let patched = h
         .checkout
+        .catalog()
         .update_product(
             &h.seller,
             &p.id,
@@ -231,6 +253,7 @@ async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     );
     let patched = h
         .checkout
+        .catalog()
         .update_product(
             &h.seller,
             &p.id,
@@ -249,6 +272,7 @@ async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     };
     assert!(matches!(
         h.checkout
+            .catalog()
             .update_product(&h.seller, &p.id, wrong_currency)
             .await,
         Err(CheckoutError::Invalid(_))
@@ -256,11 +280,21 @@ async fn catalog_is_scoped_to_its_seller(backend: Backend) {
     let mut bad = jacket(1);
     bad.sku = "has space".into();
     assert!(matches!(
-        h.checkout.create_product(&h.seller, bad).await,
+        h.checkout.catalog().create_product(&h.seller, bad).await,
         Err(CheckoutError::Invalid(_))
     ));
-    h.checkout.archive_product(&h.seller, &p.id).await.unwrap();
-    assert!(h.checkout.product(&h.seller, &p.id).await.is_err());
+    h.checkout
+        .catalog()
+        .archive_product(&h.seller, &p.id)
+        .await
+        .unwrap();
+    assert!(
+        h.checkout
+            .catalog()
+            .product(&h.seller, &p.id)
+            .await
+            .is_err()
+    );
 }
 
 async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
@@ -378,6 +412,7 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
     let stream = StreamId::generate();
     let pin = h
         .checkout
+        .catalog()
         .pin(
             &h.seller,
             &stream,
@@ -439,7 +474,13 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
     }
     assert_eq!(paid, 50);
     assert_eq!(stock(&h, &p.id).await, 450);
-    let (pin_now, _) = h.checkout.active_pin(&stream).await.unwrap().unwrap();
+    let (pin_now, _) = h
+        .checkout
+        .catalog()
+        .active_pin(&stream)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(pin_now.id, pin.id);
     assert_eq!(pin_now.remaining, Some(0));
     let sold = h.checkout.orders_of_seller(&h.seller).await.unwrap();
@@ -470,10 +511,18 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
         ..pin.clone()
     };
     assert!(matches!(
-        h.checkout.pin(&h.seller, &stream, disagreeing).await,
+        h.checkout
+            .catalog()
+            .pin(&h.seller, &stream, disagreeing)
+            .await,
         Err(CheckoutError::Invalid(_))
     ));
-    let pinned = h.checkout.pin(&h.seller, &stream, pin).await.unwrap();
+    let pinned = h
+        .checkout
+        .catalog()
+        .pin(&h.seller, &stream, pin)
+        .await
+        .unwrap();
     assert_eq!(
         (pinned.ends_at, pinned.ends_at_iso),
         (Some(ends.millis()), Some(ends))
@@ -494,6 +543,7 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     // Buying something that is not pinned there is refused.
     let q = h
         .checkout
+        .catalog()
         .create_product(
             &h.seller,
             NewProduct {
@@ -506,8 +556,14 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     let not_pinned = h.place(&other, "c", through(&stream, &q.id, APPROVE)).await;
     assert_eq!(rejected(&not_pinned), RejectKind::NotPinned);
     // An ended sale.
-    let (pin, _) = h.checkout.active_pin(&stream).await.unwrap().unwrap();
-    h.checkout.unpin(&stream, &pin.id).await.unwrap();
+    let (pin, _) = h
+        .checkout
+        .catalog()
+        .active_pin(&stream)
+        .await
+        .unwrap()
+        .unwrap();
+    h.checkout.catalog().unpin(&stream, &pin.id).await.unwrap();
     let mut by_pin = order(&p.id, 1, APPROVE);
     by_pin.pin_id = Some(pin.id.clone());
     let ended = h.place(&BuyerId::generate(), "d", by_pin).await;

@@ -74,7 +74,7 @@ async fn retries_and_disabling_follow_the_checkouts_clock(backend: Backend) {
     let checkout = node(&pool, &SecretBox::ephemeral()).with_clock(clock.clone());
     let (url, hits) = failing_receiver().await;
     let (seller, endpoint, product) = seller_on(&checkout, url).await;
-    let (buyer, _) = checkout.create_buyer("B").await.unwrap();
+    let (buyer, _) = checkout.catalog().create_buyer("B").await.unwrap();
     let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
     assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
     let secs = Duration::from_secs;
@@ -176,6 +176,7 @@ async fn seller_on(checkout: &Checkout, url: String) -> (SellerId, String, Produ
         .await
         .unwrap();
     let product = checkout
+        .catalog()
         .create_product(
             &seller,
             NewProduct {
@@ -241,7 +242,7 @@ async fn a_dead_nodes_messages_go_out_through_another_node_stamped_when_written(
     let mut placed = Vec::new();
     for n in 0..5 {
         clock.advance(Duration::from_secs(1));
-        let (buyer, _) = a.create_buyer(&format!("B{n}")).await.unwrap();
+        let (buyer, _) = a.catalog().create_buyer(&format!("B{n}")).await.unwrap();
         let order = a
             .place_order(&buyer.id, &format!("k{n}"), buy(&product))
             .await;
@@ -307,7 +308,7 @@ async fn an_undecodable_fact_row_is_counted_and_skipped(backend: Backend) {
     .execute(&pool)
     .await
     .unwrap();
-    let (buyer, _) = checkout.create_buyer("B").await.unwrap();
+    let (buyer, _) = checkout.catalog().create_buyer("B").await.unwrap();
     let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
     assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
     let dispatcher = checkout
@@ -350,6 +351,7 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
         .await
         .unwrap();
     let product = checkout
+        .catalog()
         .create_product(
             &seller,
             NewProduct {
@@ -364,7 +366,11 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
         .await
         .unwrap();
     for n in 0..20 {
-        let (buyer, _) = checkout.create_buyer(&format!("B{n}")).await.unwrap();
+        let (buyer, _) = checkout
+            .catalog()
+            .create_buyer(&format!("B{n}"))
+            .await
+            .unwrap();
         let new = NewOrder {
             product_id: product.id.clone(),
             quantity: 1,

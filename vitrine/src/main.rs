@@ -523,9 +523,10 @@ async fn demo(running: &app::Running) -> anyhow::Result<()> {
     };
     let token = store.rotate_seller_token(&seller).await?;
     let checkout = &running.state.checkout;
-    if checkout.products_of(&seller).await?.is_empty() {
+    if checkout.catalog().products_of(&seller).await?.is_empty() {
         let price = vitrine_core::Money::new(4900, vitrine_core::Currency::parse("USD")?)?;
         checkout
+            .catalog()
             .create_product(
                 &seller,
                 vitrine_checkout::NewProduct {

@@ -240,7 +240,7 @@ impl Checkout {
         stream: &StreamId,
         new: NewAuction,
     ) -> Result<AuctionView, CheckoutError> {
-        let product = self.product(seller, &new.product_id).await?;
+        let product = self.catalog.product(seller, &new.product_id).await?;
         new.check(product.price.currency)?;
         let now = self.now();
         let row = AuctionRow {

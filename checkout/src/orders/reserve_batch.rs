@@ -107,7 +107,7 @@ impl Checkout {
         jobs: &[ReserveJob],
         now: i64,
     ) -> Result<(Option<Product>, Vec<Fate>), CheckoutError> {
-        let product = self.any_product(&jobs[0].new.product_id).await?;
+        let product = self.catalog.any_product(&jobs[0].new.product_id).await?;
         let mut pins = PinCache::new();
         let mut seen = HashSet::new();
         let mut fates = Vec::with_capacity(jobs.len());

@@ -73,6 +73,7 @@ async fn create_product(
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     let product = state
         .checkout
+        .catalog()
         .create_product(&seller.id, body(new)?)
         .await?;
     Ok((StatusCode::CREATED, Json(product)))
@@ -89,7 +90,7 @@ async fn list_products(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<ProductsRead>,
 ) -> Result<Json<ProductList>, ApiError> {
-    let products = state.checkout.products_of(&seller.id).await?;
+    let products = state.checkout.catalog().products_of(&seller.id).await?;
     Ok(Json(ProductList { products }))
 }
 
@@ -109,6 +110,7 @@ async fn get_product(
     Ok(Json(
         state
             .checkout
+            .catalog()
             .product(&seller.id, &product_id(&id)?)
             .await?,
     ))
@@ -134,6 +136,7 @@ async fn update_product(
 ) -> Result<Json<Product>, ApiError> {
     let product = state
         .checkout
+        .catalog()
         .update_product(&seller.id, &product_id(&id)?, body(patch)?)
         .await?;
     Ok(Json(product))
@@ -154,6 +157,7 @@ async fn archive_product(
 ) -> Result<StatusCode, ApiError> {
     state
         .checkout
+        .catalog()
         .archive_product(&seller.id, &product_id(&id)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -177,6 +181,7 @@ async fn create_pin(
     let stream = owned_stream(&state, &seller, &id).await?;
     let pin = state
         .checkout
+        .catalog()
         .pin(&seller.id, &stream.id, body(new)?)
         .await?;
     Ok((StatusCode::CREATED, Json(pin)))
@@ -196,7 +201,7 @@ async fn list_pins(
     Path(id): Path<String>,
 ) -> Result<Json<PinList>, ApiError> {
     let stream = owned_stream(&state, &seller, &id).await?;
-    let pins = state.checkout.pins_of(&stream.id).await?;
+    let pins = state.checkout.catalog().pins_of(&stream.id).await?;
     Ok(Json(PinList { pins }))
 }
 
@@ -218,6 +223,6 @@ async fn unpin(
 ) -> Result<StatusCode, ApiError> {
     let stream = owned_stream(&state, &seller, &id).await?;
     let pin = path_id(&pin, PinId::parse, "no such pin")?;
-    state.checkout.unpin(&stream.id, &pin).await?;
+    state.checkout.catalog().unpin(&stream.id, &pin).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,7 +74,11 @@ async fn create_buyer(
     new: Result<Json<NewBuyer>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedBuyer>), ApiError> {
     let new = body(new)?;
-    let (buyer, token) = state.checkout.create_buyer(&new.display_name).await?;
+    let (buyer, token) = state
+        .checkout
+        .catalog()
+        .create_buyer(&new.display_name)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedBuyer {
@@ -208,6 +212,7 @@ async fn check_source(state: &AppState, new: &NewOrder) -> Result<(), ApiError> 
             // Another seller's product is "no such product", as for any order.
             state
                 .checkout
+                .catalog()
                 .product(&row.seller_id, &new.product_id)
                 .await?;
             Ok(())

@@ -113,6 +113,7 @@ async fn request_payout(
     }
     let payout = state
         .checkout
+        .payouts()
         .request_payout(&seller.id, Some(&key), body(new)?)
         .await?;
     Ok((StatusCode::CREATED, Json(payout)))
@@ -131,7 +132,11 @@ async fn list_payouts(
     AuthSeller(seller, _): AuthSeller<PayoutsRead>,
     q: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<PayoutList>, ApiError> {
-    let payouts = state.checkout.payouts_of(&seller.id, page(q)?).await?;
+    let payouts = state
+        .checkout
+        .payouts()
+        .payouts_of(&seller.id, page(q)?)
+        .await?;
     Ok(Json(PayoutList { payouts }))
 }
 
@@ -148,7 +153,9 @@ async fn get_payout(
     AuthSeller(seller, _): AuthSeller<PayoutsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<Payout>, ApiError> {
-    Ok(Json(state.checkout.payout(&seller.id, &id).await?))
+    Ok(Json(
+        state.checkout.payouts().payout(&seller.id, &id).await?,
+    ))
 }
 
 /// The seller's ledger statement, newest first

@@ -48,6 +48,7 @@ async fn public_product(
     let id = path_id(&id, ProductId::parse, "no such product")?;
     let p = state
         .checkout
+        .catalog()
         .public_product(&id)
         .await?
         .ok_or_else(|| Problem::not_found("no such product"))?;

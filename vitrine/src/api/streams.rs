@@ -311,7 +311,7 @@ async fn delete_stream(
         })?;
     }
     // Its flash sale ends with it: the pin's id must not keep selling at the sale price.
-    state.checkout.end_stream_sales(&row.id).await?;
+    state.checkout.catalog().end_stream_sales(&row.id).await?;
     state.store.delete_stream(&row.id).await?;
     // The room's log goes with the stream; failing to reach the bus leaves it there (bounded
     // in length), which is no reason to fail a deletion already done.
@@ -344,6 +344,7 @@ async fn public_stream(
         .ok_or_else(|| Problem::not_found("no such stream"))?;
     let pinned = state
         .checkout
+        .catalog()
         .active_pin(&id)
         .await?
         .map(|(pin, product)| pin.card(&product));

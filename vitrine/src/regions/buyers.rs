@@ -64,7 +64,7 @@ impl Buyers {
             .and_then(|homes| Some((homes, homes.regions.elsewhere(token.expose())?)));
         let buyer = match elsewhere {
             Some((homes, (region, info))) => ask_home(homes, region, info, token, caller).await?,
-            None => self.checkout.buyer_by_token(token).await?,
+            None => self.checkout.catalog().buyer_by_token(token).await?,
         };
         if let Some(buyer) = &buyer {
             self.remember(hash, buyer.clone());

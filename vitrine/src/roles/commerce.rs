@@ -154,12 +154,12 @@ async fn run_payouts(checkout: Checkout, config: PayoutsConfig, stop: Cancellati
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = reconcile.tick() => {
-                if let Err(e) = checkout.reconcile_payouts().await {
+                if let Err(e) = checkout.payouts().reconcile_payouts().await {
                     tracing::warn!(error = %e, "payout reconciliation failed");
                 }
             }
             _ = scheduled.tick(), if config.scheduled_every.is_some() => {
-                match checkout.run_scheduled_payouts(config.minimum).await {
+                match checkout.payouts().run_scheduled_payouts(config.minimum).await {
                     Ok(made) => tracing::info!(payouts = made.len(), "scheduled payouts"),
                     Err(e) => tracing::warn!(error = %e, "scheduled payouts failed"),
                 }
