@@ -3,7 +3,8 @@
 # to the database's own ceiling for the very conditional UPDATE the order path reserves stock
 # with, on SQLite and on PostgreSQL, alternately (A B C A B C ...) in one run.
 #   CONCURRENCY=8,32  ROUNDS=2  STEP_SECONDS=10  OUT=loadtest/results/checkout
-#   DB_CONNECTIONS=8 sizes Vitrine's PostgreSQL pool (--database-max-connections; default 16)
+#   DB_CONNECTIONS=8 sizes Vitrine's pool (--database-max-connections; default 16 on PostgreSQL,
+#   4 on SQLite)   BACKENDS="sqlite postgres" picks the engines (both by default)
 # The sandbox card processor answers at once here (sandbox_latency_ms = 0) so that the figures
 # are the server's and the database's, not a simulated processor delay.
 set -euo pipefail
@@ -106,7 +107,7 @@ PY
   tail -1 "$out.jsonl"
 }
 
-for backend in sqlite postgres; do
+for backend in ${BACKENDS:-sqlite postgres}; do
   if [ "$backend" = sqlite ]; then
     url="sqlite://$dir/bench.db?mode=rwc"
   else

@@ -243,9 +243,9 @@ impl Facts {
     }
 
     /// Writes the facts `build` makes, and the webhook messages `hooks`, into the transaction,
-    /// numbered now, and hands back the ticket to [`finish`] with the transaction. `build` runs under the lock that hands out the
-    /// numbers, with what each room last heard ([`Heard`]): facts built from it are numbered in
-    /// the order it changed. A settlement calls this before it locks the seller's balance row,
+    /// numbered now, and hands back the ticket to [`finish`] with the transaction. `build` runs
+    /// under the lock that hands out the numbers, with what each room last heard ([`Heard`]):
+    /// facts built from it are numbered in the order it changed. A settlement calls this before it locks the seller's balance row,
     /// so that the INSERT is not made under that row's lock.
     pub(crate) async fn write_with(
         &self,

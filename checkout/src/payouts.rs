@@ -522,7 +522,7 @@ impl Payouts {
         .bind(minimum.max(1))
         .fetch_all(&self.pool)
         .await?;
-        let day = Timestamp::now().to_string()[..10].to_owned();
+        let day = Timestamp(self.clock.now_ms()).to_string()[..10].to_owned();
         let mut made = vec![];
         for r in &rows {
             let seller: String = r.try_get(0).unwrap_or_default();

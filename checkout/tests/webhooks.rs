@@ -43,7 +43,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 vitrine_checkout::on_both_backends!(
     two_dispatchers_send_each_message_once,
     a_dead_nodes_messages_go_out_through_another_node_stamped_when_written,
-    an_undecodable_fact_row_is_counted_and_skipped,
+    an_undecodable_fact_row_is_counted_and_set_aside,
     retries_and_disabling_follow_the_checkouts_clock,
 );
 
@@ -294,9 +294,9 @@ async fn a_dead_nodes_messages_go_out_through_another_node_stamped_when_written(
     assert_eq!(stamped, expected);
 }
 
-/// A fact row whose messages do not decode (a bug, or a newer writer) is counted and skipped;
-/// the rows after it still go out, and it is not tried again.
-async fn an_undecodable_fact_row_is_counted_and_skipped(backend: Backend) {
+/// A fact row whose messages do not decode (a bug, or a newer writer) is counted and set aside
+/// (kept, not tried again); the rows after it still go out.
+async fn an_undecodable_fact_row_is_counted_and_set_aside(backend: Backend) {
     let (pool, _db) = database(backend).await;
     let checkout = node(&pool, &SecretBox::ephemeral());
     let (url, seen) = receiver().await;
@@ -324,6 +324,13 @@ async fn an_undecodable_fact_row_is_counted_and_skipped(backend: Backend) {
         "not tried again"
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM commerce_facts WHERE origin = 'broken' AND hooks_pending = 2",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, 1, "set aside, not dropped");
 }
 
 async fn two_dispatchers_send_each_message_once(backend: Backend) {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 /// which sleeps (1, 2, 5 ... 100 ms) and tries again rather than queueing, so that under a
 /// flash sale the order path's writers spent most of their time asleep. The writers that take
 /// the gate (the order path's batches, the sandbox processor's charges, the replay timeline's
-/// writer) queue here instead, in order, each woken as the previous one commits. On PostgreSQL there is no gate: its row locks queue.
+/// writer, the webhook
+/// expansion) queue here instead, in order, each woken as the previous one commits. On
+/// PostgreSQL there is no gate: its row locks queue.
 #[derive(Clone, Default)]
 pub struct WriteGate(Option<Arc<tokio::sync::Mutex<()>>>);
 
@@ -34,6 +36,12 @@ impl WriteGate {
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         gates.insert(key, Arc::downgrade(&gate));
         Self(Some(gate))
+    }
+
+    /// Whether writers take turns here (an SQLite database), rather than on the database's row
+    /// locks (PostgreSQL).
+    pub fn serialises(&self) -> bool {
+        self.0.is_some()
     }
 
     /// Waits for the turn to write; the turn lasts as long as the guard.

@@ -1,16 +1,17 @@
-//! Delivers the outbox: claims due deliveries (a lease, so several nodes can run dispatchers
-//! over one database without sending a message twice at once), posts each signed message with a
-//! timeout, and records the outcome: done on 2xx; the endpoint disabled on 410; otherwise the
-//! next attempt per the retry schedule (later if the receiver sent `Retry-After`), and the
-//! endpoint disabled once it has failed without a success for longer than the schedule lasts.
+//! Delivers the outbox. Each round first expands the fact stream's committed webhook messages
+//! into messages and deliveries (see [`outbox::expand`]), then claims due deliveries (a lease,
+//! so several nodes can run dispatchers over one database without sending a message twice at
+//! once), posts each signed message with a timeout, and records the outcome: done on 2xx; the
+//! endpoint disabled on 410; otherwise the next attempt per the retry schedule (later if the
+//! receiver sent `Retry-After`), and the endpoint disabled once it has failed without a success
+//! for longer than the schedule lasts.
 
 use super::Webhooks;
-use super::endpoints::disable;
 pub use super::metrics::{DispatchMetrics, OutcomeLabel};
-use super::outbox;
 use super::resolver::PublicOnlyResolver;
 use super::schedule::RetrySchedule;
 use super::signature::{SigningSecret, signature_header};
+use super::{outbox, outcomes};
 use crate::error::CheckoutError;
 use futures::StreamExt;
 use sqlx::Row;
@@ -44,12 +45,12 @@ impl Default for DispatchConfig {
     }
 }
 
-struct Due {
-    event_id: String,
-    endpoint_id: String,
-    attempts: i64,
+pub(super) struct Due {
+    pub(super) event_id: String,
+    pub(super) endpoint_id: String,
+    pub(super) attempts: i64,
     /// The lease this dispatcher wrote: its outcome is recorded only while the lease holds.
-    lease_until: i64,
+    pub(super) lease_until: i64,
 }
 
 struct Target {
@@ -59,25 +60,24 @@ struct Target {
 }
 
 /// One attempt's result, on its way to the bookkeeping.
-struct Outcome {
-    due: Due,
+pub(super) struct Outcome {
+    pub(super) due: Due,
     /// `None`: the endpoint was disabled or deleted meanwhile; nothing was sent.
-    result: Option<Result_>,
-    took_ms: i64,
+    pub(super) result: Option<Result_>,
+    pub(super) took_ms: i64,
 }
 
 /// Most outcomes written in one transaction.
 const RECORD_BATCH: usize = 64;
 
-/// Most fact rows expanded in one transaction, and most such pages per round (a backlog
-/// after an outage is worked through over rounds, between deliveries).
-const EXPAND_LIMIT: i64 = 256;
+/// Most pages of fact rows ([`outbox::EXPAND_PAGE`]) expanded per round: a backlog after an
+/// outage is worked through over rounds, between deliveries.
 const EXPAND_PAGES: usize = 16;
 
 /// Least time between two rounds that a wake-up starts.
 const WAKE_PACE: Duration = Duration::from_millis(20);
 
-enum Result_ {
+pub(super) enum Result_ {
     Delivered(u16),
     Gone,
     Failed {
@@ -159,8 +159,8 @@ impl Dispatcher {
     pub async fn run(self, stop: CancellationToken) {
         loop {
             let started = tokio::time::Instant::now();
-            match self.round().await {
-                Ok(n) if n > 0 => continue,
+            match self.turn().await {
+                Ok((n, backlog)) if n > 0 || backlog => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "webhook dispatcher round failed"),
             }
@@ -179,19 +179,29 @@ impl Dispatcher {
     /// Expands the committed facts' webhook messages (see [`outbox::expand`]), then delivers
     /// one batch of due messages; returns how many were attempted.
     pub async fn round(&self) -> Result<usize, CheckoutError> {
+        Ok(self.turn().await?.0)
+    }
+
+    /// A round: how many deliveries were attempted, and whether fact rows are left to expand.
+    async fn turn(&self) -> Result<(usize, bool), CheckoutError> {
+        let backlog = self.expand_some().await;
+        Ok((self.deliver_due().await?, backlog))
+    }
+
+    /// Expands up to [`EXPAND_PAGES`] pages; true when the last one was full. A failure is
+    /// logged and counted, and the round goes on to deliver what is due.
+    async fn expand_some(&self) -> bool {
         for _ in 0..EXPAND_PAGES {
-            let page = outbox::expand(
-                &self.service.pool,
-                EXPAND_LIMIT,
-                self.now(),
-                &self.service.jobs,
-            )
-            .await?;
-            if page.rows < EXPAND_LIMIT as usize {
-                break;
+            match self.service.expand(outbox::EXPAND_PAGE).await {
+                Ok(page) if page.rows < outbox::EXPAND_PAGE as usize => return false,
+                Ok(_) => {}
+                Err(e) => {
+                    self.service.jobs.row_failed("webhooks", "expansion", &e);
+                    return false;
+                }
             }
         }
-        self.deliver_due().await
+        true
     }
 
     /// Delivers one batch of due messages; returns how many were attempted. Outcomes are
@@ -446,12 +456,20 @@ impl Dispatcher {
     /// written in a transaction of its own, so that it alone is lost (and retried when its
     /// lease ends). Counts them once they are written.
     async fn record_all(&self, batch: Vec<Outcome>) -> Result<(), CheckoutError> {
-        match self.record_together(&batch).await {
+        match outcomes::record_together(&self.service.pool, &batch, &self.config, self.now()).await
+        {
             Ok(labels) => labels.into_iter().for_each(|l| self.metrics.count(l)),
             Err(e) => {
                 tracing::warn!(error = %e, "a batch of webhook outcomes failed; writing them one by one");
                 for outcome in &batch {
-                    match self.record_together(std::slice::from_ref(outcome)).await {
+                    match outcomes::record_together(
+                        &self.service.pool,
+                        std::slice::from_ref(outcome),
+                        &self.config,
+                        self.now(),
+                    )
+                    .await
+                    {
                         Ok(labels) => labels.into_iter().for_each(|l| self.metrics.count(l)),
                         Err(e) => {
                             tracing::warn!(error = %e, event = %outcome.due.event_id, "a webhook outcome could not be recorded")
@@ -461,154 +479,5 @@ impl Dispatcher {
             }
         }
         Ok(())
-    }
-
-    async fn record_together(&self, batch: &[Outcome]) -> Result<Vec<&'static str>, CheckoutError> {
-        let mut tx = self.service.pool.begin().await?;
-        let mut labels = Vec::with_capacity(batch.len());
-        for outcome in batch {
-            labels.extend(self.record_in(&mut tx, outcome).await?);
-        }
-        tx.commit().await?;
-        Ok(labels)
-    }
-
-    /// Records one outcome; returns the metric label to count, or `None` when the delivery
-    /// is no longer this dispatcher's (its lease ran out and another took it, or its endpoint
-    /// was disabled meanwhile) and nothing was written.
-    async fn record_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        outcome: &Outcome,
-    ) -> Result<Option<&'static str>, CheckoutError> {
-        let Outcome {
-            due,
-            result,
-            took_ms,
-        } = outcome;
-        let now = self.now();
-        // Takes the row (PostgreSQL locks it until the end) only while the lease is ours. A
-        // success is written by that same statement, the common case in one round trip.
-        let guard = match result {
-            Some(Result_::Delivered(code)) => sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'succeeded', attempts = $1, \
-                 next_attempt_at = $2, leased_until = 0, last_status = $3, last_error = NULL, \
-                 updated_at = $2 WHERE event_id = $4 AND endpoint_id = $5 \
-                 AND status = 'pending' AND leased_until = $6",
-            )
-            .bind(due.attempts + 1)
-            .bind(now)
-            .bind(i64::from(*code)),
-            _ => sqlx::query(
-                "UPDATE webhook_deliveries SET leased_until = leased_until \
-                 WHERE event_id = $1 AND endpoint_id = $2 AND status = 'pending' \
-                 AND leased_until = $3",
-            ),
-        };
-        let mine = guard
-            .bind(&due.event_id)
-            .bind(&due.endpoint_id)
-            .bind(due.lease_until)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !mine {
-            tracing::warn!(event = %due.event_id, "a webhook delivery's lease ended before its outcome was recorded");
-            return Ok(None);
-        }
-        let Some(result) = result else {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled', \
-                 leased_until = 0, updated_at = $1 WHERE event_id = $2 AND endpoint_id = $3",
-            )
-            .bind(now)
-            .bind(&due.event_id)
-            .bind(&due.endpoint_id)
-            .execute(&mut **tx)
-            .await?;
-            return Ok(None);
-        };
-        let attempt = due.attempts + 1;
-        let (status_code, error) = match &result {
-            Result_::Delivered(s) => (Some(i64::from(*s)), None),
-            Result_::Gone => (Some(410), Some("410 Gone: endpoint disabled".to_owned())),
-            Result_::Failed { status, error, .. } => (status.map(i64::from), Some(error.clone())),
-        };
-        sqlx::query(
-            "INSERT INTO webhook_attempts (event_id, endpoint_id, attempt, at, status_code, \
-             duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&due.event_id)
-        .bind(&due.endpoint_id)
-        .bind(attempt)
-        .bind(now)
-        .bind(status_code)
-        .bind(took_ms)
-        .bind(error.clone())
-        .execute(&mut **tx)
-        .await?;
-        let (status, next, label) = match &result {
-            Result_::Delivered(_) => {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since = NULL \
-                     WHERE id = $1 AND failing_since IS NOT NULL",
-                )
-                .bind(&due.endpoint_id)
-                .execute(&mut **tx)
-                .await?;
-                // The delivery itself was written by the guard above.
-                return Ok(Some("delivered"));
-            }
-            Result_::Gone => {
-                disable(tx, &due.endpoint_id, "the endpoint answered 410 Gone", now).await?;
-                ("failed", now, "gone")
-            }
-            Result_::Failed { retry_after, .. } => {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) \
-                     WHERE id = $2",
-                )
-                .bind(now)
-                .bind(&due.endpoint_id)
-                .execute(&mut **tx)
-                .await?;
-                let since: Option<i64> =
-                    sqlx::query("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
-                        .bind(&due.endpoint_id)
-                        .fetch_one(&mut **tx)
-                        .await?
-                        .try_get(0)?;
-                if since.is_some_and(|s| now - s > self.config.disable_after.as_millis() as i64) {
-                    disable(tx, &due.endpoint_id, "failing for too long", now).await?;
-                    ("failed", now, "failed")
-                } else {
-                    match self
-                        .config
-                        .schedule
-                        .next_delay(attempt as u32, *retry_after)
-                    {
-                        Some(d) => ("pending", now + d.as_millis() as i64, "failed"),
-                        None => ("failed", now, "failed"),
-                    }
-                }
-            }
-        };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
-             leased_until = 0, last_status = $4, last_error = $5, updated_at = $6 \
-             WHERE event_id = $7 AND endpoint_id = $8",
-        )
-        .bind(status)
-        .bind(attempt)
-        .bind(next)
-        .bind(status_code)
-        .bind(error)
-        .bind(now)
-        .bind(&due.event_id)
-        .bind(&due.endpoint_id)
-        .execute(&mut **tx)
-        .await?;
-        Ok(Some(label))
     }
 }

@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod events;
 pub mod metrics;
 pub mod outbox;
+mod outcomes;
 pub mod resolver;
 pub mod schedule;
 pub mod sealing;
@@ -27,14 +28,14 @@ use sqlx::AnyPool;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use vitrine_core::time::Clock;
-
-/// Most fact rows one expansion claims.
-const EXPAND_PAGE: i64 = 256;
+use vitrine_core::write_gate::WriteGate;
 
 /// The webhooks service; cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
     pub(crate) pool: AnyPool,
+    /// SQLite's one writer: the expansion writes in its turn.
+    pub(crate) gate: WriteGate,
     /// Seals signing secrets at rest.
     pub(crate) secrets: SecretBox,
     /// Which URLs endpoints may have.
@@ -53,6 +54,7 @@ impl Webhooks {
     /// [`Webhooks::configured`]).
     pub(crate) fn new(pool: AnyPool, jobs: JobMetrics, clock: Arc<dyn Clock>) -> Self {
         Self {
+            gate: WriteGate::of(&pool),
             pool,
             secrets: SecretBox::ephemeral(),
             targets: TargetPolicy::default(),
@@ -75,6 +77,11 @@ impl Webhooks {
         self.clock.now_ms()
     }
 
+    /// Expands one page of up to `limit` committed fact rows (see [`outbox::expand`]).
+    pub(crate) async fn expand(&self, limit: i64) -> Result<outbox::Expanded, CheckoutError> {
+        outbox::expand(&self.pool, &self.gate, limit, self.now(), &self.jobs).await
+    }
+
     /// A dispatcher delivering the outbox.
     pub fn dispatcher(
         &self,
@@ -90,7 +97,7 @@ impl Webhooks {
     pub async fn expand_pending(&self) -> Result<usize, CheckoutError> {
         let mut messages = 0;
         loop {
-            let page = outbox::expand(&self.pool, EXPAND_PAGE, self.now(), &self.jobs).await?;
+            let page = self.expand(outbox::EXPAND_PAGE).await?;
             messages += page.messages;
             if page.rows == 0 {
                 return Ok(messages);

@@ -19,6 +19,7 @@ use serde_json::json;
 use sqlx::{Any, AnyPool, Row};
 use std::collections::HashMap;
 use vitrine_core::ids::random_id;
+use vitrine_core::write_gate::WriteGate;
 use vitrine_core::{SellerId, Timestamp};
 
 pub type Tx<'a> = sqlx::Transaction<'a, Any>;
@@ -58,13 +59,9 @@ pub async fn record(
     kind: EventType,
     data: &impl Serialize,
 ) -> Result<(), sqlx::Error> {
-    let data = serde_json::to_value(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let hook = Hook {
-        seller: seller.clone(),
-        kind,
-        data,
-    };
-    let hooks = serde_json::to_string(&[hook]).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let encoded = Hook::new(seller, kind, data).and_then(|hook| encode(&[hook]));
+    let hooks = encoded.map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    // Stamped by the system's clock: the store that calls this has no other.
     sqlx::query(
         "INSERT INTO commerce_facts (origin, seq, events, created_at, hooks, hooks_pending) \
          VALUES ($1, 0, '[]', $2, $3, 1)",
@@ -92,70 +89,112 @@ pub struct Expanded {
     pub messages: usize,
 }
 
+/// Most fact rows one expansion claims.
+pub(crate) const EXPAND_PAGE: i64 = 256;
+
+/// `hooks_pending` of a row whose messages could not be decoded: kept (pruning spares it) for
+/// an operator or a newer node, never tried again by this one.
+const QUARANTINED: i32 = 2;
+
+/// A claimed fact row: when it was written, by which node and under which number, and its
+/// messages as stored.
+type Claimed = (i64, String, i64, Option<String>);
+
 /// Claims up to `limit` committed fact rows with messages not yet expanded, oldest first, and
-/// writes their messages and deliveries (due at `now`), in one transaction. A row whose
-/// messages cannot be decoded (a bug, or a newer writer) is counted on `jobs` and skipped.
+/// writes their messages and deliveries (due at `now`), in one transaction taken in `gate`'s
+/// turn (SQLite's one writer). A row whose messages cannot be decoded (a bug, or a newer
+/// writer) is counted on `jobs` and set aside.
 pub(crate) async fn expand(
     pool: &AnyPool,
+    gate: &WriteGate,
     limit: i64,
     now: i64,
     jobs: &JobMetrics,
 ) -> Result<Expanded, CheckoutError> {
+    let _turn = gate.enter().await;
     let mut tx = pool.begin().await?;
-    // Under concurrent dispatchers a row another one claimed first fails the re-checked
-    // condition and is skipped; the claim commits with what it wrote.
-    let rows = sqlx::query(
-        "UPDATE commerce_facts SET hooks_pending = 0 \
-         WHERE hooks_pending = 1 AND (origin, seq) IN (SELECT origin, seq FROM commerce_facts \
-         WHERE hooks_pending = 1 ORDER BY created_at LIMIT $1) \
-         RETURNING created_at, origin, seq, hooks",
-    )
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let claimed = claim(&mut tx, limit, !gate.serialises()).await?;
     let mut done = Expanded {
-        rows: rows.len(),
+        rows: claimed.len(),
         ..Expanded::default()
     };
-    if rows.is_empty() {
+    if claimed.is_empty() {
         return Ok(done);
     }
+    done.messages = write_messages(&mut tx, claimed, now, jobs).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Marks up to `limit` pending rows expanded and returns them in the order they were written
+/// (by time, and by number within a node). Under concurrent dispatchers a row another one
+/// claimed first fails the re-checked condition and is skipped; on PostgreSQL (`skip_locked`)
+/// rows another claim holds are passed over at once, so several nodes work on different rows.
+async fn claim(
+    tx: &mut Tx<'_>,
+    limit: i64,
+    skip_locked: bool,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lock = if skip_locked {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE commerce_facts SET hooks_pending = 0 \
+         WHERE hooks_pending = 1 AND (origin, seq) IN (SELECT origin, seq FROM commerce_facts \
+         WHERE hooks_pending = 1 ORDER BY created_at LIMIT $1{lock}) \
+         RETURNING created_at, origin, seq, hooks"
+    )))
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
     let mut claimed = rows
         .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<i64, _>(0)?,
-                r.try_get::<String, _>(1)?,
-                r.try_get::<i64, _>(2)?,
-                r.try_get::<Option<String>, _>(3)?,
-            ))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    // In the order they were written: by time, and by number within a node.
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .collect::<Result<Vec<Claimed>, sqlx::Error>>()?;
     claimed.sort();
+    Ok(claimed)
+}
+
+/// Writes the claimed rows' messages that some endpoint takes, with their deliveries; how many.
+async fn write_messages(
+    tx: &mut Tx<'_>,
+    claimed: Vec<Claimed>,
+    now: i64,
+    jobs: &JobMetrics,
+) -> Result<usize, CheckoutError> {
     let mut subscriptions: HashMap<SellerId, Subscriptions> = HashMap::new();
+    let mut written = 0;
     for (created_at, origin, seq, hooks) in claimed {
         let hooks = match serde_json::from_str::<Vec<Hook>>(hooks.as_deref().unwrap_or("[]")) {
             Ok(hooks) => hooks,
             Err(e) => {
                 let error = CheckoutError::Corrupt(format!("webhook messages: {e}"));
                 jobs.row_failed("webhooks", &format!("{origin}/{seq}"), &error);
+                sqlx::query(
+                    "UPDATE commerce_facts SET hooks_pending = $1 WHERE origin = $2 AND seq = $3",
+                )
+                .bind(QUARANTINED)
+                .bind(&origin)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
                 continue;
             }
         };
         for hook in hooks {
             if !subscriptions.contains_key(&hook.seller) {
-                let read = Subscriptions::of(&mut tx, &hook.seller).await?;
+                let read = Subscriptions::of(tx, &hook.seller).await?;
                 subscriptions.insert(hook.seller.clone(), read);
             }
             if subscriptions[&hook.seller].wants(hook.kind) {
-                insert(&mut tx, &hook, Timestamp(created_at), now).await?;
-                done.messages += 1;
+                insert(tx, &hook, Timestamp(created_at), now).await?;
+                written += 1;
             }
         }
     }
-    tx.commit().await?;
-    Ok(done)
+    Ok(written)
 }
 
 /// Which events a seller's enabled endpoints subscribe to, read once per expansion.
