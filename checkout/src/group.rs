@@ -5,6 +5,10 @@
 //! when they pay (one commit, one lock of the hot row, a few multi-row statements for many
 //! buyers).
 //!
+//! On SQLite the batch is taken when the writer's turn at the database's one writer comes
+//! ([`Writer::gate`]), not before it waits for that turn: the requests that arrive while other
+//! writers hold the database join the batch, so the batches grow with the wait.
+//!
 //! The writer runs in a task of its own, so a request that gives up (its client went away)
 //! never strands the others queued behind it; a writer that panics drops the answers it owed,
 //! which its requests see as [`Lost`].
@@ -14,10 +18,22 @@ use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
+use vitrine_core::write_gate::WriteGate;
+
+/// A turn at SQLite's one writer, held while a batch is written (`None`: no gate, PostgreSQL).
+pub(crate) type Turn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// Writes one batch: one answer per job, in the jobs' order.
 pub(crate) trait Writer<J, R>: Send + Sync + 'static {
-    fn write(&self, jobs: Vec<J>) -> impl Future<Output = Vec<R>> + Send;
+    /// Writes `jobs`, in `turn` (taken before the batch was, see [`Writer::gate`]); a writer
+    /// that needs the gate again after its first transaction (writing the jobs one at a time
+    /// after a failed batch) enters it again, since its turn ended with that transaction.
+    fn write(&self, jobs: Vec<J>, turn: Turn) -> impl Future<Output = Vec<R>> + Send;
+
+    /// The gate whose turn the batch is taken in (none by default).
+    fn gate(&self) -> WriteGate {
+        WriteGate::default()
+    }
 }
 
 /// The writer of a batch went away without answering (it panicked).
@@ -120,9 +136,14 @@ impl<K: Hash + Eq, J, R> Drain<K, J, R> {
     }
 
     async fn run<W: Writer<J, R>>(mut self, writer: W) {
-        while let Some(batch) = self.next_batch() {
+        let gate = writer.gate();
+        loop {
+            let turn = gate.enter().await;
+            let Some(batch) = self.next_batch() else {
+                break;
+            };
             let (jobs, answers): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
-            let results = writer.write(jobs).await;
+            let results = writer.write(jobs, turn).await;
             debug_assert_eq!(results.len(), answers.len(), "one answer per job");
             for (answer, result) in answers.into_iter().zip(results) {
                 // The request may have gone away: its answer is dropped, its effect stands.
@@ -166,7 +187,7 @@ mod tests {
     }
 
     impl Writer<u32, u32> for Gate {
-        async fn write(&self, jobs: Vec<u32>) -> Vec<u32> {
+        async fn write(&self, jobs: Vec<u32>, _turn: Turn) -> Vec<u32> {
             self.sizes.lock().unwrap().push(jobs.len());
             self.started.notify_one();
             self.permits.acquire().await.unwrap().forget();
@@ -177,9 +198,59 @@ mod tests {
     struct Panics;
 
     impl Writer<u32, u32> for Panics {
-        async fn write(&self, _jobs: Vec<u32>) -> Vec<u32> {
+        async fn write(&self, _jobs: Vec<u32>, _turn: Turn) -> Vec<u32> {
             panic!("the writer fails");
         }
+    }
+
+    /// Records batch sizes, taking its batches in turns at `gate`.
+    struct Gated {
+        gate: WriteGate,
+        sizes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Writer<u32, u32> for Gated {
+        async fn write(&self, jobs: Vec<u32>, turn: Turn) -> Vec<u32> {
+            assert!(turn.is_some(), "the batch is written in the turn it was taken in");
+            self.sizes.lock().unwrap().push(jobs.len());
+            jobs.into_iter().map(|j| j * 10).collect()
+        }
+
+        fn gate(&self) -> WriteGate {
+            self.gate.clone()
+        }
+    }
+
+    /// On SQLite the batch is taken when the turn at the one writer comes: requests that arrive
+    /// while another writer holds it join the first request's batch instead of waiting for the
+    /// next one.
+    #[tokio::test]
+    async fn a_batch_taken_at_its_turn_holds_what_arrived_while_it_waited() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .connect_lazy("sqlite:///nonexistent/gate-test.db?mode=ro")
+            .unwrap();
+        let gate = WriteGate::of(&pool);
+        let other_writer = gate.enter().await;
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(64);
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for job in 1..=5 {
+            let b = batcher.clone();
+            let writer = Gated {
+                gate: gate.clone(),
+                sizes: Arc::clone(&sizes),
+            };
+            waiting.push(tokio::spawn(async move { b.submit("p", job, writer).await }));
+            while batcher.queued(&"p") < job as usize {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(other_writer);
+        for (n, answer) in waiting.into_iter().enumerate() {
+            assert_eq!(answer.await.unwrap(), Ok((n as u32 + 1) * 10));
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![5], "one batch of all five");
     }
 
     #[tokio::test]

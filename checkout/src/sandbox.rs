@@ -12,7 +12,7 @@
 //! | any other valid number | declined (`test_mode_live_card`), as real sandboxes do |
 
 use crate::db::{now_ms, sql};
-use crate::group::{Batcher, Writer};
+use crate::group::{Batcher, Turn, Writer};
 use crate::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus};
 use rand::RngCore;
 use sqlx::{AnyPool, Row};
@@ -144,8 +144,12 @@ struct CreateWriter {
 }
 
 impl Writer<ChargeRequest, Result<Payment, PaymentError>> for Arc<CreateWriter> {
-    async fn write(&self, requests: Vec<ChargeRequest>) -> Vec<Result<Payment, PaymentError>> {
-        let created = match self.insert(&requests).await {
+    async fn write(
+        &self,
+        requests: Vec<ChargeRequest>,
+        turn: Turn,
+    ) -> Vec<Result<Payment, PaymentError>> {
+        let created = match self.insert(&requests, turn).await {
             Ok(created) => created,
             Err(e) => {
                 return requests
@@ -166,6 +170,10 @@ impl Writer<ChargeRequest, Result<Payment, PaymentError>> for Arc<CreateWriter> 
         }
         out
     }
+
+    fn gate(&self) -> crate::db::WriteGate {
+        self.gate.clone()
+    }
 }
 
 impl CreateWriter {
@@ -173,6 +181,7 @@ impl CreateWriter {
     async fn insert(
         &self,
         requests: &[ChargeRequest],
+        turn: Turn,
     ) -> Result<HashMap<String, Payment>, sqlx::Error> {
         let now = now_ms();
         // With no latency the answer is final at once, as a processor that confirms
@@ -204,7 +213,10 @@ impl CreateWriter {
                 .bind(now + self.latency.as_millis() as i64)
                 .bind(now);
         }
-        let turn = self.gate.enter().await;
+        let turn = match turn {
+            Some(turn) => Some(turn),
+            None => self.gate.enter().await,
+        };
         let rows = insert.fetch_all(&self.pool).await?;
         drop(turn);
         let mut created = HashMap::with_capacity(rows.len());

@@ -8,9 +8,10 @@
 use super::bid::{not_found, take};
 use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
 use crate::Checkout;
+use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
-use crate::group::Writer;
+use crate::group::{Turn, Writer};
 use crate::ledger::Tx;
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
@@ -26,33 +27,42 @@ pub(crate) type BidAnswer = Result<Option<BidOutcome>, CheckoutError>;
 pub(crate) struct BidWriter(pub Checkout);
 
 impl Writer<BidRequest, BidAnswer> for BidWriter {
-    async fn write(&self, jobs: Vec<BidRequest>) -> Vec<BidAnswer> {
+    async fn write(&self, jobs: Vec<BidRequest>, turn: Turn) -> Vec<BidAnswer> {
         let n = jobs.len();
         self.0.jobs.note_batch("bid", n);
-        match self.0.bid_batch(&jobs).await {
+        match self.0.bid_batch(&jobs, turn).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if n == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::warn!(error = %e, batch = n, "a batch of bids failed; writing them one at a time");
                 let mut out = Vec::with_capacity(n);
                 for job in &jobs {
-                    let alone = self.0.bid_batch(std::slice::from_ref(job)).await;
+                    let alone = self.0.bid_batch(std::slice::from_ref(job), None).await;
                     out.push(alone.map(|mut done| done.swap_remove(0)));
                 }
                 out
             }
         }
     }
+
+    fn gate(&self) -> WriteGate {
+        self.0.write_gate.clone()
+    }
 }
 
 impl Checkout {
-    /// Writes one batch of bids for one auction; one answer per bid, in order.
+    /// Writes one batch of bids for one auction, in `turn` at the write gate (or one taken
+    /// here); one answer per bid, in order.
     async fn bid_batch(
         &self,
         jobs: &[BidRequest],
+        turn: Turn,
     ) -> Result<Vec<Option<BidOutcome>>, CheckoutError> {
         let started = std::time::Instant::now();
-        let turn = self.write_gate.enter().await;
+        let turn = match turn {
+            Some(turn) => Some(turn),
+            None => self.write_gate.enter().await,
+        };
         let mut tx = self.pool.begin().await?;
         let claimed = claim_keys(&mut tx, jobs, self.now()).await?;
         let mut auction = lock(&mut tx, &jobs[0].auction).await?;

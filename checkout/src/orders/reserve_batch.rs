@@ -11,9 +11,10 @@ use super::reserve_news::{Left, PinShown, left_after, pins_shown};
 use super::{ORDER_COLUMNS, Order, OrderMessage, OrderResult, StoredResult, reject};
 use crate::Checkout;
 use crate::catalog::Product;
+use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
-use crate::group::Writer;
+use crate::group::{Turn, Writer};
 use crate::ledger::Tx;
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
@@ -25,22 +26,30 @@ use vitrine_core::{PinId, ProductId};
 pub(crate) struct ReserveWriter(pub Checkout);
 
 impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
-    async fn write(&self, jobs: Vec<ReserveJob>) -> Vec<Result<Reserved, CheckoutError>> {
+    async fn write(
+        &self,
+        jobs: Vec<ReserveJob>,
+        turn: Turn,
+    ) -> Vec<Result<Reserved, CheckoutError>> {
         let n = jobs.len();
         self.0.jobs.note_batch("reserve", n);
-        match self.0.reserve_batch(&jobs).await {
+        match self.0.reserve_batch(&jobs, turn).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if n == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::warn!(error = %e, batch = n, "a batch of reservations failed; writing them one at a time");
                 let mut out = Vec::with_capacity(n);
                 for job in &jobs {
-                    let alone = self.0.reserve_batch(std::slice::from_ref(job)).await;
+                    let alone = self.0.reserve_batch(std::slice::from_ref(job), None).await;
                     out.push(alone.map(|mut done| done.swap_remove(0)));
                 }
                 out
             }
         }
+    }
+
+    fn gate(&self) -> WriteGate {
+        self.0.write_gate.clone()
     }
 }
 
@@ -58,14 +67,19 @@ enum Fate {
 }
 
 impl Checkout {
-    /// Reserves a batch of requests for one product; one answer per request, in order.
+    /// Reserves a batch of requests for one product, in `turn` at the write gate (or one
+    /// taken here); one answer per request, in order.
     pub(super) async fn reserve_batch(
         &self,
         jobs: &[ReserveJob],
+        turn: Turn,
     ) -> Result<Vec<Reserved>, CheckoutError> {
         let now = self.now();
         let (product, mut fates) = self.plan(jobs, now).await?;
-        let turn = self.write_gate.enter().await;
+        let turn = match turn {
+            Some(turn) => Some(turn),
+            None => self.write_gate.enter().await,
+        };
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         // The keys first: the first write, which on SQLite takes the write lock up front.

@@ -8,10 +8,11 @@
 use super::settle::Moved;
 use super::{Order, OrderResult};
 use crate::Checkout;
+use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
 use crate::facts::Heard;
-use crate::group::Writer;
+use crate::group::{Turn, Writer};
 use crate::ledger::{self, Tx};
 use crate::order_state::OrderStatus;
 use crate::payment::{Payment, PaymentStatus};
@@ -34,10 +35,14 @@ pub(crate) struct SettleJob {
 pub(crate) struct SettleWriter(pub Checkout);
 
 impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
-    async fn write(&self, jobs: Vec<SettleJob>) -> Vec<Result<OrderResult, CheckoutError>> {
+    async fn write(
+        &self,
+        jobs: Vec<SettleJob>,
+        turn: Turn,
+    ) -> Vec<Result<OrderResult, CheckoutError>> {
         let n = jobs.len();
         self.0.jobs.note_batch("settle", n);
-        match self.0.settle_batch(&jobs).await {
+        match self.0.settle_batch(&jobs, turn).await {
             Ok(done) => return done,
             Err(e) if n == 1 => return vec![Err(e)],
             Err(e) => {
@@ -50,6 +55,10 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
         }
         out
     }
+
+    fn gate(&self) -> WriteGate {
+        self.0.write_gate.clone()
+    }
 }
 
 /// A batch's order after its transaction: moved (with what it wrote), or moved by someone else.
@@ -60,13 +69,18 @@ enum Outcome {
 }
 
 impl Checkout {
-    /// Settles a batch of one seller's orders in one transaction; one answer per order.
+    /// Settles a batch of one seller's orders in one transaction, in `turn` at the write gate
+    /// (or one taken here); one answer per order.
     async fn settle_batch(
         &self,
         jobs: &[SettleJob],
+        turn: Turn,
     ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
         let now = self.now();
-        let turn = self.write_gate.enter().await;
+        let turn = match turn {
+            Some(turn) => Some(turn),
+            None => self.write_gate.enter().await,
+        };
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let paid: Vec<&SettleJob> = jobs
