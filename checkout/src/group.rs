@@ -211,7 +211,10 @@ mod tests {
 
     impl Writer<u32, u32> for Gated {
         async fn write(&self, jobs: Vec<u32>, turn: Turn) -> Vec<u32> {
-            assert!(turn.is_some(), "the batch is written in the turn it was taken in");
+            assert!(
+                turn.is_some(),
+                "the batch is written in the turn it was taken in"
+            );
             self.sizes.lock().unwrap().push(jobs.len());
             jobs.into_iter().map(|j| j * 10).collect()
         }
@@ -241,7 +244,9 @@ mod tests {
                 gate: gate.clone(),
                 sizes: Arc::clone(&sizes),
             };
-            waiting.push(tokio::spawn(async move { b.submit("p", job, writer).await }));
+            waiting.push(tokio::spawn(
+                async move { b.submit("p", job, writer).await },
+            ));
             while batcher.queued(&"p") < job as usize {
                 tokio::task::yield_now().await;
             }

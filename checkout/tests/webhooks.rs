@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vitrine_checkout::db::{Backend, connect, migrate};
 use vitrine_checkout::orders::PaymentDetails;
-use vitrine_checkout::testing::{TestDatabase, fresh_checkout};
+use vitrine_checkout::testing::TestDatabase;
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
 use vitrine_checkout::webhooks::schedule::RetrySchedule;
 use vitrine_checkout::webhooks::sealing::SecretBox;
@@ -334,63 +334,19 @@ async fn an_undecodable_fact_row_is_counted_and_set_aside(backend: Backend) {
 }
 
 async fn two_dispatchers_send_each_message_once(backend: Backend) {
-    let (checkout, _db) = fresh_checkout(backend, Duration::from_millis(5))
-        .await
-        .unwrap();
-    let checkout = checkout.with_webhooks(
-        SecretBox::ephemeral(),
-        TargetPolicy {
-            allow_private: true,
-        },
-    );
-    let seller = SellerId::generate();
+    let (pool, _db) = database(backend).await;
+    let checkout = node(&pool, &SecretBox::ephemeral());
     let (url, seen) = receiver().await;
-    let (endpoint, _) = checkout
-        .webhooks()
-        .create_endpoint(
-            &seller,
-            NewEndpoint {
-                url,
-                description: String::new(),
-                event_types: vec![],
-            },
-        )
-        .await
-        .unwrap();
-    let product = checkout
-        .catalog()
-        .create_product(
-            &seller,
-            NewProduct {
-                sku: "TEE".into(),
-                title: "Tee".into(),
-                description: String::new(),
-                image_url: None,
-                price: Money::new(1500, Currency::parse("EUR").unwrap()).unwrap(),
-                stock: 1000,
-            },
-        )
-        .await
-        .unwrap();
+    let (seller, endpoint, product) = seller_on(&checkout, url).await;
     for n in 0..20 {
         let (buyer, _) = checkout
             .catalog()
             .create_buyer(&format!("B{n}"))
             .await
             .unwrap();
-        let new = NewOrder {
-            product_id: product.id.clone(),
-            quantity: 1,
-            pin_id: None,
-            stream_id: None,
-            currency: None,
-            payment: PaymentDetails {
-                card_number: "4242424242424242".into(),
-            },
-            source: Default::default(),
-            media_ms: None,
-        };
-        let placed = checkout.place_order(&buyer.id, &format!("k{n}"), new).await;
+        let placed = checkout
+            .place_order(&buyer.id, &format!("k{n}"), buy(&product))
+            .await;
         assert!(matches!(placed.unwrap().result, OrderResult::Created(_)));
     }
 
@@ -419,7 +375,7 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
 
     let log = checkout
         .webhooks()
-        .deliveries(&seller, &endpoint.id, 100)
+        .deliveries(&seller, &endpoint, 100)
         .await
         .unwrap();
     // Every order was created and paid: two messages each.

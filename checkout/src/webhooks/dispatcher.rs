@@ -74,8 +74,11 @@ const RECORD_BATCH: usize = 64;
 /// outage is worked through over rounds, between deliveries.
 const EXPAND_PAGES: usize = 16;
 
-/// Least time between two rounds that a wake-up starts.
-const WAKE_PACE: Duration = Duration::from_millis(20);
+/// Least time between two rounds that a wake-up starts. Each round is two transactions (the
+/// expansion, the claim of due deliveries) whether or not a seller has endpoints: at 20 ms a
+/// sale's steady wake-ups cost PostgreSQL 0.08 commits per order; a message waits at most
+/// this much longer.
+const WAKE_PACE: Duration = Duration::from_millis(100);
 
 pub(super) enum Result_ {
     Delivered(u16),
