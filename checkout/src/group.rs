@@ -14,7 +14,6 @@
 //! which its requests see as [`Lost`].
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
@@ -34,6 +33,12 @@ pub(crate) trait Writer<J, R>: Send + Sync + 'static {
     fn gate(&self) -> WriteGate {
         WriteGate::default()
     }
+
+    /// How many batches of one key may be written at once (one by default). Two let a batch's
+    /// first statements run while the one before it finishes under a lock both need.
+    fn writers(&self) -> usize {
+        1
+    }
 }
 
 /// The writer of a batch went away without answering (it panicked).
@@ -42,9 +47,17 @@ pub(crate) struct Lost;
 
 type Queue<J, R> = Vec<(J, oneshot::Sender<R>)>;
 
+/// A key's queue and how many writer tasks run for it.
+struct Slot<J, R> {
+    queue: Queue<J, R>,
+    writers: usize,
+}
+
+type Slots<K, J, R> = Arc<Mutex<HashMap<K, Slot<J, R>>>>;
+
 /// Queues per key; a key is present exactly while a writer task runs for it.
 pub(crate) struct Batcher<K, J, R> {
-    queues: Arc<Mutex<HashMap<K, Queue<J, R>>>>,
+    queues: Slots<K, J, R>,
     max: usize,
 }
 
@@ -72,7 +85,7 @@ where
     }
 
     /// Queues `job` under `key` and waits for its answer; starts a writer (with `writer`) when
-    /// none runs for the key.
+    /// fewer than [`Writer::writers`] run for the key.
     pub(crate) async fn submit<W: Writer<J, R>>(
         &self,
         key: K,
@@ -82,16 +95,16 @@ where
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-            match queues.entry(key.clone()) {
-                Entry::Occupied(mut queue) => {
-                    queue.get_mut().push((job, tx));
-                    false
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(vec![(job, tx)]);
-                    true
-                }
+            let slot = queues.entry(key.clone()).or_insert_with(|| Slot {
+                queue: Vec::new(),
+                writers: 0,
+            });
+            slot.queue.push((job, tx));
+            let room = slot.writers < writer.writers().max(1);
+            if room {
+                slot.writers += 1;
             }
+            room
         };
         if lead {
             let drain = Drain {
@@ -108,31 +121,32 @@ where
     #[cfg(test)]
     pub(crate) fn queued(&self, key: &K) -> usize {
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        queues.get(key).map_or(0, Vec::len)
+        queues.get(key).map_or(0, |slot| slot.queue.len())
     }
 }
 
-/// The writer task of one key. Should it die, its key is removed with whatever was queued, so
-/// those requests learn it ([`Lost`]) and the next request starts a new writer.
+/// A writer task of one key. Should the last one die, its key is removed with whatever was
+/// queued, so those requests learn it ([`Lost`]) and the next request starts a new writer.
 struct Drain<K: Hash + Eq, J, R> {
-    queues: Arc<Mutex<HashMap<K, Queue<J, R>>>>,
+    queues: Slots<K, J, R>,
     key: Option<K>,
     max: usize,
 }
 
 impl<K: Hash + Eq, J, R> Drain<K, J, R> {
-    /// The next batch, or `None` (the key removed) when nothing is queued.
+    /// The next batch, or `None` when nothing is queued (this writer leaves; the key is removed
+    /// with the last one).
     fn next_batch(&mut self) -> Option<Queue<J, R>> {
         let key = self.key.as_ref()?;
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        let queue = queues.get_mut(key)?;
-        if queue.is_empty() {
-            queues.remove(key);
+        let slot = queues.get_mut(key)?;
+        if slot.queue.is_empty() {
+            leave(&mut queues, key);
             self.key = None;
             return None;
         }
-        let n = queue.len().min(self.max);
-        Some(queue.drain(..n).collect())
+        let n = slot.queue.len().min(self.max);
+        Some(slot.queue.drain(..n).collect())
     }
 
     async fn run<W: Writer<J, R>>(mut self, writer: W) {
@@ -157,7 +171,17 @@ impl<K: Hash + Eq, J, R> Drop for Drain<K, J, R> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-            queues.remove(&key);
+            leave(&mut queues, &key);
+        }
+    }
+}
+
+/// One writer of `key` leaves; with the last, the key goes with whatever is still queued.
+fn leave<K: Hash + Eq, J, R>(queues: &mut HashMap<K, Slot<J, R>>, key: &K) {
+    if let Some(slot) = queues.get_mut(key) {
+        slot.writers = slot.writers.saturating_sub(1);
+        if slot.writers == 0 {
+            queues.remove(key);
         }
     }
 }
@@ -201,6 +225,56 @@ mod tests {
         async fn write(&self, _jobs: Vec<u32>, _turn: Turn) -> Vec<u32> {
             panic!("the writer fails");
         }
+    }
+
+    /// Two batches of one key in flight at once when the writer allows two writers: the second
+    /// request is written while the first batch still is, the rest queue behind both.
+    #[tokio::test]
+    async fn a_key_with_two_writers_writes_two_batches_at_once() {
+        struct Two(Gate);
+        impl Writer<u32, u32> for Two {
+            async fn write(&self, jobs: Vec<u32>, turn: Turn) -> Vec<u32> {
+                self.0.write(jobs, turn).await
+            }
+            fn writers(&self) -> usize {
+                2
+            }
+        }
+        let batcher: Batcher<&str, u32, u32> = Batcher::new(64);
+        let gate = Gate::new();
+        let mut answers = Vec::new();
+        for job in 1..=2 {
+            let (b, g) = (batcher.clone(), gate.clone());
+            answers.push(tokio::spawn(
+                async move { b.submit("p", job, Two(g)).await },
+            ));
+            // Bounded: with one writer per key the second batch would never start.
+            tokio::time::timeout(std::time::Duration::from_secs(10), gate.started.notified())
+                .await
+                .expect("a writer for the request");
+        }
+        assert_eq!(*gate.sizes.lock().unwrap(), vec![1, 1], "both in flight");
+        for job in 3..=5 {
+            let (b, g) = (batcher.clone(), gate.clone());
+            answers.push(tokio::spawn(
+                async move { b.submit("p", job, Two(g)).await },
+            ));
+            while batcher.queued(&"p") < (job - 2) as usize {
+                tokio::task::yield_now().await;
+            }
+        }
+        gate.permits.add_permits(10);
+        for (n, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.await.unwrap(), Ok((n as u32 + 1) * 10));
+        }
+        let mut sizes = gate.sizes.lock().unwrap().clone();
+        sizes.sort();
+        assert_eq!(sizes.iter().sum::<usize>(), 5);
+        assert!(
+            sizes.len() <= 4,
+            "the three queued ones went in at most two batches: {sizes:?}"
+        );
+        assert_eq!(batcher.queued(&"p"), 0);
     }
 
     /// Records batch sizes, taking its batches in turns at `gate`.

@@ -59,6 +59,14 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
     fn gate(&self) -> WriteGate {
         self.0.write_gate.clone()
     }
+
+    /// Every sale of a seller moves its balance row, which serialises the batches. On
+    /// PostgreSQL two batches are written at once: one moves its orders, writes its facts and
+    /// stores its answers while the other holds the balance row and commits. (SQLite has one
+    /// writer: one batch at a time.)
+    fn writers(&self) -> usize {
+        if self.0.write_gate.serialises() { 1 } else { 2 }
+    }
 }
 
 /// A batch's order after its transaction: moved (with what it wrote), or moved by someone else.
@@ -115,8 +123,9 @@ impl Checkout {
             })
             .collect();
         let hooks = settled_hooks(&outcomes)?;
-        // The facts before the seller's balance row is locked: the orders' rows, locked since
-        // they moved, order them; the balance row's lock is then held for two statements.
+        // The facts and the keys' answers before the seller's balance row is locked: the
+        // orders' rows, locked since they moved, order the facts; the balance row's lock is
+        // then held for the ledger's statements and the commit only.
         let ticket = self
             .facts
             .write_with(&mut tx, now, &hooks, |heard| {
@@ -124,8 +133,8 @@ impl Checkout {
             })
             .await?;
         if !sold.is_empty() {
-            ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
             store_results(&mut tx, jobs, &sold).await?;
+            ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
         }
         crate::facts::finish(tx, ticket).await?;
         drop(turn);
