@@ -77,6 +77,60 @@ enum Outcome {
 }
 
 impl Checkout {
+    /// What became of each job, in the jobs' order: the paid ones were moved by `moved`; every
+    /// other one takes its one-order transition (a decline gives its units back). Those run
+    /// sorted by product and pin, so that two batches of one seller written at once (see
+    /// [`SettleWriter::writers`]) lock products and pins in the same order and cannot deadlock.
+    async fn outcomes(
+        &self,
+        tx: &mut Tx<'_>,
+        jobs: &[SettleJob],
+        moved: &HashSet<String>,
+        now: i64,
+    ) -> Result<Vec<Outcome>, CheckoutError> {
+        let mut outcomes: Vec<Option<Outcome>> = jobs
+            .iter()
+            .map(|job| {
+                (job.payment.status == PaymentStatus::Succeeded).then(|| {
+                    if moved.contains(job.order.id.as_str()) {
+                        Outcome::Paid(paid_order(&job.order, &job.payment, now))
+                    } else {
+                        Outcome::Raced
+                    }
+                })
+            })
+            .collect();
+        let mut others: Vec<usize> = (0..jobs.len()).filter(|&i| outcomes[i].is_none()).collect();
+        others.sort_by(|&a, &b| {
+            let key = |i: usize| {
+                let order = &jobs[i].order;
+                (
+                    order.product_id.as_str(),
+                    order.pin_id.as_ref().map(|p| p.as_str()),
+                    order.id.as_str(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        for i in others {
+            let job = &jobs[i];
+            let change = super::settle::change_for(&job.payment);
+            outcomes[i] = Some(
+                match self
+                    .transition_in(tx, &job.order, &change.as_change())
+                    .await?
+                {
+                    Some(moved) => Outcome::Other(job.order.clone(), Box::new(moved)),
+                    None => Outcome::Raced,
+                },
+            );
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Raced))
+            .collect())
+    }
+
     /// Settles a batch of one seller's orders in one transaction, in `turn` at the write gate
     /// (or one taken here); one answer per order.
     async fn settle_batch(
@@ -96,25 +150,7 @@ impl Checkout {
             .filter(|j| j.payment.status == PaymentStatus::Succeeded)
             .collect();
         let moved = mark_paid(&mut tx, &paid, now).await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            outcomes.push(if job.payment.status == PaymentStatus::Succeeded {
-                if moved.contains(job.order.id.as_str()) {
-                    Outcome::Paid(paid_order(&job.order, &job.payment, now))
-                } else {
-                    Outcome::Raced
-                }
-            } else {
-                let change = super::settle::change_for(&job.payment);
-                match self
-                    .transition_in(&mut tx, &job.order, &change.as_change())
-                    .await?
-                {
-                    Some(moved) => Outcome::Other(job.order.clone(), Box::new(moved)),
-                    None => Outcome::Raced,
-                }
-            });
-        }
+        let outcomes = self.outcomes(&mut tx, jobs, &moved, now).await?;
         let sold: Vec<&Order> = outcomes
             .iter()
             .filter_map(|o| match o {
