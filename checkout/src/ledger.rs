@@ -145,18 +145,18 @@ async fn locked_balance(
     seller: &SellerId,
     currency: Currency,
 ) -> Result<(i64, i64), CheckoutError> {
-    let row = sqlx::query(
-        "UPDATE seller_balances SET debt = debt WHERE seller_id = $1 AND currency = $2 \
-         RETURNING available, debt",
+    // Made if missing, so that a seller's first sale locks the row too: a concurrent refund
+    // that would create it with a debt waits, and the sale sees that debt.
+    let r = sqlx::query(
+        "INSERT INTO seller_balances (seller_id, currency, available, in_transit, debt) \
+         VALUES ($1, $2, 0, 0, 0) ON CONFLICT (seller_id, currency) \
+         DO UPDATE SET debt = seller_balances.debt RETURNING available, debt",
     )
     .bind(seller.as_str())
     .bind(currency.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(match row {
-        Some(r) => (r.try_get(0)?, r.try_get(1)?),
-        None => (0, 0),
-    })
+    Ok((r.try_get(0)?, r.try_get(1)?))
 }
 
 /// Posts the entry an order's move to `next` makes, if any: a sale when paid, a refund when
