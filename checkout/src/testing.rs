@@ -95,6 +95,22 @@ pub async fn fresh_checkout(
     Ok((checkout, db))
 }
 
+/// One unit of `product`, paid with the sandbox's approved test card, outside any stream.
+pub fn one_unit_of(product: &vitrine_core::ProductId) -> crate::NewOrder {
+    crate::NewOrder {
+        product_id: product.clone(),
+        quantity: 1,
+        pin_id: None,
+        stream_id: None,
+        currency: None,
+        payment: crate::orders::PaymentDetails {
+            card_number: "4242424242424242".into(),
+        },
+        source: Default::default(),
+        media_ms: None,
+    }
+}
+
 /// A room that keeps every commerce fact it hears, for a test's assertions (give it to
 /// [`crate::Checkout::spawn_fact_pump`]; [`crate::facts::Facts::flush`] before reading).
 #[derive(Default)]

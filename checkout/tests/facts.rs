@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitrine_checkout::db::{Backend, connect, migrate};
-use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::testing::{Heard, TestDatabase};
 use vitrine_checkout::{
     Checkout, CheckoutError, NewOrder, NewPin, NewProduct, OrderResult, SandboxProvider,
@@ -82,16 +81,8 @@ fn pin_of(product: &ProductId, cap: Option<u32>) -> NewPin {
 
 fn buy(stream: &StreamId, product: &ProductId) -> NewOrder {
     NewOrder {
-        product_id: product.clone(),
-        quantity: 1,
-        pin_id: None,
         stream_id: Some(stream.clone()),
-        currency: None,
-        payment: PaymentDetails {
-            card_number: "4242424242424242".into(),
-        },
-        source: Default::default(),
-        media_ms: None,
+        ..vitrine_checkout::testing::one_unit_of(product)
     }
 }
 

@@ -6,10 +6,9 @@
 use futures::future::join_all;
 use std::time::Duration;
 use vitrine_checkout::db::Backend;
-use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::payouts::{NewPayout, PayoutMethod, PayoutStatus};
 use vitrine_checkout::testing::{TestDatabase, fresh_checkout};
-use vitrine_checkout::{Checkout, CheckoutError, NewOrder, NewProduct, OrderResult};
+use vitrine_checkout::{Checkout, CheckoutError, NewProduct, OrderResult};
 use vitrine_core::{Currency, Money, SellerId};
 
 struct Shop {
@@ -46,18 +45,7 @@ impl Shop {
             .create_buyer(&format!("Buyer {n}"))
             .await
             .unwrap();
-        let new = NewOrder {
-            product_id: product.clone(),
-            quantity: 1,
-            pin_id: None,
-            stream_id: None,
-            currency: None,
-            payment: PaymentDetails {
-                card_number: "4242424242424242".into(),
-            },
-            source: Default::default(),
-            media_ms: None,
-        };
+        let new = vitrine_checkout::testing::one_unit_of(product);
         match self
             .checkout
             .place_order(&buyer.id, &format!("k{n}"), new)

@@ -55,6 +55,18 @@ async fn harness_with(
 }
 
 impl Harness {
+    /// The stream's active pin (there must be one).
+    async fn active_pin(&self, stream: &StreamId) -> vitrine_checkout::Pin {
+        let (pin, _) = self
+            .checkout
+            .catalog()
+            .active_pin(stream)
+            .await
+            .unwrap()
+            .expect("an active pin");
+        pin
+    }
+
     async fn product(&self, new: NewProduct) -> vitrine_checkout::Product {
         self.checkout
             .catalog()
@@ -474,13 +486,7 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
     }
     assert_eq!(paid, 50);
     assert_eq!(stock(&h, &p.id).await, 450);
-    let (pin_now, _) = h
-        .checkout
-        .catalog()
-        .active_pin(&stream)
-        .await
-        .unwrap()
-        .unwrap();
+    let pin_now = h.active_pin(&stream).await;
     assert_eq!(pin_now.id, pin.id);
     assert_eq!(pin_now.remaining, Some(0));
     let sold = h.checkout.orders_of_seller(&h.seller).await.unwrap();
@@ -556,13 +562,7 @@ async fn per_buyer_limit_and_sale_end_are_enforced(backend: Backend) {
     let not_pinned = h.place(&other, "c", through(&stream, &q.id, APPROVE)).await;
     assert_eq!(rejected(&not_pinned), RejectKind::NotPinned);
     // An ended sale.
-    let (pin, _) = h
-        .checkout
-        .catalog()
-        .active_pin(&stream)
-        .await
-        .unwrap()
-        .unwrap();
+    let pin = h.active_pin(&stream).await;
     h.checkout.catalog().unpin(&stream, &pin.id).await.unwrap();
     let mut by_pin = order(&p.id, 1, APPROVE);
     by_pin.pin_id = Some(pin.id.clone());

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vitrine_checkout::db::{Backend, connect, migrate};
-use vitrine_checkout::orders::PaymentDetails;
 use vitrine_checkout::testing::TestDatabase;
 use vitrine_checkout::webhooks::dispatcher::{DispatchConfig, DispatchMetrics};
 use vitrine_checkout::webhooks::schedule::RetrySchedule;
@@ -194,18 +193,7 @@ async fn seller_on(checkout: &Checkout, url: String) -> (SellerId, String, Produ
 }
 
 fn buy(product: &Product) -> NewOrder {
-    NewOrder {
-        product_id: product.id.clone(),
-        quantity: 1,
-        pin_id: None,
-        stream_id: None,
-        currency: None,
-        payment: PaymentDetails {
-            card_number: "4242424242424242".into(),
-        },
-        source: Default::default(),
-        media_ms: None,
-    }
+    vitrine_checkout::testing::one_unit_of(&product.id)
 }
 
 /// A fresh, migrated database.
