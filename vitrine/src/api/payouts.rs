@@ -104,10 +104,10 @@ async fn request_payout(
 ) -> Result<(StatusCode, Json<Payout>), ApiError> {
     let route = "POST /api/v1/payouts";
     let key = super::idempotency_key(&headers, route)?;
-    if key.is_empty() || key.len() > vitrine_checkout::idempotency::MAX_KEY_CHARS {
+    if let Err(e) = vitrine_checkout::idempotency::validate_key(&key) {
         return Err(Problem::bad_request(
             "idempotency-key-required",
-            format!("{route} needs an Idempotency-Key header (1 to 255 characters)"),
+            format!("{route} needs an Idempotency-Key header: {e}"),
         )
         .into());
     }
