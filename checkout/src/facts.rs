@@ -130,6 +130,7 @@ struct Inner {
     metrics: FactMetrics,
 }
 
+#[cfg(test)]
 impl Default for Facts {
     fn default() -> Self {
         Self::new(Arc::new(Notify::new()))

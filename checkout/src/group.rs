@@ -22,6 +22,15 @@ use vitrine_core::write_gate::WriteGate;
 /// A turn at SQLite's one writer, held while a batch is written (`None`: no gate, PostgreSQL).
 pub(crate) type Turn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
+/// `turn`, or a new one at `gate` (a writer called outside the group's turn: one job at a time
+/// after a failed batch).
+pub(crate) async fn turn_at(turn: Turn, gate: &WriteGate) -> Turn {
+    match turn {
+        Some(turn) => Some(turn),
+        None => gate.enter().await,
+    }
+}
+
 /// Writes one batch: one answer per job, in the jobs' order.
 pub(crate) trait Writer<J, R>: Send + Sync + 'static {
     /// Writes `jobs`, in `turn` (taken before the batch was, see [`Writer::gate`]); a writer
@@ -134,6 +143,21 @@ struct Drain<K: Hash + Eq, J, R> {
 }
 
 impl<K: Hash + Eq, J, R> Drain<K, J, R> {
+    /// Leaves (as [`Self::next_batch`] does) when nothing is queued, before waiting for a turn
+    /// at the gate only to find the queue empty.
+    fn leave_if_idle(&mut self) -> bool {
+        let Some(key) = self.key.as_ref() else {
+            return true;
+        };
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if queues.get(key).is_some_and(|slot| !slot.queue.is_empty()) {
+            return false;
+        }
+        leave(&mut queues, key);
+        self.key = None;
+        true
+    }
+
     /// The next batch, or `None` when nothing is queued (this writer leaves; the key is removed
     /// with the last one).
     fn next_batch(&mut self) -> Option<Queue<J, R>> {
@@ -152,6 +176,9 @@ impl<K: Hash + Eq, J, R> Drain<K, J, R> {
     async fn run<W: Writer<J, R>>(mut self, writer: W) {
         let gate = writer.gate();
         loop {
+            if self.leave_if_idle() {
+                break;
+            }
             let turn = gate.enter().await;
             let Some(batch) = self.next_batch() else {
                 break;

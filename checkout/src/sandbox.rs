@@ -213,10 +213,7 @@ impl CreateWriter {
                 .bind(now + self.latency.as_millis() as i64)
                 .bind(now);
         }
-        let turn = match turn {
-            Some(turn) => Some(turn),
-            None => self.gate.enter().await,
-        };
+        let turn = crate::group::turn_at(turn, &self.gate).await;
         let rows = insert.fetch_all(&self.pool).await?;
         drop(turn);
         let mut created = HashMap::with_capacity(rows.len());

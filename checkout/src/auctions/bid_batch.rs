@@ -59,10 +59,7 @@ impl Checkout {
         turn: Turn,
     ) -> Result<Vec<Option<BidOutcome>>, CheckoutError> {
         let started = std::time::Instant::now();
-        let turn = match turn {
-            Some(turn) => Some(turn),
-            None => self.write_gate.enter().await,
-        };
+        let turn = crate::group::turn_at(turn, &self.write_gate).await;
         let mut tx = self.pool.begin().await?;
         let claimed = claim_keys(&mut tx, jobs, self.now()).await?;
         let mut auction = lock(&mut tx, &jobs[0].auction).await?;

@@ -76,10 +76,7 @@ impl Checkout {
     ) -> Result<Vec<Reserved>, CheckoutError> {
         let now = self.now();
         let (product, mut fates) = self.plan(jobs, now).await?;
-        let turn = match turn {
-            Some(turn) => Some(turn),
-            None => self.write_gate.enter().await,
-        };
+        let turn = crate::group::turn_at(turn, &self.write_gate).await;
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         // The keys first: the first write, which on SQLite takes the write lock up front.

@@ -139,10 +139,7 @@ impl Checkout {
         turn: Turn,
     ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
         let now = self.now();
-        let turn = match turn {
-            Some(turn) => Some(turn),
-            None => self.write_gate.enter().await,
-        };
+        let turn = crate::group::turn_at(turn, &self.write_gate).await;
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let paid: Vec<&SettleJob> = jobs

@@ -111,6 +111,13 @@ pub(crate) async fn expand(
     now: i64,
     jobs: &JobMetrics,
 ) -> Result<Expanded, CheckoutError> {
+    // Most rounds find nothing: asked first, without a write transaction or SQLite's turn.
+    let pending = sqlx::query("SELECT 1 FROM commerce_facts WHERE hooks_pending = 1 LIMIT 1")
+        .fetch_optional(pool)
+        .await?;
+    if pending.is_none() {
+        return Ok(Expanded::default());
+    }
     let _turn = gate.enter().await;
     let mut tx = pool.begin().await?;
     let claimed = claim(&mut tx, limit, !gate.serialises()).await?;
