@@ -13,6 +13,7 @@ pub mod auctions;
 pub mod buyers;
 pub mod card;
 pub mod catalog;
+pub mod confirmations;
 pub mod db;
 pub mod error;
 pub mod facts;
@@ -43,10 +44,10 @@ pub use db::{Backend, DbError};
 pub use error::{CheckoutError, RejectKind, Rejection};
 pub use order_state::OrderStatus;
 pub use orders::{
-    NewOrder, Order, OrderBody, OrderMessage, OrderOwner, OrderPage, OrderQuery, OrderResult,
-    OrderSource, Placed, Presentment, Shipment, StreamSale,
+    NewOrder, NextAction, Order, OrderBody, OrderMessage, OrderOwner, OrderPage, OrderQuery,
+    OrderResult, OrderSource, Placed, Presentment, Shipment, StreamSale,
 };
-pub use payment::PaymentProvider;
+pub use payment::{PaymentProvider, PaymentStatus};
 pub use pins::{NewPin, Pin};
 pub use sandbox::SandboxProvider;
 
@@ -66,6 +67,10 @@ pub struct CheckoutConfig {
     pub reservation_window: Duration,
     /// How long an order waits for the processor's confirmation before cancelling the payment.
     pub payment_timeout: Duration,
+    /// How long the units stay reserved for a payment the processor confirms later (the
+    /// buyer's 3-D Secure step, a bank debit): the order waits in `payment_pending` meanwhile,
+    /// and its payment is cancelled when this has passed.
+    pub payment_pending_window: Duration,
     /// How long idempotency keys are kept.
     pub idempotency_ttl: Duration,
     /// How long delivered webhook messages (and their attempt logs) are kept before pruning.
@@ -88,6 +93,7 @@ impl Default for CheckoutConfig {
         Self {
             reservation_window: Duration::from_secs(15 * 60),
             payment_timeout: Duration::from_secs(10),
+            payment_pending_window: Duration::from_secs(30 * 60),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             webhook_retention: Duration::from_secs(30 * 86_400),
             rates_max_age: Duration::from_secs(24 * 3600),
@@ -138,6 +144,8 @@ pub struct Checkout {
     /// Where the order path's time comes from (reservations, their expiry, keys' age, the
     /// webhooks' retry schedule).
     pub(crate) clock: Arc<dyn vitrine_core::time::Clock>,
+    /// Where the reaper's poll of deferred payments goes on (see [`confirmations`]).
+    pub(crate) deferred_cursor: Arc<std::sync::Mutex<String>>,
 }
 
 /// Most requests written in one transaction of the order path.
@@ -173,6 +181,7 @@ impl Checkout {
             bids: group::Batcher::new(MAX_BATCH),
             write_gate,
             clock,
+            deferred_cursor: Arc::default(),
             config,
         }
     }

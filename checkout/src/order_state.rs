@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 pub enum OrderStatus {
     /// Stock is reserved; payment is under way.
     Pending,
+    /// Stock stays reserved while the processor confirms later: the buyer has a step to take
+    /// (3-D Secure, see the order's `next_action`) or the method confirms asynchronously (a bank
+    /// debit). Its answer arrives through the processor's notification or the reaper's poll.
+    #[serde(rename = "payment_pending")]
+    PaymentPending,
     Paid,
     /// Shipped by the seller (with a carrier and tracking number when given).
     Fulfilled,
@@ -22,6 +27,8 @@ pub enum OrderStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderEvent {
     PaymentSucceeded,
+    /// The processor will confirm later (the buyer's action, an asynchronous method).
+    PaymentDeferred,
     /// Declined, timed out, expired reservation, or cancelled by buyer or seller before payment.
     Cancel,
     Fulfil,
@@ -40,6 +47,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::PaymentPending => "payment_pending",
             Self::Paid => "paid",
             Self::Fulfilled => "fulfilled",
             Self::Delivered => "delivered",
@@ -51,6 +59,7 @@ impl OrderStatus {
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw {
             "pending" => Self::Pending,
+            "payment_pending" => Self::PaymentPending,
             "paid" => Self::Paid,
             "fulfilled" => Self::Fulfilled,
             "delivered" => Self::Delivered,
@@ -65,8 +74,9 @@ impl OrderStatus {
         use OrderEvent::*;
         use OrderStatus::*;
         match (self, event) {
-            (Pending, PaymentSucceeded) => Ok(Paid),
-            (Pending, Cancel) => Ok(Cancelled),
+            (Pending | PaymentPending, PaymentSucceeded) => Ok(Paid),
+            (Pending, PaymentDeferred) => Ok(PaymentPending),
+            (Pending | PaymentPending, Cancel) => Ok(Cancelled),
             (Paid, Fulfil) => Ok(Fulfilled),
             (Fulfilled, Deliver) => Ok(Delivered),
             (Paid | Fulfilled | Delivered, Refund) => Ok(Refunded),
@@ -79,8 +89,9 @@ impl OrderStatus {
         matches!(self, Self::Cancelled | Self::Refunded)
     }
 
+    /// Whether the placement has its final answer (the order left the payment's states).
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Pending)
+        !matches!(self, Self::Pending | Self::PaymentPending)
     }
 }
 
@@ -102,9 +113,42 @@ mod tests {
     }
 
     #[test]
+    fn a_payment_confirmed_later_waits_in_payment_pending() {
+        assert_eq!(Pending.apply(PaymentDeferred), Ok(PaymentPending));
+        assert_eq!(PaymentPending.apply(PaymentSucceeded), Ok(Paid));
+        assert_eq!(PaymentPending.apply(Cancel), Ok(Cancelled));
+        assert!(
+            PaymentPending.apply(PaymentDeferred).is_err(),
+            "deferred once"
+        );
+        assert!(
+            PaymentPending.apply(Fulfil).is_err(),
+            "not shipped before it is paid"
+        );
+        assert!(
+            PaymentPending.apply(Refund).is_err(),
+            "nothing was charged to refund"
+        );
+        assert!(Paid.apply(PaymentDeferred).is_err());
+        assert!(!PaymentPending.is_final() && !PaymentPending.restocks());
+        assert_eq!(OrderStatus::parse("payment_pending"), Some(PaymentPending));
+        assert_eq!(
+            serde_json::to_string(&PaymentPending).unwrap(),
+            "\"payment_pending\""
+        );
+    }
+
+    #[test]
     fn terminal_states_stay_terminal() {
         for from in [Cancelled, Refunded] {
-            for event in [PaymentSucceeded, Cancel, Fulfil, Deliver, Refund] {
+            for event in [
+                PaymentSucceeded,
+                PaymentDeferred,
+                Cancel,
+                Fulfil,
+                Deliver,
+                Refund,
+            ] {
                 assert!(from.apply(event).is_err(), "{from:?} {event:?}");
             }
         }

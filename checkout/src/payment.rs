@@ -9,7 +9,14 @@ use vitrine_core::Money;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentStatus {
+    /// Being confirmed, within the payment timeout (a card's usual answer).
     Processing,
+    /// The buyer has a step to take at `url` (3-D Secure); the answer comes after it.
+    RequiresAction {
+        url: String,
+    },
+    /// Confirmed later by the method itself (a bank debit): hours or days, not seconds.
+    AwaitingConfirmation,
     Succeeded,
     Declined {
         code: String,
@@ -17,6 +24,21 @@ pub enum PaymentStatus {
     /// Cancelled before it settled: nothing was charged.
     Cancelled,
     Refunded,
+}
+
+impl PaymentStatus {
+    /// Whether the answer comes after the request (the order waits in `payment_pending`).
+    pub fn is_deferred(&self) -> bool {
+        matches!(
+            self,
+            Self::RequiresAction { .. } | Self::AwaitingConfirmation
+        )
+    }
+
+    /// Whether the payment has its final answer (charged, or not charged).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Processing) && !self.is_deferred()
+    }
 }
 
 /// One payment at the processor.
@@ -55,7 +77,7 @@ pub trait PaymentProvider: Send + Sync + 'static {
     async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError>;
     /// Waits up to `timeout` for the payment to leave `processing`; returns its state then.
     async fn wait(&self, reference: &str, timeout: Duration) -> Result<Payment, PaymentError>;
-    /// Cancels a payment that has not settled. A settled payment is returned as it is, so the
+    /// Cancels a payment that has not settled (a deferred one too: its hold ran out). A settled payment is returned as it is, so the
     /// caller learns that it was charged after all.
     async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError>;
     /// Refunds a succeeded payment in full. `idempotency_key` names the refund: a repeat with

@@ -1,5 +1,7 @@
 //! The reservation reaper: settles `pending` orders whose reservation window has passed (their
-//! request died, or the processor never answered) from the processor's own record, so that no
+//! request died, or the processor never answered) and `payment_pending` ones whose hold has
+//! ended, from the processor's own record (cancelling a payment still unanswered first); asks
+//! the processor about the other `payment_pending` ones (see [`crate::confirmations`]); so that no
 //! charge is lost and no reserved unit stays taken; finishes refunds whose processor call did
 //! not complete; and prunes what has served its purpose (see [`crate::jobs`]). A row that fails
 //! is logged and counted, and the pass goes on: one bad row never stops the others.
@@ -7,9 +9,8 @@
 use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
-use crate::order_state::{OrderEvent, OrderStatus};
+use crate::order_state::OrderEvent;
 use crate::orders::{ORDER_COLUMNS, order_from_row};
-use crate::payment::PaymentStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::time::Duration;
@@ -22,7 +23,7 @@ impl Checkout {
     /// Settles every expired reservation (up to a batch); returns how many were settled.
     pub async fn release_expired(&self) -> Result<usize, CheckoutError> {
         let rows = sqlx::query(sql(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND reserved_until < $1 \
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('pending', 'payment_pending') AND reserved_until < $1 \
              ORDER BY reserved_until LIMIT $2"
         )))
         .bind(self.now())
@@ -43,7 +44,7 @@ impl Checkout {
     /// Settles one expired order from the processor's record; true when this call settled it.
     async fn release_one(&self, row: &AnyRow) -> Result<bool, CheckoutError> {
         let order = order_from_row(row)?;
-        if order.status != OrderStatus::Pending {
+        if order.status.is_final() {
             return Ok(false);
         }
         match self.payments.retrieve(order.id.as_str()).await? {
@@ -64,7 +65,7 @@ impl Checkout {
                     .is_some())
             }
             Some(mut payment) => {
-                if payment.status == PaymentStatus::Processing {
+                if !payment.status.is_final() {
                     payment = self.payments.cancel(order.id.as_str()).await?;
                 }
                 self.settle(order, &payment).await?;
@@ -87,6 +88,11 @@ pub fn spawn_reaper(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(orders = n, "expired reservations settled"),
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
+            }
+            match checkout.poll_deferred_payments().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(orders = n, "payments confirmed later settled"),
+                Err(e) => tracing::warn!(error = %e, "polling deferred payments failed"),
             }
             match checkout.reconcile_refunds().await {
                 Ok(0) => {}

@@ -156,6 +156,7 @@ impl Checkout {
             payment_id: None,
             rejection: None,
             shipment: None,
+            deferral: None,
         };
         let Some(moved) = self.transition_in(&mut tx, &order, &change).await? else {
             // The order moved under us (fulfilled meanwhile): the next try reads it again.

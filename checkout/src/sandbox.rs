@@ -9,6 +9,8 @@
 //! | 4000 0000 0000 0002 | declined (`card_declined`) |
 //! | 4000 0000 0000 9995 | declined (`insufficient_funds`) |
 //! | 4000 0000 0000 0119 | never settles (the caller's timeout path) |
+//! | 4000 0000 0000 3220 | asks for 3-D Secure: the buyer approves or fails it at `/sandbox/payments/{id}` |
+//! | 4000 0000 0000 0077 | confirmed later, as a bank debit is (after the sandbox's debit latency) |
 //! | any other valid number | declined (`test_mode_live_card`), as real sandboxes do |
 
 use crate::db::{now_ms, sql};
@@ -28,12 +30,21 @@ fn outcome_of(digits: &str) -> (&'static str, Option<&'static str>) {
         "4000000000000002" => ("decline", Some("card_declined")),
         "4000000000009995" => ("decline", Some("insufficient_funds")),
         "4000000000000119" => ("timeout", None),
+        "4000000000003220" => ("action", None),
+        "4000000000000077" => ("async", None),
         _ => ("decline", Some("test_mode_live_card")),
     }
 }
 
 /// The columns a payment is read from.
-const PAYMENT_COLUMNS: &str = "id, reference, amount, currency, status, decline_code";
+const PAYMENT_COLUMNS: &str = "id, reference, amount, currency, status, decline_code, outcome";
+
+/// Where the buyer answers a payment's 3-D Secure check (the binary serves it), followed by
+/// the payment's id.
+pub const ACTION_PATH: &str = "/sandbox/payments/";
+
+/// How long a debit takes to be confirmed unless told otherwise.
+const DEBIT_LATENCY: Duration = Duration::from_secs(30);
 
 pub struct SandboxProvider {
     pool: AnyPool,
@@ -49,6 +60,7 @@ impl SandboxProvider {
         let writer = Arc::new(CreateWriter {
             pool: pool.clone(),
             latency,
+            debit_latency: DEBIT_LATENCY,
             // Its writes queue with the order path's on SQLite.
             gate: crate::db::WriteGate::of(&pool),
         });
@@ -60,6 +72,69 @@ impl SandboxProvider {
         }
     }
 
+    /// Debits are confirmed `latency` after they are made (a real bank takes days).
+    pub fn with_debit_latency(mut self, latency: Duration) -> Self {
+        if let Some(writer) = Arc::get_mut(&mut self.writer) {
+            writer.debit_latency = latency;
+        }
+        self
+    }
+
+    /// The buyer's answer to payment `id`'s 3-D Secure check: approved, the payment succeeds;
+    /// failed, it is declined (`authentication_failed`). A payment already answered is returned
+    /// as it is.
+    pub async fn authenticate(&self, id: &str, approve: bool) -> Result<Payment, PaymentError> {
+        let (status, code) = if approve {
+            ("succeeded", None)
+        } else {
+            ("declined", Some("authentication_failed"))
+        };
+        sqlx::query(
+            "UPDATE sandbox_payments SET status = $1, decline_code = $2 \
+             WHERE id = $3 AND status = 'requires_action'",
+        )
+        .bind(status)
+        .bind(code)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        self.payment(id).await?.ok_or(PaymentError::NotFound)
+    }
+
+    /// Payment `id` (the processor's id, not the order's reference), if there is one.
+    pub async fn payment(&self, id: &str) -> Result<Option<Payment>, PaymentError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// The bank's answer to the debit of `reference`, before its latency has passed (tests,
+    /// and a demo that does not wait): collected, or returned unpaid (`debit_returned`).
+    pub async fn answer_debit(&self, reference: &str, paid: bool) -> Result<Payment, PaymentError> {
+        let (status, code) = if paid {
+            ("succeeded", None)
+        } else {
+            ("declined", Some("debit_returned"))
+        };
+        sqlx::query(
+            "UPDATE sandbox_payments SET status = $1, decline_code = $2 \
+             WHERE reference = $3 AND status = 'processing' AND outcome = 'async'",
+        )
+        .bind(status)
+        .bind(code)
+        .bind(reference)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::unavailable)?;
+        self.load(reference).await?.ok_or(PaymentError::NotFound)
+    }
+
     fn unavailable(e: impl std::fmt::Display) -> PaymentError {
         PaymentError::Unavailable(e.to_string())
     }
@@ -68,7 +143,7 @@ impl SandboxProvider {
     async fn settle(&self, reference: &str) -> Result<(), PaymentError> {
         sqlx::query(
             "UPDATE sandbox_payments SET status = CASE outcome WHEN 'approve' THEN 'succeeded' \
-             ELSE 'declined' END \
+             WHEN 'async' THEN 'succeeded' ELSE 'declined' END \
              WHERE reference = $1 AND status = 'processing' AND outcome <> 'timeout' \
              AND settles_at <= $2",
         )
@@ -111,8 +186,13 @@ fn payment_from_row(r: &sqlx::any::AnyRow) -> Result<Payment, PaymentError> {
         };
         let currency =
             Currency::parse(&get(3)?).map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        let id = get(0)?;
         let status = match get(4)?.as_str() {
+            "processing" if get(6)? == "async" => PaymentStatus::AwaitingConfirmation,
             "processing" => PaymentStatus::Processing,
+            "requires_action" => PaymentStatus::RequiresAction {
+                url: format!("{ACTION_PATH}{id}"),
+            },
             "succeeded" => PaymentStatus::Succeeded,
             "declined" => PaymentStatus::Declined {
                 code: r
@@ -125,7 +205,7 @@ fn payment_from_row(r: &sqlx::any::AnyRow) -> Result<Payment, PaymentError> {
             other => return Err(PaymentError::Unavailable(format!("bad status {other}"))),
         };
         Ok(Payment {
-            id: get(0)?,
+            id,
             reference: get(1)?,
             amount: Money {
                 amount: r.try_get(2).map_err(SandboxProvider::unavailable)?,
@@ -140,6 +220,8 @@ fn payment_from_row(r: &sqlx::any::AnyRow) -> Result<Payment, PaymentError> {
 struct CreateWriter {
     pool: AnyPool,
     latency: Duration,
+    /// How long a debit (an asynchronous method) takes to be confirmed.
+    debit_latency: Duration,
     gate: crate::db::WriteGate,
 }
 
@@ -197,7 +279,13 @@ impl CreateWriter {
             let status = match outcome {
                 "approve" if self.latency.is_zero() => "succeeded",
                 "decline" if self.latency.is_zero() => "declined",
+                "action" => "requires_action",
                 _ => "processing",
+            };
+            let latency = if outcome == "async" {
+                self.debit_latency
+            } else {
+                self.latency
             };
             let mut id = [0u8; 12];
             rand::rng().fill_bytes(&mut id);
@@ -210,7 +298,7 @@ impl CreateWriter {
                 .bind(outcome)
                 .bind(status)
                 .bind(decline)
-                .bind(now + self.latency.as_millis() as i64)
+                .bind(now + latency.as_millis() as i64)
                 .bind(now);
         }
         let turn = crate::group::turn_at(turn, &self.gate).await;
@@ -262,10 +350,12 @@ impl PaymentProvider for SandboxProvider {
 
     async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError> {
         self.settle(reference).await?;
-        // Only a payment that has not settled (and cannot settle any more by now) is cancelled.
+        // Only a payment that has not settled (and cannot settle any more by now) is cancelled:
+        // one waiting for its 3-D Secure answer, or still processing.
         sqlx::query(
             "UPDATE sandbox_payments SET status = 'cancelled' WHERE reference = $1 \
-             AND status = 'processing' AND (outcome = 'timeout' OR settles_at > $2)",
+             AND (status = 'requires_action' \
+             OR (status = 'processing' AND (outcome = 'timeout' OR settles_at > $2)))",
         )
         .bind(reference)
         .bind(now_ms())

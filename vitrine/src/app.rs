@@ -256,6 +256,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         homes,
         store,
         checkout: commerce.checkout.clone(),
+        sandbox: commerce.sandbox.clone(),
         bids,
         limiter,
         api_metrics,

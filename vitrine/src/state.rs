@@ -24,6 +24,8 @@ pub(crate) const MAX_BODY_BYTES: usize = 128 * 1024;
 pub struct AppState {
     pub store: Store,
     pub checkout: Checkout,
+    /// The built-in card processor, for its 3-D Secure check page.
+    pub sandbox: Arc<vitrine_checkout::SandboxProvider>,
     /// Apps, API keys, OAuth2 grants and tokens, browser sessions.
     pub platform: Platform,
     /// Per-app rate limits of the seller API.

@@ -82,6 +82,7 @@ async fn serves_https_when_given_a_certificate_and_key() {
         payouts: Default::default(),
         rates: None,
         sandbox_latency: std::time::Duration::from_millis(20),
+        sandbox_debit_latency: std::time::Duration::from_secs(3600),
         demo: false,
         edge: Default::default(),
         cluster: None,

@@ -6,7 +6,6 @@ use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
 use crate::order_state::{OrderEvent, OrderStatus};
-use crate::payment::PaymentStatus;
 use vitrine_core::{BuyerId, OrderId, SellerId};
 
 impl Checkout {
@@ -75,6 +74,7 @@ impl Checkout {
             payment_id: None,
             rejection: None,
             shipment,
+            deferral: None,
         };
         self.apply_change(&order, &change)
             .await?
@@ -89,16 +89,16 @@ impl Checkout {
             .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
     }
 
-    /// The seller cancels an order. A pending one (its payment not confirmed) has the payment
+    /// The seller cancels an order. A pending one (its payment not confirmed, now or later) has the payment
     /// cancelled at the processor and its units released; a paid one, not yet shipped, is
     /// refunded in full (and so ends `refunded`); a shipped one must be refunded explicitly.
     pub async fn cancel(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
         let order = self.order_for_seller(seller, id).await?;
         match order.status {
             OrderStatus::Paid => self.refund(seller, id).await,
-            OrderStatus::Pending => {
+            OrderStatus::Pending | OrderStatus::PaymentPending => {
                 let payment = match self.payments.retrieve(order.id.as_str()).await? {
-                    Some(p) if p.status == PaymentStatus::Processing => {
+                    Some(p) if !p.status.is_final() => {
                         Some(self.payments.cancel(order.id.as_str()).await?)
                     }
                     other => other,

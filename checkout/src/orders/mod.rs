@@ -31,7 +31,7 @@ pub(crate) use reserve::{ReserveJob, Reserved};
 pub(crate) use reserve_batch::insert_orders;
 pub(crate) use settle::{Change, order_fact};
 pub(crate) use settle_batch::SettleJob;
-pub use wire::{OrderBody, OrderMessage, StoredResult};
+pub use wire::{NextAction, OrderBody, OrderMessage, StoredResult};
 
 use crate::card::CardInput;
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
@@ -153,6 +153,9 @@ pub struct Order {
     pub shipped_at: Option<i64>,
     /// Unix milliseconds when the seller marked it delivered.
     pub delivered_at: Option<i64>,
+    /// Where the buyer completes a `payment_pending` order's payment (3-D Secure), while it
+    /// waits for that.
+    pub payment_action: Option<String>,
 }
 
 /// A shipment's carrier and tracking number.
@@ -277,6 +280,7 @@ impl crate::Checkout {
             shipment: None,
             shipped_at: None,
             delivered_at: None,
+            payment_action: None,
         }
     }
 }
@@ -284,7 +288,7 @@ impl crate::Checkout {
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \
      quantity, unit_amount, total_amount, currency, failure, payment_id, card_last4, \
      reserved_until, created_at, updated_at, presentment, source, media_ms, carrier, \
-     tracking_number, shipped_at, delivered_at";
+     tracking_number, shipped_at, delivered_at, payment_action";
 
 pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
     let status: String = r.try_get(1)?;
@@ -341,6 +345,7 @@ pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order, CheckoutError> {
         },
         shipped_at: r.try_get(22)?,
         delivered_at: r.try_get(23)?,
+        payment_action: r.try_get(24)?,
     })
 }
 

@@ -317,13 +317,13 @@ async fn count_units(
 
 /// Inserts the pending orders in one statement.
 pub(crate) async fn insert_orders(tx: &mut Tx<'_>, orders: &[&Order]) -> Result<(), CheckoutError> {
-    // 19 values a row; created_at doubles as updated_at; shipping columns start empty.
+    // 19 values a row; created_at doubles as updated_at; shipping and payment-action columns start empty.
     let rows: Vec<String> = (0..orders.len())
         .map(|i| {
             let p = |k: usize| format!("${}", 19 * i + k);
             let first: Vec<String> = (1..=16).map(p).collect();
             format!(
-                "({}, {}, {}, {}, {}, NULL, NULL, NULL, NULL)",
+                "({}, {}, {}, {}, {}, NULL, NULL, NULL, NULL, NULL)",
                 first.join(", "),
                 p(16),
                 p(17),

@@ -13,14 +13,18 @@ use crate::webhooks::outbox::Hook;
 use vitrine_core::CommerceEvent;
 
 impl Checkout {
-    /// Step 3: apply the processor's answer to a pending order, in a transaction of its own
+    /// Step 3: apply the processor's answer to a pending (or `payment_pending`) order, in a transaction of its own
     /// (the order path batches this, see `settle_batch`; this is its one-order form).
     pub(crate) async fn settle(
         &self,
         order: Order,
         payment: &Payment,
     ) -> Result<OrderResult, CheckoutError> {
-        let change = change_for(payment);
+        if order.status == OrderStatus::PaymentPending && !payment.status.is_final() {
+            // Still waiting: nothing to settle yet.
+            return Ok(OrderResult::Created(order));
+        }
+        let change = change_for(payment, self.payment_hold_from(self.now()));
         match self.apply_change(&order, &change.as_change()).await? {
             Some(settled) => Ok(match change.rejection {
                 None => OrderResult::Created(settled),
@@ -70,6 +74,7 @@ impl Checkout {
             payment_id,
             rejection,
             shipment: None,
+            deferral: None,
         };
         self.apply_change(order, &change).await
     }
@@ -112,12 +117,15 @@ impl Checkout {
             .map_err(|e| CheckoutError::Conflict(e.to_string()))?;
         let now = self.now();
         let shipped_at = (next == OrderStatus::Fulfilled).then_some(now);
+        let hold_until = change.deferral.as_ref().map(|d| d.hold_until);
+        let action = change.deferral.as_ref().and_then(|d| d.action);
         let delivered_at = (next == OrderStatus::Delivered).then_some(now);
         let moved = sqlx::query(
             "UPDATE orders SET status = $1, failure = COALESCE($2, failure), \
              payment_id = COALESCE($3, payment_id), updated_at = $4, \
              carrier = COALESCE($7, carrier), tracking_number = COALESCE($8, tracking_number), \
-             shipped_at = COALESCE($9, shipped_at), delivered_at = COALESCE($10, delivered_at) \
+             shipped_at = COALESCE($9, shipped_at), delivered_at = COALESCE($10, delivered_at), \
+             reserved_until = COALESCE($11, reserved_until), payment_action = $12 \
              WHERE id = $5 AND status = $6",
         )
         .bind(next.as_str())
@@ -130,6 +138,8 @@ impl Checkout {
         .bind(change.shipment.map(|s| s.tracking_number.as_str()))
         .bind(shipped_at)
         .bind(delivered_at)
+        .bind(hold_until)
+        .bind(action)
         .execute(&mut **tx)
         .await?;
         if moved.rows_affected() == 0 {
@@ -150,11 +160,13 @@ impl Checkout {
         if let Some(shipment) = change.shipment {
             settled.shipment = Some(shipment.clone());
         }
+        settled.reserved_until = hold_until.unwrap_or(settled.reserved_until);
+        settled.payment_action = action.map(str::to_owned);
         settled.shipped_at = shipped_at.or(settled.shipped_at);
         settled.delivered_at = delivered_at.or(settled.delivered_at);
         let hooks = webhook_for(&settled, change)?.into_iter().collect();
         ledger::post_for_order(tx, &settled, next, &self.config.fees, now).await?;
-        if order.status == OrderStatus::Pending {
+        if !order.status.is_final() {
             store_result(tx, &settled, change.rejection).await?;
         }
         let facts = order_facts(tx, &settled).await?;
@@ -216,6 +228,9 @@ pub(crate) struct PaymentChange {
     payment_id: String,
     /// The placement's refusal when the order did not sell.
     pub rejection: Option<Rejection>,
+    /// Until when the units stay reserved, and where the buyer acts, when the processor
+    /// confirms later.
+    deferral: Option<(i64, Option<String>)>,
 }
 
 impl PaymentChange {
@@ -226,14 +241,22 @@ impl PaymentChange {
             payment_id: Some(&self.payment_id),
             rejection: self.rejection.as_ref(),
             shipment: None,
+            deferral: self.deferral.as_ref().map(|(hold_until, action)| Deferral {
+                hold_until: *hold_until,
+                action: action.as_deref(),
+            }),
         }
     }
 }
 
-/// The change a payment's answer makes: paid, or cancelled with why.
-pub(crate) fn change_for(payment: &Payment) -> PaymentChange {
+/// The change a payment's answer makes: paid, waiting for a later confirmation (the units held
+/// until `hold_until`), or cancelled with why.
+pub(crate) fn change_for(payment: &Payment, hold_until: i64) -> PaymentChange {
     let (event, rejection) = match &payment.status {
         PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
+        PaymentStatus::RequiresAction { .. } | PaymentStatus::AwaitingConfirmation => {
+            (OrderEvent::PaymentDeferred, None)
+        }
         PaymentStatus::Declined { code } => (
             OrderEvent::Cancel,
             Some(reject(
@@ -253,11 +276,17 @@ pub(crate) fn change_for(payment: &Payment) -> PaymentChange {
         RejectKind::PaymentDeclined => "payment_declined",
         _ => "payment_timeout",
     });
+    let deferral = match &payment.status {
+        PaymentStatus::RequiresAction { url } => Some((hold_until, Some(url.clone()))),
+        PaymentStatus::AwaitingConfirmation => Some((hold_until, None)),
+        _ => None,
+    };
     PaymentChange {
         event,
         failure,
         payment_id: payment.id.clone(),
         rejection,
+        deferral,
     }
 }
 
@@ -271,6 +300,16 @@ pub(crate) struct Change<'a> {
     pub rejection: Option<&'a Rejection>,
     /// The carrier and tracking number, when the seller ships with them.
     pub shipment: Option<&'a super::Shipment>,
+    /// For a payment the processor confirms later: how long the units stay reserved.
+    pub deferral: Option<Deferral<'a>>,
+}
+
+/// An order's wait for a payment confirmed later.
+pub(crate) struct Deferral<'a> {
+    /// Unix ms until which the units stay reserved; the reaper cancels the payment then.
+    pub hold_until: i64,
+    /// Where the buyer completes the payment, when that is theirs to do.
+    pub action: Option<&'a str>,
 }
 
 /// An order after a transition, and what the rooms and the webhooks are to hear of it once it

@@ -114,7 +114,7 @@ impl Checkout {
         });
         for i in others {
             let job = &jobs[i];
-            let change = super::settle::change_for(&job.payment);
+            let change = super::settle::change_for(&job.payment, self.payment_hold_from(now));
             outcomes[i] = Some(
                 match self
                     .transition_in(tx, &job.order, &change.as_change())
@@ -192,7 +192,7 @@ impl Checkout {
             }
             Outcome::Other(before, moved) => {
                 self.after_transition(&before, &moved);
-                Ok(match super::settle::change_for(&job.payment).rejection {
+                Ok(match super::settle::change_for(&job.payment, 0).rejection {
                     Some(r) => OrderResult::Rejected(r),
                     None => OrderResult::Created(moved.order),
                 })

@@ -74,6 +74,20 @@ pub struct OrderBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub delivered_at: Option<i64>,
+    /// What the buyer does next for a `payment_pending` order's payment, while it waits for
+    /// that (a 3-D Secure check at the card's bank).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_action: Option<NextAction>,
+}
+
+/// A step the buyer takes to complete a payment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct NextAction {
+    /// `redirect_to_url`: open `url` (the bank's check) and come back.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
 }
 
 fn unset_time() -> Timestamp {
@@ -105,6 +119,10 @@ impl From<&Order> for OrderBody {
             shipment: o.shipment.clone(),
             shipped_at: o.shipped_at,
             delivered_at: o.delivered_at,
+            next_action: o.payment_action.as_ref().map(|url| NextAction {
+                kind: "redirect_to_url".into(),
+                url: url.clone(),
+            }),
             reserved_until_iso: Timestamp(o.reserved_until),
             created_at_iso: Timestamp(o.created_at),
             updated_at_iso: Timestamp(o.updated_at),
@@ -139,6 +157,7 @@ impl From<OrderBody> for Order {
             shipment: b.shipment,
             shipped_at: b.shipped_at,
             delivered_at: b.delivered_at,
+            payment_action: b.next_action.map(|a| a.url),
         }
     }
 }
@@ -228,6 +247,7 @@ pub(crate) mod tests {
             shipment: None,
             shipped_at: None,
             delivered_at: None,
+            payment_action: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod moderation;
 pub mod orders;
 pub mod payouts;
 pub mod sales;
+pub mod sandbox;
 pub mod showcase;
 pub mod streams;
 pub mod timeline;
@@ -48,6 +49,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(sales::routes())
         .merge(auctions::routes())
         .merge(showcase::routes())
+        .merge(sandbox::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use vitrine_checkout::{
-    NewOrder, Order, OrderBody, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource, Placed,
+    NewOrder, Order, OrderBody, OrderOwner, OrderPage, OrderQuery, OrderResult, OrderSource,
+    OrderStatus, Placed,
 };
 use vitrine_core::{BuyerId, OrderId, Problem};
 
@@ -160,6 +161,11 @@ async fn place_order(
 /// the stored answer to an earlier request.
 pub(super) fn placed_response(placed: Placed) -> Response {
     let mut response = match placed.result {
+        // Waiting for a payment the processor confirms later (the body's `next_action` says
+        // what the buyer does): accepted, not yet created for good.
+        OrderResult::Created(order) if order.status == OrderStatus::PaymentPending => {
+            (StatusCode::ACCEPTED, show(&order)).into_response()
+        }
         OrderResult::Created(order) => (StatusCode::CREATED, show(&order)).into_response(),
         OrderResult::Rejected(rejection) => {
             let (status, slug) = rejection.http();

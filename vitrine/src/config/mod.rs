@@ -535,7 +535,9 @@ struct FileChat {
 struct FileCheckout {
     reservation_window_secs: Option<u64>,
     payment_timeout_secs: Option<u64>,
+    payment_pending_window_secs: Option<u64>,
     sandbox_latency_ms: Option<u64>,
+    sandbox_debit_latency_secs: Option<u64>,
     idempotency_ttl_secs: Option<u64>,
     card_key_file: Option<PathBuf>,
 }
@@ -566,6 +568,8 @@ pub struct Config {
     pub rates: Option<(RatesSource, Duration)>,
     /// How long the sandbox card processor takes to confirm a payment.
     pub sandbox_latency: Duration,
+    /// How long the sandbox processor takes to confirm a debit (its asynchronous method).
+    pub sandbox_debit_latency: Duration,
     pub demo: bool,
     /// Trusted proxies, per-address limits of anonymous traffic, where /metrics is served.
     pub edge: crate::edge::EdgeConfig,
@@ -692,6 +696,9 @@ impl Config {
             subtitles: file.subtitles.resolve(args.no_subtitles)?,
             roles,
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
+            sandbox_debit_latency: Duration::from_secs(
+                file.checkout.sandbox_debit_latency_secs.unwrap_or(30),
+            ),
             demo: args.demo,
             edge: crate::edge::EdgeConfig::resolve(
                 args.edge,
@@ -720,6 +727,11 @@ fn checkout_config(window_flag: Option<u64>, file: &FileConfig) -> anyhow::Resul
     Ok(CheckoutConfig {
         reservation_window: window.map_or(defaults.reservation_window, Duration::from_secs),
         payment_timeout: timeout.map_or(defaults.payment_timeout, Duration::from_secs),
+        payment_pending_window: secs(
+            file.checkout.payment_pending_window_secs,
+            "checkout.payment_pending_window_secs",
+            defaults.payment_pending_window,
+        )?,
         idempotency_ttl: secs(
             file.checkout.idempotency_ttl_secs,
             "checkout.idempotency_ttl_secs",

@@ -26,6 +26,8 @@ const HAMMER_INTERVAL: Duration = Duration::from_millis(200);
 /// Checkout and its running jobs.
 pub struct Commerce {
     pub checkout: Checkout,
+    /// The built-in card processor `checkout` charges through.
+    pub sandbox: Arc<SandboxProvider>,
     pub jobs: Jobs,
 }
 
@@ -68,7 +70,7 @@ pub fn start(
     registry: &mut Registry,
     background: &CancellationToken,
 ) -> anyhow::Result<Commerce> {
-    let checkout = checkout(config, store)?;
+    let (checkout, sandbox) = checkout(config, store)?;
     checkout.job_metrics().register(registry);
     checkout.facts().metrics().register(registry);
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
@@ -99,6 +101,7 @@ pub fn start(
     ));
     Ok(Commerce {
         checkout,
+        sandbox,
         jobs: Jobs {
             reaper,
             auctions,
@@ -111,11 +114,12 @@ pub fn start(
 
 /// Checkout with the sandbox payment provider, the webhook secrets' sealing key and the card
 /// fingerprint key (files under the data dir unless configured; every node must share them).
-fn checkout(config: &Config, store: &Store) -> anyhow::Result<Checkout> {
-    let payments = Arc::new(SandboxProvider::new(
-        store.pool().clone(),
-        config.sandbox_latency,
-    ));
+fn checkout(config: &Config, store: &Store) -> anyhow::Result<(Checkout, Arc<SandboxProvider>)> {
+    let payments = Arc::new(
+        SandboxProvider::new(store.pool().clone(), config.sandbox_latency)
+            .with_debit_latency(config.sandbox_debit_latency),
+    );
+    let sandbox = Arc::clone(&payments);
     let key_file = config
         .webhooks
         .secrets_key_file
@@ -128,16 +132,15 @@ fn checkout(config: &Config, store: &Store) -> anyhow::Result<Checkout> {
         .clone()
         .unwrap_or_else(|| config.data_dir.join("card-fingerprint.key"));
     let card_key = vitrine_checkout::card::CardKey::load_or_create(&card_key_file)?;
-    Ok(
-        Checkout::new(store.pool().clone(), payments, config.checkout.clone())
-            .with_webhooks(
-                sealing,
-                TargetPolicy {
-                    allow_private: config.webhooks.allow_private_targets,
-                },
-            )
-            .with_card_key(card_key),
-    )
+    let checkout = Checkout::new(store.pool().clone(), payments, config.checkout.clone())
+        .with_webhooks(
+            sealing,
+            TargetPolicy {
+                allow_private: config.webhooks.allow_private_targets,
+            },
+        )
+        .with_card_key(card_key);
+    Ok((checkout, sandbox))
 }
 
 /// Payouts in the background: payouts in transit are checked with the rail, and on schedule

@@ -202,6 +202,7 @@ impl TestServer {
                     ..Default::default()
                 }),
             sandbox_latency: Duration::from_millis(20),
+            sandbox_debit_latency: Duration::from_secs(3600),
             demo: false,
             edge: options
                 .edge

@@ -1,0 +1,312 @@
+//! Payments confirmed after the order request (3-D Secure, bank debits) against real
+//! databases: the order waits in `payment_pending` with its units held, and is settled once
+//! (by the processor's notification, the reaper's poll, or the hold running out), on SQLite
+//! and on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+use vitrine_checkout::db::{Backend, connect, migrate};
+use vitrine_checkout::payment::PaymentStatus;
+use vitrine_checkout::testing::{TestDatabase, one_unit_of};
+use vitrine_checkout::{
+    Checkout, CheckoutConfig, NewOrder, NewProduct, Order, OrderResult, OrderStatus, RejectKind,
+    SandboxProvider,
+};
+use vitrine_core::time::{Clock, ManualClock};
+use vitrine_core::{BuyerId, Currency, Money, ProductId, SellerId};
+
+/// Asks for 3-D Secure.
+const CHECKED: &str = "4000000000003220";
+/// A debit, confirmed later.
+const DEBIT: &str = "4000000000000077";
+
+struct Harness {
+    checkout: Checkout,
+    sandbox: Arc<SandboxProvider>,
+    clock: Arc<ManualClock>,
+    seller: SellerId,
+    product: ProductId,
+    _db: TestDatabase,
+}
+
+async fn harness(backend: Backend) -> Harness {
+    let db = TestDatabase::create(backend).await.unwrap();
+    let (pool, backend) = connect(&db.url).await.unwrap();
+    migrate(&pool, backend).await.unwrap();
+    // Debits wait for the test's answer (`answer_debit`), not for the sandbox's latency.
+    let sandbox = Arc::new(
+        SandboxProvider::new(pool.clone(), Duration::from_millis(20))
+            .with_debit_latency(Duration::from_secs(24 * 3600)),
+    );
+    let clock = Arc::new(ManualClock::now());
+    let checkout =
+        Checkout::new(pool, sandbox.clone(), CheckoutConfig::default()).with_clock(clock.clone());
+    let seller = SellerId::generate();
+    let usd = Currency::parse("USD").unwrap();
+    let product = checkout
+        .catalog()
+        .create_product(
+            &seller,
+            NewProduct {
+                sku: "LAMP-1".into(),
+                title: "Lamp".into(),
+                description: String::new(),
+                image_url: None,
+                price: Money::new(2500, usd).unwrap(),
+                stock: 5,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    Harness {
+        checkout,
+        sandbox,
+        clock,
+        seller,
+        product,
+        _db: db,
+    }
+}
+
+impl Harness {
+    fn paying_with(&self, card: &str) -> NewOrder {
+        let mut new = one_unit_of(&self.product);
+        new.payment.card_number = card.into();
+        new
+    }
+
+    /// Places an order and returns what the request answered (replayed or not).
+    async fn place(&self, buyer: &BuyerId, key: &str, card: &str) -> (OrderResult, bool) {
+        let placed = self
+            .checkout
+            .place_order(buyer, key, self.paying_with(card))
+            .await
+            .unwrap();
+        (placed.result, placed.replayed)
+    }
+
+    async fn order(&self, buyer: &BuyerId, id: &vitrine_core::OrderId) -> Order {
+        self.checkout.order_for_buyer(buyer, id).await.unwrap()
+    }
+
+    async fn stock(&self) -> i64 {
+        self.checkout
+            .catalog()
+            .product(&self.seller, &self.product)
+            .await
+            .unwrap()
+            .stock
+    }
+
+    /// The seller's available balance in minor units.
+    async fn available(&self) -> i64 {
+        let balances = self.checkout.balances(&self.seller).await.unwrap();
+        balances.iter().map(|b| b.available).sum()
+    }
+}
+
+fn created(result: &OrderResult) -> &Order {
+    match result {
+        OrderResult::Created(order) => order,
+        OrderResult::Rejected(r) => panic!("refused: {r:?}"),
+    }
+}
+
+/// The sandbox payment id in a 3-D Secure order's action URL.
+fn payment_of(order: &Order) -> String {
+    let url = order.payment_action.as_deref().expect("an action");
+    let id = url
+        .strip_prefix(vitrine_checkout::sandbox::ACTION_PATH)
+        .expect("the sandbox's check page");
+    assert_eq!(Some(id), order.payment_id.as_deref());
+    id.to_owned()
+}
+
+vitrine_checkout::on_both_backends!(
+    a_three_d_secure_payment_waits_for_the_buyer_then_pays_once,
+    a_failed_check_cancels_and_gives_the_units_back,
+    a_debit_is_confirmed_by_the_poll,
+    a_hold_that_runs_out_cancels_the_payment_unless_it_went_through,
+);
+
+async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let (result, replayed) = h.place(&buyer, "k-3ds", CHECKED).await;
+    let waiting = created(&result).clone();
+    assert!(!replayed);
+    assert_eq!(waiting.status, OrderStatus::PaymentPending);
+    let window = CheckoutConfig::default().payment_pending_window;
+    assert_eq!(
+        waiting.reserved_until,
+        h.clock.now_ms() + window.as_millis() as i64,
+        "the units are held for the pending window from now"
+    );
+    assert_eq!(h.stock().await, 4, "its unit stays reserved");
+    let payment = payment_of(&waiting);
+
+    // A retry of the request answers the same waiting order; nothing is charged twice.
+    let (again, replayed) = h.place(&buyer, "k-3ds", CHECKED).await;
+    assert!(replayed);
+    assert_eq!(created(&again).id, waiting.id);
+    assert_eq!(created(&again).status, OrderStatus::PaymentPending);
+
+    // Before the buyer answers, neither the notification nor the poll settles anything.
+    let still = h.checkout.payment_updated(&waiting.id).await.unwrap();
+    assert_eq!(still.status, OrderStatus::PaymentPending);
+    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 0);
+
+    let answered = h.sandbox.authenticate(&payment, true).await.unwrap();
+    assert_eq!(answered.status, PaymentStatus::Succeeded);
+    // The notification and the poll race: the order is paid once, and sold once.
+    let (notified, polled) = tokio::join!(
+        h.checkout.payment_updated(&waiting.id),
+        h.checkout.poll_deferred_payments()
+    );
+    let paid = notified.unwrap();
+    assert!(polled.unwrap() <= 1);
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(
+        paid.payment_action, None,
+        "nothing left for the buyer to do"
+    );
+    assert_eq!(h.order(&buyer, &waiting.id).await.status, OrderStatus::Paid);
+    assert_eq!(h.stock().await, 4, "the held unit is sold, not taken again");
+    let fee = CheckoutConfig::default().fees.sale_fee(2500);
+    assert_eq!(h.available().await, 2500 - fee, "one sale in the ledger");
+    assert!(h.checkout.ledger_check().await.unwrap().is_empty());
+
+    // The key now answers the paid order; a later notification changes nothing.
+    let (replay, _) = h.place(&buyer, "k-3ds", CHECKED).await;
+    assert_eq!(created(&replay).status, OrderStatus::Paid);
+    assert_eq!(
+        h.checkout
+            .payment_updated(&waiting.id)
+            .await
+            .unwrap()
+            .status,
+        OrderStatus::Paid
+    );
+    assert_eq!(h.available().await, 2500 - fee);
+}
+
+async fn a_failed_check_cancels_and_gives_the_units_back(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let (result, _) = h.place(&buyer, "k-fail", CHECKED).await;
+    let waiting = created(&result).clone();
+    assert_eq!(h.stock().await, 4);
+    let answered = h
+        .sandbox
+        .authenticate(&payment_of(&waiting), false)
+        .await
+        .unwrap();
+    assert!(matches!(answered.status, PaymentStatus::Declined { .. }));
+    // No notification: the reaper's poll finds the answer.
+    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 1);
+    let cancelled = h.order(&buyer, &waiting.id).await;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(cancelled.failure.as_deref(), Some("payment_declined"));
+    assert_eq!(h.stock().await, 5, "the unit came back");
+    assert_eq!(h.available().await, 0);
+    // The key answers the refusal; answering the check again changes nothing.
+    let (replay, replayed) = h.place(&buyer, "k-fail", CHECKED).await;
+    assert!(replayed);
+    assert!(matches!(
+        replay,
+        OrderResult::Rejected(ref r) if r.kind == RejectKind::PaymentDeclined
+    ));
+    let again = h
+        .sandbox
+        .authenticate(&payment_of(&waiting), true)
+        .await
+        .unwrap();
+    assert!(matches!(again.status, PaymentStatus::Declined { .. }));
+}
+
+async fn a_debit_is_confirmed_by_the_poll(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let mut waiting = Vec::new();
+    for key in ["d-1", "d-2", "d-3"] {
+        let (result, _) = h.place(&buyer, key, DEBIT).await;
+        let order = created(&result).clone();
+        assert_eq!(order.status, OrderStatus::PaymentPending);
+        assert_eq!(
+            order.payment_action, None,
+            "a debit asks nothing of the buyer"
+        );
+        waiting.push(order);
+    }
+    assert_eq!(h.stock().await, 2);
+    h.sandbox
+        .answer_debit(waiting[0].id.as_str(), true)
+        .await
+        .unwrap();
+    h.sandbox
+        .answer_debit(waiting[1].id.as_str(), false)
+        .await
+        .unwrap();
+    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 2);
+    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 0);
+    let states: Vec<_> = {
+        let mut out = Vec::new();
+        for o in &waiting {
+            out.push(h.order(&buyer, &o.id).await.status);
+        }
+        out
+    };
+    assert_eq!(
+        states,
+        [
+            OrderStatus::Paid,
+            OrderStatus::Cancelled,
+            OrderStatus::PaymentPending
+        ]
+    );
+    assert_eq!(h.stock().await, 3, "the returned debit's unit came back");
+}
+
+async fn a_hold_that_runs_out_cancels_the_payment_unless_it_went_through(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let (unanswered, _) = h.place(&buyer, "h-1", CHECKED).await;
+    let unanswered = created(&unanswered).clone();
+    let (late, _) = h.place(&buyer, "h-2", DEBIT).await;
+    let late = created(&late).clone();
+    // The bank collects the debit, but nobody tells checkout before the hold ends.
+    h.sandbox
+        .answer_debit(late.id.as_str(), true)
+        .await
+        .unwrap();
+    let window = CheckoutConfig::default().payment_pending_window;
+    h.clock.advance(window - Duration::from_millis(1));
+    assert_eq!(h.checkout.release_expired().await.unwrap(), 0, "not yet");
+    h.clock.advance(Duration::from_millis(2));
+    assert_eq!(h.checkout.release_expired().await.unwrap(), 2);
+    let cancelled = h.order(&buyer, &unanswered.id).await;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(cancelled.failure.as_deref(), Some("payment_timeout"));
+    let payment = h
+        .sandbox
+        .payment(&payment_of(&unanswered))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        payment.status,
+        PaymentStatus::Cancelled,
+        "cancelled at the processor"
+    );
+    // The buyer answering after the hold cannot charge a cancelled order.
+    let after = h.sandbox.authenticate(&payment.id, true).await.unwrap();
+    assert_eq!(after.status, PaymentStatus::Cancelled);
+    assert_eq!(
+        h.order(&buyer, &late.id).await.status,
+        OrderStatus::Paid,
+        "a payment that went through is never lost"
+    );
+    assert_eq!(h.stock().await, 4);
+    assert!(h.checkout.ledger_check().await.unwrap().is_empty());
+}
