@@ -2,7 +2,8 @@
 // the chat, buys with a sandbox test card and sees the confirmation; a second buyer sees the
 // stock drop and the anonymised purchase, and buys in yen, the currency of his browser's
 // region: the card shows the converted price, he is charged in yen at the locked rate, and the
-// seller sees the order in dollars; the seller sees the orders arrive live.
+// seller sees the order in dollars; the seller sees the orders arrive live; a card whose bank
+// asks for 3-D Secure is confirmed once the buyer has answered the check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -92,4 +93,19 @@ test('a buyer buys the pinned product in the chat; the room and the seller see i
   await seller.waitForFunction(() => [...document.querySelectorAll('#orders tr')].some((tr) => tr.textContent.includes('$38.00') && tr.textContent.includes('paid')), null, { timeout: WAIT });
   await seller.waitForFunction(() => [...document.querySelectorAll('#orders tr')].some((tr) => tr.textContent.includes('$19.00') && tr.textContent.includes('paid')), null, { timeout: WAIT });
   await seller.waitForFunction(() => document.getElementById('pinned-available').textContent === '2', null, { timeout: WAIT });
+
+  // A card whose bank asks for 3-D Secure: the order waits while Bob answers the check on the
+  // bank's page, then is confirmed on the watch page without a reload.
+  await bob.click('#buy');
+  await bob.fill('#card-number', '4000 0000 0000 3220');
+  await bob.click('#pay');
+  const check = bob.locator('#confirm-payment');
+  await check.waitFor({ state: 'visible', timeout: WAIT });
+  assert.match(await text(bob, 'buy-result'), /confirm this payment/);
+  const bank = await bob.context().newPage();
+  await bank.goto(new URL(await check.getAttribute('href'), env.urls.watch).href);
+  await bank.click('button[value=approve]');
+  await bank.waitForFunction(() => document.body.textContent.includes('was approved'), null, { timeout: WAIT });
+  await bob.waitForFunction(() => document.getElementById('buy-result').textContent.startsWith('Order confirmed'), null, { timeout: WAIT });
+  await seller.waitForFunction(() => document.getElementById('pinned-available').textContent === '1', null, { timeout: WAIT });
 });

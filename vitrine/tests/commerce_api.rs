@@ -106,8 +106,90 @@ fn buy(product: &str, quantity: u32, card: &str) -> Value {
 vitrine_checkout::on_both_backends!(
     orders_through_the_api,
     tenants_and_buyers_are_isolated,
-    pins_show_on_the_public_stream
+    pins_show_on_the_public_stream,
+    a_payment_confirmed_later_through_the_api
 );
+
+/// A card that asks for 3-D Secure: the order is accepted and waits in `payment_pending` with
+/// the check's address; the buyer answers on the check page, and the order is paid at once.
+async fn a_payment_confirmed_later_through_the_api(backend: Backend) {
+    let shop = Shop::open(backend).await;
+    let product = shop.product("LAMP-1", 3).await;
+    let ann = shop.buyer("Ann").await;
+    let (s, order, _) = shop
+        .order(&ann, "k-3ds", buy(&product, 1, "4000000000003220"))
+        .await;
+    assert_eq!(s, 202, "accepted, not paid yet: {order}");
+    assert_eq!(order["status"], "payment_pending");
+    assert_eq!(order["next_action"]["type"], "redirect_to_url");
+    let check = order["next_action"]["url"].as_str().unwrap().to_owned();
+    assert!(check.starts_with("/sandbox/payments/py_"), "{check}");
+    let (s, again, replayed) = shop
+        .order(&ann, "k-3ds", buy(&product, 1, "4000000000003220"))
+        .await;
+    assert_eq!((s, replayed), (202, true));
+    assert_eq!(again["id"], order["id"]);
+
+    // The check page, and what it refuses.
+    let page = shop
+        .server
+        .http
+        .get(shop.server.url(&check))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("49.00 USD") && html.contains("approve"),
+        "{html}"
+    );
+    let form = |path: &str, result: &str| {
+        shop.server
+            .http
+            .post(shop.server.url(path))
+            .form(&[("result", result.to_owned())])
+            .send()
+    };
+    let bad = form(&check, "maybe").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let problem: Value = bad.json().await.unwrap();
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("invalid-request")
+    );
+    for unknown in [
+        "/sandbox/payments/py_000000000000000000000000",
+        "/sandbox/payments/not-a-payment",
+    ] {
+        let r = form(unknown, "approve").await.unwrap();
+        assert_eq!(r.status(), 404, "{unknown}");
+    }
+    let id = order["id"].as_str().unwrap();
+    let (_, still) = shop.get(&format!("/api/v1/orders/{id}"), Some(&ann)).await;
+    assert_eq!(
+        still["status"], "payment_pending",
+        "the bad answers changed nothing"
+    );
+
+    let approved = form(&check, "approve").await.unwrap();
+    assert_eq!(approved.status(), 200);
+    assert!(approved.text().await.unwrap().contains("was approved"));
+    let (s, paid) = shop.get(&format!("/api/v1/orders/{id}"), Some(&ann)).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        paid["status"], "paid",
+        "settled by the check's notification: {paid}"
+    );
+    assert!(paid.get("next_action").is_none(), "{paid}");
+    let (s, replay, replayed) = shop
+        .order(&ann, "k-3ds", buy(&product, 1, "4000000000003220"))
+        .await;
+    assert_eq!((s, replayed), (201, true));
+    assert_eq!(replay["status"], "paid");
+}
 
 async fn orders_through_the_api(backend: Backend) {
     let shop = Shop::open(backend).await;

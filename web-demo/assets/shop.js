@@ -37,6 +37,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   let chat = null;
   let pin = null;
   let pending = null; // request id of the purchase in flight
+  let awaiting = null; // id of the order whose payment the processor confirms later
   let countdown = null;
   let currency = null; // the buyer's currency, when exchange rates are configured
   let quoteFor = 0; // which pin render the shown conversion belongs to
@@ -187,9 +188,13 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         break;
       case 'order.confirmed':
         if (m.request_id === pending) pending = null;
-        $('buy-result').textContent = `Order confirmed: ${m.order.quantity} x ${pin?.title || 'item'}, ${money(m.order.charged || m.order.total)} (#${m.order.id.slice(-6)})`;
-        $('buy-result').className = 'buy-result ok';
-        $('buy').disabled = !pin || pin.available <= 0;
+        if (m.order.status === 'payment_pending') awaitPayment(m.order).catch(() => {});
+        else confirmed(m.order);
+        break;
+      case 'order':
+        // Only its buyer and the seller receive an order: a payment confirmed later has its answer.
+        if (m.order.id === awaiting && m.order.status !== 'payment_pending') settledLater(m.order);
+        auction.onMessage(m);
         break;
       case 'order.failed': {
         if (m.request_id === pending) pending = null;
@@ -204,6 +209,35 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
         break;
       default: auction.onMessage(m); break;
     }
+  }
+
+  function confirmed(order) {
+    $('buy-result').textContent = `Order confirmed: ${order.quantity} x ${pin?.title || 'item'}, ${money(order.charged || order.total)} (#${order.id.slice(-6)})`;
+    $('buy-result').className = 'buy-result ok';
+    $('buy').disabled = !pin || pin.available <= 0;
+  }
+
+  // The processor confirms this order's payment later: the buyer's step (3-D Secure) is linked,
+  // and the room's `order` event brings the answer.
+  async function awaitPayment(order) {
+    awaiting = order.id;
+    $('buy-result').className = 'buy-result';
+    $('buy-result').textContent = 'Waiting for your bank to confirm the payment...';
+    const r = await fetch(`/api/v1/orders/${encodeURIComponent(order.id)}`, { headers: { authorization: `Bearer ${buyer()?.token}` } });
+    const body = r.ok ? await r.json() : null;
+    if (!body || awaiting !== order.id) return;
+    if (body.status !== 'payment_pending') { settledLater(body); return; }
+    if (!body.next_action?.url) return;
+    const link = el('a', { id: 'confirm-payment', href: body.next_action.url, target: '_blank', rel: 'noopener' }, 'Confirm the payment with your bank');
+    $('buy-result').replaceChildren('Your bank asks you to confirm this payment: ', link);
+  }
+
+  function settledLater(order) {
+    awaiting = null;
+    if (order.status === 'paid') { confirmed(order); return; }
+    $('buy-result').textContent = 'The payment was not completed; nothing was charged';
+    $('buy-result').className = 'buy-result fail';
+    $('buy').disabled = !pin || pin.available <= 0;
   }
 
   function connect(token) {

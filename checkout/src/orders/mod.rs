@@ -53,7 +53,7 @@ pub const MAX_PAGE: i64 = 200;
 #[serde(deny_unknown_fields)]
 pub struct PaymentDetails {
     /// Sandbox: 4242424242424242 approves, 4000000000000002 declines, 4000000000000119 never
-    /// settles.
+    /// settles, 4000000000003220 asks for 3-D Secure, 4000000000000077 is confirmed later.
     #[schema(value_type = String)]
     pub card_number: CardInput,
 }

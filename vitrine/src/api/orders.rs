@@ -130,6 +130,7 @@ async fn current_buyer(AuthBuyer(buyer): AuthBuyer) -> Json<CurrentBuyer> {
         (status = 201, description = "Paid", body = OrderBody, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same key")
         )),
+        (status = 202, description = "payment_pending: the processor confirms later (a bank debit) or the buyer has a step to take at `next_action.url` (3-D Secure); the units stay reserved meanwhile. Follow the order with GET /api/v1/orders/{id} or the order.paid / payment.failed webhooks; the same key answers the order as it stands", body = OrderBody),
         (status = 400, description = "invalid-source: `live`, `media_ms` without `replay`, or a replay order without its stream_id and media_ms", body = Problem),
         (status = 401, description = "No valid buyer token", body = Problem),
         (status = 402, description = "Card declined (type .../payment-declined)", body = Problem),
