@@ -5,9 +5,9 @@
 //! results are replayed: an attempt that failed (the processor unreachable) marks its key, and
 //! the next request with the same key and body resumes the same order instead of waiting on it.
 
-use crate::Checkout;
 use crate::card::{CardKey, CardNumber};
 use crate::error::CheckoutError;
+use crate::orders::Orders;
 use crate::orders::{NewOrder, OrderResult};
 use sqlx::Row;
 use vitrine_core::BuyerId;
@@ -53,7 +53,7 @@ pub(crate) struct KeyRecord {
     pub failed: bool,
 }
 
-impl Checkout {
+impl Orders {
     pub(crate) async fn load_key(
         &self,
         buyer: &BuyerId,
@@ -121,7 +121,7 @@ impl Checkout {
         self.expire_keys_at(self.now()).await
     }
 
-    /// [`Checkout::expire_keys`] as of `now` (Unix milliseconds): the pruning job's clock.
+    /// [`crate::orders::Orders::expire_keys`] as of `now` (Unix milliseconds): the pruning job's clock.
     pub async fn expire_keys_at(&self, now: i64) -> Result<u64, CheckoutError> {
         let cutoff = now - self.config.idempotency_ttl.as_millis() as i64;
         let done = sqlx::query(

@@ -3,8 +3,8 @@
 //! whose purpose is spent. Jobs here never decide business outcomes; they only keep the passes
 //! of the reaper, the payout reconciler and the webhook dispatcher alive and the tables small.
 
-use crate::Checkout;
 use crate::error::CheckoutError;
+use crate::orders::Orders;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -112,7 +112,7 @@ pub struct Pruned {
     pub commerce_facts: u64,
 }
 
-impl Checkout {
+impl Orders {
     /// Deletes what has served its purpose as of `now` (Unix milliseconds): idempotency keys
     /// with a result past their time to live, commerce facts older than an hour, and webhook
     /// messages delivered longer ago than

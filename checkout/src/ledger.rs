@@ -409,7 +409,7 @@ pub struct StatementLine {
     pub created_at: Timestamp,
 }
 
-impl crate::Checkout {
+impl crate::orders::Orders {
     pub async fn balances(&self, seller: &SellerId) -> Result<Vec<Balance>, CheckoutError> {
         let rows = sqlx::query(
             "SELECT currency, available, in_transit, debt FROM seller_balances \

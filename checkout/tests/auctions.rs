@@ -110,6 +110,7 @@ impl Sale {
     /// Starts an auction at 10.00 EUR, 1.00 increments.
     async fn start(&self, duration_secs: u32, extend_secs: u32, sudden_death: bool) -> AuctionView {
         self.checkout
+            .sale()
             .start_auction(
                 &self.seller,
                 &self.stream,
@@ -135,7 +136,7 @@ impl Sale {
             amount: eur(amount),
             request_id: key.into(),
         };
-        self.checkout.place_bid(&request).await.unwrap()
+        self.checkout.sale().place_bid(&request).await.unwrap()
     }
 
     async fn stock(&self) -> i64 {
@@ -208,23 +209,37 @@ async fn the_highest_bid_wins_at_the_hammer_price_and_the_winner_pays(backend: B
         refused(&s.bid(&a, &cy, "c1", 5000).await),
         Some(BidFailure::AuctionEnded)
     );
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 0, "once");
-    let ended = s.checkout.auction(&a.id).await.unwrap();
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
+    assert_eq!(
+        s.checkout.sale().close_due_auctions().await.unwrap(),
+        0,
+        "once"
+    );
+    let ended = s.checkout.sale().auction(&a.id).await.unwrap();
     assert_eq!(ended.status, "ended");
     assert_eq!(ended.current_bid, Some(eur(1100)));
     let order_id = ended.order_id.clone().expect("the winner's order");
-    let order = s.checkout.order_for_buyer(&bo, &order_id).await.unwrap();
+    let order = s
+        .checkout
+        .orders()
+        .order_for_buyer(&bo, &order_id)
+        .await
+        .unwrap();
     assert_eq!(
         (order.status, order.total, order.quantity),
         (OrderStatus::Pending, eur(1100), 1)
     );
     // Only the winner pays it, once.
     assert!(matches!(
-        s.checkout.pay_order(&ada, &order_id, APPROVE).await,
+        s.checkout.sale().pay_order(&ada, &order_id, APPROVE).await,
         Err(CheckoutError::NotFound(_))
     ));
-    let paid = s.checkout.pay_order(&bo, &order_id, APPROVE).await.unwrap();
+    let paid = s
+        .checkout
+        .sale()
+        .pay_order(&bo, &order_id, APPROVE)
+        .await
+        .unwrap();
     let OrderResult::Created(paid_order) = &paid.result else {
         panic!("{paid:?}")
     };
@@ -232,11 +247,16 @@ async fn the_highest_bid_wins_at_the_hammer_price_and_the_winner_pays(backend: B
         (paid_order.status, paid.replayed),
         (OrderStatus::Paid, false)
     );
-    let again = s.checkout.pay_order(&bo, &order_id, APPROVE).await.unwrap();
+    let again = s
+        .checkout
+        .sale()
+        .pay_order(&bo, &order_id, APPROVE)
+        .await
+        .unwrap();
     assert!(again.replayed);
     assert_eq!(again.result, paid.result);
     assert_eq!(s.stock().await, 2, "the unit sold once, nothing else moved");
-    assert!(s.checkout.ledger_check().await.unwrap().is_empty());
+    assert!(s.checkout.orders().ledger_check().await.unwrap().is_empty());
     // The seller's systems heard all of it, once each, in the outbox.
     assert_eq!(s.checkout.webhooks().expand_pending().await.unwrap(), 6);
     let mut kinds: Vec<String> = s
@@ -288,13 +308,14 @@ async fn two_equal_bids_at_the_close_make_exactly_one_winner(backend: Backend) {
         requests == 12 && batches < requests,
         "{requests} bids in {batches} batches"
     );
-    let view = s.checkout.auction(&a.id).await.unwrap();
+    let view = s.checkout.sale().auction(&a.id).await.unwrap();
     assert_eq!(view.ends_at, a.ends_at, "sudden death: no extension");
     s.clock.advance(Duration::from_millis(1));
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
-    let ended = s.checkout.auction(&a.id).await.unwrap();
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
+    let ended = s.checkout.sale().auction(&a.id).await.unwrap();
     let order = s
         .checkout
+        .orders()
         .order_for_buyer(winners[0], ended.order_id.as_ref().unwrap())
         .await
         .unwrap();
@@ -319,10 +340,10 @@ async fn late_bids_move_the_clock_unless_sudden_death(backend: Backend) {
     assert_eq!(v.ends_at, a.ends_at - 5_000 + 10_000);
     // The original end passes; the auction is still open, and closes at its new end.
     s.advance_secs(5);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 0);
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 0);
     assert_eq!(refused(&s.bid(&a, &ada, "a2", 1200).await), None);
     s.advance_secs(10);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
     // Once a sudden-death auction on the same stream runs, late bids do not move it.
     let b = s.start(30, 10, true).await;
     s.advance_secs(25);
@@ -337,11 +358,18 @@ async fn an_auction_nobody_bid_on_gives_its_unit_back(backend: Backend) {
     let a = s.start(10, 5, false).await;
     assert_eq!(s.stock().await, 0, "held by the auction");
     s.advance_secs(10);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
-    let ended = s.checkout.auction(&a.id).await.unwrap();
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
+    let ended = s.checkout.sale().auction(&a.id).await.unwrap();
     assert_eq!((ended.status.as_str(), &ended.order_id), ("ended", &None));
     assert_eq!(s.stock().await, 1, "given back");
-    assert!(s.checkout.open_auction(&s.stream).await.unwrap().is_none());
+    assert!(
+        s.checkout
+            .sale()
+            .open_auction(&s.stream)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn an_unpaid_winners_order_expires_and_restocks(backend: Backend) {
@@ -350,20 +378,37 @@ async fn an_unpaid_winners_order_expires_and_restocks(backend: Backend) {
     let bo = BuyerId::generate();
     assert_eq!(refused(&s.bid(&a, &bo, "b1", 1000).await), None);
     s.advance_secs(10);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
-    let order_id = s.checkout.auction(&a.id).await.unwrap().order_id.unwrap();
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
+    let order_id = s
+        .checkout
+        .sale()
+        .auction(&a.id)
+        .await
+        .unwrap()
+        .order_id
+        .unwrap();
     assert_eq!(s.stock().await, 0);
     // Nobody pays within the reservation window (15 minutes by default).
     s.advance_secs(15 * 60 + 1);
-    assert_eq!(s.checkout.release_expired().await.unwrap(), 1);
-    let order = s.checkout.order_for_buyer(&bo, &order_id).await.unwrap();
+    assert_eq!(s.checkout.payments().release_expired().await.unwrap(), 1);
+    let order = s
+        .checkout
+        .orders()
+        .order_for_buyer(&bo, &order_id)
+        .await
+        .unwrap();
     assert_eq!(
         (order.status, order.failure.as_deref()),
         (OrderStatus::Cancelled, Some("reservation_expired"))
     );
     assert_eq!(s.stock().await, 1, "the unit is for sale again");
     // Paying now is answered with why the order is gone, and charges nothing.
-    let late = s.checkout.pay_order(&bo, &order_id, APPROVE).await.unwrap();
+    let late = s
+        .checkout
+        .sale()
+        .pay_order(&bo, &order_id, APPROVE)
+        .await
+        .unwrap();
     let OrderResult::Rejected(r) = late.result else {
         panic!("{late:?}")
     };
@@ -396,7 +441,7 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
         extend_secs: 10,
         sudden_death: false,
     };
-    let start = |n: NewAuction| s.checkout.start_auction(&s.seller, &s.stream, n);
+    let start = |n: NewAuction| s.checkout.sale().start_auction(&s.seller, &s.stream, n);
     assert!(matches!(
         start(new(&other, "EUR", 30)).await,
         Err(CheckoutError::Conflict(_))
@@ -411,6 +456,7 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
     ));
     assert!(matches!(
         s.checkout
+            .sale()
             .start_auction(&SellerId::generate(), &s.stream, new(&s.product, "EUR", 30))
             .await,
         Err(CheckoutError::NotFound(_))
@@ -438,6 +484,7 @@ async fn an_auction_is_started_only_on_the_pinned_product_with_stock(backend: Ba
         .unwrap();
     let sold_out = s
         .checkout
+        .sale()
         .start_auction(&s.seller, &elsewhere, new(&s.product, "EUR", 30))
         .await;
     assert!(
@@ -471,7 +518,7 @@ async fn two_nodes_bid_and_bring_the_hammer_down_once(backend: Backend) {
             amount: eur(1000 + 100 * i as i64),
             request_id: "k".into(),
         };
-        async move { node.place_bid(&request).await.unwrap() }
+        async move { node.sale().place_bid(&request).await.unwrap() }
     });
     let outcomes = join_all(bids).await;
     assert!(
@@ -479,12 +526,16 @@ async fn two_nodes_bid_and_bring_the_hammer_down_once(backend: Backend) {
         "the highest bid always leads"
     );
     s.advance_secs(40);
-    let (here, there) = tokio::join!(s.checkout.close_due_auctions(), other.close_due_auctions());
+    let (here, there) = tokio::join!(
+        s.checkout.sale().close_due_auctions(),
+        other.sale().close_due_auctions()
+    );
     assert_eq!(here.unwrap() + there.unwrap(), 1, "the hammer falls once");
-    let ended = s.checkout.auction(&a.id).await.unwrap();
+    let ended = s.checkout.sale().auction(&a.id).await.unwrap();
     assert_eq!(ended.current_bid, Some(eur(1700)));
     let order = s
         .checkout
+        .orders()
         .order_for_buyer(&bidders[7], ended.order_id.as_ref().unwrap())
         .await
         .unwrap();
@@ -501,11 +552,18 @@ async fn racing_payments_of_a_won_order_charge_once(backend: Backend) {
     let bo = BuyerId::generate();
     assert_eq!(refused(&s.bid(&a, &bo, "b1", 1000).await), None);
     s.advance_secs(10);
-    assert_eq!(s.checkout.close_due_auctions().await.unwrap(), 1);
-    let order_id = s.checkout.auction(&a.id).await.unwrap().order_id.unwrap();
+    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
+    let order_id = s
+        .checkout
+        .sale()
+        .auction(&a.id)
+        .await
+        .unwrap()
+        .order_id
+        .unwrap();
     let (one, two) = tokio::join!(
-        s.checkout.pay_order(&bo, &order_id, APPROVE),
-        s.checkout.pay_order(&bo, &order_id, APPROVE)
+        s.checkout.sale().pay_order(&bo, &order_id, APPROVE),
+        s.checkout.sale().pay_order(&bo, &order_id, APPROVE)
     );
     let (one, two) = (one.unwrap(), two.unwrap());
     let charged: Vec<_> = [&one, &two].into_iter().filter(|p| !p.replayed).collect();
@@ -515,10 +573,15 @@ async fn racing_payments_of_a_won_order_charge_once(backend: Backend) {
         OrderResult::Rejected(r) => assert_eq!(r.kind, RejectKind::RequestInProgress),
         created => assert_eq!(created, &charged[0].result),
     }
-    let order = s.checkout.order_for_buyer(&bo, &order_id).await.unwrap();
+    let order = s
+        .checkout
+        .orders()
+        .order_for_buyer(&bo, &order_id)
+        .await
+        .unwrap();
     assert_eq!(order.status, OrderStatus::Paid);
-    assert!(s.checkout.ledger_check().await.unwrap().is_empty());
-    let balance = s.checkout.balances(&s.seller).await.unwrap();
+    assert!(s.checkout.orders().ledger_check().await.unwrap().is_empty());
+    let balance = s.checkout.orders().balances(&s.seller).await.unwrap();
     let fees = vitrine_checkout::fees::FeePolicy::default();
     assert_eq!(
         balance[0].available,

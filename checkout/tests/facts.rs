@@ -125,7 +125,8 @@ async fn a_sale_is_heard_in_commit_order_once(backend: Backend) {
     for i in 0..60 {
         let (c, stream, p) = (node.checkout.clone(), stream.clone(), p.clone());
         buyers.spawn(async move {
-            c.place_order(&BuyerId::generate(), &format!("k{i}"), buy(&stream, &p))
+            c.sale()
+                .place_order(&BuyerId::generate(), &format!("k{i}"), buy(&stream, &p))
                 .await
                 .unwrap()
                 .result
@@ -188,6 +189,7 @@ async fn what_rolls_back_is_never_heard(backend: Backend) {
         .unwrap();
     let sold_out = node
         .checkout
+        .sale()
         .place_order(&BuyerId::generate(), "k", buy(&stream, &p))
         .await
         .unwrap()
@@ -235,6 +237,7 @@ async fn an_order_without_a_pin_is_heard_by_every_room_of_the_product(backend: B
     };
     let placed = node
         .checkout
+        .sale()
         .place_order(&BuyerId::generate(), "k", api)
         .await
         .unwrap()

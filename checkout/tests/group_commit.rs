@@ -93,6 +93,7 @@ async fn one_buyers_requests_in_one_batch_are_held_to_the_per_buyer_limit(backen
         let new = through(&stream, &product, 1, APPROVE);
         async move {
             let placed = checkout
+                .sale()
                 .place_order(buyer, &format!("cap-{n}"), new)
                 .await
                 .unwrap();
@@ -144,6 +145,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         let new = through(&stream, &product, *quantity, card);
         async move {
             let placed = checkout
+                .sale()
                 .place_order(buyer, &format!("buy-{i}"), new)
                 .await
                 .unwrap();
@@ -191,6 +193,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
     loop {
         let new = through(&stream, &product, 1, APPROVE);
         let placed = checkout
+            .sale()
             .place_order(&BuyerId::generate(), "late", new)
             .await
             .unwrap();
@@ -218,7 +221,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         .unwrap()
         .unwrap();
     assert_eq!(pin.remaining, Some(0));
-    let orders = checkout.orders_of_seller(&seller).await.unwrap();
+    let orders = checkout.orders().orders_of_seller(&seller).await.unwrap();
     assert!(orders.iter().all(|o| o.status != OrderStatus::Pending));
     assert_eq!(
         orders
@@ -229,7 +232,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         60
     );
     // The ledger: every sale posted once, balanced, the balance the sales less their fees.
-    assert!(checkout.ledger_check().await.unwrap().is_empty());
+    assert!(checkout.orders().ledger_check().await.unwrap().is_empty());
     let fees = vitrine_checkout::fees::FeePolicy::default();
     let net: i64 = orders
         .iter()
@@ -237,7 +240,7 @@ async fn a_burst_is_written_in_batches_and_sells_exactly_the_stock(backend: Back
         .map(|o| o.total.amount - fees.sale_fee(o.total.amount))
         .sum();
     assert_eq!(paid_total, 60 * 1000);
-    let balance = checkout.balances(&seller).await.unwrap();
+    let balance = checkout.orders().balances(&seller).await.unwrap();
     assert_eq!(balance[0].available, net);
     // And it was group commit: more requests than transactions at both steps.
     for step in ["reserve", "settle"] {

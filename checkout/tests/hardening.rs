@@ -141,6 +141,7 @@ impl Shop {
         let buyer = BuyerId::generate();
         match self
             .checkout
+            .sale()
             .place_order(&buyer, key, order(product))
             .await
             .unwrap()
@@ -153,6 +154,7 @@ impl Shop {
 
     async fn status(&self, id: &OrderId) -> OrderStatus {
         self.checkout
+            .orders()
             .order_for_seller(&self.seller, id)
             .await
             .unwrap()
@@ -161,13 +163,13 @@ impl Shop {
 
     /// (available, debt) in EUR.
     async fn balance(&self) -> (i64, i64) {
-        let b = self.checkout.balances(&self.seller).await.unwrap();
+        let b = self.checkout.orders().balances(&self.seller).await.unwrap();
         let eur = b.iter().find(|b| b.currency.as_str() == "EUR").unwrap();
         (eur.available, eur.debt)
     }
 
     async fn balanced(&self) {
-        let problems = self.checkout.ledger_check().await.unwrap();
+        let problems = self.checkout.orders().ledger_check().await.unwrap();
         assert!(problems.is_empty(), "{problems:?}");
     }
 
@@ -212,6 +214,7 @@ async fn card_numbers_are_masked_and_fingerprints_keyed(backend: Backend) {
     s.sell(&product, "a").await;
     let buyer = BuyerId::generate();
     other
+        .sale()
         .place_order(&buyer, "b", order(&product))
         .await
         .unwrap();
@@ -236,7 +239,7 @@ async fn a_refund_whose_answer_was_lost_is_finished_once(backend: Backend) {
     let product = s.product(1000).await;
     let id = s.sell(&product, "k").await;
     s.faults.refund_lost_once.store(true, Ordering::SeqCst);
-    let lost = s.checkout.refund(&s.seller, &id).await;
+    let lost = s.checkout.payments().refund(&s.seller, &id).await;
     assert!(matches!(lost, Err(CheckoutError::Payment(_))), "{lost:?}");
     assert_eq!(
         s.count("SELECT COUNT(*) FROM refunds WHERE status = 'pending'")
@@ -246,10 +249,10 @@ async fn a_refund_whose_answer_was_lost_is_finished_once(backend: Backend) {
     );
     s.balanced().await;
 
-    assert_eq!(s.checkout.reconcile_refunds().await.unwrap(), 1);
+    assert_eq!(s.checkout.payments().reconcile_refunds().await.unwrap(), 1);
     assert_eq!(s.status(&id).await, OrderStatus::Refunded);
     assert_eq!(
-        s.checkout.reconcile_refunds().await.unwrap(),
+        s.checkout.payments().reconcile_refunds().await.unwrap(),
         0,
         "nothing left"
     );
@@ -269,7 +272,7 @@ async fn a_refund_whose_answer_was_lost_is_finished_once(backend: Backend) {
     s.balanced().await;
     // The seller's own retry now is refused: the order is refunded.
     assert!(matches!(
-        s.checkout.refund(&s.seller, &id).await,
+        s.checkout.payments().refund(&s.seller, &id).await,
         Err(CheckoutError::Conflict(_))
     ));
 }
@@ -292,7 +295,7 @@ async fn a_refund_after_a_payout_is_booked_as_debt(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(s.balance().await, (0, 0));
-    s.checkout.refund(&s.seller, &id).await.unwrap();
+    s.checkout.payments().refund(&s.seller, &id).await.unwrap();
     assert_eq!(
         s.balance().await,
         (0, 1000),
@@ -329,10 +332,15 @@ async fn a_provider_outage_frees_the_key_for_a_retry(backend: Backend) {
     let product = s.product(1000).await;
     let buyer = BuyerId::generate();
     s.faults.create_down_once.store(true, Ordering::SeqCst);
-    let first = s.checkout.place_order(&buyer, "k", order(&product)).await;
+    let first = s
+        .checkout
+        .sale()
+        .place_order(&buyer, "k", order(&product))
+        .await;
     assert!(matches!(first, Err(CheckoutError::Payment(_))), "{first:?}");
     let retry = s
         .checkout
+        .sale()
         .place_order(&buyer, "k", order(&product))
         .await
         .unwrap();
@@ -340,11 +348,12 @@ async fn a_provider_outage_frees_the_key_for_a_retry(backend: Backend) {
         panic!("the retry after the outage: {:?}", retry.result);
     };
     assert_eq!(paid.status, OrderStatus::Paid);
-    let orders = s.checkout.orders_of_buyer(&buyer).await.unwrap();
+    let orders = s.checkout.orders().orders_of_buyer(&buyer).await.unwrap();
     assert_eq!(orders.len(), 1, "the retry resumed the first order");
     assert_eq!(s.count("SELECT COUNT(*) FROM sandbox_payments").await, 1);
     let again = s
         .checkout
+        .sale()
         .place_order(&buyer, "k", order(&product))
         .await
         .unwrap();
@@ -385,7 +394,7 @@ async fn one_bad_row_does_not_stop_the_reaper(backend: Backend) {
     )
     .await;
     plant_pending(&s, good.as_str(), &product, "EUR", 2).await;
-    let settled = s.checkout.release_expired().await;
+    let settled = s.checkout.payments().release_expired().await;
     assert_eq!(settled.unwrap(), 1, "the good reservation was released");
     assert_eq!(s.status(&good).await, OrderStatus::Cancelled);
     assert_eq!(s.checkout.job_metrics().row_errors_of("reaper"), 1);
@@ -531,9 +540,9 @@ async fn pruning_keeps_what_is_young_or_undelivered(backend: Backend) {
     .execute(&s.pool)
     .await
     .unwrap();
-    let young = s.checkout.prune_at(now).await.unwrap();
+    let young = s.checkout.orders().prune_at(now).await.unwrap();
     assert_eq!(young, Default::default(), "nothing is old yet");
-    let later = s.checkout.prune_at(now + 2 * day).await.unwrap();
+    let later = s.checkout.orders().prune_at(now + 2 * day).await.unwrap();
     assert_eq!(later.idempotency_keys, 1);
     assert_eq!(later.webhook_deliveries, 2, "the two delivered messages");
     assert_eq!(later.webhook_attempts, 2);

@@ -48,6 +48,7 @@ impl Shop {
         let new = vitrine_checkout::testing::one_unit_of(product);
         match self
             .checkout
+            .sale()
             .place_order(&buyer.id, &format!("k{n}"), new)
             .await
             .unwrap()
@@ -82,7 +83,7 @@ impl Shop {
     }
 
     async fn available(&self) -> i64 {
-        let b = self.checkout.balances(&self.seller).await.unwrap();
+        let b = self.checkout.orders().balances(&self.seller).await.unwrap();
         b.iter()
             .find(|b| b.currency.as_str() == "EUR")
             .map_or(0, |b| b.available)
@@ -90,14 +91,14 @@ impl Shop {
 
     /// What the seller owes (refunds beyond the available balance).
     async fn debt(&self) -> i64 {
-        let b = self.checkout.balances(&self.seller).await.unwrap();
+        let b = self.checkout.orders().balances(&self.seller).await.unwrap();
         b.iter()
             .find(|b| b.currency.as_str() == "EUR")
             .map_or(0, |b| b.debt)
     }
 
     async fn balanced(&self) {
-        let problems = self.checkout.ledger_check().await.unwrap();
+        let problems = self.checkout.orders().ledger_check().await.unwrap();
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
@@ -132,7 +133,11 @@ async fn a_burst_keeps_the_ledger_balanced(backend: Backend) {
 
     // Orders, refunds and payouts all at once.
     let sales = join_all((30..50).map(|n| s.sell(&product.id, n)));
-    let refunds = join_all(sold[..10].iter().map(|id| s.checkout.refund(&s.seller, id)));
+    let refunds = join_all(
+        sold[..10]
+            .iter()
+            .map(|id| s.checkout.payments().refund(&s.seller, id)),
+    );
     let payouts = join_all((0..30).map(|n| {
         let method = if n % 2 == 0 {
             PayoutMethod::Instant

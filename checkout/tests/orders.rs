@@ -78,6 +78,7 @@ impl Harness {
     /// Places an order and returns its result (the request itself must be well formed).
     async fn place(&self, buyer: &BuyerId, key: &str, new: NewOrder) -> OrderResult {
         self.checkout
+            .sale()
             .place_order(buyer, key, new)
             .await
             .unwrap()
@@ -204,12 +205,12 @@ async fn the_buyer_pays_in_their_currency_and_the_seller_is_settled_in_theirs(ba
         currency: Some(Currency::parse("JPY").unwrap()),
         ..order(&fil.id, 1, APPROVE)
     };
-    let refused = h.checkout.place_order(&buyer, "tiny", tiny).await;
+    let refused = h.checkout.sale().place_order(&buyer, "tiny", tiny).await;
     assert!(
         matches!(&refused, Err(CheckoutError::Invalid(why)) if why.contains("smallest amount")),
         "{refused:?}"
     );
-    let balances = h.checkout.balances(&h.seller).await.unwrap();
+    let balances = h.checkout.orders().balances(&h.seller).await.unwrap();
     assert_eq!(balances.len(), 1, "{balances:?}");
     assert_eq!(balances[0].currency.as_str(), "USD");
     assert_eq!(balances[0].available, 2 * (4900 - (142 + 30)));
@@ -315,6 +316,7 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
     let buyer = BuyerId::generate();
     let placed = h
         .checkout
+        .sale()
         .place_order(&buyer, "key-1", order(&p.id, 2, APPROVE))
         .await
         .unwrap();
@@ -327,6 +329,7 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
 
     let again = h
         .checkout
+        .sale()
         .place_order(&buyer, "key-1", order(&p.id, 2, APPROVE))
         .await
         .unwrap();
@@ -343,21 +346,28 @@ async fn a_paid_order_takes_stock_and_replays_by_key(backend: Backend) {
         .await;
     assert_ne!(created(&other).id, o.id);
     assert_eq!(
-        h.checkout.orders_of_buyer(&buyer).await.unwrap(),
+        h.checkout.orders().orders_of_buyer(&buyer).await.unwrap(),
         vec![o.clone()]
     );
     assert_eq!(
-        h.checkout.orders_of_seller(&h.seller).await.unwrap().len(),
+        h.checkout
+            .orders()
+            .orders_of_seller(&h.seller)
+            .await
+            .unwrap()
+            .len(),
         2
     );
     assert!(
         h.checkout
+            .orders()
             .order_for_buyer(&BuyerId::generate(), &o.id)
             .await
             .is_err()
     );
     assert!(
         h.checkout
+            .orders()
             .order_for_seller(&SellerId::generate(), &o.id)
             .await
             .is_err()
@@ -387,12 +397,13 @@ async fn declines_and_timeouts_give_stock_back(backend: Backend) {
     let timed_out = h.place(&buyer, "b", order(&p.id, 1, NEVER)).await;
     assert_eq!(rejected(&timed_out), RejectKind::PaymentTimeout);
     assert_eq!(stock(&h, &p.id).await, 1);
-    let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    let orders = h.checkout.orders().orders_of_buyer(&buyer).await.unwrap();
     assert_eq!(orders.len(), 2);
     assert!(orders.iter().all(|o| o.status == OrderStatus::Cancelled));
     // The replay of a decline is the same decline, not a new attempt.
     let replay = h
         .checkout
+        .sale()
         .place_order(&buyer, "a", order(&p.id, 1, DECLINE))
         .await
         .unwrap();
@@ -400,6 +411,7 @@ async fn declines_and_timeouts_give_stock_back(backend: Backend) {
     assert_eq!(replay.result, declined);
     assert!(matches!(
         h.checkout
+            .sale()
             .place_order(&buyer, "c", order(&p.id, 1, "4242424242424241"))
             .await,
         Err(CheckoutError::Invalid(_))
@@ -453,6 +465,7 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
             );
             tasks.spawn(async move {
                 let placed = c
+                    .sale()
                     .place_order(
                         &buyer,
                         &format!("req-{i}"),
@@ -489,7 +502,12 @@ async fn flash_sale_sells_exactly_its_cap_under_contention(backend: Backend) {
     let pin_now = h.active_pin(&stream).await;
     assert_eq!(pin_now.id, pin.id);
     assert_eq!(pin_now.remaining, Some(0));
-    let sold = h.checkout.orders_of_seller(&h.seller).await.unwrap();
+    let sold = h
+        .checkout
+        .orders()
+        .orders_of_seller(&h.seller)
+        .await
+        .unwrap();
     assert_eq!(
         sold.iter()
             .filter(|o| o.status == OrderStatus::Paid)
@@ -580,7 +598,7 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
     assert_eq!(stock(&h, &p.id).await, 1);
     assert!(
         matches!(
-            h.checkout.deliver(&h.seller, &a.id).await,
+            h.checkout.orders().deliver(&h.seller, &a.id).await,
             Err(CheckoutError::Conflict(_))
         ),
         "shipped before delivered"
@@ -588,6 +606,7 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
     let shipment = Shipment::new(" DHL ", "JD014600006281230704").unwrap();
     let fulfilled = h
         .checkout
+        .orders()
         .fulfil(&h.seller, &a.id, Some(&shipment))
         .await
         .unwrap();
@@ -595,15 +614,16 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
     assert_eq!(fulfilled.shipment.as_ref().unwrap().carrier, "DHL");
     assert!(fulfilled.shipped_at.is_some() && fulfilled.delivered_at.is_none());
     assert!(matches!(
-        h.checkout.fulfil(&h.seller, &a.id, None).await,
+        h.checkout.orders().fulfil(&h.seller, &a.id, None).await,
         Err(CheckoutError::Conflict(_))
     ));
-    let delivered = h.checkout.deliver(&h.seller, &a.id).await.unwrap();
+    let delivered = h.checkout.orders().deliver(&h.seller, &a.id).await.unwrap();
     assert_eq!(delivered.status, OrderStatus::Delivered);
     assert!(delivered.delivered_at >= delivered.shipped_at);
     // Read back: the shipment and the times were stored.
     let stored = h
         .checkout
+        .orders()
         .orders_of_seller(&h.seller)
         .await
         .unwrap()
@@ -612,7 +632,7 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
         .unwrap();
     assert_eq!(stored, delivered);
     assert!(matches!(
-        h.checkout.deliver(&h.seller, &a.id).await,
+        h.checkout.orders().deliver(&h.seller, &a.id).await,
         Err(CheckoutError::Conflict(_))
     ));
     for (carrier, tracking) in [
@@ -626,21 +646,32 @@ async fn refund_restocks_and_the_state_machine_holds(backend: Backend) {
             "{carrier:?} {tracking:?}"
         );
     }
-    let refunded = h.checkout.refund(&h.seller, &b.id).await.unwrap();
+    let refunded = h
+        .checkout
+        .payments()
+        .refund(&h.seller, &b.id)
+        .await
+        .unwrap();
     assert_eq!(refunded.status, OrderStatus::Refunded);
     assert_eq!(stock(&h, &p.id).await, 2);
     assert!(matches!(
-        h.checkout.refund(&h.seller, &b.id).await,
+        h.checkout.payments().refund(&h.seller, &b.id).await,
         Err(CheckoutError::Conflict(_))
     ));
     assert!(
         h.checkout
+            .payments()
             .refund(&SellerId::generate(), &a.id)
             .await
             .is_err()
     );
     // A delivered order can still be refunded (a return).
-    let returned = h.checkout.refund(&h.seller, &a.id).await.unwrap();
+    let returned = h
+        .checkout
+        .payments()
+        .refund(&h.seller, &a.id)
+        .await
+        .unwrap();
     assert_eq!(returned.status, OrderStatus::Refunded);
     assert_eq!(stock(&h, &p.id).await, 3);
     let payment = h.sandbox.retrieve(b.id.as_str()).await.unwrap().unwrap();
@@ -686,6 +717,7 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
     for (key, card) in [("charged", APPROVE), ("declined", DECLINE), ("hung", NEVER)] {
         let err = h
             .checkout
+            .sale()
             .place_order(&buyer, key, order(&p.id, 1, card))
             .await
             .unwrap_err();
@@ -693,13 +725,13 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
     }
     assert_eq!(stock(&h, &p.id).await, 2, "three units reserved");
     assert_eq!(
-        h.checkout.release_expired().await.unwrap(),
+        h.checkout.payments().release_expired().await.unwrap(),
         0,
         "not expired yet"
     );
     // The processor confirms the approved charge in its own time (the sandbox's latency): the
     // reaper must find it charged, so the test waits for the processor, not for the clock.
-    let pending = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    let pending = h.checkout.orders().orders_of_buyer(&buyer).await.unwrap();
     let charged = pending.iter().find(|o| o.card_last4 == "4242").unwrap();
     let confirmed = h
         .sandbox
@@ -709,10 +741,10 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
     assert_eq!(confirmed.status, PaymentStatus::Succeeded);
     // One moment short of the window nothing expires; past it, all three are settled at once.
     clock.advance(CheckoutConfig::default().reservation_window - Duration::from_millis(1));
-    assert_eq!(h.checkout.release_expired().await.unwrap(), 0);
+    assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 0);
     clock.advance(Duration::from_millis(2));
-    assert_eq!(h.checkout.release_expired().await.unwrap(), 3);
-    let orders = h.checkout.orders_of_buyer(&buyer).await.unwrap();
+    assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 3);
+    let orders = h.checkout.orders().orders_of_buyer(&buyer).await.unwrap();
     let paid: Vec<_> = orders
         .iter()
         .filter(|o| o.status == OrderStatus::Paid)
@@ -731,6 +763,7 @@ async fn a_crash_mid_payment_is_settled_by_the_reaper(backend: Backend) {
     // The buyer retrying the charged request gets the paid order.
     let replay = h
         .checkout
+        .sale()
         .place_order(&buyer, "charged", order(&p.id, 1, APPROVE))
         .await
         .unwrap();

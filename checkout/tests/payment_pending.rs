@@ -80,6 +80,7 @@ impl Harness {
     async fn place(&self, buyer: &BuyerId, key: &str, card: &str) -> (OrderResult, bool) {
         let placed = self
             .checkout
+            .sale()
             .place_order(buyer, key, self.paying_with(card))
             .await
             .unwrap();
@@ -87,7 +88,11 @@ impl Harness {
     }
 
     async fn order(&self, buyer: &BuyerId, id: &vitrine_core::OrderId) -> Order {
-        self.checkout.order_for_buyer(buyer, id).await.unwrap()
+        self.checkout
+            .orders()
+            .order_for_buyer(buyer, id)
+            .await
+            .unwrap()
     }
 
     async fn stock(&self) -> i64 {
@@ -101,7 +106,7 @@ impl Harness {
 
     /// The seller's available balance in minor units.
     async fn available(&self) -> i64 {
-        let balances = self.checkout.balances(&self.seller).await.unwrap();
+        let balances = self.checkout.orders().balances(&self.seller).await.unwrap();
         balances.iter().map(|b| b.available).sum()
     }
 }
@@ -153,16 +158,28 @@ async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Ba
     assert_eq!(created(&again).status, OrderStatus::PaymentPending);
 
     // Before the buyer answers, neither the notification nor the poll settles anything.
-    let still = h.checkout.payment_updated(&waiting.id).await.unwrap();
+    let still = h
+        .checkout
+        .payments()
+        .payment_updated(&waiting.id)
+        .await
+        .unwrap();
     assert_eq!(still.status, OrderStatus::PaymentPending);
-    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 0);
+    assert_eq!(
+        h.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap(),
+        0
+    );
 
     let answered = h.sandbox.authenticate(&payment, true).await.unwrap();
     assert_eq!(answered.status, PaymentStatus::Succeeded);
     // The notification and the poll race: the order is paid once, and sold once.
     let (notified, polled) = tokio::join!(
-        h.checkout.payment_updated(&waiting.id),
-        h.checkout.poll_deferred_payments()
+        h.checkout.payments().payment_updated(&waiting.id),
+        h.checkout.payments().poll_deferred_payments()
     );
     let paid = notified.unwrap();
     assert!(polled.unwrap() <= 1);
@@ -175,13 +192,14 @@ async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Ba
     assert_eq!(h.stock().await, 4, "the held unit is sold, not taken again");
     let fee = CheckoutConfig::default().fees.sale_fee(2500);
     assert_eq!(h.available().await, 2500 - fee, "one sale in the ledger");
-    assert!(h.checkout.ledger_check().await.unwrap().is_empty());
+    assert!(h.checkout.orders().ledger_check().await.unwrap().is_empty());
 
     // The key now answers the paid order; a later notification changes nothing.
     let (replay, _) = h.place(&buyer, "k-3ds", CHECKED).await;
     assert_eq!(created(&replay).status, OrderStatus::Paid);
     assert_eq!(
         h.checkout
+            .payments()
             .payment_updated(&waiting.id)
             .await
             .unwrap()
@@ -204,7 +222,14 @@ async fn a_failed_check_cancels_and_gives_the_units_back(backend: Backend) {
         .unwrap();
     assert!(matches!(answered.status, PaymentStatus::Declined { .. }));
     // No notification: the reaper's poll finds the answer.
-    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 1);
+    assert_eq!(
+        h.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap(),
+        1
+    );
     let cancelled = h.order(&buyer, &waiting.id).await;
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.failure.as_deref(), Some("payment_declined"));
@@ -248,8 +273,22 @@ async fn a_debit_is_confirmed_by_the_poll(backend: Backend) {
         .answer_debit(waiting[1].id.as_str(), false)
         .await
         .unwrap();
-    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 2);
-    assert_eq!(h.checkout.poll_deferred_payments().await.unwrap(), 0);
+    assert_eq!(
+        h.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        h.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap(),
+        0
+    );
     let states: Vec<_> = {
         let mut out = Vec::new();
         for o in &waiting {
@@ -282,9 +321,13 @@ async fn a_hold_that_runs_out_cancels_the_payment_unless_it_went_through(backend
         .unwrap();
     let window = CheckoutConfig::default().payment_pending_window;
     h.clock.advance(window - Duration::from_millis(1));
-    assert_eq!(h.checkout.release_expired().await.unwrap(), 0, "not yet");
+    assert_eq!(
+        h.checkout.payments().release_expired().await.unwrap(),
+        0,
+        "not yet"
+    );
     h.clock.advance(Duration::from_millis(2));
-    assert_eq!(h.checkout.release_expired().await.unwrap(), 2);
+    assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 2);
     let cancelled = h.order(&buyer, &unanswered.id).await;
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.failure.as_deref(), Some("payment_timeout"));
@@ -308,5 +351,5 @@ async fn a_hold_that_runs_out_cancels_the_payment_unless_it_went_through(backend
         "a payment that went through is never lost"
     );
     assert_eq!(h.stock().await, 4);
-    assert!(h.checkout.ledger_check().await.unwrap().is_empty());
+    assert!(h.checkout.orders().ledger_check().await.unwrap().is_empty());
 }

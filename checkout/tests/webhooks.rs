@@ -74,7 +74,10 @@ async fn retries_and_disabling_follow_the_checkouts_clock(backend: Backend) {
     let (url, hits) = failing_receiver().await;
     let (seller, endpoint, product) = seller_on(&checkout, url).await;
     let (buyer, _) = checkout.catalog().create_buyer("B").await.unwrap();
-    let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
+    let order = checkout
+        .sale()
+        .place_order(&buyer.id, "k", buy(&product))
+        .await;
     assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
     let secs = Duration::from_secs;
     let dispatcher = checkout
@@ -232,6 +235,7 @@ async fn a_dead_nodes_messages_go_out_through_another_node_stamped_when_written(
         clock.advance(Duration::from_secs(1));
         let (buyer, _) = a.catalog().create_buyer(&format!("B{n}")).await.unwrap();
         let order = a
+            .sale()
             .place_order(&buyer.id, &format!("k{n}"), buy(&product))
             .await;
         let OrderResult::Created(order) = order.unwrap().result else {
@@ -297,7 +301,10 @@ async fn an_undecodable_fact_row_is_counted_and_set_aside(backend: Backend) {
     .await
     .unwrap();
     let (buyer, _) = checkout.catalog().create_buyer("B").await.unwrap();
-    let order = checkout.place_order(&buyer.id, "k", buy(&product)).await;
+    let order = checkout
+        .sale()
+        .place_order(&buyer.id, "k", buy(&product))
+        .await;
     assert!(matches!(order.unwrap().result, OrderResult::Created(_)));
     let dispatcher = checkout
         .webhooks()
@@ -333,6 +340,7 @@ async fn two_dispatchers_send_each_message_once(backend: Backend) {
             .await
             .unwrap();
         let placed = checkout
+            .sale()
             .place_order(&buyer.id, &format!("k{n}"), buy(&product))
             .await;
         assert!(matches!(placed.unwrap().result, OrderResult::Created(_)));

@@ -115,7 +115,7 @@ fn unavailable(e: StoreError) -> BuyOutcome {
 impl Purchases for ChatPurchases {
     async fn buy(&self, request: BuyRequest) -> BuyOutcome {
         let Some(client) = request.client else {
-            return self.checkout.buy(request).await;
+            return self.checkout.sale().buy(request).await;
         };
         let share = self
             .shares
@@ -128,7 +128,7 @@ impl Purchases for ChatPurchases {
             )
             .await;
         let taken = match share {
-            Ok(Share::Unlimited) => return self.checkout.buy(request).await,
+            Ok(Share::Unlimited) => return self.checkout.sale().buy(request).await,
             Ok(Share::Refused { cap, per_buyer }) => {
                 return BuyOutcome::Failed {
                     reason: BuyFailure::LimitExceeded,
@@ -140,7 +140,7 @@ impl Purchases for ChatPurchases {
         };
         // The chat runs each purchase in a task of its own, so this future is not dropped
         // halfway: the units are settled whatever the answer.
-        let (outcome, replayed) = self.checkout.buy_noting_replays(request).await;
+        let (outcome, replayed) = self.checkout.sale().buy_noting_replays(request).await;
         let happened = matches!(outcome, BuyOutcome::Confirmed(_)) && !replayed;
         if let Err(e) = self.shares.settle(taken, happened).await {
             tracing::warn!(error = %e, "sale share not given back");
@@ -149,17 +149,17 @@ impl Purchases for ChatPurchases {
     }
 
     async fn pinned(&self, stream: &StreamId) -> Result<Option<PinnedProduct>, CommerceError> {
-        self.checkout.pinned(stream).await
+        self.checkout.sale().pinned(stream).await
     }
 
     async fn bid(&self, request: BidRequest) -> BidOutcome {
         if let Err(held) = self.bids.admit(&request.buyer).await {
             return held.outcome();
         }
-        Purchases::bid(&self.checkout, request).await
+        Purchases::bid(self.checkout.sale(), request).await
     }
 
     async fn auction(&self, stream: &StreamId) -> Result<Option<AuctionView>, CommerceError> {
-        Purchases::auction(&self.checkout, stream).await
+        Purchases::auction(self.checkout.sale(), stream).await
     }
 }

@@ -1,14 +1,16 @@
-//! Reading orders and the seller's actions on them: fulfil, refund, cancel.
+//! Reading orders and the seller's moves of a paid one: fulfil, deliver (refund and cancel
+//! involve the processor: [`crate::payments`]).
 
-use super::settle::Change;
-use super::{MAX_PAGE, ORDER_COLUMNS, Order, OrderOwner, OrderQuery, Shipment, order_from_row};
-use crate::Checkout;
+use super::transition::Change;
+use super::{
+    MAX_PAGE, ORDER_COLUMNS, Order, OrderOwner, OrderQuery, Orders, Shipment, order_from_row,
+};
 use crate::db::sql;
-use crate::error::{CheckoutError, RejectKind, Rejection};
-use crate::order_state::{OrderEvent, OrderStatus};
+use crate::error::CheckoutError;
+use crate::order_state::OrderEvent;
 use vitrine_core::{BuyerId, OrderId, SellerId};
 
-impl Checkout {
+impl Orders {
     pub(crate) async fn order_by_id(&self, id: &OrderId) -> Result<Order, CheckoutError> {
         let row = sqlx::query(sql(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
@@ -48,13 +50,13 @@ impl Checkout {
         Ok(order)
     }
 
-    /// A buyer's newest orders (the first page of [`Checkout::orders_page`]).
+    /// A buyer's newest orders (the first page of [`Orders::orders_page`]).
     pub async fn orders_of_buyer(&self, buyer: &BuyerId) -> Result<Vec<Order>, CheckoutError> {
         self.orders_after(OrderOwner::Buyer(buyer), &OrderQuery::default(), MAX_PAGE)
             .await
     }
 
-    /// A seller's newest orders (the first page of [`Checkout::orders_page`]).
+    /// A seller's newest orders (the first page of [`Orders::orders_page`]).
     pub async fn orders_of_seller(&self, seller: &SellerId) -> Result<Vec<Order>, CheckoutError> {
         self.orders_after(OrderOwner::Seller(seller), &OrderQuery::default(), MAX_PAGE)
             .await
@@ -87,53 +89,5 @@ impl Checkout {
         self.transition(&order, OrderEvent::Deliver, None, None, None)
             .await?
             .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
-    }
-
-    /// The seller cancels an order. A pending one (its payment not confirmed, now or later) has the payment
-    /// cancelled at the processor and its units released; a paid one, not yet shipped, is
-    /// refunded in full (and so ends `refunded`); a shipped one must be refunded explicitly.
-    pub async fn cancel(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
-        let order = self.order_for_seller(seller, id).await?;
-        match order.status {
-            OrderStatus::Paid => self.refund(seller, id).await,
-            OrderStatus::Pending | OrderStatus::PaymentPending => {
-                let payment = match self.payments.retrieve(order.id.as_str()).await? {
-                    Some(p) if !p.status.is_final() => {
-                        Some(self.payments.cancel(order.id.as_str()).await?)
-                    }
-                    other => other,
-                };
-                match payment {
-                    Some(p) => {
-                        self.settle(order, &p).await?;
-                    }
-                    None => {
-                        let rejection = Rejection::new(
-                            RejectKind::PaymentTimeout,
-                            "the seller cancelled the order before it was paid",
-                        );
-                        self.transition(
-                            &order,
-                            OrderEvent::Cancel,
-                            Some("cancelled_by_seller"),
-                            None,
-                            Some(&rejection),
-                        )
-                        .await?;
-                    }
-                }
-                let after = self.order_for_seller(seller, id).await?;
-                if after.status == OrderStatus::Paid {
-                    return Err(CheckoutError::Conflict(
-                        "the payment went through first; refund the order instead".into(),
-                    ));
-                }
-                Ok(after)
-            }
-            other => Err(CheckoutError::Conflict(format!(
-                "a {} order cannot be cancelled",
-                other.as_str()
-            ))),
-        }
     }
 }

@@ -1,36 +1,32 @@
-//! Orders: reserve stock, charge the card, settle. The order path in three steps, each safe to
-//! die in:
+//! Orders: the order's types, its row mapping and the [`Orders`] service (reading orders, every
+//! move of one, the keys' stored answers, the ledger's reads). The order path runs in three
+//! steps over it, each safe to die in:
 //!
-//! 1. **Reserve** (one transaction, [`reserve`]): claim the idempotency key, take the units with
-//!    conditional UPDATEs (product stock, the pin's quantity cap, the buyer's per-pin limit),
-//!    insert the order as `pending` with a reservation deadline. Nothing is read and then written.
-//! 2. **Charge** ([`place`]): create the payment at the processor keyed by the order id, wait for
-//!    its asynchronous confirmation up to the payment timeout, cancel it if it has not settled.
-//! 3. **Settle** (one transaction, [`settle`]): move the order out of `pending` with a conditional
-//!    UPDATE, give the units back if it did not sell, and store the result with the idempotency
-//!    key.
+//! 1. **Reserve** (one transaction, [`crate::sale`]): claim the idempotency key, take the units
+//!    with conditional UPDATEs (product stock, the pin's quantity cap, the buyer's per-pin
+//!    limit), insert the order as `pending` with a reservation deadline. Nothing is read and then
+//!    written.
+//! 2. **Charge** ([`crate::payments`]): create the payment at the processor keyed by the order
+//!    id, wait for its asynchronous confirmation up to the payment timeout, cancel it if it has
+//!    not settled (or, for a payment confirmed later, let the order wait in `payment_pending`).
+//! 3. **Settle** (one transaction, [`crate::payments`]): move the order out of `pending` with a
+//!    conditional UPDATE ([`transition`]), give the units back if it did not sell, and store the
+//!    result with the idempotency key.
 //!
 //! A process that dies between 1 and 3 leaves a `pending` order; the reaper settles it from the
-//! processor's own record once its reservation window has passed. This module holds the order's
-//! types and row mapping; it never talks to the processor itself.
+//! processor's own record once its reservation window has passed. This module never talks to the
+//! processor itself.
 
-mod allocate;
 mod manage;
 mod page;
-mod place;
-mod reserve;
-mod reserve_batch;
-mod reserve_news;
 mod sales;
-mod settle;
-mod settle_batch;
+mod service;
+mod transition;
 pub mod wire;
 
 pub use page::{OrderOwner, OrderPage, OrderQuery};
-pub(crate) use reserve::{ReserveJob, Reserved};
-pub(crate) use reserve_batch::insert_orders;
-pub(crate) use settle::{Change, order_fact};
-pub(crate) use settle_batch::SettleJob;
+pub use service::Orders;
+pub(crate) use transition::{Change, Deferral, Moved, order_fact};
 pub use wire::{NextAction, OrderBody, OrderMessage, StoredResult};
 
 use crate::card::CardInput;
@@ -237,52 +233,12 @@ pub enum OrderResult {
     Rejected(Rejection),
 }
 
-/// What [`Checkout::place_order`] answers.
+/// What [`crate::sale::Sale::place_order`] answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     pub result: OrderResult,
     /// True when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
-}
-
-impl crate::Checkout {
-    /// A pending order of one unit at `price`, placed through the API, reserved for the
-    /// reservation window from `now`: what every new order starts from (reservations and an
-    /// auction's hammer set what differs).
-    pub(crate) fn pending_order(
-        &self,
-        buyer: &BuyerId,
-        seller: &SellerId,
-        product: &ProductId,
-        price: Money,
-        now: i64,
-    ) -> Order {
-        Order {
-            id: OrderId::generate_in(self.config.home.as_ref()),
-            status: OrderStatus::Pending,
-            buyer_id: buyer.clone(),
-            seller_id: seller.clone(),
-            product_id: product.clone(),
-            pin_id: None,
-            stream_id: None,
-            quantity: 1,
-            unit_price: price,
-            total: price,
-            failure: None,
-            payment_id: None,
-            card_last4: String::new(),
-            reserved_until: now + self.config.reservation_window.as_millis() as i64,
-            created_at: now,
-            updated_at: now,
-            presentment: None,
-            source: OrderSource::Api,
-            media_ms: None,
-            shipment: None,
-            shipped_at: None,
-            delivered_at: None,
-            payment_action: None,
-        }
-    }
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, status, buyer_id, seller_id, product_id, pin_id, stream_id, \

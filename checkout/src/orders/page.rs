@@ -1,7 +1,7 @@
 //! `GET /api/v1/orders`: filters and keyset pagination over a buyer's or a seller's orders.
 
+use super::Orders;
 use super::{ORDER_COLUMNS, Order, OrderBody, order_from_row};
-use crate::Checkout;
 use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::order_state::OrderStatus;
@@ -110,7 +110,7 @@ enum Arg {
     Number(i64),
 }
 
-impl Checkout {
+impl Orders {
     /// A page of the orders of a buyer or a seller, newest first, filtered. Keyset pagination:
     /// the cursor is the last order's (created_at, id), so pages stay stable while orders arrive.
     pub async fn orders_page(

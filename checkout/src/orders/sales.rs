@@ -2,7 +2,7 @@
 //! the stream that were paid (and perhaps shipped or delivered), with where and when each was placed.
 
 use super::OrderSource;
-use crate::Checkout;
+use super::Orders;
 use crate::error::{CheckoutError, corrupt};
 use sqlx::Row;
 use vitrine_core::{SellerId, StreamId};
@@ -21,7 +21,7 @@ pub struct StreamSale {
     pub quantity: u32,
 }
 
-impl Checkout {
+impl Orders {
     /// `seller`'s sold orders through `stream`, oldest first.
     pub async fn stream_sales(
         &self,

@@ -204,12 +204,12 @@ impl From<StoredResult> for OrderResult {
 
 impl StoredResult {
     /// The stored text of `result`.
-    pub(crate) fn encode(result: &OrderResult) -> Result<String, crate::CheckoutError> {
+    pub(crate) fn encode(result: &OrderResult) -> Result<String, crate::error::CheckoutError> {
         serde_json::to_string(&Self::from(result)).map_err(crate::error::corrupt)
     }
 
     /// A stored text read back.
-    pub(crate) fn decode(text: &str) -> Result<OrderResult, crate::CheckoutError> {
+    pub(crate) fn decode(text: &str) -> Result<OrderResult, crate::error::CheckoutError> {
         serde_json::from_str::<Self>(text)
             .map(OrderResult::from)
             .map_err(crate::error::corrupt)

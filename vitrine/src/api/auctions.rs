@@ -61,6 +61,7 @@ async fn start_auction(
     let stream = owned_stream(&state, &seller, &id).await?;
     let auction = state
         .checkout
+        .sale()
         .start_auction(&seller.id, &stream.id, body(new)?)
         .await?;
     Ok((StatusCode::CREATED, Json(auction)))
@@ -82,7 +83,7 @@ async fn get_auction(
     Path(id): Path<String>,
 ) -> Result<Json<AuctionView>, ApiError> {
     let id = path_id(&id, AuctionId::parse, "no such auction")?;
-    Ok(Json(state.checkout.auction(&id).await?))
+    Ok(Json(state.checkout.sale().auction(&id).await?))
 }
 
 /// A bid.
@@ -143,7 +144,7 @@ async fn place_bid(
         amount: new.amount,
         request_id: key,
     };
-    match state.checkout.place_bid(&request).await? {
+    match state.checkout.sale().place_bid(&request).await? {
         BidOutcome::Accepted(view) => Ok((StatusCode::CREATED, Json(*view)).into_response()),
         BidOutcome::Refused { reason, detail } => Ok(bid_problem(reason, detail).into_response()),
     }
@@ -221,6 +222,7 @@ async fn pay_order(
     let new = body(new)?;
     let placed = state
         .checkout
+        .sale()
         .pay_order(&buyer.id, &id, new.payment.card_number.expose())
         .await?;
     Ok(super::orders::placed_response(placed))

@@ -219,7 +219,7 @@ pub async fn place_order(
         )
         .await?;
     let taken = match share {
-        Share::Unlimited => return Ok(state.checkout.place_order(buyer, key, new).await?),
+        Share::Unlimited => return Ok(state.checkout.sale().place_order(buyer, key, new).await?),
         Share::Refused { cap, per_buyer } => {
             state.api_metrics.limited("flash-sale-address");
             return Err(
@@ -235,7 +235,7 @@ pub async fn place_order(
     // (otherwise every dropped request would shrink the address's share of the sale for good).
     let (state, buyer, key) = (state.clone(), buyer.clone(), key.to_owned());
     let task = tokio::spawn(async move {
-        let placed = state.checkout.place_order(&buyer, &key, new).await;
+        let placed = state.checkout.sale().place_order(&buyer, &key, new).await;
         let happened = matches!(
             &placed,
             Ok(Placed {

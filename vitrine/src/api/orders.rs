@@ -251,6 +251,7 @@ async fn list_orders(
             return Ok(Json(
                 state
                     .checkout
+                    .orders()
                     .orders_page(OrderOwner::Seller(&s.id), &q)
                     .await?,
             ));
@@ -259,6 +260,7 @@ async fn list_orders(
     };
     let local = state
         .checkout
+        .orders()
         .orders_page(OrderOwner::Buyer(&buyer.id), &q)
         .await?;
     // A buyer's orders abroad are kept in their sellers' regions: the buyer's home asks them.
@@ -292,8 +294,8 @@ async fn get_order(
 ) -> Result<Json<OrderBody>, ApiError> {
     let id = order_id(&id)?;
     let order = match caller {
-        Caller::Seller(s) => state.checkout.order_for_seller(&s.id, &id).await?,
-        Caller::Buyer(b) => state.checkout.order_for_buyer(&b.id, &id).await?,
+        Caller::Seller(s) => state.checkout.orders().order_for_seller(&s.id, &id).await?,
+        Caller::Buyer(b) => state.checkout.orders().order_for_buyer(&b.id, &id).await?,
     };
     Ok(show(&order))
 }
@@ -357,6 +359,7 @@ async fn fulfil(
     Ok(show(
         &state
             .checkout
+            .orders()
             .fulfil(&seller.id, &id, shipment.as_ref())
             .await?,
     ))
@@ -381,7 +384,11 @@ async fn deliver(
     Path(id): Path<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     Ok(show(
-        &state.checkout.deliver(&seller.id, &order_id(&id)?).await?,
+        &state
+            .checkout
+            .orders()
+            .deliver(&seller.id, &order_id(&id)?)
+            .await?,
     ))
 }
 
@@ -403,7 +410,11 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     Ok(show(
-        &state.checkout.cancel(&seller.id, &order_id(&id)?).await?,
+        &state
+            .checkout
+            .payments()
+            .cancel(&seller.id, &order_id(&id)?)
+            .await?,
     ))
 }
 
@@ -425,7 +436,11 @@ async fn refund(
     Path(id): Path<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     Ok(show(
-        &state.checkout.refund(&seller.id, &order_id(&id)?).await?,
+        &state
+            .checkout
+            .payments()
+            .refund(&seller.id, &order_id(&id)?)
+            .await?,
     ))
 }
 

@@ -74,7 +74,7 @@ async fn balance(
     State(state): State<AppState>,
     AuthSeller(seller, _): AuthSeller<PayoutsRead>,
 ) -> Result<Json<BalanceList>, ApiError> {
-    let balances = state.checkout.balances(&seller.id).await?;
+    let balances = state.checkout.orders().balances(&seller.id).await?;
     Ok(Json(BalanceList { balances }))
 }
 
@@ -171,6 +171,10 @@ async fn statement(
     AuthSeller(seller, _): AuthSeller<PayoutsRead>,
     q: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<LedgerStatement>, ApiError> {
-    let entries = state.checkout.statement(&seller.id, page(q)?).await?;
+    let entries = state
+        .checkout
+        .orders()
+        .statement(&seller.id, page(q)?)
+        .await?;
     Ok(Json(LedgerStatement { entries }))
 }

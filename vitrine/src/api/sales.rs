@@ -91,7 +91,11 @@ async fn sales(
     Path(id): Path<String>,
 ) -> Result<Json<StreamSales>, ApiError> {
     let row = super::owned_stream(&state, &seller, &id).await?;
-    let sales = state.checkout.stream_sales(&seller.id, &row.id).await?;
+    let sales = state
+        .checkout
+        .orders()
+        .stream_sales(&seller.id, &row.id)
+        .await?;
     let positions = super::timeline::replay_positions(&state, &row.id).await;
     Ok(Json(StreamSales {
         minutes: by_minute(&sales, &positions, row.created_at),

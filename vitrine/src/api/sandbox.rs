@@ -110,7 +110,7 @@ async fn answer(
     // The processor's notification: the order is settled now rather than at the next poll.
     // Should that fail, the reaper's poll settles it.
     if let Ok(order) = OrderId::parse(&payment.reference)
-        && let Err(e) = state.checkout.payment_updated(&order).await
+        && let Err(e) = state.checkout.payments().payment_updated(&order).await
     {
         tracing::warn!(error = %e, order = %order, "a confirmed payment's order waits for the poll");
     }

@@ -74,7 +74,8 @@ pub fn start(
     checkout.job_metrics().register(registry);
     checkout.facts().metrics().register(registry);
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
-    let auctions = spawn_auction_closer(checkout.clone(), HAMMER_INTERVAL, background.clone());
+    let auctions =
+        spawn_auction_closer(checkout.sale().clone(), HAMMER_INTERVAL, background.clone());
     let dispatch_metrics = DispatchMetrics::default();
     dispatch_metrics.register(registry);
     let dispatcher = checkout.webhooks().dispatcher(

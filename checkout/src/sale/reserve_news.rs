@@ -1,8 +1,8 @@
 //! What a reserve batch tells the rooms (no IO): what each pin it sold through has left, and,
 //! when some order had no pin, what every other stream that shows the product has left.
 
-use super::Order;
 use crate::error::{CheckoutError, corrupt};
+use crate::orders::Order;
 use std::collections::HashSet;
 use vitrine_core::{CommerceEvent, PinId, StreamId};
 

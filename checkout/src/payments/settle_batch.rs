@@ -5,9 +5,7 @@
 //! the one-order transition in the same transaction. One commit ends the batch. A batch that
 //! fails as a whole is settled again one order at a time.
 
-use super::settle::Moved;
-use super::{Order, OrderResult};
-use crate::Checkout;
+use super::Payments;
 use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
@@ -15,6 +13,7 @@ use crate::facts::Heard;
 use crate::group::{Turn, Writer};
 use crate::ledger::{self, Tx};
 use crate::order_state::OrderStatus;
+use crate::orders::{Moved, Order, OrderResult};
 use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
@@ -32,7 +31,7 @@ pub(crate) struct SettleJob {
 }
 
 /// Writes a seller's batches of settlements.
-pub(crate) struct SettleWriter(pub Checkout);
+pub(crate) struct SettleWriter(pub Payments);
 
 impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
     async fn write(
@@ -41,7 +40,7 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
         turn: Turn,
     ) -> Vec<Result<OrderResult, CheckoutError>> {
         let n = jobs.len();
-        self.0.jobs.note_batch("settle", n);
+        self.0.orders.jobs.note_batch("settle", n);
         match self.0.settle_batch(&jobs, turn).await {
             Ok(done) => return done,
             Err(e) if n == 1 => return vec![Err(e)],
@@ -57,7 +56,7 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
     }
 
     fn gate(&self) -> WriteGate {
-        self.0.write_gate.clone()
+        self.0.orders.write_gate.clone()
     }
 
     /// Every sale of a seller moves its balance row, which serialises the batches. On
@@ -65,7 +64,11 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
     /// stores its answers while the other holds the balance row and commits. (SQLite has one
     /// writer: one batch at a time.)
     fn writers(&self) -> usize {
-        if self.0.write_gate.serialises() { 1 } else { 2 }
+        if self.0.orders.write_gate.serialises() {
+            1
+        } else {
+            2
+        }
     }
 }
 
@@ -76,7 +79,7 @@ enum Outcome {
     Raced,
 }
 
-impl Checkout {
+impl Payments {
     /// What became of each job, in the jobs' order: the paid ones were moved by `moved`; every
     /// other one takes its one-order transition (a decline gives its units back). Those run
     /// sorted by product and pin, so that two batches of one seller written at once (see
@@ -117,6 +120,7 @@ impl Checkout {
             let change = super::settle::change_for(&job.payment, self.payment_hold_from(now));
             outcomes[i] = Some(
                 match self
+                    .orders
                     .transition_in(tx, &job.order, &change.as_change())
                     .await?
                 {
@@ -138,10 +142,10 @@ impl Checkout {
         jobs: &[SettleJob],
         turn: Turn,
     ) -> Result<Vec<Result<OrderResult, CheckoutError>>, CheckoutError> {
-        let now = self.now();
-        let turn = crate::group::turn_at(turn, &self.write_gate).await;
+        let now = self.orders.now();
+        let turn = crate::group::turn_at(turn, &self.orders.write_gate).await;
         let started = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.orders.pool.begin().await?;
         let paid: Vec<&SettleJob> = jobs
             .iter()
             .filter(|j| j.payment.status == PaymentStatus::Succeeded)
@@ -160,6 +164,7 @@ impl Checkout {
         // orders' rows, locked since they moved, order the facts; the balance row's lock is
         // then held for the ledger's statements and the commit only.
         let ticket = self
+            .orders
             .facts
             .write_with(&mut tx, now, &hooks, |heard| {
                 settled_facts(&outcomes, &sold, heard)
@@ -167,11 +172,13 @@ impl Checkout {
             .await?;
         if !sold.is_empty() {
             store_results(&mut tx, jobs, &sold).await?;
-            ledger::post_sales(&mut tx, &sold, &self.config.fees, now).await?;
+            ledger::post_sales(&mut tx, &sold, &self.orders.config.fees, now).await?;
         }
         crate::facts::finish(tx, ticket).await?;
         drop(turn);
-        self.jobs.note_batch_time("settle", started.elapsed());
+        self.orders
+            .jobs
+            .note_batch_time("settle", started.elapsed());
         let mut answers = Vec::with_capacity(jobs.len());
         for (job, outcome) in jobs.iter().zip(outcomes) {
             answers.push(self.after_settled(job, outcome).await);
@@ -191,7 +198,7 @@ impl Checkout {
                 Ok(OrderResult::Created(order))
             }
             Outcome::Other(before, moved) => {
-                self.after_transition(&before, &moved);
+                self.orders.after_transition(&before, &moved);
                 Ok(match super::settle::change_for(&job.payment, 0).rejection {
                     Some(r) => OrderResult::Rejected(r),
                     None => OrderResult::Created(moved.order),
@@ -210,7 +217,7 @@ fn settled_facts(outcomes: &[Outcome], sold: &[&Order], heard: &Heard) -> Vec<Co
     let mut facts = Vec::with_capacity(outcomes.len() + 1);
     for outcome in outcomes {
         match outcome {
-            Outcome::Paid(order) => facts.push(super::settle::order_fact(order)),
+            Outcome::Paid(order) => facts.push(crate::orders::order_fact(order)),
             Outcome::Other(_, moved) => facts.extend(moved.facts.iter().cloned()),
             Outcome::Raced => {}
         }
@@ -282,7 +289,7 @@ fn settled_hooks(outcomes: &[Outcome]) -> Result<Vec<Hook>, CheckoutError> {
             Outcome::Paid(order) => hooks.push(Hook::new(
                 &order.seller_id,
                 EventType::OrderPaid,
-                &super::OrderMessage::from(order),
+                &crate::orders::OrderMessage::from(order),
             )?),
             Outcome::Other(_, moved) => hooks.extend(moved.hooks.iter().cloned()),
             Outcome::Raced => {}
@@ -345,7 +352,7 @@ async fn store_results(
         let key = key_of
             .get(order.id.as_str())
             .ok_or_else(|| CheckoutError::Corrupt("a settled order without its key".into()))?;
-        let answer = super::StoredResult::encode(&OrderResult::Created((*order).clone()))?;
+        let answer = crate::orders::StoredResult::encode(&OrderResult::Created((*order).clone()))?;
         update = update
             .bind(order.buyer_id.to_string())
             .bind((*key).to_owned())
@@ -364,7 +371,7 @@ mod tests {
     fn a_batch_is_announced_once_per_pin() {
         let (stream, pin, other) = (StreamId::generate(), PinId::generate(), PinId::generate());
         let through = |pin: Option<&PinId>, quantity: u32| {
-            let mut o = super::super::wire::tests::paid_at(1_764_640_000_000);
+            let mut o = crate::orders::wire::tests::paid_at(1_764_640_000_000);
             o.stream_id = Some(stream.clone());
             o.pin_id = pin.cloned();
             o.quantity = quantity;

@@ -1,6 +1,6 @@
 //! Checkout as the chat role reaches it: the [`Purchases`] trait of the shared crate.
 
-use crate::Checkout;
+use super::Sale;
 use crate::error::CheckoutError;
 use crate::orders::{NewOrder, OrderResult, PaymentDetails};
 use vitrine_core::{
@@ -9,7 +9,7 @@ use vitrine_core::{
 };
 
 #[async_trait::async_trait]
-impl Purchases for Checkout {
+impl Purchases for Sale {
     async fn buy(&self, request: BuyRequest) -> BuyOutcome {
         self.buy_noting_replays(request).await.0
     }
@@ -50,7 +50,7 @@ pub fn bid_failed(e: CheckoutError) -> BidOutcome {
     }
 }
 
-impl Checkout {
+impl Sale {
     /// A purchase from the chat, and whether its answer is the replay of an earlier one with
     /// the same request id (which changed nothing), for limits kept outside checkout.
     pub async fn buy_noting_replays(&self, request: BuyRequest) -> (BuyOutcome, bool) {

@@ -1,19 +1,18 @@
 //! Placing an order: the idempotency key's first request reserves and charges; a repeat is
 //! answered from what the key stored. Never touches stock itself (see `reserve`).
 
+use super::Sale;
 use super::reserve::{ReserveJob, Reserved};
-use super::settle_batch::{SettleJob, SettleWriter};
-use super::{MAX_ORDER_QUANTITY, NewOrder, Order, OrderResult, Placed, reject};
-use crate::Checkout;
 use crate::card::CardNumber;
 use crate::error::{CheckoutError, RejectKind, corrupt};
 use crate::idempotency::{KeyRecord, request_hash, validate_key};
 use crate::order_state::OrderStatus;
-use crate::payment::{ChargeRequest, PaymentStatus};
+use crate::orders::{MAX_ORDER_QUANTITY, NewOrder, Order, OrderResult, Placed, reject};
+
 use std::time::Duration;
 use vitrine_core::{BuyerId, OrderId};
 
-impl Checkout {
+impl Sale {
     /// Places an order for `buyer`, idempotent on `key`.
     #[tracing::instrument(skip_all, fields(buyer = %buyer, product = %new.product_id))]
     pub async fn place_order(
@@ -50,6 +49,7 @@ impl Checkout {
             }
             Reserved::KeyTaken => {
                 let existing = self
+                    .orders()
                     .load_key(buyer, key)
                     .await?
                     .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
@@ -76,12 +76,12 @@ impl Checkout {
     ) -> Result<Placed, CheckoutError> {
         let card =
             CardNumber::parse(card_number).map_err(|e| CheckoutError::Invalid(e.to_string()))?;
-        let order = self.order_by_id(id).await?;
+        let order = self.orders().order_by_id(id).await?;
         if order.buyer_id != *buyer {
             return Err(CheckoutError::NotFound("no such order"));
         }
         let key = crate::auctions::winner_key(id);
-        let Some(record) = self.load_key(buyer, &key).await? else {
+        let Some(record) = self.orders().load_key(buyer, &key).await? else {
             return Err(CheckoutError::Conflict(
                 "this order was paid when it was placed".into(),
             ));
@@ -92,7 +92,7 @@ impl Checkout {
                 replayed: true,
             });
         }
-        if !self.resume_failed(buyer, &key).await? {
+        if !self.orders().resume_failed(buyer, &key).await? {
             return Ok(Placed {
                 result: OrderResult::Rejected(reject(
                     RejectKind::RequestInProgress,
@@ -127,10 +127,10 @@ impl Checkout {
             sqlx::query("UPDATE orders SET card_last4 = $1 WHERE id = $2 AND status = 'pending'")
                 .bind(card.last4())
                 .bind(order)
-                .execute(&self.pool)
+                .execute(&self.orders().pool)
                 .await;
         if let Err(e) = written {
-            if let Err(mark) = self.mark_attempt_failed(buyer, key).await {
+            if let Err(mark) = self.orders().mark_attempt_failed(buyer, key).await {
                 tracing::warn!(error = %mark, "a failed attempt could not free its key");
             }
             return Err(e.into());
@@ -149,10 +149,10 @@ impl Checkout {
         order: Order,
         card: &CardNumber,
     ) -> Result<OrderResult, CheckoutError> {
-        match self.charge(key, order, card).await {
+        match self.payments.charge(key, order, card).await {
             Ok(result) => Ok(result),
             Err(e) => {
-                if let Err(mark) = self.mark_attempt_failed(buyer, key).await {
+                if let Err(mark) = self.orders().mark_attempt_failed(buyer, key).await {
                     tracing::warn!(error = %mark, "a failed attempt could not free its key");
                 }
                 Err(e)
@@ -175,10 +175,14 @@ impl Checkout {
             .transpose()
             .map_err(corrupt)?
             .ok_or(CheckoutError::NotFound("idempotency key has no order"))?;
-        let order = self.order_by_id(&id).await?;
+        let order = self.orders().order_by_id(&id).await?;
         if order.status != OrderStatus::Pending {
             // Settled meanwhile (by the reaper): its result was stored with the key.
-            let stored = self.load_key(buyer, key).await?.and_then(|r| r.response);
+            let stored = self
+                .orders()
+                .load_key(buyer, key)
+                .await?
+                .and_then(|r| r.response);
             return stored
                 .map(|result| Placed {
                     result,
@@ -215,8 +219,9 @@ impl Checkout {
         }
         // The first request may still be charging (a double tap arrives while it waits for the
         // processor): wait for its result, as long as a payment can take.
-        let deadline =
-            tokio::time::Instant::now() + self.config.payment_timeout + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now()
+            + self.orders().config.payment_timeout
+            + Duration::from_secs(2);
         loop {
             if let Some(result) = record.response {
                 return Ok(Placed {
@@ -225,7 +230,7 @@ impl Checkout {
                 });
             }
             // Only completed results are replayed: a failed attempt is resumed.
-            if record.failed && self.resume_failed(buyer, key).await? {
+            if record.failed && self.orders().resume_failed(buyer, key).await? {
                 return self.resume(buyer, key, &record, card).await;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -239,53 +244,10 @@ impl Checkout {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             record = self
+                .orders()
                 .load_key(buyer, key)
                 .await?
                 .ok_or(CheckoutError::NotFound("idempotency key vanished"))?;
         }
-    }
-
-    /// Step 2: charge the card and wait for the confirmation, then settle.
-    async fn charge(
-        &self,
-        key: &str,
-        order: Order,
-        card: &CardNumber,
-    ) -> Result<OrderResult, CheckoutError> {
-        // The buyer pays in their currency when the order was priced in it; the processor
-        // settles the seller in the product's, at the rate locked on the order.
-        let request = ChargeRequest {
-            reference: order.id.to_string(),
-            amount: order.charge_amount(),
-            card: card.clone(),
-        };
-        // A processor that cannot be reached leaves the order pending: a retry with the key
-        // resumes it, or the reaper asks again when the reservation expires, so a charge that
-        // did go through is never lost.
-        // A processor that confirms at once (the answer to `create` is final) is not asked
-        // again.
-        let mut payment = self.payments.create(&request).await?;
-        if payment.status == PaymentStatus::Processing {
-            payment = self
-                .payments
-                .wait(&request.reference, self.config.payment_timeout)
-                .await?;
-        }
-        if payment.status == PaymentStatus::Processing {
-            payment = self.payments.cancel(&request.reference).await?;
-        }
-        let seller = order.seller_id.clone();
-        self.settlements
-            .submit(
-                seller,
-                SettleJob {
-                    key: key.to_owned(),
-                    order,
-                    payment,
-                },
-                SettleWriter(self.clone()),
-            )
-            .await
-            .map_err(|_| CheckoutError::Unavailable("the settlement was lost; retry".into()))?
     }
 }

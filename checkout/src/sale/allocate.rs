@@ -3,8 +3,8 @@
 //! arrived. A request that does not fit is refused and takes nothing; a later, smaller one may
 //! still fit (one unit left serves the next buyer of one, not a buyer of two).
 
-use super::reject;
 use crate::error::{RejectKind, Rejection};
+use crate::orders::reject;
 use std::collections::HashMap;
 use vitrine_core::PinId;
 

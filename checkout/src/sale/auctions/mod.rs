@@ -4,7 +4,7 @@
 //! is "sudden death"); at the hammer the highest bidder's order is created at the hammer price,
 //! pending their payment, with the same reservation window as any order.
 //!
-//! - **Start** ([`Checkout::start_auction`], one transaction): the product must be the stream's
+//! - **Start** ([`Sale::start_auction`], one transaction): the product must be the stream's
 //!   pinned one; one unit leaves stock for the auction (given back when nobody bids), so the
 //!   hammer can always sell it; at most one open auction per stream (a unique index).
 //! - **Bid** ([`bid`], [`bid_batch`]): an auction's bids are written in batches (group commit),
@@ -15,7 +15,7 @@
 //! - **Hammer** ([`close`], one transaction per auction): the auction is closed with a
 //!   conditional UPDATE once its clock has run out (whichever node gets there first), and the
 //!   winner's order and its idempotency key are written with it. The winner pays with
-//!   [`Checkout::pay_order`]; an order left unpaid expires with its reservation (the reaper).
+//!   [`Sale::pay_order`]; an order left unpaid expires with its reservation (the reaper).
 //!
 //! What this module must never do: accept a bid after the clock ran out (the UPDATE compares
 //! against the clock, not against whether the hammer has been written yet), let two bids lead
@@ -30,9 +30,9 @@ pub(crate) use bid_batch::BidAnswer;
 pub use close::spawn_auction_closer;
 pub(crate) use close::winner_key;
 
-use crate::Checkout;
 use crate::db::sql;
 use crate::error::{CheckoutError, corrupt};
+use crate::sale::Sale;
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::{self, Hook};
 use serde::{Deserialize, Serialize};
@@ -230,7 +230,7 @@ struct AuctionMessage {
     bidder_id: Option<BuyerId>,
 }
 
-impl Checkout {
+impl Sale {
     /// Starts an auction of `stream`'s pinned product (the caller checked the stream is the
     /// seller's).
     #[tracing::instrument(skip_all, fields(seller = %seller, stream = %stream))]
@@ -242,10 +242,10 @@ impl Checkout {
     ) -> Result<AuctionView, CheckoutError> {
         let product = self.catalog.product(seller, &new.product_id).await?;
         new.check(product.price.currency)?;
-        let now = self.now();
+        let now = self.orders().now();
         let row = AuctionRow {
             // Tagged with this region, as orders are: other regions send its bids here.
-            id: AuctionId::generate_in(self.config.home.as_ref()),
+            id: AuctionId::generate_in(self.orders().config.home.as_ref()),
             seller_id: seller.clone(),
             stream_id: stream.clone(),
             product_id: product.id.clone(),
@@ -262,8 +262,8 @@ impl Checkout {
             open: true,
             order_id: None,
         };
-        let turn = self.write_gate.enter().await;
-        let mut tx = self.pool.begin().await?;
+        let turn = self.orders().write_gate.enter().await;
+        let mut tx = self.orders().pool.begin().await?;
         let pinned = sqlx::query(
             "SELECT 1 FROM pins WHERE stream_id = $1 AND product_id = $2 AND active = 1",
         )
@@ -304,7 +304,7 @@ impl Checkout {
         )?];
         let mut facts = vec![row.fact(AuctionMoment::Started)];
         facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?);
-        self.facts.commit(tx, facts, &hooks, now).await?;
+        self.orders().facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
         Ok(row.view())
     }
@@ -326,7 +326,7 @@ impl Checkout {
             "SELECT {AUCTION_COLUMNS} FROM auctions WHERE stream_id = $1 AND status = 'open'"
         )))
         .bind(stream.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.orders().pool)
         .await?;
         Ok(row
             .as_ref()
@@ -343,7 +343,7 @@ impl Checkout {
             "SELECT {AUCTION_COLUMNS} FROM auctions WHERE id = $1"
         )))
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.orders().pool)
         .await?;
         row.as_ref().map(auction_from_row).transpose()
     }

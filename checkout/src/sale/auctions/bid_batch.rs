@@ -7,12 +7,12 @@
 
 use super::bid::{not_found, take};
 use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
-use crate::Checkout;
 use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::CheckoutError;
 use crate::group::{Turn, Writer};
 use crate::ledger::Tx;
+use crate::sale::Sale;
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
 use sqlx::Row;
@@ -24,12 +24,12 @@ use vitrine_core::{AuctionId, AuctionMoment, BidFailure, BidOutcome, BidRequest}
 pub(crate) type BidAnswer = Result<Option<BidOutcome>, CheckoutError>;
 
 /// Writes an auction's batches of bids.
-pub(crate) struct BidWriter(pub Checkout);
+pub(crate) struct BidWriter(pub Sale);
 
 impl Writer<BidRequest, BidAnswer> for BidWriter {
     async fn write(&self, jobs: Vec<BidRequest>, turn: Turn) -> Vec<BidAnswer> {
         let n = jobs.len();
-        self.0.jobs.note_batch("bid", n);
+        self.0.orders().jobs.note_batch("bid", n);
         match self.0.bid_batch(&jobs, turn).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if n == 1 => vec![Err(e)],
@@ -46,11 +46,11 @@ impl Writer<BidRequest, BidAnswer> for BidWriter {
     }
 
     fn gate(&self) -> WriteGate {
-        self.0.write_gate.clone()
+        self.0.orders().write_gate.clone()
     }
 }
 
-impl Checkout {
+impl Sale {
     /// Writes one batch of bids for one auction, in `turn` at the write gate (or one taken
     /// here); one answer per bid, in order.
     async fn bid_batch(
@@ -59,13 +59,13 @@ impl Checkout {
         turn: Turn,
     ) -> Result<Vec<Option<BidOutcome>>, CheckoutError> {
         let started = std::time::Instant::now();
-        let turn = crate::group::turn_at(turn, &self.write_gate).await;
-        let mut tx = self.pool.begin().await?;
-        let claimed = claim_keys(&mut tx, jobs, self.now()).await?;
+        let turn = crate::group::turn_at(turn, &self.orders().write_gate).await;
+        let mut tx = self.orders().pool.begin().await?;
+        let claimed = claim_keys(&mut tx, jobs, self.orders().now()).await?;
         let mut auction = lock(&mut tx, &jobs[0].auction).await?;
         // The clock is read under the auction's lock: a batch that waited for the lock (or
         // SQLite's writer) takes no bid after the end.
-        let now = self.now();
+        let now = self.orders().now();
         let mut answers: Vec<Option<BidOutcome>> = Vec::with_capacity(jobs.len());
         let mut led: Vec<AuctionRow> = Vec::new();
         for (job, claimed) in jobs.iter().zip(&claimed) {
@@ -97,9 +97,9 @@ impl Checkout {
             .map(|row| Hook::new(&row.seller_id, EventType::AuctionBid, &row.message()))
             .collect::<Result<Vec<_>, _>>()?;
         let facts = led.iter().map(|row| row.fact(AuctionMoment::Bid)).collect();
-        self.facts.commit(tx, facts, &hooks, now).await?;
+        self.orders().facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
-        self.jobs.note_batch_time("bid", started.elapsed());
+        self.orders().jobs.note_batch_time("bid", started.elapsed());
         Ok(answers)
     }
 }

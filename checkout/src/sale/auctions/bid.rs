@@ -3,9 +3,9 @@
 
 use super::AuctionRow;
 use super::bid_batch::BidWriter;
-use crate::Checkout;
 use crate::error::CheckoutError;
 use crate::idempotency::validate_key;
+use crate::sale::Sale;
 use sqlx::Row;
 use vitrine_core::{BidFailure, BidOutcome, BidRequest};
 
@@ -76,7 +76,7 @@ pub(crate) fn take(
     Ok(())
 }
 
-impl Checkout {
+impl Sale {
     /// Bids `request.amount` for `request.buyer`; idempotent on (buyer, request id). Bids for
     /// one auction are written together (see [`crate::group`]): the first alone, the ones that
     /// arrive meanwhile as the next batch, in one transaction.
@@ -110,7 +110,7 @@ impl Checkout {
         )
         .bind(request.buyer.as_str())
         .bind(request.request_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.orders().pool)
         .await?
         .ok_or(CheckoutError::NotFound("the bid's key vanished"))?;
         let (auction, amount): (String, i64) = (row.try_get(0)?, row.try_get(1)?);

@@ -3,11 +3,12 @@
 //! took from stock) and the key the winner pays it with, or with the unit given back.
 
 use super::{AUCTION_COLUMNS, AuctionRow, auction_from_row};
-use crate::Checkout;
 use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::ledger::Tx;
-use crate::orders::{Order, OrderSource, insert_orders};
+use crate::orders::{Order, OrderSource};
+use crate::sale::Sale;
+use crate::sale::insert_orders;
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
 use sqlx::Row;
@@ -23,7 +24,7 @@ pub(crate) fn winner_key(order: &OrderId) -> String {
     format!("auction:{order}")
 }
 
-impl Checkout {
+impl Sale {
     /// Closes every auction whose clock has run out (up to a batch); returns how many this call
     /// closed. Safe to run on every node at once: each auction closes once.
     pub async fn close_due_auctions(&self) -> Result<usize, CheckoutError> {
@@ -31,16 +32,16 @@ impl Checkout {
             "SELECT id FROM auctions WHERE status = 'open' AND ends_at <= $1 \
              ORDER BY ends_at LIMIT $2",
         )
-        .bind(self.now())
+        .bind(self.orders().now())
         .bind(BATCH)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.orders().pool)
         .await?;
         let mut closed = 0;
         for row in rows {
             let id: String = row.try_get(0)?;
             match self.close_auction(&id).await {
                 Ok(done) => closed += usize::from(done),
-                Err(e) => self.jobs.row_failed("auctions", &id, &e),
+                Err(e) => self.orders().jobs.row_failed("auctions", &id, &e),
             }
         }
         Ok(closed)
@@ -48,9 +49,9 @@ impl Checkout {
 
     /// Closes one auction if its clock has run out; true when this call closed it.
     async fn close_auction(&self, id: &str) -> Result<bool, CheckoutError> {
-        let now = self.now();
-        let turn = self.write_gate.enter().await;
-        let mut tx = self.pool.begin().await?;
+        let now = self.orders().now();
+        let turn = self.orders().write_gate.enter().await;
+        let mut tx = self.orders().pool.begin().await?;
         let closed = sqlx::query(sql(format!(
             "UPDATE auctions SET status = 'ended', ended_at = $1 \
              WHERE id = $2 AND status = 'open' AND ends_at <= $1 RETURNING {AUCTION_COLUMNS}"
@@ -88,7 +89,7 @@ impl Checkout {
             Some(order) => facts.push(crate::orders::order_fact(order)),
             None => facts.extend(crate::pins::stock_facts(&mut tx, &row.product_id).await?),
         }
-        self.facts.commit(tx, facts, &hooks, now).await?;
+        self.orders().facts.commit(tx, facts, &hooks, now).await?;
         drop(turn);
         Ok(true)
     }
@@ -103,7 +104,9 @@ impl Checkout {
         Some(Order {
             stream_id: Some(row.stream_id.clone()),
             source: OrderSource::Live,
-            ..self.pending_order(buyer, &row.seller_id, &row.product_id, price, now)
+            ..self
+                .orders()
+                .pending_order(buyer, &row.seller_id, &row.product_id, price, now)
         })
     }
 }
@@ -142,14 +145,14 @@ async fn give_back(tx: &mut Tx<'_>, row: &AuctionRow, now: i64) -> Result<(), Ch
 
 /// Closes due auctions every `every` until `shutdown`.
 pub fn spawn_auction_closer(
-    checkout: Checkout,
+    sale: Sale,
     every: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     crate::jobs::spawn_every(every, shutdown, move || {
-        let checkout = checkout.clone();
+        let sale = sale.clone();
         async move {
-            match checkout.close_due_auctions().await {
+            match sale.close_due_auctions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(auctions = n, "auctions closed"),
                 Err(e) => tracing::warn!(error = %e, "closing auctions failed"),

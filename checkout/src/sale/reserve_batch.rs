@@ -5,17 +5,17 @@
 //! A batch that fails as a whole (a deadlock, a lost connection) is written again one request
 //! at a time, so that one request's trouble is never its neighbours'.
 
+use super::Sale;
 use super::allocate::{PinLeft, Shares, Want, allocate};
 use super::reserve::{PinCache, Priced, ReserveJob, Reserved};
 use super::reserve_news::{Left, PinShown, left_after, pins_shown};
-use super::{ORDER_COLUMNS, Order, OrderMessage, OrderResult, StoredResult, reject};
-use crate::Checkout;
 use crate::catalog::Product;
 use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
 use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::group::{Turn, Writer};
 use crate::ledger::Tx;
+use crate::orders::{ORDER_COLUMNS, Order, OrderMessage, OrderResult, StoredResult, reject};
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
 use sqlx::Row;
@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use vitrine_core::{PinId, ProductId};
 
 /// Writes a product's batches of reservations.
-pub(crate) struct ReserveWriter(pub Checkout);
+pub(crate) struct ReserveWriter(pub Sale);
 
 impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
     async fn write(
@@ -32,7 +32,7 @@ impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
         turn: Turn,
     ) -> Vec<Result<Reserved, CheckoutError>> {
         let n = jobs.len();
-        self.0.jobs.note_batch("reserve", n);
+        self.0.orders().jobs.note_batch("reserve", n);
         match self.0.reserve_batch(&jobs, turn).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if n == 1 => vec![Err(e)],
@@ -49,7 +49,7 @@ impl Writer<ReserveJob, Result<Reserved, CheckoutError>> for ReserveWriter {
     }
 
     fn gate(&self) -> WriteGate {
-        self.0.write_gate.clone()
+        self.0.orders().write_gate.clone()
     }
 }
 
@@ -66,7 +66,7 @@ enum Fate {
     KeyTaken,
 }
 
-impl Checkout {
+impl Sale {
     /// Reserves a batch of requests for one product, in `turn` at the write gate (or one
     /// taken here); one answer per request, in order.
     pub(super) async fn reserve_batch(
@@ -74,11 +74,11 @@ impl Checkout {
         jobs: &[ReserveJob],
         turn: Turn,
     ) -> Result<Vec<Reserved>, CheckoutError> {
-        let now = self.now();
+        let now = self.orders().now();
         let (product, mut fates) = self.plan(jobs, now).await?;
-        let turn = crate::group::turn_at(turn, &self.write_gate).await;
+        let turn = crate::group::turn_at(turn, &self.orders().write_gate).await;
         let started = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.orders().pool.begin().await?;
         // The keys first: the first write, which on SQLite takes the write lock up front.
         claim_keys(&mut tx, jobs, &mut fates, now).await?;
         check_limits(&mut tx, jobs, &mut fates).await?;
@@ -105,9 +105,14 @@ impl Checkout {
         };
         // What the rooms hear is left is noted as the facts are numbered (facts::Heard): a
         // settlement that announces a purchase afterwards is numbered after this stock.
-        self.facts.commit(tx, left.facts, &hooks, now).await?;
+        self.orders()
+            .facts
+            .commit(tx, left.facts, &hooks, now)
+            .await?;
         drop(turn);
-        self.jobs.note_batch_time("reserve", started.elapsed());
+        self.orders()
+            .jobs
+            .note_batch_time("reserve", started.elapsed());
         Ok(fates.into_iter().map(Reserved::from).collect())
     }
 

@@ -2,10 +2,10 @@
 //! step, a bank debit. The order waits for them in `payment_pending`, its units held until its
 //! hold ends (`CheckoutConfig::payment_pending_window`). Their answer arrives two ways:
 //!
-//! - the processor's notification: [`Checkout::payment_updated`] (the sandbox's check page
+//! - the processor's notification: [`Payments::payment_updated`] (the sandbox's check page
 //!   calls it once the buyer has answered), which reads the processor's own record rather than
 //!   trusting what the notification says;
-//! - the reaper's poll ([`Checkout::poll_deferred_payments`]), a page of waiting orders per pass,
+//! - the reaper's poll ([`Payments::poll_deferred_payments`]), a page of waiting orders per pass,
 //!   for a notification that never came.
 //!
 //! A hold that ends is the reaper's (`release_expired`): it cancels the payment at the
@@ -13,7 +13,7 @@
 //! through at the last moment is paid, not lost. Every move is the order path's conditional
 //! transition: a notification, the poll and the reaper racing each other settle an order once.
 
-use crate::Checkout;
+use super::Payments;
 use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::order_state::OrderStatus;
@@ -24,10 +24,10 @@ use vitrine_core::OrderId;
 /// Waiting orders asked about per reaper pass.
 const POLL_PAGE: i64 = 100;
 
-impl Checkout {
+impl Payments {
     /// Until when a payment confirmed later holds its order's units, from `now`.
     pub(crate) fn payment_hold_from(&self, now: i64) -> i64 {
-        now.saturating_add(self.config.payment_pending_window.as_millis() as i64)
+        now.saturating_add(self.orders.config.payment_pending_window.as_millis() as i64)
     }
 
     /// The processor says the payment of order `id` changed: settles the order from the
@@ -35,9 +35,9 @@ impl Checkout {
     /// `payment_pending` while the processor has no answer yet).
     #[tracing::instrument(skip_all, fields(order = %id))]
     pub async fn payment_updated(&self, id: &OrderId) -> Result<Order, CheckoutError> {
-        let order = self.order_by_id(id).await?;
+        let order = self.orders.order_by_id(id).await?;
         self.confirm(order.clone()).await?;
-        self.order_by_id(id).await
+        self.orders.order_by_id(id).await
     }
 
     /// Settles a waiting order whose payment has its answer; true when it had one.
@@ -45,7 +45,7 @@ impl Checkout {
         if order.status != OrderStatus::PaymentPending {
             return Ok(false);
         }
-        let Some(payment) = self.payments.retrieve(order.id.as_str()).await? else {
+        let Some(payment) = self.provider.retrieve(order.id.as_str()).await? else {
             return Ok(false);
         };
         if !payment.status.is_final() {
@@ -70,7 +70,7 @@ impl Checkout {
         )))
         .bind(&after)
         .bind(POLL_PAGE)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.orders.pool)
         .await?;
         let next = if (rows.len() as i64) < POLL_PAGE {
             String::new()
@@ -91,7 +91,7 @@ impl Checkout {
             };
             match confirmed {
                 Ok(done) => settled += usize::from(done),
-                Err(e) => self.jobs.row_failed("payments", &id, &e),
+                Err(e) => self.orders.jobs.row_failed("payments", &id, &e),
             }
         }
         Ok(settled)

@@ -12,8 +12,8 @@
 //! `pending`; the seller's retry or the reconciler's pass finishes it. This module never moves
 //! money itself and never settles without the processor's word.
 
-use crate::Checkout;
-use crate::error::{CheckoutError, corrupt};
+use super::Payments;
+use crate::error::{CheckoutError, RejectKind, Rejection, corrupt};
 use crate::order_state::{OrderEvent, OrderStatus};
 use crate::orders::Order;
 use crate::payment::{PaymentError, PaymentStatus};
@@ -31,19 +31,68 @@ struct RefundRow {
     order_id: OrderId,
 }
 
-impl Checkout {
+impl Payments {
+    /// The seller cancels an order. A pending one (its payment not confirmed, now or later) has
+    /// the payment cancelled at the processor and its units released; a paid one, not yet shipped, is
+    /// refunded in full (and so ends `refunded`); a shipped one must be refunded explicitly.
+    pub async fn cancel(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
+        let order = self.orders.order_for_seller(seller, id).await?;
+        match order.status {
+            OrderStatus::Paid => self.refund(seller, id).await,
+            OrderStatus::Pending | OrderStatus::PaymentPending => {
+                let payment = match self.provider.retrieve(order.id.as_str()).await? {
+                    Some(p) if !p.status.is_final() => {
+                        Some(self.provider.cancel(order.id.as_str()).await?)
+                    }
+                    other => other,
+                };
+                match payment {
+                    Some(p) => {
+                        self.settle(order, &p).await?;
+                    }
+                    None => {
+                        let rejection = Rejection::new(
+                            RejectKind::PaymentTimeout,
+                            "the seller cancelled the order before it was paid",
+                        );
+                        self.orders
+                            .transition(
+                                &order,
+                                OrderEvent::Cancel,
+                                Some("cancelled_by_seller"),
+                                None,
+                                Some(&rejection),
+                            )
+                            .await?;
+                    }
+                }
+                let after = self.orders.order_for_seller(seller, id).await?;
+                if after.status == OrderStatus::Paid {
+                    return Err(CheckoutError::Conflict(
+                        "the payment went through first; refund the order instead".into(),
+                    ));
+                }
+                Ok(after)
+            }
+            other => Err(CheckoutError::Conflict(format!(
+                "a {} order cannot be cancelled",
+                other.as_str()
+            ))),
+        }
+    }
+
     /// The seller refunds a paid, fulfilled or delivered order in full; the units go back to stock. If the
     /// processor cannot be reached, the refund stays recorded and a retry (or the reconciler)
     /// finishes it with the same idempotency key.
     pub async fn refund(&self, seller: &SellerId, id: &OrderId) -> Result<Order, CheckoutError> {
-        let order = self.order_for_seller(seller, id).await?;
+        let order = self.orders.order_for_seller(seller, id).await?;
         order
             .status
             .apply(OrderEvent::Refund)
             .map_err(|e| CheckoutError::Conflict(e.to_string()))?;
         let refund = self.refund_intent(&order).await?;
         self.push_refund(&refund).await?;
-        let after = self.order_for_seller(seller, id).await?;
+        let after = self.orders.order_for_seller(seller, id).await?;
         if after.status != OrderStatus::Refunded {
             return Err(CheckoutError::Conflict(
                 "the order changed meanwhile; retry".into(),
@@ -55,7 +104,7 @@ impl Checkout {
     /// Step 1: the order's refund row, made now or found from an earlier try. A refund the
     /// processor refused before is tried again.
     async fn refund_intent(&self, order: &Order) -> Result<RefundRow, CheckoutError> {
-        let now = self.now();
+        let now = self.orders.now();
         sqlx::query(
             "INSERT INTO refunds (id, order_id, seller_id, status, attempts, created_at, \
              updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
@@ -65,7 +114,7 @@ impl Checkout {
         .bind(order.id.as_str())
         .bind(order.seller_id.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.orders.pool)
         .await?;
         sqlx::query(
             "UPDATE refunds SET status = 'pending', updated_at = $1 \
@@ -73,11 +122,11 @@ impl Checkout {
         )
         .bind(now)
         .bind(order.id.as_str())
-        .execute(&self.pool)
+        .execute(&self.orders.pool)
         .await?;
         let id: String = sqlx::query_scalar("SELECT id FROM refunds WHERE order_id = $1")
             .bind(order.id.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.orders.pool)
             .await?;
         tracing::info!(order = %order.id, refund = %id, "refund recorded");
         Ok(RefundRow {
@@ -89,12 +138,12 @@ impl Checkout {
     /// Step 2 and 3: asks the processor (keyed by the refund id), then settles.
     async fn push_refund(&self, refund: &RefundRow) -> Result<(), CheckoutError> {
         sqlx::query("UPDATE refunds SET attempts = attempts + 1, updated_at = $1 WHERE id = $2")
-            .bind(self.now())
+            .bind(self.orders.now())
             .bind(&refund.id)
-            .execute(&self.pool)
+            .execute(&self.orders.pool)
             .await?;
         match self
-            .payments
+            .provider
             .refund(refund.order_id.as_str(), &refund.id)
             .await
         {
@@ -125,10 +174,10 @@ impl Checkout {
              WHERE id = $4 AND status = 'pending'",
         )
         .bind(error)
-        .bind(self.now())
+        .bind(self.orders.now())
         .bind(i64::from(failed))
         .bind(&refund.id)
-        .execute(&self.pool)
+        .execute(&self.orders.pool)
         .await?;
         Ok(())
     }
@@ -136,13 +185,13 @@ impl Checkout {
     /// Step 3, once the processor refunded: one transaction for the refund row, the order, the
     /// ledger and the outbox. Settling twice is harmless: the second finds nothing pending.
     async fn settle_refund(&self, refund: &RefundRow) -> Result<(), CheckoutError> {
-        let order = self.order_by_id(&refund.order_id).await?;
-        let mut tx = self.pool.begin().await?;
+        let order = self.orders.order_by_id(&refund.order_id).await?;
+        let mut tx = self.orders.pool.begin().await?;
         let claimed = sqlx::query(
             "UPDATE refunds SET status = 'succeeded', last_error = NULL, updated_at = $1 \
              WHERE id = $2 AND status = 'pending'",
         )
-        .bind(self.now())
+        .bind(self.orders.now())
         .bind(&refund.id)
         .execute(&mut *tx)
         .await?;
@@ -158,14 +207,15 @@ impl Checkout {
             shipment: None,
             deferral: None,
         };
-        let Some(moved) = self.transition_in(&mut tx, &order, &change).await? else {
+        let Some(moved) = self.orders.transition_in(&mut tx, &order, &change).await? else {
             // The order moved under us (fulfilled meanwhile): the next try reads it again.
             tx.rollback().await?;
             return Err(CheckoutError::Conflict(
                 "the order changed meanwhile; retry".into(),
             ));
         };
-        self.facts
+        self.orders
+            .facts
             .commit(
                 tx,
                 moved.facts.clone(),
@@ -174,7 +224,7 @@ impl Checkout {
             )
             .await?;
         tracing::info!(refund = %refund.id, order = %order.id, "refund settled");
-        self.after_transition(&order, &moved);
+        self.orders.after_transition(&order, &moved);
         Ok(())
     }
 
@@ -187,7 +237,7 @@ impl Checkout {
              ORDER BY updated_at LIMIT $1",
         )
         .bind(BATCH)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.orders.pool)
         .await?;
         let mut settled = 0;
         for r in &rows {
@@ -202,7 +252,7 @@ impl Checkout {
             };
             match done.await {
                 Ok(()) => settled += 1,
-                Err(e) => self.jobs.row_failed("refunds", &id, &e),
+                Err(e) => self.orders.jobs.row_failed("refunds", &id, &e),
             }
         }
         Ok(settled)

@@ -2,12 +2,12 @@
 //! or store why not. This module prices a request and hands it to the product's batch writer
 //! ([`super::reserve_batch`]); only conditional UPDATEs move stock.
 
+use super::Sale;
 use super::reserve_batch::ReserveWriter;
-use super::{NewOrder, Order, OrderSource, Presentment, reject};
-use crate::Checkout;
 use crate::catalog::Product;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
+use crate::orders::{NewOrder, Order, OrderSource, Presentment, reject};
 use crate::pins::{PIN_COLUMNS, Pin, pin_from_row};
 use crate::rates::RatesUnavailable;
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ pub(crate) struct Priced {
     pub presentment: Option<Presentment>,
 }
 
-impl Checkout {
+impl Sale {
     /// Loads a pin by id, or the stream's active pin when it is for `product`.
     async fn pin_for(
         &self,
@@ -63,14 +63,14 @@ impl Checkout {
                 "SELECT {PIN_COLUMNS} FROM pins WHERE pins.id = $1"
             )))
             .bind(pin_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.orders().pool)
             .await?
         } else if let Some(stream) = &new.stream_id {
             sqlx::query(sql(format!(
                 "SELECT {PIN_COLUMNS} FROM pins WHERE pins.stream_id = $1 AND pins.active = 1"
             )))
             .bind(stream.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.orders().pool)
             .await?
         } else {
             return Ok(Ok(None));
@@ -197,7 +197,7 @@ impl Checkout {
             presentment: priced.presentment.clone(),
             source: new.source,
             media_ms: new.media_ms.filter(|_| new.source == OrderSource::Replay),
-            ..self.pending_order(
+            ..self.orders().pending_order(
                 &job.buyer,
                 &product.seller_id,
                 &product.id,

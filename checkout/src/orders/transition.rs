@@ -1,62 +1,16 @@
-//! Step 3 of the order path and every later move of an order: apply a state change with a
-//! conditional UPDATE, give units back, post the ledger, and write the facts and webhook
+//! Every move of an order: apply a state change with a conditional UPDATE, give units back,
+//! post the ledger, store the placement's answer with its key, and write the facts and webhook
 //! messages in the same transaction.
 
-use super::{Order, OrderResult, reject};
-use crate::Checkout;
-use crate::error::{CheckoutError, RejectKind, Rejection};
+use super::{Order, OrderResult, Orders};
+use crate::error::{CheckoutError, Rejection};
 use crate::ledger;
 use crate::order_state::{OrderEvent, OrderStatus};
-use crate::payment::{Payment, PaymentStatus};
 use crate::webhooks::EventType;
 use crate::webhooks::outbox::Hook;
 use vitrine_core::CommerceEvent;
 
-impl Checkout {
-    /// Step 3: apply the processor's answer to a pending (or `payment_pending`) order, in a transaction of its own
-    /// (the order path batches this, see `settle_batch`; this is its one-order form).
-    pub(crate) async fn settle(
-        &self,
-        order: Order,
-        payment: &Payment,
-    ) -> Result<OrderResult, CheckoutError> {
-        if order.status == OrderStatus::PaymentPending && !payment.status.is_final() {
-            // Still waiting: nothing to settle yet.
-            return Ok(OrderResult::Created(order));
-        }
-        let change = change_for(payment, self.payment_hold_from(self.now()));
-        match self.apply_change(&order, &change.as_change()).await? {
-            Some(settled) => Ok(match change.rejection {
-                None => OrderResult::Created(settled),
-                Some(rejection) => OrderResult::Rejected(rejection),
-            }),
-            None => self.settled_elsewhere(&order, payment).await,
-        }
-    }
-
-    /// The answer for an order that someone else settled first (the reaper, after the
-    /// reservation expired): a charge that went through after all is refunded.
-    pub(crate) async fn settled_elsewhere(
-        &self,
-        order: &Order,
-        payment: &Payment,
-    ) -> Result<OrderResult, CheckoutError> {
-        let current = self.order_by_id(&order.id).await?;
-        if current.status != OrderStatus::Paid && payment.status == PaymentStatus::Succeeded {
-            // Its own key: this is no seller's refund, and never one of the order's.
-            let key = format!("{}-late-charge", payment.reference);
-            self.payments.refund(&payment.reference, &key).await?;
-        }
-        Ok(if current.status == OrderStatus::Paid {
-            OrderResult::Created(current)
-        } else {
-            OrderResult::Rejected(reject(
-                RejectKind::PaymentTimeout,
-                "the reservation expired before the payment was confirmed",
-            ))
-        })
-    }
-
+impl Orders {
     /// Applies `event` to `order` if it is still in the state it was read in. Gives the units
     /// back when the new state restocks, and stores the placement result when the order leaves
     /// `pending`. `None` when another actor changed the order first.
@@ -103,8 +57,8 @@ impl Checkout {
         Ok(Some(moved.order))
     }
 
-    /// [`Checkout::transition`] inside the caller's transaction; the caller commits with the
-    /// move's facts, then calls [`Checkout::after_transition`].
+    /// [`Orders::transition`] inside the caller's transaction; the caller commits with the
+    /// move's facts, then calls [`Orders::after_transition`].
     pub(crate) async fn transition_in(
         &self,
         tx: &mut ledger::Tx<'_>,
@@ -218,75 +172,6 @@ pub(crate) fn order_fact(order: &Order) -> CommerceEvent {
         seller: order.seller_id.clone(),
         buyer: order.buyer_id.clone(),
         order: order.summary(),
-    }
-}
-
-/// What a payment's answer does to its pending order.
-pub(crate) struct PaymentChange {
-    event: OrderEvent,
-    failure: Option<&'static str>,
-    payment_id: String,
-    /// The placement's refusal when the order did not sell.
-    pub rejection: Option<Rejection>,
-    /// Until when the units stay reserved, and where the buyer acts, when the processor
-    /// confirms later.
-    deferral: Option<(i64, Option<String>)>,
-}
-
-impl PaymentChange {
-    pub(crate) fn as_change(&self) -> Change<'_> {
-        Change {
-            event: self.event,
-            failure: self.failure,
-            payment_id: Some(&self.payment_id),
-            rejection: self.rejection.as_ref(),
-            shipment: None,
-            deferral: self.deferral.as_ref().map(|(hold_until, action)| Deferral {
-                hold_until: *hold_until,
-                action: action.as_deref(),
-            }),
-        }
-    }
-}
-
-/// The change a payment's answer makes: paid, waiting for a later confirmation (the units held
-/// until `hold_until`), or cancelled with why.
-pub(crate) fn change_for(payment: &Payment, hold_until: i64) -> PaymentChange {
-    let (event, rejection) = match &payment.status {
-        PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
-        PaymentStatus::RequiresAction { .. } | PaymentStatus::AwaitingConfirmation => {
-            (OrderEvent::PaymentDeferred, None)
-        }
-        PaymentStatus::Declined { code } => (
-            OrderEvent::Cancel,
-            Some(reject(
-                RejectKind::PaymentDeclined,
-                format!("the card was declined ({code})"),
-            )),
-        ),
-        PaymentStatus::Processing | PaymentStatus::Cancelled | PaymentStatus::Refunded => (
-            OrderEvent::Cancel,
-            Some(reject(
-                RejectKind::PaymentTimeout,
-                "the card processor did not confirm in time; nothing was charged",
-            )),
-        ),
-    };
-    let failure = rejection.as_ref().map(|r| match r.kind {
-        RejectKind::PaymentDeclined => "payment_declined",
-        _ => "payment_timeout",
-    });
-    let deferral = match &payment.status {
-        PaymentStatus::RequiresAction { url } => Some((hold_until, Some(url.clone()))),
-        PaymentStatus::AwaitingConfirmation => Some((hold_until, None)),
-        _ => None,
-    };
-    PaymentChange {
-        event,
-        failure,
-        payment_id: payment.id.clone(),
-        rejection,
-        deferral,
     }
 }
 
