@@ -4,9 +4,13 @@
 //! and on PostgreSQL.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
 use vitrine_checkout::db::{Backend, connect, migrate};
-use vitrine_checkout::payment::PaymentStatus;
+use vitrine_checkout::payment::{
+    ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus,
+};
 use vitrine_checkout::testing::{TestDatabase, one_unit_of};
 use vitrine_checkout::{
     Checkout, CheckoutConfig, NewOrder, NewProduct, Order, OrderResult, OrderStatus, RejectKind,
@@ -23,10 +27,80 @@ const DEBIT: &str = "4000000000000077";
 struct Harness {
     checkout: Checkout,
     sandbox: Arc<SandboxProvider>,
+    /// The hand on the processor (see [`Held`]).
+    held: Arc<Held>,
     clock: Arc<ManualClock>,
     seller: SellerId,
     product: ProductId,
     _db: TestDatabase,
+}
+
+/// The sandbox with a hand on it: the next `create` or `retrieve` can be held until the test
+/// lets it go (so the test moves the order meanwhile), and cancelling a debit can be refused,
+/// as by a processor that cannot cancel a debit already under way.
+struct Held {
+    hold_create: AtomicBool,
+    hold_retrieve: AtomicBool,
+    refuse_cancel: AtomicBool,
+    /// A held call has arrived.
+    arrived: Notify,
+    /// Lets a held call go on.
+    release: Semaphore,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Self {
+            hold_create: AtomicBool::new(false),
+            hold_retrieve: AtomicBool::new(false),
+            refuse_cancel: AtomicBool::new(false),
+            arrived: Notify::new(),
+            release: Semaphore::new(0),
+        }
+    }
+}
+
+impl Held {
+    /// Waits at the hand when `flag` was set (once).
+    async fn maybe_hold(&self, flag: &AtomicBool) {
+        if flag.swap(false, Ordering::SeqCst) {
+            self.arrived.notify_one();
+            self.release.acquire().await.unwrap().forget();
+        }
+    }
+}
+
+struct HeldSandbox(Arc<SandboxProvider>, Arc<Held>);
+
+#[async_trait::async_trait]
+impl PaymentProvider for HeldSandbox {
+    async fn create(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
+        self.1.maybe_hold(&self.1.hold_create).await;
+        self.0.create(request).await
+    }
+    async fn retrieve(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        self.1.maybe_hold(&self.1.hold_retrieve).await;
+        self.0.retrieve(reference).await
+    }
+    async fn wait(&self, reference: &str, timeout: Duration) -> Result<Payment, PaymentError> {
+        self.0.wait(reference, timeout).await
+    }
+    async fn cancel(&self, reference: &str) -> Result<Payment, PaymentError> {
+        let payment = self
+            .0
+            .retrieve(reference)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if self.1.refuse_cancel.load(Ordering::SeqCst)
+            && payment.status == PaymentStatus::AwaitingConfirmation
+        {
+            return Ok(payment);
+        }
+        self.0.cancel(reference).await
+    }
+    async fn refund(&self, reference: &str, key: &str) -> Result<Payment, PaymentError> {
+        self.0.refund(reference, key).await
+    }
 }
 
 async fn harness(backend: Backend) -> Harness {
@@ -39,8 +113,10 @@ async fn harness(backend: Backend) -> Harness {
             .with_debit_latency(Duration::from_secs(24 * 3600)),
     );
     let clock = Arc::new(ManualClock::now());
+    let held = Arc::new(Held::default());
+    let provider = Arc::new(HeldSandbox(sandbox.clone(), held.clone()));
     let checkout =
-        Checkout::new(pool, sandbox.clone(), CheckoutConfig::default()).with_clock(clock.clone());
+        Checkout::new(pool, provider, CheckoutConfig::default()).with_clock(clock.clone());
     let seller = SellerId::generate();
     let usd = Currency::parse("USD").unwrap();
     let product = checkout
@@ -62,6 +138,7 @@ async fn harness(backend: Backend) -> Harness {
     Harness {
         checkout,
         sandbox,
+        held,
         clock,
         seller,
         product,
@@ -133,7 +210,147 @@ vitrine_checkout::on_both_backends!(
     a_failed_check_cancels_and_gives_the_units_back,
     a_debit_is_confirmed_by_the_poll,
     a_hold_that_runs_out_cancels_the_payment_unless_it_went_through,
+    a_late_answer_never_refunds_an_order_that_sold,
+    a_payment_made_after_its_order_was_cancelled_does_not_stand,
+    a_payment_the_processor_cannot_cancel_keeps_its_order_waiting,
 );
+
+/// The reaper's poll reads a waiting order, then the notification pays it and the seller ships
+/// it before the poll's answer lands: the poll must leave the sale alone (no refund).
+async fn a_late_answer_never_refunds_an_order_that_sold(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let (result, _) = h.place(&buyer, "late-poll", DEBIT).await;
+    let waiting = created(&result).clone();
+    h.sandbox
+        .answer_debit(waiting.id.as_str(), true)
+        .await
+        .unwrap();
+    h.held.hold_retrieve.store(true, Ordering::SeqCst);
+    let poll = {
+        let checkout = h.checkout.clone();
+        tokio::spawn(async move { checkout.payments().poll_deferred_payments().await })
+    };
+    h.held.arrived.notified().await;
+    let paid = h
+        .checkout
+        .payments()
+        .payment_updated(&waiting.id)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, OrderStatus::Paid);
+    let shipped = h
+        .checkout
+        .orders()
+        .fulfil(&h.seller, &waiting.id, None)
+        .await
+        .unwrap();
+    assert_eq!(shipped.status, OrderStatus::Fulfilled);
+    h.held.release.add_permits(1);
+    poll.await.unwrap().unwrap();
+    let payment = h
+        .sandbox
+        .retrieve(waiting.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Succeeded, "never refunded");
+    assert_eq!(
+        h.order(&buyer, &waiting.id).await.status,
+        OrderStatus::Fulfilled
+    );
+    let fee = CheckoutConfig::default().fees.sale_fee(2500);
+    assert_eq!(h.available().await, 2500 - fee);
+}
+
+/// The reservation expires while the processor is still taking the charge (the reaper finds
+/// no payment and cancels the order); the debit made afterwards must not stay live.
+async fn a_payment_made_after_its_order_was_cancelled_does_not_stand(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    h.held.hold_create.store(true, Ordering::SeqCst);
+    let placing = {
+        let (checkout, new) = (h.checkout.clone(), h.paying_with(DEBIT));
+        let buyer = buyer.clone();
+        tokio::spawn(async move { checkout.sale().place_order(&buyer, "slow", new).await })
+    };
+    h.held.arrived.notified().await;
+    assert_eq!(h.stock().await, 4);
+    h.clock
+        .advance(CheckoutConfig::default().reservation_window + Duration::from_millis(1));
+    assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 1);
+    assert_eq!(
+        h.stock().await,
+        5,
+        "the expired reservation gave its unit back"
+    );
+    h.held.release.add_permits(1);
+    let placed = placing.await.unwrap().unwrap();
+    assert!(
+        matches!(placed.result, OrderResult::Rejected(ref r) if r.kind == RejectKind::PaymentTimeout),
+        "{:?}",
+        placed.result
+    );
+    let order = &h.checkout.orders().orders_of_buyer(&buyer).await.unwrap()[0];
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    let payment = h
+        .sandbox
+        .retrieve(order.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        payment.status,
+        PaymentStatus::Cancelled,
+        "the debit was cancelled"
+    );
+    assert_eq!(h.stock().await, 5);
+}
+
+/// A hold that ends while the processor cannot cancel the payment: the order keeps waiting for
+/// the processor's answer (its hold moved on, so it does not block the reaper's page), and is
+/// paid when the debit goes through.
+async fn a_payment_the_processor_cannot_cancel_keeps_its_order_waiting(backend: Backend) {
+    let h = harness(backend).await;
+    let buyer = BuyerId::generate();
+    let (stuck, _) = h.place(&buyer, "stuck", DEBIT).await;
+    let stuck = created(&stuck).clone();
+    let (gone, _) = h.place(&buyer, "gone", CHECKED).await;
+    let gone = created(&gone).clone();
+    h.held.refuse_cancel.store(true, Ordering::SeqCst);
+    h.clock
+        .advance(CheckoutConfig::default().payment_pending_window + Duration::from_millis(1));
+    assert_eq!(
+        h.checkout.payments().release_expired().await.unwrap(),
+        1,
+        "the other expired hold is not held up behind the one that cannot be cancelled"
+    );
+    assert_eq!(
+        h.order(&buyer, &gone.id).await.status,
+        OrderStatus::Cancelled
+    );
+    let waiting = h.order(&buyer, &stuck.id).await;
+    assert_eq!(waiting.status, OrderStatus::PaymentPending);
+    assert!(
+        waiting.reserved_until > h.clock.now_ms(),
+        "asked again later"
+    );
+    assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 0);
+    h.sandbox
+        .answer_debit(stuck.id.as_str(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(h.order(&buyer, &stuck.id).await.status, OrderStatus::Paid);
+    assert_eq!(h.stock().await, 4);
+}
 
 async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Backend) {
     let h = harness(backend).await;

@@ -1,7 +1,7 @@
 // The watch page's live auction: the current bid, the leading bidder and the countdown, a bid
 // button that offers the least next bid (or a typed amount), and once the hammer falls the
 // winner's "pay now" for the order it made (POST /api/v1/orders/{id}/pay).
-import { money, minorUnits, requestId } from '/assets/chat.js';
+import { el, money, minorUnits, requestId } from '/assets/chat.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -76,6 +76,17 @@ export function startAuction({ send, system, buyer }) {
       body: JSON.stringify({ payment: { card_number: card } }),
     });
     const body = await r.json().catch(() => ({}));
+    if (r.ok && body.status === 'payment_pending') {
+      // The bank confirms later: its check is linked, and the room's `order` event brings the answer.
+      $('auction-result').className = 'buy-result';
+      $('auction-result').textContent = 'Waiting for your bank to confirm the payment...';
+      if (body.next_action?.url) {
+        const link = el('a', { href: body.next_action.url, target: '_blank', rel: 'noopener' }, 'Confirm the payment with your bank');
+        $('auction-result').replaceChildren('Your bank asks you to confirm this payment: ', link);
+      }
+      $('auction-pay').hidden = true;
+      return;
+    }
     const ok = r.ok && body.status === 'paid';
     $('auction-result').textContent = ok ? `Paid ${money(body.total)} (#${body.id.slice(-6)})` : (body.detail || body.title || 'Payment failed');
     $('auction-result').className = ok ? 'buy-result ok' : 'buy-result fail';
@@ -124,6 +135,12 @@ export function startAuction({ send, system, buyer }) {
         return true;
       case 'order':
         // Only its buyer and the seller receive an order: the hammer's is this buyer's win.
+        if (myOrder === m.order.id && m.order.status !== 'pending' && m.order.status !== 'payment_pending') {
+          const paid = m.order.status === 'paid';
+          $('auction-result').textContent = paid ? `Paid ${money(m.order.total)} (#${m.order.id.slice(-6)})` : 'The payment was not completed';
+          $('auction-result').className = paid ? 'buy-result ok' : 'buy-result fail';
+          $('auction-pay').hidden = paid;
+        }
         if (auction?.order_id === m.order.id && m.order.status === 'pending') {
           myOrder = m.order.id;
           $('auction-result').textContent = `You won! Pay ${money(m.order.total)} to get it.`;

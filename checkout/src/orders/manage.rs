@@ -90,4 +90,20 @@ impl Orders {
             .await?
             .ok_or_else(|| CheckoutError::Conflict("the order changed meanwhile; retry".into()))
     }
+
+    /// Moves a `payment_pending` order's hold to `until` (Unix ms), if it is still waiting.
+    pub(crate) async fn hold_until(
+        &self,
+        order: &Order,
+        until: i64,
+    ) -> Result<bool, CheckoutError> {
+        let moved = sqlx::query(
+            "UPDATE orders SET reserved_until = $1 WHERE id = $2 AND status = 'payment_pending'",
+        )
+        .bind(until)
+        .bind(order.id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(moved.rows_affected() == 1)
+    }
 }

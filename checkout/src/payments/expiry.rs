@@ -6,10 +6,14 @@
 use super::Payments;
 use crate::db::sql;
 use crate::error::{CheckoutError, RejectKind, Rejection};
-use crate::order_state::OrderEvent;
+use crate::order_state::{OrderEvent, OrderStatus};
 use crate::orders::{ORDER_COLUMNS, order_from_row};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+/// How long an order whose payment the processor could not cancel waits before the reaper asks
+/// again.
+const CANCEL_RETRY_MS: i64 = 60_000;
 
 /// Orders settled per pass; the next pass takes the rest.
 const BATCH: i64 = 100;
@@ -63,6 +67,13 @@ impl Payments {
             Some(mut payment) => {
                 if !payment.status.is_final() {
                     payment = self.provider.cancel(order.id.as_str()).await?;
+                }
+                if order.status == OrderStatus::PaymentPending && !payment.status.is_final() {
+                    // The processor could not cancel it (a debit already under way): the order
+                    // waits for its answer, and the reaper asks again later, behind the others.
+                    let later = self.orders.now().saturating_add(CANCEL_RETRY_MS);
+                    self.orders.hold_until(&order, later).await?;
+                    return Ok(false);
                 }
                 self.settle(order, &payment).await?;
                 Ok(true)

@@ -8,53 +8,73 @@ use crate::order_state::{OrderEvent, OrderStatus};
 use crate::orders::{Change, Deferral, Order, OrderResult, reject};
 use crate::payment::{Payment, PaymentStatus};
 
+/// Rounds a settlement goes again from the order's new state when another actor moved it
+/// meanwhile (a payment confirmed later moves it from `pending` to `payment_pending`).
+const SETTLE_ROUNDS: usize = 3;
+
 impl Payments {
-    /// Step 3: apply the processor's answer to a pending (or `payment_pending`) order, in a transaction of its own
-    /// (the order path batches this, see `settle_batch`; this is its one-order form).
+    /// Step 3: apply the processor's answer to a pending (or `payment_pending`) order, in a
+    /// transaction of its own. Should another actor have moved the order meanwhile, it is settled
+    /// again from where it is now; once another actor has settled it for good, see
+    /// [`Payments::settled_elsewhere`].
     pub(crate) async fn settle(
         &self,
         order: Order,
         payment: &Payment,
     ) -> Result<OrderResult, CheckoutError> {
-        if order.status == OrderStatus::PaymentPending && !payment.status.is_final() {
-            // Still waiting: nothing to settle yet.
-            return Ok(OrderResult::Created(order));
+        let mut order = order;
+        for _ in 0..SETTLE_ROUNDS {
+            if order.status == OrderStatus::PaymentPending && !payment.status.is_final() {
+                // Still waiting: nothing to settle yet.
+                return Ok(OrderResult::Created(order));
+            }
+            let change = change_for(payment, self.payment_hold_from(self.orders.now()));
+            if let Some(settled) = self
+                .orders
+                .apply_change(&order, &change.as_change())
+                .await?
+            {
+                return Ok(match change.rejection {
+                    None => OrderResult::Created(settled),
+                    Some(rejection) => OrderResult::Rejected(rejection),
+                });
+            }
+            let current = self.orders.order_by_id(&order.id).await?;
+            if current.status.is_final() {
+                return self.settled_elsewhere(current, payment).await;
+            }
+            order = current;
         }
-        let change = change_for(payment, self.payment_hold_from(self.orders.now()));
-        match self
-            .orders
-            .apply_change(&order, &change.as_change())
-            .await?
-        {
-            Some(settled) => Ok(match change.rejection {
-                None => OrderResult::Created(settled),
-                Some(rejection) => OrderResult::Rejected(rejection),
-            }),
-            None => self.settled_elsewhere(&order, payment).await,
-        }
+        Err(CheckoutError::Unavailable(
+            "the order kept changing while it was settled; retry".into(),
+        ))
     }
 
-    /// The answer for an order that someone else settled first (the reaper, after the
-    /// reservation expired): a charge that went through after all is refunded.
-    pub(crate) async fn settled_elsewhere(
+    /// The answer for an order another actor settled for good first. One it cancelled (the
+    /// reaper, its reservation or hold over; the seller) must not stay charged: a payment still
+    /// unanswered is cancelled at the processor, and one that went through after all is
+    /// refunded. One it sold stays sold.
+    async fn settled_elsewhere(
         &self,
-        order: &Order,
+        current: Order,
         payment: &Payment,
     ) -> Result<OrderResult, CheckoutError> {
-        let current = self.orders.order_by_id(&order.id).await?;
-        if current.status != OrderStatus::Paid && payment.status == PaymentStatus::Succeeded {
+        if current.status != OrderStatus::Cancelled {
+            return Ok(OrderResult::Created(current));
+        }
+        let mut payment = payment.clone();
+        if !payment.status.is_final() {
+            payment = self.provider.cancel(&payment.reference).await?;
+        }
+        if payment.status == PaymentStatus::Succeeded {
             // Its own key: this is no seller's refund, and never one of the order's.
             let key = format!("{}-late-charge", payment.reference);
             self.provider.refund(&payment.reference, &key).await?;
         }
-        Ok(if current.status == OrderStatus::Paid {
-            OrderResult::Created(current)
-        } else {
-            OrderResult::Rejected(reject(
-                RejectKind::PaymentTimeout,
-                "the reservation expired before the payment was confirmed",
-            ))
-        })
+        Ok(OrderResult::Rejected(reject(
+            RejectKind::PaymentTimeout,
+            "the reservation expired before the payment was confirmed",
+        )))
     }
 }
 
@@ -91,9 +111,11 @@ impl PaymentChange {
 pub(crate) fn change_for(payment: &Payment, hold_until: i64) -> PaymentChange {
     let (event, rejection) = match &payment.status {
         PaymentStatus::Succeeded => (OrderEvent::PaymentSucceeded, None),
-        PaymentStatus::RequiresAction { .. } | PaymentStatus::AwaitingConfirmation => {
-            (OrderEvent::PaymentDeferred, None)
-        }
+        // A payment still processing is one the processor could not cancel: it may yet go
+        // through, so the order waits for its answer rather than giving its units away.
+        PaymentStatus::RequiresAction { .. }
+        | PaymentStatus::AwaitingConfirmation
+        | PaymentStatus::Processing => (OrderEvent::PaymentDeferred, None),
         PaymentStatus::Declined { code } => (
             OrderEvent::Cancel,
             Some(reject(
@@ -101,7 +123,7 @@ pub(crate) fn change_for(payment: &Payment, hold_until: i64) -> PaymentChange {
                 format!("the card was declined ({code})"),
             )),
         ),
-        PaymentStatus::Processing | PaymentStatus::Cancelled | PaymentStatus::Refunded => (
+        PaymentStatus::Cancelled | PaymentStatus::Refunded => (
             OrderEvent::Cancel,
             Some(reject(
                 RejectKind::PaymentTimeout,
@@ -115,7 +137,7 @@ pub(crate) fn change_for(payment: &Payment, hold_until: i64) -> PaymentChange {
     });
     let deferral = match &payment.status {
         PaymentStatus::RequiresAction { url } => Some((hold_until, Some(url.clone()))),
-        PaymentStatus::AwaitingConfirmation => Some((hold_until, None)),
+        PaymentStatus::AwaitingConfirmation | PaymentStatus::Processing => Some((hold_until, None)),
         _ => None,
     };
     PaymentChange {

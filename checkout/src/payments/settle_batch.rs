@@ -204,7 +204,7 @@ impl Payments {
                     None => OrderResult::Created(moved.order),
                 })
             }
-            Outcome::Raced => self.settled_elsewhere(&job.order, &job.payment).await,
+            Outcome::Raced => self.settle(job.order.clone(), &job.payment).await,
         }
     }
 }

@@ -644,6 +644,15 @@ impl Config {
                  (--cluster-secret-file and --redis)"
             );
         }
+        let sandbox_debit_latency =
+            Duration::from_secs(file.checkout.sandbox_debit_latency_secs.unwrap_or(30));
+        if sandbox_debit_latency >= checkout.payment_pending_window {
+            bail!(
+                "checkout.sandbox_debit_latency_secs must be shorter than \
+                 checkout.payment_pending_window_secs: a debit confirmed after its hold has ended \
+                 is always cancelled"
+            );
+        }
         Ok(Self {
             cluster,
             regions,
@@ -696,9 +705,7 @@ impl Config {
             subtitles: file.subtitles.resolve(args.no_subtitles)?,
             roles,
             sandbox_latency: Duration::from_millis(file.checkout.sandbox_latency_ms.unwrap_or(150)),
-            sandbox_debit_latency: Duration::from_secs(
-                file.checkout.sandbox_debit_latency_secs.unwrap_or(30),
-            ),
+            sandbox_debit_latency,
             demo: args.demo,
             edge: crate::edge::EdgeConfig::resolve(
                 args.edge,
@@ -890,11 +897,24 @@ mod tests {
         assert!(c.database_url.starts_with("sqlite:///tmp/y/vitrine.db"));
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::resolve(ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         });
         assert!(format!("{:#}", err.unwrap_err()).contains("lisen"));
         assert!(parse_port_range("10-5").is_err());
+        std::fs::write(
+            &path,
+            "[checkout]\npayment_pending_window_secs = 60\nsandbox_debit_latency_secs = 60\n",
+        )
+        .unwrap();
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        });
+        assert!(
+            format!("{:#}", err.unwrap_err()).contains("sandbox_debit_latency_secs"),
+            "a debit must be confirmed within its hold"
+        );
     }
 
     #[test]
