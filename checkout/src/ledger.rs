@@ -22,7 +22,7 @@
 use crate::error::{CheckoutError, corrupt};
 use serde::Serialize;
 use sqlx::Row;
-use vitrine_core::ids::random_id;
+use vitrine_core::ids::ordered_id;
 use vitrine_core::{Currency, SellerId, Timestamp};
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -246,7 +246,7 @@ async fn post_many(tx: &mut Tx<'_>, entries: &[Entry], now: i64) -> Result<(), C
     let Some(first) = entries.first() else {
         return Ok(());
     };
-    let ids: Vec<String> = entries.iter().map(|_| random_id("le")).collect();
+    let ids: Vec<String> = entries.iter().map(|_| ordered_id("le")).collect();
     let mut insert = sqlx::query(crate::db::sql(format!(
         "INSERT INTO ledger_entries (id, kind, reference, seller_id, currency, created_at) \
          VALUES {} ON CONFLICT (kind, reference) DO NOTHING",
@@ -297,7 +297,7 @@ pub(crate) async fn post_entry(
     now: i64,
 ) -> Result<bool, CheckoutError> {
     entry.check()?;
-    let id = random_id("le");
+    let id = ordered_id("le");
     let inserted = sqlx::query(
         "INSERT INTO ledger_entries (id, kind, reference, seller_id, currency, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, reference) DO NOTHING",

@@ -72,6 +72,28 @@ impl SandboxProvider {
         }
     }
 
+    /// A sandbox keeping its books in a SQLite file of its own at `path`, as a real processor
+    /// keeps them in its own systems: its writes never queue behind the order path's on one
+    /// database's write lock, nor theirs behind its. The payments of a sandbox that kept its
+    /// books in `shared` before (an older version) are carried over the first time, so that
+    /// their orders can still be settled and refunded.
+    pub async fn on_own_file(
+        path: &std::path::Path,
+        shared: &AnyPool,
+        latency: Duration,
+    ) -> Result<Self, crate::DbError> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let (pool, _) = crate::db::connect(&url).await?;
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        carry_over(shared, &pool).await?;
+        Ok(Self::new(pool, latency))
+    }
+
+    /// Where the sandbox keeps its books (for tests that look at them, or take them away).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Debits are confirmed `latency` after they are made (a real bank takes days).
     pub fn with_debit_latency(mut self, latency: Duration) -> Self {
         if let Some(writer) = Arc::get_mut(&mut self.writer) {
@@ -162,6 +184,74 @@ impl SandboxProvider {
     async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
         self.settle(reference).await?;
         self.load(reference).await
+    }
+}
+
+/// The sandbox's books on a database of their own. (On a shared database the migrations made
+/// the same table: `0100_commerce.sql` and `0140_hardening.sql`.)
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sandbox_payments (id TEXT PRIMARY KEY, \
+     reference TEXT NOT NULL UNIQUE, amount BIGINT NOT NULL, currency TEXT NOT NULL, \
+     card_last4 TEXT NOT NULL, outcome TEXT NOT NULL, status TEXT NOT NULL, decline_code TEXT, \
+     refunded_amount BIGINT NOT NULL DEFAULT 0, settles_at BIGINT NOT NULL, \
+     created_at BIGINT NOT NULL, refund_key TEXT)";
+
+/// Every column, in the order both tables have them.
+const ALL_COLUMNS: &str = "id, reference, amount, currency, card_last4, outcome, status, \
+     decline_code, refunded_amount, settles_at, created_at, refund_key";
+
+/// Payments copied per statement when the books move.
+const CARRY_PAGE: i64 = 500;
+
+/// Copies the payments of `shared`'s books into `own`'s once (the first start on a file of its
+/// own), paging by id; a copy cut short by a crash starts again at the next start (rows already
+/// there are kept), and a mark in `own` says when it is done.
+async fn carry_over(shared: &AnyPool, own: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS sandbox_carried_over (done BIGINT NOT NULL)")
+        .execute(own)
+        .await?;
+    let done: Option<i64> = sqlx::query_scalar("SELECT done FROM sandbox_carried_over")
+        .fetch_optional(own)
+        .await?;
+    if done.is_some() {
+        return Ok(());
+    }
+    let mut after = String::new();
+    loop {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {ALL_COLUMNS} FROM sandbox_payments WHERE id > $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(&after)
+        .bind(CARRY_PAGE)
+        .fetch_all(shared)
+        .await?;
+        let Some(last) = rows.last() else {
+            sqlx::query("INSERT INTO sandbox_carried_over (done) VALUES ($1)")
+                .bind(now_ms())
+                .execute(own)
+                .await?;
+            return Ok(());
+        };
+        after = last.try_get(0)?;
+        let mut insert = sqlx::query(sql(format!(
+            "INSERT INTO sandbox_payments ({ALL_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+            crate::db::value_rows(rows.len(), 12)
+        )));
+        for r in &rows {
+            insert = insert
+                .bind(r.try_get::<String, _>(0)?)
+                .bind(r.try_get::<String, _>(1)?)
+                .bind(r.try_get::<i64, _>(2)?)
+                .bind(r.try_get::<String, _>(3)?)
+                .bind(r.try_get::<String, _>(4)?)
+                .bind(r.try_get::<String, _>(5)?)
+                .bind(r.try_get::<String, _>(6)?)
+                .bind(r.try_get::<Option<String>, _>(7)?)
+                .bind(r.try_get::<i64, _>(8)?)
+                .bind(r.try_get::<i64, _>(9)?)
+                .bind(r.try_get::<i64, _>(10)?)
+                .bind(r.try_get::<Option<String>, _>(11)?);
+        }
+        insert.execute(own).await?;
     }
 }
 

@@ -204,7 +204,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let work = roles::ClusterWork::default();
     let hls = roles::hls::build(config, pool.as_ref(), &media.sfu, &work, &mut registry)?;
     let background = CancellationToken::new();
-    let commerce = roles::commerce::start(config, &store, &mut registry, &background)?;
+    let commerce = roles::commerce::start(config, &store, &mut registry, &background).await?;
     let buyers = crate::regions::Buyers::new(commerce.checkout.clone(), homes.clone());
     let limiter = roles::api::limiter(config).await?;
     let api_metrics = Arc::new(ApiMetrics::default());

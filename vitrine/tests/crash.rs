@@ -246,9 +246,18 @@ async fn crash_mid_burst(backend: Backend) {
 
     // Every charge at the processor has its paid order, and the other way round.
     let store = Store::connect(&db.url).await.unwrap();
+    // The sandbox processor's books: a file of their own on SQLite, the shared database else.
+    let books = match backend {
+        Backend::Sqlite => {
+            let file = dir.path().join("sandbox-processor.db");
+            let url = format!("sqlite://{}", file.display());
+            vitrine_checkout::db::connect(&url).await.unwrap().0
+        }
+        Backend::Postgres => store.pool().clone(),
+    };
     let charged: HashSet<String> =
         sqlx::query("SELECT reference FROM sandbox_payments WHERE status = 'succeeded'")
-            .fetch_all(store.pool())
+            .fetch_all(&books)
             .await
             .unwrap()
             .iter()

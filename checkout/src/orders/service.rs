@@ -65,7 +65,7 @@ impl Orders {
         now: i64,
     ) -> Order {
         Order {
-            id: OrderId::generate_in(self.config.home.as_ref()),
+            id: OrderId::generate_ordered_in(self.config.home.as_ref()),
             status: OrderStatus::Pending,
             buyer_id: buyer.clone(),
             seller_id: seller.clone(),

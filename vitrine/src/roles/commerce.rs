@@ -64,13 +64,13 @@ impl Jobs {
 }
 
 /// Builds checkout with its keys and starts its jobs until `background` is cancelled.
-pub fn start(
+pub async fn start(
     config: &Config,
     store: &Store,
     registry: &mut Registry,
     background: &CancellationToken,
 ) -> anyhow::Result<Commerce> {
-    let (checkout, sandbox) = checkout(config, store)?;
+    let (checkout, sandbox) = checkout(config, store).await?;
     checkout.job_metrics().register(registry);
     checkout.facts().metrics().register(registry);
     let reaper = spawn_reaper(checkout.clone(), REAPER_INTERVAL, background.clone());
@@ -113,13 +113,29 @@ pub fn start(
     })
 }
 
+/// The sandbox card processor. On SQLite it keeps its books in a file of its own beside the
+/// database (`sandbox-processor.db` in the data dir), as a real processor keeps them in its own
+/// systems: its writes do not take turns with the order path's at the one database's write
+/// lock. On PostgreSQL it keeps them in the shared database.
+async fn sandbox(config: &Config, store: &Store) -> anyhow::Result<SandboxProvider> {
+    let sandbox = if config.database_url.starts_with("sqlite:") {
+        let path = config.data_dir.join("sandbox-processor.db");
+        SandboxProvider::on_own_file(&path, store.pool(), config.sandbox_latency)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the sandbox processor's books: {e}"))?
+    } else {
+        SandboxProvider::new(store.pool().clone(), config.sandbox_latency)
+    };
+    Ok(sandbox.with_debit_latency(config.sandbox_debit_latency))
+}
+
 /// Checkout with the sandbox payment provider, the webhook secrets' sealing key and the card
 /// fingerprint key (files under the data dir unless configured; every node must share them).
-fn checkout(config: &Config, store: &Store) -> anyhow::Result<(Checkout, Arc<SandboxProvider>)> {
-    let payments = Arc::new(
-        SandboxProvider::new(store.pool().clone(), config.sandbox_latency)
-            .with_debit_latency(config.sandbox_debit_latency),
-    );
+async fn checkout(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Checkout, Arc<SandboxProvider>)> {
+    let payments = Arc::new(sandbox(config, store).await?);
     let sandbox = Arc::clone(&payments);
     let key_file = config
         .webhooks

@@ -145,7 +145,15 @@ async fn a_provider_outage_does_not_hold_the_idempotency_key() {
     let seller = server.seller("Ann").await;
     let product = product(&server, &seller, "JKT", 5).await;
     let buyer = server.buyer("Bob").await;
-    let pool = server.running.as_ref().unwrap().state.store.pool().clone();
+    // The sandbox processor's books (a file of their own on SQLite).
+    let pool = server
+        .running
+        .as_ref()
+        .unwrap()
+        .state
+        .sandbox
+        .pool()
+        .clone();
     // The processor goes away: its records cannot be reached.
     sqlx::query("ALTER TABLE sandbox_payments RENAME TO sandbox_payments_away")
         .execute(&pool)
