@@ -60,7 +60,8 @@ pub async fn connect_with(
                         "PRAGMA synchronous = NORMAL",
                         "PRAGMA foreign_keys = ON",
                         "PRAGMA busy_timeout = 10000",
-                        // 32 MiB of pages per connection (the default is 2): a busy sale's
+                        // Up to 32 MiB of pages per connection (the default is 2; a ceiling,
+                        // not memory taken up front; 4 connections by default): a busy sale's
                         // tables outgrow 2 MiB in seconds, and every page read again from the
                         // file is a system call on the write path.
                         "PRAGMA cache_size = -32768",

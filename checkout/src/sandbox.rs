@@ -72,6 +72,23 @@ impl SandboxProvider {
         }
     }
 
+    /// Where the sandbox keeps its books beside the SQLite database at `url`:
+    /// `<name>-sandbox-processor.db` in the database's folder, so that every node on that
+    /// database shares them whatever its data dir. `None` for a database in memory.
+    pub fn books_beside(url: &str) -> Option<std::path::PathBuf> {
+        use std::str::FromStr;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return None;
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+        let file = options.get_filename();
+        let name = file.file_stem()?.to_string_lossy();
+        if name.is_empty() {
+            return None;
+        }
+        Some(file.with_file_name(format!("{name}-sandbox-processor.db")))
+    }
+
     /// A sandbox keeping its books in a SQLite file of its own at `path`, as a real processor
     /// keeps them in its own systems: its writes never queue behind the order path's on one
     /// database's write lock, nor theirs behind its. The payments of a sandbox that kept its
@@ -233,7 +250,7 @@ async fn carry_over(shared: &AnyPool, own: &AnyPool) -> Result<(), sqlx::Error> 
         };
         after = last.try_get(0)?;
         let mut insert = sqlx::query(sql(format!(
-            "INSERT INTO sandbox_payments ({ALL_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO sandbox_payments ({ALL_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
             crate::db::value_rows(rows.len(), 12)
         )));
         for r in &rows {
@@ -480,5 +497,27 @@ impl PaymentProvider for SandboxProvider {
             }
         }
         Ok(payment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SandboxProvider;
+    use std::path::Path;
+
+    #[test]
+    fn the_books_lie_beside_the_database_every_node_opens() {
+        let beside = |url: &str| SandboxProvider::books_beside(url);
+        assert_eq!(
+            beside("sqlite:///var/lib/vitrine/vitrine.db?mode=rwc").as_deref(),
+            Some(Path::new("/var/lib/vitrine/vitrine-sandbox-processor.db"))
+        );
+        assert_eq!(
+            beside("sqlite://shop.db").as_deref(),
+            Some(Path::new("shop-sandbox-processor.db"))
+        );
+        for in_memory in ["sqlite::memory:", "sqlite://shared?mode=memory"] {
+            assert_eq!(beside(in_memory), None, "{in_memory}");
+        }
     }
 }

@@ -249,7 +249,7 @@ async fn crash_mid_burst(backend: Backend) {
     // The sandbox processor's books: a file of their own on SQLite, the shared database else.
     let books = match backend {
         Backend::Sqlite => {
-            let file = dir.path().join("sandbox-processor.db");
+            let file = vitrine_checkout::SandboxProvider::books_beside(&db.url).unwrap();
             let url = format!("sqlite://{}", file.display());
             vitrine_checkout::db::connect(&url).await.unwrap().0
         }

@@ -114,12 +114,17 @@ pub async fn start(
 }
 
 /// The sandbox card processor. On SQLite it keeps its books in a file of its own beside the
-/// database (`sandbox-processor.db` in the data dir), as a real processor keeps them in its own
-/// systems: its writes do not take turns with the order path's at the one database's write
-/// lock. On PostgreSQL it keeps them in the shared database.
+/// database (`<name>-sandbox-processor.db`, shared by every node on that database), as a real
+/// processor keeps them in its own systems: its writes do not take turns with the order path's
+/// at the one database's write lock. On PostgreSQL, or SQLite in memory, it keeps them in the
+/// shared database.
 async fn sandbox(config: &Config, store: &Store) -> anyhow::Result<SandboxProvider> {
-    let sandbox = if config.database_url.starts_with("sqlite:") {
-        let path = config.data_dir.join("sandbox-processor.db");
+    let beside = config
+        .database_url
+        .starts_with("sqlite:")
+        .then(|| SandboxProvider::books_beside(&config.database_url))
+        .flatten();
+    let sandbox = if let Some(path) = beside {
         SandboxProvider::on_own_file(&path, store.pool(), config.sandbox_latency)
             .await
             .map_err(|e| anyhow::anyhow!("opening the sandbox processor's books: {e}"))?
