@@ -164,6 +164,11 @@ impl Harness {
         (placed.result, placed.replayed)
     }
 
+    /// Places an order that must be created (paid or waiting) and returns it.
+    async fn new_order(&self, buyer: &BuyerId, key: &str, card: &str) -> Order {
+        created(&self.place(buyer, key, card).await.0).clone()
+    }
+
     async fn order(&self, buyer: &BuyerId, id: &vitrine_core::OrderId) -> Order {
         self.checkout
             .orders()
@@ -220,8 +225,7 @@ vitrine_checkout::on_both_backends!(
 async fn a_late_answer_never_refunds_an_order_that_sold(backend: Backend) {
     let h = harness(backend).await;
     let buyer = BuyerId::generate();
-    let (result, _) = h.place(&buyer, "late-poll", DEBIT).await;
-    let waiting = created(&result).clone();
+    let waiting = h.new_order(&buyer, "late-poll", DEBIT).await;
     h.sandbox
         .answer_debit(waiting.id.as_str(), true)
         .await
@@ -313,10 +317,8 @@ async fn a_payment_made_after_its_order_was_cancelled_does_not_stand(backend: Ba
 async fn a_payment_the_processor_cannot_cancel_keeps_its_order_waiting(backend: Backend) {
     let h = harness(backend).await;
     let buyer = BuyerId::generate();
-    let (stuck, _) = h.place(&buyer, "stuck", DEBIT).await;
-    let stuck = created(&stuck).clone();
-    let (gone, _) = h.place(&buyer, "gone", CHECKED).await;
-    let gone = created(&gone).clone();
+    let stuck = h.new_order(&buyer, "stuck", DEBIT).await;
+    let gone = h.new_order(&buyer, "gone", CHECKED).await;
     h.held.refuse_cancel.store(true, Ordering::SeqCst);
     h.clock
         .advance(CheckoutConfig::default().payment_pending_window + Duration::from_millis(1));
@@ -429,8 +431,7 @@ async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Ba
 async fn a_failed_check_cancels_and_gives_the_units_back(backend: Backend) {
     let h = harness(backend).await;
     let buyer = BuyerId::generate();
-    let (result, _) = h.place(&buyer, "k-fail", CHECKED).await;
-    let waiting = created(&result).clone();
+    let waiting = h.new_order(&buyer, "k-fail", CHECKED).await;
     assert_eq!(h.stock().await, 4);
     let answered = h
         .sandbox
@@ -527,10 +528,8 @@ async fn a_debit_is_confirmed_by_the_poll(backend: Backend) {
 async fn a_hold_that_runs_out_cancels_the_payment_unless_it_went_through(backend: Backend) {
     let h = harness(backend).await;
     let buyer = BuyerId::generate();
-    let (unanswered, _) = h.place(&buyer, "h-1", CHECKED).await;
-    let unanswered = created(&unanswered).clone();
-    let (late, _) = h.place(&buyer, "h-2", DEBIT).await;
-    let late = created(&late).clone();
+    let unanswered = h.new_order(&buyer, "h-1", CHECKED).await;
+    let late = h.new_order(&buyer, "h-2", DEBIT).await;
     // The bank collects the debit, but nobody tells checkout before the hold ends.
     h.sandbox
         .answer_debit(late.id.as_str(), true)

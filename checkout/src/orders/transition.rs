@@ -45,15 +45,7 @@ impl Orders {
             tx.rollback().await?;
             return Ok(None);
         };
-        self.facts
-            .commit(
-                tx,
-                moved.facts.clone(),
-                &moved.hooks,
-                moved.order.updated_at,
-            )
-            .await?;
-        self.after_transition(order, &moved);
+        self.commit_move(tx, order, &moved).await?;
         Ok(Some(moved.order))
     }
 
@@ -129,6 +121,26 @@ impl Orders {
             hooks,
             facts,
         }))
+    }
+
+    /// Commits the transaction holding `moved` (its facts and webhook messages written with it),
+    /// then tells of the move.
+    pub(crate) async fn commit_move(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        before: &Order,
+        moved: &Moved,
+    ) -> Result<(), CheckoutError> {
+        self.facts
+            .commit(
+                tx,
+                moved.facts.clone(),
+                &moved.hooks,
+                moved.order.updated_at,
+            )
+            .await?;
+        self.after_transition(before, moved);
+        Ok(())
     }
 
     /// What follows a committed transition (the rooms and the webhooks hear of it from the

@@ -214,17 +214,8 @@ impl Payments {
                 "the order changed meanwhile; retry".into(),
             ));
         };
-        self.orders
-            .facts
-            .commit(
-                tx,
-                moved.facts.clone(),
-                &moved.hooks,
-                moved.order.updated_at,
-            )
-            .await?;
+        self.orders.commit_move(tx, &order, &moved).await?;
         tracing::info!(refund = %refund.id, order = %order.id, "refund settled");
-        self.orders.after_transition(&order, &moved);
         Ok(())
     }
 
