@@ -212,7 +212,7 @@ export function startShop(streamId, { onCaption, delayMs = () => 0 } = {}) {
   }
 
   function confirmed(order) {
-    $('buy-result').textContent = `Order confirmed: ${order.quantity} x ${pin?.title || 'item'}, ${money(order.charged || order.total)} (#${order.id.slice(-6)})`;
+    $('buy-result').textContent = `Order confirmed: ${order.quantity} x ${pin?.title || 'item'}, ${money(order.charged || order.presentment?.total || order.total)} (#${order.id.slice(-6)})`;
     $('buy-result').className = 'buy-result ok';
     $('buy').disabled = !pin || pin.available <= 0;
   }
