@@ -173,6 +173,22 @@ async fn a_payment_confirmed_later_through_the_api(backend: Backend) {
         still["status"], "payment_pending",
         "the bad answers changed nothing"
     );
+    // The check's address opens it: only its buyer is shown it, and no payment id spells it.
+    assert!(still.get("payment_id").is_none(), "{still}");
+    let secret = &check[check.rfind('/').unwrap() + 1..];
+    for seen in [
+        shop.get(&format!("/api/v1/orders/{id}"), Some(&shop.seller))
+            .await
+            .1,
+        shop.get("/api/v1/orders", Some(&shop.seller)).await.1["orders"][0].clone(),
+    ] {
+        assert_eq!(seen["status"], "payment_pending", "{seen}");
+        assert!(
+            seen.get("next_action").is_none(),
+            "the seller cannot answer it: {seen}"
+        );
+        assert!(!seen.to_string().contains(secret), "{seen}");
+    }
 
     let approved = form(&check, "approve").await.unwrap();
     assert_eq!(approved.status(), 200);

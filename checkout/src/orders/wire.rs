@@ -108,7 +108,12 @@ impl From<&Order> for OrderBody {
             unit_price: o.unit_price,
             total: o.total,
             failure: o.failure.clone(),
-            payment_id: o.payment_id.clone(),
+            // While the buyer's check is open its payment id opens it (the sandbox's check page
+            // is keyed by it): only `next_action`, which only the buyer is shown, carries it.
+            payment_id: o
+                .payment_id
+                .clone()
+                .filter(|_| o.status != OrderStatus::PaymentPending),
             card_last4: o.card_last4.clone(),
             reserved_until: o.reserved_until,
             created_at: o.created_at,
@@ -127,6 +132,15 @@ impl From<&Order> for OrderBody {
             created_at_iso: Timestamp(o.created_at),
             updated_at_iso: Timestamp(o.updated_at),
         }
+    }
+}
+
+impl OrderBody {
+    /// The body as the order's seller sees it: without the buyer's next step (a payment check
+    /// is the buyer's to answer, and its address would let anyone holding it answer).
+    pub fn for_seller(mut self) -> Self {
+        self.next_action = None;
+        self
     }
 }
 

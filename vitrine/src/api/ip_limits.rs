@@ -48,7 +48,9 @@ impl Class {
 /// The class of a request by its method and path.
 pub fn classify(method: &Method, path: &str) -> Class {
     // The operator's routes take a token, whatever the method: guessing one is an auth attempt.
-    if path.starts_with("/admin/") {
+    // A sandbox payment check is opened by its address alone: trying addresses is guessing a
+    // secret too, so it counts as an auth attempt.
+    if path.starts_with("/admin/") || path.starts_with(vitrine_checkout::sandbox::ACTION_PATH) {
         return Class::Auth;
     }
     if method != Method::POST {
@@ -280,5 +282,12 @@ mod tests {
         assert_eq!(classify(&post, "/api/v1/products"), Class::Public);
         assert_eq!(classify(&post, "/api/v1/orders/or_1/pay"), Class::Orders);
         assert_eq!(classify(&post, "/api/v1/orders/or_1/refund"), Class::Public);
+        for method in [Method::GET, post] {
+            assert_eq!(
+                classify(&method, "/sandbox/payments/py_0123"),
+                Class::Auth,
+                "a payment check's address is a secret: {method}"
+            );
+        }
     }
 }

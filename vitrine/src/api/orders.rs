@@ -248,13 +248,13 @@ async fn list_orders(
     let Query(q) = q.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let buyer = match &caller {
         Caller::Seller(s) => {
-            return Ok(Json(
-                state
-                    .checkout
-                    .orders()
-                    .orders_page(OrderOwner::Seller(&s.id), &q)
-                    .await?,
-            ));
+            let mut page = state
+                .checkout
+                .orders()
+                .orders_page(OrderOwner::Seller(&s.id), &q)
+                .await?;
+            page.orders = page.orders.into_iter().map(OrderBody::for_seller).collect();
+            return Ok(Json(page));
         }
         Caller::Buyer(b) => b,
     };
@@ -293,11 +293,15 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let id = order_id(&id)?;
-    let order = match caller {
-        Caller::Seller(s) => state.checkout.orders().order_for_seller(&s.id, &id).await?,
-        Caller::Buyer(b) => state.checkout.orders().order_for_buyer(&b.id, &id).await?,
-    };
-    Ok(show(&order))
+    Ok(Json(match caller {
+        Caller::Seller(s) => {
+            let order = state.checkout.orders().order_for_seller(&s.id, &id).await?;
+            OrderBody::from(&order).for_seller()
+        }
+        Caller::Buyer(b) => {
+            OrderBody::from(&state.checkout.orders().order_for_buyer(&b.id, &id).await?)
+        }
+    }))
 }
 
 /// How an order was shipped, given when fulfilling it.

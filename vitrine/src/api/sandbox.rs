@@ -2,8 +2,9 @@
 //! sent to by a `payment_pending` order's `next_action`, standing in for the card's bank. The
 //! buyer approves or fails the check; the payment gets its answer, and checkout settles the
 //! order from the processor's record at once (the processor's notification). The payment's id
-//! is random and known only to its buyer, who got it with their order; the route is anonymous,
-//! so it is rate-limited per address like every anonymous route.
+//! is random and known only to its buyer, who got it with their order's `next_action` (the
+//! seller's view of the order carries neither it nor the payment id); the route is anonymous,
+//! so it is rate-limited per address, as guessing a secret is (`ip_limits`'s auth class).
 
 use super::ApiError;
 use crate::pages::{esc, page};
