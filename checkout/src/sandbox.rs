@@ -16,7 +16,6 @@
 use crate::db::{now_ms, sql};
 use crate::group::{Batcher, Turn, Writer};
 use crate::payment::{ChargeRequest, Payment, PaymentError, PaymentProvider, PaymentStatus};
-use rand::RngCore;
 use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,7 +60,8 @@ impl SandboxProvider {
             pool: pool.clone(),
             latency,
             debit_latency: DEBIT_LATENCY,
-            // Its writes queue with the order path's on SQLite.
+            // Its writes queue at its database's gate on SQLite (the order path's, when it
+            // shares the order path's database).
             gate: crate::db::WriteGate::of(&pool),
         });
         Self {
@@ -113,9 +113,13 @@ impl SandboxProvider {
 
     /// Debits are confirmed `latency` after they are made (a real bank takes days).
     pub fn with_debit_latency(mut self, latency: Duration) -> Self {
-        if let Some(writer) = Arc::get_mut(&mut self.writer) {
-            writer.debit_latency = latency;
-        }
+        // A builder's step, before any charge: the writer is made again with the latency.
+        self.writer = Arc::new(CreateWriter {
+            debit_latency: latency,
+            pool: self.writer.pool.clone(),
+            latency: self.writer.latency,
+            gate: self.writer.gate.clone(),
+        });
         self
     }
 
@@ -198,7 +202,17 @@ impl SandboxProvider {
         load(&self.pool, reference).await
     }
 
+    /// The payment of `reference` as it stands now: one still processing is moved to its final
+    /// state first when its latency has passed (only those: no write for the others).
     async fn current(&self, reference: &str) -> Result<Option<Payment>, PaymentError> {
+        let payment = self.load(reference).await?;
+        let processing = matches!(
+            payment.as_ref().map(|p| &p.status),
+            Some(PaymentStatus::Processing | PaymentStatus::AwaitingConfirmation)
+        );
+        if !processing {
+            return Ok(payment);
+        }
         self.settle(reference).await?;
         self.load(reference).await
     }
@@ -394,10 +408,8 @@ impl CreateWriter {
             } else {
                 self.latency
             };
-            let mut id = [0u8; 12];
-            rand::rng().fill_bytes(&mut id);
             insert = insert
-                .bind(format!("py_{}", hex::encode(id)))
+                .bind(vitrine_core::ids::random_id("py"))
                 .bind(request.reference.clone())
                 .bind(request.amount.amount)
                 .bind(request.amount.currency.as_str())

@@ -148,6 +148,13 @@ impl Sale {
             .stock
     }
 
+    /// Brings the hammer down on `a` (its clock has run out) and returns the winner's order.
+    async fn hammer(&self, a: &AuctionView) -> vitrine_core::OrderId {
+        assert_eq!(self.checkout.sale().close_due_auctions().await.unwrap(), 1);
+        let closed = self.checkout.sale().auction(&a.id).await.unwrap();
+        closed.order_id.expect("a winner's order")
+    }
+
     fn advance_secs(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }
@@ -378,15 +385,7 @@ async fn an_unpaid_winners_order_expires_and_restocks(backend: Backend) {
     let bo = BuyerId::generate();
     assert_eq!(refused(&s.bid(&a, &bo, "b1", 1000).await), None);
     s.advance_secs(10);
-    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
-    let order_id = s
-        .checkout
-        .sale()
-        .auction(&a.id)
-        .await
-        .unwrap()
-        .order_id
-        .unwrap();
+    let order_id = s.hammer(&a).await;
     assert_eq!(s.stock().await, 0);
     // Nobody pays within the reservation window (15 minutes by default).
     s.advance_secs(15 * 60 + 1);
@@ -552,15 +551,7 @@ async fn racing_payments_of_a_won_order_charge_once(backend: Backend) {
     let bo = BuyerId::generate();
     assert_eq!(refused(&s.bid(&a, &bo, "b1", 1000).await), None);
     s.advance_secs(10);
-    assert_eq!(s.checkout.sale().close_due_auctions().await.unwrap(), 1);
-    let order_id = s
-        .checkout
-        .sale()
-        .auction(&a.id)
-        .await
-        .unwrap()
-        .order_id
-        .unwrap();
+    let order_id = s.hammer(&a).await;
     let (one, two) = tokio::join!(
         s.checkout.sale().pay_order(&bo, &order_id, APPROVE),
         s.checkout.sale().pay_order(&bo, &order_id, APPROVE)

@@ -169,6 +169,20 @@ impl Harness {
         created(&self.place(buyer, key, card).await.0).clone()
     }
 
+    /// One pass of the reaper's poll of waiting orders: how many it settled.
+    async fn poll(&self) -> usize {
+        self.checkout
+            .payments()
+            .poll_deferred_payments()
+            .await
+            .unwrap()
+    }
+
+    /// The bank's answer to the debit of order `reference`.
+    async fn answer_debit(&self, reference: &str, paid: bool) {
+        self.sandbox.answer_debit(reference, paid).await.unwrap();
+    }
+
     async fn order(&self, buyer: &BuyerId, id: &vitrine_core::OrderId) -> Order {
         self.checkout
             .orders()
@@ -226,10 +240,7 @@ async fn a_late_answer_never_refunds_an_order_that_sold(backend: Backend) {
     let h = harness(backend).await;
     let buyer = BuyerId::generate();
     let waiting = h.new_order(&buyer, "late-poll", DEBIT).await;
-    h.sandbox
-        .answer_debit(waiting.id.as_str(), true)
-        .await
-        .unwrap();
+    h.answer_debit(waiting.id.as_str(), true).await;
     h.held.hold_retrieve.store(true, Ordering::SeqCst);
     let poll = {
         let checkout = h.checkout.clone();
@@ -338,18 +349,8 @@ async fn a_payment_the_processor_cannot_cancel_keeps_its_order_waiting(backend: 
         "asked again later"
     );
     assert_eq!(h.checkout.payments().release_expired().await.unwrap(), 0);
-    h.sandbox
-        .answer_debit(stuck.id.as_str(), true)
-        .await
-        .unwrap();
-    assert_eq!(
-        h.checkout
-            .payments()
-            .poll_deferred_payments()
-            .await
-            .unwrap(),
-        1
-    );
+    h.answer_debit(stuck.id.as_str(), true).await;
+    assert_eq!(h.poll().await, 1);
     assert_eq!(h.order(&buyer, &stuck.id).await.status, OrderStatus::Paid);
     assert_eq!(h.stock().await, 4);
 }
@@ -384,14 +385,7 @@ async fn a_three_d_secure_payment_waits_for_the_buyer_then_pays_once(backend: Ba
         .await
         .unwrap();
     assert_eq!(still.status, OrderStatus::PaymentPending);
-    assert_eq!(
-        h.checkout
-            .payments()
-            .poll_deferred_payments()
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(h.poll().await, 0);
 
     let answered = h.sandbox.authenticate(&payment, true).await.unwrap();
     assert_eq!(answered.status, PaymentStatus::Succeeded);
@@ -440,14 +434,7 @@ async fn a_failed_check_cancels_and_gives_the_units_back(backend: Backend) {
         .unwrap();
     assert!(matches!(answered.status, PaymentStatus::Declined { .. }));
     // No notification: the reaper's poll finds the answer.
-    assert_eq!(
-        h.checkout
-            .payments()
-            .poll_deferred_payments()
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(h.poll().await, 1);
     let cancelled = h.order(&buyer, &waiting.id).await;
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.failure.as_deref(), Some("payment_declined"));
@@ -483,30 +470,10 @@ async fn a_debit_is_confirmed_by_the_poll(backend: Backend) {
         waiting.push(order);
     }
     assert_eq!(h.stock().await, 2);
-    h.sandbox
-        .answer_debit(waiting[0].id.as_str(), true)
-        .await
-        .unwrap();
-    h.sandbox
-        .answer_debit(waiting[1].id.as_str(), false)
-        .await
-        .unwrap();
-    assert_eq!(
-        h.checkout
-            .payments()
-            .poll_deferred_payments()
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        h.checkout
-            .payments()
-            .poll_deferred_payments()
-            .await
-            .unwrap(),
-        0
-    );
+    h.answer_debit(waiting[0].id.as_str(), true).await;
+    h.answer_debit(waiting[1].id.as_str(), false).await;
+    assert_eq!(h.poll().await, 2);
+    assert_eq!(h.poll().await, 0);
     let states: Vec<_> = {
         let mut out = Vec::new();
         for o in &waiting {
@@ -531,10 +498,7 @@ async fn a_hold_that_runs_out_cancels_the_payment_unless_it_went_through(backend
     let unanswered = h.new_order(&buyer, "h-1", CHECKED).await;
     let late = h.new_order(&buyer, "h-2", DEBIT).await;
     // The bank collects the debit, but nobody tells checkout before the hold ends.
-    h.sandbox
-        .answer_debit(late.id.as_str(), true)
-        .await
-        .unwrap();
+    h.answer_debit(late.id.as_str(), true).await;
     let window = CheckoutConfig::default().payment_pending_window;
     h.clock.advance(window - Duration::from_millis(1));
     assert_eq!(

@@ -17,7 +17,7 @@ use super::Payments;
 use crate::db::sql;
 use crate::error::CheckoutError;
 use crate::order_state::OrderStatus;
-use crate::orders::{ORDER_COLUMNS, Order, order_from_row};
+use crate::orders::{ORDER_COLUMNS, Order, OrderResult, order_from_row};
 use sqlx::Row;
 use vitrine_core::OrderId;
 
@@ -36,23 +36,27 @@ impl Payments {
     #[tracing::instrument(skip_all, fields(order = %id))]
     pub async fn payment_updated(&self, id: &OrderId) -> Result<Order, CheckoutError> {
         let order = self.orders.order_by_id(id).await?;
-        self.confirm(order.clone()).await?;
-        self.orders.order_by_id(id).await
+        match self.confirm(order.clone()).await? {
+            None => Ok(order),
+            Some(OrderResult::Created(settled)) => Ok(settled),
+            // Cancelled: the refusal says why; the order is read as it stands.
+            Some(OrderResult::Rejected(_)) => self.orders.order_by_id(id).await,
+        }
     }
 
-    /// Settles a waiting order whose payment has its answer; true when it had one.
-    async fn confirm(&self, order: Order) -> Result<bool, CheckoutError> {
+    /// Settles a waiting order whose payment has its answer: what settling answered, or `None`
+    /// when there was nothing to settle yet.
+    async fn confirm(&self, order: Order) -> Result<Option<OrderResult>, CheckoutError> {
         if order.status != OrderStatus::PaymentPending {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(payment) = self.provider.retrieve(order.id.as_str()).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if !payment.status.is_final() {
-            return Ok(false);
+            return Ok(None);
         }
-        self.settle(order, &payment).await?;
-        Ok(true)
+        Ok(Some(self.settle(order, &payment).await?))
     }
 
     /// Asks the processor about one page of waiting orders, going on from where the last call
@@ -90,7 +94,7 @@ impl Payments {
                 Err(e) => Err(e),
             };
             match confirmed {
-                Ok(done) => settled += usize::from(done),
+                Ok(done) => settled += usize::from(done.is_some()),
                 Err(e) => self.orders.jobs.row_failed("payments", &id, &e),
             }
         }

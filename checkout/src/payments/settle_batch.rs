@@ -8,7 +8,7 @@
 use super::Payments;
 use crate::db::WriteGate;
 use crate::db::{sql, value_rows};
-use crate::error::CheckoutError;
+use crate::error::{CheckoutError, Rejection};
 use crate::facts::Heard;
 use crate::group::{Turn, Writer};
 use crate::ledger::{self, Tx};
@@ -75,7 +75,9 @@ impl Writer<SettleJob, Result<OrderResult, CheckoutError>> for SettleWriter {
 /// A batch's order after its transaction: moved (with what it wrote), or moved by someone else.
 enum Outcome {
     Paid(Order),
-    Other(Order, Box<Moved>),
+    /// Another move (a decline, a wait for a later confirmation): the order before it, the
+    /// move, and the placement's refusal when it did not sell.
+    Other(Order, Box<Moved>, Option<Rejection>),
     Raced,
 }
 
@@ -124,7 +126,9 @@ impl Payments {
                     .transition_in(tx, &job.order, &change.as_change())
                     .await?
                 {
-                    Some(moved) => Outcome::Other(job.order.clone(), Box::new(moved)),
+                    Some(moved) => {
+                        Outcome::Other(job.order.clone(), Box::new(moved), change.rejection)
+                    }
                     None => Outcome::Raced,
                 },
             );
@@ -197,9 +201,9 @@ impl Payments {
                 tracing::info!(order = %order.id, from = "pending", to = "paid", "order");
                 Ok(OrderResult::Created(order))
             }
-            Outcome::Other(before, moved) => {
+            Outcome::Other(before, moved, rejection) => {
                 self.orders.after_transition(&before, &moved);
-                Ok(match super::settle::change_for(&job.payment, 0).rejection {
+                Ok(match rejection {
                     Some(r) => OrderResult::Rejected(r),
                     None => OrderResult::Created(moved.order),
                 })
@@ -218,7 +222,7 @@ fn settled_facts(outcomes: &[Outcome], sold: &[&Order], heard: &Heard) -> Vec<Co
     for outcome in outcomes {
         match outcome {
             Outcome::Paid(order) => facts.push(crate::orders::order_fact(order)),
-            Outcome::Other(_, moved) => facts.extend(moved.facts.iter().cloned()),
+            Outcome::Other(_, moved, _) => facts.extend(moved.facts.iter().cloned()),
             Outcome::Raced => {}
         }
     }
@@ -291,7 +295,7 @@ fn settled_hooks(outcomes: &[Outcome]) -> Result<Vec<Hook>, CheckoutError> {
                 EventType::OrderPaid,
                 &crate::orders::OrderMessage::from(order),
             )?),
-            Outcome::Other(_, moved) => hooks.extend(moved.hooks.iter().cloned()),
+            Outcome::Other(_, moved, _) => hooks.extend(moved.hooks.iter().cloned()),
             Outcome::Raced => {}
         }
     }
